@@ -1,0 +1,1 @@
+//! The embedded segment log (to be written).

@@ -1,0 +1,12 @@
+//! Strata's shared model: configuration, the event and dead-letter records that travel on the
+//! bus, the app registry, the clock and the core error type.
+
+pub mod apps;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod time;
+
+pub use config::Config;
+pub use error::{Error, Fault, Result};
+pub use event::{BusRecord, Event, Rejected};
