@@ -1,0 +1,49 @@
+//! `strata apps create|list`: the registry of apps and their write keys (`<data>/apps.json`).
+//! A running `strata serve` picks up changes within a few seconds.
+
+use std::path::Path;
+
+use anyhow::Result;
+use strata_core::apps::{App, Apps};
+
+use super::load_config;
+
+pub fn create(
+    config: &Path,
+    name: String,
+    write_key: Option<String>,
+    secret: Option<String>,
+) -> Result<()> {
+    let config = load_config(config)?;
+    let path = config.apps_path();
+    let mut apps = Apps::load(&path)?;
+    let write_key = write_key.unwrap_or_else(|| format!("wk_{}", uuid::Uuid::new_v4().simple()));
+    apps.add(App {
+        name: name.clone(),
+        write_key: write_key.clone(),
+        secret,
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    })?;
+    apps.save(&path)?;
+    eprintln!("created app {name:?}; its write key:");
+    println!("{write_key}");
+    Ok(())
+}
+
+pub fn list(config: &Path) -> Result<()> {
+    let config = load_config(config)?;
+    let apps = Apps::load(&config.apps_path())?;
+    if apps.apps.is_empty() {
+        eprintln!("no apps yet: strata apps create NAME");
+        return Ok(());
+    }
+    println!("{:<20} {:<40} {:<7} CREATED", "NAME", "WRITE KEY", "SIGNED");
+    for app in &apps.apps {
+        let signed = if app.secret.is_some() { "yes" } else { "no" };
+        println!(
+            "{:<20} {:<40} {:<7} {}",
+            app.name, app.write_key, signed, app.created_at
+        );
+    }
+    Ok(())
+}

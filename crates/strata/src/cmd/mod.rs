@@ -1,0 +1,49 @@
+//! Subcommand implementations, one module each.
+
+mod apps;
+mod check;
+mod init;
+mod serve;
+mod sql;
+
+use anyhow::Result;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{AppsCommand, Cli, Command};
+
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Logs go to stderr so `strata sql` output on stdout stays clean.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Init { dir, force } => init::run(&dir, force),
+        Command::Apps { command } => match command {
+            AppsCommand::Create {
+                name,
+                write_key,
+                secret,
+                config,
+            } => apps::create(&config.config, name, write_key, secret),
+            AppsCommand::List { config } => apps::list(&config.config),
+        },
+        Command::Serve(args) => serve::run(args).await,
+        Command::Sql(args) => sql::run(args).await,
+        Command::Check { config } => check::run(&config.config),
+    }
+}
+
+/// Loads the config with a message that says what to do when it is missing.
+pub fn load_config(path: &std::path::Path) -> Result<strata_core::Config> {
+    Ok(strata_core::Config::load(path)?)
+}
