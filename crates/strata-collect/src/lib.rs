@@ -1,1 +1,102 @@
-//! placeholder
+//! Strata's HTTP collector: the Segment tracking API (`/v1/batch`, `/v1/track`, …), write-key
+//! and HMAC auth, validation, enrichment (server time, skew correction, IP → geo, user agent),
+//! deduplication of SDK retries, and one durable append to the bus topic `events` per request.
+//!
+//! Where things live: `routes.rs` (request flow), `auth.rs` (write keys, app registry,
+//! signatures), `decode.rs` (body limits, gzip, JSON shapes), `validate.rs` (per-event rules →
+//! [`strata_core::Event`] or a rejection), `enrich.rs` (IP, geo, UA), `dedup.rs`,
+//! `error.rs` (the one error type and its HTTP mapping).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use strata_bus::Log;
+use strata_core::event::EVENTS_TOPIC;
+use strata_core::Config;
+use tokio::sync::Semaphore;
+
+mod auth;
+mod decode;
+mod dedup;
+mod enrich;
+mod error;
+mod routes;
+mod validate;
+
+pub use auth::{sign, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+pub use error::{Error, Result};
+
+use auth::AppRegistry;
+use dedup::Dedup;
+use enrich::{Geo, UaCache};
+use validate::Limits;
+
+/// The collector's shared state. Build one with [`Collector::new`], serve [`Collector::router`].
+pub struct Collector {
+    config: Config,
+    limits: Limits,
+    apps: AppRegistry,
+    geo: Option<Geo>,
+    ua_cache: UaCache,
+    dedup: Dedup,
+    admission: Semaphore,
+    log: Arc<dyn Log>,
+}
+
+impl Collector {
+    /// Opens the app registry and the geo database, ensures the `events` topic
+    /// (`bus.partitions`) and warms the dedup set from the topic's tail.
+    pub async fn new(config: &Config, log: Arc<dyn Log>) -> Result<Arc<Collector>> {
+        let apps = AppRegistry::open(&config.apps_path())?;
+        let geo = config
+            .collector
+            .geoip_db
+            .as_deref()
+            .map(Geo::open)
+            .transpose()?;
+        log.ensure_topic(EVENTS_TOPIC, config.bus.partitions)
+            .await?;
+        let c = &config.collector;
+        let dedup = Dedup::new(c.dedup_window, c.dedup_capacity);
+        let warmed = dedup
+            .warm(log.as_ref(), strata_core::time::now_micros())
+            .await?;
+        tracing::info!(warmed, "collector dedup set warmed from the bus");
+        let micros = |d: std::time::Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        Ok(Arc::new(Collector {
+            limits: Limits {
+                max_event_bytes: c.max_event_bytes,
+                max_age_micros: micros(c.max_event_age),
+                max_future_micros: micros(c.max_event_future),
+            },
+            apps,
+            geo,
+            ua_cache: UaCache::default(),
+            dedup,
+            admission: Semaphore::new(config.server.max_in_flight.min(Semaphore::MAX_PERMITS)),
+            log,
+            config: config.clone(),
+        }))
+    }
+
+    /// All `/v1/*` routes and `GET /health`.
+    pub fn router(self: &Arc<Self>) -> axum::Router {
+        routes::router(Arc::clone(self))
+    }
+}
+
+/// Serves `router` on `listener` (with the peer address available to handlers) until
+/// `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

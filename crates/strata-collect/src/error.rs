@@ -1,0 +1,95 @@
+//! The collector's one error type, and its mapping to HTTP responses (the only place that
+//! decides a status code).
+//!
+//! Error bodies are `{"error": reason, "code": kind, "message": reason}`: `error` is what Strata
+//! documents; `code` and `message` are what the Segment and RudderStack SDKs read when a request
+//! fails.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Client's fault, retry cannot help: no or unknown write key, bad or stale signature.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Client's fault: the body is not what the API takes (bad JSON, wrong shape, not UTF-8).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Client's fault: the body (on the wire or decompressed) exceeds `server.max_body_bytes`.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// Client's fault: a `Content-Encoding` other than gzip or identity.
+    #[error("{0}")]
+    UnsupportedEncoding(String),
+    /// Client's fault (or a slow network): the body did not arrive in time. A retry may help.
+    #[error("{0}")]
+    Timeout(String),
+    /// Too many requests at once: back off and retry.
+    #[error("{0}")]
+    Overloaded(String),
+    /// The bus refused or failed the append. Nothing was acknowledged; a retry may help.
+    #[error("bus unavailable: {0}")]
+    Bus(#[from] strata_bus::Error),
+    /// Startup: the app registry, the geo database or the bus could not be opened (user's
+    /// configuration or the environment; not an HTTP error).
+    #[error("{0}")]
+    Setup(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Error::Overloaded(_) | Error::Bus(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Setup(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Short machine-readable kind (the `code` field of the error body).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Unauthorized(_) => "unauthorized",
+            Error::BadRequest(_) => "bad_request",
+            Error::PayloadTooLarge(_) => "payload_too_large",
+            Error::UnsupportedEncoding(_) => "unsupported_encoding",
+            Error::Timeout(_) => "timeout",
+            Error::Overloaded(_) => "overloaded",
+            Error::Bus(_) => "unavailable",
+            Error::Setup(_) => "internal",
+        }
+    }
+
+    /// Whether the same request may succeed later.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Timeout(_) | Error::Overloaded(_) | Error::Bus(_)
+        )
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = self.to_string();
+        let body = serde_json::json!({
+            "error": message,
+            "code": self.code(),
+            "message": message,
+        });
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
