@@ -1,0 +1,425 @@
+//! Ingest benchmark: durable-ack throughput and latency of `strata serve` under batches of 100
+//! events of ~400 bytes, the lake sink's lag during the run, ack → visible-in-SQL freshness at
+//! the default flush interval and at 1 s, peak RSS — next to the fsync-only ceiling server
+//! measured the same way in the same run.
+//!
+//! Usage: ingest-bench [--seconds N] [--connections C] [--strata PATH] [--out DIR]
+//! (bench/run.sh builds everything in release mode and calls this.)
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use strata_bench::{peak_rss_mib, run_load, BatchTemplate, Conn, LoadResult};
+
+const WRITE_KEY: &str = "bench-key";
+const EVENTS_PER_BATCH: usize = 100;
+const EVENT_BYTES: usize = 400;
+
+struct Args {
+    seconds: u64,
+    connections: usize,
+    strata: PathBuf,
+    out: PathBuf,
+}
+
+fn parse_args() -> Result<Args> {
+    let exe_dir = std::env::current_exe()?
+        .parent()
+        .map(Path::to_path_buf)
+        .context("exe dir")?;
+    let mut args = Args {
+        seconds: 30,
+        connections: 64,
+        strata: exe_dir.join("strata"),
+        out: PathBuf::from("bench/results"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut val = || it.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--seconds" => args.seconds = val()?.parse()?,
+            "--connections" => args.connections = val()?.parse()?,
+            "--strata" => args.strata = PathBuf::from(val()?),
+            "--out" => args.out = PathBuf::from(val()?),
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    Ok(args)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = parse_args()?;
+    let template = Arc::new(BatchTemplate::new("bench", EVENTS_PER_BATCH, EVENT_BYTES));
+    let duration = Duration::from_secs(args.seconds);
+    eprintln!(
+        "ingest bench: {} s per run, {} connections, batches of {} events, {} bytes per batch",
+        args.seconds,
+        args.connections,
+        EVENTS_PER_BATCH,
+        template.len()
+    );
+
+    // 1. The ceiling: an fsync-only HTTP server.
+    let ceiling_dir = tempdir("ceiling")?;
+    let fsync_bin = args.strata.with_file_name("fsync-server");
+    let mut ceiling = Command::new(&fsync_bin)
+        .arg(&ceiling_dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", fsync_bin.display()))?;
+    let ceiling_addr = read_addr(&mut ceiling)?;
+    let ceiling_load = run_load(
+        ceiling_addr,
+        WRITE_KEY,
+        template.clone(),
+        args.connections,
+        duration,
+        0,
+    )
+    .await?;
+    let _ = ceiling.kill();
+    let _ = ceiling.wait();
+    let _ = std::fs::remove_dir_all(&ceiling_dir);
+    report_load("fsync-only ceiling", &ceiling_load);
+
+    // 2. Strata at default settings (10 s flush), then 3. with --flush-interval 1s.
+    let default_run = strata_run(&args, &template, duration, None, 1).await?;
+    let fast_run = strata_run(&args, &template, duration, Some("1s"), 1_000_000_000).await?;
+
+    let ratio = default_run.load.events_per_sec() / ceiling_load.events_per_sec();
+    eprintln!("strata / ceiling throughput ratio: {ratio:.2}");
+
+    let report = json!({
+        "benchmark": "ingest",
+        "date": chrono::Utc::now().to_rfc3339(),
+        "machine": machine(),
+        "seconds_per_run": args.seconds,
+        "connections": args.connections,
+        "events_per_batch": EVENTS_PER_BATCH,
+        "bytes_per_batch": template.len(),
+        "ceiling_fsync_only": load_json(&ceiling_load),
+        "strata_default": default_run.to_json(),
+        "strata_flush_1s": fast_run.to_json(),
+        "ratio_strata_to_ceiling": ratio,
+        "targets": {"events_per_sec": 300000, "p99_ack_ms": 50, "p99_freshness_s_at_1s_flush": 5, "peak_rss_mib": 1024}
+    });
+    std::fs::create_dir_all(&args.out)?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let json_path = args.out.join(format!("ingest-{stamp}.json"));
+    std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)?;
+    let md = markdown(&report);
+    std::fs::write(args.out.join(format!("ingest-{stamp}.md")), &md)?;
+    std::fs::write(args.out.join("latest.md"), &md)?;
+    std::fs::write(
+        args.out.join("latest.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    println!("{md}");
+    eprintln!("wrote {}", json_path.display());
+    Ok(())
+}
+
+struct StrataRun {
+    flush: String,
+    load: LoadResult,
+    lag_samples: Vec<(f64, f64)>,
+    drain_s: f64,
+    lake_rows: i64,
+    freshness_ms: (f64, f64, f64),
+    peak_rss_mib: f64,
+}
+
+impl StrataRun {
+    fn to_json(&self) -> serde_json::Value {
+        json!({
+            "flush_interval": self.flush,
+            "load": load_json(&self.load),
+            "lake_lag_records_samples": self.lag_samples.iter().map(|(t, l)| json!([t, l])).collect::<Vec<_>>(),
+            "drain_after_load_s": self.drain_s,
+            "lake_rows": self.lake_rows,
+            "freshness_ack_to_commit_ms": {"p50": self.freshness_ms.0, "p99": self.freshness_ms.1, "max": self.freshness_ms.2},
+            "peak_rss_mib": self.peak_rss_mib,
+        })
+    }
+}
+
+async fn strata_run(
+    args: &Args,
+    template: &Arc<BatchTemplate>,
+    duration: Duration,
+    flush: Option<&str>,
+    first_request: u64,
+) -> Result<StrataRun> {
+    let dir = tempdir("strata")?;
+    let config = dir.join("strata.toml");
+    cli(&args.strata, &[
+        "init".as_ref(),
+        dir.as_os_str(),
+    ])?;
+    cli(&args.strata, &[
+        "apps".as_ref(),
+        "create".as_ref(),
+        "bench".as_ref(),
+        "--write-key".as_ref(),
+        WRITE_KEY.as_ref(),
+        "-c".as_ref(),
+        config.as_os_str(),
+    ])?;
+    let mut cmd = Command::new(&args.strata);
+    cmd.arg("serve")
+        .arg("-c")
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(f) = flush {
+        cmd.args(["--flush-interval", f]);
+    }
+    let mut server = cmd.spawn().context("starting strata serve")?;
+    let addr = read_addr(&mut server)?;
+    let label = format!("strata (flush {})", flush.unwrap_or("10s default"));
+
+    // Sample the lake sink's lag once a second while the load runs.
+    let sampler = tokio::spawn(sample_lag(addr, duration));
+    let load = run_load(
+        addr,
+        WRITE_KEY,
+        template.clone(),
+        args.connections,
+        duration,
+        first_request,
+    )
+    .await?;
+    let lag_samples = sampler.await.unwrap_or_default();
+    report_load(&label, &load);
+
+    // Drain: how long until the lake holds everything acknowledged.
+    let drain_start = Instant::now();
+    let expected = load.events_acked as i64;
+    let mut lake_rows = 0;
+    while drain_start.elapsed() < Duration::from_secs(300) {
+        lake_rows = sql_count(&args.strata, &config, "SELECT count(*) FROM ods.ods_event")?;
+        if lake_rows >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let drain_s = drain_start.elapsed().as_secs_f64();
+    let peak_rss_mib = peak_rss_mib(server.id()).unwrap_or(f64::NAN);
+    let freshness_ms = freshness(&args.strata, &config)?;
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!(
+        "{label}: lake rows {lake_rows}/{expected}, drained {drain_s:.1} s after load, \
+         freshness p50 {:.0} ms p99 {:.0} ms, peak RSS {peak_rss_mib:.0} MiB",
+        freshness_ms.0, freshness_ms.1
+    );
+    Ok(StrataRun {
+        flush: flush.unwrap_or("10s").to_string(),
+        load,
+        lag_samples,
+        drain_s,
+        lake_rows,
+        freshness_ms,
+        peak_rss_mib,
+    })
+}
+
+async fn sample_lag(addr: SocketAddr, duration: Duration) -> Vec<(f64, f64)> {
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let Ok(mut conn) = Conn::connect(addr).await else {
+        return out;
+    };
+    while start.elapsed() < duration {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Ok((200, body)) = conn.get("/metrics").await {
+            let lag = body
+                .lines()
+                .filter(|l| l.starts_with("strata_bus_consumer_lag_records"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>();
+            out.push((start.elapsed().as_secs_f64(), lag));
+        }
+    }
+    out
+}
+
+/// Ack → commit time of every row: `ingested_at - server_ts`, from the lake itself.
+fn freshness(strata: &Path, config: &Path) -> Result<(f64, f64, f64)> {
+    let q = "SELECT approx_percentile_cont(0.5) WITHIN GROUP (ORDER BY d) AS p50, \
+             approx_percentile_cont(0.99) WITHIN GROUP (ORDER BY d) AS p99, max(d) AS mx FROM \
+             (SELECT (arrow_cast(ingested_at, 'Int64') - arrow_cast(server_ts, 'Int64')) / 1000.0 AS d \
+              FROM ods.ods_event)";
+    let rows = sql_json(strata, config, q)?;
+    let row = rows.first().context("no freshness row")?;
+    let f = |k: &str| row[k].as_f64().unwrap_or(f64::NAN);
+    Ok((f("p50"), f("p99"), f("mx")))
+}
+
+fn sql_json(strata: &Path, config: &Path, q: &str) -> Result<Vec<serde_json::Value>> {
+    let out = Command::new(strata)
+        .args(["sql", "--format", "json", "-c"])
+        .arg(config)
+        .arg(q)
+        .output()?;
+    if !out.status.success() {
+        bail!("sql failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
+}
+
+fn sql_count(strata: &Path, config: &Path, q: &str) -> Result<i64> {
+    let rows = sql_json(strata, config, q)?;
+    Ok(rows
+        .first()
+        .and_then(|r| r.as_object())
+        .and_then(|o| o.values().next())
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0))
+}
+
+fn cli(strata: &Path, args: &[&std::ffi::OsStr]) -> Result<()> {
+    let out = Command::new(strata).args(args).output()?;
+    if !out.status.success() {
+        bail!("strata failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+fn read_addr(child: &mut Child) -> Result<SocketAddr> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    line.trim()
+        .rsplit("http://")
+        .next()
+        .and_then(|a| a.parse().ok())
+        .with_context(|| format!("no address in {line:?}"))
+}
+
+fn tempdir(prefix: &str) -> Result<PathBuf> {
+    let base = std::env::var_os("STRATA_BENCH_TMP")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = base.join(format!(
+        "strata-bench-{prefix}-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn report_load(label: &str, r: &LoadResult) {
+    eprintln!(
+        "{label}: {:.0} events/s, ack p50 {:.1} ms p99 {:.1} ms p999 {:.1} ms, {} failed requests",
+        r.events_per_sec(),
+        r.percentile_ms(0.5),
+        r.percentile_ms(0.99),
+        r.percentile_ms(0.999),
+        r.requests_failed
+    );
+}
+
+fn load_json(r: &LoadResult) -> serde_json::Value {
+    json!({
+        "events_per_sec": r.events_per_sec(),
+        "events_acked": r.events_acked,
+        "requests_ok": r.requests_ok,
+        "requests_failed": r.requests_failed,
+        "ack_ms": {"p50": r.percentile_ms(0.5), "p99": r.percentile_ms(0.99), "p999": r.percentile_ms(0.999)},
+    })
+}
+
+fn machine() -> serde_json::Value {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    json!({"cpus": cpus, "cpu": model, "note": "load generator runs on the same cores"})
+}
+
+fn markdown(r: &serde_json::Value) -> String {
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+    let row = |name: &str, run: &serde_json::Value| {
+        let load = &run["load"];
+        format!(
+            "| {name} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {:.0} / {:.0} | {:.0} |\n",
+            f(&load["events_per_sec"]),
+            f(&load["ack_ms"]["p50"]),
+            f(&load["ack_ms"]["p99"]),
+            f(&load["ack_ms"]["p999"]),
+            load["requests_failed"],
+            f(&run["freshness_ack_to_commit_ms"]["p50"]),
+            f(&run["freshness_ack_to_commit_ms"]["p99"]),
+            f(&run["peak_rss_mib"]),
+        )
+    };
+    let mut s = String::new();
+    s.push_str(&format!(
+        "# Ingest benchmark — {}\n\nMachine: {}. {} s per run, {} connections, batches of {} events ({} bytes per batch), durable acks.\n\n",
+        r["date"].as_str().unwrap_or(""),
+        r["machine"],
+        r["seconds_per_run"],
+        r["connections"],
+        r["events_per_batch"],
+        r["bytes_per_batch"]
+    ));
+    s.push_str("| run | events/s | ack p50 ms | ack p99 ms | ack p999 ms | failed req | ack→commit p50 / p99 ms | peak RSS MiB |\n|---|---|---|---|---|---|---|---|\n");
+    let c = &r["ceiling_fsync_only"];
+    s.push_str(&format!(
+        "| fsync-only ceiling | {:.0} | {:.1} | {:.1} | {:.1} | {} | – | – |\n",
+        f(&c["events_per_sec"]),
+        f(&c["ack_ms"]["p50"]),
+        f(&c["ack_ms"]["p99"]),
+        f(&c["ack_ms"]["p999"]),
+        c["requests_failed"]
+    ));
+    s.push_str(&row("strata, flush 10 s (default)", &r["strata_default"]));
+    s.push_str(&row("strata, flush 1 s", &r["strata_flush_1s"]));
+    s.push_str(&format!(
+        "\nStrata / ceiling throughput: **{:.2}**. Targets: ≥ 300,000 events/s, ack p99 ≤ 50 ms, ack→visible p99 ≤ 5 s at 1 s flush, RSS ≤ 1 GiB.\n\n",
+        f(&r["ratio_strata_to_ceiling"])
+    ));
+    for (name, key) in [("default", "strata_default"), ("1 s", "strata_flush_1s")] {
+        let run = &r[key];
+        s.push_str(&format!(
+            "Lake sink lag (records) during the {name} run, sampled each second: {}; drained {:.1} s after the load stopped; lake rows {} of {} acknowledged.\n\n",
+            run["lake_lag_records_samples"]
+                .as_array()
+                .map(|a| a
+                    .iter()
+                    .map(|p| format!("{:.0}", f(&p[1])))
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default(),
+            f(&run["drain_after_load_s"]),
+            run["lake_rows"],
+            run["load"]["events_acked"],
+        ));
+    }
+    s.push_str("Ack→commit is `ingested_at - server_ts` of every row in the lake (the time from the collector stamping an event to the lake sink committing it).\n");
+    s
+}
