@@ -173,11 +173,6 @@ impl UaCache {
         self.lock().len()
     }
 
-    #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Arc<UserAgent>>> {
         self.map
             .lock()
