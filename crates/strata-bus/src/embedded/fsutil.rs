@@ -1,0 +1,51 @@
+//! Small durable-filesystem helpers.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Makes directory entries (created, renamed or removed files) in `dir` durable.
+pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("fsync directory {}", dir.display()), e))
+}
+
+/// Replaces `path` with `bytes` atomically and durably: write a temp file, fsync it, rename it
+/// over `path`, fsync the directory.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let ctx = |what: &str| format!("{what} {}", path.display());
+    let dir = path
+        .parent()
+        .ok_or_else(|| Error::Invalid(format!("{} has no parent", path.display())))?;
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = Path::new(&tmp_name);
+    let mut f = File::create(tmp).map_err(|e| Error::io(ctx("creating temp for"), e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io(ctx("writing temp for"), e))?;
+    drop(f);
+    std::fs::rename(tmp, path).map_err(|e| Error::io(ctx("renaming temp to"), e))?;
+    fsync_dir(dir)
+}
+
+/// Topic and group names become path components: keep them to a safe alphabet (Kafka's).
+pub(crate) fn validate_name(kind: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "{kind} name {name:?} must be 1-249 characters of [A-Za-z0-9._-]"
+        )))
+    }
+}
