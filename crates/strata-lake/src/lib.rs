@@ -1,1 +1,37 @@
-//! placeholder
+//! Strata's lake: the Iceberg catalog and ODS tables ([`Lake`]), the sink that turns bus topic
+//! `events` into Parquet files committed exactly once ([`LakeSink`]), and the DataFusion SQL
+//! session behind `strata sql` ([`SqlSession`]).
+//!
+//! Where things live:
+//! - `lake.rs`: opening the SQLite SQL catalog, creating `ods.ods_event` / `ods.ods_event_rejected`
+//! - `schema.rs`: the two tables' columns, partition specs and properties
+//! - `batch.rs`: bus records → Arrow columns grouped by partition
+//! - `write.rs`: Parquet data files and the fast-append commit carrying bus offsets
+//! - `position.rs`: the `strata.bus.events.offsets` snapshot summary property
+//! - `sink.rs`: the consume → buffer → flush → commit loop
+//! - `sql.rs`: the SQL session, time travel, output formats
+
+mod batch;
+mod error;
+mod lake;
+mod position;
+mod retry;
+mod schema;
+mod sink;
+mod sql;
+mod write;
+
+pub use batch::{event_type, utc_date, utc_hour};
+pub use error::{Error, Fault, Result};
+pub use lake::Lake;
+pub use position::{
+    decode_offsets, encode_offsets, offsets_key, table_position, EVENTS_OFFSETS_KEY,
+};
+pub use schema::{OdsTable, EVENT_TABLE, ODS_NAMESPACE, REJECTED_TABLE};
+pub use sink::{LakeSink, LAKE_GROUP};
+pub use sql::{
+    format_batches, list_tables, snapshot_at, OutputFormat, SqlSession, TimeTravelDialect,
+};
+
+#[cfg(test)]
+mod tests;

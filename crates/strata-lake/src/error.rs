@@ -1,0 +1,152 @@
+//! Lake errors: each variant says whose fault it is and whether a retry can help.
+
+use std::fmt;
+
+/// Whose fault an error is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The user's input: bad SQL, an unknown table or snapshot.
+    User,
+    /// Something outside this process: files, the catalog database, the bus.
+    External,
+    /// A bug or broken invariant inside Strata.
+    Internal,
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Fault::User => "user",
+            Fault::External => "external",
+            Fault::Internal => "internal",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The SQL text does not parse or does not plan (user's fault, not retryable).
+    #[error("sql error: {0}")]
+    Sql(String),
+    /// A table, namespace or snapshot the user named does not exist (user's fault).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The Iceberg catalog or table files failed (external; often retryable).
+    #[error("iceberg error ({context}): {source}")]
+    Iceberg {
+        context: String,
+        #[source]
+        source: iceberg::Error,
+    },
+    /// A commit whose outcome is unknown and could not be confirmed after bounded retries
+    /// (external, retryable: the next start re-reads from the committed position).
+    #[error("commit of {table} failed after {attempts} attempts: {message}")]
+    CommitFailed {
+        table: String,
+        attempts: u32,
+        message: String,
+    },
+    /// The bus failed (external; retryable when the bus says so).
+    #[error("bus error ({context}): {source}")]
+    Bus {
+        context: String,
+        #[source]
+        source: strata_bus::Error,
+    },
+    /// File system or catalog database I/O outside Iceberg (external, retryable).
+    #[error("i/o error ({context}): {message}")]
+    Io { context: String, message: String },
+    /// DataFusion failed while executing a query that planned (external or internal;
+    /// not retried automatically).
+    #[error("query execution error: {0}")]
+    Execution(String),
+    /// Arrow failed building or printing batches (internal bug, not retryable).
+    #[error("arrow error ({context}): {source}")]
+    Arrow {
+        context: String,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    /// A broken invariant inside the lake (internal bug, not retryable).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn iceberg(context: impl Into<String>, source: iceberg::Error) -> Self {
+        Error::Iceberg {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub fn bus(context: impl Into<String>, source: strata_bus::Error) -> Self {
+        Error::Bus {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub fn arrow(context: impl Into<String>, source: arrow::error::ArrowError) -> Self {
+        Error::Arrow {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub fn io(context: impl Into<String>, message: impl fmt::Display) -> Self {
+        Error::Io {
+            context: context.into(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Maps a DataFusion error: planning problems are the user's, the rest execution errors.
+    pub fn datafusion(e: datafusion::error::DataFusionError) -> Self {
+        use datafusion::error::DataFusionError as D;
+        match e.find_root() {
+            D::SQL(..) | D::Plan(_) | D::SchemaError(..) | D::NotImplemented(_) => {
+                Error::Sql(e.to_string())
+            }
+            _ => Error::Execution(e.to_string()),
+        }
+    }
+
+    /// Whose fault this error is.
+    pub fn fault(&self) -> Fault {
+        match self {
+            Error::Sql(_) | Error::NotFound(_) => Fault::User,
+            Error::Iceberg { source, .. } => match source.kind() {
+                iceberg::ErrorKind::TableNotFound | iceberg::ErrorKind::NamespaceNotFound => {
+                    Fault::User
+                }
+                iceberg::ErrorKind::DataInvalid | iceberg::ErrorKind::PreconditionFailed => {
+                    Fault::Internal
+                }
+                _ => Fault::External,
+            },
+            Error::CommitFailed { .. } | Error::Bus { .. } | Error::Io { .. } => Fault::External,
+            Error::Execution(_) => Fault::External,
+            Error::Arrow { .. } | Error::Internal(_) => Fault::Internal,
+        }
+    }
+
+    /// Whether retrying the same operation later can succeed.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Error::Sql(_) | Error::NotFound(_) | Error::Arrow { .. } | Error::Internal(_) => false,
+            Error::Iceberg { source, .. } => {
+                source.retryable()
+                    || matches!(
+                        source.kind(),
+                        iceberg::ErrorKind::Unexpected | iceberg::ErrorKind::CatalogCommitConflicts
+                    )
+            }
+            Error::CommitFailed { .. } | Error::Io { .. } => true,
+            Error::Bus { source, .. } => source.retryable(),
+            Error::Execution(_) => false,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,166 @@
+//! [`Lake`]: the Iceberg SQL catalog in SQLite and the ODS tables.
+//!
+//! The catalog is `iceberg-catalog-sql` over sqlx's SQLite driver: the same `iceberg_tables` /
+//! `iceberg_namespace_properties` schema pyiceberg's `SqlCatalog` and Spark's JDBC catalog use,
+//! so those engines open the same file. The database is switched to WAL journal mode on open
+//! (persistent in the file) so `strata sql` can read while `strata serve` commits; sqlx's
+//! connections wait up to 5 s on a locked database, and opening retries with backoff.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use iceberg::io::LocalFsStorageFactory;
+use iceberg::{Catalog, CatalogBuilder, TableCreation};
+use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::{ConnectOptions, Connection};
+
+use crate::error::{Error, Result};
+use crate::retry::Backoff;
+use crate::schema::{ods_namespace, table_properties, OdsTable};
+
+/// The lake: an Iceberg SQL catalog (SQLite) and a warehouse directory of table files.
+#[derive(Clone)]
+pub struct Lake {
+    catalog: Arc<dyn Catalog>,
+    catalog_name: String,
+    warehouse: PathBuf,
+}
+
+impl std::fmt::Debug for Lake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lake")
+            .field("catalog_name", &self.catalog_name)
+            .field("warehouse", &self.warehouse)
+            .finish()
+    }
+}
+
+impl Lake {
+    /// Creates dirs, opens/creates the SQLite Iceberg SQL catalog and creates namespace `ods`
+    /// and tables `ods.ods_event`, `ods.ods_event_rejected` if missing.
+    pub async fn open(config: &strata_core::Config) -> Result<Lake> {
+        let warehouse = absolute_dir(&config.warehouse_dir())?;
+        let catalog_path = config.catalog_path();
+        if let Some(parent) = catalog_path.parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+            }
+        }
+        let mut backoff = Backoff::new(8);
+        loop {
+            match Self::try_open(&catalog_path, &warehouse, &config.lake.catalog_name).await {
+                Ok(lake) => return Ok(lake),
+                Err(e) if e.retryable() && backoff.can_retry() => {
+                    tracing::warn!(error = %e, catalog = %catalog_path.display(), "opening lake failed, retrying");
+                    backoff.wait().await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn try_open(catalog_path: &Path, warehouse: &Path, catalog_name: &str) -> Result<Lake> {
+        prepare_sqlite(catalog_path).await?;
+        let uri = format!("sqlite:{}", catalog_path.display());
+        let warehouse_str = warehouse.to_string_lossy().to_string();
+        let catalog = SqlCatalogBuilder::default()
+            .uri(uri)
+            .warehouse_location(warehouse_str)
+            .sql_bind_style(SqlBindStyle::QMark)
+            .with_storage_factory(Arc::new(LocalFsStorageFactory))
+            .load(catalog_name, Default::default())
+            .await
+            .map_err(|e| Error::iceberg("opening the sql catalog", e))?;
+        let catalog: Arc<dyn Catalog> = Arc::new(catalog);
+        let lake = Lake {
+            catalog,
+            catalog_name: catalog_name.to_string(),
+            warehouse: warehouse.to_path_buf(),
+        };
+        lake.ensure_tables().await?;
+        Ok(lake)
+    }
+
+    async fn ensure_tables(&self) -> Result<()> {
+        let ns = ods_namespace();
+        let exists = self
+            .catalog
+            .namespace_exists(&ns)
+            .await
+            .map_err(|e| Error::iceberg("checking namespace ods", e))?;
+        if !exists {
+            match self.catalog.create_namespace(&ns, Default::default()).await {
+                Ok(_) => tracing::info!(namespace = "ods", "created namespace"),
+                // Another process created it meanwhile.
+                Err(e) if e.kind() == iceberg::ErrorKind::NamespaceAlreadyExists => {}
+                Err(e) => return Err(Error::iceberg("creating namespace ods", e)),
+            }
+        }
+        for table in OdsTable::ALL {
+            let ident = table.ident();
+            let exists = self
+                .catalog
+                .table_exists(&ident)
+                .await
+                .map_err(|e| Error::iceberg(format!("checking table {ident}"), e))?;
+            if exists {
+                continue;
+            }
+            let creation = TableCreation::builder()
+                .name(table.name().to_string())
+                .schema(table.schema()?)
+                .partition_spec(table.partition_spec()?)
+                .properties(table_properties())
+                .build();
+            match self.catalog.create_table(&ns, creation).await {
+                Ok(_) => tracing::info!(table = %ident, "created table"),
+                Err(e) if e.kind() == iceberg::ErrorKind::TableAlreadyExists => {}
+                Err(e) => return Err(Error::iceberg(format!("creating table {ident}"), e)),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn catalog(&self) -> Arc<dyn Catalog> {
+        self.catalog.clone()
+    }
+
+    /// The catalog's name (`lake.catalog_name`), also the SQL catalog name in `strata sql`.
+    pub fn catalog_name(&self) -> &str {
+        &self.catalog_name
+    }
+
+    /// Absolute warehouse directory.
+    pub fn warehouse(&self) -> &Path {
+        &self.warehouse
+    }
+}
+
+fn absolute_dir(dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    std::fs::canonicalize(dir).map_err(|e| Error::io(format!("resolving {}", dir.display()), e))
+}
+
+/// Creates the SQLite file if missing and switches it to WAL (persistent), so readers and the
+/// committing sink do not block each other.
+async fn prepare_sqlite(path: &Path) -> Result<()> {
+    let url = format!("sqlite:{}", path.display());
+    let options = SqliteConnectOptions::from_str(&url)
+        .map_err(|e| Error::io(format!("catalog path {}", path.display()), e))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(30));
+    let conn = options
+        .connect()
+        .await
+        .map_err(|e| Error::io(format!("opening catalog {}", path.display()), e))?;
+    conn.close()
+        .await
+        .map_err(|e| Error::io(format!("closing catalog {}", path.display()), e))?;
+    Ok(())
+}

@@ -1,0 +1,406 @@
+//! The lake sink: bus topic `events` → Parquet → Iceberg (`ods.ods_event`,
+//! `ods.ods_event_rejected`), exactly once.
+//!
+//! How exactly-once holds:
+//! - Each table's position (next bus offset per partition) lives in its snapshot summaries
+//!   ([`crate::position`]) and changes in the same atomic catalog swap as its data.
+//! - On start the sink reads each table's position, reads every partition from the minimum of
+//!   the two, and routes a record to a table only if its offset is at or past that table's
+//!   position. A crash anywhere (mid-write, between the two tables' commits) therefore neither
+//!   loses nor duplicates rows.
+//! - A table that gets no rows for a while gets a position-only snapshot now and then (and on
+//!   graceful shutdown) so restarts do not re-read the whole bus.
+//! - The bus consumer group `lake` is committed after the Iceberg commits; it is advisory (lag
+//!   metrics, retention), never read back as the truth.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::datatypes::SchemaRef as ArrowSchemaRef;
+use iceberg::arrow::schema_to_arrow_schema;
+use iceberg::table::Table;
+use iceberg::Catalog;
+use strata_bus::{Log, Offsets, StoredRecord};
+use strata_core::config::LakeConfig;
+use strata_core::event::EVENTS_TOPIC;
+use strata_core::BusRecord;
+use tokio::sync::watch;
+
+use crate::batch::{BusPosition, EventBuffer, RejectedBuffer, RejectedRow};
+use crate::error::{Error, Result};
+use crate::lake::Lake;
+use crate::position::{max_offsets, min_offsets, table_position};
+use crate::retry::Backoff;
+use crate::schema::OdsTable;
+use crate::write::{commit_with_position, write_data_files};
+
+/// Consumer group the sink commits (advisory) offsets under.
+pub const LAKE_GROUP: &str = "lake";
+/// Records per `Log::read` call.
+const READ_MAX_RECORDS: usize = 8192;
+/// Bytes per `Log::read` call (roughly).
+const READ_MAX_BYTES: usize = 8 * 1024 * 1024;
+/// Longest idle wait before re-checking (lag gauge, shutdown).
+const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// A table without rows still records its position this often (and on graceful shutdown).
+const MIN_POSITION_COMMIT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Consumes the `events` topic into the ODS tables.
+pub struct LakeSink {
+    catalog: Arc<dyn Catalog>,
+    log: Arc<dyn Log>,
+    config: LakeConfig,
+    topic: String,
+}
+
+impl LakeSink {
+    pub async fn new(lake: &Lake, log: Arc<dyn Log>, config: &LakeConfig) -> Result<LakeSink> {
+        let catalog = lake.catalog();
+        for table in OdsTable::ALL {
+            catalog
+                .load_table(&table.ident())
+                .await
+                .map_err(|e| Error::iceberg(format!("loading {}", table.ident()), e))?;
+        }
+        Ok(LakeSink {
+            catalog,
+            log,
+            config: config.clone(),
+            topic: EVENTS_TOPIC.to_string(),
+        })
+    }
+
+    /// Consumes `events` as consumer group `lake` until `shutdown` turns true, then flushes,
+    /// commits and returns.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        let Some(partitions) = self.wait_for_topic(&mut shutdown).await? else {
+            return Ok(());
+        };
+        let mut state = SinkState::start(&self, partitions).await?;
+        tracing::info!(
+            topic = %self.topic,
+            partitions,
+            start = ?state.next,
+            event_position = ?state.tables[0].committed,
+            rejected_position = ?state.tables[1].committed,
+            "lake sink started"
+        );
+        let mut shutting_down = false;
+        let mut read_backoff = Backoff::new(u32::MAX);
+        while !shutting_down && !*shutdown.borrow() {
+            let mut got = 0usize;
+            for p in 0..partitions {
+                let from = state.next.get(&p).copied().unwrap_or(0);
+                let records = match self
+                    .log
+                    .read(&self.topic, p, from, READ_MAX_RECORDS, READ_MAX_BYTES)
+                    .await
+                {
+                    Ok(records) => records,
+                    Err(strata_bus::Error::OffsetOutOfRange { start, .. }) if from < start => {
+                        tracing::error!(
+                            partition = p,
+                            from,
+                            start,
+                            "bus retention deleted records the lake never committed; skipping them"
+                        );
+                        state.next.insert(p, start);
+                        continue;
+                    }
+                    Err(e) if e.retryable() => {
+                        tracing::warn!(partition = p, error = %e, "bus read failed, retrying");
+                        read_backoff.wait().await;
+                        continue;
+                    }
+                    Err(e) => return Err(Error::bus(format!("reading {}/{p}", self.topic), e)),
+                };
+                read_backoff = Backoff::new(u32::MAX);
+                got += records.len();
+                state.route(&records);
+                if state.should_flush(&self.config) {
+                    state.flush(&self, false).await?;
+                }
+            }
+            if state.should_flush(&self.config) {
+                state.flush(&self, false).await?;
+            }
+            if got == 0 {
+                state.report_lag(&self).await;
+                let timeout = state
+                    .flush_deadline(&self.config)
+                    .map(|d| d.saturating_duration_since(Instant::now()))
+                    .unwrap_or(IDLE_WAIT)
+                    .min(IDLE_WAIT);
+                tokio::select! {
+                    changed = shutdown.changed() => {
+                        // A dropped sender also means: stop.
+                        if changed.is_err() {
+                            shutting_down = true;
+                        }
+                    }
+                    waited = wait_any(self.log.as_ref(), &self.topic, &state.next, timeout) => {
+                        if let Err(e) = waited {
+                            tracing::warn!(error = %e, "bus wait failed");
+                            tokio::time::sleep(timeout.max(Duration::from_millis(100))).await;
+                        }
+                    }
+                }
+            }
+        }
+        state.flush(&self, true).await?;
+        state.report_lag(&self).await;
+        tracing::info!(position = ?state.next, "lake sink stopped");
+        Ok(())
+    }
+
+    /// Partition count of the topic, waiting for the collector to create it. `None`: shutdown
+    /// came first.
+    async fn wait_for_topic(&self, shutdown: &mut watch::Receiver<bool>) -> Result<Option<u32>> {
+        loop {
+            match self.log.partitions(&self.topic).await {
+                Ok(n) => return Ok(Some(n)),
+                Err(strata_bus::Error::UnknownTopic(_)) => {
+                    tracing::info!(topic = %self.topic, "waiting for the topic to be created");
+                }
+                Err(e) => return Err(Error::bus(format!("partitions of {}", self.topic), e)),
+            }
+            if *shutdown.borrow() {
+                return Ok(None);
+            }
+            tokio::select! {
+                changed = shutdown.changed() => if changed.is_err() { return Ok(None) },
+                _ = tokio::time::sleep(IDLE_WAIT) => {}
+            }
+        }
+    }
+}
+
+/// Waits until any partition has a record at its next offset, or `timeout`.
+async fn wait_any(
+    log: &dyn Log,
+    topic: &str,
+    next: &Offsets,
+    timeout: Duration,
+) -> strata_bus::Result<()> {
+    let waits = next
+        .iter()
+        .map(|(p, o)| Box::pin(log.wait_for(topic, *p, *o, timeout)))
+        .collect::<Vec<_>>();
+    if waits.is_empty() {
+        tokio::time::sleep(timeout).await;
+        return Ok(());
+    }
+    futures::future::select_all(waits).await.0
+}
+
+struct TableState {
+    table: OdsTable,
+    arrow_schema: ArrowSchemaRef,
+    /// The table's position as committed in its snapshot summary.
+    committed: Offsets,
+    last_commit: Instant,
+}
+
+impl TableState {
+    fn new(table: OdsTable, loaded: &Table, topic: &str) -> Result<Self> {
+        let arrow_schema = schema_to_arrow_schema(loaded.metadata().current_schema())
+            .map_err(|e| Error::iceberg(format!("arrow schema of {}", table.name()), e))?;
+        Ok(TableState {
+            table,
+            arrow_schema: Arc::new(arrow_schema),
+            committed: table_position(loaded, topic)?.unwrap_or_default(),
+            last_commit: Instant::now(),
+        })
+    }
+
+    fn needs(&self, partition: u32, offset: u64) -> bool {
+        offset >= self.committed.get(&partition).copied().unwrap_or(0)
+    }
+}
+
+struct SinkState {
+    partitions: u32,
+    /// Next offset to read per partition.
+    next: Offsets,
+    events: EventBuffer,
+    rejected: RejectedBuffer,
+    bytes: usize,
+    oldest: Option<Instant>,
+    /// `[ods_event, ods_event_rejected]`
+    tables: [TableState; 2],
+}
+
+impl SinkState {
+    async fn start(sink: &LakeSink, partitions: u32) -> Result<SinkState> {
+        let mut tables = Vec::with_capacity(2);
+        for table in OdsTable::ALL {
+            let loaded = sink
+                .catalog
+                .load_table(&table.ident())
+                .await
+                .map_err(|e| Error::iceberg(format!("loading {}", table.ident()), e))?;
+            tables.push(TableState::new(table, &loaded, &sink.topic)?);
+        }
+        let [ev, rej]: [TableState; 2] = tables
+            .try_into()
+            .map_err(|_| Error::Internal("expected two tables".to_string()))?;
+        let next = min_offsets(&ev.committed, &rej.committed, partitions);
+        Ok(SinkState {
+            partitions,
+            next,
+            events: EventBuffer::default(),
+            rejected: RejectedBuffer::default(),
+            bytes: 0,
+            oldest: None,
+            tables: [ev, rej],
+        })
+    }
+
+    fn route(&mut self, records: &[StoredRecord]) {
+        let ingested_at = strata_core::time::now_micros();
+        let before = self.events.rows() + self.rejected.rows();
+        for r in records {
+            let at = BusPosition {
+                partition: r.partition,
+                offset: r.offset,
+                ingested_at,
+            };
+            match BusRecord::from_json(&r.value) {
+                Ok(BusRecord::Event(e)) => {
+                    if self.tables[0].needs(r.partition, r.offset) {
+                        self.events.push(&e, at);
+                        self.bytes += r.value.len();
+                    }
+                }
+                Ok(BusRecord::Rejected(x)) => {
+                    if self.tables[1].needs(r.partition, r.offset) {
+                        self.rejected.push(&RejectedRow::from(x.as_ref()), at);
+                        self.bytes += r.value.len();
+                    }
+                }
+                Err(err) => {
+                    if self.tables[1].needs(r.partition, r.offset) {
+                        tracing::warn!(partition = r.partition, offset = r.offset, error = %err, "undecodable bus record sent to ods_event_rejected");
+                        let reason = format!("undecodable bus record: {err}");
+                        let raw = String::from_utf8_lossy(&r.value);
+                        let row = RejectedRow {
+                            message_id: None,
+                            app: "",
+                            server_ts: r.timestamp_ms.saturating_mul(1000),
+                            reason: &reason,
+                            raw: &raw,
+                        };
+                        self.rejected.push(&row, at);
+                        self.bytes += r.value.len();
+                    }
+                }
+            }
+            self.next.insert(r.partition, r.offset + 1);
+        }
+        if self.oldest.is_none() && self.events.rows() + self.rejected.rows() > before {
+            self.oldest = Some(Instant::now());
+        }
+    }
+
+    fn flush_deadline(&self, config: &LakeConfig) -> Option<Instant> {
+        self.oldest.map(|t| t + config.flush_interval)
+    }
+
+    fn should_flush(&self, config: &LakeConfig) -> bool {
+        let rows = self.events.rows() + self.rejected.rows();
+        if rows == 0 {
+            return false;
+        }
+        rows >= config.flush_max_rows
+            || self.bytes >= config.flush_max_bytes
+            || self
+                .flush_deadline(config)
+                .is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Writes and commits both tables' buffers (each up to the current read position), then
+    /// commits the advisory bus offsets.
+    async fn flush(&mut self, sink: &LakeSink, final_flush: bool) -> Result<()> {
+        let started = Instant::now();
+        let idle_interval = (sink.config.flush_interval * 6).max(MIN_POSITION_COMMIT_INTERVAL);
+        let mut committed_any = false;
+        for i in 0..2 {
+            let state = &self.tables[i];
+            let target = max_offsets(&state.committed, &self.next);
+            let (groups, rows) = match state.table {
+                OdsTable::Event => {
+                    let rows = self.events.rows();
+                    let mut groups = Vec::new();
+                    for (key, columns) in self.events.take_groups() {
+                        groups.push((key, columns.finish(state.arrow_schema.clone())?));
+                    }
+                    (groups, rows)
+                }
+                OdsTable::Rejected => {
+                    let rows = self.rejected.rows();
+                    let mut groups = Vec::new();
+                    for (key, columns) in self.rejected.take_groups() {
+                        groups.push((key, columns.finish(state.arrow_schema.clone())?));
+                    }
+                    (groups, rows)
+                }
+            };
+            let moved = target != state.committed;
+            let position_due = final_flush || state.last_commit.elapsed() >= idle_interval;
+            if rows == 0 && !(moved && position_due) {
+                continue;
+            }
+            let ident = state.table.ident();
+            let name = state.table.name();
+            let loaded = sink
+                .catalog
+                .load_table(&ident)
+                .await
+                .map_err(|e| Error::iceberg(format!("loading {ident}"), e))?;
+            let files = write_data_files(&loaded, groups).await?;
+            let file_bytes: u64 = files.iter().map(|f| f.file_size_in_bytes()).sum();
+            let file_count = files.len();
+            commit_with_position(sink.catalog.as_ref(), &ident, files, &sink.topic, &target)
+                .await?;
+            let state = &mut self.tables[i];
+            state.committed = target;
+            state.last_commit = Instant::now();
+            committed_any = true;
+            metrics::counter!("strata_lake_commits_total", "table" => name).increment(1);
+            metrics::counter!("strata_lake_rows_total", "table" => name).increment(rows as u64);
+            metrics::counter!("strata_lake_bytes_total", "table" => name).increment(file_bytes);
+            tracing::info!(table = name, rows, files = file_count, bytes = file_bytes, position = ?state.committed, "committed");
+        }
+        self.bytes = 0;
+        self.oldest = None;
+        if committed_any {
+            metrics::histogram!("strata_lake_flush_seconds")
+                .record(started.elapsed().as_secs_f64());
+            let group_position = min_offsets(
+                &self.tables[0].committed,
+                &self.tables[1].committed,
+                self.partitions,
+            );
+            if let Err(e) = sink
+                .log
+                .commit(LAKE_GROUP, &sink.topic, &group_position)
+                .await
+            {
+                // Advisory only: the snapshot summaries are the truth.
+                tracing::warn!(error = %e, "committing bus offsets for group lake failed");
+            }
+        }
+        Ok(())
+    }
+
+    async fn report_lag(&self, sink: &LakeSink) {
+        if let Ok(end) = sink.log.end_offsets(&sink.topic).await {
+            let lag: u64 = end
+                .iter()
+                .map(|(p, e)| e.saturating_sub(self.next.get(p).copied().unwrap_or(0)))
+                .sum();
+            metrics::gauge!("strata_bus_consumer_lag_records", "group" => LAKE_GROUP, "topic" => EVENTS_TOPIC)
+                .set(lag as f64);
+        }
+    }
+}

@@ -1,0 +1,442 @@
+//! `strata sql`: DataFusion over the Iceberg catalog, with time travel.
+//!
+//! # Tables
+//!
+//! Every table of the catalog is visible as `<namespace>.<table>`, e.g. `ods.ods_event`, or
+//! fully qualified as `<catalog>.<namespace>.<table>` (`strata.ods.ods_event` with the default
+//! `lake.catalog_name`). The default schema is `ods`, so `ods_event` alone works too. Joins,
+//! window functions, `QUALIFY`, CTEs, `SHOW TABLES` and `information_schema` work as in
+//! DataFusion. Several statements separated by `;` run in order; the last one's rows are
+//! returned.
+//!
+//! # Time travel
+//!
+//! Any table reference may carry one of:
+//!
+//! ```sql
+//! SELECT count(*) FROM ods.ods_event VERSION AS OF 4242424242;                       -- snapshot id
+//! SELECT count(*) FROM ods.ods_event TIMESTAMP AS OF '2026-11-22 10:00:00';          -- UTC
+//! SELECT count(*) FROM ods.ods_event FOR SYSTEM_TIME AS OF '2026-11-22T10:00:00+01:00';
+//! SELECT count(*) FROM ods.ods_event TIMESTAMP AS OF now() - INTERVAL '1 hour' AS e;
+//! ```
+//!
+//! `VERSION AS OF <snapshot id>` reads that snapshot. `TIMESTAMP AS OF <t>` and
+//! `FOR SYSTEM_TIME AS OF <t>` read the latest snapshot of the table's main history committed
+//! at or before `t`; `t` is a string (RFC 3339, or `YYYY-MM-DD HH:MM:SS[.ffffff]` taken as
+//! UTC) or any SQL expression that yields a timestamp. The clause comes right after the table
+//! name, before its alias; without an alias the table keeps its own name as alias, so
+//! `ods_event.col` still resolves. The same table may appear at different versions in one
+//! query (e.g. to diff two snapshots).
+//!
+//! # Snapshots
+//!
+//! Each table has a `$snapshots` metadata table listing its snapshots:
+//!
+//! ```sql
+//! SELECT committed_at, snapshot_id, parent_id, operation,
+//!        summary['strata.bus.events.offsets'] AS bus_offsets, summary['added-records'] AS added
+//! FROM ods.ods_event$snapshots ORDER BY committed_at;
+//! ```
+//!
+//! and `$manifests` lists the manifests of the current snapshot.
+//!
+//! The session reads the catalog while `strata serve` commits to it (SQLite in WAL mode, a
+//! busy timeout on every connection, and a retrying open).
+
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arrow::array::{Array, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
+};
+use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::sql::parser::{DFParser, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::{
+    Expr as SqlExpr, Ident, ObjectName, ObjectNamePart, TableAlias, TableFactor, TableVersion,
+    Value, VisitMut, VisitorMut,
+};
+use iceberg::table::Table;
+use iceberg::{Catalog, NamespaceIdent, TableIdent};
+use iceberg_datafusion::{IcebergCatalogProvider, IcebergStaticTableProvider};
+
+use crate::error::{Error, Result};
+
+mod dialect;
+mod format;
+mod overlay;
+
+use crate::lake::Lake;
+use crate::retry::Backoff;
+use crate::schema::ODS_NAMESPACE;
+pub use dialect::TimeTravelDialect;
+pub use format::{format_batches, OutputFormat};
+use overlay::OverlayCatalog;
+
+/// Catalog and schema where time-travel tables are registered for the length of a query.
+const TT_CATALOG: &str = "strata_time_travel";
+const TT_SCHEMA: &str = "tt";
+
+/// A SQL session over every table of the lake's catalog.
+pub struct SqlSession {
+    ctx: SessionContext,
+    catalog: Arc<dyn Catalog>,
+    catalog_name: String,
+    tt_schema: Arc<MemorySchemaProvider>,
+    counter: AtomicU64,
+}
+
+impl SqlSession {
+    pub async fn new(lake: &Lake) -> Result<SqlSession> {
+        let catalog = lake.catalog();
+        let catalog_name = lake.catalog_name().to_string();
+        let config = SessionConfig::new()
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema(&catalog_name, ODS_NAMESPACE)
+            .with_information_schema(true);
+        let ctx = SessionContext::new_with_config(config);
+        let mut backoff = Backoff::new(5);
+        let provider = loop {
+            match IcebergCatalogProvider::try_new(catalog.clone()).await {
+                Ok(p) => break p,
+                Err(e) if backoff.can_retry() => {
+                    tracing::warn!(error = %e, "loading the catalog for sql failed, retrying");
+                    backoff.wait().await;
+                }
+                Err(e) => return Err(Error::iceberg("loading the catalog for sql", e)),
+            }
+        };
+        ctx.register_catalog(
+            &catalog_name,
+            Arc::new(OverlayCatalog::new(Arc::new(provider))),
+        );
+        let tt_catalog = MemoryCatalogProvider::new();
+        let tt_schema = Arc::new(MemorySchemaProvider::new());
+        tt_catalog
+            .register_schema(TT_SCHEMA, tt_schema.clone())
+            .map_err(Error::datafusion)?;
+        ctx.register_catalog(TT_CATALOG, Arc::new(tt_catalog));
+        Ok(SqlSession {
+            ctx,
+            catalog,
+            catalog_name,
+            tt_schema,
+            counter: AtomicU64::new(0),
+        })
+    }
+
+    /// The DataFusion context (for callers that want to register more tables or functions).
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Runs `sql` (one or more `;`-separated statements) and returns the last one's rows.
+    pub async fn run(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let statements =
+            DFParser::parse_sql_with_dialect(sql, &TimeTravelDialect).map_err(Error::datafusion)?;
+        if statements.is_empty() {
+            return Err(Error::Sql("no SQL statement given".to_string()));
+        }
+        let mut last = Vec::new();
+        for statement in statements {
+            let mut registered = Vec::new();
+            let result = self.run_statement(statement, &mut registered).await;
+            for name in registered {
+                let _ = self.tt_schema.deregister_table(&name);
+            }
+            last = result?;
+        }
+        Ok(last)
+    }
+
+    async fn run_statement(
+        &self,
+        mut statement: DFStatement,
+        registered: &mut Vec<String>,
+    ) -> Result<Vec<RecordBatch>> {
+        // Pass 1: collect versioned table references, in visiting order.
+        let mut collect = Collect::default();
+        visit_statement(&mut statement, &mut collect);
+        if !collect.found.is_empty() {
+            // Resolve each to a snapshot and register a static provider for it.
+            let mut replacements = Vec::with_capacity(collect.found.len());
+            for (name, version) in &collect.found {
+                let ident = self.table_ident(name)?;
+                let table = self.load_table(&ident).await?;
+                let snapshot_id = self.resolve_version(&table, version).await?;
+                let provider =
+                    IcebergStaticTableProvider::try_new_from_table_snapshot(table, snapshot_id)
+                        .await
+                        .map_err(|e| {
+                            Error::iceberg(format!("reading {ident} at {snapshot_id}"), e)
+                        })?;
+                let tmp = format!("v{}", self.counter.fetch_add(1, Ordering::Relaxed));
+                self.tt_schema
+                    .register_table(tmp.clone(), Arc::new(provider))
+                    .map_err(Error::datafusion)?;
+                registered.push(tmp.clone());
+                replacements.push((tmp, ident.name().to_string()));
+            }
+            // Pass 2: point each reference at its registered table.
+            let mut replace = Replace {
+                replacements,
+                next: 0,
+            };
+            visit_statement(&mut statement, &mut replace);
+        }
+        let state = self.ctx.state();
+        let plan = state
+            .statement_to_plan(statement)
+            .await
+            .map_err(Error::datafusion)?;
+        let df = self
+            .ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(Error::datafusion)?;
+        df.collect().await.map_err(Error::datafusion)
+    }
+
+    fn table_ident(&self, name: &ObjectName) -> Result<TableIdent> {
+        let parts = name
+            .0
+            .iter()
+            .map(|p| match p {
+                ObjectNamePart::Identifier(i) => Ok(normalize(i)),
+                other => Err(Error::Sql(format!("unsupported table name part {other}"))),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (ns, table) = match parts.as_slice() {
+            [t] => (ODS_NAMESPACE.to_string(), t.clone()),
+            [ns, t] => (ns.clone(), t.clone()),
+            [c, ns, t] if *c == self.catalog_name => (ns.clone(), t.clone()),
+            _ => return Err(Error::NotFound(format!("table {name}"))),
+        };
+        Ok(TableIdent::new(NamespaceIdent::new(ns), table))
+    }
+
+    async fn load_table(&self, ident: &TableIdent) -> Result<Table> {
+        let mut backoff = Backoff::new(5);
+        loop {
+            match self.catalog.load_table(ident).await {
+                Ok(t) => return Ok(t),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        iceberg::ErrorKind::TableNotFound | iceberg::ErrorKind::NamespaceNotFound
+                    ) =>
+                {
+                    return Err(Error::NotFound(format!("table {ident}")))
+                }
+                Err(e) if backoff.can_retry() => {
+                    tracing::warn!(table = %ident, error = %e, "loading table failed, retrying");
+                    backoff.wait().await;
+                }
+                Err(e) => return Err(Error::iceberg(format!("loading {ident}"), e)),
+            }
+        }
+    }
+
+    async fn resolve_version(&self, table: &Table, version: &TableVersion) -> Result<i64> {
+        let name = table.identifier();
+        match version {
+            TableVersion::VersionAsOf(expr) => {
+                let id = literal_i64(expr).ok_or_else(|| {
+                    Error::Sql(format!("VERSION AS OF needs a snapshot id, got {expr}"))
+                })?;
+                if table.metadata().snapshot_by_id(id).is_none() {
+                    return Err(Error::NotFound(format!("snapshot {id} of {name}")));
+                }
+                Ok(id)
+            }
+            TableVersion::TimestampAsOf(expr) | TableVersion::ForSystemTimeAsOf(expr) => {
+                let micros = self.eval_timestamp(expr).await?;
+                snapshot_at(table, micros).ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "no snapshot of {name} committed at or before {}",
+                        strata_core::time::format_micros(micros)
+                    ))
+                })
+            }
+            TableVersion::Function(expr) => Err(Error::Sql(format!(
+                "unsupported time travel clause {expr}; use VERSION AS OF, TIMESTAMP AS OF or FOR SYSTEM_TIME AS OF"
+            ))),
+        }
+    }
+
+    /// Epoch microseconds of a time-travel timestamp: a string literal, or any expression
+    /// DataFusion can cast to a timestamp.
+    async fn eval_timestamp(&self, expr: &SqlExpr) -> Result<i64> {
+        if let SqlExpr::Value(v) = expr {
+            if let Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) = &v.value {
+                return strata_core::time::parse_ts_micros(s)
+                    .ok_or_else(|| Error::Sql(format!("cannot read {s:?} as a timestamp")));
+            }
+        }
+        let batches = self
+            .ctx
+            .sql(&format!("SELECT CAST(({expr}) AS TIMESTAMP) AS t"))
+            .await
+            .map_err(Error::datafusion)?
+            .collect()
+            .await
+            .map_err(Error::datafusion)?;
+        let column = batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .map(|b| b.column(0).clone())
+            .ok_or_else(|| Error::Sql(format!("{expr} gave no timestamp")))?;
+        let micros =
+            arrow::compute::cast(&column, &DataType::Timestamp(TimeUnit::Microsecond, None))
+                .map_err(|e| Error::arrow("casting a time-travel timestamp", e))?;
+        let micros = micros
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .ok_or_else(|| Error::Internal("timestamp cast gave another type".to_string()))?;
+        if micros.is_null(0) {
+            return Err(Error::Sql(format!("{expr} is NULL")));
+        }
+        Ok(micros.value(0))
+    }
+}
+
+/// The latest snapshot in the table's current history committed at or before `micros`.
+pub fn snapshot_at(table: &Table, micros: i64) -> Option<i64> {
+    let metadata = table.metadata();
+    let mut next = metadata.current_snapshot();
+    let mut budget = metadata.snapshots().len();
+    while let Some(snapshot) = next {
+        if snapshot.timestamp_ms().saturating_mul(1000) <= micros {
+            return Some(snapshot.snapshot_id());
+        }
+        if budget == 0 {
+            return None;
+        }
+        budget -= 1;
+        next = snapshot
+            .parent_snapshot_id()
+            .and_then(|id| metadata.snapshot_by_id(id));
+    }
+    None
+}
+
+fn literal_i64(expr: &SqlExpr) -> Option<i64> {
+    match expr {
+        SqlExpr::Value(v) => match &v.value {
+            Value::Number(n, _) => n.parse().ok(),
+            Value::SingleQuotedString(s) => s.parse().ok(),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Unquoted identifiers are case-insensitive (lowercased), as DataFusion does.
+fn normalize(ident: &Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    }
+}
+
+fn visit_statement<V: VisitorMut<Break = ()>>(statement: &mut DFStatement, visitor: &mut V) {
+    match statement {
+        DFStatement::Statement(s) => {
+            let _ = s.visit(visitor);
+        }
+        DFStatement::Explain(e) => visit_statement(&mut e.statement, visitor),
+        DFStatement::CopyTo(c) => {
+            if let datafusion::sql::parser::CopyToSource::Query(q) = &mut c.source {
+                let _ = q.visit(visitor);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[derive(Default)]
+struct Collect {
+    found: Vec<(ObjectName, TableVersion)>,
+}
+
+impl VisitorMut for Collect {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table {
+            name,
+            version: Some(version),
+            ..
+        } = factor
+        {
+            self.found.push((name.clone(), version.clone()));
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+struct Replace {
+    /// (registered name, original table name for the default alias), in visiting order.
+    replacements: Vec<(String, String)>,
+    next: usize,
+}
+
+impl VisitorMut for Replace {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table {
+            name,
+            version,
+            alias,
+            ..
+        } = factor
+        {
+            if version.is_some() {
+                if let Some((tmp, original)) = self.replacements.get(self.next) {
+                    *name = ObjectName::from(vec![
+                        Ident::new(TT_CATALOG),
+                        Ident::new(TT_SCHEMA),
+                        Ident::new(tmp.clone()),
+                    ]);
+                    *version = None;
+                    if alias.is_none() {
+                        *alias = Some(TableAlias {
+                            explicit: true,
+                            name: Ident::with_quote('"', original.clone()),
+                            columns: vec![],
+                        });
+                    }
+                }
+                self.next += 1;
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Lists tables of the catalog as `namespace.table`, sorted.
+pub async fn list_tables(catalog: &dyn Catalog) -> Result<Vec<String>> {
+    let mut out = BTreeSet::new();
+    let namespaces = catalog
+        .list_namespaces(None)
+        .await
+        .map_err(|e| Error::iceberg("listing namespaces", e))?;
+    for ns in namespaces {
+        let tables = catalog
+            .list_tables(&ns)
+            .await
+            .map_err(|e| Error::iceberg(format!("listing tables of {ns:?}"), e))?;
+        out.extend(
+            tables
+                .iter()
+                .map(|t| format!("{}.{}", ns.join("."), t.name())),
+        );
+    }
+    Ok(out.into_iter().collect())
+}

@@ -1,0 +1,183 @@
+//! The lake catalog as DataFusion sees it: Iceberg tables read through
+//! `iceberg-datafusion`, plus a session-local overlay for `CREATE VIEW` / `CREATE TABLE … AS`
+//! / `CREATE SCHEMA`.
+//!
+//! Without the overlay those statements would go to `IcebergSchemaProvider::register_table`,
+//! which creates a real (empty) Iceberg table in the shared catalog — and blocks a
+//! current-thread runtime. In `strata sql` they are scratch objects of one session instead;
+//! lake tables cannot be dropped from SQL.
+
+use std::any::Any;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
+};
+use datafusion::datasource::{MemTable, TableProvider, TableType};
+use datafusion::error::{DataFusionError, Result as DFResult};
+use futures::TryStreamExt;
+use iceberg_datafusion::metadata_table::IcebergMetadataTableProvider;
+
+/// An Iceberg catalog provider with session-local schemas and tables on top.
+#[derive(Debug)]
+pub struct OverlayCatalog {
+    lake: Arc<dyn CatalogProvider>,
+    local: MemoryCatalogProvider,
+}
+
+impl OverlayCatalog {
+    pub fn new(lake: Arc<dyn CatalogProvider>) -> Self {
+        OverlayCatalog {
+            lake,
+            local: MemoryCatalogProvider::new(),
+        }
+    }
+}
+
+impl CatalogProvider for OverlayCatalog {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema_names(&self) -> Vec<String> {
+        let mut names: BTreeSet<String> = self.lake.schema_names().into_iter().collect();
+        names.extend(self.local.schema_names());
+        names.into_iter().collect()
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        match self.lake.schema(name) {
+            Some(lake) => Some(Arc::new(OverlaySchema {
+                lake,
+                local: self.local_schema(name),
+            })),
+            None => self.local.schema(name),
+        }
+    }
+
+    fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> DFResult<Option<Arc<dyn SchemaProvider>>> {
+        if self.lake.schema(name).is_some() {
+            return Err(DataFusionError::Plan(format!(
+                "schema {name} is a lake namespace"
+            )));
+        }
+        self.local.register_schema(name, schema)
+    }
+
+    fn deregister_schema(
+        &self,
+        name: &str,
+        cascade: bool,
+    ) -> DFResult<Option<Arc<dyn SchemaProvider>>> {
+        if self.lake.schema(name).is_some() {
+            return Err(DataFusionError::Plan(format!(
+                "lake namespace {name} cannot be dropped from strata sql"
+            )));
+        }
+        self.local.deregister_schema(name, cascade)
+    }
+}
+
+impl OverlayCatalog {
+    /// The session-local schema shadowing lake namespace `name` (created on first use).
+    fn local_schema(&self, name: &str) -> Arc<dyn SchemaProvider> {
+        if let Some(s) = self.local.schema(name) {
+            return s;
+        }
+        let schema: Arc<dyn SchemaProvider> = Arc::new(MemorySchemaProvider::new());
+        // Registering into a memory catalog cannot fail.
+        let _ = self.local.register_schema(name, schema.clone());
+        schema
+    }
+}
+
+/// `iceberg-datafusion`'s metadata tables (`t$snapshots`, `t$manifests`) ignore the
+/// projection DataFusion pushes into their scan, which trips DataFusion's schema checks as
+/// soon as a query selects some columns. They are small: read them whole into a `MemTable`,
+/// which projects correctly.
+async fn materialize_metadata_table(
+    table: Arc<dyn TableProvider>,
+) -> DFResult<Arc<dyn TableProvider>> {
+    let Some(meta) = table
+        .as_any()
+        .downcast_ref::<IcebergMetadataTableProvider>()
+    else {
+        return Ok(table);
+    };
+    let schema = meta.schema();
+    let batches: Vec<_> = meta.clone().scan().await?.try_collect().await?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![batches])?))
+}
+
+/// One lake namespace: Iceberg tables first, then the session's own tables and views.
+#[derive(Debug)]
+struct OverlaySchema {
+    lake: Arc<dyn SchemaProvider>,
+    local: Arc<dyn SchemaProvider>,
+}
+
+#[async_trait]
+impl SchemaProvider for OverlaySchema {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn table_names(&self) -> Vec<String> {
+        let mut names: BTreeSet<String> = self.lake.table_names().into_iter().collect();
+        names.extend(self.local.table_names());
+        names.into_iter().collect()
+    }
+
+    async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        if self.local.table_exist(name) {
+            return self.local.table(name).await;
+        }
+        let table = self.lake.table(name).await?;
+        match table {
+            Some(t) if name.contains('$') => materialize_metadata_table(t).await.map(Some),
+            other => Ok(other),
+        }
+    }
+
+    async fn table_type(&self, name: &str) -> DFResult<Option<TableType>> {
+        if self.local.table_exist(name) {
+            return self.local.table_type(name).await;
+        }
+        self.lake.table_type(name).await
+    }
+
+    fn register_table(
+        &self,
+        name: String,
+        table: Arc<dyn TableProvider>,
+    ) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        if self.lake.table_exist(&name) {
+            return Err(DataFusionError::Plan(format!(
+                "{name} is a lake table; choose another name"
+            )));
+        }
+        self.local.register_table(name, table)
+    }
+
+    fn deregister_table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        if self.local.table_exist(name) {
+            return self.local.deregister_table(name);
+        }
+        if self.lake.table_exist(name) {
+            return Err(DataFusionError::Plan(format!(
+                "lake table {name} cannot be dropped from strata sql"
+            )));
+        }
+        Ok(None)
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.local.table_exist(name) || self.lake.table_exist(name)
+    }
+}

@@ -1,0 +1,232 @@
+use arrow::array::AsArray;
+use iceberg::Catalog;
+use strata_bus::Offsets;
+
+use super::tables_helpers::*;
+use super::*;
+use crate::schema::OdsTable;
+use crate::write::commit_with_position;
+use crate::{format_batches, Fault, OutputFormat};
+
+/// Two commits: 3 events, then 2 more. Returns the two snapshot ids and commit times (ms).
+async fn two_snapshots(lake: &Lake) -> ((i64, i64), (i64, i64)) {
+    let catalog = lake.catalog();
+    let ident = OdsTable::Event.ident();
+    let files = write_events(
+        lake,
+        &[(0, "Signed Up", 0), (1, "Followed", 0), (2, "Followed", 1)],
+        0,
+    )
+    .await;
+    let p1: Offsets = [(0, 3)].into_iter().collect();
+    let t1 = commit_with_position(catalog.as_ref(), &ident, files, "events", &p1)
+        .await
+        .unwrap();
+    // Distinct commit milliseconds for the timestamp lookups below.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let files = write_events(lake, &[(3, "Followed", 0), (4, "Liked", 2)], 3).await;
+    let p2: Offsets = [(0, 5)].into_iter().collect();
+    let t2 = commit_with_position(catalog.as_ref(), &ident, files, "events", &p2)
+        .await
+        .unwrap();
+    let s1 = t1.metadata().current_snapshot().unwrap();
+    let s2 = t2.metadata().current_snapshot().unwrap();
+    (
+        (s1.snapshot_id(), s1.timestamp_ms()),
+        (s2.snapshot_id(), s2.timestamp_ms()),
+    )
+}
+
+#[tokio::test]
+async fn sql_reads_committed_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = open_lake(dir.path()).await;
+    two_snapshots(&lake).await;
+    let session = SqlSession::new(&lake).await.unwrap();
+    let n = |sql: &'static str| {
+        let session = &session;
+        async move {
+            eprintln!("running {sql}");
+            scalar_i64(&session.run(sql).await.unwrap())
+        }
+    };
+    assert_eq!(n("SELECT count(*) FROM ods.ods_event").await, 5);
+    assert_eq!(n("SELECT count(*) FROM strata.ods.ods_event").await, 5);
+    assert_eq!(
+        n("SELECT count(*) FROM ods_event WHERE event_type = 'Followed'").await,
+        3
+    );
+    assert_eq!(
+        n("SELECT count(*) FROM ods.ods_event WHERE hr = 11").await,
+        1
+    );
+    // Window function + QUALIFY: the latest event per user.
+    assert_eq!(
+        n("SELECT count(*) FROM (SELECT user_id FROM ods.ods_event \
+           QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY event_ts DESC) = 1)")
+        .await,
+        5
+    );
+    // A join.
+    assert_eq!(
+        n("SELECT count(*) FROM ods.ods_event a JOIN ods.ods_event b ON a.user_id = b.user_id")
+            .await,
+        5
+    );
+    // Several statements: the last one's rows come back.
+    assert_eq!(
+        n("CREATE VIEW f AS SELECT * FROM ods.ods_event WHERE event_type = 'Followed'; SELECT count(*) FROM f").await,
+        3
+    );
+    // Scratch tables are session-local; lake tables cannot be dropped or shadowed.
+    assert_eq!(
+        n("CREATE TABLE scratch AS SELECT * FROM ods_event; SELECT count(*) FROM ods.scratch")
+            .await,
+        5
+    );
+    assert!(session.run("DROP TABLE ods.ods_event").await.is_err());
+    assert!(session
+        .run("CREATE VIEW ods.ods_event AS SELECT 1")
+        .await
+        .is_err());
+    assert_eq!(
+        crate::list_tables(lake.catalog().as_ref()).await.unwrap(),
+        ["ods.ods_event", "ods.ods_event_rejected"]
+    );
+    // Snapshot listing with the bus offsets.
+    let batches = session
+        .run(
+            "SELECT snapshot_id, summary['strata.bus.events.offsets'] AS offsets \
+              FROM ods.ods_event$snapshots ORDER BY committed_at",
+        )
+        .await
+        .unwrap();
+    let offsets: Vec<String> = batches
+        .iter()
+        .flat_map(|b| {
+            b.column(1)
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(offsets, [r#"{"0":3}"#, r#"{"0":5}"#]);
+
+    let err = session.run("SELECT * FROM ods.nope").await.unwrap_err();
+    assert_eq!(err.fault(), Fault::User, "{err}");
+    assert!(!err.retryable());
+    let err = session.run("SELEKT 1").await.unwrap_err();
+    assert_eq!(err.fault(), Fault::User, "{err}");
+}
+
+#[tokio::test]
+async fn time_travel_by_version_and_timestamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = open_lake(dir.path()).await;
+    let ((id1, ms1), (id2, ms2)) = two_snapshots(&lake).await;
+    assert!(ms2 > ms1);
+    let session = SqlSession::new(&lake).await.unwrap();
+    let n = |sql: String| {
+        let session = &session;
+        async move { scalar_i64(&session.run(&sql).await.unwrap()) }
+    };
+    assert_eq!(
+        n(format!(
+            "SELECT count(*) FROM ods.ods_event VERSION AS OF {id1}"
+        ))
+        .await,
+        3
+    );
+    assert_eq!(
+        n(format!(
+            "SELECT count(*) FROM ods.ods_event VERSION AS OF {id2}"
+        ))
+        .await,
+        5
+    );
+    let at1 = strata_core::time::format_micros(ms1 * 1000);
+    assert_eq!(
+        n(format!(
+            "SELECT count(*) FROM ods.ods_event TIMESTAMP AS OF '{at1}'"
+        ))
+        .await,
+        3
+    );
+    // `YYYY-MM-DD HH:MM:SS.ffffff` without a zone is UTC.
+    let at1_plain = at1.replace('T', " ").trim_end_matches('Z').to_string();
+    assert_eq!(
+        n(format!(
+            "SELECT count(*) FROM ods.ods_event FOR SYSTEM_TIME AS OF '{at1_plain}'"
+        ))
+        .await,
+        3
+    );
+    assert_eq!(
+        n("SELECT count(*) FROM ods.ods_event FOR SYSTEM_TIME AS OF now()".to_string()).await,
+        5
+    );
+    assert_eq!(
+        n(format!("SELECT count(*) FROM ods.ods_event TIMESTAMP AS OF TIMESTAMP '{at1_plain}' + INTERVAL '0 seconds'")).await,
+        3
+    );
+    // Two versions of one table in one query, default alias = table name, and an explicit alias.
+    assert_eq!(
+        n(format!(
+            "SELECT count(*) FROM ods.ods_event e \
+             WHERE e.message_id NOT IN (SELECT ods_event.message_id FROM strata.ods.ods_event VERSION AS OF {id1})"
+        ))
+        .await,
+        2
+    );
+    assert_eq!(
+        n(format!("SELECT count(old.message_id) FROM ods_event VERSION AS OF {id1} AS old WHERE old.event_type = 'Followed'")).await,
+        2
+    );
+    // Temporary tables do not leak.
+    assert!(session
+        .context()
+        .catalog("strata_time_travel")
+        .unwrap()
+        .schema("tt")
+        .unwrap()
+        .table_names()
+        .is_empty());
+
+    let err = session
+        .run("SELECT count(*) FROM ods.ods_event VERSION AS OF 1")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, crate::Error::NotFound(_)), "{err}");
+    let err = session
+        .run("SELECT count(*) FROM ods.ods_event TIMESTAMP AS OF '2001-01-01 00:00:00'")
+        .await
+        .unwrap_err();
+    assert_eq!(err.fault(), Fault::User, "{err}");
+}
+
+#[tokio::test]
+async fn output_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = open_lake(dir.path()).await;
+    two_snapshots(&lake).await;
+    let session = SqlSession::new(&lake).await.unwrap();
+    let batches = session
+        .run("SELECT event_type, count(*) AS n FROM ods.ods_event GROUP BY event_type ORDER BY event_type")
+        .await
+        .unwrap();
+    let table = format_batches(&batches, OutputFormat::Table).unwrap();
+    assert!(table.contains("| Followed   | 3 |"), "{table}");
+    let csv = format_batches(&batches, OutputFormat::Csv).unwrap();
+    assert_eq!(csv, "event_type,n\nFollowed,3\nLiked,1\nSigned Up,1\n");
+    let json = format_batches(&batches, OutputFormat::Json).unwrap();
+    assert_eq!(
+        json,
+        "{\"event_type\":\"Followed\",\"n\":3}\n{\"event_type\":\"Liked\",\"n\":1}\n{\"event_type\":\"Signed Up\",\"n\":1}\n"
+    );
+    let _ = lake.catalog().list_namespaces(None).await.unwrap();
+    assert_eq!(
+        crate::list_tables(lake.catalog().as_ref()).await.unwrap(),
+        ["ods.ods_event", "ods.ods_event_rejected"]
+    );
+}
