@@ -48,6 +48,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run SQL over every lake table (works while `serve` runs). No query: interactive prompt.
     Sql(SqlArgs),
+    /// Drive event load: send a simulated social app's Segment events to any Segment-compatible
+    /// endpoint at a given rate, then report throughput and ack latency.
+    Sim(SimArgs),
     /// Validate strata.toml offline (no servers contacted) and print the effective config.
     Check {
         #[command(flatten)]
@@ -105,4 +108,39 @@ pub struct SqlArgs {
     pub format: Format,
     /// The query. Omit it for an interactive prompt (statements end with `;`).
     pub query: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Base URL of the collector (plain http), e.g. `http://127.0.0.1:8080`. Only this is contacted.
+    #[arg(long)]
+    pub target: String,
+    /// Write key of the app to send as (see `strata apps create`).
+    #[arg(long, env = "STRATA_WRITE_KEY")]
+    pub write_key: String,
+    /// Events per second (token bucket); 0 = as fast as the target acknowledges.
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u64,
+    /// How long to send, e.g. `30s`, `5m`.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    pub duration: Duration,
+    /// Events per `/v1/batch` request.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 8)]
+    pub connections: usize,
+    /// Seed of the simulated world. The same seed sends the same events with the same message
+    /// ids, which a collector drops as retries within its dedup window: change it for fresh data.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Simulated users.
+    #[arg(long, default_value_t = 10_000)]
+    pub users: u32,
+    /// Simulated days; they end today 00:00 UTC, and each event carries its simulated time.
+    #[arg(long, default_value_t = 1)]
+    pub days: u32,
+    /// Stop after this many events even if `--duration` has not passed.
+    #[arg(long)]
+    pub max_events: Option<u64>,
 }

@@ -4,6 +4,7 @@ mod apps;
 mod check;
 mod init;
 mod serve;
+mod sim;
 mod sql;
 
 use anyhow::Result;
@@ -39,6 +40,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         },
         Command::Serve(args) => serve::run(args).await,
         Command::Sql(args) => sql::run(args).await,
+        Command::Sim(args) => sim::run(args).await,
         Command::Check { config } => check::run(&config.config),
     }
 }
