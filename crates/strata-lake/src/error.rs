@@ -36,7 +36,7 @@ pub enum Error {
     Iceberg {
         context: String,
         #[source]
-        source: iceberg::Error,
+        source: Box<iceberg::Error>,
     },
     /// A commit whose outcome is unknown and could not be confirmed after bounded retries
     /// (external, retryable: the next start re-reads from the committed position).
@@ -76,7 +76,7 @@ impl Error {
     pub fn iceberg(context: impl Into<String>, source: iceberg::Error) -> Self {
         Error::Iceberg {
             context: context.into(),
-            source,
+            source: Box::new(source),
         }
     }
 

@@ -169,6 +169,7 @@ pub async fn commit_with_position(
             let tx = Transaction::new(&table);
             let action = tx
                 .fast_append()
+                .with_check_duplicate(false)
                 .add_data_files(files.clone())
                 .set_snapshot_properties(props.clone());
             let tx = action

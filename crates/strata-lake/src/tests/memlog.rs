@@ -34,22 +34,6 @@ impl MemLog {
             })?;
         Ok(f(p))
     }
-
-    /// Appends raw bytes to one partition (for garbage records).
-    pub fn append_raw(&self, topic: &str, partition: Partition, value: &[u8]) {
-        self.with_partition(topic, partition, |p| {
-            let offset = p.len() as u64;
-            p.push(StoredRecord {
-                partition,
-                offset,
-                key: Default::default(),
-                value: value.to_vec().into(),
-                timestamp_ms: 1_700_000_000_000,
-            })
-        })
-        .unwrap();
-        self.notify.notify_waiters();
-    }
 }
 
 #[async_trait]

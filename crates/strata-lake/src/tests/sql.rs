@@ -1,5 +1,4 @@
 use arrow::array::AsArray;
-use iceberg::Catalog;
 use strata_bus::Offsets;
 
 use super::tables_helpers::*;

@@ -5,13 +5,12 @@ use arrow::datatypes::{DataType, TimeUnit};
 use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::spec::FormatVersion;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
-use iceberg::Catalog;
 use std::sync::Arc;
 use strata_bus::Offsets;
 
 use super::tables_helpers::*;
 use super::*;
-use crate::batch::{BusPosition, EventBuffer, RejectedBuffer, RejectedRow};
+use crate::batch::{EventBuffer, RejectedBuffer, RejectedRow};
 use crate::position::table_position;
 use crate::schema::OdsTable;
 use crate::write::{commit_with_position, write_data_files};

@@ -1,7 +1,6 @@
 use std::sync::Arc;
 
 use iceberg::arrow::schema_to_arrow_schema;
-use iceberg::Catalog;
 
 use super::*;
 use crate::batch::{BusPosition, EventBuffer};
