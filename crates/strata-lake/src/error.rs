@@ -46,6 +46,10 @@ pub enum Error {
         attempts: u32,
         message: String,
     },
+    /// Another writer moved the table's bus position (two sinks on one lake?). Not retryable
+    /// as is: the sink re-reads the positions and resumes from them.
+    #[error("conflict on {table}: {message}")]
+    Conflict { table: String, message: String },
     /// The bus failed (external; retryable when the bus says so).
     #[error("bus error ({context}): {source}")]
     Bus {
@@ -125,7 +129,10 @@ impl Error {
                 }
                 _ => Fault::External,
             },
-            Error::CommitFailed { .. } | Error::Bus { .. } | Error::Io { .. } => Fault::External,
+            Error::CommitFailed { .. }
+            | Error::Conflict { .. }
+            | Error::Bus { .. }
+            | Error::Io { .. } => Fault::External,
             Error::Execution(_) => Fault::External,
             Error::Arrow { .. } | Error::Internal(_) => Fault::Internal,
         }
@@ -134,7 +141,11 @@ impl Error {
     /// Whether retrying the same operation later can succeed.
     pub fn retryable(&self) -> bool {
         match self {
-            Error::Sql(_) | Error::NotFound(_) | Error::Arrow { .. } | Error::Internal(_) => false,
+            Error::Sql(_)
+            | Error::NotFound(_)
+            | Error::Conflict { .. }
+            | Error::Arrow { .. }
+            | Error::Internal(_) => false,
             Error::Iceberg { source, .. } => {
                 source.retryable()
                     || matches!(

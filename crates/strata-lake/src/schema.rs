@@ -80,6 +80,9 @@ pub fn table_properties() -> HashMap<String, String> {
             "zstd".to_string(),
         ),
         ("strata.writer".to_string(), "strata-lake".to_string()),
+        // The sink retries commits itself, after checking the bus position in the latest
+        // snapshot; iceberg's own retry would re-apply an append blindly.
+        ("commit.retry.num-retries".to_string(), "0".to_string()),
     ])
 }
 

@@ -45,8 +45,15 @@ const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// A table without rows still records its position this often (and on graceful shutdown).
 const MIN_POSITION_COMMIT_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Consecutive position conflicts the sink recovers from before giving up (another sink is
+/// writing the same lake).
+const MAX_CONFLICT_RESYNCS: u32 = 5;
+
 /// Consumes the `events` topic into the ODS tables.
 pub struct LakeSink {
+    /// Exclusive lock on `<warehouse>/.strata-lake-sink.lock`, held while the sink lives: one
+    /// writer per lake (see `write::commit_with_position` for why that matters).
+    _lock: std::fs::File,
     catalog: Arc<dyn Catalog>,
     log: Arc<dyn Log>,
     config: LakeConfig,
@@ -55,6 +62,28 @@ pub struct LakeSink {
 
 impl LakeSink {
     pub async fn new(lake: &Lake, log: Arc<dyn Log>, config: &LakeConfig) -> Result<LakeSink> {
+        let lock_path = lake.warehouse().join(".strata-lake-sink.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Conflict {
+                    table: "ods.*".to_string(),
+                    message: format!(
+                        "another lake sink is running on this lake ({} is locked)",
+                        lock_path.display()
+                    ),
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io(format!("locking {}", lock_path.display()), e))
+            }
+        }
         let catalog = lake.catalog();
         for table in OdsTable::ALL {
             catalog
@@ -63,6 +92,7 @@ impl LakeSink {
                 .map_err(|e| Error::iceberg(format!("loading {}", table.ident()), e))?;
         }
         Ok(LakeSink {
+            _lock: lock,
             catalog,
             log,
             config: config.clone(),
@@ -86,6 +116,7 @@ impl LakeSink {
             "lake sink started"
         );
         let mut shutting_down = false;
+        let mut conflicts = 0u32;
         let mut read_backoff = Backoff::new(u32::MAX);
         while !shutting_down && !*shutdown.borrow() {
             let mut got = 0usize;
@@ -118,11 +149,11 @@ impl LakeSink {
                 got += records.len();
                 state.route(&records);
                 if state.should_flush(&self.config) {
-                    state.flush(&self, false).await?;
+                    self.flush(&mut state, false, &mut conflicts).await?;
                 }
             }
             if state.should_flush(&self.config) {
-                state.flush(&self, false).await?;
+                self.flush(&mut state, false, &mut conflicts).await?;
             }
             if got == 0 {
                 state.report_lag(&self).await;
@@ -147,10 +178,34 @@ impl LakeSink {
                 }
             }
         }
-        state.flush(&self, true).await?;
+        self.flush(&mut state, true, &mut conflicts).await?;
         state.report_lag(&self).await;
         tracing::info!(position = ?state.next, "lake sink stopped");
         Ok(())
+    }
+
+    /// Flushes; when another writer moved a table's position, drops the buffers and resumes
+    /// from the tables' positions (a bounded number of times).
+    async fn flush(
+        &self,
+        state: &mut SinkState,
+        final_flush: bool,
+        conflicts: &mut u32,
+    ) -> Result<()> {
+        match state.flush(self, final_flush).await {
+            Err(Error::Conflict { table, message }) if *conflicts < MAX_CONFLICT_RESYNCS => {
+                *conflicts += 1;
+                tracing::warn!(%table, %message, "table moved under the sink; resuming from the tables' positions");
+                // On a final flush whatever was buffered is simply re-read by the next start.
+                *state = SinkState::start(self, state.partitions).await?;
+                Ok(())
+            }
+            Ok(()) => {
+                *conflicts = 0;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Partition count of the topic, waiting for the collector to create it. `None`: shutdown
@@ -360,8 +415,15 @@ impl SinkState {
             let files = write_data_files(&loaded, groups).await?;
             let file_bytes: u64 = files.iter().map(|f| f.file_size_in_bytes()).sum();
             let file_count = files.len();
-            commit_with_position(sink.catalog.as_ref(), &ident, files, &sink.topic, &target)
-                .await?;
+            commit_with_position(
+                sink.catalog.as_ref(),
+                &ident,
+                files,
+                &sink.topic,
+                Some(&state.committed),
+                &target,
+            )
+            .await?;
             let state = &mut self.tables[i];
             state.committed = target;
             state.last_commit = Instant::now();

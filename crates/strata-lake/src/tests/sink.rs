@@ -108,6 +108,17 @@ async fn wait_caught_up(lake: &Lake, log: &dyn Log) {
     panic!("sink did not catch up");
 }
 
+/// Rows minus distinct message ids of `ods.ods_event`, in one query (one snapshot).
+async fn duplicates(lake: &Lake) -> i64 {
+    let session = SqlSession::new(lake).await.unwrap();
+    scalar_i64(
+        &session
+            .run("SELECT count(*) - count(DISTINCT message_id) FROM ods.ods_event")
+            .await
+            .unwrap(),
+    )
+}
+
 async fn counts(lake: &Lake) -> (i64, i64, i64) {
     let session = SqlSession::new(lake).await.unwrap();
     let events = scalar_i64(
@@ -314,4 +325,69 @@ async fn sink_waits_for_topic_and_stops_on_shutdown() {
     let (stop, handle) = start(&lake, log, &config(dir.path()));
     stop.send(true).unwrap();
     handle.await.unwrap().unwrap();
+}
+
+/// `strata sql` reads while `strata serve` commits: a second catalog handle (its own SQLite
+/// connections, as another process would have) queries throughout and never fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_reads_while_sink_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = sink_config(dir.path(), 25);
+    let lake = Lake::open(&c).await.unwrap();
+    let log = mem_log().await;
+    append(log.as_ref(), 0, 1500).await;
+    let (stop, handle) = start(&lake, log.clone(), &c);
+    let mut last = 0;
+    let mut reads = 0;
+    loop {
+        // A fresh open + session each time, like separate `strata sql` runs.
+        let reader = Lake::open(&c).await.unwrap();
+        let session = SqlSession::new(&reader).await.unwrap();
+        // One query, one snapshot: every scan reloads the table, so two queries may differ.
+        let batches = session
+            .run("SELECT count(*) - count(DISTINCT message_id), count(*) FROM ods.ods_event")
+            .await
+            .unwrap();
+        assert_eq!(scalar_i64(&batches), 0, "duplicates");
+        let events = batches[0]
+            .column(1)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .value(0);
+        assert!(events >= last, "count went back from {last} to {events}");
+        last = events;
+        reads += 1;
+        if events == expected(0, 1500).0 {
+            break;
+        }
+        assert!(reads < 5000, "sink did not finish");
+    }
+    stop.send(true).unwrap();
+    handle.await.unwrap().unwrap();
+    assert!(reads > 1);
+}
+
+/// Two sinks on one lake (an operator mistake): the second is refused while the first runs,
+/// and can take over once it stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_sink_is_refused_while_one_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = sink_config(dir.path(), 30);
+    let lake = Lake::open(&c).await.unwrap();
+    let log = mem_log().await;
+    append(log.as_ref(), 0, 600).await;
+    let first = LakeSink::new(&lake, log.clone(), &c.lake).await.unwrap();
+    let other = Lake::open(&c).await.unwrap();
+    let err = LakeSink::new(&other, log.clone(), &c.lake)
+        .await
+        .err()
+        .expect("refused");
+    assert!(matches!(err, crate::Error::Conflict { .. }), "{err}");
+    drop(first);
+    let (stop, last) = start(&other, log.clone(), &c);
+    wait_caught_up(&lake, log.as_ref()).await;
+    stop.send(true).unwrap();
+    last.await.unwrap().unwrap();
+    let (ev, rej) = expected(0, 600);
+    assert_eq!(counts(&lake).await, (ev, ev, rej));
+    assert_eq!(duplicates(&lake).await, 0);
 }

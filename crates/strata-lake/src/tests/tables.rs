@@ -182,9 +182,16 @@ async fn commit_carries_offsets_and_is_not_repeated() {
         );
     }
     let position: Offsets = [(0, 3), (1, 0)].into_iter().collect();
-    let table = commit_with_position(catalog.as_ref(), &ident, files.clone(), "events", &position)
-        .await
-        .unwrap();
+    let table = commit_with_position(
+        catalog.as_ref(),
+        &ident,
+        files.clone(),
+        "events",
+        None,
+        &position,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         table_position(&table, "events").unwrap(),
         Some(position.clone())
@@ -208,7 +215,7 @@ async fn commit_carries_offsets_and_is_not_repeated() {
     );
 
     // A retry of the same commit (outcome unknown the first time) writes nothing new.
-    let again = commit_with_position(catalog.as_ref(), &ident, files, "events", &position)
+    let again = commit_with_position(catalog.as_ref(), &ident, files, "events", None, &position)
         .await
         .unwrap();
     assert_eq!(again.metadata().snapshots().len(), 1);
@@ -239,7 +246,7 @@ async fn position_only_commit_moves_position_without_rows() {
     let catalog = lake.catalog();
     let ident = OdsTable::Rejected.ident();
     let position: Offsets = [(0, 10)].into_iter().collect();
-    let table = commit_with_position(catalog.as_ref(), &ident, vec![], "events", &position)
+    let table = commit_with_position(catalog.as_ref(), &ident, vec![], "events", None, &position)
         .await
         .unwrap();
     assert_eq!(table_position(&table, "events").unwrap(), Some(position));
@@ -267,11 +274,44 @@ async fn position_only_commit_moves_position_without_rows() {
         .collect();
     let files = write_data_files(&table, groups).await.unwrap();
     let position: Offsets = [(0, 11)].into_iter().collect();
-    commit_with_position(catalog.as_ref(), &ident, files, "events", &position)
+    commit_with_position(catalog.as_ref(), &ident, files, "events", None, &position)
         .await
         .unwrap();
     assert_eq!(
         count(&lake, "SELECT count(*) FROM ods.ods_event_rejected WHERE dt = DATE '2026-11-22' AND message_id IS NULL").await,
         1
     );
+}
+
+#[tokio::test]
+async fn commit_is_fenced_on_the_expected_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = open_lake(dir.path()).await;
+    let catalog = lake.catalog();
+    let ident = OdsTable::Event.ident();
+    let p1: Offsets = [(0, 1)].into_iter().collect();
+    let p2: Offsets = [(0, 2)].into_iter().collect();
+    let empty = Offsets::new();
+    let files = write_events(&lake, &[(0, "a", 0)], 0).await;
+    commit_with_position(catalog.as_ref(), &ident, files, "events", Some(&empty), &p1)
+        .await
+        .unwrap();
+    // A writer that still believes the table is empty is refused.
+    let files = write_events(&lake, &[(1, "a", 0)], 1).await;
+    let err = commit_with_position(
+        catalog.as_ref(),
+        &ident,
+        files.clone(),
+        "events",
+        Some(&empty),
+        &p2,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, crate::Error::Conflict { .. }), "{err}");
+    assert!(!err.retryable());
+    commit_with_position(catalog.as_ref(), &ident, files, "events", Some(&p1), &p2)
+        .await
+        .unwrap();
+    assert_eq!(count(&lake, "SELECT count(*) FROM ods.ods_event").await, 2);
 }
