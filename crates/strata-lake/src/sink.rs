@@ -451,6 +451,7 @@ impl SinkState {
                 // Advisory only: the snapshot summaries are the truth.
                 tracing::warn!(error = %e, "committing bus offsets for group lake failed");
             }
+            self.report_lag(sink).await;
         }
         Ok(())
     }

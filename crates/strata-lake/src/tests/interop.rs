@@ -1,0 +1,54 @@
+//! Writes a small lake for other engines to read (`tests/interop/pyiceberg_read.py`).
+//! Run with `STRATA_INTEROP_DIR=/some/dir cargo nextest run -p strata-lake --run-ignored only interop`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_bus::{Log, Record};
+use strata_core::event::EVENTS_TOPIC;
+use tokio::sync::watch;
+
+use super::memlog::MemLog;
+use super::*;
+use crate::LakeSink;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes to STRATA_INTEROP_DIR for the pyiceberg check"]
+async fn interop_write_sample_lake() {
+    let Ok(dir) = std::env::var("STRATA_INTEROP_DIR") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let mut c = config(&dir);
+    c.lake.flush_max_rows = 40;
+    let lake = Lake::open(&c).await.unwrap();
+    let log: Arc<dyn Log> = Arc::new(MemLog::default());
+    log.ensure_topic(EVENTS_TOPIC, 2).await.unwrap();
+    let records = (0..100)
+        .map(|i| {
+            let r = if i % 10 == 9 {
+                rejected_record(i)
+            } else {
+                event_record(i, ["Signed Up", "Followed"][i % 2], (i % 2) as i64)
+            };
+            Record {
+                key: r.key().as_bytes().to_vec().into(),
+                value: r.to_json().into(),
+                timestamp_ms: T0 / 1000,
+            }
+        })
+        .collect();
+    log.append(EVENTS_TOPIC, records).await.unwrap();
+    let (tx, rx) = watch::channel(false);
+    let sink = LakeSink::new(&lake, log.clone(), &c.lake).await.unwrap();
+    let handle = tokio::spawn(sink.run(rx));
+    for _ in 0..500 {
+        if count(&lake, "SELECT count(*) FROM ods.ods_event").await == 90 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tx.send(true).unwrap();
+    handle.await.unwrap().unwrap();
+    assert_eq!(count(&lake, "SELECT count(*) FROM ods.ods_event").await, 90);
+}
