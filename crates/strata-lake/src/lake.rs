@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use iceberg::io::LocalFsStorageFactory;
+use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::{Catalog, CatalogBuilder, TableCreation};
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
@@ -108,6 +109,7 @@ impl Lake {
                 .await
                 .map_err(|e| Error::iceberg(format!("checking table {ident}"), e))?;
             if exists {
+                self.ensure_properties(&ident).await?;
                 continue;
             }
             let creation = TableCreation::builder()
@@ -122,6 +124,36 @@ impl Lake {
                 Err(e) => return Err(Error::iceberg(format!("creating table {ident}"), e)),
             }
         }
+        Ok(())
+    }
+
+    /// Adds table properties a table created by an older Strata lacks (never overwrites).
+    async fn ensure_properties(&self, ident: &iceberg::TableIdent) -> Result<()> {
+        let table = self
+            .catalog
+            .load_table(ident)
+            .await
+            .map_err(|e| Error::iceberg(format!("loading {ident}"), e))?;
+        let current = table.metadata().properties();
+        let missing: Vec<(String, String)> = table_properties()
+            .into_iter()
+            .filter(|(k, _)| !current.contains_key(k))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let tx = Transaction::new(&table);
+        let mut action = tx.update_table_properties();
+        for (k, v) in missing {
+            action = action.set(k, v);
+        }
+        let tx = action
+            .apply(tx)
+            .map_err(|e| Error::iceberg(format!("updating properties of {ident}"), e))?;
+        tx.commit(self.catalog.as_ref())
+            .await
+            .map_err(|e| Error::iceberg(format!("updating properties of {ident}"), e))?;
+        tracing::info!(table = %ident, "added missing table properties");
         Ok(())
     }
 

@@ -350,7 +350,10 @@ impl SinkState {
                     }
                 }
             }
-            self.next.insert(r.partition, r.offset + 1);
+        }
+        if let Some(last) = records.last() {
+            // One read is one partition, in offset order.
+            self.next.insert(last.partition, last.offset + 1);
         }
         if self.oldest.is_none() && self.events.rows() + self.rejected.rows() > before {
             self.oldest = Some(Instant::now());

@@ -315,3 +315,32 @@ async fn commit_is_fenced_on_the_expected_position() {
         .unwrap();
     assert_eq!(count(&lake, "SELECT count(*) FROM ods.ods_event").await, 2);
 }
+
+#[tokio::test]
+async fn open_adds_missing_table_properties() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = open_lake(dir.path()).await;
+    let ident = OdsTable::Event.ident();
+    let table = lake.catalog().load_table(&ident).await.unwrap();
+    let tx = Transaction::new(&table);
+    let tx = tx
+        .update_table_properties()
+        .remove("commit.retry.num-retries".to_string())
+        .apply(tx)
+        .unwrap();
+    let table = tx.commit(lake.catalog().as_ref()).await.unwrap();
+    assert!(!table
+        .metadata()
+        .properties()
+        .contains_key("commit.retry.num-retries"));
+    let lake = open_lake(dir.path()).await;
+    let table = lake.catalog().load_table(&ident).await.unwrap();
+    assert_eq!(
+        table
+            .metadata()
+            .properties()
+            .get("commit.retry.num-retries")
+            .map(String::as_str),
+        Some("0")
+    );
+}
