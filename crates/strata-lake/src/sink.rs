@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef as ArrowSchemaRef;
 use iceberg::arrow::schema_to_arrow_schema;
+use iceberg::spec::Struct;
 use iceberg::table::Table;
 use iceberg::Catalog;
 use strata_bus::{Log, Offsets, StoredRecord};
@@ -26,7 +27,9 @@ use strata_core::event::EVENTS_TOPIC;
 use strata_core::BusRecord;
 use tokio::sync::watch;
 
-use crate::batch::{BusPosition, EventBuffer, RejectedBuffer, RejectedRow};
+use crate::batch::{
+    BusPosition, EventBuffer, EventColumns, RejectedBuffer, RejectedColumns, RejectedRow,
+};
 use crate::error::{Error, Result};
 use crate::lake::Lake;
 use crate::position::{max_offsets, min_offsets, table_position};
@@ -202,6 +205,7 @@ impl LakeSink {
             }
             Ok(()) => {
                 *conflicts = 0;
+                state.report_lag(self).await;
                 Ok(())
             }
             Err(e) => Err(e),
@@ -283,6 +287,8 @@ struct SinkState {
     oldest: Option<Instant>,
     /// `[ods_event, ods_event_rejected]`
     tables: [TableState; 2],
+    /// The flush being written and committed in the background.
+    in_flight: Option<InFlight>,
 }
 
 impl SinkState {
@@ -308,6 +314,7 @@ impl SinkState {
             bytes: 0,
             oldest: None,
             tables: [ev, rej],
+            in_flight: None,
         })
     }
 
@@ -377,30 +384,56 @@ impl SinkState {
     }
 
     /// Writes and commits both tables' buffers (each up to the current read position), then
-    /// commits the advisory bus offsets.
+    /// commits the advisory bus offsets. Encoding and committing run in a background task
+    /// while the sink goes on reading (at most one flush in flight; the next flush, or
+    /// shutdown, waits for it). A final flush runs inline.
     async fn flush(&mut self, sink: &LakeSink, final_flush: bool) -> Result<()> {
-        let started = Instant::now();
+        self.settle().await?;
+        let job = self.take_job(sink, final_flush);
+        if job.tables.is_empty() {
+            return Ok(());
+        }
+        if final_flush {
+            let done = job.run().await?;
+            self.apply(done);
+        } else {
+            self.in_flight = Some(InFlight(Some(tokio::spawn(job.run()))));
+        }
+        Ok(())
+    }
+
+    /// Waits for the flush in flight, if any, and takes its new positions.
+    async fn settle(&mut self) -> Result<()> {
+        if let Some(in_flight) = self.in_flight.take() {
+            let done = in_flight.join().await?;
+            self.apply(done);
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, done: FlushDone) {
+        for (i, position) in done.committed {
+            if let Some(state) = self.tables.get_mut(i) {
+                state.committed = position;
+                state.last_commit = Instant::now();
+            }
+        }
+    }
+
+    /// Empties the buffers into a job for the tables that need a commit now.
+    fn take_job(&mut self, sink: &LakeSink, final_flush: bool) -> FlushJob {
         let idle_interval = (sink.config.flush_interval * 6).max(MIN_POSITION_COMMIT_INTERVAL);
-        let mut committed_any = false;
-        for i in 0..2 {
-            let state = &self.tables[i];
+        let mut tables = Vec::new();
+        for (i, state) in self.tables.iter().enumerate() {
             let target = max_offsets(&state.committed, &self.next);
             let (groups, rows) = match state.table {
                 OdsTable::Event => {
                     let rows = self.events.rows();
-                    let mut groups = Vec::new();
-                    for (key, columns) in self.events.take_groups() {
-                        groups.push((key, columns.finish(state.arrow_schema.clone())?));
-                    }
-                    (groups, rows)
+                    (Groups::Events(self.events.take_groups()), rows)
                 }
                 OdsTable::Rejected => {
                     let rows = self.rejected.rows();
-                    let mut groups = Vec::new();
-                    for (key, columns) in self.rejected.take_groups() {
-                        groups.push((key, columns.finish(state.arrow_schema.clone())?));
-                    }
-                    (groups, rows)
+                    (Groups::Rejected(self.rejected.take_groups()), rows)
                 }
             };
             let moved = target != state.committed;
@@ -408,55 +441,29 @@ impl SinkState {
             if rows == 0 && !(moved && position_due) {
                 continue;
             }
-            let ident = state.table.ident();
-            let name = state.table.name();
-            let loaded = sink
-                .catalog
-                .load_table(&ident)
-                .await
-                .map_err(|e| Error::iceberg(format!("loading {ident}"), e))?;
-            let files = write_data_files(&loaded, groups).await?;
-            let file_bytes: u64 = files.iter().map(|f| f.file_size_in_bytes()).sum();
-            let file_count = files.len();
-            commit_with_position(
-                sink.catalog.as_ref(),
-                &ident,
-                files,
-                &sink.topic,
-                Some(&state.committed),
-                &target,
-            )
-            .await?;
-            let state = &mut self.tables[i];
-            state.committed = target;
-            state.last_commit = Instant::now();
-            committed_any = true;
-            metrics::counter!("strata_lake_commits_total", "table" => name).increment(1);
-            metrics::counter!("strata_lake_rows_total", "table" => name).increment(rows as u64);
-            metrics::counter!("strata_lake_bytes_total", "table" => name).increment(file_bytes);
-            tracing::info!(table = name, rows, files = file_count, bytes = file_bytes, position = ?state.committed, "committed");
+            tables.push(TableJob {
+                index: i,
+                table: state.table,
+                arrow_schema: state.arrow_schema.clone(),
+                groups,
+                rows,
+                expected: state.committed.clone(),
+                target,
+            });
         }
         self.bytes = 0;
         self.oldest = None;
-        if committed_any {
-            metrics::histogram!("strata_lake_flush_seconds")
-                .record(started.elapsed().as_secs_f64());
-            let group_position = min_offsets(
-                &self.tables[0].committed,
-                &self.tables[1].committed,
-                self.partitions,
-            );
-            if let Err(e) = sink
-                .log
-                .commit(LAKE_GROUP, &sink.topic, &group_position)
-                .await
-            {
-                // Advisory only: the snapshot summaries are the truth.
-                tracing::warn!(error = %e, "committing bus offsets for group lake failed");
-            }
-            self.report_lag(sink).await;
+        FlushJob {
+            catalog: sink.catalog.clone(),
+            log: sink.log.clone(),
+            topic: sink.topic.clone(),
+            partitions: self.partitions,
+            committed: [
+                self.tables[0].committed.clone(),
+                self.tables[1].committed.clone(),
+            ],
+            tables,
         }
-        Ok(())
     }
 
     async fn report_lag(&self, sink: &LakeSink) {
@@ -467,6 +474,119 @@ impl SinkState {
                 .sum();
             metrics::gauge!("strata_bus_consumer_lag_records", "group" => LAKE_GROUP, "topic" => EVENTS_TOPIC)
                 .set(lag as f64);
+        }
+    }
+}
+
+/// Buffered rows of one table, still as Arrow builders (finished in the flush task).
+enum Groups {
+    Events(Vec<(Struct, EventColumns)>),
+    Rejected(Vec<(Struct, RejectedColumns)>),
+}
+
+struct TableJob {
+    index: usize,
+    table: OdsTable,
+    arrow_schema: ArrowSchemaRef,
+    groups: Groups,
+    rows: usize,
+    /// The table's position before this commit (fencing).
+    expected: Offsets,
+    target: Offsets,
+}
+
+/// One flush: everything it needs, owned, so it can run in its own task.
+struct FlushJob {
+    catalog: Arc<dyn Catalog>,
+    log: Arc<dyn Log>,
+    topic: String,
+    partitions: u32,
+    /// Both tables' positions before this flush.
+    committed: [Offsets; 2],
+    tables: Vec<TableJob>,
+}
+
+/// What a flush committed: (table index, new position).
+struct FlushDone {
+    committed: Vec<(usize, Offsets)>,
+}
+
+impl FlushJob {
+    async fn run(self) -> Result<FlushDone> {
+        let started = Instant::now();
+        let mut positions = self.committed.clone();
+        let mut done = Vec::with_capacity(self.tables.len());
+        for job in self.tables {
+            let batches = match job.groups {
+                Groups::Events(groups) => groups
+                    .into_iter()
+                    .map(|(k, c)| c.finish(job.arrow_schema.clone()).map(|b| (k, b)))
+                    .collect::<Result<Vec<_>>>()?,
+                Groups::Rejected(groups) => groups
+                    .into_iter()
+                    .map(|(k, c)| c.finish(job.arrow_schema.clone()).map(|b| (k, b)))
+                    .collect::<Result<Vec<_>>>()?,
+            };
+            let ident = job.table.ident();
+            let name = job.table.name();
+            let loaded = self
+                .catalog
+                .load_table(&ident)
+                .await
+                .map_err(|e| Error::iceberg(format!("loading {ident}"), e))?;
+            let files = write_data_files(&loaded, batches).await?;
+            let file_bytes: u64 = files.iter().map(|f| f.file_size_in_bytes()).sum();
+            let file_count = files.len();
+            commit_with_position(
+                self.catalog.as_ref(),
+                &ident,
+                files,
+                &self.topic,
+                Some(&job.expected),
+                &job.target,
+            )
+            .await?;
+            metrics::counter!("strata_lake_commits_total", "table" => name).increment(1);
+            metrics::counter!("strata_lake_rows_total", "table" => name).increment(job.rows as u64);
+            metrics::counter!("strata_lake_bytes_total", "table" => name).increment(file_bytes);
+            tracing::info!(table = name, rows = job.rows, files = file_count, bytes = file_bytes, position = ?job.target, "committed");
+            if let Some(p) = positions.get_mut(job.index) {
+                *p = job.target.clone();
+            }
+            done.push((job.index, job.target));
+        }
+        metrics::histogram!("strata_lake_flush_seconds").record(started.elapsed().as_secs_f64());
+        let group_position = min_offsets(&positions[0], &positions[1], self.partitions);
+        if let Err(e) = self
+            .log
+            .commit(LAKE_GROUP, &self.topic, &group_position)
+            .await
+        {
+            // Advisory only: the snapshot summaries are the truth.
+            tracing::warn!(error = %e, "committing bus offsets for group lake failed");
+        }
+        Ok(FlushDone { committed: done })
+    }
+}
+
+/// The background flush task; aborted if the sink is dropped (a crash, or a cancelled run).
+struct InFlight(Option<tokio::task::JoinHandle<Result<FlushDone>>>);
+
+impl InFlight {
+    async fn join(mut self) -> Result<FlushDone> {
+        let Some(handle) = self.0.as_mut() else {
+            return Err(Error::Internal("flush joined twice".to_string()));
+        };
+        let result = handle.await;
+        self.0 = None;
+        result.map_err(|e| Error::Internal(format!("flush task failed: {e}")))?
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(handle) = &self.0 {
+            handle.abort();
         }
     }
 }
