@@ -52,3 +52,75 @@ async fn interop_write_sample_lake() {
     handle.await.unwrap().unwrap();
     assert_eq!(count(&lake, "SELECT count(*) FROM ods.ods_event").await, 90);
 }
+
+/// Rough cost split of the sink's hot path (decode + build vs. Parquet + commit). Not an
+/// assertion: prints numbers. `cargo nextest run -p strata-lake --run-ignored only hot_path --no-capture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "prints timings"]
+async fn hot_path_cost_split() {
+    use crate::batch::{BusPosition, EventBuffer};
+    use crate::schema::OdsTable;
+    use crate::write::{commit_with_position, write_data_files};
+    use iceberg::arrow::schema_to_arrow_schema;
+
+    let dir = tempfile::tempdir().unwrap();
+    let lake = open_lake(dir.path()).await;
+    let n = 100_000;
+    let values: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            event_record(
+                i,
+                ["Signed Up", "Followed", "Liked", "Posted"][i % 4],
+                (i % 3) as i64,
+            )
+            .to_json()
+        })
+        .collect();
+    let t = std::time::Instant::now();
+    let mut buf = EventBuffer::default();
+    for (i, v) in values.iter().enumerate() {
+        if let Ok(strata_core::BusRecord::Event(e)) = strata_core::BusRecord::from_json(v) {
+            buf.push(
+                &e,
+                BusPosition {
+                    partition: 0,
+                    offset: i as u64,
+                    ingested_at: T0,
+                },
+            );
+        }
+    }
+    let decode = t.elapsed();
+    let table = lake
+        .catalog()
+        .load_table(&OdsTable::Event.ident())
+        .await
+        .unwrap();
+    let schema = Arc::new(schema_to_arrow_schema(table.metadata().current_schema()).unwrap());
+    let t = std::time::Instant::now();
+    let groups: Vec<_> = buf
+        .take_groups()
+        .into_iter()
+        .map(|(k, c)| (k, c.finish(schema.clone()).unwrap()))
+        .collect();
+    let finish = t.elapsed();
+    let t = std::time::Instant::now();
+    let files = write_data_files(&table, groups).await.unwrap();
+    let parquet = t.elapsed();
+    let t = std::time::Instant::now();
+    let position = [(0, n as u64)].into_iter().collect();
+    commit_with_position(
+        lake.catalog().as_ref(),
+        &table.identifier().clone(),
+        files,
+        "events",
+        None,
+        &position,
+    )
+    .await
+    .unwrap();
+    let commit = t.elapsed();
+    eprintln!(
+        "{n} events: decode+build {decode:?}, finish {finish:?}, parquet {parquet:?}, commit {commit:?}"
+    );
+}
