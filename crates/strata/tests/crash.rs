@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,7 +14,8 @@ use common::*;
 #[test]
 fn sigkill_loses_and_duplicates_nothing() {
     let env = Env::new();
-    let addr = Arc::new(Mutex::new(env.serve("100ms")));
+    let mut server = env.serve("100ms");
+    let addr: Arc<Mutex<SocketAddr>> = Arc::new(Mutex::new(server.addr));
     let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
     let done = Arc::new(AtomicBool::new(false));
 
@@ -28,13 +30,13 @@ fn sigkill_loses_and_duplicates_nothing() {
             while !done.load(Ordering::SeqCst) {
                 let body = batch(&format!("crash-{b}"), 40);
                 loop {
-                    let target = addr.lock().map(|s| s.addr).expect("lock");
+                    let target = *addr.lock().unwrap_or_else(|e| e.into_inner());
                     match post(target, "/v1/batch", &[basic_auth(WRITE_KEY)], &body) {
                         Ok(r) if r.status == 200 => break,
                         _ => std::thread::sleep(Duration::from_millis(20)),
                     }
                 }
-                let mut a = acked.lock().expect("lock");
+                let mut a = acked.lock().unwrap_or_else(|e| e.into_inner());
                 for i in 0..40 {
                     a.insert(format!("crash-{b}-{i}"));
                 }
@@ -46,30 +48,22 @@ fn sigkill_loses_and_duplicates_nothing() {
 
     for round in 0..4 {
         std::thread::sleep(Duration::from_millis(700 + 300 * round));
-        let mut guard = addr.lock().expect("lock");
-        // Replace the running server: kill -9 the old one, start a new one on the same data.
-        let old = std::mem::replace(&mut *guard, env.serve("100ms"));
-        drop(guard);
-        old.kill();
+        // kill -9 while the client is sending, then restart on the same data directory.
+        server.kill();
+        server = env.serve("100ms");
+        *addr.lock().unwrap_or_else(|e| e.into_inner()) = server.addr;
     }
     std::thread::sleep(Duration::from_millis(800));
     done.store(true, Ordering::SeqCst);
     let batches = client.join().expect("client thread");
-    assert!(batches > 4, "the client made too little progress: {batches} batches");
-    let acked = acked.lock().expect("lock").clone();
+    assert!(
+        batches > 4,
+        "the client made too little progress: {batches} batches"
+    );
+    let acked = acked.lock().unwrap_or_else(|e| e.into_inner()).clone();
 
     // Graceful stop of the last server: everything on the bus gets committed.
-    let last = {
-        let mut guard = addr.lock().expect("lock");
-        std::mem::replace(&mut *guard, env.serve("100ms"))
-    };
-    last.kill();
-    let final_server = Arc::try_unwrap(addr)
-        .ok()
-        .expect("no other owners")
-        .into_inner()
-        .expect("lock");
-    final_server.stop();
+    server.stop();
 
     let rows = env.sql_count("SELECT count(*) FROM ods.ods_event");
     let distinct = env.sql_count("SELECT count(DISTINCT message_id) FROM ods.ods_event");
@@ -81,6 +75,6 @@ fn sigkill_loses_and_duplicates_nothing() {
         .collect();
     let missing: Vec<_> = acked.difference(&ids).take(5).collect();
     assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
-    // Every row is an event the client sent (it retried until acknowledged).
+    // Every row is an event the client sent (it retried each batch until acknowledged).
     assert_eq!(rows as usize, acked.len());
 }
