@@ -122,6 +122,7 @@ impl LakeSink {
         let mut conflicts = 0u32;
         let mut read_backoff = Backoff::new(u32::MAX);
         while !shutting_down && !*shutdown.borrow() {
+            self.settle_if_done(&mut state, &mut conflicts).await?;
             let mut got = 0usize;
             for p in 0..partitions {
                 let from = state.next.get(&p).copied().unwrap_or(0);
@@ -195,7 +196,27 @@ impl LakeSink {
         final_flush: bool,
         conflicts: &mut u32,
     ) -> Result<()> {
-        match state.flush(self, final_flush).await {
+        let result = state.flush(self, final_flush).await;
+        self.recover(state, result, conflicts).await
+    }
+
+    /// Takes the result of a finished background flush without starting a new one, so its
+    /// errors surface promptly even when no new rows arrive.
+    async fn settle_if_done(&self, state: &mut SinkState, conflicts: &mut u32) -> Result<()> {
+        if !state.in_flight.as_ref().is_some_and(InFlight::is_finished) {
+            return Ok(());
+        }
+        let result = state.settle().await;
+        self.recover(state, result, conflicts).await
+    }
+
+    async fn recover(
+        &self,
+        state: &mut SinkState,
+        result: Result<()>,
+        conflicts: &mut u32,
+    ) -> Result<()> {
+        match result {
             Err(Error::Conflict { table, message }) if *conflicts < MAX_CONFLICT_RESYNCS => {
                 *conflicts += 1;
                 tracing::warn!(%table, %message, "table moved under the sink; resuming from the tables' positions");
@@ -573,6 +594,10 @@ impl FlushJob {
 struct InFlight(Option<tokio::task::JoinHandle<Result<FlushDone>>>);
 
 impl InFlight {
+    fn is_finished(&self) -> bool {
+        self.0.as_ref().is_none_or(|h| h.is_finished())
+    }
+
     async fn join(mut self) -> Result<FlushDone> {
         let Some(handle) = self.0.as_mut() else {
             return Err(Error::Internal("flush joined twice".to_string()));
