@@ -283,6 +283,29 @@ struct TableState {
 
 impl TableState {
     fn new(table: OdsTable, loaded: &Table, topic: &str) -> Result<Self> {
+        // The Arrow builders produce exactly Strata's columns in order; a table whose schema
+        // was changed by another engine is refused up front with a clear message.
+        let want: Vec<String> = table
+            .schema()?
+            .as_struct()
+            .fields()
+            .iter()
+            .map(|f| f.name.clone())
+            .collect();
+        let have: Vec<String> = loaded
+            .metadata()
+            .current_schema()
+            .as_struct()
+            .fields()
+            .iter()
+            .map(|f| f.name.clone())
+            .collect();
+        if want != have {
+            return Err(Error::Internal(format!(
+                "{} has columns {have:?}; this Strata writes {want:?}",
+                table.ident()
+            )));
+        }
         let arrow_schema = schema_to_arrow_schema(loaded.metadata().current_schema())
             .map_err(|e| Error::iceberg(format!("arrow schema of {}", table.name()), e))?;
         Ok(TableState {

@@ -92,6 +92,10 @@ async fn sql_reads_committed_tables() {
         crate::list_tables(lake.catalog().as_ref()).await.unwrap(),
         ["ods.ods_event", "ods.ods_event_rejected"]
     );
+    assert_eq!(
+        n("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'ods' AND table_name LIKE 'ods_event%' AND table_name NOT LIKE '%$%'").await,
+        2
+    );
     // Snapshot listing with the bus offsets.
     let batches = session
         .run(
