@@ -18,8 +18,9 @@ pub enum OutputFormat {
 /// Renders `batches` as text in `format`.
 pub fn format_batches(batches: &[RecordBatch], format: OutputFormat) -> Result<String> {
     match format {
+        // Every format ends with a newline, so results can be printed back to back.
         OutputFormat::Table => arrow::util::pretty::pretty_format_batches(batches)
-            .map(|t| t.to_string())
+            .map(|t| format!("{t}\n"))
             .map_err(|e| Error::arrow("formatting a table", e)),
         OutputFormat::Csv => {
             let mut out = Vec::new();

@@ -220,6 +220,7 @@ async fn output_formats() {
         .unwrap();
     let table = format_batches(&batches, OutputFormat::Table).unwrap();
     assert!(table.contains("| Followed   | 3 |"), "{table}");
+    assert!(table.ends_with("+\n"), "{table}");
     let csv = format_batches(&batches, OutputFormat::Csv).unwrap();
     assert_eq!(csv, "event_type,n\nFollowed,3\nLiked,1\nSigned Up,1\n");
     let json = format_batches(&batches, OutputFormat::Json).unwrap();
