@@ -273,18 +273,25 @@ impl SqlSession {
     async fn eval_timestamp(&self, expr: &SqlExpr) -> Result<i64> {
         if let SqlExpr::Value(v) = expr {
             if let Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) = &v.value {
-                return strata_core::time::parse_ts_micros(s)
-                    .ok_or_else(|| Error::Sql(format!("cannot read {s:?} as a timestamp")));
+                // RFC 3339 or `YYYY-MM-DD HH:MM:SS` (UTC); other forms (a bare date, …) go
+                // through DataFusion's cast below.
+                if let Some(micros) = strata_core::time::parse_ts_micros(s) {
+                    return Ok(micros);
+                }
             }
         }
+        // Whatever fails here is the user's expression.
+        let bad = |e: datafusion::error::DataFusionError| {
+            Error::Sql(format!("cannot read {expr} as a timestamp: {e}"))
+        };
         let batches = self
             .ctx
             .sql(&format!("SELECT CAST(({expr}) AS TIMESTAMP) AS t"))
             .await
-            .map_err(Error::datafusion)?
+            .map_err(bad)?
             .collect()
             .await
-            .map_err(Error::datafusion)?;
+            .map_err(bad)?;
         let column = batches
             .iter()
             .find(|b| b.num_rows() > 0)

@@ -202,7 +202,12 @@ async fn time_travel_by_version_and_timestamp() {
         .unwrap_err();
     assert!(matches!(err, crate::Error::NotFound(_)), "{err}");
     let err = session
-        .run("SELECT count(*) FROM ods.ods_event TIMESTAMP AS OF '2001-01-01 00:00:00'")
+        .run("SELECT count(*) FROM ods.ods_event TIMESTAMP AS OF '2001-01-01'")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, crate::Error::NotFound(_)), "{err}");
+    let err = session
+        .run("SELECT count(*) FROM ods.ods_event TIMESTAMP AS OF 'yesterday-ish'")
         .await
         .unwrap_err();
     assert_eq!(err.fault(), Fault::User, "{err}");
