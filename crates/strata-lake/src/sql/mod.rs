@@ -7,7 +7,12 @@
 //! `lake.catalog_name`). The default schema is `ods`, so `ods_event` alone works too. Joins,
 //! window functions, `QUALIFY`, CTEs, `SHOW TABLES` and `information_schema` work as in
 //! DataFusion. Several statements separated by `;` run in order; the last one's rows are
-//! returned.
+//! returned. `CREATE VIEW` / `CREATE TABLE … AS SELECT` make scratch objects of this session
+//! only (they never become lake tables); lake tables cannot be dropped from SQL.
+//!
+//! Each table reference reads the table's latest snapshot when its scan starts, so while
+//! `strata serve` commits, two references to one table in a single query may see different
+//! snapshots; pin them with `VERSION AS OF` when that matters.
 //!
 //! # Time travel
 //!
@@ -22,8 +27,8 @@
 //!
 //! `VERSION AS OF <snapshot id>` reads that snapshot. `TIMESTAMP AS OF <t>` and
 //! `FOR SYSTEM_TIME AS OF <t>` read the latest snapshot of the table's main history committed
-//! at or before `t`; `t` is a string (RFC 3339, or `YYYY-MM-DD HH:MM:SS[.ffffff]` taken as
-//! UTC) or any SQL expression that yields a timestamp. The clause comes right after the table
+//! at or before `t`; `t` is a string (RFC 3339, or `YYYY-MM-DD HH:MM:SS[.ffffff]` / a bare
+//! `YYYY-MM-DD`, taken as UTC) or any SQL expression that yields a timestamp. The clause comes right after the table
 //! name, before its alias; without an alias the table keeps its own name as alias, so
 //! `ods_event.col` still resolves. The same table may appear at different versions in one
 //! query (e.g. to diff two snapshots).
