@@ -40,17 +40,34 @@ pub fn decode_offsets(text: &str) -> Result<Offsets> {
         .collect()
 }
 
+/// Summary key, in one table's snapshots, of what the sink knew about `other` table when it
+/// committed: every record of `topic` that belongs in `other` below these offsets is in
+/// `other`. It spares `other` a commit of its own when it gets no rows for a long time (the
+/// dead-letter table usually), so a restart does not re-read the bus from where `other` last
+/// committed.
+pub fn claim_key(topic: &str, other: &str) -> String {
+    format!("strata.bus.{topic}.offsets.{other}")
+}
+
 /// The table's position in `topic`: from the current snapshot's summary, walking parents when
 /// a snapshot lacks the key (e.g. one committed by another writer). `None`: never written by
 /// the sink.
 pub fn table_position(table: &Table, topic: &str) -> Result<Option<Offsets>> {
-    let key = offsets_key(topic);
+    summary_offsets(table, &offsets_key(topic))
+}
+
+/// What `table`'s latest snapshots claim about table `other` (see [`claim_key`]).
+pub fn claimed_position(table: &Table, topic: &str, other: &str) -> Result<Option<Offsets>> {
+    summary_offsets(table, &claim_key(topic, other))
+}
+
+fn summary_offsets(table: &Table, key: &str) -> Result<Option<Offsets>> {
     let metadata = table.metadata();
     let mut next = metadata.current_snapshot();
     // Bound the walk by the number of snapshots so a cyclic parent chain cannot loop.
     let mut budget = metadata.snapshots().len();
     while let Some(snapshot) = next {
-        if let Some(text) = snapshot.summary().additional_properties.get(&key) {
+        if let Some(text) = snapshot.summary().additional_properties.get(key) {
             return decode_offsets(text).map(Some);
         }
         if budget == 0 {

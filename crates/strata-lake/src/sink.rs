@@ -32,7 +32,7 @@ use crate::batch::{
 };
 use crate::error::{Error, Result};
 use crate::lake::Lake;
-use crate::position::{max_offsets, min_offsets, table_position};
+use crate::position::{claimed_position, max_offsets, min_offsets, table_position};
 use crate::retry::Backoff;
 use crate::schema::OdsTable;
 use crate::write::{commit_with_position, write_data_files};
@@ -276,7 +276,10 @@ async fn wait_any(
 struct TableState {
     table: OdsTable,
     arrow_schema: ArrowSchemaRef,
-    /// The table's position as committed in its snapshot summary.
+    /// The table's position as stored in its own snapshot summary (what commits are fenced on).
+    stored: Offsets,
+    /// Where the table is complete: `stored`, or further when the other table's snapshots
+    /// claim so (see `position::claim_key`). Routing and targets use this.
     committed: Offsets,
     last_commit: Instant,
 }
@@ -311,7 +314,8 @@ impl TableState {
         Ok(TableState {
             table,
             arrow_schema: Arc::new(arrow_schema),
-            committed: table_position(loaded, topic)?.unwrap_or_default(),
+            stored: table_position(loaded, topic)?.unwrap_or_default(),
+            committed: Offsets::new(),
             last_commit: Instant::now(),
         })
     }
@@ -338,6 +342,7 @@ struct SinkState {
 impl SinkState {
     async fn start(sink: &LakeSink, partitions: u32) -> Result<SinkState> {
         let mut tables = Vec::with_capacity(2);
+        let mut loaded_tables = Vec::with_capacity(2);
         for table in OdsTable::ALL {
             let loaded = sink
                 .catalog
@@ -345,10 +350,22 @@ impl SinkState {
                 .await
                 .map_err(|e| Error::iceberg(format!("loading {}", table.ident()), e))?;
             tables.push(TableState::new(table, &loaded, &sink.topic)?);
+            loaded_tables.push(loaded);
         }
-        let [ev, rej]: [TableState; 2] = tables
+        let loaded = loaded_tables;
+        let [mut ev, mut rej]: [TableState; 2] = tables
             .try_into()
             .map_err(|_| Error::Internal("expected two tables".to_string()))?;
+        let [ev_loaded, rej_loaded] = [&loaded[0], &loaded[1]];
+        ev.committed = max_offsets(
+            &ev.stored,
+            &claimed_position(rej_loaded, &sink.topic, OdsTable::Event.name())?.unwrap_or_default(),
+        );
+        rej.committed = max_offsets(
+            &rej.stored,
+            &claimed_position(ev_loaded, &sink.topic, OdsTable::Rejected.name())?
+                .unwrap_or_default(),
+        );
         let next = min_offsets(&ev.committed, &rej.committed, partitions);
         Ok(SinkState {
             partitions,
@@ -458,6 +475,7 @@ impl SinkState {
     fn apply(&mut self, done: FlushDone) {
         for (i, position) in done.committed {
             if let Some(state) = self.tables.get_mut(i) {
+                state.stored = position.clone();
                 state.committed = position;
                 state.last_commit = Instant::now();
             }
@@ -468,8 +486,31 @@ impl SinkState {
     fn take_job(&mut self, sink: &LakeSink, final_flush: bool) -> FlushJob {
         let idle_interval = (sink.config.flush_interval * 6).max(MIN_POSITION_COMMIT_INTERVAL);
         let mut tables = Vec::new();
+        let rows_by_table = [self.events.rows(), self.rejected.rows()];
+        // What each table is complete up to once this job is in: with no rows buffered, every
+        // record of its kind below the read position is already committed.
+        let complete: Vec<Offsets> = self
+            .tables
+            .iter()
+            .zip(rows_by_table)
+            .map(|(state, rows)| {
+                if rows == 0 {
+                    max_offsets(&state.committed, &self.next)
+                } else {
+                    state.committed.clone()
+                }
+            })
+            .collect();
         for (i, state) in self.tables.iter().enumerate() {
             let target = max_offsets(&state.committed, &self.next);
+            let claims: Vec<(String, Offsets)> = self
+                .tables
+                .iter()
+                .zip(&complete)
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, (other, c))| (other.table.name().to_string(), c.clone()))
+                .collect();
             let (groups, rows) = match state.table {
                 OdsTable::Event => {
                     let rows = self.events.rows();
@@ -491,8 +532,9 @@ impl SinkState {
                 arrow_schema: state.arrow_schema.clone(),
                 groups,
                 rows,
-                expected: state.committed.clone(),
+                expected: state.stored.clone(),
                 target,
+                claims,
             });
         }
         self.bytes = 0;
@@ -534,9 +576,11 @@ struct TableJob {
     arrow_schema: ArrowSchemaRef,
     groups: Groups,
     rows: usize,
-    /// The table's position before this commit (fencing).
+    /// The table's stored position before this commit (fencing).
     expected: Offsets,
     target: Offsets,
+    /// What this commit records about the other table.
+    claims: Vec<(String, Offsets)>,
 }
 
 /// One flush: everything it needs, owned, so it can run in its own task.
@@ -588,6 +632,7 @@ impl FlushJob {
                 &self.topic,
                 Some(&job.expected),
                 &job.target,
+                &job.claims,
             )
             .await?;
             metrics::counter!("strata_lake_commits_total", "table" => name).increment(1);

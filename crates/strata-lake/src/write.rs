@@ -25,7 +25,7 @@ use parquet::file::properties::WriterProperties;
 use strata_bus::Offsets;
 
 use crate::error::{Error, Result};
-use crate::position::{covers, encode_offsets, offsets_key, table_position};
+use crate::position::{claim_key, covers, encode_offsets, offsets_key, table_position};
 use crate::retry::Backoff;
 
 /// Data files roll over at this size.
@@ -167,9 +167,13 @@ pub async fn commit_with_position(
     topic: &str,
     expected: Option<&Offsets>,
     position: &Offsets,
+    claims: &[(String, Offsets)],
 ) -> Result<Table> {
     let mut backoff = Backoff::new(COMMIT_RETRIES);
-    let props = HashMap::from([(offsets_key(topic), encode_offsets(position))]);
+    let mut props = HashMap::from([(offsets_key(topic), encode_offsets(position))]);
+    for (other, offsets) in claims {
+        props.insert(claim_key(topic, other), encode_offsets(offsets));
+    }
     loop {
         let attempt = async {
             let table = catalog

@@ -116,6 +116,7 @@ async fn hot_path_cost_split() {
         "events",
         None,
         &position,
+        &[],
     )
     .await
     .unwrap();

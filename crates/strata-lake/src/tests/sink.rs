@@ -176,6 +176,16 @@ async fn end_to_end(log: Arc<dyn Log>, dir: &std::path::Path) {
         );
     }
     assert_eq!(log.committed("lake", EVENTS_TOPIC).await.unwrap(), end);
+    // Each table's snapshots also record how far the other table is complete.
+    let ev_table = lake
+        .catalog()
+        .load_table(&OdsTable::Event.ident())
+        .await
+        .unwrap();
+    let claim = crate::position::claimed_position(&ev_table, EVENTS_TOPIC, "ods_event_rejected")
+        .unwrap()
+        .expect("a claim about the rejected table");
+    assert!(covers(&end, &claim));
 
     let session = SqlSession::new(&lake).await.unwrap();
     let batches = session
