@@ -121,7 +121,27 @@ impl LakeSink {
         let mut shutting_down = false;
         let mut conflicts = 0u32;
         let mut read_backoff = Backoff::new(u32::MAX);
-        while !shutting_down && !*shutdown.borrow() {
+        // On shutdown the sink first reads up to the bus end offsets taken at that moment, so a
+        // graceful stop commits everything that was acknowledged before it.
+        let mut drain_to: Option<Offsets> = None;
+        loop {
+            if drain_to.is_none() && (shutting_down || *shutdown.borrow()) {
+                let end = self
+                    .log
+                    .end_offsets(&self.topic)
+                    .await
+                    .map_err(|e| Error::bus(format!("end offsets of {}", self.topic), e))?;
+                tracing::info!(position = ?state.next, end = ?end, "draining the bus before stopping");
+                drain_to = Some(end);
+            }
+            if let Some(end) = &drain_to {
+                let caught_up = end
+                    .iter()
+                    .all(|(p, o)| state.next.get(p).copied().unwrap_or(0) >= *o);
+                if caught_up {
+                    break;
+                }
+            }
             self.settle_if_done(&mut state, &mut conflicts).await?;
             let mut got = 0usize;
             for p in 0..partitions {
@@ -158,6 +178,11 @@ impl LakeSink {
             }
             if state.should_flush(&self.config) {
                 self.flush(&mut state, false, &mut conflicts).await?;
+            }
+            if got == 0 && drain_to.is_some() {
+                // Nothing more to read although the end was not reached (e.g. retention cut
+                // it): stop rather than spin.
+                break;
             }
             if got == 0 {
                 state.report_lag(&self).await;
