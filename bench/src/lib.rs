@@ -220,10 +220,7 @@ impl Conn {
     }
 
     pub async fn get(&mut self, path: &str) -> Result<(u16, String)> {
-        let head = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n",
-            self.addr
-        );
+        let head = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.addr);
         self.reader.get_mut().write_all(head.as_bytes()).await?;
         let status = self.read_status_and_headers().await?;
         let mut body = vec![0u8; status.1];
@@ -302,6 +299,9 @@ mod tests {
         assert_eq!(batch.len(), 100);
         assert_ne!(batch[0]["messageId"], vb["batch"][0]["messageId"]);
         let per_event = a.len() / 100;
-        assert!((380..=440).contains(&per_event), "{per_event} bytes per event");
+        assert!(
+            (380..=440).contains(&per_event),
+            "{per_event} bytes per event"
+        );
     }
 }

@@ -158,19 +158,19 @@ async fn strata_run(
 ) -> Result<StrataRun> {
     let dir = tempdir("strata")?;
     let config = dir.join("strata.toml");
-    cli(&args.strata, &[
-        "init".as_ref(),
-        dir.as_os_str(),
-    ])?;
-    cli(&args.strata, &[
-        "apps".as_ref(),
-        "create".as_ref(),
-        "bench".as_ref(),
-        "--write-key".as_ref(),
-        WRITE_KEY.as_ref(),
-        "-c".as_ref(),
-        config.as_os_str(),
-    ])?;
+    cli(&args.strata, &["init".as_ref(), dir.as_os_str()])?;
+    cli(
+        &args.strata,
+        &[
+            "apps".as_ref(),
+            "create".as_ref(),
+            "bench".as_ref(),
+            "--write-key".as_ref(),
+            WRITE_KEY.as_ref(),
+            "-c".as_ref(),
+            config.as_os_str(),
+        ],
+    )?;
     let mut cmd = Command::new(&args.strata);
     cmd.arg("serve")
         .arg("-c")

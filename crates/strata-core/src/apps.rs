@@ -43,7 +43,8 @@ impl Apps {
         let tmp = path.with_extension("json.tmp");
         let body = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::Internal(format!("serializing apps: {e}")))?;
-        std::fs::write(&tmp, body).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+        std::fs::write(&tmp, body)
+            .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
         std::fs::rename(&tmp, path)
             .map_err(|e| Error::io(format!("replacing {}", path.display()), e))?;
         Ok(())
@@ -55,7 +56,10 @@ impl Apps {
             return Err(Error::user("app name and write key must not be empty"));
         }
         if self.apps.iter().any(|a| a.name == app.name) {
-            return Err(Error::user(format!("an app named {:?} already exists", app.name)));
+            return Err(Error::user(format!(
+                "an app named {:?} already exists",
+                app.name
+            )));
         }
         if self.apps.iter().any(|a| a.write_key == app.write_key) {
             return Err(Error::user("that write key is already used by another app"));

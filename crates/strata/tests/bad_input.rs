@@ -65,7 +65,13 @@ fn each_kind_of_bad_input_gets_its_answer() {
          "timestamp": "1999-01-01T00:00:00Z", "sentAt": chrono::Utc::now().to_rfc3339()},
         {"type": "track", "event": "Ok", "anonymousId": "a1", "messageId": "mix-ok-2"}
     ]});
-    let res = post(server.addr, "/v1/batch", &auth(), body.to_string().as_bytes()).unwrap();
+    let res = post(
+        server.addr,
+        "/v1/batch",
+        &auth(),
+        body.to_string().as_bytes(),
+    )
+    .unwrap();
     assert_eq!(res.status, 200, "{}", res.body);
     let answer = res.json();
     assert_eq!(answer["accepted"], 2, "{}", res.body);
@@ -81,9 +87,8 @@ fn each_kind_of_bad_input_gets_its_answer() {
         3,
         Duration::from_secs(60),
     );
-    let rejected = env.sql(
-        "SELECT message_id, reason, raw FROM ods.ods_event_rejected ORDER BY message_id",
-    );
+    let rejected =
+        env.sql("SELECT message_id, reason, raw FROM ods.ods_event_rejected ORDER BY message_id");
     for row in &rejected {
         let reason = row["reason"].as_str().unwrap_or("");
         let raw = row["raw"].as_str().unwrap_or("");
@@ -117,7 +122,13 @@ fn signed_apps_require_a_valid_fresh_signature() {
     let res = post(server.addr, "/v1/batch", &signed(now, "wrong"), &body).unwrap();
     assert_eq!(res.status, 401, "{}", res.body);
     // Stale timestamp (10 minutes old) → 401.
-    let res = post(server.addr, "/v1/batch", &signed(now - 600, "s3cret"), &body).unwrap();
+    let res = post(
+        server.addr,
+        "/v1/batch",
+        &signed(now - 600, "s3cret"),
+        &body,
+    )
+    .unwrap();
     assert_eq!(res.status, 401, "{}", res.body);
     // Good signature → 200.
     let res = post(server.addr, "/v1/batch", &signed(now, "s3cret"), &body).unwrap();

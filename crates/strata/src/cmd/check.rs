@@ -14,7 +14,10 @@ pub fn run(path: &Path) -> Result<()> {
         }
     }
     let text = toml::to_string_pretty(&config).context("rendering the effective config")?;
-    println!("# effective config of {} (file + STRATA_* overrides)", path.display());
+    println!(
+        "# effective config of {} (file + STRATA_* overrides)",
+        path.display()
+    );
     println!("{text}");
     eprintln!("config ok");
     Ok(())

@@ -36,7 +36,14 @@ async fn repl(lake: &Lake, format: OutputFormat) -> Result<()> {
     let mut lines = stdin.lock().lines();
     loop {
         if interactive {
-            eprint!("{}", if buffer.is_empty() { "strata> " } else { "   ...> " });
+            eprint!(
+                "{}",
+                if buffer.is_empty() {
+                    "strata> "
+                } else {
+                    "   ...> "
+                }
+            );
             let _ = std::io::stderr().flush();
         }
         let Some(line) = lines.next() else { break };

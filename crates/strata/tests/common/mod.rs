@@ -32,7 +32,11 @@ impl Env {
             .arg(dir.path())
             .output()
             .expect("strata init");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let config = dir.path().join("strata.toml");
         let mut cmd = Command::new(strata_bin());
         cmd.args(["apps", "create", "test", "--write-key", WRITE_KEY, "-c"])
@@ -41,7 +45,11 @@ impl Env {
             cmd.args(["--secret", s]);
         }
         let out = cmd.output().expect("strata apps create");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Env { dir, config }
     }
 
@@ -63,7 +71,12 @@ impl Env {
         let mut cmd = Command::new(strata_bin());
         cmd.args(["serve", "-c"])
             .arg(&self.config)
-            .args(["--listen", "127.0.0.1:0", "--flush-interval", flush_interval])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--flush-interval",
+                flush_interval,
+            ])
             .stdout(Stdio::piped())
             .stderr(log);
         for (k, v) in env {
@@ -81,8 +94,8 @@ impl Env {
             .next()
             .and_then(|a| a.parse::<SocketAddr>().ok())
             .unwrap_or_else(|| {
-                let log = std::fs::read_to_string(self.dir.path().join("serve.log"))
-                    .unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default();
                 panic!("serve did not start: {line:?}\n{log}")
             });
         Server { child, addr }
@@ -280,8 +293,10 @@ pub fn batch(prefix: &str, n: usize) -> Vec<u8> {
             })
         })
         .collect();
-    serde_json::to_vec(&serde_json::json!({ "batch": items, "sentAt": chrono::Utc::now().to_rfc3339() }))
-        .expect("json")
+    serde_json::to_vec(
+        &serde_json::json!({ "batch": items, "sentAt": chrono::Utc::now().to_rfc3339() }),
+    )
+    .expect("json")
 }
 
 pub fn lake_files(data: &Path) -> usize {
