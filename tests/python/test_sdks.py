@@ -80,3 +80,10 @@ def test_sdks_deliver_and_pyiceberg_reads(strata):
     assert set(arrow.column("message_id").to_pylist()) == ids_strata
     props = [p for p in arrow.column("properties").to_pylist() if p and run_id in p]
     assert len(props) == 202
+    # Partition pruning on the identity partitions, and the bus position in the snapshot summary.
+    liked = table.scan(row_filter="event_type == 'Post Liked'").to_arrow()
+    assert liked.num_rows == 120
+    assert [f.name for f in table.spec().fields] == ["dt", "hr", "event_type"]
+    import json
+    offsets = json.loads(table.current_snapshot().summary["strata.bus.events.offsets"])
+    assert sum(offsets.values()) == total, offsets

@@ -1,7 +1,6 @@
 //! Tests against real files in temp dirs: catalog and tables, Arrow building, commits with bus
 //! offsets, SQL and time travel, and the sink end to end.
 
-mod interop;
 mod memlog;
 mod sink;
 mod sql;
