@@ -17,6 +17,14 @@ fn acknowledged_events_are_queryable_exactly_once() {
         assert_eq!(res.status, 200, "{}", res.body);
         assert_eq!(res.json()["accepted"], 50, "{}", res.body);
         acked += 50;
+        if b == 0 {
+            // Let the first batch land in its own snapshot (time travel is checked below).
+            env.wait_count(
+                "SELECT count(*) FROM ods.ods_event",
+                50,
+                Duration::from_secs(60),
+            );
+        }
     }
     // An SDK retry of an already acknowledged batch is deduplicated, not double-counted.
     let res = post(
@@ -50,6 +58,32 @@ fn acknowledged_events_are_queryable_exactly_once() {
          QUALIFY ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY event_ts DESC) = 1",
     );
     assert_eq!(rows.len(), 13);
+
+    // Time travel: the first snapshot holds fewer rows than the table has now, by id and by
+    // timestamp.
+    let snapshots = env.sql(
+        "SELECT snapshot_id, committed_at FROM ods.ods_event$snapshots \
+         WHERE summary['added-records'] IS NOT NULL ORDER BY committed_at",
+    );
+    assert!(
+        snapshots.len() > 1,
+        "expected several commits: {snapshots:?}"
+    );
+    let first = snapshots[0]["snapshot_id"].as_i64().expect("snapshot id");
+    let at_first = env.sql_count(&format!(
+        "SELECT count(*) FROM ods.ods_event VERSION AS OF {first}"
+    ));
+    assert!(
+        at_first > 0 && at_first < acked,
+        "{at_first} rows at {first}"
+    );
+    let first_ts = snapshots[0]["committed_at"].as_str().expect("committed_at");
+    assert_eq!(
+        env.sql_count(&format!(
+            "SELECT count(*) FROM ods.ods_event TIMESTAMP AS OF '{first_ts}'"
+        )),
+        at_first
+    );
 
     // /health and /metrics.
     let health = get(server.addr, "/health").unwrap();
