@@ -176,7 +176,7 @@ impl EventColumns {
         }
         columns.push(Arc::new(self.bus_partition.finish()));
         columns.push(Arc::new(self.bus_offset.finish()));
-        columns.push(Arc::new(self.ingested_at.finish()));
+        columns.push(flush_time(&mut self.ingested_at));
         RecordBatch::try_new(schema, columns)
             .map_err(|e| Error::arrow("building ods_event batch", e))
     }
@@ -232,11 +232,27 @@ impl RejectedColumns {
             Arc::new(self.raw.finish()),
             Arc::new(self.bus_partition.finish()),
             Arc::new(self.bus_offset.finish()),
-            Arc::new(self.ingested_at.finish()),
+            flush_time(&mut self.ingested_at),
         ];
         RecordBatch::try_new(schema, columns)
             .map_err(|e| Error::arrow("building ods_event_rejected batch", e))
     }
+}
+
+/// `ingested_at` is the moment the sink starts writing the file that holds the row (the flush),
+/// so `ingested_at - server_ts` is the collector-to-lake latency of that row, within the time
+/// one Parquet write and one commit take.
+fn flush_time(builder: &mut TimestampMicrosecondBuilder) -> ArrayRef {
+    let read_times = builder.finish();
+    let tz = match arrow::array::Array::data_type(&read_times) {
+        arrow::datatypes::DataType::Timestamp(_, tz) => tz.clone(),
+        _ => None,
+    };
+    let now = strata_core::time::now_micros();
+    Arc::new(
+        arrow::array::TimestampMicrosecondArray::from_value(now, read_times.len())
+            .with_timezone_opt(tz),
+    )
 }
 
 /// Where a row came from on the bus, and when the sink took it.
