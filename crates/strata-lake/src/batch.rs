@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Date32Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayBuilder, ArrayRef, Date32Builder, Int32Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::SchemaRef as ArrowSchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -76,7 +77,6 @@ pub struct EventColumns {
     tail: [StringBuilder; TAIL_STRINGS],
     bus_partition: Int32Builder,
     bus_offset: Int64Builder,
-    ingested_at: TimestampMicrosecondBuilder,
 }
 
 impl EventColumns {
@@ -101,7 +101,6 @@ impl EventColumns {
             tail: std::array::from_fn(|_| StringBuilder::new()),
             bus_partition: Int32Builder::with_capacity(cap),
             bus_offset: Int64Builder::with_capacity(cap),
-            ingested_at: ts_builder(cap),
         }
     }
 
@@ -149,11 +148,11 @@ impl EventColumns {
         }
         self.bus_partition.append_value(at.partition as i32);
         self.bus_offset.append_value(at.offset as i64);
-        self.ingested_at.append_value(at.ingested_at);
     }
 
     /// Builds the batch in `ods.ods_event` column order against the table's Arrow schema.
     pub fn finish(mut self, schema: ArrowSchemaRef) -> Result<RecordBatch> {
+        let rows = ArrayBuilder::len(&self.bus_offset);
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(self.message_id.finish()),
             Arc::new(self.app.finish()),
@@ -176,7 +175,7 @@ impl EventColumns {
         }
         columns.push(Arc::new(self.bus_partition.finish()));
         columns.push(Arc::new(self.bus_offset.finish()));
-        columns.push(flush_time(&mut self.ingested_at));
+        columns.push(flush_time(rows));
         RecordBatch::try_new(schema, columns)
             .map_err(|e| Error::arrow("building ods_event batch", e))
     }
@@ -192,7 +191,6 @@ pub struct RejectedColumns {
     raw: StringBuilder,
     bus_partition: Int32Builder,
     bus_offset: Int64Builder,
-    ingested_at: TimestampMicrosecondBuilder,
 }
 
 impl RejectedColumns {
@@ -206,7 +204,6 @@ impl RejectedColumns {
             raw: StringBuilder::new(),
             bus_partition: Int32Builder::new(),
             bus_offset: Int64Builder::new(),
-            ingested_at: ts_builder(64),
         }
     }
 
@@ -219,10 +216,10 @@ impl RejectedColumns {
         self.raw.append_value(r.raw);
         self.bus_partition.append_value(at.partition as i32);
         self.bus_offset.append_value(at.offset as i64);
-        self.ingested_at.append_value(at.ingested_at);
     }
 
     pub fn finish(mut self, schema: ArrowSchemaRef) -> Result<RecordBatch> {
+        let rows = ArrayBuilder::len(&self.bus_offset);
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.message_id.finish()),
             Arc::new(self.app.finish()),
@@ -232,7 +229,7 @@ impl RejectedColumns {
             Arc::new(self.raw.finish()),
             Arc::new(self.bus_partition.finish()),
             Arc::new(self.bus_offset.finish()),
-            flush_time(&mut self.ingested_at),
+            flush_time(rows),
         ];
         RecordBatch::try_new(schema, columns)
             .map_err(|e| Error::arrow("building ods_event_rejected batch", e))
@@ -242,26 +239,16 @@ impl RejectedColumns {
 /// `ingested_at` is the moment the sink starts writing the file that holds the row (the flush),
 /// so `ingested_at - server_ts` is the collector-to-lake latency of that row, within the time
 /// one Parquet write and one commit take.
-fn flush_time(builder: &mut TimestampMicrosecondBuilder) -> ArrayRef {
-    let read_times = builder.finish();
-    let tz = match arrow::array::Array::data_type(&read_times) {
-        arrow::datatypes::DataType::Timestamp(_, tz) => tz.clone(),
-        _ => None,
-    };
+fn flush_time(rows: usize) -> ArrayRef {
     let now = strata_core::time::now_micros();
-    Arc::new(
-        arrow::array::TimestampMicrosecondArray::from_value(now, read_times.len())
-            .with_timezone_opt(tz),
-    )
+    Arc::new(arrow::array::TimestampMicrosecondArray::from_value(now, rows).with_timezone(UTC))
 }
 
-/// Where a row came from on the bus, and when the sink took it.
+/// Where a row came from on the bus.
 #[derive(Debug, Clone, Copy)]
 pub struct BusPosition {
     pub partition: Partition,
     pub offset: Offset,
-    /// Epoch microseconds.
-    pub ingested_at: i64,
 }
 
 /// A dead-letter row: a [`Rejected`] payload, or a bus record that did not decode.

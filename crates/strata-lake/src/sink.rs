@@ -405,13 +405,11 @@ impl SinkState {
     }
 
     fn route(&mut self, records: &[StoredRecord]) {
-        let ingested_at = strata_core::time::now_micros();
         let before = self.events.rows() + self.rejected.rows();
         for r in records {
             let at = BusPosition {
                 partition: r.partition,
                 offset: r.offset,
-                ingested_at,
             };
             match BusRecord::from_json(&r.value) {
                 Ok(BusRecord::Event(e)) => {

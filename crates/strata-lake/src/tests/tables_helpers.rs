@@ -11,7 +11,6 @@ pub fn at(offset: u64) -> BusPosition {
     BusPosition {
         partition: 0,
         offset,
-        ingested_at: T0,
     }
 }
 
