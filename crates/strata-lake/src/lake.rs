@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use iceberg::io::LocalFsStorageFactory;
+use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
-use iceberg::{Catalog, CatalogBuilder, TableCreation};
+use iceberg::{Catalog, CatalogBuilder, TableCreation, TableIdent};
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
 use crate::error::{Error, Result};
@@ -28,6 +29,8 @@ pub struct Lake {
     catalog: Arc<dyn Catalog>,
     catalog_name: String,
     warehouse: PathBuf,
+    /// Our own connection to the catalog database, for the metadata compare-and-swap.
+    pool: SqlitePool,
 }
 
 impl std::fmt::Debug for Lake {
@@ -77,10 +80,16 @@ impl Lake {
             .await
             .map_err(|e| Error::iceberg("opening the sql catalog", e))?;
         let catalog: Arc<dyn Catalog> = Arc::new(catalog);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(sqlite_options(catalog_path)?)
+            .await
+            .map_err(|e| Error::io(format!("opening catalog {}", catalog_path.display()), e))?;
         let lake = Lake {
             catalog,
             catalog_name: catalog_name.to_string(),
             warehouse: warehouse.to_path_buf(),
+            pool,
         };
         lake.ensure_tables().await?;
         Ok(lake)
@@ -166,6 +175,55 @@ impl Lake {
         &self.catalog_name
     }
 
+    /// Loads a table, retrying transient catalog errors; a missing table or namespace is
+    /// [`Error::NotFound`].
+    pub async fn load_table(&self, ident: &TableIdent) -> Result<Table> {
+        let mut backoff = Backoff::new(5);
+        loop {
+            match self.catalog.load_table(ident).await {
+                Ok(t) => return Ok(t),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        iceberg::ErrorKind::TableNotFound | iceberg::ErrorKind::NamespaceNotFound
+                    ) =>
+                {
+                    return Err(Error::NotFound(format!("table {ident}")))
+                }
+                Err(e) if backoff.can_retry() => {
+                    tracing::warn!(table = %ident, error = %e, "loading table failed, retrying");
+                    backoff.wait().await;
+                }
+                Err(e) => return Err(Error::iceberg(format!("loading {ident}"), e)),
+            }
+        }
+    }
+
+    /// The catalog's compare-and-swap: points `ident` at `next` if it still points at
+    /// `expected`. `false` when another writer moved it.
+    pub(crate) async fn swap_pointer(
+        &self,
+        ident: &TableIdent,
+        expected: &str,
+        next: &str,
+    ) -> Result<bool> {
+        let result = sqlx::query(
+            "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
+             WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? \
+             AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL) AND metadata_location = ?",
+        )
+        .bind(next)
+        .bind(expected)
+        .bind(&self.catalog_name)
+        .bind(ident.namespace().join("."))
+        .bind(ident.name())
+        .bind(expected)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| Error::io(format!("committing {ident} to the catalog"), e))?;
+        Ok(result.rows_affected() == 1)
+    }
+
     /// Absolute warehouse directory.
     pub fn warehouse(&self) -> &Path {
         &self.warehouse
@@ -180,13 +238,17 @@ fn absolute_dir(dir: &Path) -> Result<PathBuf> {
 
 /// Creates the SQLite file if missing and switches it to WAL (persistent), so readers and the
 /// committing sink do not block each other.
-async fn prepare_sqlite(path: &Path) -> Result<()> {
+fn sqlite_options(path: &Path) -> Result<SqliteConnectOptions> {
     let url = format!("sqlite:{}", path.display());
-    let options = SqliteConnectOptions::from_str(&url)
+    Ok(SqliteConnectOptions::from_str(&url)
         .map_err(|e| Error::io(format!("catalog path {}", path.display()), e))?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .busy_timeout(Duration::from_secs(30));
+        .busy_timeout(Duration::from_secs(30)))
+}
+
+async fn prepare_sqlite(path: &Path) -> Result<()> {
+    let options = sqlite_options(path)?;
     let conn = options
         .connect()
         .await

@@ -19,6 +19,7 @@ mod retry;
 mod schema;
 mod sink;
 mod sql;
+pub mod table;
 mod write;
 
 pub use batch::{event_type, utc_date, utc_hour};

@@ -8,8 +8,18 @@
 
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
+use arrow::array::{Int64Array, StringArray};
 use arrow::record_batch::RecordBatch;
-use iceberg::spec::{DataFile, DataFileFormat, PartitionKey, Struct};
+use iceberg::arrow::RecordBatchPartitionSplitter;
+use iceberg::metadata_columns::{
+    RESERVED_FIELD_ID_DELETE_FILE_PATH, RESERVED_FIELD_ID_DELETE_FILE_POS,
+};
+use iceberg::spec::{
+    DataContentType, DataFile, DataFileFormat, NestedField, PartitionKey, PrimitiveType,
+    Schema as IcebergSchema, Struct, Type,
+};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
@@ -27,6 +37,7 @@ use strata_bus::Offsets;
 use crate::error::{Error, Result};
 use crate::position::{claim_key, covers, encode_offsets, offsets_key, table_position};
 use crate::retry::Backoff;
+use crate::table::LiveFile;
 
 /// Data files roll over at this size.
 const TARGET_FILE_BYTES: usize = 512 * 1024 * 1024;
@@ -89,22 +100,76 @@ impl LocationGenerator for SafeLocationGenerator {
     }
 }
 
-/// Writes one Parquet data file (or more, past the roll-over size) per partition group.
+/// Writes one Parquet data file (or more, past the roll-over size) per partition group of
+/// the table's default partition spec.
 pub async fn write_data_files(
     table: &Table,
     groups: Vec<(Struct, RecordBatch)>,
 ) -> Result<Vec<DataFile>> {
-    if groups.is_empty() {
-        return Ok(Vec::new());
-    }
     let metadata = table.metadata();
     let schema = metadata.current_schema().clone();
     let spec = metadata.default_partition_spec().as_ref().clone();
-    let props = WriterProperties::builder()
+    let keyed = groups
+        .into_iter()
+        .map(|(partition, batch)| {
+            (
+                PartitionKey::new(spec.clone(), schema.clone(), partition),
+                batch,
+            )
+        })
+        .collect();
+    write_keyed(table, keyed).await
+}
+
+/// Splits `batches` (in the table's Arrow schema) by the default partition spec and writes
+/// them as data files.
+pub async fn write_rows(table: &Table, batches: &[RecordBatch]) -> Result<Vec<DataFile>> {
+    let metadata = table.metadata();
+    let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(
+        metadata.current_schema().clone(),
+        metadata.default_partition_spec().clone(),
+    )
+    .map_err(|e| Error::iceberg("partitioning rows", e))?;
+    // Merge the pieces of each partition so every partition gets one file per call.
+    let mut groups: Vec<(PartitionKey, Vec<RecordBatch>)> = Vec::new();
+    for batch in batches.iter().filter(|b| b.num_rows() > 0) {
+        for (key, part) in splitter
+            .split(batch)
+            .map_err(|e| Error::iceberg("partitioning rows", e))?
+        {
+            match groups.iter_mut().find(|(k, _)| k.data() == key.data()) {
+                Some((_, v)) => v.push(part),
+                None => groups.push((key, vec![part])),
+            }
+        }
+    }
+    let mut keyed = Vec::with_capacity(groups.len());
+    for (key, parts) in groups {
+        let schema = parts[0].schema();
+        let batch = arrow::compute::concat_batches(&schema, &parts)
+            .map_err(|e| Error::arrow("joining rows of one partition", e))?;
+        keyed.push((key, batch));
+    }
+    write_keyed(table, keyed).await
+}
+
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .build();
-    let parquet = ParquetWriterBuilder::new(props, schema.clone());
-    // A fresh prefix per flush: a retried flush never overwrites a file an earlier attempt
+        .build()
+}
+
+/// Writes each (partition key, rows) group as data files.
+pub async fn write_keyed(
+    table: &Table,
+    groups: Vec<(PartitionKey, RecordBatch)>,
+) -> Result<Vec<DataFile>> {
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let schema = table.metadata().current_schema().clone();
+    let parquet = ParquetWriterBuilder::new(writer_properties(), schema);
+    // A fresh prefix per call: a retried write never overwrites a file an earlier attempt
     // (possibly committed) wrote.
     let names = DefaultFileNameGenerator::new(
         format!("{}", uuid::Uuid::now_v7()),
@@ -120,10 +185,10 @@ pub async fn write_data_files(
     );
     let builder = DataFileWriterBuilder::new(rolling);
     let mut files = Vec::with_capacity(groups.len());
-    for (partition, batch) in groups {
-        let key = PartitionKey::new(spec.clone(), schema.clone(), partition);
+    for (key, batch) in groups {
+        let key = (!key.spec().is_unpartitioned()).then_some(key);
         let mut writer = builder
-            .build(Some(key))
+            .build(key)
             .await
             .map_err(|e| Error::iceberg("creating data file writer", e))?;
         writer
@@ -138,6 +203,123 @@ pub async fn write_data_files(
         );
     }
     Ok(files)
+}
+
+/// The Iceberg schema of position delete files (`file_path`, `pos`, reserved field ids).
+fn position_delete_schema() -> Result<IcebergSchema> {
+    IcebergSchema::builder()
+        .with_fields(vec![
+            NestedField::required(
+                RESERVED_FIELD_ID_DELETE_FILE_PATH,
+                "file_path",
+                Type::Primitive(PrimitiveType::String),
+            )
+            .into(),
+            NestedField::required(
+                RESERVED_FIELD_ID_DELETE_FILE_POS,
+                "pos",
+                Type::Primitive(PrimitiveType::Long),
+            )
+            .into(),
+        ])
+        .build()
+        .map_err(|e| Error::iceberg("building the position delete schema", e))
+}
+
+/// Writes position delete files: one per partition of the deleted rows' data files, rows
+/// sorted by (file_path, pos) as the spec requires. `deleted` maps each data file (with its
+/// partition and spec) to the positions to delete.
+pub async fn write_position_deletes(
+    table: &Table,
+    deleted: Vec<(&LiveFile, Vec<i64>)>,
+) -> Result<Vec<(i32, DataFile)>> {
+    let metadata = table.metadata();
+    let schema = Arc::new(position_delete_schema()?);
+    let arrow_schema = Arc::new(
+        iceberg::arrow::schema_to_arrow_schema(&schema)
+            .map_err(|e| Error::iceberg("position delete schema", e))?,
+    );
+    // Group by (spec, partition).
+    let mut groups: Vec<(i32, Struct, Vec<(String, Vec<i64>)>)> = Vec::new();
+    for (file, mut positions) in deleted {
+        positions.sort_unstable();
+        positions.dedup();
+        let entry = (file.path().to_string(), positions);
+        let partition = file.file.partition();
+        match groups
+            .iter_mut()
+            .find(|(s, p, _)| *s == file.spec_id && p == partition)
+        {
+            Some((_, _, v)) => v.push(entry),
+            None => groups.push((file.spec_id, partition.clone(), vec![entry])),
+        }
+    }
+    let names = DefaultFileNameGenerator::new(
+        format!("{}-deletes", uuid::Uuid::now_v7()),
+        None,
+        DataFileFormat::Parquet,
+    );
+    let rolling = RollingFileWriterBuilder::new(
+        ParquetWriterBuilder::new(writer_properties(), schema.clone()),
+        TARGET_FILE_BYTES,
+        table.file_io().clone(),
+        SafeLocationGenerator::new(table),
+        names,
+    );
+    let mut out = Vec::new();
+    for (spec_id, partition, mut files) in groups {
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        let spec = metadata
+            .partition_spec_by_id(spec_id)
+            .ok_or_else(|| Error::Internal(format!("unknown partition spec {spec_id}")))?;
+        let key = PartitionKey::new(
+            spec.as_ref().clone(),
+            metadata.current_schema().clone(),
+            partition.clone(),
+        );
+        let referenced = (files.len() == 1).then(|| files[0].0.clone());
+        let mut paths = Vec::new();
+        let mut positions = Vec::new();
+        for (path, pos) in files {
+            for p in pos {
+                paths.push(path.clone());
+                positions.push(p);
+            }
+        }
+        let batch = RecordBatch::try_new(
+            arrow_schema.clone(),
+            vec![
+                Arc::new(StringArray::from(paths)),
+                Arc::new(Int64Array::from(positions)),
+            ],
+        )
+        .map_err(|e| Error::arrow("building position deletes", e))?;
+        let key = (!spec.is_unpartitioned()).then_some(key);
+        let mut writer = rolling.build();
+        writer
+            .write(&key, &batch)
+            .await
+            .map_err(|e| Error::iceberg("writing a position delete file", e))?;
+        for mut builder in writer
+            .close()
+            .await
+            .map_err(|e| Error::iceberg("closing a position delete file", e))?
+        {
+            builder.content(DataContentType::PositionDeletes);
+            builder.partition(partition.clone());
+            builder.partition_spec_id(spec_id);
+            if let Some(r) = &referenced {
+                builder.referenced_data_file(Some(r.clone()));
+            }
+            out.push((
+                spec_id,
+                builder
+                    .build()
+                    .map_err(|e| Error::Internal(format!("building a delete file entry: {e}")))?,
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// Commits `files` (possibly none: a position-only snapshot) to `ident` as a fast append whose

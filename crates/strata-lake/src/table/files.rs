@@ -1,0 +1,121 @@
+//! The live files of a snapshot, read from its manifest list and manifests, with the
+//! bookkeeping a new snapshot needs to carry them over (snapshot id and sequence numbers).
+
+use iceberg::spec::{
+    DataContentType, DataFile, ManifestContentType, ManifestFile, ManifestList, ManifestStatus,
+    Snapshot,
+};
+use iceberg::table::Table;
+
+use crate::error::{Error, Result};
+
+/// One live (added or existing) file of a manifest.
+#[derive(Clone, Debug)]
+pub struct LiveFile {
+    pub file: DataFile,
+    /// Partition spec of the file (the spec of the manifest listing it).
+    pub spec_id: i32,
+    /// Snapshot that added the file.
+    pub snapshot_id: i64,
+    /// Data sequence number (position deletes apply to data files with a sequence number ≤
+    /// theirs).
+    pub sequence_number: i64,
+    pub file_sequence_number: i64,
+}
+
+impl LiveFile {
+    pub fn path(&self) -> &str {
+        self.file.file_path()
+    }
+
+    pub fn is_data(&self) -> bool {
+        self.file.content_type() == DataContentType::Data
+    }
+}
+
+/// One manifest of the snapshot and its live entries.
+#[derive(Clone, Debug)]
+pub struct LiveManifest {
+    pub manifest: ManifestFile,
+    pub live: Vec<LiveFile>,
+}
+
+/// All live files of one snapshot (empty for a table without snapshots).
+#[derive(Clone, Debug, Default)]
+pub struct TableFiles {
+    pub snapshot_id: Option<i64>,
+    pub manifests: Vec<LiveManifest>,
+}
+
+impl TableFiles {
+    /// The live files of the table's current snapshot.
+    pub async fn current(table: &Table) -> Result<TableFiles> {
+        match table.metadata().current_snapshot() {
+            Some(s) => Self::of_snapshot(table, s).await,
+            None => Ok(TableFiles::default()),
+        }
+    }
+
+    pub async fn of_snapshot(table: &Table, snapshot: &Snapshot) -> Result<TableFiles> {
+        let ident = table.identifier();
+        let file_io = table.file_io();
+        let bytes = file_io
+            .new_input(snapshot.manifest_list())
+            .map_err(|e| Error::iceberg(format!("opening manifest list of {ident}"), e))?
+            .read()
+            .await
+            .map_err(|e| Error::iceberg(format!("reading manifest list of {ident}"), e))?;
+        let version = table.metadata().format_version();
+        let list = ManifestList::parse_with_version(&bytes, version)
+            .map_err(|e| Error::iceberg(format!("parsing manifest list of {ident}"), e))?;
+        let mut manifests = Vec::with_capacity(list.entries().len());
+        for manifest in list.consume_entries() {
+            let loaded = manifest.load_manifest(file_io).await.map_err(|e| {
+                Error::iceberg(format!("reading manifest {}", manifest.manifest_path), e)
+            })?;
+            let live = loaded
+                .entries()
+                .iter()
+                .filter(|e| e.status() != ManifestStatus::Deleted)
+                .map(|e| LiveFile {
+                    file: e.data_file().clone(),
+                    spec_id: manifest.partition_spec_id,
+                    snapshot_id: e.snapshot_id().unwrap_or(manifest.added_snapshot_id),
+                    sequence_number: e.sequence_number().unwrap_or(manifest.sequence_number),
+                    file_sequence_number: e
+                        .file_sequence_number
+                        .unwrap_or(manifest.sequence_number),
+                })
+                .collect();
+            manifests.push(LiveManifest { manifest, live });
+        }
+        Ok(TableFiles {
+            snapshot_id: Some(snapshot.snapshot_id()),
+            manifests,
+        })
+    }
+
+    /// Live data files.
+    pub fn data_files(&self) -> impl Iterator<Item = &LiveFile> {
+        self.manifests
+            .iter()
+            .filter(|m| m.manifest.content == ManifestContentType::Data)
+            .flat_map(|m| m.live.iter())
+            .filter(|f| f.is_data())
+    }
+
+    /// Live delete files (position and equality).
+    pub fn delete_files(&self) -> impl Iterator<Item = &LiveFile> {
+        self.manifests
+            .iter()
+            .flat_map(|m| m.live.iter())
+            .filter(|f| !f.is_data())
+    }
+
+    pub fn find(&self, path: &str) -> Option<&LiveFile> {
+        self.manifests
+            .iter()
+            .flat_map(|m| m.live.iter())
+            .find(|f| f.path() == path)
+    }
+}

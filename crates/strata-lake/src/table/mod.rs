@@ -1,0 +1,15 @@
+//! Iceberg tables beyond appends: Strata's own commit path ([`commit`]), live-file listing
+//! ([`files`]), reading rows with their file and position ([`read`]) and the write
+//! operations built on them ([`dml`]).
+
+pub mod commit;
+pub mod dml;
+pub mod files;
+pub mod read;
+
+pub use commit::{commit_change, swap_metadata, Change};
+pub use dml::{
+    append, conform, delete_where, merge, merge_schema, overwrite_partitions, update, Match,
+    MergeClause, MergeSpec, Outcome, WriteMode,
+};
+pub use files::{LiveFile, LiveManifest, TableFiles};
