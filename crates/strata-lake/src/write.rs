@@ -205,6 +205,9 @@ pub async fn write_keyed(
     Ok(files)
 }
 
+/// Position deletes of one partition: (spec id, partition, [(data file, positions)]).
+type DeleteGroup = (i32, Struct, Vec<(String, Vec<i64>)>);
+
 /// The Iceberg schema of position delete files (`file_path`, `pos`, reserved field ids).
 fn position_delete_schema() -> Result<IcebergSchema> {
     IcebergSchema::builder()
@@ -240,7 +243,7 @@ pub async fn write_position_deletes(
             .map_err(|e| Error::iceberg("position delete schema", e))?,
     );
     // Group by (spec, partition).
-    let mut groups: Vec<(i32, Struct, Vec<(String, Vec<i64>)>)> = Vec::new();
+    let mut groups: Vec<DeleteGroup> = Vec::new();
     for (file, mut positions) in deleted {
         positions.sort_unstable();
         positions.dedup();

@@ -320,9 +320,9 @@ pub async fn merge_schema(
     let table = lake.load_table(ident).await?;
     let target =
         DFSchema::try_from_qualified_schema(target_alias, table_arrow_schema(&table)?.as_ref())
-            .map_err(|e| Error::datafusion(e.into()))?;
+            .map_err(Error::datafusion)?;
     let source = DFSchema::try_from_qualified_schema(source_alias, source.schema().as_arrow())
-        .map_err(|e| Error::datafusion(e.into()))?;
+        .map_err(Error::datafusion)?;
     let mut joined = target;
     joined.merge(&source);
     Ok(joined)
