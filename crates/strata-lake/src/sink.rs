@@ -20,7 +20,6 @@ use arrow::datatypes::SchemaRef as ArrowSchemaRef;
 use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::spec::Struct;
 use iceberg::table::Table;
-use iceberg::Catalog;
 use strata_bus::{Log, Offsets, StoredRecord};
 use strata_core::config::LakeConfig;
 use strata_core::event::EVENTS_TOPIC;
@@ -57,7 +56,7 @@ pub struct LakeSink {
     /// Exclusive lock on `<warehouse>/.strata-lake-sink.lock`, held while the sink lives: one
     /// writer per lake (see `write::commit_with_position` for why that matters).
     _lock: std::fs::File,
-    catalog: Arc<dyn Catalog>,
+    lake: Lake,
     log: Arc<dyn Log>,
     config: LakeConfig,
     topic: String,
@@ -87,16 +86,12 @@ impl LakeSink {
                 return Err(Error::io(format!("locking {}", lock_path.display()), e))
             }
         }
-        let catalog = lake.catalog();
         for table in OdsTable::ALL {
-            catalog
-                .load_table(&table.ident())
-                .await
-                .map_err(|e| Error::iceberg(format!("loading {}", table.ident()), e))?;
+            lake.load_table(&table.ident()).await?;
         }
         Ok(LakeSink {
             _lock: lock,
-            catalog,
+            lake: lake.clone(),
             log,
             config: config.clone(),
             topic: EVENTS_TOPIC.to_string(),
@@ -369,11 +364,7 @@ impl SinkState {
         let mut tables = Vec::with_capacity(2);
         let mut loaded_tables = Vec::with_capacity(2);
         for table in OdsTable::ALL {
-            let loaded = sink
-                .catalog
-                .load_table(&table.ident())
-                .await
-                .map_err(|e| Error::iceberg(format!("loading {}", table.ident()), e))?;
+            let loaded = sink.lake.load_table(&table.ident()).await?;
             tables.push(TableState::new(table, &loaded, &sink.topic)?);
             loaded_tables.push(loaded);
         }
@@ -563,7 +554,7 @@ impl SinkState {
         self.bytes = 0;
         self.oldest = None;
         FlushJob {
-            catalog: sink.catalog.clone(),
+            lake: sink.lake.clone(),
             log: sink.log.clone(),
             topic: sink.topic.clone(),
             partitions: self.partitions,
@@ -608,7 +599,7 @@ struct TableJob {
 
 /// One flush: everything it needs, owned, so it can run in its own task.
 struct FlushJob {
-    catalog: Arc<dyn Catalog>,
+    lake: Lake,
     log: Arc<dyn Log>,
     topic: String,
     partitions: u32,
@@ -640,16 +631,12 @@ impl FlushJob {
             };
             let ident = job.table.ident();
             let name = job.table.name();
-            let loaded = self
-                .catalog
-                .load_table(&ident)
-                .await
-                .map_err(|e| Error::iceberg(format!("loading {ident}"), e))?;
+            let loaded = self.lake.load_table(&ident).await?;
             let files = write_data_files(&loaded, batches).await?;
             let file_bytes: u64 = files.iter().map(|f| f.file_size_in_bytes()).sum();
             let file_count = files.len();
             commit_with_position(
-                self.catalog.as_ref(),
+                &self.lake,
                 &ident,
                 files,
                 &self.topic,

@@ -16,12 +16,12 @@ use iceberg::arrow::RecordBatchPartitionSplitter;
 use iceberg::metadata_columns::{
     RESERVED_FIELD_ID_DELETE_FILE_PATH, RESERVED_FIELD_ID_DELETE_FILE_POS,
 };
+use iceberg::spec::Operation;
 use iceberg::spec::{
     DataContentType, DataFile, DataFileFormat, NestedField, PartitionKey, PrimitiveType,
     Schema as IcebergSchema, Struct, Type,
 };
 use iceberg::table::Table;
-use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
 use iceberg::writer::file_writer::location_generator::{
     DefaultFileNameGenerator, LocationGenerator,
@@ -29,15 +29,16 @@ use iceberg::writer::file_writer::location_generator::{
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
-use iceberg::{Catalog, TableIdent};
+use iceberg::TableIdent;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use strata_bus::Offsets;
 
 use crate::error::{Error, Result};
+use crate::lake::Lake;
 use crate::position::{claim_key, covers, encode_offsets, offsets_key, table_position};
 use crate::retry::Backoff;
-use crate::table::LiveFile;
+use crate::table::{commit_change, Change, LiveFile, TableFiles};
 
 /// Data files roll over at this size.
 const TARGET_FILE_BYTES: usize = 512 * 1024 * 1024;
@@ -325,7 +326,7 @@ pub async fn write_position_deletes(
     Ok(out)
 }
 
-/// Commits `files` (possibly none: a position-only snapshot) to `ident` as a fast append whose
+/// Commits `files` (possibly none: a position-only snapshot) to `ident` as an append whose
 /// summary sets the table's position in `topic` to `position`. Returns the table after commit.
 ///
 /// Every attempt reloads the table first and reads its position:
@@ -335,18 +336,12 @@ pub async fn write_position_deletes(
 /// - anything else: another writer moved the table → [`Error::Conflict`].
 ///
 /// `expected = None` skips the fencing and treats any position covering `position` as done.
-/// The tables are created with `commit.retry.num-retries = 0`, so iceberg's `Transaction`
-/// never re-applies an append on top of a concurrent commit behind this check's back.
-///
-/// Limit: the check and the catalog's compare-and-swap are not one atomic step — iceberg
-/// 0.10.1's `Transaction::commit` reloads the table and rebases the append just before its
-/// swap (its actions are crate-private, so no custom precondition can ride along). A second
-/// writer landing in those milliseconds would not be caught here; that is why the sink holds
-/// an exclusive lock file per lake. A commit path of our own (manifest + metadata written
-/// with the spec API, then `UPDATE iceberg_tables … WHERE metadata_location = <checked>`)
-/// would close the gap.
+/// The commit is a compare-and-swap against the metadata file the position was read from
+/// ([`commit_change`]), so check and swap are one atomic step: when another writer (a
+/// compaction, a second sink) commits in between, the swap fails and the next attempt
+/// re-reads the position.
 pub async fn commit_with_position(
-    catalog: &dyn Catalog,
+    lake: &Lake,
     ident: &TableIdent,
     files: Vec<DataFile>,
     topic: &str,
@@ -361,14 +356,11 @@ pub async fn commit_with_position(
     }
     loop {
         let attempt = async {
-            let table = catalog
-                .load_table(ident)
-                .await
-                .map_err(|e| Error::iceberg(format!("loading {ident}"), e))?;
+            let table = lake.load_table(ident).await?;
             let have = table_position(&table, topic)?.unwrap_or_default();
             match expected {
-                _ if have == *position => return Ok((table, true)),
-                None if covers(&have, position) => return Ok((table, true)),
+                _ if have == *position => return Ok(Attempt::Already(table)),
+                None if covers(&have, position) => return Ok(Attempt::Already(table)),
                 Some(expected) if have != *expected => {
                     return Err(Error::Conflict {
                         table: ident.to_string(),
@@ -382,28 +374,34 @@ pub async fn commit_with_position(
                 }
                 _ => {}
             }
-            let tx = Transaction::new(&table);
-            let action = tx
-                .fast_append()
-                .with_check_duplicate(false)
-                .add_data_files(files.clone())
-                .set_snapshot_properties(props.clone());
-            let tx = action
-                .apply(tx)
-                .map_err(|e| Error::iceberg(format!("preparing commit to {ident}"), e))?;
-            let table = tx
-                .commit(catalog)
-                .await
-                .map_err(|e| Error::iceberg(format!("committing to {ident}"), e))?;
-            Ok::<_, Error>((table, false))
+            let live = TableFiles::manifests_only(&table).await?;
+            let mut change = Change::new(Operation::Append);
+            change.added_data = files.clone();
+            change.properties = props.clone();
+            match commit_change(lake, &table, &live, change).await {
+                Ok(table) => Ok(Attempt::Committed(table)),
+                // Lost the swap: re-read the position and try again.
+                Err(Error::Conflict { message, .. }) => Ok(Attempt::Raced(message)),
+                Err(e) => Err(e),
+            }
         }
         .await;
         match attempt {
-            Ok((table, already)) => {
-                if already {
-                    tracing::info!(table = %ident, "position already committed by an earlier attempt");
-                }
+            Ok(Attempt::Committed(table)) => return Ok(table),
+            Ok(Attempt::Already(table)) => {
+                tracing::info!(table = %ident, "position already committed by an earlier attempt");
                 return Ok(table);
+            }
+            Ok(Attempt::Raced(message)) if backoff.can_retry() => {
+                tracing::info!(table = %ident, %message, "another writer committed first, retrying");
+                backoff.wait().await;
+            }
+            Ok(Attempt::Raced(message)) => {
+                return Err(Error::CommitFailed {
+                    table: ident.to_string(),
+                    attempts: backoff.attempts(),
+                    message,
+                })
             }
             Err(e @ Error::Conflict { .. }) => return Err(e),
             Err(e) if backoff.can_retry() && e.retryable() => {
@@ -419,6 +417,12 @@ pub async fn commit_with_position(
             }
         }
     }
+}
+
+enum Attempt {
+    Committed(Table),
+    Already(Table),
+    Raced(String),
 }
 
 #[cfg(test)]

@@ -75,6 +75,11 @@ pub async fn commit_change(
             files.snapshot_id
         )));
     }
+    if !change.removed.is_empty() && !files.entries_loaded {
+        return Err(Error::Internal(format!(
+            "{ident}: removing files needs the manifests' entries"
+        )));
+    }
     for path in &change.removed {
         if files.find(path).is_none() {
             return Err(Error::Conflict {
@@ -101,7 +106,10 @@ pub async fn commit_change(
     for m in &files.manifests {
         let touched = m.live.iter().any(|f| change.removed.contains(f.path()));
         if !touched {
-            if !m.live.is_empty() {
+            if !files.entries_loaded {
+                totals.count_manifest(&m.manifest);
+                manifests.push(m.manifest.clone());
+            } else if !m.live.is_empty() {
                 m.live.iter().for_each(|f| totals.count(&f.file));
                 manifests.push(m.manifest.clone());
             }
@@ -328,6 +336,23 @@ impl Totals {
         }
     }
 
+    /// Counts a manifest carried over unread, from its manifest-list counters.
+    fn count_manifest(&mut self, m: &ManifestFile) {
+        let files = u64::from(m.added_files_count.unwrap_or(0))
+            + u64::from(m.existing_files_count.unwrap_or(0));
+        let rows = m.added_rows_count.unwrap_or(0) + m.existing_rows_count.unwrap_or(0);
+        match m.content {
+            ManifestContentType::Data => {
+                self.total_data_files += files;
+                self.total_records += rows;
+            }
+            ManifestContentType::Deletes => {
+                self.total_delete_files += files;
+                self.total_position_deletes += rows;
+            }
+        }
+    }
+
     fn added(&mut self, f: &DataFile) {
         use iceberg::spec::DataContentType as C;
         self.count(f);
@@ -382,7 +407,6 @@ impl Totals {
         put("total-records", self.total_records, true);
         put("total-position-deletes", self.total_position_deletes, true);
         put("total-equality-deletes", self.total_equality_deletes, true);
-        put("total-files-size", self.total_size, true);
         m
     }
 }

@@ -110,7 +110,7 @@ pub async fn append(lake: &Lake, ident: &TableIdent, batches: Vec<RecordBatch>) 
     with_conflict_retry(ident, || async {
         let table = lake.load_table(ident).await?;
         let rows = conform(&table, &batches, Match::ByName)?;
-        let files = TableFiles::current(&table).await?;
+        let files = TableFiles::manifests_only(&table).await?;
         let data = write_rows(&table, &rows).await?;
         let mut outcome = Outcome {
             inserted: rows.iter().map(|b| b.num_rows() as u64).sum(),

@@ -45,6 +45,9 @@ pub struct LiveManifest {
 pub struct TableFiles {
     pub snapshot_id: Option<i64>,
     pub manifests: Vec<LiveManifest>,
+    /// False when only the manifest list was read ([`TableFiles::manifests_only`]): `live`
+    /// is empty and only appends can be committed on top.
+    pub entries_loaded: bool,
 }
 
 impl TableFiles {
@@ -56,20 +59,33 @@ impl TableFiles {
         }
     }
 
+    /// The current snapshot's manifest list only — enough for an append, which carries every
+    /// manifest over unread.
+    pub async fn manifests_only(table: &Table) -> Result<TableFiles> {
+        let Some(snapshot) = table.metadata().current_snapshot() else {
+            return Ok(TableFiles::default());
+        };
+        let list = read_manifest_list(table, snapshot).await?;
+        Ok(TableFiles {
+            snapshot_id: Some(snapshot.snapshot_id()),
+            manifests: list
+                .consume_entries()
+                .into_iter()
+                .map(|manifest| LiveManifest {
+                    manifest,
+                    live: Vec::new(),
+                })
+                .collect(),
+            entries_loaded: false,
+        })
+    }
+
     pub async fn of_snapshot(table: &Table, snapshot: &Snapshot) -> Result<TableFiles> {
-        let ident = table.identifier();
+        let list = read_manifest_list(table, snapshot).await?;
         let file_io = table.file_io();
-        let bytes = file_io
-            .new_input(snapshot.manifest_list())
-            .map_err(|e| Error::iceberg(format!("opening manifest list of {ident}"), e))?
-            .read()
-            .await
-            .map_err(|e| Error::iceberg(format!("reading manifest list of {ident}"), e))?;
-        let version = table.metadata().format_version();
-        let list = ManifestList::parse_with_version(&bytes, version)
-            .map_err(|e| Error::iceberg(format!("parsing manifest list of {ident}"), e))?;
         let mut manifests = Vec::with_capacity(list.entries().len());
-        for manifest in list.consume_entries() {
+        let entries: Vec<ManifestFile> = list.consume_entries().into_iter().collect();
+        for manifest in entries {
             let loaded = manifest.load_manifest(file_io).await.map_err(|e| {
                 Error::iceberg(format!("reading manifest {}", manifest.manifest_path), e)
             })?;
@@ -92,6 +108,7 @@ impl TableFiles {
         Ok(TableFiles {
             snapshot_id: Some(snapshot.snapshot_id()),
             manifests,
+            entries_loaded: true,
         })
     }
 
@@ -118,4 +135,17 @@ impl TableFiles {
             .flat_map(|m| m.live.iter())
             .find(|f| f.path() == path)
     }
+}
+
+async fn read_manifest_list(table: &Table, snapshot: &Snapshot) -> Result<ManifestList> {
+    let ident = table.identifier();
+    let bytes = table
+        .file_io()
+        .new_input(snapshot.manifest_list())
+        .map_err(|e| Error::iceberg(format!("opening manifest list of {ident}"), e))?
+        .read()
+        .await
+        .map_err(|e| Error::iceberg(format!("reading manifest list of {ident}"), e))?;
+    ManifestList::parse_with_version(&bytes, table.metadata().format_version())
+        .map_err(|e| Error::iceberg(format!("parsing manifest list of {ident}"), e))
 }

@@ -9,7 +9,6 @@ use crate::{format_batches, Fault, OutputFormat};
 
 /// Two commits: 3 events, then 2 more. Returns the two snapshot ids and commit times (ms).
 async fn two_snapshots(lake: &Lake) -> ((i64, i64), (i64, i64)) {
-    let catalog = lake.catalog();
     let ident = OdsTable::Event.ident();
     let files = write_events(
         lake,
@@ -18,14 +17,14 @@ async fn two_snapshots(lake: &Lake) -> ((i64, i64), (i64, i64)) {
     )
     .await;
     let p1: Offsets = [(0, 3)].into_iter().collect();
-    let t1 = commit_with_position(catalog.as_ref(), &ident, files, "events", None, &p1, &[])
+    let t1 = commit_with_position(lake, &ident, files, "events", None, &p1, &[])
         .await
         .unwrap();
     // Distinct commit milliseconds for the timestamp lookups below.
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let files = write_events(lake, &[(3, "Followed", 0), (4, "Liked", 2)], 3).await;
     let p2: Offsets = [(0, 5)].into_iter().collect();
-    let t2 = commit_with_position(catalog.as_ref(), &ident, files, "events", None, &p2, &[])
+    let t2 = commit_with_position(lake, &ident, files, "events", None, &p2, &[])
         .await
         .unwrap();
     let s1 = t1.metadata().current_snapshot().unwrap();

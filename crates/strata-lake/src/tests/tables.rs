@@ -182,17 +182,9 @@ async fn commit_carries_offsets_and_is_not_repeated() {
         );
     }
     let position: Offsets = [(0, 3), (1, 0)].into_iter().collect();
-    let table = commit_with_position(
-        catalog.as_ref(),
-        &ident,
-        files.clone(),
-        "events",
-        None,
-        &position,
-        &[],
-    )
-    .await
-    .unwrap();
+    let table = commit_with_position(&lake, &ident, files.clone(), "events", None, &position, &[])
+        .await
+        .unwrap();
     assert_eq!(
         table_position(&table, "events").unwrap(),
         Some(position.clone())
@@ -216,17 +208,9 @@ async fn commit_carries_offsets_and_is_not_repeated() {
     );
 
     // A retry of the same commit (outcome unknown the first time) writes nothing new.
-    let again = commit_with_position(
-        catalog.as_ref(),
-        &ident,
-        files,
-        "events",
-        None,
-        &position,
-        &[],
-    )
-    .await
-    .unwrap();
+    let again = commit_with_position(&lake, &ident, files, "events", None, &position, &[])
+        .await
+        .unwrap();
     assert_eq!(again.metadata().snapshots().len(), 1);
 
     // A snapshot from another writer without the key: the position is found on its parent.
@@ -255,17 +239,9 @@ async fn position_only_commit_moves_position_without_rows() {
     let catalog = lake.catalog();
     let ident = OdsTable::Rejected.ident();
     let position: Offsets = [(0, 10)].into_iter().collect();
-    let table = commit_with_position(
-        catalog.as_ref(),
-        &ident,
-        vec![],
-        "events",
-        None,
-        &position,
-        &[],
-    )
-    .await
-    .unwrap();
+    let table = commit_with_position(&lake, &ident, vec![], "events", None, &position, &[])
+        .await
+        .unwrap();
     assert_eq!(table_position(&table, "events").unwrap(), Some(position));
     assert_eq!(
         count(&lake, "SELECT count(*) FROM ods.ods_event_rejected").await,
@@ -291,17 +267,9 @@ async fn position_only_commit_moves_position_without_rows() {
         .collect();
     let files = write_data_files(&table, groups).await.unwrap();
     let position: Offsets = [(0, 11)].into_iter().collect();
-    commit_with_position(
-        catalog.as_ref(),
-        &ident,
-        files,
-        "events",
-        None,
-        &position,
-        &[],
-    )
-    .await
-    .unwrap();
+    commit_with_position(&lake, &ident, files, "events", None, &position, &[])
+        .await
+        .unwrap();
     assert_eq!(
         count(&lake, "SELECT count(*) FROM ods.ods_event_rejected WHERE dt = DATE '2026-11-22' AND message_id IS NULL").await,
         1
@@ -312,27 +280,18 @@ async fn position_only_commit_moves_position_without_rows() {
 async fn commit_is_fenced_on_the_expected_position() {
     let dir = tempfile::tempdir().unwrap();
     let lake = open_lake(dir.path()).await;
-    let catalog = lake.catalog();
     let ident = OdsTable::Event.ident();
     let p1: Offsets = [(0, 1)].into_iter().collect();
     let p2: Offsets = [(0, 2)].into_iter().collect();
     let empty = Offsets::new();
     let files = write_events(&lake, &[(0, "a", 0)], 0).await;
-    commit_with_position(
-        catalog.as_ref(),
-        &ident,
-        files,
-        "events",
-        Some(&empty),
-        &p1,
-        &[],
-    )
-    .await
-    .unwrap();
+    commit_with_position(&lake, &ident, files, "events", Some(&empty), &p1, &[])
+        .await
+        .unwrap();
     // A writer that still believes the table is empty is refused.
     let files = write_events(&lake, &[(1, "a", 0)], 1).await;
     let err = commit_with_position(
-        catalog.as_ref(),
+        &lake,
         &ident,
         files.clone(),
         "events",
@@ -344,17 +303,9 @@ async fn commit_is_fenced_on_the_expected_position() {
     .unwrap_err();
     assert!(matches!(err, crate::Error::Conflict { .. }), "{err}");
     assert!(!err.retryable());
-    commit_with_position(
-        catalog.as_ref(),
-        &ident,
-        files,
-        "events",
-        Some(&p1),
-        &p2,
-        &[],
-    )
-    .await
-    .unwrap();
+    commit_with_position(&lake, &ident, files, "events", Some(&p1), &p2, &[])
+        .await
+        .unwrap();
     assert_eq!(count(&lake, "SELECT count(*) FROM ods.ods_event").await, 2);
 }
 
