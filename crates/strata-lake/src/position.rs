@@ -81,6 +81,32 @@ fn summary_offsets(table: &Table, key: &str) -> Result<Option<Offsets>> {
     Ok(None)
 }
 
+/// Every `strata.*` summary property in force at the current snapshot: for each key, the
+/// value of the newest snapshot that has it. Commits by other writers (compaction, DELETE,
+/// MERGE) carry these forward, so a position never depends on an ancestor snapshot that
+/// snapshot expiry may remove.
+pub fn carried_properties(table: &Table) -> std::collections::HashMap<String, String> {
+    let metadata = table.metadata();
+    let mut out = std::collections::HashMap::new();
+    let mut next = metadata.current_snapshot();
+    let mut budget = metadata.snapshots().len();
+    while let Some(snapshot) = next {
+        for (k, v) in &snapshot.summary().additional_properties {
+            if k.starts_with("strata.") && !out.contains_key(k) {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+        if budget == 0 {
+            break;
+        }
+        budget -= 1;
+        next = snapshot
+            .parent_snapshot_id()
+            .and_then(|id| metadata.snapshot_by_id(id));
+    }
+    out
+}
+
 /// Whether `have` is at or past `want` in every partition of `want`.
 pub fn covers(have: &Offsets, want: &Offsets) -> bool {
     want.iter()

@@ -126,6 +126,25 @@ pub async fn write_data_files(
 /// them as data files.
 pub async fn write_rows(table: &Table, batches: &[RecordBatch]) -> Result<Vec<DataFile>> {
     let metadata = table.metadata();
+    let spec = metadata.default_partition_spec();
+    if spec.is_unpartitioned() {
+        let batches: Vec<RecordBatch> = batches
+            .iter()
+            .filter(|b| b.num_rows() > 0)
+            .cloned()
+            .collect();
+        let Some(first) = batches.first() else {
+            return Ok(Vec::new());
+        };
+        let batch = arrow::compute::concat_batches(&first.schema(), &batches)
+            .map_err(|e| Error::arrow("joining rows", e))?;
+        let key = PartitionKey::new(
+            spec.as_ref().clone(),
+            metadata.current_schema().clone(),
+            Struct::empty(),
+        );
+        return write_keyed(table, vec![(key, batch)]).await;
+    }
     let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(
         metadata.current_schema().clone(),
         metadata.default_partition_spec().clone(),

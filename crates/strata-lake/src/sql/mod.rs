@@ -72,8 +72,11 @@ use iceberg_datafusion::{IcebergCatalogProvider, IcebergStaticTableProvider};
 use crate::error::{Error, Result};
 
 mod dialect;
+mod evolve;
 mod format;
 mod overlay;
+mod rewrite;
+mod statements;
 
 use crate::lake::Lake;
 use crate::retry::Backoff;
@@ -89,6 +92,8 @@ const TT_SCHEMA: &str = "tt";
 /// A SQL session over every table of the lake's catalog.
 pub struct SqlSession {
     ctx: SessionContext,
+    lake: Lake,
+    overlay: Arc<OverlayCatalog>,
     catalog: Arc<dyn Catalog>,
     catalog_name: String,
     tt_schema: Arc<MemorySchemaProvider>,
@@ -104,21 +109,8 @@ impl SqlSession {
             .with_default_catalog_and_schema(&catalog_name, ODS_NAMESPACE)
             .with_information_schema(true);
         let ctx = SessionContext::new_with_config(config);
-        let mut backoff = Backoff::new(5);
-        let provider = loop {
-            match IcebergCatalogProvider::try_new(catalog.clone()).await {
-                Ok(p) => break p,
-                Err(e) if backoff.can_retry() => {
-                    tracing::warn!(error = %e, "loading the catalog for sql failed, retrying");
-                    backoff.wait().await;
-                }
-                Err(e) => return Err(Error::iceberg("loading the catalog for sql", e)),
-            }
-        };
-        ctx.register_catalog(
-            &catalog_name,
-            Arc::new(OverlayCatalog::new(Arc::new(provider))),
-        );
+        let overlay = Arc::new(OverlayCatalog::new(lake_provider(&catalog).await?));
+        ctx.register_catalog(&catalog_name, overlay.clone());
         let tt_catalog = MemoryCatalogProvider::new();
         let tt_schema = Arc::new(MemorySchemaProvider::new());
         tt_catalog
@@ -127,6 +119,8 @@ impl SqlSession {
         ctx.register_catalog(TT_CATALOG, Arc::new(tt_catalog));
         Ok(SqlSession {
             ctx,
+            lake: lake.clone(),
+            overlay,
             catalog,
             catalog_name,
             tt_schema,
@@ -139,17 +133,44 @@ impl SqlSession {
         &self.ctx
     }
 
+    /// The lake this session reads and writes.
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    /// Re-reads the catalog's namespaces, tables and schemas (after DDL, here or elsewhere).
+    pub async fn refresh(&self) -> Result<()> {
+        self.overlay.refresh(lake_provider(&self.catalog).await?);
+        Ok(())
+    }
+
     /// Runs `sql` (one or more `;`-separated statements) and returns the last one's rows.
     pub async fn run(&self, sql: &str) -> Result<Vec<RecordBatch>> {
-        let statements =
-            DFParser::parse_sql_with_dialect(sql, &TimeTravelDialect).map_err(Error::datafusion)?;
+        let statements = rewrite::prepare(sql)?;
         if statements.is_empty() {
             return Err(Error::Sql("no SQL statement given".to_string()));
         }
         let mut last = Vec::new();
-        for statement in statements {
+        for prepared in statements {
+            let mut parsed = DFParser::parse_sql_with_dialect(&prepared.sql, &TimeTravelDialect)
+                .map_err(Error::datafusion)?;
+            let statement = match (parsed.pop_front(), parsed.is_empty()) {
+                (Some(s), true) => s,
+                _ => return Err(Error::Internal("statement split went wrong".to_string())),
+            };
             let mut registered = Vec::new();
-            let result = self.run_statement(statement, &mut registered).await;
+            let result = match self
+                .lake_statement(
+                    &statement,
+                    prepared.partitioned_by.as_deref(),
+                    &mut registered,
+                )
+                .await
+            {
+                Ok(Some(rows)) => Ok(rows),
+                Ok(None) => self.run_statement(statement, &mut registered).await,
+                Err(e) => Err(e),
+            };
             for name in registered {
                 let _ = self.tt_schema.deregister_table(&name);
             }
@@ -160,9 +181,23 @@ impl SqlSession {
 
     async fn run_statement(
         &self,
-        mut statement: DFStatement,
+        statement: DFStatement,
         registered: &mut Vec<String>,
     ) -> Result<Vec<RecordBatch>> {
+        self.dataframe(statement, registered)
+            .await?
+            .collect()
+            .await
+            .map_err(Error::datafusion)
+    }
+
+    /// Plans `statement` (time-travel clauses resolved; the tables registered for them are
+    /// pushed to `registered`, for the caller to drop when done).
+    async fn dataframe(
+        &self,
+        mut statement: DFStatement,
+        registered: &mut Vec<String>,
+    ) -> Result<datafusion::dataframe::DataFrame> {
         // Pass 1: collect versioned table references, in visiting order.
         let mut collect = Collect::default();
         visit_statement(&mut statement, &mut collect);
@@ -198,12 +233,23 @@ impl SqlSession {
             .statement_to_plan(statement)
             .await
             .map_err(Error::datafusion)?;
-        let df = self
-            .ctx
+        self.ctx
             .execute_logical_plan(plan)
             .await
+            .map_err(Error::datafusion)
+    }
+
+    /// Registers `table` under a fresh name in the session's scratch schema; the caller
+    /// deregisters it.
+    fn register_temp(
+        &self,
+        table: Arc<dyn datafusion::datasource::TableProvider>,
+    ) -> Result<String> {
+        let name = format!("v{}", self.counter.fetch_add(1, Ordering::Relaxed));
+        self.tt_schema
+            .register_table(name.clone(), table)
             .map_err(Error::datafusion)?;
-        df.collect().await.map_err(Error::datafusion)
+        Ok(name)
     }
 
     fn table_ident(&self, name: &ObjectName) -> Result<TableIdent> {
@@ -225,25 +271,7 @@ impl SqlSession {
     }
 
     async fn load_table(&self, ident: &TableIdent) -> Result<Table> {
-        let mut backoff = Backoff::new(5);
-        loop {
-            match self.catalog.load_table(ident).await {
-                Ok(t) => return Ok(t),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        iceberg::ErrorKind::TableNotFound | iceberg::ErrorKind::NamespaceNotFound
-                    ) =>
-                {
-                    return Err(Error::NotFound(format!("table {ident}")))
-                }
-                Err(e) if backoff.can_retry() => {
-                    tracing::warn!(table = %ident, error = %e, "loading table failed, retrying");
-                    backoff.wait().await;
-                }
-                Err(e) => return Err(Error::iceberg(format!("loading {ident}"), e)),
-            }
-        }
+        self.lake.load_table(ident).await
     }
 
     async fn resolve_version(&self, table: &Table, version: &TableVersion) -> Result<i64> {
@@ -313,6 +341,21 @@ impl SqlSession {
             return Err(Error::Sql(format!("{expr} is NULL")));
         }
         Ok(micros.value(0))
+    }
+}
+
+/// iceberg-datafusion's view of the catalog, retrying transient errors.
+async fn lake_provider(catalog: &Arc<dyn Catalog>) -> Result<Arc<dyn CatalogProvider>> {
+    let mut backoff = Backoff::new(5);
+    loop {
+        match IcebergCatalogProvider::try_new(catalog.clone()).await {
+            Ok(p) => return Ok(Arc::new(p)),
+            Err(e) if backoff.can_retry() => {
+                tracing::warn!(error = %e, "loading the catalog for sql failed, retrying");
+                backoff.wait().await;
+            }
+            Err(e) => return Err(Error::iceberg("loading the catalog for sql", e)),
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::any::Any;
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use datafusion::catalog::{
@@ -21,18 +21,36 @@ use futures::TryStreamExt;
 use iceberg_datafusion::metadata_table::IcebergMetadataTableProvider;
 
 /// An Iceberg catalog provider with session-local schemas and tables on top.
+///
+/// The lake side is swapped by [`OverlayCatalog::refresh`] after DDL: iceberg-datafusion
+/// lists namespaces, tables and their schemas once, when its provider is built.
 #[derive(Debug)]
 pub struct OverlayCatalog {
-    lake: Arc<dyn CatalogProvider>,
+    lake_provider: RwLock<Arc<dyn CatalogProvider>>,
     local: MemoryCatalogProvider,
 }
 
 impl OverlayCatalog {
     pub fn new(lake: Arc<dyn CatalogProvider>) -> Self {
         OverlayCatalog {
-            lake,
+            lake_provider: RwLock::new(lake),
             local: MemoryCatalogProvider::new(),
         }
+    }
+
+    /// Replaces the lake's provider (after CREATE / DROP / ALTER).
+    pub fn refresh(&self, lake: Arc<dyn CatalogProvider>) {
+        *self
+            .lake_provider
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = lake;
+    }
+
+    fn lake(&self) -> Arc<dyn CatalogProvider> {
+        self.lake_provider
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -42,13 +60,13 @@ impl CatalogProvider for OverlayCatalog {
     }
 
     fn schema_names(&self) -> Vec<String> {
-        let mut names: BTreeSet<String> = self.lake.schema_names().into_iter().collect();
+        let mut names: BTreeSet<String> = self.lake().schema_names().into_iter().collect();
         names.extend(self.local.schema_names());
         names.into_iter().collect()
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        match self.lake.schema(name) {
+        match self.lake().schema(name) {
             Some(lake) => Some(Arc::new(OverlaySchema {
                 lake,
                 local: self.local_schema(name),
@@ -62,7 +80,7 @@ impl CatalogProvider for OverlayCatalog {
         name: &str,
         schema: Arc<dyn SchemaProvider>,
     ) -> DFResult<Option<Arc<dyn SchemaProvider>>> {
-        if self.lake.schema(name).is_some() {
+        if self.lake().schema(name).is_some() {
             return Err(DataFusionError::Plan(format!(
                 "schema {name} is a lake namespace"
             )));
@@ -75,9 +93,9 @@ impl CatalogProvider for OverlayCatalog {
         name: &str,
         cascade: bool,
     ) -> DFResult<Option<Arc<dyn SchemaProvider>>> {
-        if self.lake.schema(name).is_some() {
+        if self.lake().schema(name).is_some() {
             return Err(DataFusionError::Plan(format!(
-                "lake namespace {name} cannot be dropped from strata sql"
+                "lake namespace {name} cannot be dropped this way"
             )));
         }
         self.local.deregister_schema(name, cascade)

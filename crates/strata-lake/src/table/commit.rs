@@ -232,6 +232,8 @@ pub async fn commit_change(
         .map_err(|e| io_err("writing the manifest list", e))?;
 
     let mut summary = totals.into_summary();
+    // Positions (bus offsets, CDC positions) stay in force across other writers' commits.
+    summary.extend(crate::position::carried_properties(table));
     summary.extend(change.properties);
     let now = chrono::Utc::now().timestamp_millis();
     let timestamp_ms = now.max(metadata.last_updated_ms() + 1);

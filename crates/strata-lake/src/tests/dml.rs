@@ -276,3 +276,35 @@ async fn concurrent_writers_lose_nothing() {
         20
     );
 }
+
+/// A DELETE on the events table carries the sink's bus position forward, so expiring the
+/// sink's snapshots can never make the sink forget where it was.
+#[tokio::test]
+async fn other_writers_carry_the_bus_position() {
+    use crate::schema::OdsTable;
+    use crate::write::commit_with_position;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = open_lake(dir.path()).await;
+    let ident = OdsTable::Event.ident();
+    let files =
+        super::tables_helpers::write_events(&lake, &[(0, "Liked", 0), (1, "Liked", 0)], 0).await;
+    let position: strata_bus::Offsets = [(0, 2)].into_iter().collect();
+    commit_with_position(&lake, &ident, files, "events", None, &position, &[])
+        .await
+        .unwrap();
+    let ctx = SessionContext::new();
+    table::delete_where(&lake, &ctx, &ident, Some(col("message_id").eq(lit("m-0"))))
+        .await
+        .unwrap();
+    let table = lake.load_table(&ident).await.unwrap();
+    let current = table.metadata().current_snapshot().unwrap();
+    assert_eq!(
+        current
+            .summary()
+            .additional_properties
+            .get(crate::EVENTS_OFFSETS_KEY)
+            .map(String::as_str),
+        Some(r#"{"0":2}"#)
+    );
+    assert_eq!(count(&lake, "SELECT count(*) FROM ods.ods_event").await, 1);
+}

@@ -76,21 +76,23 @@ async fn sql_reads_committed_tables() {
         n("CREATE VIEW f AS SELECT * FROM ods.ods_event WHERE event_type = 'Followed'; SELECT count(*) FROM f").await,
         3
     );
-    // Scratch tables are session-local; lake tables cannot be dropped or shadowed.
+    // CREATE TABLE … AS makes a lake table; the sink's own tables cannot be dropped, and
+    // views cannot shadow lake tables.
     assert_eq!(
-        n("CREATE TABLE scratch AS SELECT * FROM ods_event; SELECT count(*) FROM ods.scratch")
-            .await,
+        n("CREATE TABLE copy AS SELECT * FROM ods_event; SELECT count(*) FROM ods.copy").await,
         5
     );
-    assert!(session.run("DROP TABLE ods.ods_event").await.is_err());
+    let err = session.run("DROP TABLE ods.ods_event").await.unwrap_err();
+    assert!(err.to_string().contains("lake sink"), "{err}");
     assert!(session
         .run("CREATE VIEW ods.ods_event AS SELECT 1")
         .await
         .is_err());
     assert_eq!(
         crate::list_tables(lake.catalog().as_ref()).await.unwrap(),
-        ["ods.ods_event", "ods.ods_event_rejected"]
+        ["ods.copy", "ods.ods_event", "ods.ods_event_rejected"]
     );
+    session.run("DROP TABLE ods.copy PURGE").await.unwrap();
     assert_eq!(
         n("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'ods' AND table_name LIKE 'ods_event%' AND table_name NOT LIKE '%$%'").await,
         2
