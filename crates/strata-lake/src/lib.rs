@@ -6,10 +6,12 @@
 //! - `lake.rs`: opening the SQLite SQL catalog, creating `ods.ods_event` / `ods.ods_event_rejected`
 //! - `schema.rs`: the two tables' columns, partition specs and properties
 //! - `batch.rs`: bus records → Arrow columns grouped by partition
-//! - `write.rs`: Parquet data files and the fast-append commit carrying bus offsets
+//! - `write.rs`: Parquet data and position-delete files; the sink's commit carrying bus offsets
 //! - `position.rs`: the `strata.bus.events.offsets` snapshot summary property
 //! - `sink.rs`: the consume → buffer → flush → commit loop
-//! - `sql.rs`: the SQL session, time travel, output formats
+//! - `table/`: the commit path (ADR 0005) and the write API: append, partition overwrite,
+//!   delete, update, merge
+//! - `sql/`: the SQL session, lake DDL/DML statements, time travel, output formats
 
 mod batch;
 mod error;

@@ -7,8 +7,18 @@
 //! `lake.catalog_name`). The default schema is `ods`, so `ods_event` alone works too. Joins,
 //! window functions, `QUALIFY`, CTEs, `SHOW TABLES` and `information_schema` work as in
 //! DataFusion. Several statements separated by `;` run in order; the last one's rows are
-//! returned. `CREATE VIEW` / `CREATE TABLE … AS SELECT` make scratch objects of this session
-//! only (they never become lake tables); lake tables cannot be dropped from SQL.
+//! returned. `CREATE VIEW` makes a view of this session only.
+//!
+//! # Changing the lake
+//!
+//! `CREATE NAMESPACE|SCHEMA`, `DROP NAMESPACE|SCHEMA`, `CREATE [OR REPLACE] TABLE … [PARTITIONED
+//! BY (col, day(ts), hour(ts), month(ts), year(ts), bucket(n, col), truncate(w, col))]
+//! [TBLPROPERTIES (…)] [AS SELECT …]`, `DROP TABLE … [PURGE]`, `ALTER TABLE … ADD | DROP |
+//! RENAME COLUMN, ALTER COLUMN … TYPE (widening), SET TBLPROPERTIES`, `INSERT INTO`,
+//! `INSERT OVERWRITE` (dynamic: replaces the partitions the query writes), `DELETE`, `UPDATE`
+//! and `MERGE INTO … USING … ON … WHEN [NOT] MATCHED [AND …] THEN UPDATE SET … | UPDATE SET * |
+//! DELETE | INSERT … | INSERT *` create Iceberg tables and commit snapshots (see
+//! `statements.rs` and [`crate::table`]). They return one row saying what they did.
 //!
 //! Each table reference reads the table's latest snapshot when its scan starts, so while
 //! `strata serve` commits, two references to one table in a single query may see different

@@ -1,11 +1,10 @@
 //! The lake catalog as DataFusion sees it: Iceberg tables read through
-//! `iceberg-datafusion`, plus a session-local overlay for `CREATE VIEW` / `CREATE TABLE … AS`
-//! / `CREATE SCHEMA`.
+//! `iceberg-datafusion`, plus a session-local overlay for what DataFusion itself creates
+//! (`CREATE VIEW`, and the stand-in tables `strata sql` registers while planning).
 //!
-//! Without the overlay those statements would go to `IcebergSchemaProvider::register_table`,
-//! which creates a real (empty) Iceberg table in the shared catalog — and blocks a
-//! current-thread runtime. In `strata sql` they are scratch objects of one session instead;
-//! lake tables cannot be dropped from SQL.
+//! Lake tables and namespaces are created and dropped by `statements.rs`, never through
+//! `IcebergSchemaProvider::register_table` (which would create an empty Iceberg table and
+//! block a current-thread runtime).
 
 use std::any::Any;
 use std::collections::BTreeSet;
