@@ -17,10 +17,12 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
 use arrow::compute::CastOptions;
 use arrow::datatypes::SchemaRef;
+use datafusion::common::Column;
 use datafusion::common::{DFSchema, ScalarValue};
-use datafusion::datasource::MemTable;
+use datafusion::functions_aggregate::min_max::{max, min};
 use datafusion::logical_expr::expr::Case;
-use datafusion::logical_expr::{cast, col, lit, Expr, JoinType};
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{cast, col, lit, Expr, JoinType, Operator};
 use datafusion::prelude::{DataFrame, SessionContext};
 use iceberg::spec::{DataFile, Operation};
 use iceberg::table::Table;
@@ -31,7 +33,10 @@ use crate::lake::Lake;
 use crate::retry::Backoff;
 use crate::table::commit::{commit_change, Change};
 use crate::table::files::{LiveFile, TableFiles};
-use crate::table::read::{read_table_located, table_arrow_schema, FILE_COLUMN, POS_COLUMN};
+use crate::table::read::{
+    located_schema, position_deletes, read_located, table_arrow_schema, FILE_COLUMN, POS_COLUMN,
+};
+use crate::table::scan::LocatedTable;
 use crate::write::{write_position_deletes, write_rows};
 
 /// Commit attempts of one operation under concurrent writers.
@@ -378,6 +383,7 @@ async fn plan_merge(
         .iter()
         .map(|f| f.name().clone())
         .collect();
+    let target = narrow_to_source_keys(target, &source, spec).await?;
     let source = source
         .with_column(SOURCE_MARK, lit(true))
         .map_err(Error::datafusion)?
@@ -386,12 +392,12 @@ async fn plan_merge(
     let target = target
         .alias(&spec.target_alias)
         .map_err(Error::datafusion)?;
-    let joined = target
-        .join_on(source, JoinType::Full, [spec.on.clone()])
+    // Target rows no source row matches are never touched: source LEFT JOIN target, so the
+    // hash join builds on the source and streams the target past it.
+    let joined = source
+        .join_on(target, JoinType::Left, [spec.on.clone()])
         .map_err(Error::datafusion)?;
-    let matched = t(POS_COLUMN)
-        .is_not_null()
-        .and(s(SOURCE_MARK).is_not_null());
+    let matched = t(POS_COLUMN).is_not_null();
     let not_matched = t(POS_COLUMN).is_null();
 
     // Which clause acts on each joined row (NULL: none).
@@ -413,30 +419,6 @@ async fn plan_merge(
         return Ok(RowChanges::default());
     }
     let action = case_expr(None, action_pairs, lit(ScalarValue::Int64(None)));
-
-    // Cardinality: a target row matched by several source rows.
-    let duplicates = joined
-        .clone()
-        .filter(matched.clone())
-        .map_err(Error::datafusion)?
-        .aggregate(
-            vec![t(FILE_COLUMN), t(POS_COLUMN)],
-            vec![datafusion::functions_aggregate::count::count(lit(1)).alias("n")],
-        )
-        .map_err(Error::datafusion)?
-        .filter(col("n").gt(lit(1i64)))
-        .map_err(Error::datafusion)?
-        .limit(0, Some(1))
-        .map_err(Error::datafusion)?
-        .count()
-        .await
-        .map_err(Error::datafusion)?;
-    if duplicates > 0 {
-        return Err(Error::Sql(format!(
-            "MERGE into {}: a target row matched more than one source row (cardinality violation); the table is unchanged",
-            table.identifier()
-        )));
-    }
 
     // New values of every target column: CASE <acting clause> WHEN i THEN <value> END.
     let acting = joined
@@ -489,6 +471,16 @@ async fn plan_merge(
     let mut changes = RowChanges::default();
     // Matched rows acted on (update or delete) lose their old version.
     collect_locations(&rows, 1, 2, &mut changes.deleted)?;
+    // Cardinality: one target row modified on behalf of several source rows.
+    for (path, positions) in &changes.deleted {
+        let unique: HashSet<i64> = positions.iter().copied().collect();
+        if unique.len() != positions.len() {
+            return Err(Error::Sql(format!(
+                "MERGE into {}: a target row matched more than one source row (cardinality violation; in {path}); the table is unchanged",
+                table.identifier()
+            )));
+        }
+    }
     let n = schema.fields().len();
     let value_columns: Vec<usize> = (3..3 + n).collect();
     for batch in &rows {
@@ -539,6 +531,68 @@ fn case_expr(base: Option<Expr>, pairs: Vec<(Expr, Expr)>, otherwise: Expr) -> E
     ))
 }
 
+/// For ON conditions with `target.k = source.k` terms, keeps only target rows whose keys lie
+/// within the source's key range: the scan then skips files whose key bounds miss it.
+async fn narrow_to_source_keys(
+    target: DataFrame,
+    source: &DataFrame,
+    spec: &MergeSpec,
+) -> Result<DataFrame> {
+    let mut pairs = Vec::new();
+    for term in split_conjunction(&spec.on) {
+        if let Expr::BinaryExpr(b) = term {
+            if b.op != Operator::Eq {
+                continue;
+            }
+            if let (Expr::Column(l), Expr::Column(r)) = (b.left.as_ref(), b.right.as_ref()) {
+                let side = |c: &Column| c.relation.as_ref().map(|r| r.table().to_string());
+                match (side(l).as_deref(), side(r).as_deref()) {
+                    (Some(a), Some(b)) if a == spec.target_alias && b == spec.source_alias => {
+                        pairs.push((l.name.clone(), r.name.clone()))
+                    }
+                    (Some(a), Some(b)) if a == spec.source_alias && b == spec.target_alias => {
+                        pairs.push((r.name.clone(), l.name.clone()))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    if pairs.is_empty() {
+        return Ok(target);
+    }
+    let mut aggregates = Vec::new();
+    for (i, (_, s)) in pairs.iter().enumerate() {
+        let c = col(Column::from_name(s));
+        aggregates.push(min(c.clone()).alias(format!("min{i}")));
+        aggregates.push(max(c).alias(format!("max{i}")));
+    }
+    let ranges = source
+        .clone()
+        .aggregate(vec![], aggregates)
+        .map_err(Error::datafusion)?
+        .collect()
+        .await
+        .map_err(Error::datafusion)?;
+    let Some(batch) = ranges.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(target);
+    };
+    let mut target = target;
+    for (i, (t, _)) in pairs.iter().enumerate() {
+        let lo = ScalarValue::try_from_array(batch.column(2 * i), 0).map_err(Error::datafusion)?;
+        let hi =
+            ScalarValue::try_from_array(batch.column(2 * i + 1), 0).map_err(Error::datafusion)?;
+        if lo.is_null() || hi.is_null() {
+            continue;
+        }
+        let c = col(Column::from_name(t));
+        target = target
+            .filter(c.clone().gt_eq(lit(lo)).and(c.lt_eq(lit(hi))))
+            .map_err(Error::datafusion)?;
+    }
+    Ok(target)
+}
+
 fn star_value(
     source_columns: &[String],
     name: &str,
@@ -572,9 +626,7 @@ where
         let table = lake.load_table(ident).await?;
         let mode = WriteMode::of(&table, op)?;
         let files = TableFiles::current(&table).await?;
-        let (schema, located) = read_table_located(&table, &files, |_| true).await?;
-        let provider =
-            MemTable::try_new(schema.clone(), vec![located.clone()]).map_err(Error::datafusion)?;
+        let provider = LocatedTable::new(&table, &files).await?;
         let target = ctx
             .read_table(Arc::new(provider))
             .map_err(Error::datafusion)?;
@@ -603,11 +655,18 @@ where
                 change.added_deletes = write_position_deletes(&table, deleted).await?;
             }
             WriteMode::CopyOnWrite => {
-                // Keep the untouched rows of every touched file and drop the file.
-                for batch in &located {
-                    let kept = keep_untouched(batch, &changes.deleted, &schema)?;
-                    if kept.num_rows() > 0 {
-                        rows.push(kept);
+                // Rewrite every touched file with its untouched rows.
+                let schema = located_schema(&table)?;
+                let deletes = position_deletes(&table, &files).await?;
+                for path in changes.deleted.keys() {
+                    let file = files
+                        .find(path)
+                        .ok_or_else(|| Error::Internal(format!("{path} is not live")))?;
+                    for batch in read_located(&table, file, deletes.get(path), &schema).await? {
+                        let kept = keep_untouched(&batch, &changes.deleted, &schema)?;
+                        if kept.num_rows() > 0 {
+                            rows.push(kept);
+                        }
                     }
                 }
                 change.removed = changes.deleted.keys().cloned().collect();

@@ -6,6 +6,7 @@ pub mod commit;
 pub mod dml;
 pub mod files;
 pub mod read;
+pub mod scan;
 
 pub use commit::{commit_change, swap_metadata, Change};
 pub use dml::{

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use arrow::array::{Date32Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{col, lit};
 use datafusion::prelude::SessionContext;
 use iceberg::spec::{
@@ -307,4 +308,70 @@ async fn other_writers_carry_the_bus_position() {
         Some(r#"{"0":2}"#)
     );
     assert_eq!(count(&lake, "SELECT count(*) FROM ods.ods_event").await, 1);
+}
+
+/// Row-level writes read only the files their filter (or a MERGE's source key range) can
+/// touch: with one partition's data file gone from disk, writes elsewhere still work.
+#[tokio::test]
+async fn row_level_writes_skip_files_they_cannot_touch() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = open_lake(dir.path()).await;
+    let ident = create_users(&lake, WriteMode::MergeOnRead).await;
+    let ctx = SessionContext::new();
+    for (id, day) in [(1, 0), (2, 1), (1000, 2)] {
+        table::append(&lake, &ident, vec![users(&[(id, "x", 1, day)])])
+            .await
+            .unwrap();
+    }
+    // Lose the file of the third day (ids 1000).
+    let table = lake.load_table(&ident).await.unwrap();
+    let files = table::TableFiles::current(&table).await.unwrap();
+    let lost = files
+        .data_files()
+        .find(|f| f.path().contains("2026-11-22"))
+        .unwrap()
+        .path()
+        .to_string();
+    std::fs::remove_file(lost.trim_start_matches("file:")).unwrap();
+
+    let day0 = lit(ScalarValue::Date32(Some(20_777)));
+    let out = table::delete_where(&lake, &ctx, &ident, Some(col("dt").eq(day0)))
+        .await
+        .unwrap();
+    assert_eq!(out.deleted, 1);
+    // A MERGE whose source keys (2..=3) lie below the lost file's key range (1000).
+    let source = ctx
+        .read_batch(users(&[(2, "y", 2, 1), (3, "z", 3, 1)]))
+        .unwrap();
+    let s = |c: &str| col(datafusion::common::Column::new(Some("s"), c));
+    let t = |c: &str| col(datafusion::common::Column::new(Some("t"), c));
+    let out = table::merge(
+        &lake,
+        &ctx,
+        &ident,
+        source,
+        MergeSpec {
+            target_alias: "t".into(),
+            source_alias: "s".into(),
+            on: t("id").eq(s("id")),
+            clauses: vec![
+                MergeClause::Update {
+                    condition: None,
+                    assignments: None,
+                },
+                MergeClause::Insert {
+                    condition: None,
+                    values: None,
+                },
+            ],
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!((out.updated, out.inserted), (1, 1));
+    // The lost file is really needed by a write that can touch it.
+    let err = table::delete_where(&lake, &ctx, &ident, Some(col("id").gt(lit(500i64))))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("2026-11-22"), "{err}");
 }
