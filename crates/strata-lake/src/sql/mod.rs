@@ -401,7 +401,7 @@ fn literal_i64(expr: &SqlExpr) -> Option<i64> {
 }
 
 /// Unquoted identifiers are case-insensitive (lowercased), as DataFusion does.
-fn normalize(ident: &Ident) -> String {
+pub(crate) fn normalize(ident: &Ident) -> String {
     if ident.quote_style.is_some() {
         ident.value.clone()
     } else {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, SchemaRef};
 use datafusion::catalog::SchemaProvider;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::Column;
@@ -21,11 +21,8 @@ use datafusion::sql::sqlparser::ast::{
     MergeAction, MergeClauseKind, MergeInsertKind, ObjectName, ObjectType, SchemaName, SqlOption,
     Statement, TableFactor, TableObject, Update,
 };
-use datafusion::sql::sqlparser::parser::Parser;
 use iceberg::arrow::{arrow_schema_to_schema_auto_assign_ids, arrow_type_to_type};
-use iceberg::spec::{
-    Schema as IcebergSchema, TableMetadataBuilder, Transform, Type, UnboundPartitionSpec,
-};
+use iceberg::spec::{TableMetadataBuilder, Type};
 use iceberg::{NamespaceIdent, TableCreation, TableIdent};
 
 use super::dialect::TimeTravelDialect;
@@ -34,6 +31,7 @@ use super::rewrite::SET_STAR;
 use super::SqlSession;
 use crate::error::{Error, Result};
 use crate::retry::Backoff;
+use crate::table::create::{lake_schema, lake_type, partition_spec};
 use crate::table::{self, swap_metadata, Match, MergeClause, MergeSpec, Outcome};
 
 impl SqlSession {
@@ -983,116 +981,6 @@ fn assignment_column(target: &AssignmentTarget) -> Result<String> {
 
 fn normalize(ident: &datafusion::sql::sqlparser::ast::Ident) -> String {
     super::normalize(ident)
-}
-
-/// Arrow types Iceberg can store: nanosecond timestamps become microseconds, view and large
-/// strings plain strings, unsigned integers the next wider signed type.
-fn lake_type(t: &DataType) -> DataType {
-    match t {
-        DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
-        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
-        DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
-        DataType::Int8 | DataType::Int16 | DataType::UInt8 | DataType::UInt16 => DataType::Int32,
-        DataType::UInt32 | DataType::UInt64 => DataType::Int64,
-        DataType::Float16 => DataType::Float32,
-        DataType::Time32(_) | DataType::Time64(_) => DataType::Time64(TimeUnit::Microsecond),
-        DataType::Date64 => DataType::Date32,
-        DataType::Dictionary(_, v) => lake_type(v),
-        DataType::List(f) | DataType::LargeList(f) | DataType::ListView(f) => DataType::List(
-            Arc::new(f.as_ref().clone().with_data_type(lake_type(f.data_type()))),
-        ),
-        DataType::Struct(fields) => DataType::Struct(
-            fields
-                .iter()
-                .map(|f| f.as_ref().clone().with_data_type(lake_type(f.data_type())))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
-}
-
-fn lake_schema(schema: &SchemaRef, all_nullable: bool) -> Result<ArrowSchema> {
-    Ok(ArrowSchema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| {
-                Field::new(
-                    f.name(),
-                    lake_type(f.data_type()),
-                    all_nullable || f.is_nullable(),
-                )
-            })
-            .collect::<Vec<_>>(),
-    ))
-}
-
-/// `PARTITIONED BY` items: `col`, `year|month|day|hour(col)` (also plural), `bucket(n, col)`,
-/// `truncate(w, col)`.
-fn partition_spec(text: &str, schema: &IcebergSchema) -> Result<UnboundPartitionSpec> {
-    let exprs = Parser::new(&TimeTravelDialect)
-        .try_with_sql(text)
-        .and_then(|mut p| p.parse_comma_separated(Parser::parse_expr))
-        .map_err(|e| Error::Sql(format!("PARTITIONED BY ({text}): {e}")))?;
-    let mut builder = UnboundPartitionSpec::builder();
-    for expr in exprs {
-        let (transform, column, suffix) = match &expr {
-            SqlExpr::Identifier(i) => (Transform::Identity, normalize(i), None),
-            SqlExpr::Function(f) => {
-                let fname = f.name.to_string().to_lowercase();
-                let args: Vec<String> = match &f.args {
-                    datafusion::sql::sqlparser::ast::FunctionArguments::List(l) => {
-                        l.args.iter().map(|a| a.to_string()).collect()
-                    }
-                    _ => Vec::new(),
-                };
-                let column_of = |s: &str| s.trim_matches('"').to_lowercase();
-                let number = |s: &str| {
-                    s.parse::<u32>().map_err(|_| {
-                        Error::Sql(format!(
-                            "PARTITIONED BY {expr}: {s} is not a positive number"
-                        ))
-                    })
-                };
-                match (fname.as_str(), args.as_slice()) {
-                    ("year" | "years", [c]) => (Transform::Year, column_of(c), Some("year")),
-                    ("month" | "months", [c]) => (Transform::Month, column_of(c), Some("month")),
-                    ("day" | "days", [c]) => (Transform::Day, column_of(c), Some("day")),
-                    ("hour" | "hours", [c]) => (Transform::Hour, column_of(c), Some("hour")),
-                    ("bucket", [n, c]) => (Transform::Bucket(number(n)?), column_of(c), Some("bucket")),
-                    ("truncate", [w, c]) => {
-                        (Transform::Truncate(number(w)?), column_of(c), Some("trunc"))
-                    }
-                    _ => {
-                        return Err(Error::Sql(format!(
-                            "PARTITIONED BY {expr}: use a column, year/month/day/hour(col), bucket(n, col) or truncate(w, col)"
-                        )))
-                    }
-                }
-            }
-            other => {
-                return Err(Error::Sql(format!(
-                    "PARTITIONED BY {other}: use a column or a transform like day(ts)"
-                )))
-            }
-        };
-        let field = schema
-            .field_by_name(&column)
-            .ok_or_else(|| Error::Sql(format!("PARTITIONED BY {expr}: no column {column}")))?;
-        let name = match suffix {
-            None => column.clone(),
-            Some(s) => format!("{column}_{s}"),
-        };
-        builder = builder
-            .add_partition_field(field.id, name, transform)
-            .map_err(|e| Error::Sql(format!("PARTITIONED BY {expr}: {e}")))?;
-    }
-    let spec = builder.build();
-    // Check each transform fits its column's type now, not at the first write.
-    spec.clone()
-        .bind(schema.clone())
-        .map_err(|e| Error::Sql(format!("PARTITIONED BY ({text}): {e}")))?;
-    Ok(spec)
 }
 
 fn options_map(options: &[SqlOption]) -> Result<HashMap<String, String>> {

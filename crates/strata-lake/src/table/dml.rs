@@ -24,7 +24,7 @@ use datafusion::logical_expr::expr::Case;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{cast, col, lit, Expr, JoinType, Operator};
 use datafusion::prelude::{DataFrame, SessionContext};
-use iceberg::spec::{DataFile, Operation};
+use iceberg::spec::{DataFile, Literal, Operation, Transform};
 use iceberg::table::Table;
 use iceberg::TableIdent;
 
@@ -159,6 +159,112 @@ pub async fn overwrite_partitions(
             let replaced =
                 unpartitioned || (f.spec_id == spec_id && written.contains(f.file.partition()));
             if replaced {
+                if f.is_data() {
+                    outcome.deleted += f.file.record_count();
+                }
+                change.removed.insert(f.path().to_string());
+            }
+        }
+        count_written(&mut outcome, &data);
+        change.added_data = data;
+        if change.is_empty() {
+            return Ok(outcome);
+        }
+        change
+            .properties
+            .insert("replace-partitions".to_string(), "true".to_string());
+        let table = commit_change(lake, &table, &files, change).await?;
+        outcome.snapshot_id = table.metadata().current_snapshot_id();
+        Ok(outcome)
+    })
+    .await
+}
+
+/// Replaces the whole table's rows with `batches` in one snapshot (history is kept).
+pub async fn replace_all(
+    lake: &Lake,
+    ident: &TableIdent,
+    batches: Vec<RecordBatch>,
+) -> Result<Outcome> {
+    with_conflict_retry(ident, || async {
+        let table = lake.load_table(ident).await?;
+        let rows = conform(&table, &batches, Match::ByName)?;
+        let files = TableFiles::current(&table).await?;
+        let data = write_rows(&table, &rows).await?;
+        let mut outcome = Outcome {
+            inserted: rows.iter().map(|b| b.num_rows() as u64).sum(),
+            deleted: files.data_files().map(|f| f.file.record_count()).sum(),
+            ..Default::default()
+        };
+        let mut change = Change::new(Operation::Overwrite);
+        change.removed = files
+            .manifests
+            .iter()
+            .flat_map(|m| m.live.iter())
+            .map(|f| f.path().to_string())
+            .collect();
+        count_written(&mut outcome, &data);
+        change.added_data = data;
+        if change.is_empty() {
+            return Ok(outcome);
+        }
+        let table = commit_change(lake, &table, &files, change).await?;
+        outcome.snapshot_id = table.metadata().current_snapshot_id();
+        Ok(outcome)
+    })
+    .await
+}
+
+/// Replaces the partition where identity-partition column `column` equals `value` with
+/// `batches` (possibly none: the partition is emptied), in one snapshot. Every row must belong
+/// to that partition. Re-running it with the same rows gives the same table: the warehouse's
+/// incremental models rely on this.
+pub async fn overwrite_partition(
+    lake: &Lake,
+    ident: &TableIdent,
+    column: &str,
+    value: Literal,
+    batches: Vec<RecordBatch>,
+) -> Result<Outcome> {
+    with_conflict_retry(ident, || async {
+        let table = lake.load_table(ident).await?;
+        let metadata = table.metadata();
+        let spec = metadata.default_partition_spec();
+        let field_id = metadata
+            .current_schema()
+            .field_by_name(column)
+            .map(|f| f.id)
+            .ok_or_else(|| Error::Sql(format!("{ident} has no column {column}")))?;
+        let index = spec
+            .fields()
+            .iter()
+            .position(|f| f.source_id == field_id && f.transform == Transform::Identity)
+            .ok_or_else(|| {
+                Error::Sql(format!("{ident} is not partitioned by identity({column})"))
+            })?;
+        let rows = conform(&table, &batches, Match::ByName)?;
+        let data = write_rows(&table, &rows).await?;
+        let in_partition = |p: &iceberg::spec::Struct| {
+            p.fields().get(index).and_then(|v| v.as_ref()) == Some(&value)
+        };
+        if let Some(outside) = data.iter().find(|f| !in_partition(f.partition())) {
+            for f in &data {
+                let _ = table.file_io().delete(f.file_path()).await;
+            }
+            return Err(Error::Sql(format!(
+                "rows for {ident} fall outside the partition {column} = {value:?} (e.g. in {:?})",
+                outside.partition()
+            )));
+        }
+        let files = TableFiles::current(&table).await?;
+        let spec_id = metadata.default_partition_spec_id();
+        let mut change = Change::new(Operation::Overwrite);
+        let mut outcome = Outcome {
+            inserted: rows.iter().map(|b| b.num_rows() as u64).sum(),
+            ..Default::default()
+        };
+        for f in files.manifests.iter().flat_map(|m| m.live.iter()) {
+            if f.spec_id == spec_id && in_partition(f.file.partition()) {
                 if f.is_data() {
                     outcome.deleted += f.file.record_count();
                 }

@@ -3,14 +3,16 @@
 //! operations built on them ([`dml`]).
 
 pub mod commit;
+pub mod create;
 pub mod dml;
 pub mod files;
 pub mod read;
 pub mod scan;
 
 pub use commit::{commit_change, swap_metadata, Change};
+pub use create::create_table;
 pub use dml::{
-    append, conform, delete_where, merge, merge_schema, overwrite_partitions, update, Match,
-    MergeClause, MergeSpec, Outcome, WriteMode,
+    append, conform, delete_where, merge, merge_schema, overwrite_partition, overwrite_partitions,
+    replace_all, update, Match, MergeClause, MergeSpec, Outcome, WriteMode,
 };
 pub use files::{LiveFile, LiveManifest, TableFiles};

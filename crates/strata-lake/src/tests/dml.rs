@@ -375,3 +375,61 @@ async fn row_level_writes_skip_files_they_cannot_touch() {
         .unwrap_err();
     assert!(err.to_string().contains("2026-11-22"), "{err}");
 }
+
+/// The warehouse's materializations: one partition replaced (also emptied), or the whole
+/// table; re-running gives the same table.
+#[tokio::test]
+async fn partition_and_full_replacement_are_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = open_lake(dir.path()).await;
+    let ident = create_users(&lake, WriteMode::MergeOnRead).await;
+    table::append(
+        &lake,
+        &ident,
+        vec![users(&[(1, "a", 1, 0), (2, "b", 2, 1), (3, "c", 3, 1)])],
+    )
+    .await
+    .unwrap();
+    let day1 = iceberg::spec::Literal::date(20_778);
+    for _ in 0..2 {
+        let out = table::overwrite_partition(
+            &lake,
+            &ident,
+            "dt",
+            day1.clone(),
+            vec![users(&[(9, "z", 9, 1)])],
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.inserted, 1);
+        assert_eq!(
+            rows(&lake, "SELECT id FROM app.users ORDER BY id").await,
+            "id\n1\n9\n"
+        );
+    }
+    let err = table::overwrite_partition(
+        &lake,
+        &ident,
+        "dt",
+        day1.clone(),
+        vec![users(&[(5, "x", 5, 0)])],
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("outside the partition"), "{err}");
+    // Emptying the partition.
+    table::overwrite_partition(&lake, &ident, "dt", day1, vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(&lake, "SELECT id FROM app.users ORDER BY id").await,
+        "id\n1\n"
+    );
+    table::replace_all(&lake, &ident, vec![users(&[(7, "q", 7, 2)])])
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(&lake, "SELECT id FROM app.users ORDER BY id").await,
+        "id\n7\n"
+    );
+}
