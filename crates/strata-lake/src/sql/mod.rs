@@ -154,6 +154,35 @@ impl SqlSession {
         Ok(())
     }
 
+    /// Runs one query and returns its schema (known even without rows) and rows.
+    pub async fn query(
+        &self,
+        sql: &str,
+    ) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+        let mut statements = rewrite::prepare(sql)?;
+        let prepared = match (statements.pop(), statements.is_empty()) {
+            (Some(p), true) => p,
+            _ => return Err(Error::Sql("expected exactly one query".to_string())),
+        };
+        let mut parsed = DFParser::parse_sql_with_dialect(&prepared.sql, &TimeTravelDialect)
+            .map_err(Error::datafusion)?;
+        let statement = parsed
+            .pop_front()
+            .ok_or_else(|| Error::Sql("expected a query".to_string()))?;
+        let mut registered = Vec::new();
+        let result = async {
+            let df = self.dataframe(statement, &mut registered).await?;
+            let schema = Arc::new(df.schema().as_arrow().clone());
+            let rows = df.collect().await.map_err(Error::datafusion)?;
+            Ok((schema, rows))
+        }
+        .await;
+        for name in registered {
+            let _ = self.tt_schema.deregister_table(&name);
+        }
+        result
+    }
+
     /// Runs `sql` (one or more `;`-separated statements) and returns the last one's rows.
     pub async fn run(&self, sql: &str) -> Result<Vec<RecordBatch>> {
         let statements = rewrite::prepare(sql)?;

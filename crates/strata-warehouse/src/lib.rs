@@ -1,0 +1,20 @@
+//! Strata's warehouse: a folder of SQL models (`<layer>/<name>.sql`, one SELECT each) turned
+//! into Iceberg tables layer by layer (ODS → DWD → DWS → ADS), run as a DAG for a date, with
+//! data-quality checks and run history in the lake.
+//!
+//! - `project.rs`: loading and checking a project; dependencies inferred from the SQL; order
+//! - `checks.rs`: the data-quality checks
+//! - `run.rs`: materializing models and running the DAG (parallel, retries, deadlines)
+//! - `backfill.rs`: a date range, resumable
+//! - `audit.rs`: `audit.dag_runs`, `audit.model_runs`, `audit.dq_results`
+
+pub mod audit;
+pub mod backfill;
+pub mod checks;
+mod error;
+pub mod project;
+pub mod run;
+
+pub use error::{Error, Result};
+pub use project::{Materialized, Model, ModelConfig, Project};
+pub use run::{run, DagRun, ModelOutcome, ModelStatus, RunOptions};
