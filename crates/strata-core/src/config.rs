@@ -32,6 +32,8 @@ pub struct Config {
     pub bus: BusConfig,
     /// The Iceberg lake and the sink that fills it.
     pub lake: LakeConfig,
+    /// SQL models run as a daily DAG (`strata dag`, and on a schedule inside `strata serve`).
+    pub warehouse: WarehouseConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,6 +187,50 @@ impl Default for LakeConfig {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WarehouseConfig {
+    /// The warehouse project folder (`models/<layer>/<name>.sql`), relative to the directory of
+    /// `strata.toml`. Empty: no warehouse.
+    pub project: PathBuf,
+    /// When `strata serve` runs the DAG: a cron expression (minute hour day-of-month month
+    /// day-of-week, UTC). Empty: no schedule.
+    pub schedule: String,
+    /// The scheduled run is for this many days before the day it starts (1 = yesterday).
+    pub lag_days: u32,
+    /// A DAG run still going after this is stopped and reported.
+    #[serde(with = "humantime_serde")]
+    pub deadline: Duration,
+    /// First retry of a failed model waits this long, doubling after.
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff: Duration,
+    /// Before a scheduled run, wait until events up to the end of the run date (plus this
+    /// much lateness) are in the lake...
+    #[serde(with = "humantime_serde")]
+    pub sentinel_lateness: Duration,
+    /// ... but no longer than this; then run anyway and alert.
+    #[serde(with = "humantime_serde")]
+    pub sentinel_timeout: Duration,
+    /// Slack-compatible webhook (`{"text": …}` JSON POST) for failures, missed deadlines,
+    /// failed checks and the daily summary. Empty: no alerts.
+    pub alert_webhook: String,
+}
+
+impl Default for WarehouseConfig {
+    fn default() -> Self {
+        Self {
+            project: PathBuf::new(),
+            schedule: "0 2 * * *".to_string(),
+            lag_days: 1,
+            deadline: Duration::from_secs(7 * 3600),
+            retry_backoff: Duration::from_secs(60),
+            sentinel_lateness: Duration::from_secs(600),
+            sentinel_timeout: Duration::from_secs(2 * 3600),
+            alert_webhook: String::new(),
+        }
+    }
+}
+
 impl Config {
     /// Loads `path` (which may be absent) and then `STRATA_<SECTION>__<KEY>` environment
     /// overrides, resolves relative paths against the config file's directory and validates.
@@ -231,6 +277,9 @@ impl Config {
         if self.data.dir.is_relative() {
             self.data.dir = base.join(&self.data.dir);
         }
+        if !self.warehouse.project.as_os_str().is_empty() && self.warehouse.project.is_relative() {
+            self.warehouse.project = base.join(&self.warehouse.project);
+        }
     }
 
     /// Pure checks of values that parse but make no sense.
@@ -256,6 +305,15 @@ impl Config {
         }
         if self.server.max_in_flight == 0 {
             return bad("server.max_in_flight must be positive");
+        }
+        if !self.warehouse.schedule.trim().is_empty() {
+            if let Err(e) = crate::cron::Cron::parse(&self.warehouse.schedule) {
+                return Err(Error::user(format!("warehouse.schedule: {e}")));
+            }
+        }
+        let hook = &self.warehouse.alert_webhook;
+        if !hook.is_empty() && !(hook.starts_with("http://") || hook.starts_with("https://")) {
+            return bad("warehouse.alert_webhook must be an http:// or https:// URL");
         }
         Ok(())
     }

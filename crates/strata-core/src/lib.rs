@@ -3,6 +3,7 @@
 
 pub mod apps;
 pub mod config;
+pub mod cron;
 pub mod error;
 pub mod event;
 pub mod time;

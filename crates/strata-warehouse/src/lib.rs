@@ -7,13 +7,17 @@
 //! - `run.rs`: materializing models and running the DAG (parallel, retries, deadlines)
 //! - `backfill.rs`: a date range, resumable
 //! - `audit.rs`: `audit.dag_runs`, `audit.model_runs`, `audit.dq_results`
+//! - `schedule.rs`, `alert.rs`: the cron schedule inside `strata serve`, the input sentinel,
+//!   webhook alerts and the daily summary
 
+pub mod alert;
 pub mod audit;
 pub mod backfill;
 pub mod checks;
 mod error;
 pub mod project;
 pub mod run;
+pub mod schedule;
 
 pub use error::{Error, Result};
 pub use project::{Materialized, Model, ModelConfig, Project};

@@ -51,10 +51,99 @@ pub enum Command {
     /// Drive event load: send a simulated social app's Segment events to any Segment-compatible
     /// endpoint at a given rate, then report throughput and ack latency.
     Sim(SimArgs),
+    /// The warehouse: plan, run and backfill the SQL model DAG; run history.
+    Dag {
+        #[command(subcommand)]
+        command: DagCommand,
+    },
+    /// Data-quality check results of warehouse runs.
+    Dq {
+        #[command(subcommand)]
+        command: DqCommand,
+    },
     /// Validate strata.toml offline (no servers contacted) and print the effective config.
     Check {
         #[command(flatten)]
         config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ProjectArg {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The project folder (default: warehouse.project in strata.toml).
+    #[arg(short, long)]
+    pub project: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DagCommand {
+    /// Check the project and print its models in run order with what each reads. Nothing runs.
+    Plan {
+        #[command(flatten)]
+        project: ProjectArg,
+    },
+    /// Run the DAG (or a selection) for one date.
+    Run {
+        #[command(flatten)]
+        project: ProjectArg,
+        /// The run date, YYYY-MM-DD (default: yesterday, UTC).
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
+        /// Models to run: `name`, `name+` (and downstream), `+name` (and upstream), `tag:t`;
+        /// comma-separated.
+        #[arg(long, short)]
+        select: Option<String>,
+        /// Models run at once (default: the project's `parallelism`).
+        #[arg(long)]
+        parallelism: Option<usize>,
+    },
+    /// Run the DAG for every date of a range, oldest first; resumes where an earlier
+    /// backfill of the same selection stopped.
+    Backfill {
+        #[command(flatten)]
+        project: ProjectArg,
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        #[arg(long)]
+        to: chrono::NaiveDate,
+        #[arg(long, short)]
+        select: Option<String>,
+        #[arg(long)]
+        parallelism: Option<usize>,
+    },
+    /// The latest run of each model.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Recent DAG runs.
+    Runs {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// What one run did: each model's attempts, errors and check results.
+    Logs {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The run id (from `strata dag runs`).
+        run_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DqCommand {
+    /// Check results, failures first.
+    Report {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this run date.
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
     },
 }
 

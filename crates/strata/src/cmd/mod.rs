@@ -2,6 +2,7 @@
 
 mod apps;
 mod check;
+mod dag;
 mod init;
 mod serve;
 mod sim;
@@ -41,6 +42,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve::run(args).await,
         Command::Sql(args) => sql::run(args).await,
         Command::Sim(args) => sim::run(args).await,
+        Command::Dag { command } => dag::run(command).await,
+        Command::Dq { command } => dag::dq(command).await,
         Command::Check { config } => check::run(&config.config),
     }
 }

@@ -1,4 +1,5 @@
-//! `strata serve`: collector + embedded bus + lake sink in one process.
+//! `strata serve`: collector + embedded bus + lake sink (+ the warehouse schedule) in one
+//! process.
 //!
 //! Shutdown order on SIGINT/SIGTERM: stop accepting HTTP (in-flight requests finish and are
 //! acknowledged), then the lake sink flushes and commits everything on the bus, then the bus
@@ -48,6 +49,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .context("starting the lake sink")?;
     let (stop_sink, sink_shutdown) = watch::channel(false);
     let mut sink_task = tokio::spawn(sink.run(sink_shutdown));
+    // The warehouse DAG on its schedule (returns at once when no project is configured).
+    let (stop_warehouse, warehouse_shutdown) = watch::channel(false);
+    let warehouse_task = tokio::spawn(strata_warehouse::schedule::scheduler(
+        lake.clone(),
+        config.warehouse.clone(),
+        warehouse_shutdown,
+    ));
 
     let collector = Collector::new(&config, log.clone())
         .await
@@ -98,6 +106,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if !http_task.is_finished() {
         let _ = http_task.await;
     }
+    // A warehouse run in progress stops here; re-running its date later replaces its output.
+    let _ = stop_warehouse.send(true);
+    let _ = warehouse_task.await;
     let _ = stop_sink.send(true);
     if !sink_task.is_finished() {
         match sink_task.await {

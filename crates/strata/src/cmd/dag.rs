@@ -1,0 +1,236 @@
+//! `strata dag …` and `strata dq report`: the warehouse from the command line.
+
+use std::collections::HashSet;
+
+use anyhow::{bail, Context, Result};
+use chrono::{NaiveDate, Utc};
+use strata_lake::{format_batches, Lake, OutputFormat, SqlSession};
+use strata_warehouse::backfill::backfill;
+use strata_warehouse::{run as run_dag, DagRun, ModelStatus, Project, RunOptions};
+
+use super::load_config;
+use crate::cli::{DagCommand, DqCommand, ProjectArg};
+
+pub async fn run(command: DagCommand) -> Result<()> {
+    match command {
+        DagCommand::Plan { project } => {
+            let (_, _, project) = open(&project).await?;
+            print_plan(&project);
+            Ok(())
+        }
+        DagCommand::Run {
+            project,
+            date,
+            select,
+            parallelism,
+        } => {
+            let (config, lake, project) = open(&project).await?;
+            let mut opts = RunOptions::new(date.unwrap_or_else(yesterday));
+            opts.select = select;
+            opts.parallelism = parallelism;
+            opts.deadline = config.warehouse.deadline;
+            opts.retry_backoff = config.warehouse.retry_backoff;
+            let r = run_dag(&lake, &project, &opts).await?;
+            print_run(&r);
+            if !r.succeeded() {
+                bail!("run {} {}", r.run_id, r.status);
+            }
+            Ok(())
+        }
+        DagCommand::Backfill {
+            project,
+            from,
+            to,
+            select,
+            parallelism,
+        } => {
+            let (config, lake, project) = open(&project).await?;
+            let mut opts = RunOptions::new(from);
+            opts.select = select;
+            opts.parallelism = parallelism;
+            opts.deadline = config.warehouse.deadline;
+            opts.retry_backoff = config.warehouse.retry_backoff;
+            let b = backfill(&lake, &project, from, to, &opts).await?;
+            for d in &b.skipped {
+                println!("{d}: done by an earlier backfill, skipped");
+            }
+            for r in &b.runs {
+                print_run(r);
+            }
+            if let Some(failed) = b.runs.iter().find(|r| !r.succeeded()) {
+                bail!(
+                    "backfill stopped at {} (run {} {}); fix it and run the same command again to resume",
+                    failed.date,
+                    failed.run_id,
+                    failed.status
+                );
+            }
+            Ok(())
+        }
+        DagCommand::Status { config } => {
+            query(
+                &config.config,
+                "SELECT model, CAST(run_date AS VARCHAR) AS run_date, status, attempt, rows_written, \
+                 CAST(ended_at AS VARCHAR) AS ended_at, error FROM audit.model_runs \
+                 QUALIFY row_number() OVER (PARTITION BY model ORDER BY ended_at DESC) = 1 ORDER BY model",
+            )
+            .await
+        }
+        DagCommand::Runs { config, limit } => {
+            query(
+                &config.config,
+                &format!(
+                    "SELECT run_id, CAST(run_date AS VARCHAR) AS run_date, trigger, status, models_ok, \
+                     models_failed, models_skipped, CAST(started_at AS VARCHAR) AS started_at, \
+                     CAST(ended_at - started_at AS VARCHAR) AS took, error FROM audit.dag_runs \
+                     ORDER BY started_at DESC LIMIT {limit}"
+                ),
+            )
+            .await
+        }
+        DagCommand::Logs { config, run_id } => {
+            let id = run_id.replace('\'', "''");
+            query(
+                &config.config,
+                &format!(
+                    "SELECT model, attempt, status, rows_written, CAST(ended_at - started_at AS VARCHAR) AS took, error \
+                     FROM audit.model_runs WHERE run_id = '{id}' ORDER BY started_at, attempt"
+                ),
+            )
+            .await?;
+            query(
+                &config.config,
+                &format!(
+                    "SELECT model, check_name, severity, status, observed, expected FROM audit.dq_results \
+                     WHERE run_id = '{id}' ORDER BY model, check_name"
+                ),
+            )
+            .await
+        }
+    }
+}
+
+pub async fn dq(command: DqCommand) -> Result<()> {
+    match command {
+        DqCommand::Report { config, date } => {
+            let filter = date
+                .map(|d| format!("WHERE run_date = DATE '{d}'"))
+                .unwrap_or_default();
+            query(
+                &config.config,
+                &format!(
+                    "SELECT CAST(run_date AS VARCHAR) AS run_date, model, check_name, severity, status, observed, expected, run_id \
+                     FROM audit.dq_results {filter} \
+                     QUALIFY row_number() OVER (PARTITION BY run_date, model, check_name ORDER BY checked_at DESC) = 1 \
+                     ORDER BY CASE status WHEN 'pass' THEN 1 ELSE 0 END, run_date DESC, model, check_name"
+                ),
+            )
+            .await
+        }
+    }
+}
+
+fn yesterday() -> NaiveDate {
+    (Utc::now() - chrono::Duration::days(1)).date_naive()
+}
+
+async fn open(arg: &ProjectArg) -> Result<(strata_core::Config, Lake, Project)> {
+    let config = load_config(&arg.config.config)?;
+    let dir = match &arg.project {
+        Some(p) => p.clone(),
+        None if config.warehouse.project.as_os_str().is_empty() => {
+            bail!(
+                "no warehouse project: pass --project DIR or set warehouse.project in strata.toml"
+            )
+        }
+        None => config.warehouse.project.clone(),
+    };
+    let lake = Lake::open(&config).await?;
+    let existing: HashSet<String> = strata_lake::list_tables(lake.catalog().as_ref())
+        .await?
+        .into_iter()
+        .collect();
+    let project = Project::load(&dir, &existing)
+        .with_context(|| format!("warehouse project {}", dir.display()))?;
+    Ok((config, lake, project))
+}
+
+fn print_plan(project: &Project) {
+    println!(
+        "{} models in run order ({}):",
+        project.models.len(),
+        project.root.display()
+    );
+    for (i, m) in project.models.iter().enumerate() {
+        let reads: Vec<&str> = m.reads.iter().map(String::as_str).collect();
+        println!(
+            "{:>3}. {:<32} {:<12} reads {}",
+            i + 1,
+            m.table(),
+            format!("{:?}", m.config.materialized).to_lowercase(),
+            reads.join(", ")
+        );
+        if !m.config.checks.is_empty() {
+            let checks: Vec<String> = m.config.checks.iter().map(|c| c.label()).collect();
+            println!("     checks: {}", checks.join(", "));
+        }
+    }
+}
+
+fn print_run(r: &DagRun) {
+    println!(
+        "run {} for {}: {} in {:.1}s",
+        r.run_id,
+        r.date,
+        r.status,
+        r.elapsed.as_secs_f64()
+    );
+    for m in &r.models {
+        let checks = m.checks.iter().filter(|c| c.status == "pass").count();
+        let mut line = format!(
+            "  {:<28} {:<15} {:>10} rows {:>7.1}s  checks {}/{}",
+            m.model,
+            m.status.as_str(),
+            m.rows_written,
+            m.elapsed.as_secs_f64(),
+            checks,
+            m.checks.len()
+        );
+        if m.attempts > 1 {
+            line.push_str(&format!("  attempts {}", m.attempts));
+        }
+        println!("{line}");
+        if m.status != ModelStatus::Success {
+            if let Some(e) = &m.error {
+                println!("      {e}");
+            }
+        }
+        for c in m.checks.iter().filter(|c| c.status != "pass") {
+            println!(
+                "      check {} ({}) {}: observed {}, expected {}",
+                c.name,
+                c.severity.as_str(),
+                c.status,
+                c.observed,
+                c.expected
+            );
+        }
+    }
+}
+
+async fn query(config: &std::path::Path, sql: &str) -> Result<()> {
+    let config = load_config(config)?;
+    let lake = Lake::open(&config).await?;
+    let session = SqlSession::new(&lake).await?;
+    match session.run(sql).await {
+        Ok(batches) => {
+            print!("{}", format_batches(&batches, OutputFormat::Table)?);
+            Ok(())
+        }
+        Err(strata_lake::Error::Sql(m)) if m.contains("audit.") && m.contains("not found") => {
+            println!("no warehouse runs yet");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
