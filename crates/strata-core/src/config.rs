@@ -312,7 +312,7 @@ impl Config {
             }
         }
         let hook = &self.warehouse.alert_webhook;
-        if !hook.is_empty() && !(hook.starts_with("http://") || hook.starts_with("https://")) {
+        if !(hook.is_empty() || hook.starts_with("http://") || hook.starts_with("https://")) {
             return bad("warehouse.alert_webhook must be an http:// or https:// URL");
         }
         Ok(())
