@@ -1,10 +1,12 @@
 //! Iceberg tables beyond appends: Strata's own commit path ([`commit`]), live-file listing
-//! ([`files`]), reading rows with their file and position ([`read`]) and the write
-//! operations built on them ([`dml`]).
+//! ([`files`]), reading rows with their file and position ([`read`]), the write
+//! operations built on them ([`dml`]) and table maintenance ([`maintain`]: compaction,
+//! snapshot expiry, orphan removal, listings, the automatic compaction policy).
 
 pub mod commit;
 pub mod dml;
 pub mod files;
+pub mod maintain;
 pub mod read;
 
 pub use commit::{commit_change, swap_metadata, Change};
@@ -13,3 +15,7 @@ pub use dml::{
     MergeClause, MergeSpec, Outcome, WriteMode,
 };
 pub use files::{LiveFile, LiveManifest, TableFiles};
+pub use maintain::{
+    compact, expire_snapshots, parse_table_name, remove_orphans, CompactOptions, CompactReport,
+    CompactionPolicy, ExpireReport, OrphanReport,
+};

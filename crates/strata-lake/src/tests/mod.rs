@@ -1,6 +1,7 @@
 //! Tests against real files in temp dirs: catalog and tables, Arrow building, commits with bus
 //! offsets, SQL and time travel, and the sink end to end.
 
+mod compact;
 mod dml;
 mod memlog;
 mod sink;
