@@ -3,6 +3,7 @@
 
 mod compact;
 mod dml;
+mod expire;
 mod memlog;
 mod sink;
 mod sql;

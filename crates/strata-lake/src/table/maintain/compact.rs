@@ -88,7 +88,8 @@ impl CompactOptions {
                 "min input files must be at least 2".to_string(),
             ));
         }
-        if !(self.small_file_threshold > 0.0 && self.small_file_threshold <= 1.0) {
+        let t = self.small_file_threshold;
+        if t.is_nan() || t <= 0.0 || t > 1.0 {
             return Err(Error::Invalid(format!(
                 "small file ratio {} must be in (0, 1]",
                 self.small_file_threshold
