@@ -6,7 +6,7 @@
 //! position after that commit. Data and position change in one atomic catalog swap, so after
 //! a crash the sink resumes exactly where the table ends: nothing lost, nothing twice.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use iceberg::table::Table;
 use strata_bus::Offsets;
@@ -79,36 +79,6 @@ fn summary_offsets(table: &Table, key: &str) -> Result<Option<Offsets>> {
             .and_then(|id| metadata.snapshot_by_id(id));
     }
     Ok(None)
-}
-
-/// Whether a snapshot summary key is one of the sink's bus positions or claims.
-pub(crate) fn is_position_key(key: &str) -> bool {
-    key.starts_with("strata.bus.")
-}
-
-/// The bus positions and claims in force at the table's current snapshot (for each key, the
-/// value of the nearest snapshot carrying it), for a snapshot that does not move the position
-/// (compaction) to carry forward, so the position survives when older snapshots expire.
-pub(crate) fn carried_positions(table: &Table) -> HashMap<String, String> {
-    let metadata = table.metadata();
-    let mut out = HashMap::new();
-    let mut next = metadata.current_snapshot();
-    let mut budget = metadata.snapshots().len();
-    while let Some(snapshot) = next {
-        for (k, v) in &snapshot.summary().additional_properties {
-            if is_position_key(k) && !out.contains_key(k) {
-                out.insert(k.clone(), v.clone());
-            }
-        }
-        if budget == 0 {
-            break;
-        }
-        budget -= 1;
-        next = snapshot
-            .parent_snapshot_id()
-            .and_then(|id| metadata.snapshot_by_id(id));
-    }
-    out
 }
 
 /// Whether `have` is at or past `want` in every partition of `want`.

@@ -68,10 +68,8 @@ impl TableFiles {
         let version = table.metadata().format_version();
         let list = ManifestList::parse_with_version(&bytes, version)
             .map_err(|e| Error::iceberg(format!("parsing manifest list of {ident}"), e))?;
-        // Collected first: the iterator is not `Send`, and this future must be (spawned
-        // tasks such as the background compaction run it).
+        let mut manifests = Vec::with_capacity(list.entries().len());
         let entries: Vec<ManifestFile> = list.consume_entries().into_iter().collect();
-        let mut manifests = Vec::with_capacity(entries.len());
         for manifest in entries {
             let loaded = manifest.load_manifest(file_io).await.map_err(|e| {
                 Error::iceberg(format!("reading manifest {}", manifest.manifest_path), e)

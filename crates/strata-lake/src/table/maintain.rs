@@ -23,6 +23,9 @@ pub mod orphans;
 pub mod policy;
 mod reach;
 
+use std::collections::HashMap;
+
+use iceberg::table::Table;
 use iceberg::TableIdent;
 
 use crate::error::{Error, Result};
@@ -36,6 +39,38 @@ pub use listing::{
 };
 pub use orphans::{remove_orphans, OrphanReport};
 pub use policy::{auto_compact, compact_if_needed, CompactionPolicy, Trigger};
+
+/// Whether a snapshot summary key is a Strata position (`strata.*`: the lake sink's bus
+/// offsets and claims). A position stays in force until a newer snapshot sets the key again,
+/// so readers walk back to the nearest snapshot carrying it.
+pub(crate) fn is_carried_key(key: &str) -> bool {
+    key.starts_with("strata.")
+}
+
+/// The `strata.*` summary properties in force at the current snapshot (for each key, the
+/// value of the nearest snapshot carrying it). A compaction sets them on its snapshot so a
+/// position never depends on an ancestor that expiry may drop.
+pub(crate) fn carried_properties(table: &Table) -> HashMap<String, String> {
+    let metadata = table.metadata();
+    let mut out = HashMap::new();
+    let mut next = metadata.current_snapshot();
+    let mut budget = metadata.snapshots().len();
+    while let Some(snapshot) = next {
+        for (k, v) in &snapshot.summary().additional_properties {
+            if is_carried_key(k) && !out.contains_key(k) {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+        if budget == 0 {
+            break;
+        }
+        budget -= 1;
+        next = snapshot
+            .parent_snapshot_id()
+            .and_then(|id| metadata.snapshot_by_id(id));
+    }
+    out
+}
 
 /// Parses a table name as the CLI takes it: `ns.table` (`a.b.table` for a nested
 /// namespace); a bare `table` is in namespace `ods`, the SQL default schema.

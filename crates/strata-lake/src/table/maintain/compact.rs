@@ -38,9 +38,9 @@ use iceberg::spec::{DataContentType, DataFile, Operation, Struct};
 use iceberg::table::Table;
 use iceberg::TableIdent;
 
+use super::carried_properties;
 use crate::error::{Error, Result};
 use crate::lake::Lake;
-use crate::position::carried_positions;
 use crate::retry::Backoff;
 use crate::table::commit::{commit_change, Change};
 use crate::table::dml::{with_conflict_retry, CONFLICT_RETRIES};
@@ -519,7 +519,7 @@ async fn commit(
             .collect();
         // A replace does not move the lake sink's bus position: carry it, so it survives
         // the expiry of the snapshots that set it.
-        change.properties = carried_positions(&table);
+        change.properties = carried_properties(&table);
         match commit_change(lake, &table, &files, change).await {
             Ok(table) => return Ok((table, backoff.attempts())),
             Err(Error::Conflict { message, .. }) if backoff.can_retry() => {

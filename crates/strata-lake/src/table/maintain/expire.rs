@@ -4,8 +4,8 @@
 //! Kept: the current snapshot and the newest `retain_last` of the main branch's history;
 //! every snapshot committed after the cutoff; the head of every other branch or tag and the
 //! history of other branches; and on the main branch, back to the nearest snapshot carrying
-//! each of the lake sink's bus positions (`strata.bus.*` summary keys), which the sink walks
-//! back to on restart. The kept part of the main history is always unbroken (a prefix of
+//! each Strata position (`strata.*` summary keys, e.g. the lake sink's bus offsets), which
+//! the sink walks back to on restart. The kept part of the main history is always unbroken (a prefix of
 //! it), so `TIMESTAMP AS OF` and the position walk never hit a gap.
 //!
 //! The reachable sets are computed from the metadata the new metadata replaces, before the
@@ -21,10 +21,10 @@ use iceberg::spec::{DataContentType, Snapshot, TableMetadata, TableMetadataBuild
 use iceberg::table::Table;
 use iceberg::TableIdent;
 
+use super::is_carried_key;
 use super::reach::{reach, ManifestCache};
 use crate::error::{Error, Result};
 use crate::lake::Lake;
-use crate::position::is_position_key;
 use crate::table::commit::swap_metadata;
 use crate::table::dml::with_conflict_retry;
 
@@ -176,7 +176,7 @@ fn kept_snapshots(
     // Main history, newest first.
     let main = ancestry(metadata, metadata.current_snapshot().map(|s| s.as_ref()));
     // Newest `retain_last`, everything after the cutoff, and back to the nearest carrier of
-    // every bus position key.
+    // every position key.
     let mut depth = retain_last.min(main.len());
     let mut seen_keys: HashSet<&str> = HashSet::new();
     for (i, s) in main.iter().enumerate() {
@@ -184,7 +184,7 @@ fn kept_snapshots(
             depth = depth.max(i + 1);
         }
         for k in s.summary().additional_properties.keys() {
-            if is_position_key(k) && seen_keys.insert(k.as_str()) {
+            if is_carried_key(k) && seen_keys.insert(k.as_str()) {
                 depth = depth.max(i + 1);
             }
         }
