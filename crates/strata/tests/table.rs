@@ -132,6 +132,15 @@ fn table_compact_history_and_expiry() {
     );
     assert!(out.contains("orphan files"), "{out}");
     assert_eq!(env.sql_count("SELECT count(*) FROM ods.ods_event"), 70);
+    // After expiry the sink still finds its position: again nothing twice, nothing lost.
+    let server = env.serve("100ms");
+    post_batches(&env, &server, "e", 1, 10, 70);
+    server.stop();
+    assert_eq!(
+        env.sql_count("SELECT count(DISTINCT message_id) FROM ods.ods_event"),
+        80
+    );
+    assert_eq!(env.sql_count("SELECT count(*) FROM ods.ods_event"), 80);
 
     // Bad input names the problem.
     let missing = table_cmd(&env, &["files", "ods.nope"]);

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use datafusion::logical_expr::{col, lit};
 use datafusion::prelude::SessionContext;
+use iceberg::spec::Operation;
 use iceberg::TableIdent;
 use strata_bus::Offsets;
 
@@ -15,7 +16,8 @@ use super::*;
 use crate::position::table_position;
 use crate::schema::OdsTable;
 use crate::table::{self, compact, expire_snapshots, remove_orphans, CompactOptions, WriteMode};
-use crate::write::commit_with_position;
+use crate::table::{commit_change, Change, TableFiles};
+use crate::{encode_offsets, EVENTS_OFFSETS_KEY};
 
 const ALL: &str = "SELECT id, name, score FROM app.users ORDER BY id";
 
@@ -134,30 +136,31 @@ async fn expiry_drops_old_snapshots_and_only_their_files() {
     assert_eq!(count(&lake, "SELECT count(*) FROM app.users").await, 3);
 }
 
+/// A sink-like commit: `events` and the bus position after them in the summary.
+async fn commit_events(lake: &Lake, events: &[(usize, &str, i64)], start: u64, position: &Offsets) {
+    let ident = OdsTable::Event.ident();
+    let data = write_events(lake, events, start).await;
+    let table = lake.load_table(&ident).await.unwrap();
+    let files = TableFiles::current(&table).await.unwrap();
+    let mut change = Change::new(Operation::Append);
+    change.added_data = data;
+    change
+        .properties
+        .insert(EVENTS_OFFSETS_KEY.to_string(), encode_offsets(position));
+    commit_change(lake, &table, &files, change).await.unwrap();
+}
+
 #[tokio::test]
 async fn expiry_keeps_the_sink_position() {
     let dir = tempfile::tempdir().unwrap();
     let lake = open_lake(dir.path()).await;
-    let catalog = lake.catalog();
     let ident = OdsTable::Event.ident();
-    let mut position: Offsets = Offsets::new();
+    let mut position = Offsets::new();
     for n in 0..3u64 {
-        let files = write_events(&lake, &[(n as usize, "Followed", 0)], n).await;
-        let expected = position.clone();
         position = [(0, n + 1)].into_iter().collect();
-        commit_with_position(
-            catalog.as_ref(),
-            &ident,
-            files,
-            "events",
-            (n > 0).then_some(&expected),
-            &position,
-            &[],
-        )
-        .await
-        .unwrap();
+        commit_events(&lake, &[(n as usize, "Followed", 0)], n, &position).await;
     }
-    // A row-level delete commits a snapshot without a bus position.
+    // A row-level delete commits a snapshot that does not set the position itself.
     let ctx = SessionContext::new();
     table::delete_where(&lake, &ctx, &ident, Some(col("message_id").eq(lit("m-0"))))
         .await
@@ -165,8 +168,7 @@ async fn expiry_keeps_the_sink_position() {
     let report = expire_snapshots(&lake, &ident, Duration::ZERO, 1)
         .await
         .unwrap();
-    // The delete and the last sink commit (the position's carrier) stay.
-    assert_eq!((report.snapshots_removed, report.snapshots_kept), (2, 2));
+    assert!(report.snapshots_removed >= 2, "{report:?}");
     let table = lake.load_table(&ident).await.unwrap();
     assert_eq!(
         table_position(&table, "events").unwrap(),
@@ -185,20 +187,12 @@ async fn expiry_keeps_the_sink_position() {
         Some(position.clone())
     );
     assert_eq!(count(&lake, "SELECT count(*) FROM ods.ods_event").await, 2);
-    // The sink's next fenced commit goes through.
-    let files = write_events(&lake, &[(7, "Followed", 0)], 3).await;
+    // The sink goes on from there.
     let next: Offsets = [(0, 4)].into_iter().collect();
-    commit_with_position(
-        catalog.as_ref(),
-        &ident,
-        files,
-        "events",
-        Some(&position),
-        &next,
-        &[],
-    )
-    .await
-    .unwrap();
+    commit_events(&lake, &[(7, "Followed", 0)], 3, &next).await;
+    let table = lake.load_table(&ident).await.unwrap();
+    assert_eq!(table_position(&table, "events").unwrap(), Some(next));
+    assert_eq!(count(&lake, "SELECT count(*) FROM ods.ods_event").await, 3);
 }
 
 /// Sets the modification time of `path`.
