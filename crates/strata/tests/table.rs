@@ -156,8 +156,9 @@ fn table_compact_history_and_expiry() {
 #[test]
 fn serve_compacts_in_the_background_while_ingesting() {
     let env = Env::new();
+    // A realistic flush interval: a rebase must fit between two sink commits (ADR 0006).
     let server = env.serve_with_env(
-        "100ms",
+        "1s",
         &[
             ("STRATA_LAKE__COMPACTION_INTERVAL", "300ms"),
             ("STRATA_LAKE__COMPACTION_MIN_FILES", "3"),

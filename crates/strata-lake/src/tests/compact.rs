@@ -440,7 +440,7 @@ async fn background_compaction_runs_next_to_writers() {
     let ident = small_files(&lake, WriteMode::MergeOnRead).await;
     let config = LakeConfig {
         compaction_interval: Duration::from_millis(50),
-        compaction_min_files: 4,
+        compaction_min_files: 2,
         compaction_min_input_files: 2,
         ..LakeConfig::default()
     };

@@ -17,8 +17,8 @@
 //! delete file whose referenced data files are all rewritten (or gone), an equality delete
 //! file with no remaining older data file in its partition.
 //!
-//! Concurrency: the new files are planned against one snapshot. If another writer commits
-//! first, the compaction rebases onto the new snapshot — reusing the files it wrote — as long
+//! Concurrency ([`super::rebase`]): the new files are planned against one snapshot. If another
+//! writer commits first, the compaction rebases onto the new snapshot — reusing the files it wrote — as long
 //! as every input file is still live, the schema and partition spec are unchanged and no new
 //! delete file applies to a rewritten file (checked by reading the new position delete files;
 //! a new equality delete in a rewritten partition counts as applying). Otherwise the written
@@ -34,16 +34,14 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use futures::TryStreamExt;
 use iceberg::scan::FileScanTask;
-use iceberg::spec::{DataContentType, DataFile, Operation, Struct};
+use iceberg::spec::{DataContentType, DataFile, Struct};
 use iceberg::table::Table;
 use iceberg::TableIdent;
 
-use super::carried_properties;
+use super::rebase;
 use crate::error::{Error, Result};
 use crate::lake::Lake;
-use crate::retry::Backoff;
-use crate::table::commit::{commit_change, Change};
-use crate::table::dml::{with_conflict_retry, CONFLICT_RETRIES};
+use crate::table::dml::with_conflict_retry;
 use crate::table::files::{LiveFile, TableFiles};
 use crate::table::read::{
     located_schema, plain_column, read_located, read_position_delete_file, table_arrow_schema,
@@ -195,7 +193,7 @@ impl Prepared {
             written,
             mut report,
         } = self;
-        let (table, attempts) = commit(lake, &ident, table, files, &plan, &written).await?;
+        let (table, attempts) = rebase::commit(lake, &ident, table, files, &plan, &written).await?;
         report.snapshot_id = table.metadata().current_snapshot_id();
         report.commit_attempts = attempts;
         tracing::info!(
@@ -216,25 +214,25 @@ impl Prepared {
 }
 
 /// Files a compaction rewrites and removes, planned against one snapshot.
-struct Plan {
-    snapshot_id: Option<i64>,
-    schema_id: i32,
-    spec_id: i32,
+pub(super) struct Plan {
+    pub(super) snapshot_id: Option<i64>,
+    pub(super) schema_id: i32,
+    pub(super) spec_id: i32,
     /// Read through iceberg's scan (the table has equality deletes).
-    equality: bool,
-    bins: Vec<Vec<LiveFile>>,
+    pub(super) equality: bool,
+    pub(super) bins: Vec<Vec<LiveFile>>,
     /// Paths of the data files rewritten.
-    rewritten: HashSet<String>,
+    pub(super) rewritten: HashSet<String>,
     /// (spec id, partition) of the rewritten files.
-    rewritten_partitions: HashSet<(i32, Struct)>,
+    pub(super) rewritten_partitions: HashSet<(i32, Struct)>,
     /// Delete files removed.
-    removed_deletes: HashSet<String>,
+    pub(super) removed_deletes: HashSet<String>,
     /// Every delete file live when planning.
-    known_deletes: HashSet<String>,
+    pub(super) known_deletes: HashSet<String>,
     /// Deleted positions of the rewritten files.
-    positions: HashMap<String, HashSet<i64>>,
-    partitions: usize,
-    bytes: u64,
+    pub(super) positions: HashMap<String, HashSet<i64>>,
+    pub(super) partitions: usize,
+    pub(super) bytes: u64,
 }
 
 impl Plan {
@@ -245,7 +243,12 @@ impl Plan {
 
 /// Whether delete file `delete` can apply to data file `data` by partition: the delete's spec
 /// is unpartitioned, or both share spec and partition value.
-fn same_scope(table: &Table, delete: &LiveFile, data_spec: i32, data_partition: &Struct) -> bool {
+pub(super) fn same_scope(
+    table: &Table,
+    delete: &LiveFile,
+    data_spec: i32,
+    data_partition: &Struct,
+) -> bool {
     let global = table
         .metadata()
         .partition_spec_by_id(delete.spec_id)
@@ -489,115 +492,8 @@ async fn read_tasks(
     Ok(out)
 }
 
-/// Commits the rewrite, rebasing onto newer snapshots while that is safe. Returns the table
-/// and the attempts made. [`Error::Conflict`] when the plan no longer holds (re-plan);
-/// [`Error::CommitFailed`] when other writers kept winning.
-async fn commit(
-    lake: &Lake,
-    ident: &TableIdent,
-    mut table: Table,
-    mut files: TableFiles,
-    plan: &Plan,
-    written: &[DataFile],
-) -> Result<(Table, u32)> {
-    let mut backoff = Backoff::new(CONFLICT_RETRIES);
-    loop {
-        if let Some(reason) = invalidated(&table, &files, plan).await? {
-            discard(&table, written).await;
-            return Err(Error::Conflict {
-                table: ident.to_string(),
-                message: reason,
-            });
-        }
-        let mut change = Change::new(Operation::Replace);
-        change.added_data = written.to_vec();
-        change.removed = plan
-            .rewritten
-            .iter()
-            .chain(&plan.removed_deletes)
-            .cloned()
-            .collect();
-        // A replace does not move the lake sink's bus position: carry it, so it survives
-        // the expiry of the snapshots that set it.
-        change.properties = carried_properties(&table);
-        match commit_change(lake, &table, &files, change).await {
-            Ok(table) => return Ok((table, backoff.attempts())),
-            Err(Error::Conflict { message, .. }) if backoff.can_retry() => {
-                tracing::info!(table = %ident, attempt = backoff.attempts(), %message, "concurrent commit, rebasing the compaction");
-                backoff.wait().await;
-                table = lake.load_table(ident).await?;
-                files = TableFiles::current(&table).await?;
-            }
-            Err(Error::Conflict { message, .. }) => {
-                discard(&table, written).await;
-                return Err(Error::CommitFailed {
-                    table: ident.to_string(),
-                    attempts: backoff.attempts(),
-                    message: format!("still conflicting: {message}"),
-                });
-            }
-            // The outcome may be unknown: keep the files (orphan removal deletes them if the
-            // commit did not land).
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Why the plan cannot be committed on top of `files` (the current snapshot), if it cannot.
-async fn invalidated(table: &Table, files: &TableFiles, plan: &Plan) -> Result<Option<String>> {
-    if files.snapshot_id == plan.snapshot_id {
-        return Ok(None);
-    }
-    let metadata = table.metadata();
-    if metadata.current_schema_id() != plan.schema_id
-        || metadata.default_partition_spec_id() != plan.spec_id
-    {
-        return Ok(Some("the schema or partition spec changed".to_string()));
-    }
-    for path in plan.rewritten.iter().chain(&plan.removed_deletes) {
-        if files.find(path).is_none() {
-            return Ok(Some(format!("{path} was removed by a concurrent commit")));
-        }
-    }
-    for d in files
-        .delete_files()
-        .filter(|d| !plan.known_deletes.contains(d.path()))
-    {
-        let in_scope = plan
-            .rewritten_partitions
-            .iter()
-            .any(|(spec, partition)| same_scope(table, d, *spec, partition));
-        match d.file.content_type() {
-            DataContentType::EqualityDeletes if in_scope => {
-                return Ok(Some(format!(
-                    "equality deletes {} were added to a partition being compacted",
-                    d.path()
-                )));
-            }
-            DataContentType::PositionDeletes => {
-                let hit = match d.file.referenced_data_file() {
-                    Some(data) => plan.rewritten.contains(&data),
-                    None if in_scope => read_position_delete_file(table, d)
-                        .await?
-                        .keys()
-                        .any(|p| plan.rewritten.contains(p)),
-                    None => false,
-                };
-                if hit {
-                    return Ok(Some(format!(
-                        "position deletes {} were added against a file being compacted",
-                        d.path()
-                    )));
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(None)
-}
-
 /// Deletes files written by an attempt that definitely did not commit (best effort).
-async fn discard(table: &Table, written: &[DataFile]) {
+pub(super) async fn discard(table: &Table, written: &[DataFile]) {
     for f in written {
         if let Err(e) = table.file_io().delete(f.file_path()).await {
             tracing::warn!(path = f.file_path(), error = %e, "could not delete an uncommitted file");
