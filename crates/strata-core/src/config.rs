@@ -172,6 +172,28 @@ pub struct LakeConfig {
     pub flush_max_rows: usize,
     /// ... or this many bytes of buffered events.
     pub flush_max_bytes: usize,
+    /// `strata serve` compacts tables in the background when their compaction policy says so
+    /// (table properties `strata.compaction.*` override the defaults below per table).
+    /// false: tables are compacted only by `strata table compact`.
+    pub compaction: bool,
+    /// How often the background compaction checks every table.
+    #[serde(with = "humantime_serde")]
+    pub compaction_interval: Duration,
+    /// Size compacted data files aim for, in bytes (table property
+    /// `write.target-file-size-bytes` overrides).
+    pub compaction_target_file_size: u64,
+    /// A partition's small files (below 75% of the target size) are compacted once it has
+    /// this many (`strata.compaction.min-input-files`).
+    pub compaction_min_input_files: usize,
+    /// A table is compacted when it has at least this many data files
+    /// (`strata.compaction.min-files`) ...
+    pub compaction_min_files: usize,
+    /// ... and at least this fraction of them are small files in partitions that have enough
+    /// to compact (`strata.compaction.small-file-ratio`) ...
+    pub compaction_small_file_ratio: f64,
+    /// ... or when it has delete files numbering at least this fraction of its data files
+    /// (`strata.compaction.delete-file-ratio`).
+    pub compaction_delete_file_ratio: f64,
 }
 
 impl Default for LakeConfig {
@@ -183,6 +205,13 @@ impl Default for LakeConfig {
             flush_interval: Duration::from_secs(10),
             flush_max_rows: 500_000,
             flush_max_bytes: 128 * 1024 * 1024,
+            compaction: true,
+            compaction_interval: Duration::from_secs(600),
+            compaction_target_file_size: 128 * 1024 * 1024,
+            compaction_min_input_files: 5,
+            compaction_min_files: 20,
+            compaction_small_file_ratio: 0.3,
+            compaction_delete_file_ratio: 0.1,
         }
     }
 }
@@ -302,6 +331,24 @@ impl Config {
         }
         if self.lake.flush_max_rows == 0 {
             return bad("lake.flush_max_rows must be positive");
+        }
+        if self.lake.compaction_interval.is_zero() {
+            return bad("lake.compaction_interval must be positive");
+        }
+        if self.lake.compaction_target_file_size < 1024 * 1024 {
+            return bad("lake.compaction_target_file_size must be at least 1 MiB");
+        }
+        if self.lake.compaction_min_input_files < 2 {
+            return bad("lake.compaction_min_input_files must be at least 2");
+        }
+        let ratio = |r: f64| r > 0.0 && r <= 1.0;
+        if !ratio(self.lake.compaction_small_file_ratio) {
+            return bad("lake.compaction_small_file_ratio must be in (0, 1]");
+        }
+        if self.lake.compaction_delete_file_ratio.is_nan()
+            || self.lake.compaction_delete_file_ratio <= 0.0
+        {
+            return bad("lake.compaction_delete_file_ratio must be positive");
         }
         if self.server.max_in_flight == 0 {
             return bad("server.max_in_flight must be positive");

@@ -31,6 +31,10 @@ pub enum Error {
     /// A table, namespace or snapshot the user named does not exist (user's fault).
     #[error("not found: {0}")]
     NotFound(String),
+    /// A request that cannot be carried out as given: a bad option or table property value,
+    /// an operation the table does not support (user's fault, not retryable).
+    #[error("invalid request: {0}")]
+    Invalid(String),
     /// The Iceberg catalog or table files failed (external; often retryable).
     #[error("iceberg error ({context}): {source}")]
     Iceberg {
@@ -119,7 +123,7 @@ impl Error {
     /// Whose fault this error is.
     pub fn fault(&self) -> Fault {
         match self {
-            Error::Sql(_) | Error::NotFound(_) => Fault::User,
+            Error::Sql(_) | Error::NotFound(_) | Error::Invalid(_) => Fault::User,
             Error::Iceberg { source, .. } => match source.kind() {
                 iceberg::ErrorKind::TableNotFound | iceberg::ErrorKind::NamespaceNotFound => {
                     Fault::User
@@ -143,6 +147,7 @@ impl Error {
         match self {
             Error::Sql(_)
             | Error::NotFound(_)
+            | Error::Invalid(_)
             | Error::Conflict { .. }
             | Error::Arrow { .. }
             | Error::Internal(_) => false,

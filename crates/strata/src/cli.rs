@@ -66,6 +66,134 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Maintain a lake table: compact files, expire snapshots, remove orphan files, list its
+    /// history, snapshots and files. Safe while `serve` runs (commits are optimistic).
+    Table {
+        #[command(subcommand)]
+        command: TableCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TableCommand {
+    /// Bin-pack small data files and fold delete files into new data files of about the
+    /// target size, as one `replace` snapshot. The table's rows do not change.
+    Compact(CompactArgs),
+    /// Drop snapshots older than --older-than (keeping the newest --retain-last) and delete
+    /// the files only they referenced. Time travel to dropped snapshots stops working.
+    ExpireSnapshots(ExpireArgs),
+    /// Delete files under the table's data/ and metadata/ that nothing references and that
+    /// are older than --older-than (leftovers of failed or interrupted writes).
+    RemoveOrphans(OrphanArgs),
+    /// When each snapshot became the current one.
+    History(ListArgs),
+    /// Every snapshot: commit time, operation, file and record counts.
+    Snapshots(ListArgs),
+    /// The live data and delete files of the current snapshot.
+    Files(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Table as NAMESPACE.TABLE (a bare name is in namespace `ods`).
+    pub table: String,
+    /// Size new data files aim for, e.g. `128MiB`, `1GiB`, `64MB` (default: the table's
+    /// `write.target-file-size-bytes`, else `lake.compaction_target_file_size`).
+    #[arg(long, value_parser = parse_size)]
+    pub target_file_size: Option<u64>,
+    /// Small files a partition needs before they are merged (default: the table's
+    /// `strata.compaction.min-input-files`, else `lake.compaction_min_input_files`). Files
+    /// with deletes against them are always rewritten.
+    #[arg(long)]
+    pub min_input_files: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExpireArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Table as NAMESPACE.TABLE (a bare name is in namespace `ods`).
+    pub table: String,
+    /// Expire snapshots committed longer ago than this, e.g. `7d`, `12h`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub older_than: Duration,
+    /// Always keep this many of the newest snapshots (the current one at least).
+    #[arg(long, default_value_t = 1)]
+    pub retain_last: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct OrphanArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Table as NAMESPACE.TABLE (a bare name is in namespace `ods`).
+    pub table: String,
+    /// Only delete files last modified longer ago than this. Files of a write in progress
+    /// are unreferenced until it commits: keep this well above any write's duration.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "3d")]
+    pub older_than: Duration,
+    /// Allow --older-than below one hour.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Table as NAMESPACE.TABLE (a bare name is in namespace `ods`).
+    pub table: String,
+    /// Output format.
+    #[arg(long, short = 'f', value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+/// Parses a byte size: a number with an optional unit, `B`, `KiB`/`K`, `MiB`/`M`, `GiB`/`G`
+/// (powers of 1024) or `KB`, `MB`, `GB` (powers of 1000), case-insensitive.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 128MiB"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => return Err(format!("unknown size unit {other:?} (use KiB, MiB or GiB)")),
+    };
+    let bytes = number * factor as f64;
+    if bytes.is_nan() || bytes < 1.0 || bytes >= u64::MAX as f64 {
+        return Err(format!("{text:?} is not a positive size"));
+    }
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("128MiB"), Ok(128 << 20));
+        assert_eq!(parse_size("128m"), Ok(128 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("64MB"), Ok(64_000_000));
+        assert_eq!(parse_size("1.5KiB"), Ok(1536));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("0").is_err());
+    }
 }
 
 #[derive(Debug, Args, Clone)]

@@ -40,7 +40,7 @@ use crate::table::scan::LocatedTable;
 use crate::write::{write_position_deletes, write_rows};
 
 /// Commit attempts of one operation under concurrent writers.
-const CONFLICT_RETRIES: u32 = 10;
+pub(crate) const CONFLICT_RETRIES: u32 = 10;
 
 /// How row-level changes are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,11 +85,12 @@ struct RowChanges {
     counts: (u64, u64, u64),
 }
 
-/// Runs `attempt` until it commits, re-running it from scratch on conflicts.
-async fn with_conflict_retry<F, Fut>(ident: &TableIdent, mut attempt: F) -> Result<Outcome>
+/// Runs `attempt` until it commits, re-running it from scratch on conflicts (bounded
+/// backoff; [`Error::CommitFailed`] when it still conflicts).
+pub(crate) async fn with_conflict_retry<T, F, Fut>(ident: &TableIdent, mut attempt: F) -> Result<T>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Outcome>>,
+    Fut: Future<Output = Result<T>>,
 {
     let mut backoff = Backoff::new(CONFLICT_RETRIES);
     loop {

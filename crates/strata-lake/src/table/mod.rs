@@ -1,11 +1,13 @@
 //! Iceberg tables beyond appends: Strata's own commit path ([`commit`]), live-file listing
-//! ([`files`]), reading rows with their file and position ([`read`]) and the write
-//! operations built on them ([`dml`]).
+//! ([`files`]), reading rows with their file and position ([`read`]), the write
+//! operations built on them ([`dml`]) and table maintenance ([`maintain`]: compaction,
+//! snapshot expiry, orphan removal, listings, the automatic compaction policy).
 
 pub mod commit;
 pub mod create;
 pub mod dml;
 pub mod files;
+pub mod maintain;
 pub mod read;
 pub mod scan;
 
@@ -16,3 +18,7 @@ pub use dml::{
     replace_all, update, Match, MergeClause, MergeSpec, Outcome, WriteMode,
 };
 pub use files::{LiveFile, LiveManifest, TableFiles};
+pub use maintain::{
+    compact, expire_snapshots, parse_table_name, remove_orphans, CompactOptions, CompactReport,
+    CompactionPolicy, ExpireReport, OrphanReport,
+};

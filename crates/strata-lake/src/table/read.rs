@@ -64,36 +64,48 @@ pub async fn position_deletes(
             }
             DataContentType::Data => continue,
         }
-        let bytes = table
-            .file_io()
-            .new_input(f.path())
-            .map_err(|e| Error::iceberg(format!("opening {}", f.path()), e))?
-            .read()
-            .await
-            .map_err(|e| Error::iceberg(format!("reading {}", f.path()), e))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .map_err(|e| Error::io(format!("reading delete file {}", f.path()), e))?
-            .build()
-            .map_err(|e| Error::io(format!("reading delete file {}", f.path()), e))?;
-        for batch in reader {
-            let batch = batch.map_err(|e| Error::arrow(format!("reading {}", f.path()), e))?;
-            let paths = batch
-                .column_by_name("file_path")
-                .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
-            let positions = batch
-                .column_by_name("pos")
-                .and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned());
-            let (Some(paths), Some(positions)) = (paths, positions) else {
-                return Err(Error::Internal(format!(
-                    "position delete file {} lacks file_path/pos columns",
-                    f.path()
-                )));
-            };
-            for i in 0..batch.num_rows() {
-                out.entry(paths.value(i).to_string())
-                    .or_default()
-                    .insert(positions.value(i));
-            }
+        for (path, positions) in read_position_delete_file(table, f).await? {
+            out.entry(path).or_default().extend(positions);
+        }
+    }
+    Ok(out)
+}
+
+/// The (data file path → positions) pairs of one position delete file.
+pub async fn read_position_delete_file(
+    table: &Table,
+    f: &LiveFile,
+) -> Result<HashMap<String, HashSet<i64>>> {
+    let mut out: HashMap<String, HashSet<i64>> = HashMap::new();
+    let bytes = table
+        .file_io()
+        .new_input(f.path())
+        .map_err(|e| Error::iceberg(format!("opening {}", f.path()), e))?
+        .read()
+        .await
+        .map_err(|e| Error::iceberg(format!("reading {}", f.path()), e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|e| Error::io(format!("reading delete file {}", f.path()), e))?
+        .build()
+        .map_err(|e| Error::io(format!("reading delete file {}", f.path()), e))?;
+    for batch in reader {
+        let batch = batch.map_err(|e| Error::arrow(format!("reading {}", f.path()), e))?;
+        let paths = batch
+            .column_by_name("file_path")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
+        let positions = batch
+            .column_by_name("pos")
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned());
+        let (Some(paths), Some(positions)) = (paths, positions) else {
+            return Err(Error::Internal(format!(
+                "position delete file {} lacks file_path/pos columns",
+                f.path()
+            )));
+        };
+        for i in 0..batch.num_rows() {
+            out.entry(paths.value(i).to_string())
+                .or_default()
+                .insert(positions.value(i));
         }
     }
     Ok(out)
@@ -171,7 +183,7 @@ pub async fn read_located(
 
 /// The reader returns identity-partition columns as run-end encoded constants; expand them
 /// (and cast anything else that differs) to the table's plain type.
-fn plain_column(column: &ArrayRef, target: &DataType) -> Result<ArrayRef> {
+pub(crate) fn plain_column(column: &ArrayRef, target: &DataType) -> Result<ArrayRef> {
     if column.data_type() == target {
         return Ok(column.clone());
     }

@@ -17,11 +17,11 @@ use iceberg::{NamespaceIdent, TableCreation, TableIdent};
 use super::*;
 use crate::table::{self, MergeClause, MergeSpec, WriteMode};
 
-fn users_ident() -> TableIdent {
+pub(super) fn users_ident() -> TableIdent {
     TableIdent::new(NamespaceIdent::new("app".into()), "users".into())
 }
 
-async fn create_users(lake: &Lake, mode: WriteMode) -> TableIdent {
+pub(super) async fn create_users(lake: &Lake, mode: WriteMode) -> TableIdent {
     let catalog = lake.catalog();
     let ns = NamespaceIdent::new("app".into());
     if !catalog.namespace_exists(&ns).await.unwrap() {
@@ -59,7 +59,7 @@ async fn create_users(lake: &Lake, mode: WriteMode) -> TableIdent {
 }
 
 /// Rows (id, name, score, day offset from 2026-11-20).
-fn users(rows: &[(i64, &str, i32, i32)]) -> RecordBatch {
+pub(super) fn users(rows: &[(i64, &str, i32, i32)]) -> RecordBatch {
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
         Field::new("name", DataType::Utf8, true),
@@ -81,7 +81,7 @@ fn users(rows: &[(i64, &str, i32, i32)]) -> RecordBatch {
     .unwrap()
 }
 
-async fn rows(lake: &Lake, sql: &str) -> String {
+pub(super) async fn rows(lake: &Lake, sql: &str) -> String {
     let session = SqlSession::new(lake).await.unwrap();
     let batches = session.run(sql).await.unwrap();
     crate::format_batches(&batches, crate::OutputFormat::Csv).unwrap()

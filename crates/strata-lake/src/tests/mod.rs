@@ -1,7 +1,9 @@
 //! Tests against real files in temp dirs: catalog and tables, Arrow building, commits with bus
 //! offsets, SQL and time travel, and the sink end to end.
 
+mod compact;
 mod dml;
+mod expire;
 mod memlog;
 mod sink;
 mod sql;

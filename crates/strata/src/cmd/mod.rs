@@ -7,11 +7,12 @@ mod init;
 mod serve;
 mod sim;
 mod sql;
+mod table;
 
 use anyhow::Result;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{AppsCommand, Cli, Command};
+use crate::cli::{AppsCommand, Cli, Command, Format};
 
 pub fn init_tracing(verbose: u8) {
     let default = match verbose {
@@ -45,6 +46,16 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Dag { command } => dag::run(command).await,
         Command::Dq { command } => dag::dq(command).await,
         Command::Check { config } => check::run(&config.config),
+        Command::Table { command } => table::run(command).await,
+    }
+}
+
+/// The lake's output format for `--format`.
+pub fn output_format(format: Format) -> strata_lake::OutputFormat {
+    match format {
+        Format::Table => strata_lake::OutputFormat::Table,
+        Format::Csv => strata_lake::OutputFormat::Csv,
+        Format::Json => strata_lake::OutputFormat::Json,
     }
 }
 

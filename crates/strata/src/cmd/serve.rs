@@ -1,8 +1,9 @@
-//! `strata serve`: collector + embedded bus + lake sink (+ the warehouse schedule) in one
+//! `strata serve`: collector + embedded bus + lake sink (+ background compaction and the
+//! warehouse schedule) in one
 //! process.
 //!
 //! Shutdown order on SIGINT/SIGTERM: stop accepting HTTP (in-flight requests finish and are
-//! acknowledged), then the lake sink flushes and commits everything on the bus, then the bus
+//! acknowledged), stop the background compaction, then the lake sink flushes and commits everything on the bus, then the bus
 //! closes. A SIGKILL at any point loses nothing acknowledged: acks wait for fsync, and the
 //! sink's bus position is committed inside each Iceberg snapshot.
 
@@ -14,6 +15,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use strata_bus::embedded::{EmbeddedLog, EmbeddedOptions};
 use strata_bus::Log;
 use strata_collect::Collector;
+use strata_lake::table::maintain::auto_compact;
 use strata_lake::{Lake, LakeSink};
 use tokio::sync::watch;
 
@@ -56,6 +58,15 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         config.warehouse.clone(),
         warehouse_shutdown,
     ));
+    // Background compaction: optimistic commits, so it never blocks the sink's appends.
+    let (stop_compaction, compaction_shutdown) = watch::channel(false);
+    let compaction_task = config.lake.compaction.then(|| {
+        tokio::spawn(auto_compact(
+            lake.clone(),
+            config.lake.clone(),
+            compaction_shutdown,
+        ))
+    });
 
     let collector = Collector::new(&config, log.clone())
         .await
@@ -109,6 +120,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     // A warehouse run in progress stops here; re-running its date later replaces its output.
     let _ = stop_warehouse.send(true);
     let _ = warehouse_task.await;
+    // A compaction in progress is dropped; files it wrote but did not commit are orphans.
+    let _ = stop_compaction.send(true);
+    if let Some(task) = compaction_task {
+        let _ = task.await;
+    }
     let _ = stop_sink.send(true);
     if !sink_task.is_finished() {
         match sink_task.await {

@@ -5,17 +5,13 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::Result;
 use strata_lake::{format_batches, Lake, OutputFormat, SqlSession};
 
-use super::load_config;
-use crate::cli::{Format, SqlArgs};
+use super::{load_config, output_format};
+use crate::cli::SqlArgs;
 
 pub async fn run(args: SqlArgs) -> Result<()> {
     let config = load_config(&args.config.config)?;
     let lake = Lake::open(&config).await?;
-    let format = match args.format {
-        Format::Table => OutputFormat::Table,
-        Format::Csv => OutputFormat::Csv,
-        Format::Json => OutputFormat::Json,
-    };
+    let format = output_format(args.format);
     if let Some(query) = args.query {
         let session = SqlSession::new(&lake).await?;
         let batches = session.run(&query).await?;
