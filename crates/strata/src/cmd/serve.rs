@@ -1,6 +1,5 @@
-//! `strata serve`: collector + embedded bus + lake sink (+ background compaction and the
-//! warehouse schedule) in one
-//! process.
+//! `strata serve`: collector + embedded bus + lake sink, background compaction and the
+//! warehouse schedule, in one process.
 //!
 //! Shutdown order on SIGINT/SIGTERM: stop accepting HTTP (in-flight requests finish and are
 //! acknowledged), stop the background compaction, then the lake sink flushes and commits everything on the bus, then the bus
