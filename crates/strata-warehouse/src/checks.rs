@@ -131,6 +131,17 @@ impl Check {
         }
     }
 
+    /// SQL the check runs besides its own table (row_count `compare`, consistency sides).
+    pub fn queries(&self) -> Vec<&str> {
+        match &self.kind {
+            CheckKind::RowCount {
+                compare: Some(c), ..
+            } => vec![c.as_str()],
+            CheckKind::Consistency { left, right, .. } => vec![left.as_str(), right.as_str()],
+            _ => Vec::new(),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         match &self.kind {
             CheckKind::RowCount {

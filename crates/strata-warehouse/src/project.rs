@@ -140,6 +140,8 @@ pub struct Model {
     pub config: ModelConfig,
     /// Every table the SQL reads, as `namespace.table`.
     pub reads: BTreeSet<String>,
+    /// Tables its checks read besides its own: they must be built before the checks run.
+    pub check_reads: BTreeSet<String>,
     /// The models it depends on (by name).
     pub upstream: BTreeSet<String>,
     /// Bare table names that refer to models of other layers (`dwd_click` → `dwd.dwd_click`),
@@ -186,8 +188,9 @@ pub struct Project {
 }
 
 /// Run-date parameters a model may use.
-pub const PARAMETERS: [(&str, &str); 5] = [
+pub const PARAMETERS: [(&str, &str); 6] = [
     ("$run_date", "the run date, a DATE"),
+    ("$prev_date", "the day before the run date, a DATE"),
     ("$run_date_end", "the day after the run date, a DATE"),
     (
         "$run_start",
@@ -203,6 +206,7 @@ pub fn render(sql: &str, date: NaiveDate) -> std::result::Result<String, String>
         .tokenize()
         .map_err(|e| e.to_string())?;
     let next = date.succ_opt().unwrap_or(date);
+    let prev = date.pred_opt().unwrap_or(date);
     let mut out = String::with_capacity(sql.len() + 32);
     for token in tokens {
         match &token {
@@ -210,6 +214,7 @@ pub fn render(sql: &str, date: NaiveDate) -> std::result::Result<String, String>
                 let value = match p.as_str() {
                     "$run_date" => format!("DATE '{date}'"),
                     "$run_date_end" => format!("DATE '{next}'"),
+                    "$prev_date" => format!("DATE '{prev}'"),
                     "$run_start" => format!("TIMESTAMP '{date} 00:00:00'"),
                     "$run_end" => format!("TIMESTAMP '{next} 00:00:00'"),
                     "$run_date_str" => format!("'{date}'"),
@@ -333,6 +338,27 @@ impl Project {
                 }
             }
             m.reads = reads;
+            for table in std::mem::take(&mut m.check_reads) {
+                let table = if table.contains('.') {
+                    table
+                } else if let Some(layer) = layer_of.get(&table) {
+                    format!("{layer}.{table}")
+                } else {
+                    format!("ods.{table}")
+                };
+                if table == m.table() {
+                    continue;
+                }
+                if let Some(up) = produced.get(&table) {
+                    m.upstream.insert(up.clone());
+                } else if !existing.contains(&table) && !sources.contains(&table) {
+                    problems.push(format!(
+                        "{}: a check reads {table}, which no model produces and the lake does not have",
+                        m.file
+                    ));
+                }
+                m.check_reads.insert(table);
+            }
             check_config(m, &mut problems);
         }
         if !problems.is_empty() {
@@ -467,6 +493,7 @@ fn load_model(path: &Path, rel: &str, layer: &str) -> Result<Model> {
             "a model is one SELECT (or WITH … SELECT); DDL and DML are the runner's job",
         ));
     };
+    let check_reads = check_tables(rel, &config)?;
     Ok(Model {
         name,
         layer: layer.to_string(),
@@ -474,9 +501,30 @@ fn load_model(path: &Path, rel: &str, layer: &str) -> Result<Model> {
         sql,
         config,
         reads: tables_read(query),
+        check_reads,
         upstream: BTreeSet::new(),
         qualify: BTreeMap::new(),
     })
+}
+
+/// Tables the checks' own queries read.
+fn check_tables(rel: &str, config: &ModelConfig) -> Result<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    for check in &config.checks {
+        for sql in check.queries() {
+            let rendered = render(sql, NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or_default())
+                .map_err(|m| Error::project(rel, format!("check {}: {m}", check.label())))?;
+            let statements = Parser::parse_sql(&TimeTravelDialect, &rendered).map_err(|e| {
+                Error::project(rel, format!("check {}: SQL error: {e}", check.label()))
+            })?;
+            for statement in &statements {
+                if let Statement::Query(q) = statement {
+                    out.extend(tables_read(q));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The header: a leading `/* … */` block of TOML, or `<name>.toml` beside the file.

@@ -9,6 +9,10 @@
 //! DataFusion. Several statements separated by `;` run in order; the last one's rows are
 //! returned. `CREATE VIEW` makes a view of this session only.
 //!
+//! JSON text columns (`properties`, `traits`, `context`) are read with `json_get_str(col,
+//! 'key')`, `json_get_int`, `json_get_float` and `json_get_bool` (dotted paths work:
+//! `'device.model'`).
+//!
 //! # Changing the lake
 //!
 //! `CREATE NAMESPACE|SCHEMA`, `DROP NAMESPACE|SCHEMA`, `CREATE [OR REPLACE] TABLE … [PARTITIONED
@@ -84,6 +88,7 @@ use crate::error::{Error, Result};
 mod dialect;
 mod evolve;
 mod format;
+mod json;
 mod overlay;
 mod rewrite;
 mod statements;
@@ -119,6 +124,7 @@ impl SqlSession {
             .with_default_catalog_and_schema(&catalog_name, ODS_NAMESPACE)
             .with_information_schema(true);
         let ctx = SessionContext::new_with_config(config);
+        json::register(&ctx);
         let overlay = Arc::new(OverlayCatalog::new(lake_provider(&catalog).await?));
         ctx.register_catalog(&catalog_name, overlay.clone());
         let tt_catalog = MemoryCatalogProvider::new();

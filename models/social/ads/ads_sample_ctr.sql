@@ -1,0 +1,58 @@
+/*
+description = "CTR training samples: each (user, post) impression of the run date, labelled 1 if the user clicked the post that day. Every feature comes from partitions of the day before (dt = run date - 1): point-in-time correct."
+materialized = "incremental"
+partition_by = "dt"
+tags = ["daily", "ads", "samples"]
+
+[[checks]]
+type = "unique"
+columns = ["user_id", "post_id", "dt"]
+
+[[checks]]
+type = "accepted_values"
+column = "label"
+values = ["0", "1"]
+
+[[checks]]
+type = "consistency"
+name = "features are from the day before"
+left = "SELECT count(*) FROM ads.ads_sample_ctr WHERE dt = $run_date AND feature_dt IS NOT NULL AND feature_dt <> $prev_date"
+right = "SELECT 0"
+*/
+WITH imp AS (
+  SELECT user_id, post_id, max(author_id) AS author_id, min(event_ts) AS sample_ts
+  FROM dwd.dwd_user_action
+  WHERE dt = $run_date AND action = 'Feed Impression' AND post_id IS NOT NULL
+  GROUP BY user_id, post_id
+),
+clk AS (
+  SELECT DISTINCT user_id, post_id
+  FROM dwd.dwd_user_action
+  WHERE dt = $run_date AND action = 'Post Clicked'
+)
+SELECT
+  imp.user_id,
+  imp.post_id,
+  imp.author_id,
+  imp.sample_ts,
+  CASE WHEN clk.user_id IS NULL THEN 0 ELSE 1 END AS label,
+  uf.dt AS feature_dt,
+  COALESCE(uf.impressions_sum_7d, 0) AS u_impressions_7d,
+  COALESCE(uf.clicks_sum_7d, 0) AS u_clicks_7d,
+  COALESCE(uf.ctr_7d, 0.0) AS u_ctr_7d,
+  COALESCE(uf.ctr_30d, 0.0) AS u_ctr_30d,
+  COALESCE(uf.likes_sum_30d, 0) AS u_likes_30d,
+  COALESCE(uf.dwell_ms_avg_7d, 0.0) AS u_dwell_ms_avg_7d,
+  COALESCE(uf.active_days_30d, 0) AS u_active_days_30d,
+  COALESCE(pf.age_days, 0) AS p_age_days,
+  COALESCE(pf.author_followers, 0) AS p_author_followers,
+  COALESCE(pf.impressions_7d, 0) AS p_impressions_7d,
+  COALESCE(pf.ctr_7d, 0.0) AS p_ctr_7d,
+  COALESCE(pi.interactions, 0) AS pair_interactions,
+  $run_date AS dt
+FROM imp
+LEFT JOIN clk ON clk.user_id = imp.user_id AND clk.post_id = imp.post_id
+LEFT JOIN ads.ads_user_features uf ON uf.user_id = imp.user_id AND uf.dt = $prev_date
+LEFT JOIN ads.ads_post_features pf ON pf.post_id = imp.post_id AND pf.dt = $prev_date
+LEFT JOIN dws.dws_pair_interaction pi
+  ON pi.user_id = imp.user_id AND pi.author_id = imp.author_id AND pi.dt = $prev_date

@@ -1,0 +1,171 @@
+/*
+description = "A wide per-user feature table: 135 features over 1, 7 and 30-day windows ending on the run date, for every user active in the last 30 days. Each day is its own partition, so a sample taken on day D joins the partition of D - 1 and never sees data from D or later."
+materialized = "incremental"
+partition_by = "dt"
+tags = ["daily", "ads", "features"]
+
+[[checks]]
+type = "unique"
+columns = ["user_id", "dt"]
+
+[[checks]]
+type = "null_rate"
+column = "ctr_7d"
+max = 0.0
+
+[[checks]]
+type = "accepted_range"
+column = "ctr_30d"
+min = 0
+max = 1
+severity = "warn"
+
+[[checks]]
+type = "consistency"
+name = "one row per user active in the window"
+left = "SELECT count(*) FROM ads.ads_user_features WHERE dt = $run_date"
+right = "SELECT count(DISTINCT user_id) FROM dws.dws_user_daily WHERE dt > $run_date - INTERVAL '30' DAY AND dt <= $run_date"
+*/
+-- Generated layout: for each metric of dws_user_daily, sum / max / per-day average over 1, 7
+-- and 30 days, plus active days, CTR and like rate per window.
+SELECT
+  d.user_id,
+  count(DISTINCT CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.dt END) AS active_days_1d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.impressions END), 0) AS impressions_sum_1d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.impressions END), 0) AS impressions_max_1d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.impressions END), 0) AS DOUBLE) / 1.0 AS impressions_avg_1d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.clicks END), 0) AS clicks_sum_1d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.clicks END), 0) AS clicks_max_1d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.clicks END), 0) AS DOUBLE) / 1.0 AS clicks_avg_1d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.likes END), 0) AS likes_sum_1d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.likes END), 0) AS likes_max_1d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.likes END), 0) AS DOUBLE) / 1.0 AS likes_avg_1d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.shares END), 0) AS shares_sum_1d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.shares END), 0) AS shares_max_1d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.shares END), 0) AS DOUBLE) / 1.0 AS shares_avg_1d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.comments END), 0) AS comments_sum_1d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.comments END), 0) AS comments_max_1d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.comments END), 0) AS DOUBLE) / 1.0 AS comments_avg_1d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.follows END), 0) AS follows_sum_1d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.follows END), 0) AS follows_max_1d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.follows END), 0) AS DOUBLE) / 1.0 AS follows_avg_1d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.unfollows END), 0) AS unfollows_sum_1d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.unfollows END), 0) AS unfollows_max_1d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.unfollows END), 0) AS DOUBLE) / 1.0 AS unfollows_avg_1d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.dwell_ms END), 0) AS dwell_ms_sum_1d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.dwell_ms END), 0) AS dwell_ms_max_1d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.dwell_ms END), 0) AS DOUBLE) / 1.0 AS dwell_ms_avg_1d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.posts_created END), 0) AS posts_created_sum_1d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.posts_created END), 0) AS posts_created_max_1d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.posts_created END), 0) AS DOUBLE) / 1.0 AS posts_created_avg_1d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.orders END), 0) AS orders_sum_1d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.orders END), 0) AS orders_max_1d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.orders END), 0) AS DOUBLE) / 1.0 AS orders_avg_1d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.revenue END), 0) AS revenue_sum_1d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.revenue END), 0) AS revenue_max_1d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.revenue END), 0) AS DOUBLE) / 1.0 AS revenue_avg_1d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.messages END), 0) AS messages_sum_1d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.messages END), 0) AS messages_max_1d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.messages END), 0) AS DOUBLE) / 1.0 AS messages_avg_1d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.app_opens END), 0) AS app_opens_sum_1d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.app_opens END), 0) AS app_opens_max_1d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.app_opens END), 0) AS DOUBLE) / 1.0 AS app_opens_avg_1d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.actions END), 0) AS actions_sum_1d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.actions END), 0) AS actions_max_1d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.actions END), 0) AS DOUBLE) / 1.0 AS actions_avg_1d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.clicks END), 0) AS DOUBLE) / GREATEST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.impressions END), 0), 1) AS ctr_1d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.likes END), 0) AS DOUBLE) / GREATEST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.impressions END), 0), 1) AS like_rate_1d,
+  count(DISTINCT CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.dt END) AS active_days_7d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.impressions END), 0) AS impressions_sum_7d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.impressions END), 0) AS impressions_max_7d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.impressions END), 0) AS DOUBLE) / 7.0 AS impressions_avg_7d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.clicks END), 0) AS clicks_sum_7d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.clicks END), 0) AS clicks_max_7d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.clicks END), 0) AS DOUBLE) / 7.0 AS clicks_avg_7d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.likes END), 0) AS likes_sum_7d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.likes END), 0) AS likes_max_7d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.likes END), 0) AS DOUBLE) / 7.0 AS likes_avg_7d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.shares END), 0) AS shares_sum_7d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.shares END), 0) AS shares_max_7d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.shares END), 0) AS DOUBLE) / 7.0 AS shares_avg_7d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.comments END), 0) AS comments_sum_7d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.comments END), 0) AS comments_max_7d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.comments END), 0) AS DOUBLE) / 7.0 AS comments_avg_7d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.follows END), 0) AS follows_sum_7d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.follows END), 0) AS follows_max_7d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.follows END), 0) AS DOUBLE) / 7.0 AS follows_avg_7d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.unfollows END), 0) AS unfollows_sum_7d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.unfollows END), 0) AS unfollows_max_7d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.unfollows END), 0) AS DOUBLE) / 7.0 AS unfollows_avg_7d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.dwell_ms END), 0) AS dwell_ms_sum_7d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.dwell_ms END), 0) AS dwell_ms_max_7d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.dwell_ms END), 0) AS DOUBLE) / 7.0 AS dwell_ms_avg_7d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.posts_created END), 0) AS posts_created_sum_7d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.posts_created END), 0) AS posts_created_max_7d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.posts_created END), 0) AS DOUBLE) / 7.0 AS posts_created_avg_7d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.orders END), 0) AS orders_sum_7d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.orders END), 0) AS orders_max_7d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.orders END), 0) AS DOUBLE) / 7.0 AS orders_avg_7d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.revenue END), 0) AS revenue_sum_7d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.revenue END), 0) AS revenue_max_7d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.revenue END), 0) AS DOUBLE) / 7.0 AS revenue_avg_7d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.messages END), 0) AS messages_sum_7d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.messages END), 0) AS messages_max_7d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.messages END), 0) AS DOUBLE) / 7.0 AS messages_avg_7d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.app_opens END), 0) AS app_opens_sum_7d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.app_opens END), 0) AS app_opens_max_7d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.app_opens END), 0) AS DOUBLE) / 7.0 AS app_opens_avg_7d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.actions END), 0) AS actions_sum_7d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.actions END), 0) AS actions_max_7d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.actions END), 0) AS DOUBLE) / 7.0 AS actions_avg_7d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.clicks END), 0) AS DOUBLE) / GREATEST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.impressions END), 0), 1) AS ctr_7d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.likes END), 0) AS DOUBLE) / GREATEST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '7' DAY AND d.dt <= $run_date THEN d.impressions END), 0), 1) AS like_rate_7d,
+  count(DISTINCT CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.dt END) AS active_days_30d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.impressions END), 0) AS impressions_sum_30d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.impressions END), 0) AS impressions_max_30d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.impressions END), 0) AS DOUBLE) / 30.0 AS impressions_avg_30d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.clicks END), 0) AS clicks_sum_30d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.clicks END), 0) AS clicks_max_30d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.clicks END), 0) AS DOUBLE) / 30.0 AS clicks_avg_30d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.likes END), 0) AS likes_sum_30d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.likes END), 0) AS likes_max_30d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.likes END), 0) AS DOUBLE) / 30.0 AS likes_avg_30d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.shares END), 0) AS shares_sum_30d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.shares END), 0) AS shares_max_30d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.shares END), 0) AS DOUBLE) / 30.0 AS shares_avg_30d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.comments END), 0) AS comments_sum_30d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.comments END), 0) AS comments_max_30d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.comments END), 0) AS DOUBLE) / 30.0 AS comments_avg_30d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.follows END), 0) AS follows_sum_30d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.follows END), 0) AS follows_max_30d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.follows END), 0) AS DOUBLE) / 30.0 AS follows_avg_30d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.unfollows END), 0) AS unfollows_sum_30d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.unfollows END), 0) AS unfollows_max_30d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.unfollows END), 0) AS DOUBLE) / 30.0 AS unfollows_avg_30d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.dwell_ms END), 0) AS dwell_ms_sum_30d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.dwell_ms END), 0) AS dwell_ms_max_30d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.dwell_ms END), 0) AS DOUBLE) / 30.0 AS dwell_ms_avg_30d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.posts_created END), 0) AS posts_created_sum_30d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.posts_created END), 0) AS posts_created_max_30d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.posts_created END), 0) AS DOUBLE) / 30.0 AS posts_created_avg_30d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.orders END), 0) AS orders_sum_30d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.orders END), 0) AS orders_max_30d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.orders END), 0) AS DOUBLE) / 30.0 AS orders_avg_30d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.revenue END), 0) AS revenue_sum_30d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.revenue END), 0) AS revenue_max_30d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.revenue END), 0) AS DOUBLE) / 30.0 AS revenue_avg_30d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.messages END), 0) AS messages_sum_30d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.messages END), 0) AS messages_max_30d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.messages END), 0) AS DOUBLE) / 30.0 AS messages_avg_30d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.app_opens END), 0) AS app_opens_sum_30d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.app_opens END), 0) AS app_opens_max_30d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.app_opens END), 0) AS DOUBLE) / 30.0 AS app_opens_avg_30d,
+  COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.actions END), 0) AS actions_sum_30d,
+  COALESCE(max(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.actions END), 0) AS actions_max_30d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.actions END), 0) AS DOUBLE) / 30.0 AS actions_avg_30d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.clicks END), 0) AS DOUBLE) / GREATEST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.impressions END), 0), 1) AS ctr_30d,
+  CAST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.likes END), 0) AS DOUBLE) / GREATEST(COALESCE(sum(CASE WHEN d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date THEN d.impressions END), 0), 1) AS like_rate_30d,
+  $run_date AS dt
+FROM dws.dws_user_daily d
+WHERE d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date
+GROUP BY d.user_id
