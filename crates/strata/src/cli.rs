@@ -51,6 +51,10 @@ pub enum Command {
     /// Drive event load: send a simulated social app's Segment events to any Segment-compatible
     /// endpoint at a given rate, then report throughput and ack latency.
     Sim(SimArgs),
+    /// The whole platform on the embedded defaults: generate a social app, send its events
+    /// through the collector, land its business rows in ODS, run the reference warehouse, and
+    /// print what was built. Leaves DIR/strata.toml for `strata sql` / `strata serve`.
+    Demo(DemoArgs),
     /// The warehouse: plan, run and backfill the SQL model DAG; run history.
     Dag {
         #[command(subcommand)]
@@ -194,6 +198,22 @@ mod tests {
         assert!(parse_size("MiB").is_err());
         assert!(parse_size("0").is_err());
     }
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the demo puts strata.toml, its data and the warehouse project.
+    #[arg(long, default_value = "strata-demo")]
+    pub data_dir: PathBuf,
+    /// Simulated users.
+    #[arg(long, default_value_t = 2_000)]
+    pub users: u32,
+    /// Simulated days (ending yesterday, UTC); each becomes its own day in the lake.
+    #[arg(long, default_value_t = 3)]
+    pub days: u32,
+    /// Seed of the simulated world (the same seed builds the same app).
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args, Clone)]

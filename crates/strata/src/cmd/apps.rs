@@ -30,6 +30,11 @@ pub fn create(
     Ok(())
 }
 
+/// Whether an app with write key `key` is registered.
+pub fn has_key(config: &strata_core::Config, key: &str) -> Result<bool> {
+    Ok(Apps::load(&config.apps_path())?.by_write_key(key).is_some())
+}
+
 pub fn list(config: &Path) -> Result<()> {
     let config = load_config(config)?;
     let apps = Apps::load(&config.apps_path())?;

@@ -3,6 +3,7 @@
 mod apps;
 mod check;
 mod dag;
+mod demo;
 mod init;
 mod serve;
 mod sim;
@@ -43,6 +44,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve::run(args).await,
         Command::Sql(args) => sql::run(args).await,
         Command::Sim(args) => sim::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
         Command::Dag { command } => dag::run(command).await,
         Command::Dq { command } => dag::dq(command).await,
         Command::Check { config } => check::run(&config.config),

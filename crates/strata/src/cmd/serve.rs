@@ -30,7 +30,16 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         config.lake.flush_interval = interval;
     }
     config.validate()?;
+    serve_until(config, shutdown_signal(), None).await
+}
 
+/// Runs everything `strata serve` runs until `shutdown` completes, then stops in order.
+/// `listening` receives the bound address (for in-process callers like `strata demo`).
+pub async fn serve_until(
+    config: strata_core::Config,
+    shutdown: impl std::future::Future<Output = ()>,
+    listening: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
+) -> Result<()> {
     let metrics = install_metrics()?;
 
     let bus_options = EmbeddedOptions {
@@ -82,7 +91,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("binding {}", config.server.listen))?;
     let addr = listener.local_addr()?;
     // The line tests and scripts wait for; keep its shape.
-    println!("strata listening on http://{addr}");
+    match listening {
+        Some(tx) => {
+            let _ = tx.send(addr);
+        }
+        None => println!("strata listening on http://{addr}"),
+    }
     tracing::info!(%addr, data = %config.data.dir.display(), flush_interval = ?config.lake.flush_interval, "serving");
 
     let (stop_http, http_shutdown) = watch::channel(false);
@@ -92,7 +106,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }));
 
     let outcome: Result<()> = tokio::select! {
-        _ = shutdown_signal() => {
+        _ = shutdown => {
             tracing::info!("shutting down: draining http, flushing the lake sink");
             Ok(())
         }
@@ -137,7 +151,17 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     outcome
 }
 
+/// The process-wide Prometheus recorder (installed once; later calls reuse it).
 fn install_metrics() -> Result<PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
+    let h = build_metrics()?;
+    Ok(HANDLE.get_or_init(|| h).clone())
+}
+
+fn build_metrics() -> Result<PrometheusHandle> {
     let buckets = [
         0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
     ];
