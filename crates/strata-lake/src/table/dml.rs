@@ -193,6 +193,7 @@ pub async fn delete_where(
         ident,
         "delete",
         Operation::Delete,
+        &HashMap::new(),
         |target, _| {
             let predicate = predicate.clone();
             async move {
@@ -230,6 +231,7 @@ pub async fn update(
         ident,
         "update",
         Operation::Overwrite,
+        &HashMap::new(),
         |target, table| {
             let assignments = assignments.clone();
             let predicate = predicate.clone();
@@ -343,12 +345,26 @@ pub async fn merge(
     source: DataFrame,
     spec: MergeSpec,
 ) -> Result<Outcome> {
+    merge_with_properties(lake, ctx, ident, source, spec, HashMap::new()).await
+}
+
+/// [`merge`] whose snapshot also carries `properties` in its summary (e.g. the CDC merger's
+/// bus offsets, so data and position commit in one catalog swap).
+pub async fn merge_with_properties(
+    lake: &Lake,
+    ctx: &SessionContext,
+    ident: &TableIdent,
+    source: DataFrame,
+    spec: MergeSpec,
+    properties: HashMap<String, String>,
+) -> Result<Outcome> {
     row_level(
         lake,
         ctx,
         ident,
         "merge",
         Operation::Overwrite,
+        &properties,
         |target, table| {
             let source = source.clone();
             let spec = spec.clone();
@@ -616,6 +632,7 @@ async fn row_level<F, Fut>(
     ident: &TableIdent,
     op: &str,
     operation: Operation,
+    properties: &HashMap<String, String>,
     plan: F,
 ) -> Result<Outcome>
 where
@@ -640,6 +657,7 @@ where
         };
         let mut rows = conform(&table, &changes.inserted, Match::ByPosition)?;
         let mut change = Change::new(operation.clone());
+        change.properties = properties.clone();
         match mode {
             WriteMode::MergeOnRead => {
                 let deleted: Vec<(&LiveFile, Vec<i64>)> = changes

@@ -1,6 +1,7 @@
 //! Subcommand implementations, one module each.
 
 mod apps;
+mod cdc;
 mod check;
 mod init;
 mod serve;
@@ -10,7 +11,7 @@ mod sql;
 use anyhow::Result;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{AppsCommand, Cli, Command};
+use crate::cli::{AppsCommand, CdcCommand, Cli, Command};
 
 pub fn init_tracing(verbose: u8) {
     let default = match verbose {
@@ -42,6 +43,15 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Sql(args) => sql::run(args).await,
         Command::Sim(args) => sim::run(args).await,
         Command::Check { config } => check::run(&config.config),
+        Command::Cdc { command } => match command {
+            CdcCommand::Status { config } => cdc::status(&config.config).await,
+            CdcCommand::Verify {
+                source,
+                table,
+                wait,
+                config,
+            } => cdc::verify(&config.config, &source, table.as_deref(), wait).await,
+        },
     }
 }
 
