@@ -89,6 +89,23 @@ pub fn compare(schema: &TableSchema, source: &[Row], ods: &[Row]) -> Report {
         }
         m
     };
+    let source_rows = by_key(schema, source);
+    let ods_rows = by_key(schema, ods);
+    // `id=2 (vc: "a" ≠ "b")`: the key and the columns that differ.
+    let describe = |k: &str| -> String {
+        let (Some(a), Some(b)) = (source_rows.get(k), ods_rows.get(k)) else {
+            return k.to_string();
+        };
+        let cols: Vec<String> = columns
+            .iter()
+            .filter_map(|c| {
+                let x = a.get(c).map(Value::canonical).unwrap_or_default();
+                let y = b.get(c).map(Value::canonical).unwrap_or_default();
+                (x != y).then(|| format!("{c}: {x:?} ≠ {y:?}"))
+            })
+            .collect();
+        format!("{k} ({})", cols.join(", "))
+    };
     let s = index(source);
     let o = index(ods);
     let mut report = Report {
@@ -115,7 +132,8 @@ pub fn compare(schema: &TableSchema, source: &[Row], ods: &[Row]) -> Report {
             None => push(&mut report.missing, &mut report.missing_count, k, *n),
             Some((osum, on)) => {
                 if osum != sum || (keyed && *on > 1) {
-                    push(&mut report.different, &mut report.different_count, k, 1);
+                    let d = if keyed { describe(k) } else { k.clone() };
+                    push(&mut report.different, &mut report.different_count, &d, 1);
                 } else if on < n {
                     push(&mut report.missing, &mut report.missing_count, k, n - on);
                 } else if on > n {
@@ -172,7 +190,7 @@ mod tests {
         assert!(!r.equal());
         assert_eq!(r.missing, vec!["id=3"]);
         assert_eq!(r.extra, vec!["id=4"]);
-        assert_eq!(r.different, vec!["id=2"]);
+        assert_eq!(r.different, vec!["id=2 (v: \"2\" ≠ \"9\")"]);
         let r = compare(&schema(true), &[row(1, 1)], &[row(1, 1)]);
         assert!(r.equal());
         assert_eq!(r.source_checksum, r.ods_checksum);

@@ -46,6 +46,36 @@ fn verify(env: &Env, wait: &str) -> Result<String, String> {
     }
 }
 
+/// `SELECT count(*) …` that may fail while the table does not exist yet.
+fn try_count(env: &Env, query: &str) -> Option<i64> {
+    let out = Command::new(strata_bin())
+        .args(["sql", "--format", "json", "-c"])
+        .arg(&env.config)
+        .arg(query)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row: serde_json::Value = serde_json::from_str(text.lines().next()?).ok()?;
+    row.as_object()?.values().next()?.as_i64()
+}
+
+/// Waits (bounded) until `query` gives `expected`; shows the serve log when it never does.
+fn wait_rows(env: &Env, query: &str, expected: i64, limit: Duration) {
+    let start = std::time::Instant::now();
+    let mut last = None;
+    while start.elapsed() < limit {
+        last = try_count(env, query);
+        if last == Some(expected) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    panic!("{query} gave {last:?}, expected {expected}\n{}", serve_log(env));
+}
+
 fn serve_log(env: &Env) -> String {
     std::fs::read_to_string(env.dir.path().join("serve.log")).unwrap_or_default()
 }
@@ -95,7 +125,7 @@ fn cdc_every_type_round_trips_exactly_through_snapshot_and_binlog() {
     let env = Env::new();
     add_source(&env, &db, &["types", "notes"], "keep_changelog = true");
     let server = env.serve("1s");
-    env.wait_count("SELECT count(*) FROM ods.ods_types", 3, Duration::from_secs(60));
+    wait_rows(&env, "SELECT count(*) FROM ods.ods_types", 3, Duration::from_secs(60));
 
     // The same values again, now through the binlog; then updates and deletes.
     db.sql(&format!(
@@ -126,7 +156,8 @@ fn cdc_every_type_round_trips_exactly_through_snapshot_and_binlog() {
         "snapshot rows: 1 stays, 2 was updated, 3 deleted"
     );
     // The changelog holds every change: 3 snapshot reads + 3 inserts + 2 updates + 2 deletes.
-    env.wait_count(
+    wait_rows(
+        &env,
         "SELECT count(*) FROM ods.ods_types_changelog",
         10,
         Duration::from_secs(30),

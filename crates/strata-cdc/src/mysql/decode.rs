@@ -142,9 +142,12 @@ pub fn decode(col: &SourceColumn, value: My, origin: Origin) -> Result<Value, St
         }
         (ColumnType::Int | ColumnType::Long | ColumnType::UnsignedLong, _) => {
             let mut v = as_i128(&value).ok_or_else(|| bad(&value))?;
+            // The binlog's signedness metadata can be missing or misaligned (MariaDB): the
+            // column's declared sign decides, reinterpreting the value's bits.
             if col.unsigned && v < 0 {
-                // The binlog without signedness metadata: reinterpret the bits.
                 v += 1i128 << col.bits;
+            } else if !col.unsigned && col.bits > 0 && v >= 1i128 << (col.bits - 1) {
+                v -= 1i128 << col.bits;
             }
             Ok(if kind == ColumnType::UnsignedLong {
                 Value::UInt(v as u64)
@@ -329,6 +332,9 @@ mod tests {
         );
         let u8c = col("tinyint", "tinyint(3) unsigned", ColumnType::Int);
         assert_eq!(decode(&u8c, My::Int(-1), Origin::Binlog).unwrap(), Value::Int(255));
+        let i8c = col("tinyint", "tinyint(4)", ColumnType::Int);
+        assert_eq!(decode(&i8c, My::UInt(128), Origin::Binlog).unwrap(), Value::Int(-128));
+        assert_eq!(decode(&i8c, My::Int(127), Origin::Binlog).unwrap(), Value::Int(127));
         let e = col("enum", "enum('a','b')", ColumnType::String);
         assert_eq!(decode(&e, My::Int(2), Origin::Binlog).unwrap(), Value::Str("b".into()));
         let s = col("set", "set('x','y','z')", ColumnType::String);

@@ -477,7 +477,10 @@ impl MysqlSource {
                 }
                 EventData::QueryEvent(q) => {
                     let query = q.query();
-                    if query.eq_ignore_ascii_case("BEGIN") {
+                    if query.starts_with('#') {
+                        // MariaDB's stand-in for events this client did not ask for
+                        // (annotate rows): not a boundary.
+                    } else if query.eq_ignore_ascii_case("BEGIN") {
                         tx.ts = header.timestamp() as i64 * 1_000_000;
                     } else {
                         // COMMIT of a non-transactional engine, or DDL: a boundary.
