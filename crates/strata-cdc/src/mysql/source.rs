@@ -462,9 +462,11 @@ impl MysqlSource {
             };
             match data {
                 EventData::RotateEvent(r) => {
-                    current_file = r.name().to_string();
-                    if !r.is_fake() || log_pos == 0 {
-                        // A real rotate: the next file starts fresh.
+                    // The fake rotate the server sends first names the file we asked for (its
+                    // name arrives with checksum bytes attached: ignore it). A real rotate
+                    // starts the next file, between transactions.
+                    if log_pos != 0 && !r.is_fake() {
+                        current_file = binlog_file_name(&r.name());
                         state.resume = BinlogPos {
                             file: current_file.clone(),
                             pos: r.position(),
@@ -619,6 +621,20 @@ impl MysqlSource {
             self.append(&topic, records).await?;
         }
         Ok(())
+    }
+}
+
+/// `binlog.000002` from a rotate event's name, without any bytes after the sequence digits.
+fn binlog_file_name(raw: &str) -> String {
+    match raw.rfind('.') {
+        Some(dot) => {
+            let digits: String = raw[dot + 1..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            format!("{}.{digits}", &raw[..dot])
+        }
+        None => raw.chars().take_while(char::is_ascii_graphic).collect(),
     }
 }
 
