@@ -74,10 +74,12 @@ pub fn state_path(data_dir: &Path, source: &str) -> PathBuf {
 
 pub fn load(path: &Path) -> Result<Option<SourceState>> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::Io {
-            context: format!("reading {}", path.display()),
-            message: format!("bad state file: {e}"),
-        }),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Io {
+                context: format!("reading {}", path.display()),
+                message: format!("bad state file: {e}"),
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
     }

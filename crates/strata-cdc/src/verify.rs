@@ -51,7 +51,10 @@ const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 pub fn row_checksum(columns: &[String], row: &Row) -> u64 {
     let mut h = FNV_OFFSET;
     for c in columns {
-        let v = row.get(c).map(Value::canonical).unwrap_or_else(|| Value::Null.canonical());
+        let v = row
+            .get(c)
+            .map(Value::canonical)
+            .unwrap_or_else(|| Value::Null.canonical());
         h = fnv1a(v.as_bytes(), h);
         h = fnv1a(&[0x1f], h);
     }
@@ -118,8 +121,12 @@ pub fn compare(schema: &TableSchema, source: &[Row], ods: &[Row]) -> Report {
         missing_count: 0,
         extra_count: 0,
         different_count: 0,
-        source_checksum: s.values().fold(0u64, |a, (h, n)| a.wrapping_add(h.wrapping_mul(*n))),
-        ods_checksum: o.values().fold(0u64, |a, (h, n)| a.wrapping_add(h.wrapping_mul(*n))),
+        source_checksum: s
+            .values()
+            .fold(0u64, |a, (h, n)| a.wrapping_add(h.wrapping_mul(*n))),
+        ods_checksum: o
+            .values()
+            .fold(0u64, |a, (h, n)| a.wrapping_add(h.wrapping_mul(*n))),
     };
     let push = |list: &mut Vec<String>, count: &mut u64, k: &str, n: u64| {
         *count += n;
@@ -179,14 +186,21 @@ mod tests {
     }
 
     fn row(id: i64, v: i64) -> Row {
-        [("id".to_string(), Value::Int(id)), ("v".to_string(), Value::Int(v))]
-            .into_iter()
-            .collect()
+        [
+            ("id".to_string(), Value::Int(id)),
+            ("v".to_string(), Value::Int(v)),
+        ]
+        .into_iter()
+        .collect()
     }
 
     #[test]
     fn finds_missing_extra_and_different_keys() {
-        let r = compare(&schema(true), &[row(1, 1), row(2, 2), row(3, 3)], &[row(1, 1), row(2, 9), row(4, 4)]);
+        let r = compare(
+            &schema(true),
+            &[row(1, 1), row(2, 2), row(3, 3)],
+            &[row(1, 1), row(2, 9), row(4, 4)],
+        );
         assert!(!r.equal());
         assert_eq!(r.missing, vec!["id=3"]);
         assert_eq!(r.extra, vec!["id=4"]);
@@ -201,6 +215,11 @@ mod tests {
         let r = compare(&schema(false), &[row(1, 1), row(1, 1)], &[row(1, 1)]);
         assert!(!r.equal());
         assert_eq!(r.missing_count, 1);
-        assert!(compare(&schema(false), &[row(1, 1), row(2, 2)], &[row(2, 2), row(1, 1)]).equal());
+        assert!(compare(
+            &schema(false),
+            &[row(1, 1), row(2, 2)],
+            &[row(2, 2), row(1, 1)]
+        )
+        .equal());
     }
 }

@@ -212,7 +212,10 @@ impl Value {
             Value::Int(v) => v.to_string(),
             Value::UInt(v) => v.to_string(),
             Value::Decimal(s) | Value::Float(s) | Value::Str(s) | Value::Json(s) => s.clone(),
-            Value::Bytes(b) => format!("0x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
+            Value::Bytes(b) => format!(
+                "0x{}",
+                b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+            ),
             Value::Date(d) => format!("date:{d}"),
             Value::Time(t) => format!("time:{t}"),
             Value::DateTime(t) => format!("dt:{t}"),
@@ -304,7 +307,13 @@ mod tests {
 
     #[test]
     fn time_text_round_trips() {
-        for v in [0, 1, -1, 838 * 3_600_000_000 + 59 * 60_000_000 + 59_000_000, -3_723_000_001] {
+        for v in [
+            0,
+            1,
+            -1,
+            838 * 3_600_000_000 + 59 * 60_000_000 + 59_000_000,
+            -3_723_000_001,
+        ] {
             assert_eq!(parse_time(&format_time(v)), Some(v), "{v}");
         }
         assert_eq!(format_time(-3_723_000_001), "-01:02:03.000001");

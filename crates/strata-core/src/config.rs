@@ -540,8 +540,8 @@ mod tests {
         let err = Config::from_toml(&format!("{base}url = \"mysql://u:pw@h:1\"\n")).unwrap_err();
         assert!(err.to_string().contains("names no database"), "{err}");
         assert!(!err.to_string().contains("pw"), "{err}");
-        let err = Config::from_toml(&format!("{base}url = \"mysql://u@h/db\"\nbogus = 1\n"))
-            .unwrap_err();
+        let err =
+            Config::from_toml(&format!("{base}url = \"mysql://u@h/db\"\nbogus = 1\n")).unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
         let err = Config::from_toml(
             "[[sources]]\nname = \"a\"\nkind = \"postgres\"\nurl = \"postgres://h/db\"\ntables = [\"t\"]\n",

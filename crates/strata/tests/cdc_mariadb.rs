@@ -73,7 +73,10 @@ fn wait_rows(env: &Env, query: &str, expected: i64, limit: Duration) {
         }
         std::thread::sleep(Duration::from_millis(300));
     }
-    panic!("{query} gave {last:?}, expected {expected}\n{}", serve_log(env));
+    panic!(
+        "{query} gave {last:?}, expected {expected}\n{}",
+        serve_log(env)
+    );
 }
 
 fn serve_log(env: &Env) -> String {
@@ -125,7 +128,12 @@ fn cdc_every_type_round_trips_exactly_through_snapshot_and_binlog() {
     let env = Env::new();
     add_source(&env, &db, &["types", "notes"], "keep_changelog = true");
     let server = env.serve("1s");
-    wait_rows(&env, "SELECT count(*) FROM ods.ods_types", 3, Duration::from_secs(60));
+    wait_rows(
+        &env,
+        "SELECT count(*) FROM ods.ods_types",
+        3,
+        Duration::from_secs(60),
+    );
 
     // The same values again, now through the binlog; then updates and deletes.
     db.sql(&format!(
@@ -148,7 +156,13 @@ fn cdc_every_type_round_trips_exactly_through_snapshot_and_binlog() {
     assert_eq!(r["biu"], "18446744073709551615", "{r}");
     assert_eq!(r["d"], "12345678.1234", "{r}");
     assert_eq!(r["tm"], "838:59:59.999999", "{r}");
-    assert!(r["ts"].as_str().unwrap_or("").starts_with("2024-06-01T12:00:00.654321"), "{r}");
+    assert!(
+        r["ts"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("2024-06-01T12:00:00.654321"),
+        "{r}"
+    );
     assert_eq!(r["_op"], "c", "{r}");
     assert_eq!(
         env.sql_count("SELECT count(*) FROM ods.ods_types WHERE _op = 'r'"),
@@ -228,7 +242,22 @@ fn cdc_snapshot_with_concurrent_random_workload_verifies_equal() {
     let env = Env::new();
     add_source(&env, &db, &["users"], "snapshot_chunk_rows = 100");
     let server = env.serve("1s");
-    // Changes start while the snapshot is still running (200 chunks).
+    // Changes start while the snapshot is still running (200 chunks): wait until the source's
+    // state file shows the snapshot under way.
+    let state = env.data().join("cdc").join("app.json");
+    let start = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&state).unwrap_or_default();
+        if text.contains("\"phase\": \"snapshot\"") && text.contains("\"rows\"") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60) && !text.contains("\"phase\": \"stream\""),
+            "never saw the snapshot under way: {text}\n{}",
+            serve_log(&env)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let worker = {
         let db = db.clone();
@@ -275,7 +304,10 @@ fn cdc_sigkill_mid_stream_restarts_exactly_once() {
     stop.store(true, Ordering::SeqCst);
     worker.join().expect("workload");
     if let Err(report) = verify(&env, "120s") {
-        panic!("verify failed after SIGKILLs:\n{report}\n{}", serve_log(&env));
+        panic!(
+            "verify failed after SIGKILLs:\n{report}\n{}",
+            serve_log(&env)
+        );
     }
     // No key twice, and every bus change applied once: the ODS position equals the topic end
     // after a graceful stop.

@@ -226,8 +226,7 @@ pub fn decode(col: &SourceColumn, value: My, origin: Origin) -> Result<Value, St
         },
         (ColumnType::Time, _) => match value {
             My::Time(neg, d, h, m, s, us) => {
-                let v = (((d as i64 * 24 + h as i64) * 60 + m as i64) * 60 + s as i64)
-                    * 1_000_000
+                let v = (((d as i64 * 24 + h as i64) * 60 + m as i64) * 60 + s as i64) * 1_000_000
                     + us as i64;
                 Ok(Value::Time(if neg { -v } else { v }))
             }
@@ -331,12 +330,24 @@ mod tests {
             Value::UInt(u64::MAX)
         );
         let u8c = col("tinyint", "tinyint(3) unsigned", ColumnType::Int);
-        assert_eq!(decode(&u8c, My::Int(-1), Origin::Binlog).unwrap(), Value::Int(255));
+        assert_eq!(
+            decode(&u8c, My::Int(-1), Origin::Binlog).unwrap(),
+            Value::Int(255)
+        );
         let i8c = col("tinyint", "tinyint(4)", ColumnType::Int);
-        assert_eq!(decode(&i8c, My::UInt(128), Origin::Binlog).unwrap(), Value::Int(-128));
-        assert_eq!(decode(&i8c, My::Int(127), Origin::Binlog).unwrap(), Value::Int(127));
+        assert_eq!(
+            decode(&i8c, My::UInt(128), Origin::Binlog).unwrap(),
+            Value::Int(-128)
+        );
+        assert_eq!(
+            decode(&i8c, My::Int(127), Origin::Binlog).unwrap(),
+            Value::Int(127)
+        );
         let e = col("enum", "enum('a','b')", ColumnType::String);
-        assert_eq!(decode(&e, My::Int(2), Origin::Binlog).unwrap(), Value::Str("b".into()));
+        assert_eq!(
+            decode(&e, My::Int(2), Origin::Binlog).unwrap(),
+            Value::Str("b".into())
+        );
         let s = col("set", "set('x','y','z')", ColumnType::String);
         assert_eq!(
             decode(&s, My::Bytes(vec![5]), Origin::Binlog).unwrap(),
@@ -344,13 +355,27 @@ mod tests {
         );
         let ts = col("timestamp", "timestamp(6)", ColumnType::Timestamp);
         assert_eq!(
-            decode(&ts, My::Bytes(b"1700000000.000001".to_vec()), Origin::Binlog).unwrap(),
+            decode(
+                &ts,
+                My::Bytes(b"1700000000.000001".to_vec()),
+                Origin::Binlog
+            )
+            .unwrap(),
             decode(&ts, My::Date(2023, 11, 14, 22, 13, 20, 1), Origin::Query).unwrap()
         );
         let y = col("year", "year(4)", ColumnType::Int);
-        assert_eq!(decode(&y, My::Bytes(b"2024".to_vec()), Origin::Binlog).unwrap(), Value::Int(2024));
-        assert_eq!(decode(&y, My::Int(2024), Origin::Query).unwrap(), Value::Int(2024));
+        assert_eq!(
+            decode(&y, My::Bytes(b"2024".to_vec()), Origin::Binlog).unwrap(),
+            Value::Int(2024)
+        );
+        assert_eq!(
+            decode(&y, My::Int(2024), Origin::Query).unwrap(),
+            Value::Int(2024)
+        );
         let f = col("float", "float", ColumnType::Float);
-        assert_eq!(decode(&f, My::Float(0.1), Origin::Binlog).unwrap(), Value::Float("0.1".into()));
+        assert_eq!(
+            decode(&f, My::Float(0.1), Origin::Binlog).unwrap(),
+            Value::Float("0.1".into())
+        );
     }
 }

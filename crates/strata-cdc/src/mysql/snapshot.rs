@@ -61,7 +61,10 @@ pub async fn read_chunk(
     );
     let key = &table.schema.primary_key;
     let (sql, params) = if key.is_empty() {
-        (format!("SELECT {} FROM {name}", select_list(table)), Params::Empty)
+        (
+            format!("SELECT {} FROM {name}", select_list(table)),
+            Params::Empty,
+        )
     } else {
         let order = key.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ");
         match after {
@@ -84,14 +87,11 @@ pub async fn read_chunk(
             }
         }
     };
-    let rows: Vec<MyRow> = conn
-        .exec(sql, params)
-        .await
-        .map_err(|e| Error::Source {
-            source_name: table.schema.source.clone(),
-            host: String::new(),
-            message: format!("reading {}: {e}", table.name()),
-        })?;
+    let rows: Vec<MyRow> = conn.exec(sql, params).await.map_err(|e| Error::Source {
+        source_name: table.schema.source.clone(),
+        host: String::new(),
+        message: format!("reading {}: {e}", table.name()),
+    })?;
     rows.into_iter().map(|r| decode_row(table, r)).collect()
 }
 

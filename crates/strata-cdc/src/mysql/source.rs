@@ -58,7 +58,11 @@ struct TopicTail {
 
 impl MysqlSource {
     /// Checks the URL and prepares; connects nothing.
-    pub fn new(config: &SourceConfig, log: Arc<dyn Log>, data_dir: &std::path::Path) -> Result<Self> {
+    pub fn new(
+        config: &SourceConfig,
+        log: Arc<dyn Log>,
+        data_dir: &std::path::Path,
+    ) -> Result<Self> {
         let (opts, database, host) = connect_opts(config)?;
         Ok(MysqlSource {
             config: config.clone(),
@@ -169,7 +173,10 @@ impl MysqlSource {
             }
         };
         if state.phase == Phase::Snapshot {
-            if !self.snapshot(&mut conn, &tables, &mut state, shutdown).await? {
+            if !self
+                .snapshot(&mut conn, &tables, &mut state, shutdown)
+                .await?
+            {
                 return Ok(());
             }
             state.phase = Phase::Stream;
@@ -406,8 +413,7 @@ impl MysqlSource {
             }
         })?;
         tracing::info!(source = %self.config.name, position = %state.resume, "streaming the binlog");
-        let by_name: HashMap<&str, &SourceTable> =
-            tables.iter().map(|t| (t.name(), t)).collect();
+        let by_name: HashMap<&str, &SourceTable> = tables.iter().map(|t| (t.name(), t)).collect();
         let mut skip_until: HashMap<String, SourcePosition> = tails
             .into_iter()
             .filter_map(|(t, tail)| tail.last_streamed.map(|p| (t, p)))
@@ -456,22 +462,22 @@ impl MysqlSource {
                 Err(e) => {
                     return Err(Error::Unsupported {
                         table: self.config.name.clone(),
-                        message: format!("undecodable binlog event at {current_file}:{log_pos}: {e}"),
+                        message: format!(
+                            "undecodable binlog event at {current_file}:{log_pos}: {e}"
+                        ),
                     })
                 }
             };
             match data {
-                EventData::RotateEvent(r) => {
-                    // The fake rotate the server sends first names the file we asked for (its
-                    // name arrives with checksum bytes attached: ignore it). A real rotate
-                    // starts the next file, between transactions.
-                    if log_pos != 0 && !r.is_fake() {
-                        current_file = binlog_file_name(&r.name());
-                        state.resume = BinlogPos {
-                            file: current_file.clone(),
-                            pos: r.position(),
-                        };
-                    }
+                // The fake rotate the server sends first names the file we asked for (its
+                // name arrives with checksum bytes attached: ignore it). A real rotate starts
+                // the next file, between transactions.
+                EventData::RotateEvent(r) if log_pos != 0 && !r.is_fake() => {
+                    current_file = binlog_file_name(&r.name());
+                    state.resume = BinlogPos {
+                        file: current_file.clone(),
+                        pos: r.position(),
+                    };
                 }
                 EventData::GtidEvent(g) => {
                     tx.gtid = Some(format!("{}:{}", uuid_text(&g.sid()), g.gno()));
@@ -518,17 +524,16 @@ impl MysqlSource {
                             ),
                         });
                     }
-                    let op = match &rows {
-                        RowsEventData::WriteRowsEvent(_) | RowsEventData::WriteRowsEventV1(_) => {
-                            Op::Create
-                        }
-                        RowsEventData::UpdateRowsEvent(_)
-                        | RowsEventData::UpdateRowsEventV1(_)
-                        | RowsEventData::PartialUpdateRowsEvent(_) => Op::Update,
-                        RowsEventData::DeleteRowsEvent(_) | RowsEventData::DeleteRowsEventV1(_) => {
-                            Op::Delete
-                        }
-                    };
+                    let op =
+                        match &rows {
+                            RowsEventData::WriteRowsEvent(_)
+                            | RowsEventData::WriteRowsEventV1(_) => Op::Create,
+                            RowsEventData::UpdateRowsEvent(_)
+                            | RowsEventData::UpdateRowsEventV1(_)
+                            | RowsEventData::PartialUpdateRowsEvent(_) => Op::Update,
+                            RowsEventData::DeleteRowsEvent(_)
+                            | RowsEventData::DeleteRowsEventV1(_) => Op::Delete,
+                        };
                     for (i, pair) in rows.rows(tme).enumerate() {
                         let (before, after) = pair.map_err(|e| Error::Unsupported {
                             table: table_name.clone(),
@@ -605,10 +610,7 @@ impl MysqlSource {
 
     /// Appends the buffered changes, per topic, in order.
     async fn flush_tx(&self, tx: &mut Transaction, xid: Option<u64>) -> Result<()> {
-        let txid = tx
-            .gtid
-            .clone()
-            .or_else(|| xid.map(|x| format!("xid:{x}")));
+        let txid = tx.gtid.clone().or_else(|| xid.map(|x| format!("xid:{x}")));
         let mut by_topic: BTreeMap<String, Vec<CdcRecord>> = BTreeMap::new();
         for (table, mut change) in tx.changes.drain(..) {
             change.txid = txid.clone();
@@ -681,7 +683,11 @@ pub async fn read_tables(
         host: host.clone(),
         message: format!("connecting: {e}"),
     })?;
-    let names = if tables.is_empty() { &config.tables[..] } else { tables };
+    let names = if tables.is_empty() {
+        &config.tables[..]
+    } else {
+        tables
+    };
     let mut out = Vec::new();
     for t in names {
         let table = load_table(&mut conn, &config.name, &database, t).await?;
@@ -714,10 +720,12 @@ fn image(table: &SourceTable, row: BinlogRow) -> Result<Row> {
         };
         let value: mysql_async::Value = match v {
             BinlogValue::Value(v) => v.clone(),
-            other => mysql_async::Value::try_from(other.clone()).map_err(|e| Error::Unsupported {
-                table: table.name().to_string(),
-                message: format!("column {}: {e}", col.schema.name),
-            })?,
+            other => {
+                mysql_async::Value::try_from(other.clone()).map_err(|e| Error::Unsupported {
+                    table: table.name().to_string(),
+                    message: format!("column {}: {e}", col.schema.name),
+                })?
+            }
         };
         let value = decode(col, value, Origin::Binlog).map_err(|message| Error::Unsupported {
             table: table.name().to_string(),

@@ -291,7 +291,10 @@ impl CdcMerger {
             }
         }
         let mut properties = table_properties();
-        properties.insert(PRIMARY_KEY_PROPERTY.to_string(), schema.primary_key.join(","));
+        properties.insert(
+            PRIMARY_KEY_PROPERTY.to_string(),
+            schema.primary_key.join(","),
+        );
         properties.insert(
             SOURCE_PROPERTY.to_string(),
             format!("{}.{}.{}", schema.source, schema.database, schema.table),
@@ -320,17 +323,24 @@ impl CdcMerger {
         offsets.insert(0, end);
         props.insert(offsets_key(&st.spec.topic), encode_offsets(&offsets));
         if let Some((_, last)) = st.buffer.last() {
-            props.insert(last_commit_ts_key(&st.spec.topic), last.commit_ts.to_string());
+            props.insert(
+                last_commit_ts_key(&st.spec.topic),
+                last.commit_ts.to_string(),
+            );
         }
 
         let target_from = st.target_pos.unwrap_or(0);
-        let changes: Vec<&(u64, Change)> =
-            st.buffer.iter().filter(|(o, _)| *o >= target_from).collect();
+        let changes: Vec<&(u64, Change)> = st
+            .buffer
+            .iter()
+            .filter(|(o, _)| *o >= target_from)
+            .collect();
         let key = self.primary_key(&st.spec.target).await?;
         let n = changes.len();
         if !changes.is_empty() || target_from < end {
             if key.is_empty() {
-                self.append(&st.spec.target, &changes, props.clone()).await?;
+                self.append(&st.spec.target, &changes, props.clone())
+                    .await?;
             } else {
                 self.upsert(&st.spec.target, &key, &changes, props.clone())
                     .await?;
@@ -408,7 +418,11 @@ impl CdcMerger {
         // key itself) or deleted it.
         let key_of = |row: Option<&strata_core::cdc::Row>| -> Vec<String> {
             key.iter()
-                .map(|k| row.and_then(|r| r.get(k)).map(Value::canonical).unwrap_or_default())
+                .map(|k| {
+                    row.and_then(|r| r.get(k))
+                        .map(Value::canonical)
+                        .unwrap_or_default()
+                })
                 .collect()
         };
         let mut latest: HashMap<Vec<String>, (usize, bool)> = HashMap::new();
@@ -443,9 +457,7 @@ impl CdcMerger {
         let schema = table_arrow_schema(&table)?;
         let batch = ods_batch(&schema, &picked)?;
         let ctx = SessionContext::new();
-        let source = ctx
-            .read_batch(batch)
-            .map_err(Error::datafusion)?;
+        let source = ctx.read_batch(batch).map_err(Error::datafusion)?;
         let t = |n: &str| col(Column::new(Some("t"), n));
         let s = |n: &str| col(Column::new(Some("s"), n));
         let on = key
@@ -472,8 +484,8 @@ impl CdcMerger {
                 },
             ],
         };
-        let outcome = merge_with_properties(&self.lake, &ctx, ident, source, spec, props.clone())
-            .await?;
+        let outcome =
+            merge_with_properties(&self.lake, &ctx, ident, source, spec, props.clone()).await?;
         if outcome.snapshot_id.is_none() {
             // Nothing changed in the rows (e.g. only deletes of absent keys): record the
             // position alone so a restart does not re-read these changes.

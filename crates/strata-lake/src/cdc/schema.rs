@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BinaryBuilder, Date32Builder, Decimal128Array, Float32Builder,
-    Float64Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+    Array, ArrayRef, BinaryBuilder, Date32Builder, Decimal128Array, Float32Builder, Float64Builder,
+    Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
@@ -68,7 +68,11 @@ pub fn ods_schema(source: &TableSchema) -> Result<Schema> {
         (INGEST_TS_COLUMN, PrimitiveType::Timestamptz),
     ] {
         id += 1;
-        fields.push(Arc::new(NestedField::optional(id, name, Type::Primitive(t))));
+        fields.push(Arc::new(NestedField::optional(
+            id,
+            name,
+            Type::Primitive(t),
+        )));
     }
     Schema::builder()
         .with_fields(fields)
@@ -90,7 +94,13 @@ pub fn data_columns(table: &Table) -> Vec<String> {
 }
 
 fn is_meta(name: &str) -> bool {
-    [OP_COLUMN, SOURCE_POS_COLUMN, COMMIT_TS_COLUMN, INGEST_TS_COLUMN].contains(&name)
+    [
+        OP_COLUMN,
+        SOURCE_POS_COLUMN,
+        COMMIT_TS_COLUMN,
+        INGEST_TS_COLUMN,
+    ]
+    .contains(&name)
 }
 
 /// One ODS row to write: the image plus metadata.
@@ -402,7 +412,13 @@ mod tests {
         assert_eq!(format_decimal(-1250, 2), "-12.50");
         assert_eq!(format_decimal(5, 3), "0.005");
         assert_eq!(format_decimal(7, 0), "7");
-        assert_eq!(decimal_units(&Value::Decimal("-12.50".into()), 2), Some(-1250));
-        assert_eq!(decimal_units(&Value::UInt(u64::MAX), 0), Some(u64::MAX as i128));
+        assert_eq!(
+            decimal_units(&Value::Decimal("-12.50".into()), 2),
+            Some(-1250)
+        );
+        assert_eq!(
+            decimal_units(&Value::UInt(u64::MAX), 0),
+            Some(u64::MAX as i128)
+        );
     }
 }

@@ -10,7 +10,7 @@ pub mod scan;
 
 pub use commit::{commit_change, swap_metadata, Change};
 pub use dml::{
-    append, conform, delete_where, merge, merge_schema, merge_with_properties, overwrite_partitions, update, Match,
-    MergeClause, MergeSpec, Outcome, WriteMode,
+    append, conform, delete_where, merge, merge_schema, merge_with_properties,
+    overwrite_partitions, update, Match, MergeClause, MergeSpec, Outcome, WriteMode,
 };
 pub use files::{LiveFile, LiveManifest, TableFiles};

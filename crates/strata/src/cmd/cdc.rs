@@ -104,7 +104,10 @@ pub async fn verify(
     };
     let tables: Vec<String> = match table {
         Some(t) if !source.tables.iter().any(|x| x == t) => {
-            bail!("source {source_name} has no table {t:?} (tables: {:?})", source.tables)
+            bail!(
+                "source {source_name} has no table {t:?} (tables: {:?})",
+                source.tables
+            )
         }
         Some(t) => vec![t.to_string()],
         None => source.tables.clone(),

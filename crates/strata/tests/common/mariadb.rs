@@ -47,7 +47,12 @@ impl MariaDb {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         let out = Command::new(need("mariadb-install-db"))
-            .args(["--no-defaults", "--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"])
+            .args([
+                "--no-defaults",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ])
             .arg(format!("--datadir={}", data.display()))
             .output()
             .expect("mariadb-install-db");
@@ -95,7 +100,8 @@ impl MariaDb {
                 break;
             }
             if start.elapsed() > Duration::from_secs(30) {
-                let log = std::fs::read_to_string(db.dir.path().join("mariadb.log")).unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(db.dir.path().join("mariadb.log")).unwrap_or_default();
                 panic!("mariadbd did not start within 30 s:\n{log}");
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -128,7 +134,12 @@ impl MariaDb {
     fn run(&self, db: Option<&str>, script: &str) -> String {
         let mut cmd = Command::new(need("mariadb"));
         cmd.arg(format!("--socket={}", self.socket().display()))
-            .args(["-uroot", "--batch", "--skip-column-names", "--default-character-set=utf8mb4"]);
+            .args([
+                "-uroot",
+                "--batch",
+                "--skip-column-names",
+                "--default-character-set=utf8mb4",
+            ]);
         if let Some(db) = db {
             cmd.arg(db);
         }
