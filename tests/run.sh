@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: what `.ci/run` calls and what the README's test command runs.
 #
-# It installs what the tests need on a fresh Debian machine (a Python venv with the real
-# client SDKs and pyiceberg), builds the workspace, runs every Rust test with nextest, then
+# It installs what the tests need on a fresh Debian machine (MariaDB for the CDC tests, a
+# Python venv with the real client SDKs and pyiceberg), builds the workspace, runs every Rust test with nextest, then
 # the Python interop tests against the real `strata` binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,13 @@ if [ ! -x "$VENV/bin/python" ] || ! cmp -s "$PY_REQS" "$VENV/.requirements.txt";
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$PY_REQS"
   cp "$PY_REQS" "$VENV/.requirements.txt"
+fi
+
+# --- MariaDB (the CDC tests start their own server from these binaries) ---
+if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
+  log "installing mariadb-server"
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends mariadb-server
 fi
 
 # --- cargo-nextest (present on the dev machines; installed when missing) ---

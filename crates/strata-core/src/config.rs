@@ -34,6 +34,177 @@ pub struct Config {
     pub lake: LakeConfig,
     /// SQL models run as a daily DAG (`strata dag`, and on a schedule inside `strata serve`).
     pub warehouse: WarehouseConfig,
+    /// Databases mirrored into the lake by change data capture (`[[sources]]`, empty by default).
+    pub sources: Vec<SourceConfig>,
+}
+
+/// The kind of database a CDC source reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// MariaDB or MySQL: snapshot by primary key, then the row binlog.
+    Mysql,
+    /// PostgreSQL logical replication (pgoutput). Not implemented yet: rejected by `validate`.
+    Postgres,
+}
+
+/// How a source's tables are first loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotMode {
+    /// Load the existing rows (chunked by primary key), then stream from the position taken
+    /// at the start of the snapshot.
+    Initial,
+    /// No snapshot: stream changes from the current end of the binlog.
+    Never,
+}
+
+/// One `[[sources]]` entry: a database whose tables are mirrored into `ods.ods_<table>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Name of the source: bus topics are `cdc.<name>.<table>`. Letters, digits and `_`.
+    pub name: String,
+    /// `mysql` (MariaDB or MySQL) or `postgres`.
+    pub kind: SourceKind,
+    /// Connection URL, e.g. `mysql://cdc:secret@127.0.0.1:3306/app` (the path is the database).
+    /// The user needs SELECT, REPLICATION SLAVE and REPLICATION CLIENT (BINLOG MONITOR).
+    pub url: String,
+    /// Tables of that database to mirror.
+    pub tables: Vec<String>,
+    /// Target table per source table, e.g. `{ users = "ods.ods_app_users" }`. Default:
+    /// `ods.ods_<table>`.
+    #[serde(default)]
+    pub targets: std::collections::BTreeMap<String, String>,
+    /// `initial` (default) or `never`.
+    #[serde(default = "default_snapshot_mode")]
+    pub snapshot: SnapshotMode,
+    /// Rows per snapshot chunk (one `SELECT … ORDER BY pk LIMIT n` each).
+    #[serde(default = "default_snapshot_chunk_rows")]
+    pub snapshot_chunk_rows: usize,
+    /// The ODS merger commits applied changes at least this often.
+    #[serde(default = "default_commit_interval", with = "humantime_serde")]
+    pub commit_interval: Duration,
+    /// Also append every raw change to `<target>_changelog`.
+    #[serde(default)]
+    pub keep_changelog: bool,
+    /// Server id the binlog client registers with (unique among the server's replicas).
+    #[serde(default = "default_server_id")]
+    pub server_id: u32,
+}
+
+fn default_snapshot_mode() -> SnapshotMode {
+    SnapshotMode::Initial
+}
+fn default_snapshot_chunk_rows() -> usize {
+    10_000
+}
+fn default_commit_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_server_id() -> u32 {
+    4_000_001
+}
+
+impl SourceConfig {
+    /// The bus topic carrying the changes of `table`.
+    pub fn topic(&self, table: &str) -> String {
+        crate::cdc::topic(&self.name, table)
+    }
+
+    /// `(namespace, name)` of the ODS table `table` lands in.
+    pub fn target(&self, table: &str) -> (String, String) {
+        match self.targets.get(table) {
+            Some(t) => match t.split_once('.') {
+                Some((ns, name)) => (ns.to_string(), name.to_string()),
+                None => ("ods".to_string(), t.clone()),
+            },
+            None => ("ods".to_string(), format!("ods_{table}")),
+        }
+    }
+
+    /// Pure checks: names, URL shape, table list. No connection is made.
+    pub fn validate(&self) -> Result<()> {
+        let ident_ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        };
+        let bad = |msg: String| Err(Error::user(format!("sources.{}: {msg}", self.name)));
+        if !ident_ok(&self.name) {
+            return Err(Error::user(format!(
+                "sources: name {:?} must be 1-64 letters, digits or _",
+                self.name
+            )));
+        }
+        match self.kind {
+            SourceKind::Mysql => {
+                let Some(rest) = self.url.strip_prefix("mysql://") else {
+                    return bad(format!(
+                        "url must start with mysql:// (got {:?})",
+                        redact_url(&self.url)
+                    ));
+                };
+                let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+                let host = authority.rsplit('@').next().unwrap_or("");
+                if host.is_empty() {
+                    return bad("url has no host".to_string());
+                }
+                let db = path.split('?').next().unwrap_or("");
+                if db.is_empty() {
+                    return bad(format!(
+                        "url {} names no database (mysql://user:pass@host:port/DATABASE)",
+                        redact_url(&self.url)
+                    ));
+                }
+            }
+            SourceKind::Postgres => {
+                return bad("kind = \"postgres\" is not supported yet (only mysql)".to_string())
+            }
+        }
+        if self.tables.is_empty() {
+            return bad("tables is empty".to_string());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for t in &self.tables {
+            if !ident_ok(t) {
+                return bad(format!("table name {t:?} must be letters, digits or _"));
+            }
+            if !seen.insert(t) {
+                return bad(format!("table {t} is listed twice"));
+            }
+        }
+        for k in self.targets.keys() {
+            if !self.tables.contains(k) {
+                return bad(format!("targets names {k}, which is not in tables"));
+            }
+        }
+        if self.commit_interval.is_zero() {
+            return bad("commit_interval must be positive".to_string());
+        }
+        if self.snapshot_chunk_rows == 0 {
+            return bad("snapshot_chunk_rows must be positive".to_string());
+        }
+        Ok(())
+    }
+}
+
+/// The URL with its password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = match rest.split_once('/') {
+        Some((a, p)) => (a, format!("/{p}")),
+        None => (rest, String::new()),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_string(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -362,6 +533,26 @@ impl Config {
         if !(hook.is_empty() || hook.starts_with("http://") || hook.starts_with("https://")) {
             return bad("warehouse.alert_webhook must be an http:// or https:// URL");
         }
+        let mut names = std::collections::BTreeSet::new();
+        let mut targets = std::collections::BTreeMap::new();
+        for source in &self.sources {
+            source.validate()?;
+            if !names.insert(source.name.as_str()) {
+                return Err(Error::user(format!(
+                    "sources: two sources are named {:?}",
+                    source.name
+                )));
+            }
+            for table in &source.tables {
+                let target = source.target(table);
+                if let Some(other) = targets.insert(target.clone(), (&source.name, table)) {
+                    return Err(Error::user(format!(
+                        "sources: {}.{} and {}.{} both land in {}.{}",
+                        other.0, other.1, source.name, table, target.0, target.1
+                    )));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -432,6 +623,36 @@ mod tests {
             assert_eq!(c.data.dir, dir.path().join("data"));
             Ok(())
         });
+    }
+
+    #[test]
+    fn sources_parse_and_validate() {
+        let c = Config::from_toml(
+            "[[sources]]\nname = \"app\"\nkind = \"mysql\"\nurl = \"mysql://cdc:secret@127.0.0.1:13306/app\"\ntables = [\"users\", \"posts\"]\ntargets = { posts = \"ods.ods_app_posts\" }\ncommit_interval = \"2s\"\nkeep_changelog = true\n",
+        )
+        .unwrap();
+        let s = &c.sources[0];
+        assert_eq!(s.kind, SourceKind::Mysql);
+        assert_eq!(s.snapshot, SnapshotMode::Initial);
+        assert_eq!(s.commit_interval, Duration::from_secs(2));
+        assert_eq!(s.target("users"), ("ods".into(), "ods_users".into()));
+        assert_eq!(s.target("posts"), ("ods".into(), "ods_app_posts".into()));
+        assert_eq!(s.topic("users"), "cdc.app.users");
+
+        let base = "[[sources]]\nname = \"app\"\nkind = \"mysql\"\ntables = [\"users\"]\n";
+        let err = Config::from_toml(&format!("{base}url = \"postgres://x@h/db\"\n")).unwrap_err();
+        assert!(err.to_string().contains("mysql://"), "{err}");
+        let err = Config::from_toml(&format!("{base}url = \"mysql://u:pw@h:1\"\n")).unwrap_err();
+        assert!(err.to_string().contains("names no database"), "{err}");
+        assert!(!err.to_string().contains("pw"), "{err}");
+        let err =
+            Config::from_toml(&format!("{base}url = \"mysql://u@h/db\"\nbogus = 1\n")).unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+        let err = Config::from_toml(
+            "[[sources]]\nname = \"a\"\nkind = \"postgres\"\nurl = \"postgres://h/db\"\ntables = [\"t\"]\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("not supported yet"), "{err}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! bus, the app registry, the clock and the core error type.
 
 pub mod apps;
+pub mod cdc;
 pub mod config;
 pub mod cron;
 pub mod error;

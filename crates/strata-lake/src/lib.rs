@@ -14,6 +14,7 @@
 //! - `sql/`: the SQL session, lake DDL/DML statements, time travel, output formats
 
 mod batch;
+pub mod cdc;
 mod error;
 mod lake;
 mod position;
@@ -28,7 +29,8 @@ pub use batch::{event_type, utc_date, utc_hour};
 pub use error::{Error, Fault, Result};
 pub use lake::Lake;
 pub use position::{
-    decode_offsets, encode_offsets, offsets_key, table_position, EVENTS_OFFSETS_KEY,
+    carried_properties, decode_offsets, encode_offsets, offsets_key, table_position,
+    EVENTS_OFFSETS_KEY,
 };
 pub use schema::{OdsTable, EVENT_TABLE, ODS_NAMESPACE, REJECTED_TABLE};
 pub use sink::{LakeSink, LAKE_GROUP};

@@ -65,6 +65,11 @@ pub enum Command {
         #[command(subcommand)]
         command: DqCommand,
     },
+    /// Database change data capture: progress of the configured sources, source vs ODS checks.
+    Cdc {
+        #[command(subcommand)]
+        command: CdcCommand,
+    },
     /// Validate strata.toml offline (no servers contacted) and print the effective config.
     Check {
         #[command(flatten)]
@@ -292,6 +297,29 @@ pub enum DqCommand {
         /// Only this run date.
         #[arg(long)]
         date: Option<chrono::NaiveDate>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CdcCommand {
+    /// Per source and table: phase, binlog position, changes, last error, ODS position and lag.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Compare source tables with their ODS tables: row count, per-row checksum, differing
+    /// keys. Exits 1 when they differ.
+    Verify {
+        /// Source name (`[[sources]] name`).
+        source: String,
+        /// One table of that source (default: all of them).
+        table: Option<String>,
+        /// Keep re-checking until equal or this much time has passed (e.g. `30s`), for a
+        /// source that is still being applied.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        wait: Option<Duration>,
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 

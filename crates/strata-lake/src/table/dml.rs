@@ -300,6 +300,7 @@ pub async fn delete_where(
         ident,
         "delete",
         Operation::Delete,
+        &HashMap::new(),
         |target, _| {
             let predicate = predicate.clone();
             async move {
@@ -337,6 +338,7 @@ pub async fn update(
         ident,
         "update",
         Operation::Overwrite,
+        &HashMap::new(),
         |target, table| {
             let assignments = assignments.clone();
             let predicate = predicate.clone();
@@ -450,12 +452,26 @@ pub async fn merge(
     source: DataFrame,
     spec: MergeSpec,
 ) -> Result<Outcome> {
+    merge_with_properties(lake, ctx, ident, source, spec, HashMap::new()).await
+}
+
+/// [`merge`] whose snapshot also carries `properties` in its summary (e.g. the CDC merger's
+/// bus offsets, so data and position commit in one catalog swap).
+pub async fn merge_with_properties(
+    lake: &Lake,
+    ctx: &SessionContext,
+    ident: &TableIdent,
+    source: DataFrame,
+    spec: MergeSpec,
+    properties: HashMap<String, String>,
+) -> Result<Outcome> {
     row_level(
         lake,
         ctx,
         ident,
         "merge",
         Operation::Overwrite,
+        &properties,
         |target, table| {
             let source = source.clone();
             let spec = spec.clone();
@@ -723,6 +739,7 @@ async fn row_level<F, Fut>(
     ident: &TableIdent,
     op: &str,
     operation: Operation,
+    properties: &HashMap<String, String>,
     plan: F,
 ) -> Result<Outcome>
 where
@@ -747,6 +764,7 @@ where
         };
         let mut rows = conform(&table, &changes.inserted, Match::ByPosition)?;
         let mut change = Change::new(operation.clone());
+        change.properties = properties.clone();
         match mode {
             WriteMode::MergeOnRead => {
                 let deleted: Vec<(&LiveFile, Vec<i64>)> = changes

@@ -14,8 +14,8 @@ pub mod scan;
 pub use commit::{commit_change, swap_metadata, Change};
 pub use create::create_table;
 pub use dml::{
-    append, conform, delete_where, merge, merge_schema, overwrite_partition, overwrite_partitions,
-    replace_all, update, Match, MergeClause, MergeSpec, Outcome, WriteMode,
+    append, conform, delete_where, merge, merge_schema, merge_with_properties, overwrite_partition,
+    overwrite_partitions, replace_all, update, Match, MergeClause, MergeSpec, Outcome, WriteMode,
 };
 pub use files::{LiveFile, LiveManifest, TableFiles};
 pub use maintain::{

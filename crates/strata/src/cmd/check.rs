@@ -13,7 +13,11 @@ pub fn run(path: &Path) -> Result<()> {
             bail!("collector.geoip_db: {} does not exist", db.display());
         }
     }
-    let text = toml::to_string_pretty(&config).context("rendering the effective config")?;
+    let mut shown = config.clone();
+    for s in &mut shown.sources {
+        s.url = strata_core::config::redact_url(&s.url);
+    }
+    let text = toml::to_string_pretty(&shown).context("rendering the effective config")?;
     println!(
         "# effective config of {} (file + STRATA_* overrides)",
         path.display()

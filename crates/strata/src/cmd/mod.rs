@@ -1,6 +1,7 @@
 //! Subcommand implementations, one module each.
 
 mod apps;
+mod cdc;
 mod check;
 mod dag;
 mod demo;
@@ -13,7 +14,7 @@ mod table;
 use anyhow::Result;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{AppsCommand, Cli, Command, Format};
+use crate::cli::{AppsCommand, CdcCommand, Cli, Command, Format};
 
 pub fn init_tracing(verbose: u8) {
     let default = match verbose {
@@ -48,6 +49,15 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Dag { command } => dag::run(command).await,
         Command::Dq { command } => dag::dq(command).await,
         Command::Check { config } => check::run(&config.config),
+        Command::Cdc { command } => match command {
+            CdcCommand::Status { config } => cdc::status(&config.config).await,
+            CdcCommand::Verify {
+                source,
+                table,
+                wait,
+                config,
+            } => cdc::verify(&config.config, &source, table.as_deref(), wait).await,
+        },
         Command::Table { command } => table::run(command).await,
     }
 }

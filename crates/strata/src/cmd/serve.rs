@@ -13,7 +13,9 @@ use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use strata_bus::embedded::{EmbeddedLog, EmbeddedOptions};
 use strata_bus::Log;
+use strata_cdc::mysql::MysqlSource;
 use strata_collect::Collector;
+use strata_lake::cdc::{CdcMerger, CdcTable};
 use strata_lake::table::maintain::auto_compact;
 use strata_lake::{Lake, LakeSink};
 use tokio::sync::watch;
@@ -74,6 +76,30 @@ pub async fn serve_until(
             config.lake.clone(),
             compaction_shutdown,
         ))
+    });
+
+    // Database CDC: one task per source (snapshot + binlog → bus) and one merger (bus → ODS).
+    let (stop_sources, sources_shutdown) = watch::channel(false);
+    let mut source_tasks = Vec::new();
+    for source in &config.sources {
+        let s = MysqlSource::new(source, log.clone(), &config.data.dir)
+            .with_context(|| format!("source {}", source.name))?;
+        let name = source.name.clone();
+        let rx = sources_shutdown.clone();
+        source_tasks.push(tokio::spawn(async move {
+            if let Err(e) = s.run(rx).await {
+                tracing::error!(source = %name, error = %e, "cdc source stopped");
+            }
+        }));
+    }
+    let (stop_merger, merger_shutdown) = watch::channel(false);
+    let merger_task = (!config.sources.is_empty()).then(|| {
+        let merger = CdcMerger::new(&lake, log.clone(), CdcTable::from_sources(&config.sources));
+        tokio::spawn(async move {
+            if let Err(e) = merger.run(merger_shutdown).await {
+                tracing::error!(error = %e, "cdc merger stopped");
+            }
+        })
     });
 
     let collector = Collector::new(&config, log.clone())
@@ -137,6 +163,16 @@ pub async fn serve_until(
     let _ = stop_compaction.send(true);
     if let Some(task) = compaction_task {
         let _ = task.await;
+    }
+    // Sources stop first (they save their positions), then the merger applies what they put
+    // on the bus, then the lake sink.
+    let _ = stop_sources.send(true);
+    for t in source_tasks {
+        let _ = t.await;
+    }
+    let _ = stop_merger.send(true);
+    if let Some(t) = merger_task {
+        let _ = t.await;
     }
     let _ = stop_sink.send(true);
     if !sink_task.is_finished() {

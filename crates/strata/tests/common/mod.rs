@@ -316,3 +316,4 @@ pub fn lake_files(data: &Path) -> usize {
     walk(&data.join("lake"), &mut n);
     n
 }
+pub mod mariadb;

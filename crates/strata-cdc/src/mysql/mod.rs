@@ -1,0 +1,11 @@
+//! MariaDB / MySQL: schemas from `information_schema` (`schema.rs`), value decoding for the
+//! binary protocol and binlog rows (`decode.rs`), key-ordered snapshot chunks
+//! (`snapshot.rs`) and the snapshot → binlog loop (`source.rs`).
+
+pub mod decode;
+pub mod schema;
+pub mod snapshot;
+pub mod source;
+
+pub use schema::SourceTable;
+pub use source::{read_tables, MysqlSource};

@@ -1,0 +1,737 @@
+//! The MariaDB/MySQL source loop: schemas → snapshot (chunked by primary key, resumable) →
+//! binlog stream from the position taken when the snapshot started. Every change becomes a
+//! [`CdcRecord::Change`] on `cdc.<source>.<table>` (one partition, source order).
+//!
+//! Exactly-once onto the bus: a transaction's changes are appended when its commit (XID)
+//! event arrives; the state file then moves its resume position to that boundary. After a
+//! crash the stream restarts at the saved boundary and drops every change whose position is
+//! at or before the last change its topic already holds.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use mysql_async::binlog::events::{EventData, RowsEventData};
+use mysql_async::binlog::row::BinlogRow;
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStreamRequest, Conn, Opts, OptsBuilder, Row as MyRow};
+use strata_bus::{Log, Record};
+use strata_core::cdc::{CdcRecord, Change, Op, Row, SourcePosition, TableSchema};
+use strata_core::config::{redact_url, SnapshotMode, SourceConfig};
+use tokio::sync::watch;
+
+use super::decode::{decode, Origin};
+use super::schema::{load_table, SourceTable};
+use super::snapshot::{key_of, read_chunk};
+use crate::error::{Error, Result};
+use crate::state::{self, BinlogPos, Phase, SourceState};
+
+/// Changes buffered for one transaction before they are flushed early (huge transactions).
+const MAX_TX_BUFFER: usize = 50_000;
+/// How often the state file is rewritten while streaming.
+const STATE_SAVE_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest wait between reconnect attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// MariaDB's own GTID event type.
+const MARIADB_GTID_EVENT: u8 = 162;
+
+/// A configured MariaDB/MySQL source.
+pub struct MysqlSource {
+    config: SourceConfig,
+    log: Arc<dyn Log>,
+    state_path: PathBuf,
+    opts: Opts,
+    database: String,
+    host: String,
+}
+
+/// Per-topic facts read back from the bus tail on start.
+#[derive(Default)]
+struct TopicTail {
+    schema: Option<TableSchema>,
+    last_streamed: Option<SourcePosition>,
+}
+
+impl MysqlSource {
+    /// Checks the URL and prepares; connects nothing.
+    pub fn new(
+        config: &SourceConfig,
+        log: Arc<dyn Log>,
+        data_dir: &std::path::Path,
+    ) -> Result<Self> {
+        let (opts, database, host) = connect_opts(config)?;
+        Ok(MysqlSource {
+            config: config.clone(),
+            log,
+            state_path: state::state_path(data_dir, &config.name),
+            opts,
+            database,
+            host,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn source_err(&self, what: &str, e: impl std::fmt::Display) -> Error {
+        Error::Source {
+            source_name: self.config.name.clone(),
+            host: self.host.clone(),
+            message: format!("{what}: {e}"),
+        }
+    }
+
+    /// Opens a connection with the session in UTC and utf8mb4.
+    pub async fn connect(&self) -> Result<Conn> {
+        Conn::new(self.opts.clone())
+            .await
+            .map_err(|e| self.source_err("connecting", e))
+    }
+
+    /// The schemas of every configured table.
+    pub async fn load_tables(&self, conn: &mut Conn) -> Result<Vec<SourceTable>> {
+        let mut out = Vec::new();
+        for t in &self.config.tables {
+            out.push(load_table(conn, &self.config.name, &self.database, t).await?);
+        }
+        Ok(out)
+    }
+
+    /// Runs until `shutdown` turns true; reconnects with backoff after source failures.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        let mut delay = Duration::from_millis(250);
+        loop {
+            match self.run_once(&mut shutdown).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.retryable() => {
+                    tracing::warn!(source = %self.config.name, error = %e, retry_in = ?delay, "cdc source failed, retrying");
+                    self.record_error(&e);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.changed() => return Ok(()),
+                    }
+                    delay = (delay * 2).min(MAX_BACKOFF);
+                }
+                Err(e) => {
+                    self.record_error(&e);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn record_error(&self, e: &Error) {
+        if let Ok(Some(mut s)) = state::load(&self.state_path) {
+            s.last_error = Some(e.to_string());
+            let _ = state::save(&self.state_path, &mut s);
+        }
+    }
+
+    async fn run_once(&self, shutdown: &mut watch::Receiver<bool>) -> Result<()> {
+        let mut conn = self.connect().await?;
+        let tables = self.load_tables(&mut conn).await?;
+        let mut tails = HashMap::new();
+        for t in &tables {
+            let topic = self.config.topic(t.name());
+            self.log
+                .ensure_topic(&topic, 1)
+                .await
+                .map_err(|e| Error::bus(format!("creating topic {topic}"), e))?;
+            let tail = self.read_tail(&topic).await?;
+            if tail.schema.as_ref() != Some(&t.schema) {
+                self.append(&topic, vec![CdcRecord::Schema(t.schema.clone())])
+                    .await?;
+            }
+            tails.insert(t.name().to_string(), tail);
+        }
+        let mut state = match state::load(&self.state_path)? {
+            Some(s) => s,
+            None => {
+                let start = self.binlog_end(&mut conn).await?;
+                let phase = match self.config.snapshot {
+                    SnapshotMode::Initial => Phase::Snapshot,
+                    SnapshotMode::Never => Phase::Stream,
+                };
+                let mut s = SourceState {
+                    phase,
+                    snapshot_start: start.clone(),
+                    tables: BTreeMap::new(),
+                    resume: start,
+                    changes: 0,
+                    last_commit_ts: None,
+                    last_error: None,
+                    updated_ms: 0,
+                };
+                state::save(&self.state_path, &mut s)?;
+                tracing::info!(source = %self.config.name, position = %s.resume, ?phase, "cdc source initialised");
+                s
+            }
+        };
+        if state.phase == Phase::Snapshot {
+            if !self
+                .snapshot(&mut conn, &tables, &mut state, shutdown)
+                .await?
+            {
+                return Ok(());
+            }
+            state.phase = Phase::Stream;
+            state.resume = state.snapshot_start.clone();
+            state::save(&self.state_path, &mut state)?;
+            tracing::info!(source = %self.config.name, position = %state.resume, "snapshot done, streaming");
+        }
+        drop(conn);
+        self.stream(&tables, tails, &mut state, shutdown).await
+    }
+
+    /// The current end of the binlog.
+    async fn binlog_end(&self, conn: &mut Conn) -> Result<BinlogPos> {
+        let row: Option<MyRow> = match conn.query_first("SHOW MASTER STATUS").await {
+            Ok(r) => r,
+            Err(_) => conn
+                .query_first("SHOW BINARY LOG STATUS")
+                .await
+                .map_err(|e| self.source_err("SHOW MASTER STATUS", e))?,
+        };
+        let Some(row) = row else {
+            return Err(Error::Unsupported {
+                table: self.config.name.clone(),
+                message: format!(
+                    "{} has no binary log: start it with --log-bin --binlog-format=ROW --binlog-row-image=FULL",
+                    self.host
+                ),
+            });
+        };
+        let file: Option<String> = row.get(0);
+        let pos: Option<u64> = row.get(1);
+        match (file, pos) {
+            (Some(file), Some(pos)) => Ok(BinlogPos { file, pos }),
+            _ => Err(self.source_err("SHOW MASTER STATUS", "unexpected answer")),
+        }
+    }
+
+    /// Reads the topic's last records: the last schema and the last streamed position.
+    async fn read_tail(&self, topic: &str) -> Result<TopicTail> {
+        let end = self
+            .log
+            .end_offsets(topic)
+            .await
+            .map_err(|e| Error::bus(format!("end offsets of {topic}"), e))?;
+        let end = end.get(&0).copied().unwrap_or(0);
+        let mut tail = TopicTail::default();
+        let mut hi = end;
+        // Walk back in windows until both facts are known or the topic's start is reached.
+        // Snapshot reads precede every streamed change, so the walk stops at the first one;
+        // a schema not found on the way is simply sent again.
+        let mut seen_snapshot = false;
+        while hi > 0 && tail.last_streamed.is_none() && !seen_snapshot {
+            let lo = hi.saturating_sub(4096);
+            let mut records = Vec::new();
+            let mut from = lo;
+            while from < hi {
+                let batch = match self.log.read(topic, 0, from, 4096, 64 << 20).await {
+                    Ok(b) => b,
+                    Err(strata_bus::Error::OffsetOutOfRange { start, .. }) if from < start => {
+                        from = start;
+                        continue;
+                    }
+                    Err(e) => return Err(Error::bus(format!("reading {topic}"), e)),
+                };
+                if batch.is_empty() {
+                    break;
+                }
+                for r in batch {
+                    if r.offset < hi {
+                        from = r.offset + 1;
+                        records.push(r);
+                    } else {
+                        from = hi;
+                    }
+                }
+            }
+            for r in records.iter().rev() {
+                match CdcRecord::from_json(&r.value) {
+                    Ok(CdcRecord::Schema(s)) if tail.schema.is_none() => tail.schema = Some(s),
+                    Ok(CdcRecord::Change(c)) if c.position.snapshot => {
+                        seen_snapshot = true;
+                        break;
+                    }
+                    Ok(CdcRecord::Change(c)) if tail.last_streamed.is_none() => {
+                        tail.last_streamed = Some(c.position.clone())
+                    }
+                    _ => {}
+                }
+            }
+            hi = lo;
+        }
+        Ok(tail)
+    }
+
+    async fn append(&self, topic: &str, records: Vec<CdcRecord>) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        let records: Vec<Record> = records
+            .iter()
+            .map(|r| Record {
+                key: Bytes::new(),
+                value: Bytes::from(r.to_json()),
+                timestamp_ms: now,
+            })
+            .collect();
+        let mut delay = Duration::from_millis(10);
+        loop {
+            match self.log.append(topic, records.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.retryable() && delay < Duration::from_secs(10) => {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) => return Err(Error::bus(format!("appending to {topic}"), e)),
+            }
+        }
+    }
+
+    /// Loads every table not yet done, chunk by chunk. Returns false when stopped by shutdown.
+    async fn snapshot(
+        &self,
+        conn: &mut Conn,
+        tables: &[SourceTable],
+        state: &mut SourceState,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<bool> {
+        let start = state.snapshot_start.clone();
+        let commit_ts = chrono::Utc::now().timestamp_micros();
+        for table in tables {
+            let progress = state.tables.entry(table.name().to_string()).or_default();
+            if progress.done {
+                continue;
+            }
+            let topic = self.config.topic(table.name());
+            tracing::info!(source = %self.config.name, table = table.name(), resume_after = ?progress.last_key, "snapshotting table");
+            loop {
+                if *shutdown.borrow() {
+                    return Ok(false);
+                }
+                let progress = state.tables.entry(table.name().to_string()).or_default();
+                let rows = read_chunk(
+                    conn,
+                    table,
+                    progress.last_key.as_deref(),
+                    self.config.snapshot_chunk_rows,
+                )
+                .await
+                .map_err(|e| self.with_host(e))?;
+                let n = rows.len();
+                let last_key = rows.last().map(|r| key_of(table, r));
+                let first_row = progress.rows;
+                let records: Vec<CdcRecord> = rows
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, row)| {
+                        CdcRecord::Change(Box::new(Change {
+                            op: Op::Read,
+                            before: None,
+                            after: Some(row),
+                            position: SourcePosition {
+                                file: start.file.clone(),
+                                pos: start.pos,
+                                row: first_row + i as u64,
+                                snapshot: true,
+                            },
+                            txid: None,
+                            commit_ts,
+                        }))
+                    })
+                    .collect();
+                self.append(&topic, records).await?;
+                let progress = state.tables.entry(table.name().to_string()).or_default();
+                progress.rows += n as u64;
+                state.changes += n as u64;
+                let progress = state.tables.entry(table.name().to_string()).or_default();
+                if n < self.config.snapshot_chunk_rows || table.schema.primary_key.is_empty() {
+                    progress.done = true;
+                } else {
+                    progress.last_key = last_key;
+                }
+                let done = progress.done;
+                state::save(&self.state_path, state)?;
+                if done {
+                    let rows = state.tables.get(table.name()).map(|p| p.rows).unwrap_or(0);
+                    tracing::info!(source = %self.config.name, table = table.name(), rows, "table snapshot done");
+                    break;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn with_host(&self, e: Error) -> Error {
+        match e {
+            Error::Source {
+                source_name,
+                message,
+                ..
+            } => Error::Source {
+                source_name,
+                host: self.host.clone(),
+                message,
+            },
+            other => other,
+        }
+    }
+
+    /// Streams the binlog from `state.resume` until shutdown.
+    async fn stream(
+        &self,
+        tables: &[SourceTable],
+        tails: HashMap<String, TopicTail>,
+        state: &mut SourceState,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<()> {
+        let conn = self.connect().await?;
+        let file = state.resume.file.clone();
+        let request = BinlogStreamRequest::new(self.config.server_id)
+            .with_filename(file.as_bytes())
+            .with_pos(state.resume.pos);
+        let mut stream = conn.get_binlog_stream(request).await.map_err(|e| {
+            let text = e.to_string();
+            if text.contains("1236") || text.to_lowercase().contains("could not find first log") {
+                Error::PositionLost {
+                    source_name: self.config.name.clone(),
+                    position: state.resume.to_string(),
+                    message: text,
+                    state: self.state_path.display().to_string(),
+                }
+            } else {
+                self.source_err("starting the binlog stream", e)
+            }
+        })?;
+        tracing::info!(source = %self.config.name, position = %state.resume, "streaming the binlog");
+        let by_name: HashMap<&str, &SourceTable> = tables.iter().map(|t| (t.name(), t)).collect();
+        let mut skip_until: HashMap<String, SourcePosition> = tails
+            .into_iter()
+            .filter_map(|(t, tail)| tail.last_streamed.map(|p| (t, p)))
+            .collect();
+        let mut current_file = state.resume.file.clone();
+        let mut tx = Transaction::default();
+        let mut last_save = Instant::now();
+        state.last_error = None;
+        loop {
+            let next = tokio::select! {
+                next = stream.next() => next,
+                _ = shutdown.changed() => None,
+            };
+            let event = match next {
+                None => break,
+                Some(Ok(e)) => e,
+                Some(Err(e)) => {
+                    let text = e.to_string();
+                    if text.contains("1236") {
+                        return Err(Error::PositionLost {
+                            source_name: self.config.name.clone(),
+                            position: state.resume.to_string(),
+                            message: text,
+                            state: self.state_path.display().to_string(),
+                        });
+                    }
+                    state::save(&self.state_path, state)?;
+                    return Err(self.source_err("reading the binlog", e));
+                }
+            };
+            let header = event.header();
+            let log_pos = header.log_pos() as u64;
+            if header.event_type_raw() == MARIADB_GTID_EVENT {
+                let d = event.data();
+                if d.len() >= 12 {
+                    let seq = u64::from_le_bytes(d[0..8].try_into().unwrap_or_default());
+                    let domain = u32::from_le_bytes(d[8..12].try_into().unwrap_or_default());
+                    tx.gtid = Some(format!("{domain}-{}-{seq}", header.server_id()));
+                }
+                tx.ts = header.timestamp() as i64 * 1_000_000;
+                continue;
+            }
+            let data = match event.read_data() {
+                Ok(Some(d)) => d,
+                Ok(None) => continue,
+                Err(e) => {
+                    return Err(Error::Unsupported {
+                        table: self.config.name.clone(),
+                        message: format!(
+                            "undecodable binlog event at {current_file}:{log_pos}: {e}"
+                        ),
+                    })
+                }
+            };
+            match data {
+                // The fake rotate the server sends first names the file we asked for (its
+                // name arrives with checksum bytes attached: ignore it). A real rotate starts
+                // the next file, between transactions.
+                EventData::RotateEvent(r) if log_pos != 0 && !r.is_fake() => {
+                    current_file = binlog_file_name(&r.name());
+                    state.resume = BinlogPos {
+                        file: current_file.clone(),
+                        pos: r.position(),
+                    };
+                }
+                EventData::GtidEvent(g) => {
+                    tx.gtid = Some(format!("{}:{}", uuid_text(&g.sid()), g.gno()));
+                    tx.ts = header.timestamp() as i64 * 1_000_000;
+                }
+                EventData::QueryEvent(q) => {
+                    let query = q.query();
+                    if query.starts_with('#') {
+                        // MariaDB's stand-in for events this client did not ask for
+                        // (annotate rows): not a boundary.
+                    } else if query.eq_ignore_ascii_case("BEGIN") {
+                        tx.ts = header.timestamp() as i64 * 1_000_000;
+                    } else {
+                        // COMMIT of a non-transactional engine, or DDL: a boundary.
+                        self.commit_tx(&mut tx, None, state, &current_file, log_pos)
+                            .await?;
+                        if !query.eq_ignore_ascii_case("COMMIT") {
+                            tracing::info!(source = %self.config.name, query = %query, "ddl in the binlog (schema changes are not applied yet)");
+                        }
+                    }
+                }
+                EventData::XidEvent(x) => {
+                    self.commit_tx(&mut tx, Some(x.xid), state, &current_file, log_pos)
+                        .await?;
+                }
+                EventData::RowsEvent(rows) => {
+                    let Some(tme) = stream.get_tme(rows.table_id()) else {
+                        continue;
+                    };
+                    if tme.database_name() != self.database.as_str() {
+                        continue;
+                    }
+                    let table_name = tme.table_name().to_string();
+                    let Some(table) = by_name.get(table_name.as_str()) else {
+                        continue;
+                    };
+                    if tme.columns_count() as usize != table.columns.len() {
+                        return Err(Error::Unsupported {
+                            table: table_name,
+                            message: format!(
+                                "the binlog has {} columns at {current_file}:{log_pos}, the table {}: schema changes are not supported yet",
+                                tme.columns_count(),
+                                table.columns.len()
+                            ),
+                        });
+                    }
+                    let op =
+                        match &rows {
+                            RowsEventData::WriteRowsEvent(_)
+                            | RowsEventData::WriteRowsEventV1(_) => Op::Create,
+                            RowsEventData::UpdateRowsEvent(_)
+                            | RowsEventData::UpdateRowsEventV1(_)
+                            | RowsEventData::PartialUpdateRowsEvent(_) => Op::Update,
+                            RowsEventData::DeleteRowsEvent(_)
+                            | RowsEventData::DeleteRowsEventV1(_) => Op::Delete,
+                        };
+                    for (i, pair) in rows.rows(tme).enumerate() {
+                        let (before, after) = pair.map_err(|e| Error::Unsupported {
+                            table: table_name.clone(),
+                            message: format!("bad row at {current_file}:{log_pos}: {e}"),
+                        })?;
+                        let position = SourcePosition {
+                            file: current_file.clone(),
+                            pos: log_pos,
+                            row: i as u64,
+                            snapshot: false,
+                        };
+                        if let Some(last) = skip_until.get(&table_name) {
+                            if &position <= last {
+                                continue;
+                            }
+                            skip_until.remove(&table_name);
+                        }
+                        let before = before.map(|r| image(table, r)).transpose()?;
+                        let after = after.map(|r| image(table, r)).transpose()?;
+                        tx.changes.push((
+                            table_name.clone(),
+                            Change {
+                                op,
+                                before,
+                                after,
+                                position,
+                                txid: None,
+                                commit_ts: header.timestamp() as i64 * 1_000_000,
+                            },
+                        ));
+                    }
+                    if tx.changes.len() >= MAX_TX_BUFFER {
+                        self.flush_tx(&mut tx, None).await?;
+                    }
+                }
+                _ => {}
+            }
+            if last_save.elapsed() >= STATE_SAVE_INTERVAL {
+                state::save(&self.state_path, state)?;
+                last_save = Instant::now();
+            }
+        }
+        // Shutdown: whatever is buffered belongs to an unfinished transaction and is re-read
+        // from `resume` on the next start.
+        state::save(&self.state_path, state)?;
+        let _ = stream.close().await;
+        tracing::info!(source = %self.config.name, position = %state.resume, "cdc source stopped");
+        Ok(())
+    }
+
+    async fn commit_tx(
+        &self,
+        tx: &mut Transaction,
+        xid: Option<u64>,
+        state: &mut SourceState,
+        file: &str,
+        log_pos: u64,
+    ) -> Result<()> {
+        let n = tx.changes.len() as u64;
+        if let Some(last) = tx.changes.last() {
+            state.last_commit_ts = Some(last.1.commit_ts);
+        }
+        self.flush_tx(tx, xid).await?;
+        state.changes += n;
+        state.resume = BinlogPos {
+            file: file.to_string(),
+            pos: log_pos,
+        };
+        *tx = Transaction::default();
+        metrics::counter!("strata_cdc_changes_total", "source" => self.config.name.clone())
+            .increment(n);
+        Ok(())
+    }
+
+    /// Appends the buffered changes, per topic, in order.
+    async fn flush_tx(&self, tx: &mut Transaction, xid: Option<u64>) -> Result<()> {
+        let txid = tx.gtid.clone().or_else(|| xid.map(|x| format!("xid:{x}")));
+        let mut by_topic: BTreeMap<String, Vec<CdcRecord>> = BTreeMap::new();
+        for (table, mut change) in tx.changes.drain(..) {
+            change.txid = txid.clone();
+            by_topic
+                .entry(self.config.topic(&table))
+                .or_default()
+                .push(CdcRecord::Change(Box::new(change)));
+        }
+        for (topic, records) in by_topic {
+            self.append(&topic, records).await?;
+        }
+        Ok(())
+    }
+}
+
+/// `binlog.000002` from a rotate event's name, without any bytes after the sequence digits.
+fn binlog_file_name(raw: &str) -> String {
+    match raw.rfind('.') {
+        Some(dot) => {
+            let digits: String = raw[dot + 1..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            format!("{}.{digits}", &raw[..dot])
+        }
+        None => raw.chars().take_while(char::is_ascii_graphic).collect(),
+    }
+}
+
+/// A MySQL server UUID in its usual spelling.
+fn uuid_text(sid: &[u8]) -> String {
+    let hex: String = sid.iter().map(|b| format!("{b:02x}")).collect();
+    if hex.len() != 32 {
+        return hex;
+    }
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// Connection options (session in UTC, utf8mb4), the database and `host:port`.
+pub fn connect_opts(config: &SourceConfig) -> Result<(Opts, String, String)> {
+    let opts = Opts::from_url(&config.url).map_err(|e| Error::Unsupported {
+        table: config.name.clone(),
+        message: format!("bad url {}: {e}", redact_url(&config.url)),
+    })?;
+    let database = opts.db_name().unwrap_or_default().to_string();
+    let host = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
+    let opts: Opts = OptsBuilder::from_opts(opts)
+        .prefer_socket(false)
+        .init(vec!["SET time_zone = '+00:00'", "SET NAMES utf8mb4"])
+        .into();
+    Ok((opts, database, host))
+}
+
+/// Reads the current schema and every row of `tables` (all configured tables when empty),
+/// for `strata cdc verify`.
+pub async fn read_tables(
+    config: &SourceConfig,
+    tables: &[String],
+) -> Result<Vec<(SourceTable, Vec<Row>)>> {
+    let (opts, database, host) = connect_opts(config)?;
+    let mut conn = Conn::new(opts).await.map_err(|e| Error::Source {
+        source_name: config.name.clone(),
+        host: host.clone(),
+        message: format!("connecting: {e}"),
+    })?;
+    let names = if tables.is_empty() {
+        &config.tables[..]
+    } else {
+        tables
+    };
+    let mut out = Vec::new();
+    for t in names {
+        let table = load_table(&mut conn, &config.name, &database, t).await?;
+        let rows = super::snapshot::read_all(&mut conn, &table).await?;
+        out.push((table, rows));
+    }
+    let _ = conn.disconnect().await;
+    Ok(out)
+}
+
+#[derive(Default)]
+struct Transaction {
+    gtid: Option<String>,
+    ts: i64,
+    changes: Vec<(String, Change)>,
+}
+
+/// A binlog row image → a row (every column must be present: binlog_row_image=FULL).
+fn image(table: &SourceTable, row: BinlogRow) -> Result<Row> {
+    let mut out = Row::new();
+    for (i, col) in table.columns.iter().enumerate() {
+        let Some(v) = row.as_ref(i) else {
+            return Err(Error::Unsupported {
+                table: table.name().to_string(),
+                message: format!(
+                    "column {} missing from the row image: set binlog_row_image=FULL",
+                    col.schema.name
+                ),
+            });
+        };
+        let value: mysql_async::Value = match v {
+            BinlogValue::Value(v) => v.clone(),
+            other => {
+                mysql_async::Value::try_from(other.clone()).map_err(|e| Error::Unsupported {
+                    table: table.name().to_string(),
+                    message: format!("column {}: {e}", col.schema.name),
+                })?
+            }
+        };
+        let value = decode(col, value, Origin::Binlog).map_err(|message| Error::Unsupported {
+            table: table.name().to_string(),
+            message,
+        })?;
+        out.insert(col.schema.name.clone(), value);
+    }
+    Ok(out)
+}

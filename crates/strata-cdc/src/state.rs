@@ -1,0 +1,106 @@
+//! The source's durable progress: `<data>/cdc/<source>.json`, replaced atomically (write,
+//! fsync, rename). It says which phase the source is in, where the snapshot started, how far
+//! each table's snapshot got and the binlog position (a transaction boundary) to stream from.
+//!
+//! It may lag behind what is on the bus (it is written after the bus appends): a restart then
+//! re-reads a little, and the source drops streamed changes at or before the last one each
+//! topic already holds, so the bus gets every change once. Snapshot chunks re-read after a
+//! crash are idempotent upserts for the merger.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use strata_core::cdc::Value;
+
+use crate::error::{Error, Result};
+
+/// A binlog coordinate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BinlogPos {
+    pub file: String,
+    pub pos: u64,
+}
+
+impl std::fmt::Display for BinlogPos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.pos)
+    }
+}
+
+/// How far one table's snapshot got.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TableSnapshot {
+    /// Primary key of the last row appended to the bus (None: none yet).
+    pub last_key: Option<Vec<Value>>,
+    pub rows: u64,
+    pub done: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Snapshot,
+    Stream,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceState {
+    pub phase: Phase,
+    /// Where the snapshot started: streaming begins here after it.
+    pub snapshot_start: BinlogPos,
+    pub tables: BTreeMap<String, TableSnapshot>,
+    /// Streaming resumes here (the end of the last transaction fully on the bus, or earlier).
+    pub resume: BinlogPos,
+    /// Changes put on the bus since this source was first started.
+    #[serde(default)]
+    pub changes: u64,
+    /// Commit time of the last streamed change, epoch microseconds.
+    #[serde(default)]
+    pub last_commit_ts: Option<i64>,
+    /// Last error the source hit (cleared when it streams again).
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// When this file was written, epoch milliseconds.
+    #[serde(default)]
+    pub updated_ms: i64,
+}
+
+/// `<data>/cdc/<source>.json`
+pub fn state_path(data_dir: &Path, source: &str) -> PathBuf {
+    data_dir.join("cdc").join(format!("{source}.json"))
+}
+
+pub fn load(path: &Path) -> Result<Option<SourceState>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Io {
+                context: format!("reading {}", path.display()),
+                message: format!("bad state file: {e}"),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+    }
+}
+
+pub fn save(path: &Path, state: &mut SourceState) -> Result<()> {
+    state.updated_ms = chrono::Utc::now().timestamp_millis();
+    let ctx = || format!("writing {}", path.display());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(ctx(), e))?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec_pretty(state).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut file = std::fs::File::create(&tmp).map_err(|e| Error::io(ctx(), e))?;
+    file.write_all(&bytes).map_err(|e| Error::io(ctx(), e))?;
+    file.sync_all().map_err(|e| Error::io(ctx(), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(ctx(), e))?;
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}

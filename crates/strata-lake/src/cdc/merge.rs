@@ -1,0 +1,510 @@
+//! The ODS merger: consumes `cdc.<source>.<table>` and keeps `ods.ods_<table>` equal to the
+//! source table, exactly once (ADR 0007).
+//!
+//! - The first record of a topic is the table's schema; the ODS table is created from it.
+//! - Changes are buffered and applied every `commit_interval`: the latest change per primary
+//!   key (bus order = source order) goes through one MERGE (delete → DELETE, else upsert).
+//!   Tables without a primary key get every change appended with its `_op`.
+//! - Each commit's snapshot summary holds `strata.bus.<topic>.offsets` = the next bus offset
+//!   after the changes it contains. A restart reads it and resumes there, so a SIGKILL at any
+//!   point neither loses nor doubles a change. The optional `<target>_changelog` table keeps
+//!   its own position the same way.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::common::Column;
+use datafusion::logical_expr::{col, lit, Expr};
+use datafusion::prelude::SessionContext;
+use iceberg::spec::{Operation, UnboundPartitionSpec};
+use iceberg::{NamespaceIdent, TableCreation, TableIdent};
+use strata_bus::{Log, Offsets};
+use strata_core::cdc::{CdcRecord, Change, Op, TableSchema, Value};
+use strata_core::config::SourceConfig;
+use tokio::sync::watch;
+
+use super::schema::{
+    ods_batch, ods_schema, OdsRow, OP_COLUMN, PRIMARY_KEY_PROPERTY, SOURCE_PROPERTY,
+};
+use crate::error::{Error, Result};
+use crate::lake::Lake;
+use crate::position::{encode_offsets, offsets_key, table_position};
+use crate::schema::table_properties;
+use crate::table::read::table_arrow_schema;
+use crate::table::{commit_change, merge_with_properties, Change as TableChange, MergeClause};
+use crate::table::{MergeSpec, TableFiles};
+use crate::write::write_rows;
+
+/// Records per bus read.
+const READ_MAX_RECORDS: usize = 8192;
+/// Buffered changes per table that force a commit before the interval ends.
+const MAX_BUFFERED: usize = 200_000;
+/// Idle poll interval.
+const IDLE_WAIT: Duration = Duration::from_millis(100);
+
+/// One source table the merger keeps in its ODS table.
+#[derive(Debug, Clone)]
+pub struct CdcTable {
+    pub source: String,
+    pub table: String,
+    pub topic: String,
+    pub target: TableIdent,
+    pub changelog: Option<TableIdent>,
+    pub commit_interval: Duration,
+}
+
+impl CdcTable {
+    /// The tables of every configured source.
+    pub fn from_sources(sources: &[SourceConfig]) -> Vec<CdcTable> {
+        let mut out = Vec::new();
+        for s in sources {
+            for t in &s.tables {
+                let (ns, name) = s.target(t);
+                let target = TableIdent::new(NamespaceIdent::new(ns.clone()), name.clone());
+                out.push(CdcTable {
+                    source: s.name.clone(),
+                    table: t.clone(),
+                    topic: s.topic(t),
+                    changelog: s.keep_changelog.then(|| {
+                        TableIdent::new(NamespaceIdent::new(ns), format!("{name}_changelog"))
+                    }),
+                    target,
+                    commit_interval: s.commit_interval,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Per-table progress of the merger.
+struct TableState {
+    spec: CdcTable,
+    /// Next bus offset to read.
+    next: u64,
+    /// Next offset the ODS table / the changelog does not hold yet (None: table not created).
+    target_pos: Option<u64>,
+    changelog_pos: Option<u64>,
+    schema: Option<TableSchema>,
+    buffer: Vec<(u64, Change)>,
+    last_commit: Instant,
+    /// Set when the table stopped with an error; the other tables go on.
+    failed: Option<String>,
+}
+
+/// Applies CDC topics to ODS tables.
+pub struct CdcMerger {
+    lake: Lake,
+    log: Arc<dyn Log>,
+    tables: Vec<CdcTable>,
+}
+
+impl CdcMerger {
+    pub fn new(lake: &Lake, log: Arc<dyn Log>, tables: Vec<CdcTable>) -> CdcMerger {
+        CdcMerger {
+            lake: lake.clone(),
+            log,
+            tables,
+        }
+    }
+
+    /// Runs until `shutdown` turns true, then applies everything already on the bus and
+    /// returns.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        let mut states = Vec::new();
+        for spec in &self.tables {
+            states.push(self.start(spec.clone()).await?);
+        }
+        tracing::info!(tables = states.len(), "cdc merger started");
+        let mut stopping = false;
+        loop {
+            if !stopping && *shutdown.borrow() {
+                stopping = true;
+            }
+            let mut got = 0;
+            for st in states.iter_mut() {
+                if st.failed.is_some() {
+                    continue;
+                }
+                match self.step(st, stopping).await {
+                    Ok(n) => got += n,
+                    Err(e) if e.retryable() => {
+                        tracing::warn!(table = %st.spec.target, error = %e, "cdc merge failed, retrying from the committed position");
+                        *st = self.start(st.spec.clone()).await?;
+                    }
+                    Err(e) => {
+                        tracing::error!(table = %st.spec.target, error = %e, "cdc table stopped");
+                        st.failed = Some(e.to_string());
+                    }
+                }
+            }
+            if stopping && got == 0 {
+                break;
+            }
+            if got == 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep(IDLE_WAIT) => {}
+                    _ = shutdown.changed() => { stopping = true; }
+                }
+            }
+        }
+        tracing::info!("cdc merger stopped");
+        Ok(())
+    }
+
+    async fn start(&self, spec: CdcTable) -> Result<TableState> {
+        let target_pos = self.position_of(&spec.target, &spec.topic).await?;
+        let changelog_pos = match &spec.changelog {
+            Some(c) => self.position_of(c, &spec.topic).await?,
+            None => None,
+        };
+        let next = match (&spec.changelog, target_pos, changelog_pos) {
+            (None, p, _) => p.unwrap_or(0),
+            (Some(_), a, b) => a.unwrap_or(0).min(b.unwrap_or(0)),
+        };
+        tracing::info!(table = %spec.target, topic = %spec.topic, from = next, "cdc table resumes");
+        Ok(TableState {
+            spec,
+            next,
+            target_pos,
+            changelog_pos,
+            schema: None,
+            buffer: Vec::new(),
+            last_commit: Instant::now(),
+            failed: None,
+        })
+    }
+
+    /// The next offset `ident` does not hold: from its snapshot summary; 0 for an existing
+    /// table without a position, None when the table does not exist.
+    async fn position_of(&self, ident: &TableIdent, topic: &str) -> Result<Option<u64>> {
+        let exists = self
+            .lake
+            .catalog()
+            .table_exists(ident)
+            .await
+            .map_err(|e| Error::iceberg(format!("checking {ident}"), e))?;
+        if !exists {
+            return Ok(None);
+        }
+        let table = self.lake.load_table(ident).await?;
+        Ok(Some(
+            table_position(&table, topic)?
+                .and_then(|o| o.get(&0).copied())
+                .unwrap_or(0),
+        ))
+    }
+
+    /// Reads one batch of records and commits when due. Returns how many records it read.
+    async fn step(&self, st: &mut TableState, stopping: bool) -> Result<usize> {
+        let records = match self
+            .log
+            .read(&st.spec.topic, 0, st.next, READ_MAX_RECORDS, 16 << 20)
+            .await
+        {
+            Ok(r) => r,
+            // The source has not created its topic yet.
+            Err(strata_bus::Error::UnknownTopic(_)) => Vec::new(),
+            Err(e) => return Err(Error::bus(format!("reading {}", st.spec.topic), e)),
+        };
+        let n = records.len();
+        for r in records {
+            st.next = r.offset + 1;
+            let record = CdcRecord::from_json(&r.value).map_err(|e| {
+                Error::Internal(format!(
+                    "{} offset {}: not a CDC record: {e}",
+                    st.spec.topic, r.offset
+                ))
+            })?;
+            match record {
+                CdcRecord::Schema(schema) => self.on_schema(st, schema, r.offset).await?,
+                CdcRecord::Change(change) => {
+                    if st.schema.is_none() && st.target_pos.is_none() {
+                        return Err(Error::Internal(format!(
+                            "{}: change at offset {} before any schema record",
+                            st.spec.topic, r.offset
+                        )));
+                    }
+                    st.buffer.push((r.offset, *change));
+                }
+            }
+        }
+        let due = st.last_commit.elapsed() >= st.spec.commit_interval
+            || st.buffer.len() >= MAX_BUFFERED
+            || (stopping && n == 0);
+        if due && !st.buffer.is_empty() {
+            self.commit(st).await?;
+        }
+        if due {
+            st.last_commit = Instant::now();
+        }
+        Ok(n)
+    }
+
+    async fn on_schema(&self, st: &mut TableState, schema: TableSchema, offset: u64) -> Result<()> {
+        if st.target_pos.is_none() {
+            self.create(&st.spec.target, &schema).await?;
+            st.target_pos = Some(0);
+        }
+        if let Some(c) = &st.spec.changelog {
+            if st.changelog_pos.is_none() {
+                self.create(c, &schema).await?;
+                st.changelog_pos = Some(0);
+            }
+        }
+        // Commit what came before a schema change under the old schema first.
+        if let Some(old) = &st.schema {
+            if old.columns != schema.columns || old.primary_key != schema.primary_key {
+                return Err(Error::Sql(format!(
+                    "{}: the source schema changed at offset {offset} (columns or key); schema evolution is not supported yet",
+                    st.spec.target
+                )));
+            }
+        } else {
+            let table = self.lake.load_table(&st.spec.target).await?;
+            let have: Vec<String> = super::schema::data_columns(&table);
+            let want: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
+            if have != want {
+                return Err(Error::Sql(format!(
+                    "{}: its columns {have:?} differ from the source's {want:?}; schema evolution is not supported yet",
+                    st.spec.target
+                )));
+            }
+        }
+        st.schema = Some(schema);
+        Ok(())
+    }
+
+    async fn create(&self, ident: &TableIdent, schema: &TableSchema) -> Result<()> {
+        let ns = ident.namespace().clone();
+        let catalog = self.lake.catalog();
+        if !catalog
+            .namespace_exists(&ns)
+            .await
+            .map_err(|e| Error::iceberg("checking namespace", e))?
+        {
+            match catalog.create_namespace(&ns, HashMap::new()).await {
+                Ok(_) => {}
+                Err(e) if e.kind() == iceberg::ErrorKind::NamespaceAlreadyExists => {}
+                Err(e) => return Err(Error::iceberg("creating namespace", e)),
+            }
+        }
+        let mut properties = table_properties();
+        properties.insert(
+            PRIMARY_KEY_PROPERTY.to_string(),
+            schema.primary_key.join(","),
+        );
+        properties.insert(
+            SOURCE_PROPERTY.to_string(),
+            format!("{}.{}.{}", schema.source, schema.database, schema.table),
+        );
+        let creation = TableCreation::builder()
+            .name(ident.name().to_string())
+            .schema(ods_schema(schema)?)
+            .partition_spec(UnboundPartitionSpec::builder().build())
+            .properties(properties)
+            .build();
+        match catalog.create_table(&ns, creation).await {
+            Ok(_) => tracing::info!(table = %ident, "created cdc table"),
+            Err(e) if e.kind() == iceberg::ErrorKind::TableAlreadyExists => {}
+            Err(e) => return Err(Error::iceberg(format!("creating {ident}"), e)),
+        }
+        Ok(())
+    }
+
+    /// Applies the buffer to the ODS table (and the changelog) with the offsets in the same
+    /// snapshot, then clears it.
+    async fn commit(&self, st: &mut TableState) -> Result<()> {
+        let started = Instant::now();
+        let end = st.next;
+        let mut props = HashMap::new();
+        let mut offsets = Offsets::new();
+        offsets.insert(0, end);
+        props.insert(offsets_key(&st.spec.topic), encode_offsets(&offsets));
+        if let Some((_, last)) = st.buffer.last() {
+            props.insert(
+                last_commit_ts_key(&st.spec.topic),
+                last.commit_ts.to_string(),
+            );
+        }
+
+        let target_from = st.target_pos.unwrap_or(0);
+        let changes: Vec<&(u64, Change)> = st
+            .buffer
+            .iter()
+            .filter(|(o, _)| *o >= target_from)
+            .collect();
+        let key = self.primary_key(&st.spec.target).await?;
+        let n = changes.len();
+        if !changes.is_empty() || target_from < end {
+            if key.is_empty() {
+                self.append(&st.spec.target, &changes, props.clone())
+                    .await?;
+            } else {
+                self.upsert(&st.spec.target, &key, &changes, props.clone())
+                    .await?;
+            }
+            st.target_pos = Some(end);
+        }
+        if let Some(c) = st.spec.changelog.clone() {
+            let from = st.changelog_pos.unwrap_or(0);
+            let changes: Vec<&(u64, Change)> =
+                st.buffer.iter().filter(|(o, _)| *o >= from).collect();
+            if from < end {
+                self.append(&c, &changes, props.clone()).await?;
+                st.changelog_pos = Some(end);
+            }
+        }
+        st.buffer.clear();
+        metrics::counter!("strata_cdc_applied_changes_total", "table" => st.spec.target.to_string())
+            .increment(n as u64);
+        tracing::debug!(table = %st.spec.target, changes = n, next = end, elapsed = ?started.elapsed(), "cdc commit");
+        Ok(())
+    }
+
+    async fn primary_key(&self, ident: &TableIdent) -> Result<Vec<String>> {
+        let table = self.lake.load_table(ident).await?;
+        Ok(table
+            .metadata()
+            .properties()
+            .get(PRIMARY_KEY_PROPERTY)
+            .map(|k| {
+                k.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Appends every change as a row (keyless tables, changelogs). Position-only commits
+    /// (no rows) still record the offsets.
+    async fn append(
+        &self,
+        ident: &TableIdent,
+        changes: &[&(u64, Change)],
+        props: HashMap<String, String>,
+    ) -> Result<()> {
+        let mut backoff = crate::retry::Backoff::new(8);
+        loop {
+            let table = self.lake.load_table(ident).await?;
+            let schema = table_arrow_schema(&table)?;
+            let rows: Vec<OdsRow<'_>> = changes.iter().map(|(_, c)| ods_row(c)).collect();
+            let batch = ods_batch(&schema, &rows)?;
+            let files = TableFiles::manifests_only(&table).await?;
+            let data = write_rows(&table, &[batch]).await?;
+            let mut change = TableChange::new(Operation::Append);
+            change.added_data = data;
+            change.properties = props.clone();
+            match commit_change(&self.lake, &table, &files, change).await {
+                Ok(_) => return Ok(()),
+                Err(Error::Conflict { .. }) if backoff.can_retry() => backoff.wait().await,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Latest change per key → one MERGE carrying the offsets.
+    async fn upsert(
+        &self,
+        ident: &TableIdent,
+        key: &[String],
+        changes: &[&(u64, Change)],
+        props: HashMap<String, String>,
+    ) -> Result<()> {
+        // Per key, the change that decides its final state: the row of the last change that
+        // wrote it, or a deletion when the last change moved the key away (an update of the
+        // key itself) or deleted it.
+        let key_of = |row: Option<&strata_core::cdc::Row>| -> Vec<String> {
+            key.iter()
+                .map(|k| {
+                    row.and_then(|r| r.get(k))
+                        .map(Value::canonical)
+                        .unwrap_or_default()
+                })
+                .collect()
+        };
+        let mut latest: HashMap<Vec<String>, (usize, bool)> = HashMap::new();
+        for (i, (_, c)) in changes.iter().enumerate() {
+            if let (Op::Update, Some(before), Some(after)) = (c.op, &c.before, &c.after) {
+                let old = key_of(Some(before));
+                if old != key_of(Some(after)) {
+                    latest.insert(old, (i, true));
+                }
+            }
+            latest.insert(key_of(c.image()), (i, false));
+        }
+        let mut order: Vec<(usize, bool)> = latest.into_values().collect();
+        order.sort_unstable();
+        let picked: Vec<OdsRow<'_>> = order
+            .into_iter()
+            .map(|(i, moved_away)| {
+                let c = &changes[i].1;
+                if moved_away {
+                    OdsRow {
+                        image: c.before.as_ref(),
+                        op: Op::Delete.as_str(),
+                        source_pos: c.position.to_string(),
+                        commit_ts: c.commit_ts,
+                    }
+                } else {
+                    ods_row(c)
+                }
+            })
+            .collect();
+        let table = self.lake.load_table(ident).await?;
+        let schema = table_arrow_schema(&table)?;
+        let batch = ods_batch(&schema, &picked)?;
+        let ctx = SessionContext::new();
+        let source = ctx.read_batch(batch).map_err(Error::datafusion)?;
+        let t = |n: &str| col(Column::new(Some("t"), n));
+        let s = |n: &str| col(Column::new(Some("s"), n));
+        let on = key
+            .iter()
+            .map(|k| t(k).eq(s(k)))
+            .reduce(Expr::and)
+            .ok_or_else(|| Error::Internal("merge without a key".to_string()))?;
+        let is_delete = s(OP_COLUMN).eq(lit(Op::Delete.as_str()));
+        let spec = MergeSpec {
+            target_alias: "t".to_string(),
+            source_alias: "s".to_string(),
+            on,
+            clauses: vec![
+                MergeClause::Delete {
+                    condition: Some(is_delete.clone()),
+                },
+                MergeClause::Update {
+                    condition: None,
+                    assignments: None,
+                },
+                MergeClause::Insert {
+                    condition: Some(s(OP_COLUMN).not_eq(lit(Op::Delete.as_str()))),
+                    values: None,
+                },
+            ],
+        };
+        let outcome =
+            merge_with_properties(&self.lake, &ctx, ident, source, spec, props.clone()).await?;
+        if outcome.snapshot_id.is_none() {
+            // Nothing changed in the rows (e.g. only deletes of absent keys): record the
+            // position alone so a restart does not re-read these changes.
+            self.append(ident, &[], props).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Snapshot summary key: source commit time (epoch µs) of the last change a table holds.
+pub fn last_commit_ts_key(topic: &str) -> String {
+    format!("strata.cdc.{topic}.last-commit-ts")
+}
+
+fn ods_row(c: &Change) -> OdsRow<'_> {
+    OdsRow {
+        image: c.image(),
+        op: c.op.as_str(),
+        source_pos: c.position.to_string(),
+        commit_ts: c.commit_ts,
+    }
+}
