@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
 use arrow::compute::CastOptions;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::Column;
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::functions_aggregate::min_max::{max, min};
@@ -783,12 +783,13 @@ where
                 // Rewrite every touched file with its untouched rows.
                 let schema = located_schema(&table)?;
                 let deletes = position_deletes(&table, &files).await?;
-                for path in changes.deleted.keys() {
+                for (path, positions) in &changes.deleted {
+                    let gone: HashSet<i64> = positions.iter().copied().collect();
                     let file = files
                         .find(path)
                         .ok_or_else(|| Error::Internal(format!("{path} is not live")))?;
                     for batch in read_located(&table, file, deletes.get(path), &schema).await? {
-                        let kept = keep_untouched(&batch, &changes.deleted, &schema)?;
+                        let kept = keep_untouched(&batch, &gone, &schema)?;
                         if kept.num_rows() > 0 {
                             rows.push(kept);
                         }
@@ -821,31 +822,19 @@ where
 /// without `_file` / `_pos`.
 fn keep_untouched(
     batch: &RecordBatch,
-    deleted: &HashMap<String, Vec<i64>>,
+    gone: &HashSet<i64>,
     schema: &SchemaRef,
 ) -> Result<RecordBatch> {
     let n = schema.fields().len() - 2;
-    let files = batch
-        .column(n)
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .ok_or_else(|| Error::Internal("_file is not a string column".to_string()))?;
     let positions = batch
         .column(n + 1)
         .as_any()
         .downcast_ref::<Int64Array>()
         .ok_or_else(|| Error::Internal("_pos is not an int64 column".to_string()))?;
-    let sets: HashMap<&str, HashSet<i64>> = deleted
+    let keep: BooleanArray = positions
+        .values()
         .iter()
-        .map(|(k, v)| (k.as_str(), v.iter().copied().collect()))
-        .collect();
-    let keep: BooleanArray = (0..batch.num_rows())
-        .map(|i| {
-            Some(match sets.get(files.value(i)) {
-                Some(d) => !d.contains(&positions.value(i)),
-                None => false,
-            })
-        })
+        .map(|p| Some(!gone.contains(p)))
         .collect();
     let kept = arrow::compute::filter_record_batch(batch, &keep)
         .map_err(|e| Error::arrow("copy-on-write", e))?;
@@ -860,8 +849,11 @@ fn collect_locations(
     into: &mut HashMap<String, Vec<i64>>,
 ) -> Result<()> {
     for batch in batches {
-        let files = batch
-            .column(file_col)
+        // `_file` is dictionary-encoded (one value per data file); only the matched rows
+        // are expanded here.
+        let files = arrow::compute::cast(batch.column(file_col), &DataType::Utf8)
+            .map_err(|e| Error::arrow("reading _file", e))?;
+        let files = files
             .as_any()
             .downcast_ref::<StringArray>()
             .ok_or_else(|| Error::Internal("_file is not a string column".to_string()))?;

@@ -10,7 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, RunArray, StringArray, UInt32Array,
+    Array, ArrayRef, BooleanArray, DictionaryArray, Int32Array, Int64Array, RecordBatch, RunArray,
+    StringArray, UInt32Array,
 };
 use arrow::datatypes::Int32Type;
 use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, SchemaRef};
@@ -34,7 +35,12 @@ pub const POS_COLUMN: &str = "_pos";
 pub fn located_schema(table: &Table) -> Result<SchemaRef> {
     let base = table_arrow_schema(table)?;
     let mut fields: Vec<Field> = base.fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.push(Field::new(FILE_COLUMN, DataType::Utf8, false));
+    // One value per data file: dictionary-encoded, so a file's rows share one string.
+    fields.push(Field::new(
+        FILE_COLUMN,
+        DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+        false,
+    ));
     fields.push(Field::new(POS_COLUMN, DataType::Int64, false));
     Ok(Arc::new(ArrowSchema::new(fields)))
 }
@@ -157,7 +163,10 @@ pub async fn read_located(
             .zip(schema.fields().iter())
             .map(|(c, f)| plain_column(c, f.data_type()))
             .collect::<Result<_>>()?;
-        columns.push(Arc::new(StringArray::from(vec![file.path(); n])));
+        columns.push(Arc::new(DictionaryArray::<Int32Type>::new(
+            Int32Array::from(vec![0; n]),
+            Arc::new(StringArray::from(vec![file.path()])),
+        )));
         let positions = Int64Array::from_iter_values(pos..pos + n as i64);
         pos += n as i64;
         columns.push(Arc::new(positions.clone()));
