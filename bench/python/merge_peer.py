@@ -5,11 +5,11 @@ the change set with its `op` column, the expected result), does the same upsert 
 JSON line: {"version": ..., "runs": [...]}, each run in the shape of Strata's figures.
 
 Engines:
-- pyiceberg: a SqlCatalog (SQLite) table, unpartitioned, loaded with one `append` per chunk;
+- pyiceberg: a SqlCatalog (SQLite) table partitioned by identity(country) as Strata's, loaded with one `append` per chunk;
   the MERGE is one transaction of `delete(In(user_id, D keys))` and
   `upsert(U and I rows, join_cols=["user_id"])` (pyiceberg writes copy-on-write only).
 - duckdb: two runs. "parquet rewrite" reads the target Parquet files and writes the merged table
-  as a new Parquet file (an anti-join plus the new rows: copy-on-write of files, no catalog);
+  as a new, unpartitioned Parquet file (an anti-join plus the new rows: copy-on-write of files, no catalog);
   "merge into" loads the target into a native table in a database file and runs DuckDB's own
   `MERGE INTO` with the same clauses.
 """
@@ -120,6 +120,10 @@ def run_pyiceberg(m, work, read_runs):
     )
     catalog.create_namespace("bench")
     table = catalog.create_table("bench.users", schema=pq.read_schema(m["target_files"][0]))
+    # Partitioned like Strata's table: identity(country).
+    with table.update_spec() as spec:
+        spec.add_identity("country")
+    table = catalog.load_table("bench.users")
     run = {"name": "pyiceberg", "engine": "pyiceberg", "mode": "copy-on-write"}
 
     load_secs = 0.0

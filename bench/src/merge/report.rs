@@ -62,7 +62,7 @@ pub fn markdown(r: &Value) -> String {
     ));
     s.push_str(&format!(
         "Target: {} rows (`user_id BIGINT` key, `name STRING`, `score INT`, `updated_at TIMESTAMPTZ`, `country STRING`), \
-         unpartitioned, appended in chunks of {} rows (one commit each). Change set: {} rows — {} updates, {} inserts, \
+         partitioned by `identity(country)` (20 values), appended in chunks of {} rows (one commit each). Change set: {} rows — {} updates, {} inserts, \
          {} deletes, keys spread over the whole table. MERGE: `WHEN MATCHED AND op = 'D' THEN DELETE`, \
          `WHEN MATCHED AND op IN ('U','I') THEN UPDATE SET *`, `WHEN NOT MATCHED AND op IN ('U','I') THEN INSERT *`. \
          A correct result has {} rows and `sum(score)` = {}.\n\n",

@@ -9,9 +9,11 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use arrow::array::{Array, Int64Array, RecordBatch};
 use datafusion::common::Column;
-use datafusion::logical_expr::{col, lit, Expr};
+use datafusion::logical_expr::{col, lit};
 use datafusion::prelude::SessionContext;
-use iceberg::spec::{NestedField, PrimitiveType, Schema as IcebergSchema, Type};
+use iceberg::spec::{
+    NestedField, PrimitiveType, Schema as IcebergSchema, Transform, Type, UnboundPartitionSpec,
+};
 use iceberg::{NamespaceIdent, TableCreation, TableIdent};
 use serde_json::{json, Value};
 use strata_lake::table::{self, MergeClause, MergeSpec, TableFiles, WriteMode};
@@ -165,10 +167,16 @@ impl StrataRun<'_> {
             .iter()
             .map(|op| (format!("write.{op}.mode"), mode.to_string()))
             .collect();
-        // Unpartitioned: a mirror of an OLTP users table keyed by user_id.
+        // Partitioned by identity(country). Unpartitioned would be the natural mirror of an OLTP
+        // table, but `table::append` fails on unpartitioned tables ("Cannot create partition
+        // calculator for unpartitioned table", from iceberg's RecordBatchPartitionSplitter).
+        let spec = UnboundPartitionSpec::builder()
+            .add_partition_field(5, "country", Transform::Identity)?
+            .build();
         let creation = TableCreation::builder()
             .name(name)
             .schema(iceberg_schema()?)
+            .partition_spec(spec)
             .properties(properties)
             .build();
         catalog.create_table(&ns, creation).await?;
