@@ -106,7 +106,7 @@ pub fn markdown(r: &Value) -> String {
             run_label(run),
             num(&run["load"]["secs"], 1),
             num(&run["merge"]["secs"], 1),
-            run["merge"]["files_written"],
+            num(&run["merge"]["files_written"], 0),
             mib(&run["merge"]["bytes_written"]),
             run["read_after_merge"]["rows"],
             correct(run),
