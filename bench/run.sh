@@ -1,8 +1,49 @@
 #!/usr/bin/env bash
 # Builds in release mode and runs the benchmark suite; reports go to bench/results/.
+#
+#   bash bench/run.sh                 # every suite: ingest, merge
+#   bash bench/run.sh merge           # one suite; latest.{json,md} keeps the others' last figures
+#   MERGE_ROWS=200k MERGE_CHANGES=20k bash bench/run.sh merge    # the one-minute smoke size
+#
+# Settings come from the environment: BENCH_SECONDS, BENCH_CONNECTIONS (ingest); MERGE_ROWS,
+# MERGE_CHANGES, MERGE_CHUNK_ROWS, MERGE_MODES, MERGE_PEERS, MERGE_READ_RUNS,
+# MERGE_PEER_TIMEOUT_SECS (merge; see `merge-bench --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p strata -p strata-bench
+SUITES=("$@")
+[ ${#SUITES[@]} -eq 0 ] && SUITES=(ingest merge)
 TARGET="${CARGO_TARGET_DIR:-target}/release"
-"$TARGET/ingest-bench" --strata "$TARGET/strata" --seconds "${BENCH_SECONDS:-30}" \
-  --connections "${BENCH_CONNECTIONS:-64}" --out bench/results "$@"
+
+log() { printf '\n=== %s\n' "$*" >&2; }
+
+# Two builds, not one `-p strata -p strata-bench`: each package then keeps its own feature set
+# and both stay incremental in a shared target dir.
+cargo build --release -p strata
+cargo build --release -p strata-bench
+
+for suite in "${SUITES[@]}"; do
+  case "$suite" in
+    ingest)
+      log "ingest"
+      "$TARGET/ingest-bench" --strata "$TARGET/strata" --seconds "${BENCH_SECONDS:-30}" \
+        --connections "${BENCH_CONNECTIONS:-64}" --out bench/results
+      ;;
+    merge)
+      # The peers (pyiceberg, DuckDB) run from their own venv with pinned versions.
+      VENV="${MERGE_VENV:-bench/.venv}"
+      REQS=bench/python/requirements.txt
+      if [ ! -x "$VENV/bin/python" ] || ! cmp -s "$REQS" "$VENV/.requirements.txt"; then
+        log "creating the peers' venv at $VENV"
+        python3 -m venv "$VENV"
+        "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQS"
+        cp "$REQS" "$VENV/.requirements.txt"
+      fi
+      log "merge"
+      "$TARGET/merge-bench" --python "$VENV/bin/python" --out bench/results
+      ;;
+    *)
+      echo "unknown suite $suite (ingest, merge)" >&2
+      exit 2
+      ;;
+  esac
+done

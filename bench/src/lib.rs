@@ -1,5 +1,9 @@
 //! Shared parts of the benchmark harness: a keep-alive HTTP/1.1 load generator that sends
-//! Segment batches with unique message ids, and latency statistics.
+//! Segment batches with unique message ids, latency statistics, memory figures, the MERGE
+//! benchmark ([`merge`]) and the suite's report ([`suite`]).
+
+pub mod merge;
+pub mod suite;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -276,10 +280,47 @@ impl Conn {
 
 /// Peak resident set size (VmHWM) of a process, in MiB.
 pub fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    status_mib(&format!("/proc/{pid}/status"), "VmHWM:")
+}
+
+fn status_mib(path: &str, key: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(path).ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+/// This process's (current, peak) resident set size in MiB (VmRSS, VmHWM); NaN if unknown.
+pub fn self_rss_mib() -> (f64, f64) {
+    (
+        status_mib("/proc/self/status", "VmRSS:").unwrap_or(f64::NAN),
+        status_mib("/proc/self/status", "VmHWM:").unwrap_or(f64::NAN),
+    )
+}
+
+/// Resets this process's peak RSS to its current RSS (Linux `clear_refs` 5), so the next
+/// [`self_rss_mib`] peak covers only what ran in between. `false` if the kernel refused, in
+/// which case the peak is the process's lifetime peak.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// The machine the figures come from.
+pub fn machine(note: &str) -> serde_json::Value {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    let mem_gib = status_mib("/proc/meminfo", "MemTotal:").map(|m| (m / 1024.0).round());
+    serde_json::json!({"cpus": cpus, "cpu": model, "memory_gib": mem_gib, "note": note})
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
-use strata_bench::{peak_rss_mib, run_load, BatchTemplate, Conn, LoadResult};
+use strata_bench::{machine, peak_rss_mib, run_load, suite, BatchTemplate, Conn, LoadResult};
 
 const WRITE_KEY: &str = "bench-key";
 const EVENTS_PER_BATCH: usize = 100;
@@ -98,7 +98,7 @@ async fn main() -> Result<()> {
     let report = json!({
         "benchmark": "ingest",
         "date": chrono::Utc::now().to_rfc3339(),
-        "machine": machine(),
+        "machine": machine("load generator runs on the same cores"),
         "seconds_per_run": args.seconds,
         "connections": args.connections,
         "events_per_batch": EVENTS_PER_BATCH,
@@ -109,17 +109,8 @@ async fn main() -> Result<()> {
         "ratio_strata_to_ceiling": ratio,
         "targets": {"events_per_sec": 300000, "p99_ack_ms": 50, "p99_freshness_s_at_1s_flush": 5, "peak_rss_mib": 1024}
     });
-    std::fs::create_dir_all(&args.out)?;
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    let json_path = args.out.join(format!("ingest-{stamp}.json"));
-    std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)?;
     let md = markdown(&report);
-    std::fs::write(args.out.join(format!("ingest-{stamp}.md")), &md)?;
-    std::fs::write(args.out.join("latest.md"), &md)?;
-    std::fs::write(
-        args.out.join("latest.json"),
-        serde_json::to_string_pretty(&report)?,
-    )?;
+    let json_path = suite::write_report(&args.out, "ingest", &report, &md)?;
     println!("{md}");
     eprintln!("wrote {}", json_path.display());
     Ok(())
@@ -343,22 +334,6 @@ fn load_json(r: &LoadResult) -> serde_json::Value {
         "requests_failed": r.requests_failed,
         "ack_ms": {"p50": r.percentile_ms(0.5), "p99": r.percentile_ms(0.99), "p999": r.percentile_ms(0.999)},
     })
-}
-
-fn machine() -> serde_json::Value {
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_default();
-    json!({"cpus": cpus, "cpu": model, "note": "load generator runs on the same cores"})
 }
 
 fn markdown(r: &serde_json::Value) -> String {
