@@ -151,32 +151,10 @@ pub async fn overwrite_partitions(
         let spec_id = table.metadata().default_partition_spec_id();
         let unpartitioned = table.metadata().default_partition_spec().is_unpartitioned();
         let written: HashSet<_> = data.iter().map(|f| f.partition().clone()).collect();
-        let mut change = Change::new(Operation::Overwrite);
-        let mut outcome = Outcome {
-            inserted: rows.iter().map(|b| b.num_rows() as u64).sum(),
-            ..Default::default()
+        let replaced = |f: &LiveFile| {
+            unpartitioned || (f.spec_id == spec_id && written.contains(f.file.partition()))
         };
-        for f in files.manifests.iter().flat_map(|m| m.live.iter()) {
-            let replaced =
-                unpartitioned || (f.spec_id == spec_id && written.contains(f.file.partition()));
-            if replaced {
-                if f.is_data() {
-                    outcome.deleted += f.file.record_count();
-                }
-                change.removed.insert(f.path().to_string());
-            }
-        }
-        count_written(&mut outcome, &data);
-        change.added_data = data;
-        if change.is_empty() {
-            return Ok(outcome);
-        }
-        change
-            .properties
-            .insert("replace-partitions".to_string(), "true".to_string());
-        let table = commit_change(lake, &table, &files, change).await?;
-        outcome.snapshot_id = table.metadata().current_snapshot_id();
-        Ok(outcome)
+        commit_replacing(lake, &table, &files, &rows, data, replaced, true).await
     })
     .await
 }
@@ -192,26 +170,7 @@ pub async fn replace_all(
         let rows = conform(&table, &batches, Match::ByName)?;
         let files = TableFiles::current(&table).await?;
         let data = write_rows(&table, &rows).await?;
-        let mut outcome = Outcome {
-            inserted: rows.iter().map(|b| b.num_rows() as u64).sum(),
-            deleted: files.data_files().map(|f| f.file.record_count()).sum(),
-            ..Default::default()
-        };
-        let mut change = Change::new(Operation::Overwrite);
-        change.removed = files
-            .manifests
-            .iter()
-            .flat_map(|m| m.live.iter())
-            .map(|f| f.path().to_string())
-            .collect();
-        count_written(&mut outcome, &data);
-        change.added_data = data;
-        if change.is_empty() {
-            return Ok(outcome);
-        }
-        let table = commit_change(lake, &table, &files, change).await?;
-        outcome.snapshot_id = table.metadata().current_snapshot_id();
-        Ok(outcome)
+        commit_replacing(lake, &table, &files, &rows, data, |_| true, false).await
     })
     .await
 }
@@ -259,32 +218,50 @@ pub async fn overwrite_partition(
         }
         let files = TableFiles::current(&table).await?;
         let spec_id = metadata.default_partition_spec_id();
-        let mut change = Change::new(Operation::Overwrite);
-        let mut outcome = Outcome {
-            inserted: rows.iter().map(|b| b.num_rows() as u64).sum(),
-            ..Default::default()
-        };
-        for f in files.manifests.iter().flat_map(|m| m.live.iter()) {
-            if f.spec_id == spec_id && in_partition(f.file.partition()) {
-                if f.is_data() {
-                    outcome.deleted += f.file.record_count();
-                }
-                change.removed.insert(f.path().to_string());
+        let replaced = |f: &LiveFile| f.spec_id == spec_id && in_partition(f.file.partition());
+        commit_replacing(lake, &table, &files, &rows, data, replaced, true).await
+    })
+    .await
+}
+
+/// Commits `data` (written from `rows`) as one overwrite snapshot that also removes every live
+/// data and delete file `replaced` picks; `replace_partitions` marks it a partition
+/// replacement in the summary. Nothing to add or remove: no commit.
+async fn commit_replacing(
+    lake: &Lake,
+    table: &Table,
+    files: &TableFiles,
+    rows: &[RecordBatch],
+    data: Vec<DataFile>,
+    replaced: impl Fn(&LiveFile) -> bool,
+    replace_partitions: bool,
+) -> Result<Outcome> {
+    let mut change = Change::new(Operation::Overwrite);
+    let mut outcome = Outcome {
+        inserted: rows.iter().map(|b| b.num_rows() as u64).sum(),
+        ..Default::default()
+    };
+    for f in files.manifests.iter().flat_map(|m| m.live.iter()) {
+        if replaced(f) {
+            if f.is_data() {
+                outcome.deleted += f.file.record_count();
             }
+            change.removed.insert(f.path().to_string());
         }
-        count_written(&mut outcome, &data);
-        change.added_data = data;
-        if change.is_empty() {
-            return Ok(outcome);
-        }
+    }
+    count_written(&mut outcome, &data);
+    change.added_data = data;
+    if change.is_empty() {
+        return Ok(outcome);
+    }
+    if replace_partitions {
         change
             .properties
             .insert("replace-partitions".to_string(), "true".to_string());
-        let table = commit_change(lake, &table, &files, change).await?;
-        outcome.snapshot_id = table.metadata().current_snapshot_id();
-        Ok(outcome)
-    })
-    .await
+    }
+    let table = commit_change(lake, table, files, change).await?;
+    outcome.snapshot_id = table.metadata().current_snapshot_id();
+    Ok(outcome)
 }
 
 /// Deletes the rows where `predicate` (over the table's columns, unqualified) is true.

@@ -40,6 +40,29 @@ pub struct LiveManifest {
     pub live: Vec<LiveFile>,
 }
 
+impl LiveManifest {
+    /// Reads `manifest`'s added and existing entries, with the snapshot id and sequence
+    /// numbers they inherit from it.
+    pub async fn load(table: &Table, manifest: ManifestFile) -> Result<LiveManifest> {
+        let loaded = manifest.load_manifest(table.file_io()).await.map_err(|e| {
+            Error::iceberg(format!("reading manifest {}", manifest.manifest_path), e)
+        })?;
+        let live = loaded
+            .entries()
+            .iter()
+            .filter(|e| e.status() != ManifestStatus::Deleted)
+            .map(|e| LiveFile {
+                file: e.data_file().clone(),
+                spec_id: manifest.partition_spec_id,
+                snapshot_id: e.snapshot_id().unwrap_or(manifest.added_snapshot_id),
+                sequence_number: e.sequence_number().unwrap_or(manifest.sequence_number),
+                file_sequence_number: e.file_sequence_number.unwrap_or(manifest.sequence_number),
+            })
+            .collect();
+        Ok(LiveManifest { manifest, live })
+    }
+}
+
 /// All live files of one snapshot (empty for a table without snapshots).
 #[derive(Clone, Debug, Default)]
 pub struct TableFiles {
@@ -65,11 +88,10 @@ impl TableFiles {
         let Some(snapshot) = table.metadata().current_snapshot() else {
             return Ok(TableFiles::default());
         };
-        let list = read_manifest_list(table, snapshot).await?;
         Ok(TableFiles {
             snapshot_id: Some(snapshot.snapshot_id()),
-            manifests: list
-                .consume_entries()
+            manifests: manifest_files(table, snapshot)
+                .await?
                 .into_iter()
                 .map(|manifest| LiveManifest {
                     manifest,
@@ -81,29 +103,9 @@ impl TableFiles {
     }
 
     pub async fn of_snapshot(table: &Table, snapshot: &Snapshot) -> Result<TableFiles> {
-        let list = read_manifest_list(table, snapshot).await?;
-        let file_io = table.file_io();
-        let mut manifests = Vec::with_capacity(list.entries().len());
-        let entries: Vec<ManifestFile> = list.consume_entries().into_iter().collect();
-        for manifest in entries {
-            let loaded = manifest.load_manifest(file_io).await.map_err(|e| {
-                Error::iceberg(format!("reading manifest {}", manifest.manifest_path), e)
-            })?;
-            let live = loaded
-                .entries()
-                .iter()
-                .filter(|e| e.status() != ManifestStatus::Deleted)
-                .map(|e| LiveFile {
-                    file: e.data_file().clone(),
-                    spec_id: manifest.partition_spec_id,
-                    snapshot_id: e.snapshot_id().unwrap_or(manifest.added_snapshot_id),
-                    sequence_number: e.sequence_number().unwrap_or(manifest.sequence_number),
-                    file_sequence_number: e
-                        .file_sequence_number
-                        .unwrap_or(manifest.sequence_number),
-                })
-                .collect();
-            manifests.push(LiveManifest { manifest, live });
+        let mut manifests = Vec::new();
+        for manifest in manifest_files(table, snapshot).await? {
+            manifests.push(LiveManifest::load(table, manifest).await?);
         }
         Ok(TableFiles {
             snapshot_id: Some(snapshot.snapshot_id()),
@@ -137,15 +139,18 @@ impl TableFiles {
     }
 }
 
-async fn read_manifest_list(table: &Table, snapshot: &Snapshot) -> Result<ManifestList> {
+/// The manifests a snapshot's manifest list names.
+pub async fn manifest_files(table: &Table, snapshot: &Snapshot) -> Result<Vec<ManifestFile>> {
     let ident = table.identifier();
+    let path = snapshot.manifest_list();
     let bytes = table
         .file_io()
-        .new_input(snapshot.manifest_list())
-        .map_err(|e| Error::iceberg(format!("opening manifest list of {ident}"), e))?
+        .new_input(path)
+        .map_err(|e| Error::iceberg(format!("opening manifest list {path} of {ident}"), e))?
         .read()
         .await
-        .map_err(|e| Error::iceberg(format!("reading manifest list of {ident}"), e))?;
-    ManifestList::parse_with_version(&bytes, table.metadata().format_version())
-        .map_err(|e| Error::iceberg(format!("parsing manifest list of {ident}"), e))
+        .map_err(|e| Error::iceberg(format!("reading manifest list {path} of {ident}"), e))?;
+    let list = ManifestList::parse_with_version(&bytes, table.metadata().format_version())
+        .map_err(|e| Error::iceberg(format!("parsing manifest list {path} of {ident}"), e))?;
+    Ok(list.consume_entries().into_iter().collect())
 }

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use iceberg::spec::{DataContentType, ManifestFile, ManifestList, ManifestStatus, Snapshot};
+use iceberg::spec::{DataContentType, ManifestFile, ManifestStatus, Snapshot};
 use iceberg::table::Table;
 
 use crate::error::{Error, Result};
@@ -55,22 +55,6 @@ impl ManifestCache {
     }
 }
 
-/// The manifests a snapshot's manifest list names.
-pub(super) async fn manifests_of(table: &Table, snapshot: &Snapshot) -> Result<Vec<ManifestFile>> {
-    let ident = table.identifier();
-    let path = snapshot.manifest_list();
-    let bytes = table
-        .file_io()
-        .new_input(path)
-        .map_err(|e| Error::iceberg(format!("opening manifest list {path} of {ident}"), e))?
-        .read()
-        .await
-        .map_err(|e| Error::iceberg(format!("reading manifest list {path} of {ident}"), e))?;
-    let list = ManifestList::parse_with_version(&bytes, table.metadata().format_version())
-        .map_err(|e| Error::iceberg(format!("parsing manifest list {path} of {ident}"), e))?;
-    Ok(list.consume_entries().into_iter().collect())
-}
-
 /// Everything `snapshots` reference. `live_only`: count only added/existing manifest entries
 /// (what those snapshots need to read); otherwise every entry, tombstones included (what they
 /// mention at all). `lenient`: a manifest list or manifest that cannot be read is skipped
@@ -86,7 +70,7 @@ pub(super) async fn reach<'a>(
     for snapshot in snapshots {
         out.manifest_lists
             .insert(snapshot.manifest_list().to_string());
-        let manifests = match manifests_of(table, snapshot).await {
+        let manifests = match crate::table::files::manifest_files(table, snapshot).await {
             Ok(m) => m,
             Err(e) if lenient => {
                 tracing::warn!(table = %table.identifier(), snapshot = snapshot.snapshot_id(), error = %e, "skipping unreadable manifest list");

@@ -9,18 +9,18 @@
 
 use std::collections::{HashMap, HashSet};
 
-use iceberg::spec::{DataContentType, DataFile, ManifestStatus, Operation};
+use iceberg::spec::{DataContentType, DataFile, Operation};
 use iceberg::table::Table;
 use iceberg::TableIdent;
 
 use super::carried_properties;
 use super::compact::{discard, same_scope, Plan};
-use super::reach::manifests_of;
 use crate::error::{Error, Result};
 use crate::lake::Lake;
 use crate::retry::Backoff;
 use crate::table::commit::{commit_change, Change};
-use crate::table::files::{LiveFile, LiveManifest, TableFiles};
+use crate::table::files::manifest_files;
+use crate::table::files::{LiveManifest, TableFiles};
 use crate::table::read::read_position_delete_file;
 
 /// Lost races retried without waiting before backoff starts.
@@ -97,28 +97,12 @@ async fn refresh(table: &Table, previous: &TableFiles) -> Result<TableFiles> {
         .map(|m| (m.manifest.manifest_path.as_str(), m))
         .collect();
     let mut manifests = Vec::new();
-    for manifest in manifests_of(table, snapshot).await? {
+    for manifest in manifest_files(table, snapshot).await? {
         if let Some(m) = known.get(manifest.manifest_path.as_str()) {
             manifests.push((*m).clone());
             continue;
         }
-        let loaded = manifest.load_manifest(table.file_io()).await.map_err(|e| {
-            Error::iceberg(format!("reading manifest {}", manifest.manifest_path), e)
-        })?;
-        // As `TableFiles::of_snapshot` reads entries.
-        let live = loaded
-            .entries()
-            .iter()
-            .filter(|e| e.status() != ManifestStatus::Deleted)
-            .map(|e| LiveFile {
-                file: e.data_file().clone(),
-                spec_id: manifest.partition_spec_id,
-                snapshot_id: e.snapshot_id().unwrap_or(manifest.added_snapshot_id),
-                sequence_number: e.sequence_number().unwrap_or(manifest.sequence_number),
-                file_sequence_number: e.file_sequence_number.unwrap_or(manifest.sequence_number),
-            })
-            .collect();
-        manifests.push(LiveManifest { manifest, live });
+        manifests.push(LiveManifest::load(table, manifest).await?);
     }
     // Cloned, not built, so fields this code does not know keep their values.
     let mut files = previous.clone();
