@@ -86,6 +86,20 @@ fn demote_headings(md: &str) -> String {
     out
 }
 
+/// `200000`, `200k`, `10M`.
+pub fn parse_count(s: &str) -> std::result::Result<u64, String> {
+    let s = s.trim().replace('_', "");
+    let (digits, mult) = match s.chars().last() {
+        Some('k' | 'K') => (&s[..s.len() - 1], 1_000),
+        Some('m' | 'M') => (&s[..s.len() - 1], 1_000_000),
+        _ => (s.as_str(), 1),
+    };
+    digits
+        .parse::<u64>()
+        .map(|n| n * mult)
+        .map_err(|e| format!("{s:?} is not a count: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +122,13 @@ mod tests {
         assert!(ingest < merge, "{md}");
         assert!(md.contains("m2") && !md.contains("\nm\n"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn counts() {
+        assert_eq!(parse_count("200k"), Ok(200_000));
+        assert_eq!(parse_count("10M"), Ok(10_000_000));
+        assert_eq!(parse_count("1_000"), Ok(1000));
+        assert!(parse_count("x").is_err());
     }
 }

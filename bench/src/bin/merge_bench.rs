@@ -24,13 +24,13 @@ use strata_lake::table::WriteMode;
 #[command(about = "MERGE benchmark: Strata's row-level MERGE vs pyiceberg and DuckDB")]
 struct Args {
     /// Rows in the target table (suffixes k and M allowed: 200k, 10M).
-    #[arg(long, env = "MERGE_ROWS", default_value = "10M", value_parser = parse_count)]
+    #[arg(long, env = "MERGE_ROWS", default_value = "10M", value_parser = suite::parse_count)]
     rows: u64,
     /// Rows in the change set.
-    #[arg(long, env = "MERGE_CHANGES", default_value = "1M", value_parser = parse_count)]
+    #[arg(long, env = "MERGE_CHANGES", default_value = "1M", value_parser = suite::parse_count)]
     changes: u64,
     /// Rows per append (one commit and one data file each).
-    #[arg(long, env = "MERGE_CHUNK_ROWS", default_value = "1M", value_parser = parse_count)]
+    #[arg(long, env = "MERGE_CHUNK_ROWS", default_value = "1M", value_parser = suite::parse_count)]
     chunk_rows: u64,
     /// Strata write modes to run: merge-on-read, copy-on-write.
     #[arg(
@@ -69,20 +69,6 @@ struct Args {
     /// Where reports go.
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
-}
-
-/// `200000`, `200k`, `10M`.
-fn parse_count(s: &str) -> std::result::Result<u64, String> {
-    let s = s.trim().replace('_', "");
-    let (digits, mult) = match s.chars().last() {
-        Some('k' | 'K') => (&s[..s.len() - 1], 1_000),
-        Some('m' | 'M') => (&s[..s.len() - 1], 1_000_000),
-        _ => (s.as_str(), 1),
-    };
-    digits
-        .parse::<u64>()
-        .map(|n| n * mult)
-        .map_err(|e| format!("{s:?} is not a count: {e}"))
 }
 
 fn mode(name: &str) -> Result<WriteMode> {
@@ -197,17 +183,4 @@ async fn main() -> Result<()> {
         std::process::exit(1);
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_count;
-
-    #[test]
-    fn counts() {
-        assert_eq!(parse_count("200k"), Ok(200_000));
-        assert_eq!(parse_count("10M"), Ok(10_000_000));
-        assert_eq!(parse_count("1_000"), Ok(1000));
-        assert!(parse_count("x").is_err());
-    }
 }

@@ -102,7 +102,7 @@ impl StrataRun<'_> {
         figures["located_read"] = self.located_read(&ident).await?;
 
         // The MERGE.
-        let ctx = SessionContext::new();
+        let ctx = SessionContext::new_with_config_rt(Default::default(), self.lake.runtime());
         let source = ctx.read_batches(self.inputs.changes.clone())?;
         let (rss_before, _) = self_rss_mib();
         let exact_peak = reset_peak_rss();

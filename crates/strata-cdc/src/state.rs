@@ -65,6 +65,35 @@ pub struct SourceState {
     /// When this file was written, epoch milliseconds.
     #[serde(default)]
     pub updated_ms: i64,
+    /// Changes per second put on the bus, measured over the last window of at least
+    /// [`RATE_WINDOW_MS`] that ended with a save (a source that has been idle since shows its
+    /// last busy rate: `updated_ms` says when).
+    #[serde(default)]
+    pub changes_per_sec: f64,
+    /// Start of the current rate window (epoch ms) and `changes` at that moment.
+    #[serde(default)]
+    pub rate_window_ms: i64,
+    #[serde(default)]
+    pub rate_window_changes: u64,
+}
+
+/// Shortest window the change rate is measured over.
+pub const RATE_WINDOW_MS: i64 = 1000;
+
+impl SourceState {
+    /// Moves the change-rate window to `now_ms` when it is long enough.
+    fn measure_rate(&mut self, now_ms: i64) {
+        let elapsed = now_ms - self.rate_window_ms;
+        if self.rate_window_ms == 0 || self.changes < self.rate_window_changes {
+            self.rate_window_ms = now_ms;
+            self.rate_window_changes = self.changes;
+        } else if elapsed >= RATE_WINDOW_MS {
+            self.changes_per_sec =
+                (self.changes - self.rate_window_changes) as f64 * 1000.0 / elapsed as f64;
+            self.rate_window_ms = now_ms;
+            self.rate_window_changes = self.changes;
+        }
+    }
 }
 
 /// `<data>/cdc/<source>.json`
@@ -87,6 +116,7 @@ pub fn load(path: &Path) -> Result<Option<SourceState>> {
 
 pub fn save(path: &Path, state: &mut SourceState) -> Result<()> {
     state.updated_ms = chrono::Utc::now().timestamp_millis();
+    state.measure_rate(state.updated_ms);
     let ctx = || format!("writing {}", path.display());
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(ctx(), e))?;
@@ -103,4 +133,63 @@ pub fn save(path: &Path, state: &mut SourceState) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> SourceState {
+        let at = BinlogPos {
+            file: "binlog.000001".into(),
+            pos: 4,
+        };
+        SourceState {
+            phase: Phase::Stream,
+            snapshot_start: at.clone(),
+            tables: BTreeMap::new(),
+            resume: at,
+            changes: 0,
+            last_commit_ts: None,
+            last_error: None,
+            updated_ms: 0,
+            changes_per_sec: 0.0,
+            rate_window_ms: 0,
+            rate_window_changes: 0,
+        }
+    }
+
+    #[test]
+    fn change_rate_is_measured_over_windows_of_a_second_or_more() {
+        let mut s = state();
+        s.measure_rate(10_000);
+        assert_eq!(s.changes_per_sec, 0.0);
+        // Saves inside the window do not move it.
+        s.changes = 400;
+        s.measure_rate(10_500);
+        assert_eq!(s.changes_per_sec, 0.0);
+        s.changes = 1_000;
+        s.measure_rate(12_000);
+        assert_eq!(s.changes_per_sec, 500.0);
+        s.changes = 1_250;
+        s.measure_rate(14_500);
+        assert_eq!(s.changes_per_sec, 100.0);
+    }
+
+    #[test]
+    fn the_rate_survives_a_save_and_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = state_path(dir.path(), "app");
+        let mut s = state();
+        save(&path, &mut s).unwrap();
+        s.changes = 5;
+        s.rate_window_ms -= 2_000;
+        save(&path, &mut s).unwrap();
+        let back = load(&path).unwrap().unwrap();
+        assert!(
+            back.changes_per_sec > 0.0 && back.changes_per_sec <= 2.5,
+            "{back:?}"
+        );
+        assert_eq!(back.rate_window_changes, 5);
+    }
 }

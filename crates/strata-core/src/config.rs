@@ -365,6 +365,12 @@ pub struct LakeConfig {
     /// ... or when it has delete files numbering at least this fraction of its data files
     /// (`strata.compaction.delete-file-ratio`).
     pub compaction_delete_file_ratio: f64,
+    /// Memory all SQL queries of one process may hold, in bytes (warehouse models, `strata
+    /// sql`, MERGE). Sorts, joins and aggregations past it spill to `spill_dir`; 0 = half of the
+    /// machine's memory.
+    pub query_memory_limit: u64,
+    /// Where queries spill, relative to the data directory.
+    pub spill_dir: PathBuf,
 }
 
 impl Default for LakeConfig {
@@ -383,6 +389,8 @@ impl Default for LakeConfig {
             compaction_min_files: 20,
             compaction_small_file_ratio: 0.3,
             compaction_delete_file_ratio: 0.1,
+            query_memory_limit: 0,
+            spill_dir: PathBuf::from("tmp/spill"),
         }
     }
 }
@@ -408,6 +416,10 @@ pub struct WarehouseConfig {
     /// much lateness) are in the lake...
     #[serde(with = "humantime_serde")]
     pub sentinel_lateness: Duration,
+    /// ... and until every CDC-fed ODS table trails its bus topic by at most this (the age
+    /// of its oldest change not applied yet) ...
+    #[serde(with = "humantime_serde")]
+    pub sentinel_cdc_max_lag: Duration,
     /// ... but no longer than this; then run anyway and alert.
     #[serde(with = "humantime_serde")]
     pub sentinel_timeout: Duration,
@@ -425,6 +437,7 @@ impl Default for WarehouseConfig {
             deadline: Duration::from_secs(7 * 3600),
             retry_backoff: Duration::from_secs(60),
             sentinel_lateness: Duration::from_secs(600),
+            sentinel_cdc_max_lag: Duration::from_secs(300),
             sentinel_timeout: Duration::from_secs(2 * 3600),
             alert_webhook: String::new(),
         }
@@ -568,6 +581,33 @@ impl Config {
         } else {
             self.lake.warehouse.clone()
         }
+    }
+
+    /// Where SQL queries spill.
+    pub fn spill_dir(&self) -> PathBuf {
+        if self.lake.spill_dir.is_relative() {
+            self.data.dir.join(&self.lake.spill_dir)
+        } else {
+            self.lake.spill_dir.clone()
+        }
+    }
+
+    /// `lake.query_memory_limit` resolved: 0 means half of the machine's memory (from
+    /// /proc/meminfo; 4 GiB where that cannot be read).
+    pub fn query_memory_bytes(&self) -> u64 {
+        if self.lake.query_memory_limit > 0 {
+            return self.lake.query_memory_limit;
+        }
+        let total = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("MemTotal:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+            .map(|kib| kib * 1024)
+            .unwrap_or(8 << 30);
+        total / 2
     }
 
     /// The SQLite file of the SQL catalog.

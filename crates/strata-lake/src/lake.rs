@@ -11,6 +11,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use iceberg::io::LocalFsStorageFactory;
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
@@ -31,6 +33,8 @@ pub struct Lake {
     warehouse: PathBuf,
     /// Our own connection to the catalog database, for the metadata compare-and-swap.
     pool: SqlitePool,
+    /// Memory pool and spill files shared by every SQL session of the process.
+    runtime: Arc<RuntimeEnv>,
 }
 
 impl std::fmt::Debug for Lake {
@@ -54,9 +58,16 @@ impl Lake {
                     .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
             }
         }
+        let runtime = query_runtime(config)?;
         let mut backoff = Backoff::new(8);
         loop {
-            match Self::try_open(&catalog_path, &warehouse, &config.lake.catalog_name).await {
+            let opened = Self::try_open(
+                &catalog_path,
+                &warehouse,
+                &config.lake.catalog_name,
+                runtime.clone(),
+            );
+            match opened.await {
                 Ok(lake) => return Ok(lake),
                 Err(e) if e.retryable() && backoff.can_retry() => {
                     tracing::warn!(error = %e, catalog = %catalog_path.display(), "opening lake failed, retrying");
@@ -67,7 +78,12 @@ impl Lake {
         }
     }
 
-    async fn try_open(catalog_path: &Path, warehouse: &Path, catalog_name: &str) -> Result<Lake> {
+    async fn try_open(
+        catalog_path: &Path,
+        warehouse: &Path,
+        catalog_name: &str,
+        runtime: Arc<RuntimeEnv>,
+    ) -> Result<Lake> {
         prepare_sqlite(catalog_path).await?;
         let uri = format!("sqlite:{}", catalog_path.display());
         let warehouse_str = warehouse.to_string_lossy().to_string();
@@ -90,9 +106,15 @@ impl Lake {
             catalog_name: catalog_name.to_string(),
             warehouse: warehouse.to_path_buf(),
             pool,
+            runtime,
         };
         lake.ensure_tables().await?;
         Ok(lake)
+    }
+
+    /// The query runtime: one memory pool and spill directory for every SQL session.
+    pub fn runtime(&self) -> Arc<RuntimeEnv> {
+        self.runtime.clone()
     }
 
     async fn ensure_tables(&self) -> Result<()> {
@@ -257,4 +279,23 @@ async fn prepare_sqlite(path: &Path) -> Result<()> {
         .await
         .map_err(|e| Error::io(format!("closing catalog {}", path.display()), e))?;
     Ok(())
+}
+
+/// A fair spill pool of `lake.query_memory_limit` (operators that can spill share it evenly;
+/// the error names the largest consumers when a query still does not fit) and spill files under
+/// `lake.spill_dir`.
+fn query_runtime(config: &strata_core::Config) -> Result<Arc<RuntimeEnv>> {
+    let spill = config.spill_dir();
+    std::fs::create_dir_all(&spill)
+        .map_err(|e| Error::io(format!("creating spill dir {}", spill.display()), e))?;
+    let limit = usize::try_from(config.query_memory_bytes()).unwrap_or(usize::MAX);
+    let pool = TrackConsumersPool::new(
+        FairSpillPool::new(limit),
+        std::num::NonZeroUsize::new(5).unwrap_or(std::num::NonZeroUsize::MIN),
+    );
+    RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(pool))
+        .with_temp_file_path(spill)
+        .build_arc()
+        .map_err(Error::datafusion)
 }

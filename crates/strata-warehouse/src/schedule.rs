@@ -3,10 +3,13 @@
 //! deadlines and failed checks, and send a daily summary.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{Array, TimestampMicrosecondArray};
 use chrono::{DateTime, NaiveDate, Utc};
+use iceberg::TableIdent;
+use strata_bus::Log;
 use strata_core::config::WarehouseConfig;
 use strata_core::cron::Cron;
 use strata_lake::{Lake, SqlSession};
@@ -17,8 +20,22 @@ use crate::error::{Error, Result};
 use crate::project::Project;
 use crate::run::{run, DagRun, ModelStatus, RunOptions};
 
+/// The CDC-fed ODS tables a run waits on: each must trail its bus topic by at most
+/// `warehouse.sentinel_cdc_max_lag` before the DAG starts.
+#[derive(Clone)]
+pub struct CdcInputs {
+    pub log: Arc<dyn Log>,
+    /// (topic, ODS table)
+    pub tables: Vec<(String, TableIdent)>,
+}
+
 /// Runs until `shutdown` turns true. Returns at once when no project or schedule is set.
-pub async fn scheduler(lake: Lake, config: WarehouseConfig, mut shutdown: watch::Receiver<bool>) {
+pub async fn scheduler(
+    lake: Lake,
+    config: WarehouseConfig,
+    cdc: Option<CdcInputs>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     if config.project.as_os_str().is_empty() || config.schedule.trim().is_empty() {
         return;
     }
@@ -46,7 +63,7 @@ pub async fn scheduler(lake: Lake, config: WarehouseConfig, mut shutdown: watch:
             return;
         }
         let date = (next - chrono::Duration::days(i64::from(config.lag_days))).date_naive();
-        let run_once = scheduled_run(&lake, &config, &alerter, date);
+        let run_once = scheduled_run(&lake, &config, cdc.as_ref(), &alerter, date);
         tokio::select! {
             _ = run_once => {}
             _ = shutdown.changed() => return,
@@ -58,6 +75,7 @@ pub async fn scheduler(lake: Lake, config: WarehouseConfig, mut shutdown: watch:
 pub async fn scheduled_run(
     lake: &Lake,
     config: &WarehouseConfig,
+    cdc: Option<&CdcInputs>,
     alerter: &Alerter,
     date: NaiveDate,
 ) -> Option<DagRun> {
@@ -67,10 +85,15 @@ pub async fn scheduled_run(
         .map(|t| t.and_utc())
         .unwrap_or_else(Utc::now)
         + chrono::Duration::from_std(config.sentinel_lateness).unwrap_or_default();
-    if let Err(waited) = sentinel(lake, ready_at, config.sentinel_timeout).await {
+    let inputs = Inputs {
+        ready_at,
+        cdc,
+        cdc_max_lag: config.sentinel_cdc_max_lag,
+    };
+    if let Err(waited) = sentinel(lake, &inputs, config.sentinel_timeout).await {
         alerter
             .send(&format!(
-                ":warning: warehouse run for {date}: events up to {ready_at} were not in the lake after waiting {} ({waited}); running anyway",
+                ":warning: warehouse run for {date}: inputs not complete after waiting {}: {waited}; running anyway",
                 humantime::format_duration(config.sentinel_timeout)
             ))
             .await;
@@ -110,30 +133,74 @@ async fn load_project(lake: &Lake, config: &WarehouseConfig) -> Result<Project> 
     Project::load(&config.project, &existing)
 }
 
-/// Waits until the lake has events received at or after `ready_at` (so everything received
-/// before is committed), checking every 30 s, for at most `timeout`. `Err` says what it saw.
+/// What a run waits for.
+pub struct Inputs<'a> {
+    /// Events received at or after this are in the lake (so everything received before is).
+    pub ready_at: DateTime<Utc>,
+    /// CDC-fed ODS tables, each within `cdc_max_lag` of its topic.
+    pub cdc: Option<&'a CdcInputs>,
+    pub cdc_max_lag: Duration,
+}
+
+/// Waits until the inputs are complete, checking every 30 s (sooner when the timeout is
+/// shorter), for at most `timeout`. `Err` says what was still missing.
 pub async fn sentinel(
     lake: &Lake,
-    ready_at: DateTime<Utc>,
+    inputs: &Inputs<'_>,
     timeout: Duration,
 ) -> std::result::Result<(), String> {
     let started = std::time::Instant::now();
     loop {
-        let seen = latest_received(lake, ready_at.date_naive()).await;
-        match seen {
-            Ok(Some(t)) if t >= ready_at => return Ok(()),
-            _ if started.elapsed() >= timeout => {
-                return Err(match seen {
-                    Ok(Some(t)) => format!("latest event received {t}"),
-                    Ok(None) => "no events".to_string(),
-                    Err(e) => e.to_string(),
-                })
-            }
-            _ => {}
+        let missing = missing_inputs(lake, inputs).await;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            return Err(missing.join("; "));
         }
         let left = timeout.saturating_sub(started.elapsed());
         tokio::time::sleep(left.min(Duration::from_secs(30))).await;
     }
+}
+
+/// Each input that is not complete yet, with what was seen.
+async fn missing_inputs(lake: &Lake, inputs: &Inputs<'_>) -> Vec<String> {
+    let mut missing = Vec::new();
+    match latest_received(lake, inputs.ready_at.date_naive()).await {
+        Ok(Some(t)) if t >= inputs.ready_at => {}
+        Ok(Some(t)) => missing.push(format!(
+            "events up to {} not in the lake (latest received {t})",
+            inputs.ready_at
+        )),
+        Ok(None) => missing.push(format!(
+            "events up to {} not in the lake (none received)",
+            inputs.ready_at
+        )),
+        Err(e) => missing.push(format!("event watermark unreadable: {e}")),
+    }
+    let Some(cdc) = inputs.cdc else {
+        return missing;
+    };
+    let now = Utc::now().timestamp_micros();
+    for (topic, table) in &cdc.tables {
+        match strata_lake::cdc::cdc_lag(lake, &cdc.log, topic, table).await {
+            Ok(l) => match l.lag(now) {
+                Some(lag) if lag <= inputs.cdc_max_lag => {}
+                Some(lag) => missing.push(format!(
+                    "{table} trails {topic} by {} ({} records pending, bound {})",
+                    humantime::format_duration(Duration::from_secs(lag.as_secs())),
+                    l.pending(),
+                    humantime::format_duration(inputs.cdc_max_lag)
+                )),
+                None => missing.push(format!(
+                    "{table} has {} records of {topic} pending and no change among the first of them",
+                    l.pending()
+                )),
+            },
+            Err(e) => missing.push(format!("CDC lag of {table} unreadable: {e}")),
+        }
+    }
+    missing
 }
 
 /// The newest `server_ts` in `ods.ods_event` among events dated `from` or later.

@@ -3,12 +3,25 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::NaiveDate;
-use strata_lake::{format_batches, Lake, OutputFormat, SqlSession};
+use chrono::{NaiveDate, Utc};
+use iceberg::{NamespaceIdent, TableIdent};
+use strata_bus::embedded::{EmbeddedLog, EmbeddedOptions};
+use strata_bus::{Log, Record};
+use strata_core::cdc::{
+    CdcRecord, Change, ColumnSchema, ColumnType, Op, SourcePosition, TableSchema, Value,
+};
+use strata_core::config::WarehouseConfig;
+use strata_core::event::{BusRecord, Event, EVENTS_TOPIC};
+use strata_lake::cdc::{cdc_lag, CdcMerger, CdcTable};
+use strata_lake::{format_batches, Lake, LakeSink, OutputFormat, SqlSession};
+use strata_warehouse::alert::Alerter;
 use strata_warehouse::backfill::backfill;
+use strata_warehouse::schedule::{scheduled_run, sentinel, CdcInputs, Inputs};
 use strata_warehouse::{run, ModelStatus, Project, RunOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn lake(dir: &Path) -> Lake {
     let mut config = strata_core::Config::default();
@@ -294,4 +307,262 @@ async fn broken_projects_are_reported_before_running() {
     );
     let err = Project::load(&root, &existing).unwrap_err().to_string();
     assert!(err.contains("partition_by = \"dt\""), "{err}");
+}
+
+/// A Slack-style webhook on 127.0.0.1: keeps every JSON body POSTed to it, answers 200.
+async fn webhook() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks/alerts", listener.local_addr().unwrap());
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let kept = got.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = conn.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if buf.len() < end + 4 + len {
+                        continue;
+                    }
+                    assert!(head.starts_with("post /hooks/alerts "), "{head}");
+                    assert!(head.contains("content-type: application/json"), "{head}");
+                    let body = serde_json::from_slice(&buf[end + 4..end + 4 + len]).unwrap();
+                    kept.lock().unwrap().push(body);
+                    let _ = conn
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                        )
+                        .await;
+                    return;
+                }
+            });
+        }
+    });
+    (url, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_run_alerts_missing_inputs_and_failed_checks_to_the_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir.path().join("data")).await;
+    seed(&lake).await;
+    SqlSession::new(&lake)
+        .await
+        .unwrap()
+        .run("INSERT INTO ods.clicks VALUES (4, TIMESTAMP '2026-11-21 12:00:00', 'bogus')")
+        .await
+        .unwrap();
+    let root = dir.path().join("project");
+    project(&root);
+    let (url, alerts) = webhook().await;
+    let config = WarehouseConfig {
+        project: root,
+        sentinel_timeout: Duration::ZERO,
+        retry_backoff: Duration::from_millis(10),
+        alert_webhook: url.clone(),
+        ..WarehouseConfig::default()
+    };
+    let r = scheduled_run(
+        &lake,
+        &config,
+        None,
+        &Alerter::new(&url),
+        date("2026-11-21"),
+    )
+    .await
+    .expect("the run starts although the sentinel gave up");
+    assert_eq!(r.status, "failed", "{r:#?}");
+
+    let alerts = alerts.lock().unwrap().clone();
+    let texts: Vec<&str> = alerts.iter().map(|a| a["text"].as_str().unwrap()).collect();
+    assert_eq!(texts.len(), 2, "{texts:#?}");
+    // No ods.ods_event at all: the sentinel names the missing events.
+    assert!(
+        texts[0].starts_with(":warning: warehouse run for 2026-11-21: inputs not complete"),
+        "{}",
+        texts[0]
+    );
+    assert!(texts[0].contains("2026-11-22 00:10:00"), "{}", texts[0]);
+    // The summary: which model failed, which check, what it saw; what was skipped.
+    assert!(texts[1].starts_with(":x: warehouse run"), "{}", texts[1]);
+    assert!(texts[1].contains("0/3 models ok"), "{}", texts[1]);
+    assert!(texts[1].contains("dwd_click check_failed"), "{}", texts[1]);
+    assert!(
+        texts[1].contains("1 rows with other values"),
+        "{}",
+        texts[1]
+    );
+    assert!(texts[1].contains("dws_user_daily skipped"), "{}", texts[1]);
+}
+
+fn cdc_change(id: i64, name: &str, commit_ts: i64, pos: u64) -> CdcRecord {
+    let row = [
+        ("id".to_string(), Value::Int(id)),
+        ("name".to_string(), Value::Str(name.to_string())),
+    ]
+    .into_iter()
+    .collect();
+    CdcRecord::Change(Box::new(Change {
+        op: Op::Create,
+        before: None,
+        after: Some(row),
+        position: SourcePosition {
+            file: "binlog.000001".into(),
+            pos,
+            row: 0,
+            snapshot: false,
+        },
+        txid: None,
+        commit_ts,
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_waits_for_cdc_tables_to_catch_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir.path().join("data")).await;
+    let log: Arc<dyn Log> = EmbeddedLog::open(&dir.path().join("bus"), EmbeddedOptions::default())
+        .await
+        .unwrap();
+    // Events are complete: the lake sink commits one received after the run date's end.
+    let event = BusRecord::Event(Box::new(Event {
+        message_id: "m-1".into(),
+        app: "web".into(),
+        kind: "track".into(),
+        event: Some("Post Viewed".into()),
+        user_id: Some("u1".into()),
+        server_ts: 1_795_307_400_000_000, // 2026-11-22 00:30:00 UTC
+        event_ts: 1_795_307_400_000_000,
+        ..Event::default()
+    }));
+    log.ensure_topic(EVENTS_TOPIC, 1).await.unwrap();
+    log.append(
+        EVENTS_TOPIC,
+        vec![Record {
+            key: bytes::Bytes::new(),
+            value: event.to_json().into(),
+            timestamp_ms: 0,
+        }],
+    )
+    .await
+    .unwrap();
+    let (_stop, drain) = tokio::sync::watch::channel(true);
+    let sink_config = strata_core::config::LakeConfig::default();
+    LakeSink::new(&lake, log.clone(), &sink_config)
+        .await
+        .unwrap()
+        .run(drain.clone())
+        .await
+        .unwrap();
+    let topic = strata_core::cdc::topic("app", "users");
+    log.ensure_topic(&topic, 1).await.unwrap();
+    let schema = CdcRecord::Schema(TableSchema {
+        source: "app".into(),
+        database: "app".into(),
+        table: "users".into(),
+        columns: vec![
+            ColumnSchema {
+                name: "id".into(),
+                source_type: "bigint(20)".into(),
+                kind: ColumnType::Long,
+                nullable: false,
+            },
+            ColumnSchema {
+                name: "name".into(),
+                source_type: "varchar(64)".into(),
+                kind: ColumnType::String,
+                nullable: true,
+            },
+        ],
+        primary_key: vec!["id".into()],
+    });
+    let hour_ago = Utc::now().timestamp_micros() - 3_600_000_000;
+    let records = [
+        schema,
+        cdc_change(1, "ada", hour_ago, 100),
+        cdc_change(2, "bo", hour_ago + 1, 200),
+    ]
+    .iter()
+    .map(|r| Record {
+        key: bytes::Bytes::new(),
+        value: r.to_json().into(),
+        timestamp_ms: 0,
+    })
+    .collect();
+    log.append(&topic, records).await.unwrap();
+
+    let target = TableIdent::new(NamespaceIdent::new("ods".into()), "ods_users".into());
+    let cdc = CdcInputs {
+        log: log.clone(),
+        tables: vec![(topic.clone(), target.clone())],
+    };
+    let inputs = Inputs {
+        ready_at: "2026-11-22T00:10:00Z".parse().unwrap(),
+        cdc: Some(&cdc),
+        cdc_max_lag: Duration::from_secs(300),
+    };
+    // Nothing merged yet: the oldest pending change is an hour old.
+    let missing = sentinel(&lake, &inputs, Duration::ZERO).await.unwrap_err();
+    assert!(
+        missing.contains("ods_users trails cdc.app.users by 1h"),
+        "{missing}"
+    );
+    assert!(missing.contains("3 records pending"), "{missing}");
+    assert!(
+        !missing.contains("events"),
+        "events are complete: {missing}"
+    );
+
+    // The merger applies everything on the bus (a stopping merger drains the topic first).
+    let table = CdcTable {
+        source: "app".into(),
+        table: "users".into(),
+        topic: topic.clone(),
+        target: target.clone(),
+        changelog: None,
+        commit_interval: Duration::from_millis(10),
+    };
+    CdcMerger::new(&lake, log.clone(), vec![table])
+        .run(drain)
+        .await
+        .unwrap();
+    let lag = cdc_lag(&lake, &log, &topic, &target).await.unwrap();
+    assert_eq!((lag.applied, lag.end, lag.pending()), (Some(3), 3, 0));
+    assert_eq!(lag.applied_commit_ts, Some(hour_ago + 1));
+    assert_eq!(lag.lag(Utc::now().timestamp_micros()), Some(Duration::ZERO));
+    sentinel(&lake, &inputs, Duration::ZERO).await.unwrap();
+
+    // A new change lands on the bus but not in the table: pending again, and fresh.
+    log.append(
+        &topic,
+        vec![Record {
+            key: bytes::Bytes::new(),
+            value: cdc_change(3, "cy", Utc::now().timestamp_micros(), 300)
+                .to_json()
+                .into(),
+            timestamp_ms: 0,
+        }],
+    )
+    .await
+    .unwrap();
+    let lag = cdc_lag(&lake, &log, &topic, &target).await.unwrap();
+    assert_eq!(lag.pending(), 1);
+    assert!(lag.lag(Utc::now().timestamp_micros()).unwrap() < Duration::from_secs(60));
+    sentinel(&lake, &inputs, Duration::ZERO).await.unwrap();
+    log.close().await.unwrap();
 }

@@ -324,4 +324,5 @@ fn cdc_sigkill_mid_stream_restarts_exactly_once() {
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(text.contains("streaming"), "{text}");
     assert!(text.contains("users → ods.ods_users"), "{text}");
+    assert!(text.contains(" changes/s, measured "), "{text}");
 }

@@ -1,6 +1,6 @@
 //! `strata demo` end to end on a small world: events through the real collector, business rows
-//! in ODS, the reference warehouse for both days with every check passing, and a config left
-//! behind that `strata sql` uses.
+//! through the CDC path (bus topics, ODS merger), the reference warehouse for both days with
+//! every check passing, and a config left behind that `strata sql` uses.
 
 mod common;
 
@@ -77,6 +77,20 @@ fn demo_builds_every_layer() {
     assert_eq!(
         sql("SELECT count(*) AS failed FROM audit.dq_results WHERE status <> 'pass' AND severity = 'error'"),
         "failed\n0\n"
+    );
+    // The business rows came through the CDC path: one row per key, the latest image, with
+    // the change metadata; profile edits arrived as updates.
+    assert_eq!(
+        sql("SELECT count(*) - count(DISTINCT concat(follower_id, '-', followee_id)) AS dup, count(*) FILTER (WHERE _commit_ts IS NULL OR _source_pos IS NULL) AS bare FROM ods.ods_follows"),
+        "dup,bare\n0,0\n"
+    );
+    assert_eq!(
+        sql("SELECT count(*) > 0 AS edited FROM ods.ods_profiles WHERE _op = 'u'"),
+        "edited\ntrue\n"
+    );
+    assert_eq!(
+        sql("SELECT count(*) AS users FROM ods.ods_users"),
+        "users\n150\n"
     );
     // Every acknowledged event is in the lake exactly once.
     assert_eq!(

@@ -166,6 +166,9 @@ impl MysqlSource {
                     last_commit_ts: None,
                     last_error: None,
                     updated_ms: 0,
+                    changes_per_sec: 0.0,
+                    rate_window_ms: 0,
+                    rate_window_changes: 0,
                 };
                 state::save(&self.state_path, &mut s)?;
                 tracing::info!(source = %self.config.name, position = %s.resume, ?phase, "cdc source initialised");

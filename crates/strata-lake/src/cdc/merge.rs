@@ -456,7 +456,7 @@ impl CdcMerger {
         let table = self.lake.load_table(ident).await?;
         let schema = table_arrow_schema(&table)?;
         let batch = ods_batch(&schema, &picked)?;
-        let ctx = SessionContext::new();
+        let ctx = SessionContext::new_with_config_rt(Default::default(), self.lake.runtime());
         let source = ctx.read_batch(batch).map_err(Error::datafusion)?;
         let t = |n: &str| col(Column::new(Some("t"), n));
         let s = |n: &str| col(Column::new(Some("s"), n));

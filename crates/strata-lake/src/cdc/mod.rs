@@ -1,9 +1,12 @@
 //! Database CDC into the lake: the ODS merger (`merge.rs`) applies the change records of bus
 //! topics `cdc.<source>.<table>` to `ods.ods_<table>`; `schema.rs` maps source types to
-//! Iceberg, builds Arrow rows from change images and reads ODS rows back for `verify`.
+//! Iceberg, builds Arrow rows from change images and reads ODS rows back for `verify`;
+//! `lag.rs` measures how far each ODS table trails its topic.
 
+pub mod lag;
 pub mod merge;
 pub mod schema;
 
+pub use lag::{cdc_lag, CdcLag};
 pub use merge::{last_commit_ts_key, CdcMerger, CdcTable};
 pub use schema::{read_ods_rows, PRIMARY_KEY_PROPERTY};

@@ -123,7 +123,7 @@ impl SqlSession {
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(&catalog_name, ODS_NAMESPACE)
             .with_information_schema(true);
-        let ctx = SessionContext::new_with_config(config);
+        let ctx = SessionContext::new_with_config_rt(config, lake.runtime());
         json::register(&ctx);
         let overlay = Arc::new(OverlayCatalog::new(lake_provider(&catalog).await?));
         ctx.register_catalog(&catalog_name, overlay.clone());

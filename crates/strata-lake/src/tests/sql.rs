@@ -240,3 +240,47 @@ async fn output_formats() {
         ["ods.ods_event", "ods.ods_event_rejected"]
     );
 }
+
+/// A sort of 4M rows (~100 MB in Arrow with its row numbers) under a 32 MiB query memory
+/// limit: it completes by spilling to `lake.spill_dir` and stays exact. The same plan on a
+/// runtime that may not spill fails, so the limit really binds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_over_the_memory_limit_spill_instead_of_failing() {
+    use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+    use datafusion::execution::memory_pool::FairSpillPool;
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.lake.query_memory_limit = 32 << 20;
+    let lake = Lake::open(&c).await.unwrap();
+    assert!(matches!(
+        lake.runtime().memory_pool.memory_limit(),
+        datafusion::execution::memory_pool::MemoryLimit::Finite(n) if n == 32 << 20
+    ));
+    let q = "SELECT count(*) AS n, sum(CASE WHEN rn = 4000001 - v THEN 1 ELSE 0 END) AS in_place
+             FROM (SELECT v, row_number() OVER (ORDER BY h) AS rn
+                   FROM (SELECT value AS v, 4000000 - value AS h, value * 3 AS w FROM generate_series(1, 4000000)))";
+    let session = SqlSession::new(&lake).await.unwrap();
+    let out = format_batches(&session.run(q).await.unwrap(), OutputFormat::Csv).unwrap();
+    assert_eq!(out, "n,in_place\n4000000,4000000\n");
+    assert!(c.spill_dir().is_dir());
+
+    let no_spill = RuntimeEnvBuilder::new()
+        .with_memory_pool(std::sync::Arc::new(FairSpillPool::new(32 << 20)))
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        )
+        .build_arc()
+        .unwrap();
+    let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), no_spill);
+    let err = ctx.sql(q).await.unwrap().collect().await.unwrap_err();
+    assert!(
+        err.to_string()
+            .to_lowercase()
+            .contains("resources exhausted")
+            || err.to_string().to_lowercase().contains("disk"),
+        "{err}"
+    );
+}

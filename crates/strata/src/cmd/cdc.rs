@@ -39,11 +39,13 @@ pub async fn status(path: &Path) -> Result<()> {
                     Phase::Snapshot => "snapshot",
                     Phase::Stream => "streaming",
                 };
+                let age_s = (now / 1000 - s.updated_ms).max(0) as f64 / 1e3;
                 println!(
-                    "source {}: {phase}, binlog position {}, {} changes, last source commit {}, last error: {}",
+                    "source {}: {phase}, binlog position {}, {} changes ({:.0} changes/s, measured {age_s:.0}s ago), last source commit {}, last error: {}",
                     source.name,
                     s.resume,
                     s.changes,
+                    s.changes_per_sec,
                     s.last_commit_ts.map(ts_text).unwrap_or_else(|| "-".into()),
                     s.last_error.as_deref().unwrap_or("none"),
                 );

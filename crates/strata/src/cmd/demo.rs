@@ -1,6 +1,6 @@
 //! `strata demo`: the whole platform on the embedded defaults with nothing installed. It
 //! generates a social app, sends its events through the real collector over HTTP (each with its
-//! simulated time), lands the business rows in ODS tables, runs the reference warehouse for the
+//! simulated time), puts the business database's changes through the CDC path (bus topics, ODS merger), runs the reference warehouse for the
 //! simulated days, and prints what it built and how to explore it.
 
 use std::collections::HashMap;
@@ -10,14 +10,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use arrow::array::{
-    ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+use arrow::array::AsArray;
+use iceberg::{NamespaceIdent, TableIdent};
+use strata_bus::embedded::EmbeddedLog;
+use strata_bus::{Log, Record};
+use strata_core::cdc::{
+    CdcRecord, Change as CdcChange, ColumnSchema, ColumnType, Op as CdcOp, Row as CdcRow,
+    SourcePosition, TableSchema, Value,
 };
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use iceberg::TableIdent;
-use strata_lake::{format_batches, table, Lake, OutputFormat, SqlSession};
+use strata_core::Config;
+use strata_lake::cdc::{CdcMerger, CdcTable};
+use strata_lake::{format_batches, Lake, OutputFormat, SqlSession};
 use strata_sim::{drive_with, DriveOptions, DriveStats, World, WorldConfig};
-use strata_sim::{Row, Table};
+use strata_sim::{Op, Row, Table};
 use strata_warehouse::backfill::backfill;
 use strata_warehouse::{Project, RunOptions};
 
@@ -161,9 +166,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let lake = Lake::open(&config).await?;
 
     step(
-        "3/4 landing the business rows in ODS (users, profiles, posts, follows, orders, messages)",
+        "3/4 the business database's changes through the CDC path: bus topics cdc.sim.*, then the ODS merger",
     );
-    let counts = land_rows(&lake, &world).await?;
+    let counts = land_rows(&config, &lake, &world).await?;
     for (table, n) in &counts {
         println!("    ods.ods_{table:<10} {n:>8} rows");
     }
@@ -266,198 +271,273 @@ fn set_project(config: &Path) -> Result<()> {
     Ok(())
 }
 
-fn ts() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, None)
-}
-
-fn field(name: &str, t: DataType) -> Field {
-    Field::new(name, t, true)
-}
-
 /// Each business table's final rows as ODS tables (replacing what an earlier run wrote).
-async fn land_rows(lake: &Lake, world: &World) -> Result<Vec<(String, usize)>> {
-    let mut by_table: HashMap<Table, Vec<Row>> = HashMap::new();
-    for (t, _, row) in world.final_rows() {
-        by_table.entry(t).or_default().push(row);
+/// Source name of the simulated app database: its topics are `cdc.sim.<table>`.
+const SIM_SOURCE: &str = "sim";
+
+/// The business rows take the path a real CDC source's changes take: the simulated app
+/// database's change log (inserts, updates, deletes, in commit order) goes onto bus topics
+/// `cdc.sim.<table>` (a schema record first), and the ODS merger applies it to
+/// `ods.ods_<table>`, latest row per primary key, with the CDC metadata columns.
+async fn land_rows(config: &Config, lake: &Lake, world: &World) -> Result<Vec<(String, u64)>> {
+    let log: Arc<dyn Log> = EmbeddedLog::open(&config.bus_dir(), serve::bus_options(config))
+        .await
+        .with_context(|| format!("opening the bus at {}", config.bus_dir().display()))?;
+    let mut fresh = Vec::new();
+    for t in Table::ALL {
+        let topic = strata_core::cdc::topic(SIM_SOURCE, t.name());
+        log.ensure_topic(&topic, 1).await?;
+        let end = log.end_offsets(&topic).await?.get(&0).copied().unwrap_or(0);
+        if end == 0 {
+            let schema = CdcRecord::Schema(sim_schema(t));
+            log.append(&topic, vec![record(&schema)]).await?;
+            fresh.push(t);
+        } else {
+            println!(
+                "    cdc.{SIM_SOURCE}.{}: on the bus from an earlier demo run",
+                t.name()
+            );
+        }
     }
+    let total = world.changes().filter(|c| fresh.contains(&c.table)).count() as u64;
+    let mut pending: HashMap<Table, Vec<Record>> = HashMap::new();
+    let mut sent = 0u64;
+    for (seq, c) in world.changes().enumerate() {
+        if !fresh.contains(&c.table) {
+            continue;
+        }
+        let change = CdcRecord::Change(Box::new(CdcChange {
+            op: match c.op {
+                Op::Insert => CdcOp::Create,
+                Op::Update => CdcOp::Update,
+                Op::Delete => CdcOp::Delete,
+            },
+            before: c.before.as_ref().map(image),
+            after: c.after.as_ref().map(image),
+            position: SourcePosition {
+                file: "sim-binlog.000001".to_string(),
+                pos: seq as u64,
+                row: 0,
+                snapshot: false,
+            },
+            txid: None,
+            commit_ts: c.ts,
+        }));
+        let batch = pending.entry(c.table).or_default();
+        batch.push(record(&change));
+        if batch.len() >= 5_000 {
+            let topic = strata_core::cdc::topic(SIM_SOURCE, c.table.name());
+            sent += batch.len() as u64;
+            log.append(&topic, std::mem::take(batch)).await?;
+            progress(&bar(sent, total));
+        }
+    }
+    for (t, batch) in pending {
+        if !batch.is_empty() {
+            sent += batch.len() as u64;
+            log.append(&strata_core::cdc::topic(SIM_SOURCE, t.name()), batch)
+                .await?;
+        }
+    }
+    progress(&bar(sent, total));
+    eprintln!();
+    println!("    {sent} changes on cdc.{SIM_SOURCE}.*; the ODS merger applies them");
+    let tables = Table::ALL
+        .iter()
+        .map(|t| CdcTable {
+            source: SIM_SOURCE.to_string(),
+            table: t.name().to_string(),
+            topic: strata_core::cdc::topic(SIM_SOURCE, t.name()),
+            target: TableIdent::new(
+                NamespaceIdent::new("ods".into()),
+                format!("ods_{}", t.name()),
+            ),
+            changelog: None,
+            commit_interval: Duration::from_secs(1),
+        })
+        .collect();
+    // A merger that is told to stop applies everything on the bus first.
+    let (_stop, stopped) = tokio::sync::watch::channel(true);
+    CdcMerger::new(lake, log.clone(), tables)
+        .run(stopped)
+        .await?;
+    log.close().await?;
+
+    let session = SqlSession::new(lake).await?;
     let mut out = Vec::new();
     for t in Table::ALL {
-        let rows = by_table.remove(&t).unwrap_or_default();
-        let batch = batch_of(t, &rows)?;
-        let ident = TableIdent::from_strs(["ods", &format!("ods_{}", t.name())])?;
-        table::create_table(lake, &ident, batch.schema().as_ref(), None, HashMap::new()).await?;
-        table::replace_all(lake, &ident, vec![batch]).await?;
-        out.push((t.name().to_string(), rows.len()));
+        let n = count(
+            &session,
+            &format!("SELECT count(*) FROM ods.ods_{}", t.name()),
+        )
+        .await?;
+        out.push((t.name().to_string(), n));
     }
     Ok(out)
 }
 
-fn strings<'a>(v: impl Iterator<Item = &'a str>) -> ArrayRef {
-    Arc::new(StringArray::from_iter_values(v))
+fn record(r: &CdcRecord) -> Record {
+    Record {
+        key: Default::default(),
+        value: r.to_json().into(),
+        timestamp_ms: chrono::Utc::now().timestamp_millis(),
+    }
 }
 
-fn batch_of(t: Table, rows: &[Row]) -> Result<RecordBatch> {
-    macro_rules! rows_of {
-        ($variant:ident) => {
-            rows.iter()
-                .filter_map(|r| match r {
-                    Row::$variant(x) => Some(x),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-        };
-    }
-    let i64s = |v: Vec<i64>| -> ArrayRef { Arc::new(Int64Array::from(v)) };
-    let times = |v: Vec<i64>| -> ArrayRef { Arc::new(TimestampMicrosecondArray::from(v)) };
-    let (fields, columns): (Vec<Field>, Vec<ArrayRef>) = match t {
-        Table::Users => {
-            let r = rows_of!(User);
-            (
-                vec![
-                    field("user_id", DataType::Int64),
-                    field("username", DataType::Utf8),
-                    field("email", DataType::Utf8),
-                    field("country", DataType::Utf8),
-                    field("signup_platform", DataType::Utf8),
-                    field("created_at", ts()),
-                ],
-                vec![
-                    i64s(r.iter().map(|x| x.user_id as i64).collect()),
-                    strings(r.iter().map(|x| x.username.as_str())),
-                    strings(r.iter().map(|x| x.email.as_str())),
-                    strings(r.iter().map(|x| x.country)),
-                    strings(r.iter().map(|x| x.signup_platform)),
-                    times(r.iter().map(|x| x.created_at).collect()),
-                ],
-            )
-        }
-        Table::Profiles => {
-            let r = rows_of!(Profile);
-            (
-                vec![
-                    field("user_id", DataType::Int64),
-                    field("display_name", DataType::Utf8),
-                    field("country", DataType::Utf8),
-                    field("city", DataType::Utf8),
-                    field("age_band", DataType::Utf8),
-                    field("gender", DataType::Utf8),
-                    field("locale", DataType::Utf8),
-                    field("platform", DataType::Utf8),
-                    field("device_model", DataType::Utf8),
-                    field("app_version", DataType::Utf8),
-                    field("bio_length", DataType::Int32),
-                    field("updated_at", ts()),
-                ],
-                vec![
-                    i64s(r.iter().map(|x| x.user_id as i64).collect()),
-                    strings(r.iter().map(|x| x.display_name.as_str())),
-                    strings(r.iter().map(|x| x.country)),
-                    strings(r.iter().map(|x| x.city)),
-                    strings(r.iter().map(|x| x.age_band)),
-                    strings(r.iter().map(|x| x.gender)),
-                    strings(r.iter().map(|x| x.locale)),
-                    strings(r.iter().map(|x| x.platform)),
-                    strings(r.iter().map(|x| x.device_model)),
-                    strings(r.iter().map(|x| x.app_version)),
-                    Arc::new(Int32Array::from_iter_values(
-                        r.iter().map(|x| i32::from(x.bio_length)),
-                    )),
-                    times(r.iter().map(|x| x.updated_at).collect()),
-                ],
-            )
-        }
-        Table::Posts => {
-            let r = rows_of!(Post);
-            let tags: Vec<String> = r.iter().map(|x| x.tags.join(",")).collect();
-            (
-                vec![
-                    field("post_id", DataType::Int64),
-                    field("author_id", DataType::Int64),
-                    field("kind", DataType::Utf8),
-                    field("tags", DataType::Utf8),
-                    field("caption_length", DataType::Int32),
-                    field("created_at", ts()),
-                ],
-                vec![
-                    i64s(r.iter().map(|x| x.post_id as i64).collect()),
-                    i64s(r.iter().map(|x| x.author_id as i64).collect()),
-                    strings(r.iter().map(|x| x.kind)),
-                    strings(tags.iter().map(String::as_str)),
-                    Arc::new(Int32Array::from_iter_values(
-                        r.iter().map(|x| i32::from(x.caption_length)),
-                    )),
-                    times(r.iter().map(|x| x.created_at).collect()),
-                ],
-            )
-        }
-        Table::Follows => {
-            let r = rows_of!(Follow);
-            (
-                vec![
-                    field("follower_id", DataType::Int64),
-                    field("followee_id", DataType::Int64),
-                    field("created_at", ts()),
-                ],
-                vec![
-                    i64s(r.iter().map(|x| x.follower_id as i64).collect()),
-                    i64s(r.iter().map(|x| x.followee_id as i64).collect()),
-                    times(r.iter().map(|x| x.created_at).collect()),
-                ],
-            )
-        }
-        Table::Orders => {
-            let r = rows_of!(Order);
-            (
-                vec![
-                    field("order_id", DataType::Int64),
-                    field("user_id", DataType::Int64),
-                    field("product_id", DataType::Utf8),
-                    field("product_kind", DataType::Utf8),
-                    field("amount_minor", DataType::Int64),
-                    field("currency", DataType::Utf8),
-                    field("status", DataType::Utf8),
-                    field("created_at", ts()),
-                    field("updated_at", ts()),
-                ],
-                vec![
-                    i64s(r.iter().map(|x| x.order_id as i64).collect()),
-                    i64s(r.iter().map(|x| x.user_id as i64).collect()),
-                    strings(r.iter().map(|x| x.product_id)),
-                    strings(r.iter().map(|x| x.product_kind)),
-                    i64s(r.iter().map(|x| x.amount_minor).collect()),
-                    strings(r.iter().map(|x| x.currency)),
-                    strings(r.iter().map(|x| x.status)),
-                    times(r.iter().map(|x| x.created_at).collect()),
-                    times(r.iter().map(|x| x.updated_at).collect()),
-                ],
-            )
-        }
-        Table::Messages => {
-            let r = rows_of!(Message);
-            (
-                vec![
-                    field("message_id", DataType::Int64),
-                    field("sender_id", DataType::Int64),
-                    field("recipient_id", DataType::Int64),
-                    field("length", DataType::Int32),
-                    field("created_at", ts()),
-                ],
-                vec![
-                    i64s(r.iter().map(|x| x.message_id as i64).collect()),
-                    i64s(r.iter().map(|x| x.sender_id as i64).collect()),
-                    i64s(r.iter().map(|x| x.recipient_id as i64).collect()),
-                    Arc::new(Int32Array::from_iter_values(
-                        r.iter().map(|x| i32::from(x.length)),
-                    )),
-                    times(r.iter().map(|x| x.created_at).collect()),
-                ],
-            )
-        }
+async fn count(session: &SqlSession, q: &str) -> Result<u64> {
+    let batches = session.run(q).await?;
+    let b = batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .context("count returned no row")?;
+    let n = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::UInt64)?;
+    Ok(n.as_primitive::<arrow::datatypes::UInt64Type>().value(0))
+}
+
+/// The simulated app database's table definition, as a MySQL schema would describe it.
+fn sim_schema(t: Table) -> TableSchema {
+    use ColumnType::{DateTime, Int, Long, String as Str};
+    let cols: &[(&str, ColumnType)] = match t {
+        Table::Users => &[
+            ("user_id", Long),
+            ("username", Str),
+            ("email", Str),
+            ("country", Str),
+            ("signup_platform", Str),
+            ("created_at", DateTime),
+        ],
+        Table::Profiles => &[
+            ("user_id", Long),
+            ("display_name", Str),
+            ("country", Str),
+            ("city", Str),
+            ("age_band", Str),
+            ("gender", Str),
+            ("locale", Str),
+            ("platform", Str),
+            ("device_model", Str),
+            ("app_version", Str),
+            ("bio_length", Int),
+            ("updated_at", DateTime),
+        ],
+        Table::Posts => &[
+            ("post_id", Long),
+            ("author_id", Long),
+            ("kind", Str),
+            ("tags", Str),
+            ("caption_length", Int),
+            ("created_at", DateTime),
+        ],
+        Table::Follows => &[
+            ("follower_id", Long),
+            ("followee_id", Long),
+            ("created_at", DateTime),
+        ],
+        Table::Orders => &[
+            ("order_id", Long),
+            ("user_id", Long),
+            ("product_id", Str),
+            ("product_kind", Str),
+            ("amount_minor", Long),
+            ("currency", Str),
+            ("status", Str),
+            ("created_at", DateTime),
+            ("updated_at", DateTime),
+        ],
+        Table::Messages => &[
+            ("message_id", Long),
+            ("sender_id", Long),
+            ("recipient_id", Long),
+            ("length", Int),
+            ("created_at", DateTime),
+        ],
     };
-    Ok(RecordBatch::try_new(
-        Arc::new(Schema::new(fields)),
-        columns,
-    )?)
+    let key = t.primary_key();
+    TableSchema {
+        source: SIM_SOURCE.to_string(),
+        database: "social".to_string(),
+        table: t.name().to_string(),
+        columns: cols
+            .iter()
+            .map(|(name, kind)| ColumnSchema {
+                name: name.to_string(),
+                source_type: match kind {
+                    Long => "bigint",
+                    Int => "int",
+                    DateTime => "datetime(6)",
+                    _ => "varchar(255)",
+                }
+                .to_string(),
+                kind: *kind,
+                nullable: !key.contains(name),
+            })
+            .collect(),
+        primary_key: key.iter().map(|k| k.to_string()).collect(),
+    }
+}
+
+/// A simulated row as a CDC row image (the columns of [`sim_schema`]).
+fn image(row: &Row) -> CdcRow {
+    let id = |v: u64| Value::Int(v as i64);
+    let s = |v: &str| Value::Str(v.to_string());
+    let dt = Value::DateTime;
+    let cols: Vec<(&str, Value)> = match row {
+        Row::User(r) => vec![
+            ("user_id", id(r.user_id)),
+            ("username", s(&r.username)),
+            ("email", s(&r.email)),
+            ("country", s(r.country)),
+            ("signup_platform", s(r.signup_platform)),
+            ("created_at", dt(r.created_at)),
+        ],
+        Row::Profile(r) => vec![
+            ("user_id", id(r.user_id)),
+            ("display_name", s(&r.display_name)),
+            ("country", s(r.country)),
+            ("city", s(r.city)),
+            ("age_band", s(r.age_band)),
+            ("gender", s(r.gender)),
+            ("locale", s(r.locale)),
+            ("platform", s(r.platform)),
+            ("device_model", s(r.device_model)),
+            ("app_version", s(r.app_version)),
+            ("bio_length", Value::Int(i64::from(r.bio_length))),
+            ("updated_at", dt(r.updated_at)),
+        ],
+        // Tags travel as a MySQL SET does: comma-separated text.
+        Row::Post(r) => vec![
+            ("post_id", id(r.post_id)),
+            ("author_id", id(r.author_id)),
+            ("kind", s(r.kind)),
+            ("tags", Value::Str(r.tags.join(","))),
+            ("caption_length", Value::Int(i64::from(r.caption_length))),
+            ("created_at", dt(r.created_at)),
+        ],
+        Row::Follow(r) => vec![
+            ("follower_id", id(r.follower_id)),
+            ("followee_id", id(r.followee_id)),
+            ("created_at", dt(r.created_at)),
+        ],
+        Row::Order(r) => vec![
+            ("order_id", id(r.order_id)),
+            ("user_id", id(r.user_id)),
+            ("product_id", s(r.product_id)),
+            ("product_kind", s(r.product_kind)),
+            ("amount_minor", Value::Int(r.amount_minor)),
+            ("currency", s(r.currency)),
+            ("status", s(r.status)),
+            ("created_at", dt(r.created_at)),
+            ("updated_at", dt(r.updated_at)),
+        ],
+        Row::Message(r) => vec![
+            ("message_id", id(r.message_id)),
+            ("sender_id", id(r.sender_id)),
+            ("recipient_id", id(r.recipient_id)),
+            ("length", Value::Int(i64::from(r.length))),
+            ("created_at", dt(r.created_at)),
+        ],
+    };
+    cols.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
 async fn summary(lake: &Lake, config: &Path, started: Instant) -> Result<()> {
@@ -474,18 +554,8 @@ async fn summary(lake: &Lake, config: &Path, started: Instant) -> Result<()> {
             println!("  {ns}");
             last_ns = ns.to_string();
         }
-        let n = session
-            .run(&format!("SELECT count(*) FROM {t}"))
+        let n = count(&session, &format!("SELECT count(*) FROM {t}"))
             .await
-            .ok()
-            .and_then(|b| {
-                b.iter().find(|b| b.num_rows() > 0).and_then(|b| {
-                    b.column(0)
-                        .as_any()
-                        .downcast_ref::<Int64Array>()
-                        .map(|a| a.value(0))
-                })
-            })
             .unwrap_or(0);
         println!("    {name:<26} {n:>10}");
     }

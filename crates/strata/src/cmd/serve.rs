@@ -35,6 +35,17 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     serve_until(config, shutdown_signal(), None).await
 }
 
+/// The embedded bus as `[bus]` configures it.
+pub fn bus_options(config: &strata_core::Config) -> EmbeddedOptions {
+    EmbeddedOptions {
+        segment_bytes: config.bus.segment_bytes,
+        group_commit_window: config.bus.group_commit_window,
+        max_pending_bytes: config.bus.max_pending_bytes,
+        retention: config.bus.retention,
+        retention_bytes: config.bus.retention_bytes,
+    }
+}
+
 /// Runs everything `strata serve` runs until `shutdown` completes, then stops in order.
 /// `listening` receives the bound address (for in-process callers like `strata demo`).
 pub async fn serve_until(
@@ -44,14 +55,7 @@ pub async fn serve_until(
 ) -> Result<()> {
     let metrics = install_metrics()?;
 
-    let bus_options = EmbeddedOptions {
-        segment_bytes: config.bus.segment_bytes,
-        group_commit_window: config.bus.group_commit_window,
-        max_pending_bytes: config.bus.max_pending_bytes,
-        retention: config.bus.retention,
-        retention_bytes: config.bus.retention_bytes,
-    };
-    let log: Arc<dyn Log> = EmbeddedLog::open(&config.bus_dir(), bus_options)
+    let log: Arc<dyn Log> = EmbeddedLog::open(&config.bus_dir(), bus_options(&config))
         .await
         .with_context(|| format!("opening the bus at {}", config.bus_dir().display()))?;
 
@@ -63,9 +67,17 @@ pub async fn serve_until(
     let mut sink_task = tokio::spawn(sink.run(sink_shutdown));
     // The warehouse DAG on its schedule (returns at once when no project is configured).
     let (stop_warehouse, warehouse_shutdown) = watch::channel(false);
+    let cdc_inputs = (!config.sources.is_empty()).then(|| strata_warehouse::schedule::CdcInputs {
+        log: log.clone(),
+        tables: CdcTable::from_sources(&config.sources)
+            .into_iter()
+            .map(|t| (t.topic, t.target))
+            .collect(),
+    });
     let warehouse_task = tokio::spawn(strata_warehouse::schedule::scheduler(
         lake.clone(),
         config.warehouse.clone(),
+        cdc_inputs,
         warehouse_shutdown,
     ));
     // Background compaction: optimistic commits, so it never blocks the sink's appends.

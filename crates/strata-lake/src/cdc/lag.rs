@@ -1,0 +1,117 @@
+//! How far an ODS table trails its CDC topic: what `strata cdc status` shows and what the
+//! warehouse sentinel waits on.
+//!
+//! The lag is the age of the oldest change on the bus that the table does not hold yet (its
+//! source commit time against now), and zero when the table holds everything on the bus. It
+//! measures the merger and the bus, not the connector: changes the connector has not read from
+//! the database yet are not on the bus to be counted (the source state's last commit time says
+//! how far the connector got).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use iceberg::TableIdent;
+use strata_bus::Log;
+use strata_core::cdc::CdcRecord;
+
+use crate::error::{Error, Result};
+use crate::lake::Lake;
+use crate::position::{carried_properties, table_position};
+
+use super::merge::last_commit_ts_key;
+
+/// Records read past the table's position looking for the first change (schema records in
+/// between are skipped).
+const PROBE_RECORDS: usize = 64;
+
+/// One ODS table against its topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CdcLag {
+    pub topic: String,
+    pub table: TableIdent,
+    /// Next topic offset the table does not hold (None: the table does not exist yet).
+    pub applied: Option<u64>,
+    /// Next offset to be written to the topic (0: no topic yet).
+    pub end: u64,
+    /// Source commit time of the last change the table holds, epoch microseconds.
+    pub applied_commit_ts: Option<i64>,
+    /// Source commit time of the oldest change the table does not hold yet.
+    pub oldest_pending_ts: Option<i64>,
+}
+
+impl CdcLag {
+    /// Records on the bus the table does not hold.
+    pub fn pending(&self) -> u64 {
+        self.end.saturating_sub(self.applied.unwrap_or(0))
+    }
+
+    /// Age of the oldest change not applied yet, at `now_micros`; zero when nothing is pending.
+    /// `None` when records are pending but none of them is a change with a commit time (only
+    /// schema records, which the merger applies with the next change).
+    pub fn lag(&self, now_micros: i64) -> Option<Duration> {
+        if self.pending() == 0 {
+            return Some(Duration::ZERO);
+        }
+        let ts = self.oldest_pending_ts?;
+        Some(Duration::from_micros(
+            now_micros.saturating_sub(ts).max(0) as u64
+        ))
+    }
+}
+
+/// Measures `table` against `topic` (partition 0: CDC topics have one partition so the source
+/// order holds).
+pub async fn cdc_lag(
+    lake: &Lake,
+    log: &Arc<dyn Log>,
+    topic: &str,
+    table: &TableIdent,
+) -> Result<CdcLag> {
+    let end = match log.end_offsets(topic).await {
+        Ok(o) => o.get(&0).copied().unwrap_or(0),
+        Err(strata_bus::Error::UnknownTopic(_)) => 0,
+        Err(e) => return Err(Error::bus(format!("reading the end of {topic}"), e)),
+    };
+    let exists = lake
+        .catalog()
+        .table_exists(table)
+        .await
+        .map_err(|e| Error::iceberg(format!("checking {table}"), e))?;
+    let (applied, applied_commit_ts) = if exists {
+        let t = lake.load_table(table).await?;
+        let applied = table_position(&t, topic)?
+            .and_then(|o| o.get(&0).copied())
+            .unwrap_or(0);
+        let ts = carried_properties(&t)
+            .get(&last_commit_ts_key(topic))
+            .and_then(|v| v.parse::<i64>().ok());
+        (Some(applied), ts)
+    } else {
+        (None, None)
+    };
+    let from = applied.unwrap_or(0);
+    let mut oldest_pending_ts = None;
+    if from < end {
+        let records = match log.read(topic, 0, from, PROBE_RECORDS, 4 << 20).await {
+            Ok(r) => r,
+            // Retention removed what the table has not applied: the merger reports that; here
+            // the lag is simply unknown.
+            Err(strata_bus::Error::OffsetOutOfRange { .. }) => Vec::new(),
+            Err(e) => return Err(Error::bus(format!("reading {topic} at {from}"), e)),
+        };
+        oldest_pending_ts = records
+            .iter()
+            .find_map(|r| match CdcRecord::from_json(&r.value) {
+                Ok(CdcRecord::Change(c)) => Some(c.commit_ts),
+                _ => None,
+            });
+    }
+    Ok(CdcLag {
+        topic: topic.to_string(),
+        table: table.clone(),
+        applied,
+        end,
+        applied_commit_ts,
+        oldest_pending_ts,
+    })
+}
