@@ -13,7 +13,7 @@
 //!   delete, update, merge
 //! - `sql/`: the SQL session, lake DDL/DML statements, time travel, output formats
 
-mod batch;
+pub mod batch;
 pub mod cdc;
 mod error;
 mod lake;
@@ -37,6 +37,7 @@ pub use sink::{LakeSink, LAKE_GROUP};
 pub use sql::{
     format_batches, list_tables, snapshot_at, OutputFormat, SqlSession, TimeTravelDialect,
 };
+pub use write::writer_properties;
 
 #[cfg(test)]
 mod tests;

@@ -173,7 +173,8 @@ pub async fn write_rows(table: &Table, batches: &[RecordBatch]) -> Result<Vec<Da
     write_keyed(table, keyed).await
 }
 
-fn writer_properties() -> WriterProperties {
+/// Parquet settings of every data file Strata writes (zstd at its default level).
+pub fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build()

@@ -51,6 +51,8 @@ pub struct DriveOptions {
     pub users: u32,
     /// Simulated days (the window ends at today 00:00 UTC).
     pub days: u32,
+    /// Mean events per active user per simulated day.
+    pub events_per_user: u32,
     /// Stop after this many events even if `duration` has not passed.
     pub max_events: Option<u64>,
 }
@@ -68,7 +70,16 @@ impl DriveOptions {
             seed: 1,
             users: 10_000,
             days: 1,
+            events_per_user: WorldConfig::ending_today(1, 1, 1).events_per_user,
             max_events: None,
+        }
+    }
+
+    /// The simulated world these options send from.
+    pub fn world_config(&self) -> WorldConfig {
+        WorldConfig {
+            events_per_user: self.events_per_user,
+            ..WorldConfig::ending_today(self.seed, self.users, self.days)
         }
     }
 
@@ -83,7 +94,7 @@ impl DriveOptions {
                 "connections must be between 1 and 1024".into(),
             ));
         }
-        WorldConfig::ending_today(self.seed, self.users, self.days).validate()
+        self.world_config().validate()
     }
 }
 
@@ -179,7 +190,7 @@ struct Batch {
 pub async fn drive_with(opts: &DriveOptions, stats: Arc<DriveStats>) -> Result<DriveReport> {
     opts.validate()?;
     let target = Target::parse(&opts.target)?;
-    let config = WorldConfig::ending_today(opts.seed, opts.users, opts.days);
+    let config = opts.world_config();
     let world = tokio::task::spawn_blocking(move || World::generate(&config))
         .await
         .map_err(|e| Error::Internal(format!("world generation: {e}")))?;

@@ -253,3 +253,22 @@ fn changes_replay_to_the_final_state() {
         "replayed state differs from the final state"
     );
 }
+
+#[test]
+fn events_per_user_sets_how_much_each_user_does() {
+    let events = |per_user: u32| {
+        let c = WorldConfig {
+            events_per_user: per_user,
+            ..config(5, 400, 1)
+        };
+        World::generate(&c).events().count() as f64
+    };
+    let (light, heavy) = (events(20), events(80));
+    // Four times the setting: about three times the events (session starts and ends, follows,
+    // orders and messages do not grow with session length).
+    let ratio = heavy / light;
+    assert!(
+        (2.5..=4.5).contains(&ratio),
+        "{light} vs {heavy} events: ratio {ratio}"
+    );
+}

@@ -219,6 +219,9 @@ pub struct DemoArgs {
     /// Seed of the simulated world (the same seed builds the same app).
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Mean events per active user per simulated day (session length).
+    #[arg(long, default_value_t = 40)]
+    pub events_per_user: u32,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -405,6 +408,9 @@ pub struct SimArgs {
     /// Simulated days; they end today 00:00 UTC, and each event carries its simulated time.
     #[arg(long, default_value_t = 1)]
     pub days: u32,
+    /// Mean events per active user per simulated day (session length).
+    #[arg(long, default_value_t = 40)]
+    pub events_per_user: u32,
     /// Stop after this many events even if `--duration` has not passed.
     #[arg(long)]
     pub max_events: Option<u64>,

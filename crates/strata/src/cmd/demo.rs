@@ -99,10 +99,14 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     }
 
     step(&format!(
-        "1/4 generating a social app: {} users, {} day(s), seed {}",
-        args.users, args.days, args.seed
+        "1/4 generating a social app: {} users, {} day(s), ~{} events per active user a day, seed {}",
+        args.users, args.days, args.events_per_user, args.seed
     ));
-    let world_config = WorldConfig::ending_today(args.seed, args.users, args.days);
+    let world_config = WorldConfig {
+        events_per_user: args.events_per_user,
+        ..WorldConfig::ending_today(args.seed, args.users, args.days)
+    };
+    world_config.validate()?;
     let world = {
         let c = world_config.clone();
         tokio::task::spawn_blocking(move || World::generate(&c)).await?
@@ -139,6 +143,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     opts.seed = args.seed;
     opts.users = args.users;
     opts.days = args.days;
+    opts.events_per_user = args.events_per_user;
     opts.max_events = Some(events);
     let stats = Arc::new(DriveStats::default());
     let drive = {

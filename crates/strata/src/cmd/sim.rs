@@ -20,6 +20,7 @@ pub async fn run(args: SimArgs) -> Result<()> {
         seed: args.seed,
         users: args.users,
         days: args.days,
+        events_per_user: args.events_per_user,
         max_events: args.max_events,
     };
     opts.validate()?;
