@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Builds in release mode and runs the benchmark suite; reports go to bench/results/.
 #
-#   bash bench/run.sh                 # every suite: ingest, merge
+#   bash bench/run.sh                 # every suite: ingest, merge, dag
 #   bash bench/run.sh merge           # one suite; latest.{json,md} keeps the others' last figures
 #   MERGE_ROWS=200k MERGE_CHANGES=20k bash bench/run.sh merge    # the one-minute smoke size
 #
 # Settings come from the environment: BENCH_SECONDS, BENCH_CONNECTIONS (ingest); MERGE_ROWS,
 # MERGE_CHANGES, MERGE_CHUNK_ROWS, MERGE_MODES, MERGE_PEERS, MERGE_READ_RUNS,
-# MERGE_PEER_TIMEOUT_SECS (merge; see `merge-bench --help`).
+# MERGE_PEER_TIMEOUT_SECS (merge; see `merge-bench --help`); DAG_USERS, DAG_DAYS,
+# DAG_EVENTS_PER_USER (dag).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUITES=("$@")
-[ ${#SUITES[@]} -eq 0 ] && SUITES=(ingest merge)
+[ ${#SUITES[@]} -eq 0 ] && SUITES=(ingest merge dag)
 TARGET="${CARGO_TARGET_DIR:-target}/release"
 
 log() { printf '\n=== %s\n' "$*" >&2; }
@@ -41,8 +42,12 @@ for suite in "${SUITES[@]}"; do
       log "merge"
       "$TARGET/merge-bench" --python "$VENV/bin/python" --out bench/results
       ;;
+    dag)
+      log "dag"
+      "$TARGET/dag-bench" --strata "$TARGET/strata" --out bench/results
+      ;;
     *)
-      echo "unknown suite $suite (ingest, merge)" >&2
+      echo "unknown suite $suite (ingest, merge, dag)" >&2
       exit 2
       ;;
   esac
