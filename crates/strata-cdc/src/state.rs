@@ -81,6 +81,24 @@ pub struct SourceState {
 pub const RATE_WINDOW_MS: i64 = 1000;
 
 impl SourceState {
+    /// A source that has not read anything yet: its snapshot (or, with `phase` stream, its
+    /// stream) starts at `start`.
+    pub fn new(phase: Phase, start: BinlogPos) -> SourceState {
+        SourceState {
+            phase,
+            snapshot_start: start.clone(),
+            tables: BTreeMap::new(),
+            resume: start,
+            changes: 0,
+            last_commit_ts: None,
+            last_error: None,
+            updated_ms: 0,
+            changes_per_sec: 0.0,
+            rate_window_ms: 0,
+            rate_window_changes: 0,
+        }
+    }
+
     /// Moves the change-rate window to `now_ms` when it is long enough.
     fn measure_rate(&mut self, now_ms: i64) {
         let elapsed = now_ms - self.rate_window_ms;
@@ -144,19 +162,7 @@ mod tests {
             file: "binlog.000001".into(),
             pos: 4,
         };
-        SourceState {
-            phase: Phase::Stream,
-            snapshot_start: at.clone(),
-            tables: BTreeMap::new(),
-            resume: at,
-            changes: 0,
-            last_commit_ts: None,
-            last_error: None,
-            updated_ms: 0,
-            changes_per_sec: 0.0,
-            rate_window_ms: 0,
-            rate_window_changes: 0,
-        }
+        SourceState::new(Phase::Stream, at)
     }
 
     #[test]

@@ -576,20 +576,21 @@ impl Config {
 
     /// The lake's warehouse directory (absolute once loaded).
     pub fn warehouse_dir(&self) -> PathBuf {
-        if self.lake.warehouse.is_relative() {
-            self.data.dir.join(&self.lake.warehouse)
+        self.in_data_dir(&self.lake.warehouse)
+    }
+
+    /// `path` as given when absolute, else relative to the data directory.
+    fn in_data_dir(&self, path: &Path) -> PathBuf {
+        if path.is_relative() {
+            self.data.dir.join(path)
         } else {
-            self.lake.warehouse.clone()
+            path.to_path_buf()
         }
     }
 
     /// Where SQL queries spill.
     pub fn spill_dir(&self) -> PathBuf {
-        if self.lake.spill_dir.is_relative() {
-            self.data.dir.join(&self.lake.spill_dir)
-        } else {
-            self.lake.spill_dir.clone()
-        }
+        self.in_data_dir(&self.lake.spill_dir)
     }
 
     /// `lake.query_memory_limit` resolved: 0 means half of the machine's memory (from
@@ -612,11 +613,7 @@ impl Config {
 
     /// The SQLite file of the SQL catalog.
     pub fn catalog_path(&self) -> PathBuf {
-        if self.lake.catalog.is_relative() {
-            self.data.dir.join(&self.lake.catalog)
-        } else {
-            self.lake.catalog.clone()
-        }
+        self.in_data_dir(&self.lake.catalog)
     }
 
     /// `<data>/apps.json`, the registry of apps and their write keys.

@@ -67,6 +67,16 @@ async fn seed(lake: &Lake) {
         .unwrap();
 }
 
+/// A click of a kind dwd_click's accepted_values check refuses, on 2026-11-21.
+async fn plant_bogus_click(lake: &Lake) {
+    SqlSession::new(lake)
+        .await
+        .unwrap()
+        .run("INSERT INTO ods.clicks VALUES (4, TIMESTAMP '2026-11-21 12:00:00', 'bogus')")
+        .await
+        .unwrap();
+}
+
 fn project(root: &Path) {
     write(
         root,
@@ -209,13 +219,8 @@ async fn failed_checks_block_downstream_and_backfill_resumes() {
     seed(&lake).await;
     let root = dir.path().join("project");
     project(&root);
-    // Plant a bad value on 2026-11-21: the accepted_values check (an error) must stop DWS.
-    SqlSession::new(&lake)
-        .await
-        .unwrap()
-        .run("INSERT INTO ods.clicks VALUES (4, TIMESTAMP '2026-11-21 12:00:00', 'bogus')")
-        .await
-        .unwrap();
+    // A bad value on 2026-11-21: the accepted_values check (an error) must stop DWS.
+    plant_bogus_click(&lake).await;
     let p = Project::load(&root, &existing(&lake).await).unwrap();
     let mut base = opts("2026-11-20");
     base.select = None;
@@ -361,12 +366,7 @@ async fn scheduled_run_alerts_missing_inputs_and_failed_checks_to_the_webhook() 
     let dir = tempfile::tempdir().unwrap();
     let lake = lake(&dir.path().join("data")).await;
     seed(&lake).await;
-    SqlSession::new(&lake)
-        .await
-        .unwrap()
-        .run("INSERT INTO ods.clicks VALUES (4, TIMESTAMP '2026-11-21 12:00:00', 'bogus')")
-        .await
-        .unwrap();
+    plant_bogus_click(&lake).await;
     let root = dir.path().join("project");
     project(&root);
     let (url, alerts) = webhook().await;

@@ -157,19 +157,7 @@ impl MysqlSource {
                     SnapshotMode::Initial => Phase::Snapshot,
                     SnapshotMode::Never => Phase::Stream,
                 };
-                let mut s = SourceState {
-                    phase,
-                    snapshot_start: start.clone(),
-                    tables: BTreeMap::new(),
-                    resume: start,
-                    changes: 0,
-                    last_commit_ts: None,
-                    last_error: None,
-                    updated_ms: 0,
-                    changes_per_sec: 0.0,
-                    rate_window_ms: 0,
-                    rate_window_changes: 0,
-                };
+                let mut s = SourceState::new(phase, start);
                 state::save(&self.state_path, &mut s)?;
                 tracing::info!(source = %self.config.name, position = %s.resume, ?phase, "cdc source initialised");
                 s
