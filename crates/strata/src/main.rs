@@ -8,7 +8,9 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    cmd::init_tracing(cli.verbose);
+    // The demo reports its progress on stdout; its components' info logs would bury it.
+    let quiet = matches!(cli.command, cli::Command::Demo(_));
+    cmd::init_tracing(cli.verbose, quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("strata")

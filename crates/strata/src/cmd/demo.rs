@@ -156,7 +156,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             r = &mut drive => break r??,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
                 let s = stats.snapshot();
-                progress(&bar(s.acked, events));
+                progress(&bar(s.acked, events, "events"));
             }
         }
     };
@@ -225,11 +225,11 @@ fn step(text: &str) {
 }
 
 /// `[#########...........]  45%  12345/27000`
-fn bar(done: u64, total: u64) -> String {
+fn bar(done: u64, total: u64, unit: &str) -> String {
     let width = 30;
     let filled = (done.min(total) * width / total.max(1)) as usize;
     format!(
-        "    [{}{}] {:>3}%  {done}/{total} events",
+        "    [{}{}] {:>3}%  {done}/{total} {unit}",
         "#".repeat(filled),
         ".".repeat(width as usize - filled),
         done.min(total) * 100 / total.max(1)
@@ -334,7 +334,7 @@ async fn land_rows(config: &Config, lake: &Lake, world: &World) -> Result<Vec<(S
             let topic = strata_core::cdc::topic(SIM_SOURCE, c.table.name());
             sent += batch.len() as u64;
             log.append(&topic, std::mem::take(batch)).await?;
-            progress(&bar(sent, total));
+            progress(&bar(sent, total, "changes"));
         }
     }
     for (t, batch) in pending {
@@ -344,7 +344,7 @@ async fn land_rows(config: &Config, lake: &Lake, world: &World) -> Result<Vec<(S
                 .await?;
         }
     }
-    progress(&bar(sent, total));
+    progress(&bar(sent, total, "changes"));
     eprintln!();
     println!("    {sent} changes on cdc.{SIM_SOURCE}.*; the ODS merger applies them");
     let tables = Table::ALL

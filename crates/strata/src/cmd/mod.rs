@@ -16,8 +16,10 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::{AppsCommand, CdcCommand, Cli, Command, Format};
 
-pub fn init_tracing(verbose: u8) {
+/// `quiet`: warnings and errors only unless `-v` or `RUST_LOG` asks for more.
+pub fn init_tracing(verbose: u8, quiet: bool) {
     let default = match verbose {
+        0 if quiet => "warn",
         0 => "info",
         1 => "debug",
         _ => "trace",
