@@ -2,8 +2,8 @@
 //! track events (about 600 B each, with a real user agent) through the real router in-process —
 //! auth, JSON parse, validation, enrichment (user-agent parse through its cache, client IP; no
 //! geo database configured: its lookup is once per request), dedup and the bus record
-//! encoding — into a log that only counts what it is given. Prints events/s on one core besides criterion's report: the ceiling the
-//! collector puts on ingest before any fsync.
+//! encoding — into a log that only counts what it is given. Prints events/s on one core
+//! besides criterion's report: the ceiling the collector puts on ingest before any fsync.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

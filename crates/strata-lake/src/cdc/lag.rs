@@ -1,5 +1,5 @@
-//! How far an ODS table trails its CDC topic: what `strata cdc status` shows and what the
-//! warehouse sentinel waits on.
+//! How far an ODS table trails its CDC topic: what the warehouse sentinel waits on. [`applied`]
+//! (what a table holds of its topic) also serves the merger's resume and `strata cdc status`.
 //!
 //! The lag is the age of the oldest change on the bus that the table does not hold yet (its
 //! source commit time against now), and zero when the table holds everything on the bus. It
@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use iceberg::table::Table;
 use iceberg::TableIdent;
 use strata_bus::Log;
 use strata_core::cdc::CdcRecord;
@@ -59,6 +60,42 @@ impl CdcLag {
     }
 }
 
+/// What an ODS table holds of its topic, from its snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// Next offset of the topic (partition 0) the table does not hold; 0 for a table without a
+    /// position.
+    pub next: u64,
+    /// Source commit time of the last change it holds, epoch microseconds.
+    pub commit_ts: Option<i64>,
+}
+
+/// What the loaded `table` holds of `topic`.
+pub fn applied_in(table: &Table, topic: &str) -> Result<Applied> {
+    Ok(Applied {
+        next: table_position(table, topic)?
+            .and_then(|o| o.get(&0).copied())
+            .unwrap_or(0),
+        commit_ts: carried_properties(table)
+            .get(&last_commit_ts_key(topic))
+            .and_then(|v| v.parse::<i64>().ok()),
+    })
+}
+
+/// What `ident` holds of `topic`; `None` when the table does not exist.
+pub async fn applied(lake: &Lake, ident: &TableIdent, topic: &str) -> Result<Option<Applied>> {
+    let exists = lake
+        .catalog()
+        .table_exists(ident)
+        .await
+        .map_err(|e| Error::iceberg(format!("checking {ident}"), e))?;
+    if !exists {
+        return Ok(None);
+    }
+    let table = lake.load_table(ident).await?;
+    applied_in(&table, topic).map(Some)
+}
+
 /// Measures `table` against `topic` (partition 0: CDC topics have one partition so the source
 /// order holds).
 pub async fn cdc_lag(
@@ -72,23 +109,9 @@ pub async fn cdc_lag(
         Err(strata_bus::Error::UnknownTopic(_)) => 0,
         Err(e) => return Err(Error::bus(format!("reading the end of {topic}"), e)),
     };
-    let exists = lake
-        .catalog()
-        .table_exists(table)
-        .await
-        .map_err(|e| Error::iceberg(format!("checking {table}"), e))?;
-    let (applied, applied_commit_ts) = if exists {
-        let t = lake.load_table(table).await?;
-        let applied = table_position(&t, topic)?
-            .and_then(|o| o.get(&0).copied())
-            .unwrap_or(0);
-        let ts = carried_properties(&t)
-            .get(&last_commit_ts_key(topic))
-            .and_then(|v| v.parse::<i64>().ok());
-        (Some(applied), ts)
-    } else {
-        (None, None)
-    };
+    let held = applied(lake, table, topic).await?;
+    let applied = held.as_ref().map(|a| a.next);
+    let applied_commit_ts = held.and_then(|a| a.commit_ts);
     let from = applied.unwrap_or(0);
     let mut oldest_pending_ts = None;
     if from < end {

@@ -29,7 +29,7 @@ use super::schema::{
 };
 use crate::error::{Error, Result};
 use crate::lake::Lake;
-use crate::position::{encode_offsets, offsets_key, table_position};
+use crate::position::{encode_offsets, offsets_key};
 use crate::schema::table_properties;
 use crate::table::read::table_arrow_schema;
 use crate::table::{commit_change, merge_with_properties, Change as TableChange, MergeClause};
@@ -179,21 +179,9 @@ impl CdcMerger {
     /// The next offset `ident` does not hold: from its snapshot summary; 0 for an existing
     /// table without a position, None when the table does not exist.
     async fn position_of(&self, ident: &TableIdent, topic: &str) -> Result<Option<u64>> {
-        let exists = self
-            .lake
-            .catalog()
-            .table_exists(ident)
-            .await
-            .map_err(|e| Error::iceberg(format!("checking {ident}"), e))?;
-        if !exists {
-            return Ok(None);
-        }
-        let table = self.lake.load_table(ident).await?;
-        Ok(Some(
-            table_position(&table, topic)?
-                .and_then(|o| o.get(&0).copied())
-                .unwrap_or(0),
-        ))
+        Ok(super::lag::applied(&self.lake, ident, topic)
+            .await?
+            .map(|a| a.next))
     }
 
     /// Reads one batch of records and commits when due. Returns how many records it read.

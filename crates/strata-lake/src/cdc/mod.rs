@@ -7,6 +7,6 @@ pub mod lag;
 pub mod merge;
 pub mod schema;
 
-pub use lag::{cdc_lag, CdcLag};
+pub use lag::{applied, applied_in, cdc_lag, Applied, CdcLag};
 pub use merge::{last_commit_ts_key, CdcMerger, CdcTable};
 pub use schema::{read_ods_rows, PRIMARY_KEY_PROPERTY};

@@ -7,8 +7,8 @@ use anyhow::{bail, Context, Result};
 use iceberg::{NamespaceIdent, TableIdent};
 use strata_cdc::state::{self, Phase};
 use strata_cdc::verify::{compare, Report};
-use strata_lake::cdc::last_commit_ts_key;
-use strata_lake::{table_position, Lake};
+use strata_lake::cdc::applied_in;
+use strata_lake::Lake;
 
 use super::load_config;
 
@@ -64,14 +64,8 @@ pub async fn status(path: &Path) -> Result<()> {
             };
             let (offset, applied_ts) = match lake.catalog().table_exists(&target).await {
                 Ok(true) => {
-                    let t = lake.load_table(&target).await?;
-                    let offset = table_position(&t, &topic)?
-                        .and_then(|o| o.get(&0).copied())
-                        .unwrap_or(0);
-                    let ts = strata_lake::carried_properties(&t)
-                        .get(&last_commit_ts_key(&topic))
-                        .and_then(|v| v.parse::<i64>().ok());
-                    (Some(offset), ts)
+                    let held = applied_in(&lake.load_table(&target).await?, &topic)?;
+                    (Some(held.next), held.commit_ts)
                 }
                 _ => (None, None),
             };
