@@ -168,11 +168,11 @@ pub struct RawEvent<'a> {
 #[serde(default)]
 pub struct Context<'a> {
     #[serde(borrow)]
-    pub app: Option<&'a RawValue>,
+    pub app: ContextPart<'a>,
     #[serde(borrow)]
-    pub library: Option<&'a RawValue>,
+    pub library: ContextPart<'a>,
     #[serde(borrow)]
-    pub page: Option<&'a RawValue>,
+    pub page: ContextPart<'a>,
     #[serde(borrow)]
     pub locale: Option<Scalar<'a>>,
     #[serde(borrow)]
@@ -182,26 +182,82 @@ pub struct Context<'a> {
 }
 
 /// `context.app`, `context.library`, `context.page`: whichever of these fields they hold.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+/// Parsed in the same pass as the context; anything that is not an object yields nothing.
+#[derive(Debug, Default)]
 pub struct ContextPart<'a> {
-    #[serde(borrow)]
     pub name: Option<Scalar<'a>>,
-    #[serde(borrow)]
     pub version: Option<Scalar<'a>>,
-    #[serde(borrow)]
     pub url: Option<Scalar<'a>>,
-    #[serde(borrow)]
     pub path: Option<Scalar<'a>>,
-    #[serde(borrow)]
     pub referrer: Option<Scalar<'a>>,
 }
 
-impl<'a> ContextPart<'a> {
-    /// Parses a nested context object; anything that is not an object yields nothing.
-    pub fn parse(raw: Option<&'a RawValue>) -> Self {
-        raw.and_then(|r| serde_json::from_str(r.get()).ok())
-            .unwrap_or_default()
+/// The fields of a [`ContextPart`] object; unknown ones are skipped.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum PartField {
+    Name,
+    Version,
+    Url,
+    Path,
+    Referrer,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for ContextPart<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ContextPart<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut part = ContextPart::default();
+                while let Some(field) = map.next_key::<PartField>()? {
+                    let slot = match field {
+                        PartField::Name => &mut part.name,
+                        PartField::Version => &mut part.version,
+                        PartField::Url => &mut part.url,
+                        PartField::Path => &mut part.path,
+                        PartField::Referrer => &mut part.referrer,
+                        PartField::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = Some(map.next_value::<Scalar<'de>>()?);
+                }
+                Ok(part)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(ContextPart::default())
+            }
+            fn visit_borrowed_str<E: de::Error>(self, _: &'de str) -> Result<Self::Value, E> {
+                Ok(ContextPart::default())
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(ContextPart::default())
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(ContextPart::default())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(ContextPart::default())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(ContextPart::default())
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(ContextPart::default())
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(ContextPart::default())
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -346,6 +402,19 @@ mod tests {
         assert!(e.contains("line 1 column"), "{e}");
         let e = parse_batch(br#"{}"#).unwrap_err().to_string();
         assert!(e.contains("missing field `batch`"), "{e}");
+    }
+
+    #[test]
+    fn context_parts_are_lenient() {
+        let c: Context<'_> = serde_json::from_str(
+            r#"{"app":{"version":5,"build":"1","name":{"x":1}},"library":"oops","page":[1],"locale":"fr"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.app.version.unwrap().text(), Some("5"));
+        assert!(c.app.name.unwrap().wrong_type());
+        assert!(c.library.name.is_none() && c.library.version.is_none());
+        assert!(c.page.url.is_none());
+        assert_eq!(c.locale.unwrap().text(), Some("fr"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use strata_bus::Record;
-use strata_core::event::EVENTS_TOPIC;
+use strata_core::event::{encode_collected_event, partition_key, EVENTS_TOPIC};
 use strata_core::{BusRecord, Rejected};
 
 use crate::auth::{self, AppEntry};
@@ -293,7 +293,7 @@ impl Collector {
         let timestamp_ms = server_ts / 1000;
         let mut next_key = keys.iter().zip(seen);
         for b in built {
-            let record = match b {
+            let (key, value) = match b {
                 Ok(event) => {
                     let Some((&k, was_seen)) = next_key.next() else {
                         continue;
@@ -303,13 +303,18 @@ impl Collector {
                         continue;
                     }
                     new_keys.push(k);
-                    BusRecord::Event(Box::new(event))
+                    // The event's JSON text fields come from the request serde_json parsed.
+                    let value = encode_collected_event(&event);
+                    (Bytes::from(partition_key(&event).to_owned()), value)
                 }
-                Err(rejected) => BusRecord::Rejected(Box::new(rejected)),
+                Err(rejected) => {
+                    let record = BusRecord::Rejected(Box::new(rejected));
+                    (Bytes::copy_from_slice(record.key().as_bytes()), record.to_json())
+                }
             };
             records.push(Record {
-                key: Bytes::copy_from_slice(record.key().as_bytes()),
-                value: Bytes::from(record.to_json()),
+                key,
+                value: Bytes::from(value),
                 timestamp_ms,
             });
         }

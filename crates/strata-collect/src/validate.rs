@@ -6,7 +6,7 @@ use serde_json::value::RawValue;
 use strata_core::time::parse_ts_micros;
 use strata_core::Event;
 
-use crate::decode::{Context, ContextPart, RawEvent, Scalar};
+use crate::decode::{Context, RawEvent, Scalar};
 
 /// Longest `event` / `name`, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
@@ -236,9 +236,7 @@ pub fn build_event(
         })?,
         _ => Context::default(),
     };
-    let app = ContextPart::parse(context.app);
-    let library = ContextPart::parse(context.library);
-    let page = ContextPart::parse(context.page);
+    let (app, library, page) = (context.app, context.library, context.page);
 
     Ok(Event {
         message_id: message_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),

@@ -7,6 +7,7 @@ pub mod config;
 pub mod cron;
 pub mod error;
 pub mod event;
+mod event_codec;
 pub mod time;
 
 pub use config::Config;
