@@ -11,7 +11,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event_codec::{self, json_text, Text};
+use std::borrow::Cow;
+
+use crate::event_codec::{self, cow_str, json_text, json_text_view, opt_cow_str, Text};
 
 /// The bus topic that carries collected events.
 pub const EVENTS_TOPIC: &str = "events";
@@ -78,6 +80,133 @@ pub struct Event {
     pub traits: Option<String>,
 }
 
+/// An [`Event`] read from the bus without copying its strings: each borrows from the record's
+/// bytes unless it had to be unescaped. The lake sink decodes into this (one allocation per
+/// escaped string instead of one per field); the bus encoder writes from it.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default)]
+pub struct EventView<'a> {
+    #[serde(borrow, deserialize_with = "cow_str")]
+    pub message_id: Cow<'a, str>,
+    #[serde(borrow, deserialize_with = "cow_str")]
+    pub app: Cow<'a, str>,
+    #[serde(rename = "type", borrow, deserialize_with = "cow_str")]
+    pub kind: Cow<'a, str>,
+    #[serde(borrow, deserialize_with = "opt_cow_str")]
+    pub event: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_cow_str")]
+    pub user_id: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_cow_str")]
+    pub anonymous_id: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_cow_str")]
+    pub group_id: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_cow_str")]
+    pub previous_id: Option<Cow<'a, str>>,
+    pub client_ts: Option<i64>,
+    pub sent_at: Option<i64>,
+    pub server_ts: i64,
+    pub event_ts: i64,
+    #[serde(borrow, deserialize_with = "opt_cow_str")]
+    pub ip: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_cow_str")]
+    pub country: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_cow_str")]
+    pub region: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_cow_str")]
+    pub city: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_cow_str")]
+    pub user_agent: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_cow_str")]
+    pub os: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_cow_str")]
+    pub os_version: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_cow_str")]
+    pub browser: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_cow_str")]
+    pub browser_version: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_cow_str")]
+    pub device: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_cow_str")]
+    pub app_version: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_cow_str")]
+    pub library_name: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_cow_str")]
+    pub library_version: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_cow_str")]
+    pub locale: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_cow_str")]
+    pub timezone: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_cow_str")]
+    pub page_url: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_cow_str")]
+    pub page_path: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "opt_cow_str")]
+    pub referrer: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "json_text_view")]
+    pub context: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "json_text_view")]
+    pub properties: Option<Cow<'a, str>>,
+    #[serde(borrow, deserialize_with = "json_text_view")]
+    pub traits: Option<Cow<'a, str>>,
+}
+
+impl Event {
+    /// The event as a view borrowing its strings.
+    pub fn view(&self) -> EventView<'_> {
+        EventView {
+            message_id: Cow::Borrowed(&self.message_id),
+            app: Cow::Borrowed(&self.app),
+            kind: Cow::Borrowed(&self.kind),
+            event: self.event.as_deref().map(Cow::Borrowed),
+            user_id: self.user_id.as_deref().map(Cow::Borrowed),
+            anonymous_id: self.anonymous_id.as_deref().map(Cow::Borrowed),
+            group_id: self.group_id.as_deref().map(Cow::Borrowed),
+            previous_id: self.previous_id.as_deref().map(Cow::Borrowed),
+            client_ts: self.client_ts,
+            sent_at: self.sent_at,
+            server_ts: self.server_ts,
+            event_ts: self.event_ts,
+            ip: self.ip.as_deref().map(Cow::Borrowed),
+            country: self.country.as_deref().map(Cow::Borrowed),
+            region: self.region.as_deref().map(Cow::Borrowed),
+            city: self.city.as_deref().map(Cow::Borrowed),
+            user_agent: self.user_agent.as_deref().map(Cow::Borrowed),
+            os: self.os.as_deref().map(Cow::Borrowed),
+            os_version: self.os_version.as_deref().map(Cow::Borrowed),
+            browser: self.browser.as_deref().map(Cow::Borrowed),
+            browser_version: self.browser_version.as_deref().map(Cow::Borrowed),
+            device: self.device.as_deref().map(Cow::Borrowed),
+            app_version: self.app_version.as_deref().map(Cow::Borrowed),
+            library_name: self.library_name.as_deref().map(Cow::Borrowed),
+            library_version: self.library_version.as_deref().map(Cow::Borrowed),
+            locale: self.locale.as_deref().map(Cow::Borrowed),
+            timezone: self.timezone.as_deref().map(Cow::Borrowed),
+            page_url: self.page_url.as_deref().map(Cow::Borrowed),
+            page_path: self.page_path.as_deref().map(Cow::Borrowed),
+            referrer: self.referrer.as_deref().map(Cow::Borrowed),
+            context: self.context.as_deref().map(Cow::Borrowed),
+            properties: self.properties.as_deref().map(Cow::Borrowed),
+            traits: self.traits.as_deref().map(Cow::Borrowed),
+        }
+    }
+}
+
+/// [`BusRecord`] decoded without copying an event's strings.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "k", content = "v")]
+pub enum BusRecordView<'a> {
+    #[serde(rename = "e", borrow)]
+    Event(EventView<'a>),
+    #[serde(rename = "r")]
+    Rejected(Box<Rejected>),
+}
+
+impl<'a> BusRecordView<'a> {
+    pub fn from_json(bytes: &'a [u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
 /// A payload the collector refused, kept with its reason (dead-letter).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -117,7 +246,7 @@ impl BusRecord {
     /// text fields are nested and `None` fields are left out.
     pub fn to_json(&self) -> Vec<u8> {
         match self {
-            BusRecord::Event(e) => event_codec::encode_event(e, Text::Checked),
+            BusRecord::Event(e) => event_codec::encode_event(&e.view(), Text::Checked),
             // Serializing plain structs of strings and integers cannot fail.
             BusRecord::Rejected(_) => serde_json::to_vec(self).unwrap_or_default(),
         }
@@ -141,7 +270,7 @@ pub fn partition_key(e: &Event) -> &str {
 /// the check that `to_json` makes. Invalid text here would make the record undecodable; the
 /// lake sink would then keep it in `ods.ods_event_rejected` rather than lose it.
 pub fn encode_collected_event(event: &Event) -> Vec<u8> {
-    event_codec::encode_event(event, Text::KnownValid)
+    event_codec::encode_event(&event.view(), Text::KnownValid)
 }
 
 #[cfg(test)]

@@ -8,10 +8,15 @@
 //!   written, so old records (where these fields were always strings) still decode.
 //! - `None` fields are left out; the struct's `#[serde(default)]` restores them.
 
-use serde::de::{Deserialize, Deserializer, Error as _, IgnoredAny};
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, Error as DeError, IgnoredAny, Visitor};
 use serde_json::value::RawValue;
 
+#[cfg(test)]
 use crate::event::Event;
+use crate::event::EventView;
 
 /// Decodes a JSON-text field: a nested value comes back as its exact text, a string as its
 /// content, `null` as None.
@@ -27,6 +32,69 @@ pub(crate) fn json_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String
     Ok(Some(String::from(Box::<str>::from(raw))))
 }
 
+/// [`json_text`] borrowing from the input: a nested value's text is a slice of it.
+pub(crate) fn json_text_view<'de: 'a, 'a, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
+    let Some(raw) = Option::<&'de RawValue>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if raw.get().starts_with('"') {
+        return serde_json::from_str::<Cow<'_, str>>(raw.get())
+            .map(|s| Some(Cow::Owned(s.into_owned())))
+            .map_err(D::Error::custom);
+    }
+    Ok(Some(Cow::Borrowed(raw.get())))
+}
+
+/// A string, borrowed from the input unless it had escapes.
+pub(crate) fn cow_str<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Cow<'a, str>, D::Error> {
+    d.deserialize_str(CowVisitor)
+}
+
+/// An optional [`cow_str`]; `null` is None.
+pub(crate) fn opt_cow_str<'de: 'a, 'a, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
+    d.deserialize_option(OptCowVisitor)
+}
+
+struct CowVisitor;
+
+impl<'de> Visitor<'de> for CowVisitor {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E: DeError>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E: DeError>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E: DeError>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+struct OptCowVisitor;
+
+impl<'de> Visitor<'de> for OptCowVisitor {
+    type Value = Option<Cow<'de, str>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string or null")
+    }
+    fn visit_none<E: DeError>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: DeError>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(CowVisitor).map(Some)
+    }
+}
+
 /// Whether the JSON text fields are known to parse (the collector's come straight from a
 /// request serde_json has parsed) or must be checked before they are nested.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,15 +104,11 @@ pub(crate) enum Text {
 }
 
 /// `{"k":"e","v":{…}}` for one event.
-pub(crate) fn encode_event(e: &Event, text: Text) -> Vec<u8> {
-    let hint = 160
-        + e.context.as_ref().map_or(0, String::len)
-        + e.properties.as_ref().map_or(0, String::len)
-        + e.traits.as_ref().map_or(0, String::len)
-        + e.user_agent.as_ref().map_or(0, String::len)
-        + 24 * 16;
+pub(crate) fn encode_event(e: &EventView<'_>, text: Text) -> Vec<u8> {
+    let len = |v: &Option<Cow<'_, str>>| v.as_ref().map_or(0, |s| s.len());
+    let hint = 160 + len(&e.context) + len(&e.properties) + len(&e.traits) + len(&e.user_agent);
     let mut w = Writer {
-        buf: Vec::with_capacity(hint),
+        buf: Vec::with_capacity(hint + 24 * 16),
         first: true,
         text,
     };
@@ -108,7 +172,7 @@ impl Writer {
         escaped(&mut self.buf, value);
     }
 
-    fn opt_str(&mut self, name: &str, value: &Option<String>) {
+    fn opt_str(&mut self, name: &str, value: &Option<Cow<'_, str>>) {
         if let Some(v) = value {
             self.str(name, v);
         }
@@ -125,7 +189,7 @@ impl Writer {
         }
     }
 
-    fn opt_json(&mut self, name: &str, value: &Option<String>) {
+    fn opt_json(&mut self, name: &str, value: &Option<Cow<'_, str>>) {
         let Some(v) = value else {
             return;
         };
@@ -253,7 +317,7 @@ mod tests {
     #[test]
     fn encodes_every_field_the_derived_serializer_does() {
         let e = full();
-        let ours: serde_json::Value = serde_json::from_slice(&encode_event(&e, Text::Checked)).unwrap();
+        let ours: serde_json::Value = serde_json::from_slice(&encode_event(&e.view(), Text::Checked)).unwrap();
         let derived = serde_json::to_value(BusRecord::Event(Box::new(e))).unwrap();
         let keys = |v: &serde_json::Value| {
             let mut k: Vec<String> = v["v"].as_object().unwrap().keys().cloned().collect();
@@ -271,8 +335,32 @@ mod tests {
     #[test]
     fn round_trips_exactly() {
         let e = full();
-        let back = BusRecord::from_json(&encode_event(&e, Text::Checked)).unwrap();
+        let back = BusRecord::from_json(&encode_event(&e.view(), Text::Checked)).unwrap();
         assert_eq!(back, BusRecord::Event(Box::new(e)));
+    }
+
+    #[test]
+    fn view_decodes_what_the_owned_decode_does_borrowing_unescaped_strings() {
+        let e = full();
+        let json = encode_event(&e.view(), Text::Checked);
+        let crate::event::BusRecordView::Event(v) =
+            crate::event::BusRecordView::from_json(&json).unwrap()
+        else {
+            panic!("not an event");
+        };
+        assert_eq!(v, e.view());
+        assert!(matches!(v.app, Cow::Borrowed(_)));
+        assert!(matches!(v.context, Some(Cow::Borrowed(_))));
+        // Escaped in the record, so unescaped into its own string.
+        assert!(matches!(v.event, Some(Cow::Owned(_))));
+        let old = br#"{"k":"e","v":{"message_id":"m","app":"a","type":"track","server_ts":1,"event_ts":1,"ip":null,"properties":"{\"a\":1}"}}"#;
+        let crate::event::BusRecordView::Event(v) =
+            crate::event::BusRecordView::from_json(old).unwrap()
+        else {
+            panic!("not an event");
+        };
+        assert_eq!(v.properties.as_deref(), Some(r#"{"a":1}"#));
+        assert_eq!(v.ip, None);
     }
 
     #[test]
@@ -291,7 +379,7 @@ mod tests {
                 properties: Some(text.to_string()),
                 ..Default::default()
             };
-            let json = encode_event(&e, Text::Checked);
+            let json = encode_event(&e.view(), Text::Checked);
             let back = BusRecord::from_json(&json).unwrap();
             assert_eq!(back, BusRecord::Event(Box::new(e)), "{text:?} via {}", String::from_utf8_lossy(&json));
         }
@@ -333,7 +421,7 @@ mod tests {
 
     #[test]
     fn none_fields_are_left_out() {
-        let json = encode_event(&Event::default(), Text::Checked);
+        let json = encode_event(&Event::default().view(), Text::Checked);
         assert_eq!(
             String::from_utf8(json).unwrap(),
             r#"{"k":"e","v":{"message_id":"","app":"","type":"","server_ts":0,"event_ts":0}}"#

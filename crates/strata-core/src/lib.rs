@@ -12,4 +12,4 @@ pub mod time;
 
 pub use config::Config;
 pub use error::{Error, Fault, Result};
-pub use event::{BusRecord, Event, Rejected};
+pub use event::{BusRecord, BusRecordView, Event, EventView, Rejected};

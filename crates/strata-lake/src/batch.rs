@@ -16,7 +16,7 @@ use arrow::datatypes::SchemaRef as ArrowSchemaRef;
 use arrow::record_batch::RecordBatch;
 use iceberg::spec::{Literal, Struct};
 use strata_bus::{Offset, Partition};
-use strata_core::{Event, Rejected};
+use strata_core::{Event, EventView, Rejected};
 
 use crate::error::{Error, Result};
 
@@ -39,7 +39,7 @@ pub fn utc_hour(micros: i64) -> i32 {
 }
 
 /// `event_type` of an event: the event name for `track`, otherwise the call type.
-pub fn event_type(e: &Event) -> &str {
+pub fn event_type<'a>(e: &'a EventView<'_>) -> &'a str {
     if e.kind == "track" {
         match e.event.as_deref() {
             Some(name) if !name.is_empty() => name,
@@ -104,7 +104,7 @@ impl EventColumns {
         }
     }
 
-    fn push(&mut self, e: &Event, event_type: &str, at: BusPosition) {
+    fn push(&mut self, e: &EventView<'_>, event_type: &str, at: BusPosition) {
         self.message_id.append_value(&e.message_id);
         self.app.append_value(&e.app);
         self.kind.append_value(&e.kind);
@@ -281,6 +281,11 @@ pub struct EventBuffer {
 
 impl EventBuffer {
     pub fn push(&mut self, e: &Event, at: BusPosition) {
+        self.push_view(&e.view(), at);
+    }
+
+    /// [`EventBuffer::push`] of an event decoded from the bus without copying its strings.
+    pub fn push_view(&mut self, e: &EventView<'_>, at: BusPosition) {
         let et = event_type(e);
         let key = (utc_date(e.event_ts), utc_hour(e.event_ts));
         let by_type = self.groups.entry(key).or_default();

@@ -23,7 +23,7 @@ use iceberg::table::Table;
 use strata_bus::{Log, Offsets, StoredRecord};
 use strata_core::config::LakeConfig;
 use strata_core::event::EVENTS_TOPIC;
-use strata_core::BusRecord;
+use strata_core::BusRecordView;
 use tokio::sync::watch;
 
 use crate::batch::{
@@ -402,14 +402,14 @@ impl SinkState {
                 partition: r.partition,
                 offset: r.offset,
             };
-            match BusRecord::from_json(&r.value) {
-                Ok(BusRecord::Event(e)) => {
+            match BusRecordView::from_json(&r.value) {
+                Ok(BusRecordView::Event(e)) => {
                     if self.tables[0].needs(r.partition, r.offset) {
-                        self.events.push(&e, at);
+                        self.events.push_view(&e, at);
                         self.bytes += r.value.len();
                     }
                 }
-                Ok(BusRecord::Rejected(x)) => {
+                Ok(BusRecordView::Rejected(x)) => {
                     if self.tables[1].needs(r.partition, r.offset) {
                         self.rejected.push(&RejectedRow::from(x.as_ref()), at);
                         self.bytes += r.value.len();
