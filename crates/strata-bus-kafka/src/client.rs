@@ -80,7 +80,9 @@ impl KafkaOptions {
             )
             .set(
                 "queue.buffering.max.kbytes",
-                (self.max_pending_bytes / 1024).clamp(1, i32::MAX as u64).to_string(),
+                (self.max_pending_bytes / 1024)
+                    .clamp(1, i32::MAX as u64)
+                    .to_string(),
             );
         c
     }

@@ -50,10 +50,13 @@ pub(crate) fn transient(code: RDKafkaErrorCode) -> bool {
             | Code::NotCoordinator
             | Code::RebalanceInProgress
             | Code::KafkaStorageError
+            | Code::PurgeQueue
+            | Code::PurgeInflight
+            | Code::UnknownProducerId
     )
 }
 
-fn code_of(e: &KafkaError) -> Option<RDKafkaErrorCode> {
+pub(crate) fn code_of(e: &KafkaError) -> Option<RDKafkaErrorCode> {
     match e {
         KafkaError::PartitionEOF(_) => Some(Code::PartitionEOF),
         other => other.rdkafka_error_code(),

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -31,6 +31,8 @@ pub struct KafkaLog {
     options: KafkaOptions,
     /// Replaced by a fresh one after a fatal idempotence error (which leaves it unusable).
     producer: RwLock<FutureProducer<Context>>,
+    /// When the producer was last replaced after delivery timeouts.
+    renewed: Mutex<Option<Instant>>,
     admin: AdminClient<Context>,
     /// Metadata and watermarks (an admin client cannot list offsets in rdkafka 0.39).
     meta: Arc<BaseConsumer<Context>>,
@@ -39,6 +41,9 @@ pub struct KafkaLog {
     /// Partition counts of topics seen (a topic's partition count never shrinks).
     partitions: RwLock<HashMap<String, u32>>,
     readers: Mutex<HashMap<(String, Partition), SharedReader>>,
+    /// The highest end offset seen per partition (acknowledged appends, watermarks): reads
+    /// below it wait for the fetch instead of reporting the end.
+    known_ends: Mutex<HashMap<(String, Partition), Offset>>,
     groups: Mutex<HashMap<String, Arc<BaseConsumer<Context>>>>,
     closed: AtomicBool,
 }
@@ -90,11 +95,13 @@ impl KafkaLog {
         Ok(Arc::new(KafkaLog {
             options,
             producer: RwLock::new(producer),
+            renewed: Mutex::new(None),
             admin,
             meta,
             probe: AsyncMutex::new(None),
             partitions: RwLock::new(HashMap::new()),
             readers: Mutex::new(HashMap::new()),
+            known_ends: Mutex::new(HashMap::new()),
             groups: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
         }))
@@ -107,25 +114,57 @@ impl KafkaLog {
             .clone()
     }
 
-    /// After a fatal error (e.g. the broker lost the producer's sequence state) librdkafka's
-    /// idempotent producer refuses everything: start a new one. Records it had not delivered
-    /// were failed to their callers, who retry; the collector's dedup drops any copies.
-    fn renew_producer_if_fatal(&self, failed: &FutureProducer<Context>) {
-        let Some((code, reason)) = failed.client().fatal_error() else {
+    /// Replaces the producer after a fatal error (librdkafka's idempotent producer then
+    /// refuses everything) or a delivery timeout (the brokers may have lost the producer's
+    /// id: tansu restarted empty answers UNKNOWN_PRODUCER_ID forever, and Kafka does once the
+    /// id expires; a new producer gets a new id). At most once per `delivery_timeout` for
+    /// timeouts. Records the old one had not delivered fail to their callers, who retry; the
+    /// collector's dedup drops any copies.
+    fn renew_producer(&self, failed: &FutureProducer<Context>, error: &KafkaError) {
+        let fatal = failed.client().fatal_error();
+        let timed_out = crate::error::code_of(error) == Some(RDKafkaErrorCode::MessageTimedOut);
+        if fatal.is_none() && !timed_out {
             return;
-        };
+        }
         let mut current = self.producer.write().unwrap_or_else(|e| e.into_inner());
         if current.client().native_ptr() != failed.client().native_ptr() {
             return; // another append already renewed it
         }
+        let mut last = lock(&self.renewed);
+        if fatal.is_none() && last.is_some_and(|t| t.elapsed() < self.options.delivery_timeout) {
+            return;
+        }
         match self.options.producer().create_with_context(Context) {
             Ok(fresh) => {
-                tracing::error!(%code, reason, "kafka producer hit a fatal error; started a new one");
+                match &fatal {
+                    Some((code, reason)) => {
+                        tracing::error!(%code, reason, "kafka producer hit a fatal error; started a new one")
+                    }
+                    None => {
+                        tracing::warn!(error = %error, "kafka deliveries time out; started a new producer")
+                    }
+                }
                 metrics::counter!("strata_bus_kafka_producer_renewals_total").increment(1);
-                *current = fresh;
+                let old = std::mem::replace(&mut *current, fresh);
+                *last = Some(Instant::now());
+                // Dropping a producer purges and briefly flushes: not on an async thread.
+                tokio::task::spawn_blocking(move || drop(old));
             }
             Err(e) => tracing::error!(error = %e, "could not replace the failed kafka producer"),
         }
+    }
+
+    fn saw_end(&self, topic: &str, partition: Partition, end: Offset) {
+        let mut ends = lock(&self.known_ends);
+        let e = ends.entry((topic.to_string(), partition)).or_insert(0);
+        *e = (*e).max(end);
+    }
+
+    fn known_end(&self, topic: &str, partition: Partition) -> Offset {
+        lock(&self.known_ends)
+            .get(&(topic.to_string(), partition))
+            .copied()
+            .unwrap_or(0)
     }
 
     fn check_open(&self) -> Result<()> {
@@ -274,7 +313,7 @@ impl KafkaLog {
         let mut from = hi - 1;
         // Bounded: producers may keep appending while we look; an end is a snapshot anyway.
         for _ in 0..4 {
-            let batch = reader.read(from, 100_000, 64 << 20).await?;
+            let batch = reader.read(from, 100_000, 64 << 20, hi).await?;
             let Some(last) = batch.last() else {
                 break;
             };
@@ -294,7 +333,9 @@ impl KafkaLog {
             })
             .await?
             .map_err(|e| call_error(format!("watermarks of {topic}/{partition}"), &e))?;
-        Ok((lo.max(0) as Offset, hi.max(0) as Offset))
+        let (lo, hi) = (lo.max(0) as Offset, hi.max(0) as Offset);
+        self.saw_end(topic, partition, hi);
+        Ok((lo, hi))
     }
 
     /// Fills in the retained range of an out-of-range error.
@@ -336,7 +377,11 @@ impl Log for KafkaLog {
             0 => -1,
             n => i32::from(n),
         };
-        let new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(replication));
+        let new = NewTopic::new(
+            topic,
+            partitions as i32,
+            TopicReplication::Fixed(replication),
+        );
         let opts = AdminOptions::new().request_timeout(Some(self.timeout()));
         let results = self
             .admin
@@ -403,13 +448,13 @@ impl Log for KafkaLog {
                 // Records already queued may still be delivered: the caller retries the
                 // whole request and the collector's dedup drops the copies.
                 Err((e, _)) => {
-                    self.renew_producer_if_fatal(&producer);
+                    self.renew_producer(&producer, &e);
                     return Err(produce_error(topic, &e));
                 }
             }
         }
         let mut positions = Vec::with_capacity(deliveries.len());
-        let mut first_err = None;
+        let mut first_err: Option<(Error, Option<KafkaError>)> = None;
         for d in deliveries {
             match d.await {
                 Ok(Ok(delivery)) => positions.push(Position {
@@ -417,19 +462,31 @@ impl Log for KafkaLog {
                     offset: delivery.offset.max(0) as Offset,
                 }),
                 Ok(Err((e, _))) => {
-                    first_err.get_or_insert_with(|| produce_error(topic, &e));
+                    first_err.get_or_insert_with(|| (produce_error(topic, &e), Some(e)));
                 }
                 Err(_) => {
-                    first_err.get_or_insert(Error::Closed);
+                    first_err.get_or_insert((Error::Closed, None));
                 }
             }
         }
         match first_err {
-            Some(e) => {
-                self.renew_producer_if_fatal(&producer);
+            Some((e, kafka)) => {
+                if let Some(k) = kafka {
+                    self.renew_producer(&producer, &k);
+                }
                 Err(e)
             }
-            None => Ok(positions),
+            None => {
+                let mut ends: HashMap<Partition, Offset> = HashMap::new();
+                for p in &positions {
+                    let e = ends.entry(p.partition).or_default();
+                    *e = (*e).max(p.offset + 1);
+                }
+                for (p, end) in ends {
+                    self.saw_end(topic, p, end);
+                }
+                Ok(positions)
+            }
         }
     }
 
@@ -458,7 +515,8 @@ impl Log for KafkaLog {
                 });
             }
         }
-        match reader.read(from, max_records, max_bytes).await {
+        let known_end = self.known_end(topic, partition);
+        match reader.read(from, max_records, max_bytes, known_end).await {
             Ok(records) => Ok(records),
             Err(e) => Err(self.out_of_range(e).await),
         }
@@ -492,6 +550,7 @@ impl Log for KafkaLog {
             } else {
                 hi
             };
+            self.saw_end(topic, p, end);
             out.insert(p, end);
         }
         Ok(out)
@@ -535,9 +594,7 @@ impl Log for KafkaLog {
             match result {
                 Ok(()) => return Ok(()),
                 // The coordinator moves or loads: a short bounded retry.
-                Err(e)
-                    if attempt < 4 && e.rdkafka_error_code().is_some_and(transient) =>
-                {
+                Err(e) if attempt < 4 && e.rdkafka_error_code().is_some_and(transient) => {
                     tracing::debug!(group, error = %e, "kafka commit retried");
                     tokio::time::sleep(wait).await;
                     wait *= 2;
@@ -545,7 +602,10 @@ impl Log for KafkaLog {
                 Err(e) => return Err(call_error(&ctx, &e)),
             }
         }
-        Err(Error::io(ctx, std::io::Error::from(std::io::ErrorKind::TimedOut)))
+        Err(Error::io(
+            ctx,
+            std::io::Error::from(std::io::ErrorKind::TimedOut),
+        ))
     }
 
     async fn committed(&self, group: &str, topic: &str) -> Result<Offsets> {

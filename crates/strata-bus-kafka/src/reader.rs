@@ -41,7 +41,11 @@ pub(crate) struct Reader {
 }
 
 impl Reader {
-    pub(crate) fn new(topic: &str, partition: Partition, consumer: StreamConsumer<Context>) -> Self {
+    pub(crate) fn new(
+        topic: &str,
+        partition: Partition,
+        consumer: StreamConsumer<Context>,
+    ) -> Self {
         Reader {
             topic: topic.to_string(),
             partition,
@@ -63,8 +67,12 @@ impl Reader {
             return Ok(());
         }
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.topic, self.partition as i32, KOffset::Offset(from as i64))
-            .map_err(|e| call_error(format!("positioning {}/{}", self.topic, self.partition), &e))?;
+        tpl.add_partition_offset(
+            &self.topic,
+            self.partition as i32,
+            KOffset::Offset(from as i64),
+        )
+        .map_err(|e| call_error(format!("positioning {}/{}", self.topic, self.partition), &e))?;
         self.consumer
             .assign(&tpl)
             .map_err(|e| call_error(format!("assigning {}/{}", self.topic, self.partition), &e))?;
@@ -148,11 +156,16 @@ impl Reader {
 
     /// Records from `from`: at most `max_records`, roughly `max_bytes`; empty at the end of
     /// the partition. The caller checked `from` against the retained range.
+    ///
+    /// `known_end`: an end offset the caller knows of (acknowledged appends, watermarks).
+    /// Below it the reader waits (bounded) for the fetch rather than calling the partition
+    /// ended: an end-of-partition event only says where the consumer was.
     pub(crate) async fn read(
         &mut self,
         from: Offset,
         max_records: usize,
         max_bytes: usize,
+        known_end: Offset,
     ) -> Result<Vec<StoredRecord>> {
         self.position(from)?;
         let mut out = Vec::new();
@@ -163,8 +176,9 @@ impl Reader {
         }
         let deadline = Instant::now() + FETCH_WAIT;
         while out.len() < max_records.max(1) && bytes < max_bytes {
-            // Known to be at the end: take only what has arrived since.
-            let wait = (!self.at_end).then_some(deadline);
+            // At the end as far as anyone knows: take only what has arrived since.
+            let behind = self.pos.is_none_or(|p| p < known_end);
+            let wait = (!self.at_end || behind).then_some(deadline);
             match self.recv(wait).await {
                 Ok(Some(Got::Record(r))) => {
                     bytes += r.key.len() + r.value.len();

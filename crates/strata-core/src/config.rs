@@ -815,8 +815,8 @@ mod tests {
 
         let err = Config::from_toml("[bus]\nkind = \"kafka\"\n").unwrap_err();
         assert!(err.to_string().contains("bus.brokers"), "{err}");
-        let err = Config::from_toml("[bus]\nkind = \"kafka\"\nbrokers = \"localhost\"\n")
-            .unwrap_err();
+        let err =
+            Config::from_toml("[bus]\nkind = \"kafka\"\nbrokers = \"localhost\"\n").unwrap_err();
         assert!(err.to_string().contains("HOST:PORT"), "{err}");
         let err = Config::from_toml(
             "[bus]\nkind = \"kafka\"\nbrokers = \"h:1\"\n[bus.librdkafka]\nacks = \"1\"\n",

@@ -71,7 +71,13 @@ impl Broker {
             .open(dir.path().join("tansu.log"))
             .expect("broker log");
         let child = Command::new(&bin)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", "memory://tansu/"])
             .current_dir(dir.path())
             .stdin(Stdio::null())
@@ -101,7 +107,11 @@ impl Broker {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("tansu did not listen on {} within 20 s:\n{}", self.port, self.log());
+        panic!(
+            "tansu did not listen on {} within 20 s:\n{}",
+            self.port,
+            self.log()
+        );
     }
 
     pub fn brokers(&self) -> String {
