@@ -103,6 +103,16 @@ impl KafkaOptions {
         c
     }
 
+    /// A reader that only confirms where partitions end: it sits at the tail, so its
+    /// prefetch is kept small (librdkafka stops fetching once that much is queued).
+    pub(crate) fn probe(&self) -> ClientConfig {
+        let mut c = self.reader();
+        c.set("client.id", format!("{}-probe", self.client_id))
+            .set("queued.max.messages.kbytes", "1024")
+            .set("queued.min.messages", "1000");
+        c
+    }
+
     /// A client of consumer group `group` used only to commit and fetch its offsets.
     pub(crate) fn group(&self, group: &str) -> ClientConfig {
         let mut c = self.base("group");
@@ -124,6 +134,7 @@ pub fn validate_properties(options: &KafkaOptions) -> Result<(), OpenError> {
     for config in [
         options.producer(),
         options.reader(),
+        options.probe(),
         options.group("check"),
         options.admin(),
     ] {

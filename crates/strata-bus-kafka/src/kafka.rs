@@ -36,8 +36,8 @@ pub struct KafkaLog {
     admin: AdminClient<Context>,
     /// Metadata and watermarks (an admin client cannot list offsets in rdkafka 0.39).
     meta: Arc<BaseConsumer<Context>>,
-    /// Reads the last batch of a partition to confirm where it ends.
-    probe: AsyncMutex<Option<Reader>>,
+    /// Per partition: a reader at its tail that confirms where it ends (`confirm_end`).
+    probes: Mutex<HashMap<(String, Partition), SharedReader>>,
     /// Partition counts of topics seen (a topic's partition count never shrinks).
     partitions: RwLock<HashMap<String, u32>>,
     readers: Mutex<HashMap<(String, Partition), SharedReader>>,
@@ -98,7 +98,7 @@ impl KafkaLog {
             renewed: Mutex::new(None),
             admin,
             meta,
-            probe: AsyncMutex::new(None),
+            probes: Mutex::new(HashMap::new()),
             partitions: RwLock::new(HashMap::new()),
             readers: Mutex::new(HashMap::new()),
             known_ends: Mutex::new(HashMap::new()),
@@ -295,22 +295,30 @@ impl KafkaLog {
     }
 
     /// The true end of a partition whose `ListOffsets` end is `hi` (> its start): reads from
-    /// `hi - 1` to the end-of-partition event. Kafka's answer is exact and this returns it
-    /// after one record; tansu 0.6 answers the last batch's base offset + 1, and this finds
-    /// the records after it.
+    /// `hi - 1` (or from where this partition's probe already is, when that is past it) to
+    /// the end-of-partition event. Kafka's answer is exact and this returns it after one
+    /// record; tansu 0.6 answers the last batch's base offset + 1, and this finds the records
+    /// after it. The probe stays at the tail, so the next call reads only what is new.
     async fn confirm_end(&self, topic: &str, partition: Partition, hi: Offset) -> Result<Offset> {
-        let mut probe = self.probe.lock().await;
-        if probe.is_none() {
-            *probe = Some(self.new_reader(topic, partition)?);
-        }
-        let Some(reader) = probe.as_mut() else {
-            return Ok(hi);
+        let probe = {
+            let mut probes = lock(&self.probes);
+            match probes.get(&(topic.to_string(), partition)) {
+                Some(p) => p.clone(),
+                None => {
+                    let consumer = self
+                        .options
+                        .probe()
+                        .create_with_context(Context)
+                        .map_err(|e| Error::Invalid(config_message(&e)))?;
+                    let p = Arc::new(AsyncMutex::new(Reader::new(topic, partition, consumer)));
+                    probes.insert((topic.to_string(), partition), p.clone());
+                    p
+                }
+            }
         };
-        if !reader.is(topic, partition) {
-            *reader = self.new_reader(topic, partition)?;
-        }
+        let mut reader = probe.lock().await;
         let mut end = hi;
-        let mut from = hi - 1;
+        let mut from = reader.cursor().filter(|c| *c >= hi - 1).unwrap_or(hi - 1);
         // Bounded: producers may keep appending while we look; an end is a snapshot anyway.
         for _ in 0..4 {
             let batch = reader.read(from, 100_000, 64 << 20, hi).await?;
@@ -542,16 +550,26 @@ impl Log for KafkaLog {
 
     async fn end_offsets(&self, topic: &str) -> Result<Offsets> {
         self.check_open()?;
+        // All partitions at once: each confirmation is about one fetch round trip.
+        let ends = self
+            .watermarks(topic)
+            .await?
+            .into_iter()
+            .map(|(p, lo, hi)| async move {
+                let (lo, hi) = (lo.max(0) as Offset, hi.max(0) as Offset);
+                let end = if hi > lo {
+                    self.confirm_end(topic, p, hi).await?
+                } else {
+                    hi
+                };
+                Ok::<_, Error>((p, end))
+            });
         let mut out = Offsets::new();
-        for (p, lo, hi) in self.watermarks(topic).await? {
-            let (lo, hi) = (lo.max(0) as Offset, hi.max(0) as Offset);
-            let end = if hi > lo {
-                self.confirm_end(topic, p, hi).await?
-            } else {
-                hi
-            };
+        for r in futures::future::join_all(ends).await {
+            let (p, end) = r?;
             self.saw_end(topic, p, end);
-            out.insert(p, end);
+            // This process's own acknowledged appends count even if a fetch has not seen them.
+            out.insert(p, end.max(self.known_end(topic, p)));
         }
         Ok(out)
     }
@@ -643,7 +661,7 @@ impl Log for KafkaLog {
             .map_err(|e| join_error("flushing the producer", e))?;
         lock(&self.readers).clear();
         lock(&self.groups).clear();
-        *self.probe.lock().await = None;
+        lock(&self.probes).clear();
         if let Err(e) = flushed {
             tracing::warn!(error = %e, "kafka producer did not flush everything before closing");
         }

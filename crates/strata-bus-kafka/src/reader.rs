@@ -57,7 +57,7 @@ impl Reader {
     }
 
     /// The offset the next record handed out will have (or be at or after, across gaps).
-    fn cursor(&self) -> Option<Offset> {
+    pub(crate) fn cursor(&self) -> Option<Offset> {
         self.stash.as_ref().map(|r| r.offset).or(self.pos)
     }
 
@@ -226,11 +226,6 @@ impl Reader {
 }
 
 impl Reader {
-    /// Whether this reader serves `topic`/`partition`.
-    pub(crate) fn is(&self, topic: &str, partition: Partition) -> bool {
-        self.topic == topic && self.partition == partition
-    }
-
     /// Whether the next record `read` hands out is the one at `from` (no re-assign needed).
     pub(crate) fn positioned_at(&self, from: Offset) -> bool {
         self.cursor() == Some(from)
