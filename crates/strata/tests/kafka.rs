@@ -241,3 +241,26 @@ fn kafka_broker_down_answers_503_then_recovers() {
         20
     );
 }
+
+/// SIGTERM drains the topic to its end offsets before stopping: with a flush interval far
+/// longer than the test, only that drain can put the rows in the lake.
+#[test]
+fn kafka_graceful_shutdown_flushes_buffered_events() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let env = Env::new();
+    env.use_kafka(&broker.brokers());
+    let server = env.serve("1h");
+    let res = post(
+        server.addr,
+        "/v1/batch",
+        &[basic_auth(WRITE_KEY)],
+        &batch("term", 30),
+    )
+    .unwrap();
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(env.sql_count("SELECT count(*) FROM ods.ods_event"), 0);
+    server.stop();
+    assert_eq!(env.sql_count("SELECT count(*) FROM ods.ods_event"), 30);
+}
