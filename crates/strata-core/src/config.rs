@@ -4,6 +4,7 @@
 //!
 //! Validation here is pure (no network, no files opened) so `strata check` can run offline.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -290,14 +291,17 @@ impl Default for CollectorConfig {
 pub enum BusKind {
     /// Segment log under `<data>/bus`.
     Embedded,
+    /// Any Kafka-protocol broker (Apache Kafka, MSK, Redpanda, tansu) at `bus.brokers`.
+    Kafka,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BusConfig {
-    /// `embedded` (the only backend so far; `kafka` comes with the scale-out work).
+    /// `embedded` (segment log under `<data>/bus`) or `kafka` (the brokers at `brokers`).
     pub kind: BusKind,
-    /// Partitions of the `events` topic (keyed by user id, else anonymous id).
+    /// Partitions of the `events` topic (keyed by user id, else anonymous id). With Kafka:
+    /// the partition count of the `events` topic when Strata creates it.
     pub partitions: u32,
     /// Size at which a segment file is closed and a new one started, in bytes.
     pub segment_bytes: u64,
@@ -311,7 +315,51 @@ pub struct BusConfig {
     pub retention: Duration,
     /// Per-partition size beyond which the oldest closed segments are deleted.
     pub retention_bytes: u64,
+    /// Kafka: bootstrap brokers, `HOST:PORT,HOST:PORT,…` (required when `kind = "kafka"`).
+    pub brokers: String,
+    /// Kafka: client id the brokers see in their logs, metrics and quotas.
+    pub client_id: String,
+    /// Kafka: replication factor of the topics Strata creates; 0 = the broker's
+    /// `default.replication.factor`. Existing topics are used as they are.
+    pub replication_factor: u16,
+    /// Kafka: an append not acknowledged by the brokers within this time fails (→ HTTP 503,
+    /// the SDK retries; the collector's dedup drops the copy if the first one did land).
+    #[serde(with = "humantime_serde")]
+    pub delivery_timeout: Duration,
+    /// Kafka: records waiting for the brokers' acknowledgement beyond which producers get
+    /// "overloaded" (→ HTTP 503). `max_pending_bytes` bounds their bytes the same way.
+    pub max_pending_records: u32,
+    /// Kafka: further librdkafka properties (security, SASL, timeouts), e.g.
+    /// `"security.protocol" = "SASL_SSL"`. Those Strata's guarantees rest on (bootstrap.servers,
+    /// enable.idempotence, acks, group.id, offset handling) cannot be set here.
+    pub librdkafka: BTreeMap<String, String>,
 }
+
+/// librdkafka properties Strata sets itself: idempotence, acks=all and offset handling are what
+/// "acknowledged means on every in-sync replica" and exactly-once rest on.
+pub const KAFKA_RESERVED_PROPERTIES: &[&str] = &[
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "client.id",
+    "enable.idempotence",
+    "acks",
+    "request.required.acks",
+    "max.in.flight.requests.per.connection",
+    "max.in.flight",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.kbytes",
+    "linger.ms",
+    "queue.buffering.max.ms",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.partition.eof",
+    "auto.offset.reset",
+    "isolation.level",
+    "transactional.id",
+];
 
 impl Default for BusConfig {
     fn default() -> Self {
@@ -323,7 +371,68 @@ impl Default for BusConfig {
             max_pending_bytes: 64 * 1024 * 1024,
             retention: Duration::from_secs(7 * 24 * 3600),
             retention_bytes: 16 * 1024 * 1024 * 1024,
+            brokers: String::new(),
+            client_id: "strata".to_string(),
+            replication_factor: 0,
+            delivery_timeout: Duration::from_secs(15),
+            max_pending_records: 100_000,
+            librdkafka: BTreeMap::new(),
         }
+    }
+}
+
+impl BusConfig {
+    /// The Kafka keys, checked offline (librdkafka itself checks property names and values
+    /// when `strata check` or `serve` builds the client configuration).
+    fn validate_kafka(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::user(msg));
+        if self.kind != BusKind::Kafka {
+            return Ok(());
+        }
+        let brokers: Vec<&str> = self
+            .brokers
+            .split(',')
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+            .collect();
+        if brokers.is_empty() {
+            return bad(
+                "bus.brokers must list the Kafka brokers (HOST:PORT,...) when bus.kind = \"kafka\""
+                    .into(),
+            );
+        }
+        for b in brokers {
+            let port = b.rsplit_once(':').and_then(|(host, port)| {
+                (!host.is_empty() && !host.contains('/'))
+                    .then(|| port.parse::<u16>().ok())
+                    .flatten()
+            });
+            if port.is_none_or(|p| p == 0) {
+                return bad(format!("bus.brokers: {b:?} is not HOST:PORT"));
+            }
+        }
+        if self.client_id.trim().is_empty() {
+            return bad("bus.client_id must not be empty".into());
+        }
+        if self.delivery_timeout < Duration::from_secs(1) {
+            return bad("bus.delivery_timeout must be at least 1s".into());
+        }
+        if self.max_pending_records == 0 || self.max_pending_records > 10_000_000 {
+            return bad("bus.max_pending_records must be between 1 and 10000000".into());
+        }
+        if self.max_pending_bytes < 1024 || self.max_pending_bytes > (i32::MAX as u64) * 1024 {
+            return bad("bus.max_pending_bytes must be between 1 KiB and 2 TiB with Kafka".into());
+        }
+        for key in self.librdkafka.keys() {
+            if KAFKA_RESERVED_PROPERTIES.contains(&key.as_str()) {
+                return bad(format!(
+                    "bus.librdkafka.{key:?} is set by Strata (use bus.brokers, bus.client_id, \
+                     bus.delivery_timeout, bus.max_pending_*; idempotence, acks and offsets \
+                     are fixed for exactly-once)"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -504,6 +613,7 @@ impl Config {
         if self.bus.segment_bytes < 1024 * 1024 {
             return bad("bus.segment_bytes must be at least 1 MiB");
         }
+        self.bus.validate_kafka()?;
         if self.server.max_body_bytes < 1024 {
             return bad("server.max_body_bytes must be at least 1024");
         }
@@ -690,6 +800,48 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("not supported yet"), "{err}");
+    }
+
+    #[test]
+    fn kafka_bus_parses_and_validates() {
+        let c = Config::from_toml(
+            "[bus]\nkind = \"kafka\"\nbrokers = \"10.0.0.1:9092, kafka-2.internal:9093\"\nreplication_factor = 3\ndelivery_timeout = \"30s\"\n[bus.librdkafka]\n\"security.protocol\" = \"SASL_SSL\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.bus.kind, BusKind::Kafka);
+        assert_eq!(c.bus.replication_factor, 3);
+        assert_eq!(c.bus.delivery_timeout, Duration::from_secs(30));
+        assert_eq!(c.bus.librdkafka["security.protocol"], "SASL_SSL");
+
+        let err = Config::from_toml("[bus]\nkind = \"kafka\"\n").unwrap_err();
+        assert!(err.to_string().contains("bus.brokers"), "{err}");
+        let err =
+            Config::from_toml("[bus]\nkind = \"kafka\"\nbrokers = \"localhost\"\n").unwrap_err();
+        assert!(err.to_string().contains("HOST:PORT"), "{err}");
+        let err = Config::from_toml(
+            "[bus]\nkind = \"kafka\"\nbrokers = \"h:1\"\n[bus.librdkafka]\nacks = \"1\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("set by Strata"), "{err}");
+        let err = Config::from_toml("[bus]\nkind = \"kafka\"\nbrokers = \"h:1\"\nbroker = \"x\"\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("broker"), "{err}");
+        // The embedded bus ignores the Kafka keys.
+        assert!(Config::from_toml("[bus]\nbrokers = \"\"\n").is_ok());
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closure signature
+    fn kafka_brokers_from_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strata.toml");
+        std::fs::write(&path, "[bus]\nkind = \"kafka\"\n").unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("STRATA_BUS__BROKERS", "127.0.0.1:19092");
+            let c = Config::load(&path).unwrap();
+            assert_eq!(c.bus.brokers, "127.0.0.1:19092");
+            Ok(())
+        });
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `strata`: one binary for the whole platform. Each subcommand lives in its own module under
 //! `cmd/`; this file only parses the command line and dispatches.
 
+mod bus;
 mod cli;
 mod cmd;
 

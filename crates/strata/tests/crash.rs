@@ -13,7 +13,28 @@ use common::*;
 
 #[test]
 fn sigkill_loses_and_duplicates_nothing() {
+    sigkill_rounds(&Env::new());
+}
+
+/// The same with the Kafka bus: serve is SIGKILLed mid-load and restarted while the broker
+/// keeps running; the lake's offsets (in its snapshots) and the collector's dedup (warmed from
+/// the topic's tail) keep it exactly-once.
+#[test]
+fn sigkill_with_kafka_bus_loses_and_duplicates_nothing() {
+    let Some(broker) = broker::Broker::start() else {
+        return;
+    };
     let env = Env::new();
+    env.use_kafka(&broker.brokers());
+    sigkill_rounds(&env);
+    // Kafka, not the embedded log, carried the events.
+    assert!(
+        !env.data().join("bus").exists(),
+        "the embedded bus was opened"
+    );
+}
+
+fn sigkill_rounds(env: &Env) {
     let mut server = env.serve("100ms");
     let addr: Arc<Mutex<SocketAddr>> = Arc::new(Mutex::new(server.addr));
     let acked: Arc<Mutex<HashSet<String>>> = Arc::default();

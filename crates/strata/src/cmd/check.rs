@@ -8,6 +8,7 @@ use super::load_config;
 
 pub fn run(path: &Path) -> Result<()> {
     let config = load_config(path)?;
+    crate::bus::validate(&config)?;
     if let Some(db) = &config.collector.geoip_db {
         if !db.exists() {
             bail!("collector.geoip_db: {} does not exist", db.display());

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use arrow::array::AsArray;
 use iceberg::{NamespaceIdent, TableIdent};
-use strata_bus::embedded::EmbeddedLog;
 use strata_bus::{Log, Record};
 use strata_core::cdc::{
     CdcRecord, Change as CdcChange, ColumnSchema, ColumnType, Op as CdcOp, Row as CdcRow,
@@ -285,9 +284,7 @@ const SIM_SOURCE: &str = "sim";
 /// `cdc.sim.<table>` (a schema record first), and the ODS merger applies it to
 /// `ods.ods_<table>`, latest row per primary key, with the CDC metadata columns.
 async fn land_rows(config: &Config, lake: &Lake, world: &World) -> Result<Vec<(String, u64)>> {
-    let log: Arc<dyn Log> = EmbeddedLog::open(&config.bus_dir(), serve::bus_options(config))
-        .await
-        .with_context(|| format!("opening the bus at {}", config.bus_dir().display()))?;
+    let log: Arc<dyn Log> = crate::bus::open(config).await?;
     let mut fresh = Vec::new();
     for t in Table::ALL {
         let topic = strata_core::cdc::topic(SIM_SOURCE, t.name());

@@ -1,4 +1,4 @@
-//! `strata serve`: collector + embedded bus + lake sink, background compaction and the
+//! `strata serve`: collector + bus (embedded or Kafka) + lake sink, background compaction and the
 //! warehouse schedule, in one process.
 //!
 //! Shutdown order on SIGINT/SIGTERM: stop accepting HTTP (in-flight requests finish and are
@@ -11,7 +11,6 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use strata_bus::embedded::{EmbeddedLog, EmbeddedOptions};
 use strata_bus::Log;
 use strata_cdc::mysql::MysqlSource;
 use strata_collect::Collector;
@@ -35,17 +34,6 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     serve_until(config, shutdown_signal(), None).await
 }
 
-/// The embedded bus as `[bus]` configures it.
-pub fn bus_options(config: &strata_core::Config) -> EmbeddedOptions {
-    EmbeddedOptions {
-        segment_bytes: config.bus.segment_bytes,
-        group_commit_window: config.bus.group_commit_window,
-        max_pending_bytes: config.bus.max_pending_bytes,
-        retention: config.bus.retention,
-        retention_bytes: config.bus.retention_bytes,
-    }
-}
-
 /// Runs everything `strata serve` runs until `shutdown` completes, then stops in order.
 /// `listening` receives the bound address (for in-process callers like `strata demo`).
 pub async fn serve_until(
@@ -55,9 +43,7 @@ pub async fn serve_until(
 ) -> Result<()> {
     let metrics = install_metrics()?;
 
-    let log: Arc<dyn Log> = EmbeddedLog::open(&config.bus_dir(), bus_options(&config))
-        .await
-        .with_context(|| format!("opening the bus at {}", config.bus_dir().display()))?;
+    let log: Arc<dyn Log> = crate::bus::open(&config).await?;
 
     let lake = Lake::open(&config).await.context("opening the lake")?;
     let sink = LakeSink::new(&lake, log.clone(), &config.lake)

@@ -53,6 +53,16 @@ impl Env {
         Env { dir, config }
     }
 
+    /// Switches strata.toml to the Kafka bus at `brokers`.
+    pub fn use_kafka(&self, brokers: &str) {
+        let text = std::fs::read_to_string(&self.config).expect("read strata.toml");
+        assert!(text.contains("kind = \"embedded\"") && text.contains("brokers = \"\""));
+        let text = text
+            .replacen("kind = \"embedded\"", "kind = \"kafka\"", 1)
+            .replacen("brokers = \"\"", &format!("brokers = \"{brokers}\""), 1);
+        std::fs::write(&self.config, text).expect("write strata.toml");
+    }
+
     pub fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -317,3 +327,7 @@ pub fn lake_files(data: &Path) -> usize {
     n
 }
 pub mod mariadb;
+
+/// A tansu broker for the Kafka-bus tests (shared with strata-bus-kafka's own tests).
+#[path = "../../../strata-bus-kafka/tests/broker/mod.rs"]
+pub mod broker;
