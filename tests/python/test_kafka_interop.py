@@ -137,6 +137,9 @@ def test_confluent_kafka_reads_strata_events(tmp_path, broker):
             assert value["k"] == "e", value
             event = value["v"]
             ids.append(event["message_id"])
+            # properties travel as nested JSON (ADR 0012), exactly what the client sent.
+            b, i = (int(x) for x in event["message_id"].split("-")[1:])
+            assert event["properties"] == {"b": b, "i": i}, event
             # Keyed by user id; the record's timestamp is the producer's.
             assert m.key().decode() == event["user_id"]
             assert m.timestamp()[1] > 0
