@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: what `.ci/run` calls and what the README's test command runs.
 #
-# It installs what the tests need on a fresh Debian machine (MariaDB for the CDC tests, a
+# It installs what the tests need on a fresh Debian machine (MariaDB and PostgreSQL for the CDC tests, a
 # Python venv with the real client SDKs and pyiceberg), builds the workspace, runs every Rust test with nextest, then
 # the Python interop tests against the real `strata` binary.
 set -euo pipefail
@@ -21,11 +21,18 @@ if [ ! -x "$VENV/bin/python" ] || ! cmp -s "$PY_REQS" "$VENV/.requirements.txt";
   cp "$PY_REQS" "$VENV/.requirements.txt"
 fi
 
-# --- MariaDB (the CDC tests start their own server from these binaries) ---
+# --- MariaDB and PostgreSQL 15 (the CDC tests start their own servers from these binaries) ---
+apt_pkgs=()
 if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
-  log "installing mariadb-server"
+  apt_pkgs+=(mariadb-server)
+fi
+if [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
+  apt_pkgs+=(postgresql)
+fi
+if [ "${#apt_pkgs[@]}" -gt 0 ]; then
+  log "installing ${apt_pkgs[*]}"
   apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends mariadb-server
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${apt_pkgs[@]}"
 fi
 
 # --- cargo-nextest (present on the dev machines; installed when missing) ---

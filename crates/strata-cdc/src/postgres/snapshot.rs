@@ -1,7 +1,11 @@
 //! Reading table rows as text: the snapshot's key-ordered chunks and `verify`'s full reads.
+//!
+//! The simple query protocol returns every column through its type's output function, the
+//! same text pgoutput sends (a `::text` cast would not: it trims `char(n)`, adds `inet`
+//! masks, spells booleans out), so snapshot and stream values agree for every type.
 
 use strata_core::cdc::{Row, Value};
-use tokio_postgres::{Client, GenericClient};
+use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
 use super::decode::{decode, to_text};
 use super::schema::{quote_ident, SourceTable};
@@ -11,13 +15,18 @@ fn select_list(table: &SourceTable) -> String {
     table
         .columns
         .iter()
-        .map(|c| format!("{}::text", quote_ident(&c.schema.name)))
+        .map(|c| quote_ident(&c.schema.name))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// Decodes one result row (every column selected as text) into a row image.
-pub fn decode_row(table: &SourceTable, row: &tokio_postgres::Row) -> Result<Row> {
+/// `'text'` as a literal (`standard_conforming_strings` is on in our sessions).
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Decodes one result row (text format) into a row image.
+pub fn decode_row(table: &SourceTable, row: &SimpleQueryRow) -> Result<Row> {
     let mut out = Row::new();
     for (i, col) in table.columns.iter().enumerate() {
         let text: Option<&str> = row.try_get(i).map_err(|e| {
@@ -47,16 +56,15 @@ pub fn key_of(table: &SourceTable, row: &Row) -> Vec<Value> {
 }
 
 /// Up to `limit` rows with a key greater than `after`, in key order. Tables without a
-/// primary key are read whole in one go (`limit` ignored). `client` may be a transaction.
+/// primary key are read whole in one go (`limit` ignored).
 pub async fn read_chunk(
-    client: &impl GenericClient,
+    client: &Client,
     table: &SourceTable,
     after: Option<&[Value]>,
     limit: usize,
 ) -> Result<Vec<Row>> {
     let key = &table.schema.primary_key;
     let mut sql = format!("SELECT {} FROM {}", select_list(table), table.qualified());
-    let mut params: Vec<Option<String>> = Vec::new();
     if !key.is_empty() {
         let order = key
             .iter()
@@ -64,36 +72,53 @@ pub async fn read_chunk(
             .collect::<Vec<_>>()
             .join(", ");
         if let Some(after) = after {
-            let mut marks = Vec::new();
-            for (i, (k, v)) in key.iter().zip(after).enumerate() {
+            let mut bounds = Vec::new();
+            for (k, v) in key.iter().zip(after) {
                 let col = table
                     .columns
                     .iter()
                     .find(|c| &c.schema.name == k)
                     .ok_or_else(|| Error::Internal(format!("key column {k} not in the table")))?;
-                params.push(to_text(col, v));
-                marks.push(format!("${}::text::{}", i + 1, col.schema.source_type));
+                let text = to_text(col, v).ok_or_else(|| {
+                    Error::Internal(format!("{}: key column {k} has no value", table.name()))
+                })?;
+                bounds.push(format!(
+                    "{}::{}",
+                    quote_literal(&text),
+                    col.schema.source_type
+                ));
             }
-            sql.push_str(&format!(" WHERE ({order}) > ({})", marks.join(", ")));
+            sql.push_str(&format!(" WHERE ({order}) > ({})", bounds.join(", ")));
         }
         sql.push_str(&format!(" ORDER BY {order} LIMIT {limit}"));
     }
-    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+    let messages = client.simple_query(&sql).await.map_err(|e| Error::Source {
+        source_name: table.schema.source.clone(),
+        host: String::new(),
+        message: format!(
+            "reading {}: {}",
+            table.name(),
+            super::config::error_text(&e)
+        ),
+    })?;
+    messages
         .iter()
-        .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
-        .collect();
-    let rows = client
-        .query(sql.as_str(), &refs)
-        .await
-        .map_err(|e| Error::Source {
-            source_name: table.schema.source.clone(),
-            host: String::new(),
-            message: format!("reading {}: {e}", table.name()),
-        })?;
-    rows.iter().map(|r| decode_row(table, r)).collect()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(decode_row(table, r)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Every row of the table (for `verify`), in key order.
 pub async fn read_all(client: &Client, table: &SourceTable) -> Result<Vec<Row>> {
     read_chunk(client, table, None, i64::MAX as usize).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn literals_double_their_quotes() {
+        assert_eq!(super::quote_literal("it's"), "'it''s'");
+    }
 }

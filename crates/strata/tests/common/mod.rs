@@ -317,3 +317,4 @@ pub fn lake_files(data: &Path) -> usize {
     n
 }
 pub mod mariadb;
+pub mod postgres;
