@@ -25,8 +25,8 @@ use strata_core::config::{SourceConfig, SourceKind};
 
 /// A configured source of any kind, for the runtime (`strata serve`).
 pub enum Source {
-    Mysql(mysql::MysqlSource),
-    Postgres(postgres::PostgresSource),
+    Mysql(Box<mysql::MysqlSource>),
+    Postgres(Box<postgres::PostgresSource>),
 }
 
 impl Source {
@@ -37,10 +37,12 @@ impl Source {
         data_dir: &Path,
     ) -> Result<Source> {
         Ok(match config.kind {
-            SourceKind::Mysql => Source::Mysql(mysql::MysqlSource::new(config, log, data_dir)?),
-            SourceKind::Postgres => {
-                Source::Postgres(postgres::PostgresSource::new(config, log, data_dir)?)
+            SourceKind::Mysql => {
+                Source::Mysql(Box::new(mysql::MysqlSource::new(config, log, data_dir)?))
             }
+            SourceKind::Postgres => Source::Postgres(Box::new(postgres::PostgresSource::new(
+                config, log, data_dir,
+            )?)),
         })
     }
 

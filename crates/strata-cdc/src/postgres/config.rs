@@ -41,7 +41,7 @@ impl Connect {
                 table: config.name.clone(),
                 message: format!("bad url {}: {e}", redact_url(&config.url)),
             })?;
-        pg.application_name(&format!("strata-cdc-{}", config.name));
+        pg.application_name(format!("strata-cdc-{}", config.name));
         pg.connect_timeout(std::time::Duration::from_secs(10));
         let host = match pg.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
