@@ -3,9 +3,11 @@
 //! ISO`, `TimeZone = UTC`, `extra_float_digits = 1` and `bytea_output = hex` (set by
 //! `source::connect`), so one decoder serves both paths and they agree by construction.
 
-use strata_core::cdc::{format_time, parse_time, Value};
+use strata_core::cdc::{format_time, parse_time, Row, Value};
 
-use super::schema::{ElemKind, PgKind, SourceColumn};
+use super::pgoutput::Datum;
+use super::schema::{ElemKind, PgKind, SourceColumn, SourceTable};
+use crate::error::{Error, Result};
 use crate::mysql::decode::normalize_decimal;
 
 const DAYS_TO_EPOCH_FROM_CE: i32 = 719_163;
@@ -291,6 +293,60 @@ pub fn to_text(col: &SourceColumn, value: &Value) -> Option<String> {
     })
 }
 
+/// A tuple → a row image. With `only`, just the columns flagged there (a `K` old tuple: the
+/// replica identity columns). Unchanged TOAST values are taken from `old` (the full old row of
+/// REPLICA IDENTITY FULL); without it they are unknown, which is an error.
+pub fn image(
+    table: &SourceTable,
+    tuple: &[Datum],
+    only: Option<&[bool]>,
+    old: Option<&[Datum]>,
+) -> Result<Row> {
+    if tuple.len() != table.columns.len() {
+        return Err(Error::Unsupported {
+            table: table.name().to_string(),
+            message: format!(
+                "a change has {} columns, the table {}: schema changes are not supported yet",
+                tuple.len(),
+                table.columns.len()
+            ),
+        });
+    }
+    let mut out = Row::new();
+    for (i, (col, datum)) in table.columns.iter().zip(tuple).enumerate() {
+        if only.is_some_and(|keys| !keys.get(i).copied().unwrap_or(false)) {
+            continue;
+        }
+        let datum = match datum {
+            Datum::UnchangedToast => match old.and_then(|o| o.get(i)) {
+                Some(d @ (Datum::Text(_) | Datum::Null)) => d,
+                _ => {
+                    return Err(Error::Unsupported {
+                        table: table.name().to_string(),
+                        message: format!(
+                            "column {} is a TOASTed value the update did not change, and the stream does not carry it: \
+                             ALTER TABLE {} REPLICA IDENTITY FULL",
+                            col.schema.name,
+                            table.qualified()
+                        ),
+                    })
+                }
+            },
+            d => d,
+        };
+        let text = match datum {
+            Datum::Text(t) => Some(t.as_str()),
+            _ => None,
+        };
+        let value = decode(col, text).map_err(|message| Error::Unsupported {
+            table: table.name().to_string(),
+            message,
+        })?;
+        out.insert(col.schema.name.clone(), value);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,5 +468,50 @@ mod tests {
         for bad in ["", "01", "1.", ".5", "NaN", "Infinity", "1e"] {
             assert!(!is_json_number(bad), "{bad}");
         }
+    }
+
+    fn table() -> SourceTable {
+        let columns = vec![col("int4", -1, ""), col("text", -1, "")];
+        let mut columns = columns;
+        columns[0].schema.name = "id".into();
+        columns[1].schema.name = "body".into();
+        SourceTable {
+            entry: "docs".into(),
+            namespace: "public".into(),
+            table: "docs".into(),
+            schema: strata_core::cdc::TableSchema {
+                source: "pg".into(),
+                database: "public".into(),
+                table: "docs".into(),
+                columns: columns.iter().map(|c| c.schema.clone()).collect(),
+                primary_key: vec!["id".into()],
+            },
+            columns,
+            replica_identity: b'd',
+        }
+    }
+
+    #[test]
+    fn tuples_become_images() {
+        let t = table();
+        let new = [Datum::Text("1".into()), Datum::Text("x".into())];
+        let row = image(&t, &new, None, None).unwrap();
+        assert_eq!(row["id"], Value::Int(1));
+        assert_eq!(row["body"], Value::Str("x".into()));
+        // A `K` old tuple keeps the identity columns only.
+        let key = [Datum::Text("1".into()), Datum::Null];
+        let row = image(&t, &key, Some(&[true, false]), None).unwrap();
+        assert_eq!(row.len(), 1);
+        assert_eq!(row["id"], Value::Int(1));
+        // An unchanged TOAST value comes from the full old row, and without one is an error
+        // that says how to fix it.
+        let new = [Datum::Text("1".into()), Datum::UnchangedToast];
+        let old = [Datum::Text("1".into()), Datum::Text("big".into())];
+        let row = image(&t, &new, None, Some(&old)).unwrap();
+        assert_eq!(row["body"], Value::Str("big".into()));
+        let err = image(&t, &new, None, None).unwrap_err().to_string();
+        assert!(err.contains("REPLICA IDENTITY FULL"), "{err}");
+        // A column count that differs from the table's is a schema change.
+        assert!(image(&t, &new[..1], None, None).is_err());
     }
 }

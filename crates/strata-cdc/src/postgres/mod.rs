@@ -10,4 +10,5 @@ pub mod snapshot;
 pub mod source;
 
 pub use schema::SourceTable;
-pub use source::{read_tables, PostgresSource};
+pub use snapshot::read_tables;
+pub use source::PostgresSource;

@@ -7,7 +7,11 @@
 use strata_core::cdc::{Row, Value};
 use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
+use strata_core::config::SourceConfig;
+
+use super::config::Connect;
 use super::decode::{decode, to_text};
+use super::schema::load_table;
 use super::schema::{quote_ident, SourceTable};
 use crate::error::{Error, Result};
 
@@ -113,6 +117,39 @@ pub async fn read_chunk(
 /// Every row of the table (for `verify`), in key order.
 pub async fn read_all(client: &Client, table: &SourceTable) -> Result<Vec<Row>> {
     read_chunk(client, table, None, i64::MAX as usize).await
+}
+
+/// Reads the current schema and every row of `tables` (all configured tables when empty),
+/// for `strata cdc verify`.
+pub async fn read_tables(
+    config: &SourceConfig,
+    tables: &[String],
+) -> Result<Vec<(SourceTable, Vec<Row>)>> {
+    let connect = Connect::new(config)?;
+    let client = connect.connect().await?;
+    let names = if tables.is_empty() {
+        &config.tables[..]
+    } else {
+        tables
+    };
+    let mut out = Vec::new();
+    for t in names {
+        let table = load_table(&client, &config.name, t).await?;
+        let rows = read_all(&client, &table).await.map_err(|e| match e {
+            Error::Source {
+                source_name,
+                message,
+                ..
+            } => Error::Source {
+                source_name,
+                host: connect.host.clone(),
+                message,
+            },
+            other => other,
+        })?;
+        out.push((table, rows));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -25,10 +25,10 @@ use tokio::sync::watch;
 use tokio_postgres::Client;
 
 use super::config::Connect;
-use super::decode::decode;
-use super::pgoutput::{self, lsn_key, lsn_text, parse_lsn, Datum, Message, OldTuple};
+use super::decode::image;
+use super::pgoutput::{self, lsn_key, lsn_text, parse_lsn, Message, OldTuple};
 use super::schema::{load_table, quote_ident, SourceTable};
-use super::snapshot::{key_of, read_all, read_chunk};
+use super::snapshot::{key_of, read_chunk};
 use crate::error::{Error, Result};
 use crate::state::{self, BinlogPos, Phase, SourceState};
 use crate::topic::{self, TopicTail};
@@ -719,91 +719,4 @@ impl Transaction {
             },
         ));
     }
-}
-
-/// A tuple → a row image. With `only`, just the columns flagged there (a `K` old tuple: the
-/// replica identity columns). Unchanged TOAST values are taken from `old` (the full old row of
-/// REPLICA IDENTITY FULL); without it they are unknown, which is an error.
-fn image(
-    table: &SourceTable,
-    tuple: &[Datum],
-    only: Option<&[bool]>,
-    old: Option<&[Datum]>,
-) -> Result<Row> {
-    if tuple.len() != table.columns.len() {
-        return Err(Error::Unsupported {
-            table: table.name().to_string(),
-            message: format!(
-                "a change has {} columns, the table {}: schema changes are not supported yet",
-                tuple.len(),
-                table.columns.len()
-            ),
-        });
-    }
-    let mut out = Row::new();
-    for (i, (col, datum)) in table.columns.iter().zip(tuple).enumerate() {
-        if only.is_some_and(|keys| !keys.get(i).copied().unwrap_or(false)) {
-            continue;
-        }
-        let datum = match datum {
-            Datum::UnchangedToast => match old.and_then(|o| o.get(i)) {
-                Some(d @ (Datum::Text(_) | Datum::Null)) => d,
-                _ => {
-                    return Err(Error::Unsupported {
-                        table: table.name().to_string(),
-                        message: format!(
-                            "column {} is a TOASTed value the update did not change, and the stream does not carry it: \
-                             ALTER TABLE {} REPLICA IDENTITY FULL",
-                            col.schema.name,
-                            table.qualified()
-                        ),
-                    })
-                }
-            },
-            d => d,
-        };
-        let text = match datum {
-            Datum::Text(t) => Some(t.as_str()),
-            _ => None,
-        };
-        let value = decode(col, text).map_err(|message| Error::Unsupported {
-            table: table.name().to_string(),
-            message,
-        })?;
-        out.insert(col.schema.name.clone(), value);
-    }
-    Ok(out)
-}
-
-/// Reads the current schema and every row of `tables` (all configured tables when empty),
-/// for `strata cdc verify`.
-pub async fn read_tables(
-    config: &SourceConfig,
-    tables: &[String],
-) -> Result<Vec<(SourceTable, Vec<Row>)>> {
-    let connect = Connect::new(config)?;
-    let client = connect.connect().await?;
-    let names = if tables.is_empty() {
-        &config.tables[..]
-    } else {
-        tables
-    };
-    let mut out = Vec::new();
-    for t in names {
-        let table = load_table(&client, &config.name, t).await?;
-        let rows = read_all(&client, &table).await.map_err(|e| match e {
-            Error::Source {
-                source_name,
-                message,
-                ..
-            } => Error::Source {
-                source_name,
-                host: connect.host.clone(),
-                message,
-            },
-            other => other,
-        })?;
-        out.push((table, rows));
-    }
-    Ok(out)
 }
