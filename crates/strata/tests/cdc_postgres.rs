@@ -390,3 +390,65 @@ fn pg_cdc_sigkill_mid_stream_restarts_exactly_once() {
     assert!(text.contains("slot strata_app at "), "{text}");
     assert!(text.contains("users → ods.ods_users"), "{text}");
 }
+
+#[test]
+fn pg_cdc_survives_a_server_restart_and_reports_a_dropped_slot() {
+    let mut db = Postgres::start();
+    db.sql(
+        "CREATE TABLE items (id int PRIMARY KEY, name text); \
+         INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 100) g;",
+    );
+    let env = Env::new();
+    add_source(&env, &db, &["items"], "");
+    let server = env.serve("1s");
+    wait_rows(
+        &env,
+        "SELECT count(*) FROM ods.ods_items",
+        100,
+        Duration::from_secs(60),
+    );
+    // The source loses its connection, retries with backoff, and resumes from the slot.
+    db.restart();
+    db.sql(
+        "INSERT INTO items SELECT g, 'late ' || g FROM generate_series(101, 110) g; \
+            UPDATE items SET name = 'changed' WHERE id <= 5; DELETE FROM items WHERE id = 6;",
+    );
+    if let Err(report) = verify(&env, "60s") {
+        panic!(
+            "verify failed after a server restart:\n{report}\n{}",
+            serve_log(&env)
+        );
+    }
+    assert!(
+        serve_log(&env).contains("cdc source failed, retrying"),
+        "the source saw the restart: {}",
+        serve_log(&env)
+    );
+    server.stop();
+
+    // The slot dropped behind Strata's back: the position is lost, said clearly.
+    db.sql_admin("SELECT pg_drop_replication_slot('strata_app');");
+    let server = env.serve("1s");
+    let state = env.data().join("cdc").join("app.json");
+    let start = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&state).unwrap_or_default();
+        if text.contains("replication slot strata_app does not exist") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the lost slot was never reported: {text}\n{}",
+            serve_log(&env)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.stop();
+    let status = Command::new(strata_bin())
+        .args(["cdc", "status", "-c"])
+        .arg(&env.config)
+        .output()
+        .expect("strata cdc status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("to re-snapshot"), "{text}");
+}

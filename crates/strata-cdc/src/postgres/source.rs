@@ -616,10 +616,13 @@ impl PostgresSource {
 
     fn peek_err(&self, state: &SourceState, e: tokio_postgres::Error) -> Error {
         let text = super::config::error_text(&e);
-        if text.contains("does not exist")
-            || text.contains("can no longer get changes")
-            || text.contains("invalidated")
-        {
+        // Slot gone (42704 "replication slot … does not exist") or invalidated (55000 "can no
+        // longer get changes from replication slot"); other errors keep their own meaning.
+        let slot_lost = text.contains("replication slot")
+            && (text.contains("does not exist")
+                || text.contains("can no longer get changes")
+                || text.contains("invalidated"));
+        if slot_lost {
             return Error::PositionLost {
                 source_name: self.config.name.clone(),
                 position: state.resume.file.clone(),

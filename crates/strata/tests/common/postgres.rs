@@ -75,47 +75,58 @@ impl Postgres {
             String::from_utf8_lossy(&out.stderr)
         );
         let port = free_port();
-        let log = std::fs::File::create(dir.path().join("postgres.log")).expect("log");
-        let child = as_postgres(&need("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-c", "listen_addresses=127.0.0.1"])
-            .args(["-c", &format!("port={port}")])
-            .args([
-                "-c",
-                &format!("unix_socket_directories={}", dir.path().display()),
-            ])
-            .args(["-c", "wal_level=logical"])
-            .args(["-c", "max_replication_slots=10"])
-            .args(["-c", "max_wal_senders=10"])
-            .args(["-c", "fsync=off"])
-            .args(["-c", "shared_buffers=32MB"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn postgres");
+        let child = spawn(dir.path(), port);
         let db = Postgres { dir, port, child };
-        let start = Instant::now();
-        loop {
-            let ok = Command::new(need("pg_isready"))
-                .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q"])
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            if ok {
-                break;
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                panic!("postgres did not start within 30 s:\n{}", db.log());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        db.wait_ready();
         db.run(
             "postgres",
             "postgres",
             "CREATE ROLE cdc LOGIN REPLICATION PASSWORD 'secret'; CREATE DATABASE app OWNER cdc;",
         );
         db
+    }
+
+    fn wait_ready(&self) {
+        let start = Instant::now();
+        loop {
+            let ok = Command::new(need("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q"])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ok {
+                return;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                panic!("postgres did not start within 30 s:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the server (fast shutdown: clients are disconnected) and starts it again on the
+    /// same port and data.
+    pub fn restart(&mut self) {
+        self.stop_server();
+        self.child = spawn(self.dir.path(), self.port);
+        self.wait_ready();
+    }
+
+    fn stop_server(&mut self) {
+        // The postmaster's PID (first line of postmaster.pid): a fast shutdown.
+        let pid_file = self.dir.path().join("data").join("postmaster.pid");
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.lines().next().map(str::to_string))
+        {
+            let _ = Command::new("kill").args(["-INT", &pid]).status();
+            let start = Instant::now();
+            while pid_file.exists() && start.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn log(&self) -> String {
@@ -165,19 +176,30 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        // The postmaster's PID (first line of postmaster.pid): a fast shutdown.
-        let pid_file = self.dir.path().join("data").join("postmaster.pid");
-        if let Some(pid) = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|t| t.lines().next().map(str::to_string))
-        {
-            let _ = Command::new("kill").args(["-INT", &pid]).status();
-            let start = Instant::now();
-            while pid_file.exists() && start.elapsed() < Duration::from_secs(10) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop_server();
     }
+}
+
+/// Starts the postmaster on `dir/data` (as the `postgres` user), logging to `dir/postgres.log`.
+fn spawn(dir: &Path, port: u16) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("postgres.log"))
+        .expect("log");
+    as_postgres(&need("postgres"))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args(["-c", "listen_addresses=127.0.0.1"])
+        .args(["-c", &format!("port={port}")])
+        .args(["-c", &format!("unix_socket_directories={}", dir.display())])
+        .args(["-c", "wal_level=logical"])
+        .args(["-c", "max_replication_slots=10"])
+        .args(["-c", "max_wal_senders=10"])
+        .args(["-c", "fsync=off"])
+        .args(["-c", "shared_buffers=32MB"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn postgres")
 }
