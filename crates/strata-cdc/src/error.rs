@@ -16,8 +16,9 @@ pub enum Error {
     /// for that table).
     #[error("{table}: {message}")]
     Unsupported { table: String, message: String },
-    /// The binlog no longer holds our position (purged): a re-snapshot is needed.
-    #[error("source {source_name}: binlog position {position} is no longer on the server ({message}); remove {state} to re-snapshot")]
+    /// The binlog no longer holds our position (purged), or the PostgreSQL slot is gone or
+    /// invalidated: a re-snapshot is needed.
+    #[error("source {source_name}: position {position} is no longer on the server ({message}); remove {state} to re-snapshot")]
     PositionLost {
         source_name: String,
         position: String,

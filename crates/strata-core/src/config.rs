@@ -45,7 +45,8 @@ pub struct Config {
 pub enum SourceKind {
     /// MariaDB or MySQL: snapshot by primary key, then the row binlog.
     Mysql,
-    /// PostgreSQL logical replication (pgoutput). Not implemented yet: rejected by `validate`.
+    /// PostgreSQL logical replication (pgoutput): a slot and a publication, a key-ordered
+    /// snapshot, then the slot's changes.
     Postgres,
 }
 
@@ -68,10 +69,15 @@ pub struct SourceConfig {
     pub name: String,
     /// `mysql` (MariaDB or MySQL) or `postgres`.
     pub kind: SourceKind,
-    /// Connection URL, e.g. `mysql://cdc:secret@127.0.0.1:3306/app` (the path is the database).
-    /// The user needs SELECT, REPLICATION SLAVE and REPLICATION CLIENT (BINLOG MONITOR).
+    /// Connection URL, e.g. `mysql://cdc:secret@127.0.0.1:3306/app` or
+    /// `postgres://cdc:secret@127.0.0.1:5432/app` (the path is the database). MySQL: the user
+    /// needs SELECT, REPLICATION SLAVE and REPLICATION CLIENT (BINLOG MONITOR). PostgreSQL: a
+    /// role with REPLICATION and SELECT on the tables (and CREATE on the database to create
+    /// the publication), on a server with `wal_level = logical`.
     pub url: String,
-    /// Tables of that database to mirror.
+    /// Tables of that database to mirror. PostgreSQL: `schema.table`, or a bare name for
+    /// schema `public` (topic `cdc.<source>.<entry>`, default target `ods.ods_<entry>` with
+    /// `.` as `_`).
     pub tables: Vec<String>,
     /// Target table per source table, e.g. `{ users = "ods.ods_app_users" }`. Default:
     /// `ods.ods_<table>`.
@@ -92,6 +98,14 @@ pub struct SourceConfig {
     /// Server id the binlog client registers with (unique among the server's replicas).
     #[serde(default = "default_server_id")]
     pub server_id: u32,
+    /// PostgreSQL: the logical replication slot (created if missing). Default
+    /// `strata_<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
+    /// PostgreSQL: the publication the slot decodes (created for the tables if missing).
+    /// Default `strata_<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publication: Option<String>,
 }
 
 fn default_snapshot_mode() -> SnapshotMode {
@@ -120,8 +134,25 @@ impl SourceConfig {
                 Some((ns, name)) => (ns.to_string(), name.to_string()),
                 None => ("ods".to_string(), t.clone()),
             },
-            None => ("ods".to_string(), format!("ods_{table}")),
+            None => (
+                "ods".to_string(),
+                format!("ods_{}", table.replace('.', "_")),
+            ),
         }
+    }
+
+    /// PostgreSQL: the replication slot name (`slot`, default `strata_<name>`).
+    pub fn slot_name(&self) -> String {
+        self.slot
+            .clone()
+            .unwrap_or_else(|| format!("strata_{}", self.name.to_lowercase()))
+    }
+
+    /// PostgreSQL: the publication name (`publication`, default `strata_<name>`).
+    pub fn publication_name(&self) -> String {
+        self.publication
+            .clone()
+            .unwrap_or_else(|| format!("strata_{}", self.name.to_lowercase()))
     }
 
     /// Pure checks: names, URL shape, table list. No connection is made.
@@ -160,16 +191,65 @@ impl SourceConfig {
                 }
             }
             SourceKind::Postgres => {
-                return bad("kind = \"postgres\" is not supported yet (only mysql)".to_string())
+                let rest = self
+                    .url
+                    .strip_prefix("postgres://")
+                    .or_else(|| self.url.strip_prefix("postgresql://"));
+                let Some(rest) = rest else {
+                    return bad(format!(
+                        "url must start with postgres:// (got {:?})",
+                        redact_url(&self.url)
+                    ));
+                };
+                let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+                let host = authority.rsplit('@').next().unwrap_or("");
+                if host.is_empty() {
+                    return bad("url has no host".to_string());
+                }
+                let db = path.split('?').next().unwrap_or("");
+                if db.is_empty() {
+                    return bad(format!(
+                        "url {} names no database (postgres://user:pass@host:port/DATABASE)",
+                        redact_url(&self.url)
+                    ));
+                }
+                // Slot names: lowercase letters, digits and _ (the server's rule).
+                let slot = self.slot_name();
+                if slot.is_empty()
+                    || slot.len() > 63
+                    || !slot
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                {
+                    return bad(format!(
+                        "slot {slot:?} must be 1-63 lowercase letters, digits or _"
+                    ));
+                }
+                if !ident_ok(&self.publication_name()) {
+                    return bad(format!(
+                        "publication {:?} must be 1-64 letters, digits or _",
+                        self.publication_name()
+                    ));
+                }
             }
+        }
+        if self.kind == SourceKind::Mysql && (self.slot.is_some() || self.publication.is_some()) {
+            return bad("slot and publication are for kind = \"postgres\" only".to_string());
         }
         if self.tables.is_empty() {
             return bad("tables is empty".to_string());
         }
         let mut seen = std::collections::BTreeSet::new();
         for t in &self.tables {
-            if !ident_ok(t) {
-                return bad(format!("table name {t:?} must be letters, digits or _"));
+            let qualified_ok = self.kind == SourceKind::Postgres
+                && t.split_once('.')
+                    .is_some_and(|(schema, table)| ident_ok(schema) && ident_ok(table));
+            if !ident_ok(t) && !qualified_ok {
+                let what = match self.kind {
+                    SourceKind::Mysql => "letters, digits or _",
+                    SourceKind::Postgres => "letters, digits or _, optionally as schema.table",
+                };
+                return bad(format!("table name {t:?} must be {what}"));
             }
             if !seen.insert(t) {
                 return bad(format!("table {t} is listed twice"));
@@ -795,11 +875,44 @@ mod tests {
         let err =
             Config::from_toml(&format!("{base}url = \"mysql://u@h/db\"\nbogus = 1\n")).unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn postgres_sources_validate_offline() {
+        let c = Config::from_toml(
+            "[[sources]]\nname = \"Pg\"\nkind = \"postgres\"\nurl = \"postgres://cdc:pw@127.0.0.1:15432/app\"\ntables = [\"users\", \"sales.orders\"]\n",
+        )
+        .unwrap();
+        let s = &c.sources[0];
+        assert_eq!(s.kind, SourceKind::Postgres);
+        assert_eq!(s.slot_name(), "strata_pg");
+        assert_eq!(s.publication_name(), "strata_pg");
+        assert_eq!(s.topic("sales.orders"), "cdc.Pg.sales.orders");
+        assert_eq!(
+            s.target("sales.orders"),
+            ("ods".into(), "ods_sales_orders".into())
+        );
+        let base = "[[sources]]\nname = \"a\"\nkind = \"postgres\"\ntables = [\"t\"]\n";
+        let err = Config::from_toml(&format!("{base}url = \"mysql://h/db\"\n")).unwrap_err();
+        assert!(err.to_string().contains("postgres://"), "{err}");
+        let err = Config::from_toml(&format!("{base}url = \"postgres://u:pw@h:1\"\n")).unwrap_err();
+        assert!(err.to_string().contains("names no database"), "{err}");
+        assert!(!err.to_string().contains("pw"), "{err}");
+        let err = Config::from_toml(&format!(
+            "{base}url = \"postgresql://h/db\"\nslot = \"Bad-Slot\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("slot"), "{err}");
+        let ok = Config::from_toml(&format!(
+            "{base}url = \"postgresql://h/db\"\nslot = \"s1\"\npublication = \"p1\"\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.sources[0].slot_name(), "s1");
         let err = Config::from_toml(
-            "[[sources]]\nname = \"a\"\nkind = \"postgres\"\nurl = \"postgres://h/db\"\ntables = [\"t\"]\n",
+            "[[sources]]\nname = \"a\"\nkind = \"mysql\"\nurl = \"mysql://h/db\"\ntables = [\"s.t\"]\n",
         )
         .unwrap_err();
-        assert!(err.to_string().contains("not supported yet"), "{err}");
+        assert!(err.to_string().contains("table name"), "{err}");
     }
 
     #[test]

@@ -305,7 +305,7 @@ pub enum DqCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum CdcCommand {
-    /// Per source and table: phase, binlog position, changes, last error, ODS position and lag.
+    /// Per source and table: phase, source position, changes, last error, ODS position and lag.
     Status {
         #[command(flatten)]
         config: ConfigArg,

@@ -12,15 +12,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures::StreamExt;
 use mysql_async::binlog::events::{EventData, RowsEventData};
 use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Opts, OptsBuilder, Row as MyRow};
-use strata_bus::{Log, Record};
-use strata_core::cdc::{CdcRecord, Change, Op, Row, SourcePosition, TableSchema};
+use strata_bus::Log;
+use strata_core::cdc::{CdcRecord, Change, Op, Row, SourcePosition};
 use strata_core::config::{redact_url, SnapshotMode, SourceConfig};
 use tokio::sync::watch;
 
@@ -29,6 +28,7 @@ use super::schema::{load_table, SourceTable};
 use super::snapshot::{key_of, read_chunk};
 use crate::error::{Error, Result};
 use crate::state::{self, BinlogPos, Phase, SourceState};
+use crate::topic::TopicTail;
 
 /// Changes buffered for one transaction before they are flushed early (huge transactions).
 const MAX_TX_BUFFER: usize = 50_000;
@@ -47,13 +47,6 @@ pub struct MysqlSource {
     opts: Opts,
     database: String,
     host: String,
-}
-
-/// Per-topic facts read back from the bus tail on start.
-#[derive(Default)]
-struct TopicTail {
-    schema: Option<TableSchema>,
-    last_streamed: Option<SourcePosition>,
 }
 
 impl MysqlSource {
@@ -205,87 +198,12 @@ impl MysqlSource {
         }
     }
 
-    /// Reads the topic's last records: the last schema and the last streamed position.
     async fn read_tail(&self, topic: &str) -> Result<TopicTail> {
-        let end = self
-            .log
-            .end_offsets(topic)
-            .await
-            .map_err(|e| Error::bus(format!("end offsets of {topic}"), e))?;
-        let end = end.get(&0).copied().unwrap_or(0);
-        let mut tail = TopicTail::default();
-        let mut hi = end;
-        // Walk back in windows until both facts are known or the topic's start is reached.
-        // Snapshot reads precede every streamed change, so the walk stops at the first one;
-        // a schema not found on the way is simply sent again.
-        let mut seen_snapshot = false;
-        while hi > 0 && tail.last_streamed.is_none() && !seen_snapshot {
-            let lo = hi.saturating_sub(4096);
-            let mut records = Vec::new();
-            let mut from = lo;
-            while from < hi {
-                let batch = match self.log.read(topic, 0, from, 4096, 64 << 20).await {
-                    Ok(b) => b,
-                    Err(strata_bus::Error::OffsetOutOfRange { start, .. }) if from < start => {
-                        from = start;
-                        continue;
-                    }
-                    Err(e) => return Err(Error::bus(format!("reading {topic}"), e)),
-                };
-                if batch.is_empty() {
-                    break;
-                }
-                for r in batch {
-                    if r.offset < hi {
-                        from = r.offset + 1;
-                        records.push(r);
-                    } else {
-                        from = hi;
-                    }
-                }
-            }
-            for r in records.iter().rev() {
-                match CdcRecord::from_json(&r.value) {
-                    Ok(CdcRecord::Schema(s)) if tail.schema.is_none() => tail.schema = Some(s),
-                    Ok(CdcRecord::Change(c)) if c.position.snapshot => {
-                        seen_snapshot = true;
-                        break;
-                    }
-                    Ok(CdcRecord::Change(c)) if tail.last_streamed.is_none() => {
-                        tail.last_streamed = Some(c.position.clone())
-                    }
-                    _ => {}
-                }
-            }
-            hi = lo;
-        }
-        Ok(tail)
+        crate::topic::read_tail(self.log.as_ref(), topic).await
     }
 
     async fn append(&self, topic: &str, records: Vec<CdcRecord>) -> Result<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let now = chrono::Utc::now().timestamp_millis();
-        let records: Vec<Record> = records
-            .iter()
-            .map(|r| Record {
-                key: Bytes::new(),
-                value: Bytes::from(r.to_json()),
-                timestamp_ms: now,
-            })
-            .collect();
-        let mut delay = Duration::from_millis(10);
-        loop {
-            match self.log.append(topic, records.clone()).await {
-                Ok(_) => return Ok(()),
-                Err(e) if e.retryable() && delay < Duration::from_secs(10) => {
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-                Err(e) => return Err(Error::bus(format!("appending to {topic}"), e)),
-            }
-        }
+        crate::topic::append(self.log.as_ref(), topic, records).await
     }
 
     /// Loads every table not yet done, chunk by chunk. Returns false when stopped by shutdown.

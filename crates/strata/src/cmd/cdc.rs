@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use iceberg::{NamespaceIdent, TableIdent};
 use strata_cdc::state::{self, Phase};
 use strata_cdc::verify::{compare, Report};
+use strata_core::config::SourceKind;
 use strata_lake::cdc::applied_in;
 use strata_lake::Lake;
 
@@ -40,10 +41,15 @@ pub async fn status(path: &Path) -> Result<()> {
                     Phase::Stream => "streaming",
                 };
                 let age_s = (now / 1000 - s.updated_ms).max(0) as f64 / 1e3;
+                let position = match source.kind {
+                    SourceKind::Mysql => format!("binlog position {}", s.resume),
+                    SourceKind::Postgres => {
+                        format!("slot {} at {}", source.slot_name(), s.resume.file)
+                    }
+                };
                 println!(
-                    "source {}: {phase}, binlog position {}, {} changes ({:.0} changes/s, measured {age_s:.0}s ago), last source commit {}, last error: {}",
+                    "source {}: {phase}, {position}, {} changes ({:.0} changes/s, measured {age_s:.0}s ago), last source commit {}, last error: {}",
                     source.name,
-                    s.resume,
                     s.changes,
                     s.changes_per_sec,
                     s.last_commit_ts.map(ts_text).unwrap_or_else(|| "-".into()),
@@ -134,21 +140,21 @@ async fn check_once(
     source: &strata_core::config::SourceConfig,
     tables: &[String],
 ) -> Result<Vec<Report>> {
-    let read = strata_cdc::mysql::read_tables(source, tables)
+    let read = strata_cdc::read_tables(source, tables)
         .await
         .with_context(|| format!("reading source {}", source.name))?;
     let mut reports = Vec::new();
-    for (table, rows) in read {
-        let (ns, name) = source.target(table.name());
+    for (schema, rows) in read {
+        let (ns, name) = source.target(&schema.table);
         let target = ident(ns, name);
         let ods = match lake.catalog().table_exists(&target).await {
             Ok(true) => {
                 let t = lake.load_table(&target).await?;
-                strata_lake::cdc::read_ods_rows(&t, &table.schema).await?
+                strata_lake::cdc::read_ods_rows(&t, &schema).await?
             }
             _ => Vec::new(),
         };
-        reports.push(compare(&table.schema, &rows, &ods));
+        reports.push(compare(&schema, &rows, &ods));
     }
     Ok(reports)
 }

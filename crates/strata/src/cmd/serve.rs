@@ -12,7 +12,6 @@ use anyhow::{Context, Result};
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use strata_bus::Log;
-use strata_cdc::mysql::MysqlSource;
 use strata_collect::Collector;
 use strata_lake::cdc::{CdcMerger, CdcTable};
 use strata_lake::table::maintain::auto_compact;
@@ -76,11 +75,11 @@ pub async fn serve_until(
         ))
     });
 
-    // Database CDC: one task per source (snapshot + binlog → bus) and one merger (bus → ODS).
+    // Database CDC: one task per source (snapshot + binlog / slot → bus) and one merger (bus → ODS).
     let (stop_sources, sources_shutdown) = watch::channel(false);
     let mut source_tasks = Vec::new();
     for source in &config.sources {
-        let s = MysqlSource::new(source, log.clone(), &config.data.dir)
+        let s = strata_cdc::Source::new(source, log.clone(), &config.data.dir)
             .with_context(|| format!("source {}", source.name))?;
         let name = source.name.clone();
         let rx = sources_shutdown.clone();

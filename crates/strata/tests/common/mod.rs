@@ -331,3 +331,4 @@ pub mod mariadb;
 /// A tansu broker for the Kafka-bus tests (shared with strata-bus-kafka's own tests).
 #[path = "../../../strata-bus-kafka/tests/broker/mod.rs"]
 pub mod broker;
+pub mod postgres;

@@ -1,0 +1,14 @@
+//! PostgreSQL: the URL and session (`config.rs`), schemas from `pg_catalog` (`schema.rs`),
+//! pgoutput messages (`pgoutput.rs`), text output → values (`decode.rs`), key-ordered snapshot
+//! chunks (`snapshot.rs`) and the slot → bus loop (`source.rs`).
+
+pub mod config;
+pub mod decode;
+pub mod pgoutput;
+pub mod schema;
+pub mod snapshot;
+pub mod source;
+
+pub use schema::SourceTable;
+pub use snapshot::read_tables;
+pub use source::PostgresSource;

@@ -1,0 +1,725 @@
+//! The PostgreSQL source loop: publication and slot (created if missing) → snapshot (chunked
+//! by primary key, resumable) → the slot's changes, decoded from pgoutput. Every change becomes
+//! a [`CdcRecord::Change`] on `cdc.<source>.<table>` (one partition, commit order).
+//!
+//! The slot is read over an ordinary connection: `pg_logical_slot_peek_binary_changes` returns
+//! whole transactions without consuming them, the changes are appended to the bus (durable on
+//! return), and only then `pg_replication_slot_advance` confirms them. A crash in between
+//! re-reads those transactions; changes at or before the last one a topic already holds are
+//! dropped, so the bus gets every change once (ADR 0010).
+//!
+//! The slot is created before the snapshot reads anything, so every change committed after
+//! the slot's consistent point, including those made while the snapshot runs, is streamed
+//! after the snapshot's rows; full row images applied latest-wins per key converge to the
+//! source (the MariaDB source's argument, ADR 0007).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strata_bus::Log;
+use strata_core::cdc::{CdcRecord, Change, Op, Row, SourcePosition};
+use strata_core::config::{SnapshotMode, SourceConfig};
+use tokio::sync::watch;
+use tokio_postgres::Client;
+
+use super::config::Connect;
+use super::decode::image;
+use super::pgoutput::{self, lsn_key, lsn_text, parse_lsn, Message, OldTuple};
+use super::schema::{load_table, quote_ident, SourceTable};
+use super::snapshot::{key_of, read_chunk};
+use crate::error::{Error, Result};
+use crate::state::{self, BinlogPos, Phase, SourceState};
+use crate::topic::{self, TopicTail};
+
+/// Changes asked for per peek (the server returns whole transactions, so it may be more).
+const PEEK_CHANGES: i32 = 10_000;
+/// Wait between peeks when the slot had nothing new.
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// How often the state file is rewritten while streaming without changes.
+const STATE_SAVE_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest wait between reconnect attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// A configured PostgreSQL source.
+pub struct PostgresSource {
+    config: SourceConfig,
+    log: Arc<dyn Log>,
+    state_path: PathBuf,
+    connect: Connect,
+    slot: String,
+    publication: String,
+}
+
+/// A relation as the stream describes it, tied to a configured table.
+struct StreamRelation {
+    table: usize,
+    /// Per column: part of the replica identity.
+    key: Vec<bool>,
+}
+
+/// The transaction being read from the slot.
+#[derive(Default)]
+struct Transaction {
+    xid: u32,
+    commit_lsn: u64,
+    commit_ts: i64,
+    changes: Vec<(usize, Change)>,
+}
+
+/// `(lsn, position)` of a slot: where the server will next decode from.
+fn pos_of(lsn: u64) -> BinlogPos {
+    BinlogPos {
+        file: lsn_text(lsn),
+        pos: lsn,
+    }
+}
+
+impl PostgresSource {
+    /// Checks the URL and prepares; connects nothing.
+    pub fn new(
+        config: &SourceConfig,
+        log: Arc<dyn Log>,
+        data_dir: &std::path::Path,
+    ) -> Result<Self> {
+        Ok(PostgresSource {
+            connect: Connect::new(config)?,
+            config: config.clone(),
+            log,
+            state_path: state::state_path(data_dir, &config.name),
+            slot: config.slot_name(),
+            publication: config.publication_name(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn err(&self, what: &str, e: tokio_postgres::Error) -> Error {
+        self.connect.err(what, &e)
+    }
+
+    /// Runs until `shutdown` turns true; reconnects with backoff after source failures.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        let mut delay = Duration::from_millis(250);
+        loop {
+            match self.run_once(&mut shutdown).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.retryable() => {
+                    tracing::warn!(source = %self.config.name, error = %e, retry_in = ?delay, "cdc source failed, retrying");
+                    self.record_error(&e);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.changed() => return Ok(()),
+                    }
+                    delay = (delay * 2).min(MAX_BACKOFF);
+                }
+                Err(e) => {
+                    self.record_error(&e);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn record_error(&self, e: &Error) {
+        if let Ok(Some(mut s)) = state::load(&self.state_path) {
+            s.last_error = Some(e.to_string());
+            let _ = state::save(&self.state_path, &mut s);
+        }
+    }
+
+    async fn run_once(&self, shutdown: &mut watch::Receiver<bool>) -> Result<()> {
+        let client = self.connect.connect().await?;
+        let mut tables = Vec::new();
+        for t in &self.config.tables {
+            tables.push(load_table(&client, &self.config.name, t).await?);
+        }
+        for t in &tables {
+            if t.replica_identity == b'n'
+                || (t.schema.primary_key.is_empty() && t.replica_identity != b'f')
+            {
+                tracing::warn!(source = %self.config.name, table = t.name(), "table has no primary key or replica identity: the server rejects its updates and deletes while it is published; set REPLICA IDENTITY FULL");
+            }
+        }
+        let mut tails = HashMap::new();
+        for t in &tables {
+            let topic = self.config.topic(t.name());
+            self.log
+                .ensure_topic(&topic, 1)
+                .await
+                .map_err(|e| Error::bus(format!("creating topic {topic}"), e))?;
+            let tail = topic::read_tail(self.log.as_ref(), &topic).await?;
+            if tail.schema.as_ref() != Some(&t.schema) {
+                topic::append(
+                    self.log.as_ref(),
+                    &topic,
+                    vec![CdcRecord::Schema(t.schema.clone())],
+                )
+                .await?;
+            }
+            tails.insert(t.name().to_string(), tail);
+        }
+        self.ensure_publication(&client, &tables).await?;
+        let slot = self.slot_position(&client).await?;
+        let mut state = match (state::load(&self.state_path)?, slot) {
+            (Some(s), Some(_)) => s,
+            (Some(s), None) => {
+                return Err(Error::PositionLost {
+                    source_name: self.config.name.clone(),
+                    position: s.resume.file.clone(),
+                    message: format!(
+                        "replication slot {} does not exist (dropped, or invalidated by max_slot_wal_keep_size)",
+                        self.slot
+                    ),
+                    state: self.state_path.display().to_string(),
+                })
+            }
+            (None, slot) => {
+                let start = match slot {
+                    // A slot left from an earlier run: everything after its confirmed point is
+                    // streamed after the new snapshot, which converges the same way.
+                    Some(lsn) => lsn,
+                    None => self.create_slot(&client).await?,
+                };
+                let phase = match self.config.snapshot {
+                    SnapshotMode::Initial => Phase::Snapshot,
+                    SnapshotMode::Never => Phase::Stream,
+                };
+                let mut s = SourceState::new(phase, pos_of(start));
+                state::save(&self.state_path, &mut s)?;
+                tracing::info!(source = %self.config.name, slot = %self.slot, position = %lsn_text(start), ?phase, "cdc source initialised");
+                s
+            }
+        };
+        if state.phase == Phase::Snapshot {
+            if !self
+                .snapshot(&client, &tables, &mut state, shutdown)
+                .await?
+            {
+                return Ok(());
+            }
+            state.phase = Phase::Stream;
+            state.resume = state.snapshot_start.clone();
+            state::save(&self.state_path, &mut state)?;
+            tracing::info!(source = %self.config.name, position = %state.resume.file, "snapshot done, streaming");
+        }
+        self.stream(&client, &tables, tails, &mut state, shutdown)
+            .await
+    }
+
+    /// Creates the publication for the tables, or adds the tables it lacks.
+    async fn ensure_publication(&self, client: &Client, tables: &[SourceTable]) -> Result<()> {
+        let exists = client
+            .query_opt(
+                "SELECT puballtables FROM pg_publication WHERE pubname = $1",
+                &[&self.publication],
+            )
+            .await
+            .map_err(|e| self.err("reading pg_publication", e))?;
+        let list = |ts: &[&SourceTable]| {
+            ts.iter()
+                .map(|t| t.qualified())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let Some(row) = exists else {
+            let all: Vec<&SourceTable> = tables.iter().collect();
+            let sql = format!(
+                "CREATE PUBLICATION {} FOR TABLE {}",
+                quote_ident(&self.publication),
+                list(&all)
+            );
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| self.err("creating the publication", e))?;
+            tracing::info!(source = %self.config.name, publication = %self.publication, "created publication");
+            return Ok(());
+        };
+        let all_tables: bool = row
+            .try_get(0)
+            .map_err(|e| self.err("reading pg_publication", e))?;
+        if all_tables {
+            return Ok(());
+        }
+        let rows = client
+            .query(
+                "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1",
+                &[&self.publication],
+            )
+            .await
+            .map_err(|e| self.err("reading pg_publication_tables", e))?;
+        let mut held = std::collections::HashSet::new();
+        for r in rows {
+            let s: String = r
+                .try_get(0)
+                .map_err(|e| self.err("reading pg_publication_tables", e))?;
+            let t: String = r
+                .try_get(1)
+                .map_err(|e| self.err("reading pg_publication_tables", e))?;
+            held.insert((s, t));
+        }
+        let missing: Vec<&SourceTable> = tables
+            .iter()
+            .filter(|t| !held.contains(&(t.namespace.clone(), t.table.clone())))
+            .collect();
+        if !missing.is_empty() {
+            let sql = format!(
+                "ALTER PUBLICATION {} ADD TABLE {}",
+                quote_ident(&self.publication),
+                list(&missing)
+            );
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| self.err("adding tables to the publication", e))?;
+            tracing::info!(source = %self.config.name, publication = %self.publication, tables = %list(&missing), "added tables to the publication");
+        }
+        Ok(())
+    }
+
+    /// The slot's confirmed position, None when it does not exist. A slot of another plugin,
+    /// database, or one the server invalidated is an error.
+    async fn slot_position(&self, client: &Client) -> Result<Option<u64>> {
+        let row = client
+            .query_opt(
+                "SELECT plugin::text, database::text, confirmed_flush_lsn::text, \
+                 COALESCE(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1",
+                &[&self.slot],
+            )
+            .await
+            .map_err(|e| self.err("reading pg_replication_slots", e))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let get = |i: usize| -> Result<Option<String>> {
+            row.try_get(i)
+                .map_err(|e| self.err("reading pg_replication_slots", e))
+        };
+        let plugin = get(0)?.unwrap_or_default();
+        let database = get(1)?.unwrap_or_default();
+        if plugin != "pgoutput" || database != self.connect.database {
+            return Err(Error::Unsupported {
+                table: self.config.name.clone(),
+                message: format!(
+                    "replication slot {} exists with plugin {plugin:?} on database {database:?}; \
+                     expected pgoutput on {:?}: choose another `slot`",
+                    self.slot, self.connect.database
+                ),
+            });
+        }
+        if get(3)?.as_deref() == Some("lost") {
+            return Err(Error::PositionLost {
+                source_name: self.config.name.clone(),
+                position: get(2)?.unwrap_or_default(),
+                message: format!(
+                    "replication slot {} was invalidated (wal_status lost): drop it",
+                    self.slot
+                ),
+                state: self.state_path.display().to_string(),
+            });
+        }
+        Ok(get(2)?.as_deref().and_then(parse_lsn))
+    }
+
+    /// Creates the logical slot; returns its consistent point.
+    async fn create_slot(&self, client: &Client) -> Result<u64> {
+        let row = client
+            .query_one(
+                "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+                &[&self.slot],
+            )
+            .await
+            .map_err(|e| self.err("creating the replication slot", e))?;
+        let text: String = row
+            .try_get(0)
+            .map_err(|e| self.err("creating the replication slot", e))?;
+        let lsn = parse_lsn(&text)
+            .ok_or_else(|| Error::Internal(format!("slot lsn {text:?} does not parse")))?;
+        tracing::info!(source = %self.config.name, slot = %self.slot, position = %text, "created replication slot");
+        Ok(lsn)
+    }
+
+    /// Loads every table not yet done, chunk by chunk. Returns false when stopped by shutdown.
+    async fn snapshot(
+        &self,
+        client: &Client,
+        tables: &[SourceTable],
+        state: &mut SourceState,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<bool> {
+        let start = state.snapshot_start.pos;
+        let commit_ts = chrono::Utc::now().timestamp_micros();
+        for table in tables {
+            if state.tables.get(table.name()).is_some_and(|p| p.done) {
+                continue;
+            }
+            let topic = self.config.topic(table.name());
+            tracing::info!(source = %self.config.name, table = table.name(), "snapshotting table");
+            loop {
+                if *shutdown.borrow() {
+                    return Ok(false);
+                }
+                let progress = state.tables.entry(table.name().to_string()).or_default();
+                let rows = read_chunk(
+                    client,
+                    table,
+                    progress.last_key.as_deref(),
+                    self.config.snapshot_chunk_rows,
+                )
+                .await
+                .map_err(|e| self.with_host(e))?;
+                let n = rows.len();
+                let last_key = rows.last().map(|r| key_of(table, r));
+                let first_row = progress.rows;
+                let records: Vec<CdcRecord> = rows
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, row)| {
+                        CdcRecord::Change(Box::new(Change {
+                            op: Op::Read,
+                            before: None,
+                            after: Some(row),
+                            position: SourcePosition {
+                                file: lsn_key(start),
+                                pos: start,
+                                row: first_row + i as u64,
+                                snapshot: true,
+                            },
+                            txid: None,
+                            commit_ts,
+                        }))
+                    })
+                    .collect();
+                topic::append(self.log.as_ref(), &topic, records).await?;
+                state.changes += n as u64;
+                let progress = state.tables.entry(table.name().to_string()).or_default();
+                progress.rows += n as u64;
+                if n < self.config.snapshot_chunk_rows || table.schema.primary_key.is_empty() {
+                    progress.done = true;
+                } else {
+                    progress.last_key = last_key;
+                }
+                let (done, rows) = (progress.done, progress.rows);
+                state::save(&self.state_path, state)?;
+                if done {
+                    tracing::info!(source = %self.config.name, table = table.name(), rows, "table snapshot done");
+                    break;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn with_host(&self, e: Error) -> Error {
+        match e {
+            Error::Source {
+                source_name,
+                message,
+                ..
+            } => Error::Source {
+                source_name,
+                host: self.connect.host.clone(),
+                message,
+            },
+            other => other,
+        }
+    }
+
+    /// Streams the slot's changes until shutdown.
+    async fn stream(
+        &self,
+        client: &Client,
+        tables: &[SourceTable],
+        tails: HashMap<String, TopicTail>,
+        state: &mut SourceState,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<()> {
+        let mut confirmed = self
+            .slot_position(client)
+            .await?
+            .unwrap_or(state.resume.pos);
+        tracing::info!(source = %self.config.name, slot = %self.slot, position = %lsn_text(confirmed), "streaming the slot");
+        let mut skip_until: HashMap<usize, SourcePosition> = tables
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                tails
+                    .get(t.name())
+                    .and_then(|tail| tail.last_streamed.clone())
+                    .map(|p| (i, p))
+            })
+            .collect();
+        let mut relations: HashMap<u32, StreamRelation> = HashMap::new();
+        let mut last_save = Instant::now();
+        state.last_error = None;
+        let peek = client
+            .prepare(
+                "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, \
+                 'proto_version', '1', 'publication_names', $3)",
+            )
+            .await
+            .map_err(|e| self.err("preparing the slot peek", e))?;
+        while !*shutdown.borrow() {
+            let before = self.current_lsn(client).await?;
+            let rows = client
+                .query(&peek, &[&self.slot, &PEEK_CHANGES, &self.publication])
+                .await
+                .map_err(|e| self.peek_err(state, e))?;
+            let n = rows.len();
+            let mut tx = Transaction::default();
+            let mut end: Option<u64> = None;
+            for row in &rows {
+                let data: &[u8] = row
+                    .try_get(1)
+                    .map_err(|e| self.err("reading the slot's changes", e))?;
+                let lsn: String = row
+                    .try_get(0)
+                    .map_err(|e| self.err("reading the slot's changes", e))?;
+                let msg = pgoutput::parse(data).map_err(|m| Error::Unsupported {
+                    table: self.config.name.clone(),
+                    message: format!("undecodable pgoutput message at {lsn}: {m}"),
+                })?;
+                match msg {
+                    Message::Begin {
+                        final_lsn,
+                        commit_ts,
+                        xid,
+                    } => {
+                        tx = Transaction {
+                            xid,
+                            commit_lsn: final_lsn,
+                            commit_ts,
+                            changes: Vec::new(),
+                        }
+                    }
+                    Message::Commit { end_lsn, .. } => {
+                        self.commit_tx(&mut tx, tables, &mut skip_until, state)
+                            .await?;
+                        state.resume = pos_of(end_lsn);
+                        end = Some(end_lsn);
+                    }
+                    Message::Relation(rel) => {
+                        let Some(i) = tables
+                            .iter()
+                            .position(|t| t.namespace == rel.namespace && t.table == rel.name)
+                        else {
+                            continue;
+                        };
+                        let table = &tables[i];
+                        let names: Vec<&str> =
+                            rel.columns.iter().map(|c| c.name.as_str()).collect();
+                        let ours: Vec<&str> = table
+                            .columns
+                            .iter()
+                            .map(|c| c.schema.name.as_str())
+                            .collect();
+                        if names != ours {
+                            return Err(Error::Unsupported {
+                                table: table.name().to_string(),
+                                message: format!(
+                                    "the stream has columns {names:?} at {lsn}, the table had {ours:?}: schema changes are not supported yet"
+                                ),
+                            });
+                        }
+                        relations.insert(
+                            rel.id,
+                            StreamRelation {
+                                table: i,
+                                key: rel.columns.iter().map(|c| c.key).collect(),
+                            },
+                        );
+                    }
+                    Message::Insert { relation, new } => {
+                        let Some(rel) = relations.get(&relation) else {
+                            continue;
+                        };
+                        let after = image(&tables[rel.table], &new, None, None)?;
+                        tx.push(rel.table, Op::Create, None, Some(after));
+                    }
+                    Message::Update { relation, old, new } => {
+                        let Some(rel) = relations.get(&relation) else {
+                            continue;
+                        };
+                        let table = &tables[rel.table];
+                        let (before, full_old) = match &old {
+                            Some(OldTuple::Full(o)) => {
+                                (Some(image(table, o, None, None)?), Some(o))
+                            }
+                            Some(OldTuple::Key(k)) => {
+                                (Some(image(table, k, Some(&rel.key), None)?), None)
+                            }
+                            None => (None, None),
+                        };
+                        let after = image(table, &new, None, full_old.map(|o| o.as_slice()))?;
+                        tx.push(rel.table, Op::Update, before, Some(after));
+                    }
+                    Message::Delete { relation, old } => {
+                        let Some(rel) = relations.get(&relation) else {
+                            continue;
+                        };
+                        let table = &tables[rel.table];
+                        let before = match &old {
+                            OldTuple::Full(o) => image(table, o, None, None)?,
+                            OldTuple::Key(k) => image(table, k, Some(&rel.key), None)?,
+                        };
+                        tx.push(rel.table, Op::Delete, Some(before), None);
+                    }
+                    Message::Truncate { relations: ids, .. } => {
+                        for id in ids {
+                            if let Some(rel) = relations.get(&id) {
+                                let message = format!(
+                                    "TRUNCATE of {} at {lsn} is not mirrored: the ODS table keeps its rows; re-snapshot the source (remove {}) to converge",
+                                    tables[rel.table].name(),
+                                    self.state_path.display()
+                                );
+                                tracing::error!(source = %self.config.name, table = tables[rel.table].name(), position = %lsn, "{message}");
+                                state.last_error = Some(message);
+                            }
+                        }
+                    }
+                    Message::Origin | Message::Type | Message::Message => {}
+                }
+            }
+            // Confirm what is now on the bus; with nothing new, everything committed before
+            // `before` was decoded and held none of our changes.
+            let target = match end {
+                Some(e) => Some(e),
+                None if n == 0 => Some(before),
+                None => None,
+            };
+            if let Some(target) = target.filter(|t| *t > confirmed) {
+                self.advance(client, target).await?;
+                confirmed = target;
+                if end.is_none() {
+                    state.resume = pos_of(target);
+                }
+            }
+            if end.is_some() || last_save.elapsed() >= STATE_SAVE_INTERVAL {
+                state::save(&self.state_path, state)?;
+                last_save = Instant::now();
+            }
+            if n < PEEK_CHANGES as usize {
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+        state::save(&self.state_path, state)?;
+        tracing::info!(source = %self.config.name, position = %state.resume.file, "cdc source stopped");
+        Ok(())
+    }
+
+    fn peek_err(&self, state: &SourceState, e: tokio_postgres::Error) -> Error {
+        let text = super::config::error_text(&e);
+        // Slot gone (42704 "replication slot … does not exist") or invalidated (55000 "can no
+        // longer get changes from replication slot"); other errors keep their own meaning.
+        let slot_lost = text.contains("replication slot")
+            && (text.contains("does not exist")
+                || text.contains("can no longer get changes")
+                || text.contains("invalidated"));
+        if slot_lost {
+            return Error::PositionLost {
+                source_name: self.config.name.clone(),
+                position: state.resume.file.clone(),
+                message: text,
+                state: self.state_path.display().to_string(),
+            };
+        }
+        self.err("reading the slot's changes", e)
+    }
+
+    async fn current_lsn(&self, client: &Client) -> Result<u64> {
+        let row = client
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await
+            .map_err(|e| self.err("reading pg_current_wal_lsn()", e))?;
+        let text: String = row
+            .try_get(0)
+            .map_err(|e| self.err("reading pg_current_wal_lsn()", e))?;
+        parse_lsn(&text).ok_or_else(|| Error::Internal(format!("lsn {text:?} does not parse")))
+    }
+
+    /// Confirms the slot up to `lsn`: the server may recycle the WAL before it.
+    async fn advance(&self, client: &Client, lsn: u64) -> Result<()> {
+        client
+            .query(
+                "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)",
+                &[&self.slot, &lsn_text(lsn)],
+            )
+            .await
+            .map_err(|e| self.err("advancing the replication slot", e))?;
+        Ok(())
+    }
+
+    /// Appends the transaction's changes (minus those the topics already hold), per topic in
+    /// order.
+    async fn commit_tx(
+        &self,
+        tx: &mut Transaction,
+        tables: &[SourceTable],
+        skip_until: &mut HashMap<usize, SourcePosition>,
+        state: &mut SourceState,
+    ) -> Result<()> {
+        let mut by_topic: BTreeMap<usize, Vec<CdcRecord>> = BTreeMap::new();
+        let txid = format!("xid:{}", tx.xid);
+        let mut n = 0u64;
+        for (i, (table, mut change)) in tx.changes.drain(..).enumerate() {
+            change.position = SourcePosition {
+                file: lsn_key(tx.commit_lsn),
+                pos: tx.commit_lsn,
+                row: i as u64,
+                snapshot: false,
+            };
+            change.txid = Some(txid.clone());
+            change.commit_ts = tx.commit_ts;
+            if let Some(last) = skip_until.get(&table) {
+                if &change.position <= last {
+                    continue;
+                }
+                skip_until.remove(&table);
+            }
+            n += 1;
+            by_topic
+                .entry(table)
+                .or_default()
+                .push(CdcRecord::Change(Box::new(change)));
+        }
+        for (table, records) in by_topic {
+            let topic = self.config.topic(tables[table].name());
+            topic::append(self.log.as_ref(), &topic, records).await?;
+        }
+        if n > 0 {
+            state.last_commit_ts = Some(tx.commit_ts);
+        }
+        state.changes += n;
+        metrics::counter!("strata_cdc_changes_total", "source" => self.config.name.clone())
+            .increment(n);
+        Ok(())
+    }
+}
+
+impl Transaction {
+    fn push(&mut self, table: usize, op: Op, before: Option<Row>, after: Option<Row>) {
+        self.changes.push((
+            table,
+            Change {
+                op,
+                before,
+                after,
+                position: SourcePosition {
+                    file: String::new(),
+                    pos: 0,
+                    row: 0,
+                    snapshot: false,
+                },
+                txid: None,
+                commit_ts: 0,
+            },
+        ));
+    }
+}

@@ -1,0 +1,102 @@
+//! What every source does with its bus topics `cdc.<source>.<table>`: read back the tail on
+//! start (the last schema sent and the last streamed change, so a restart drops what the
+//! topic already holds) and append records with a bounded retry.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use strata_bus::{Log, Record};
+use strata_core::cdc::{CdcRecord, SourcePosition, TableSchema};
+
+use crate::error::{Error, Result};
+
+/// Per-topic facts read back from the bus tail on start.
+#[derive(Debug, Default)]
+pub struct TopicTail {
+    pub schema: Option<TableSchema>,
+    pub last_streamed: Option<SourcePosition>,
+}
+
+/// Reads the topic's last records: the last schema and the last streamed position.
+pub async fn read_tail(log: &dyn Log, topic: &str) -> Result<TopicTail> {
+    let end = log
+        .end_offsets(topic)
+        .await
+        .map_err(|e| Error::bus(format!("end offsets of {topic}"), e))?;
+    let end = end.get(&0).copied().unwrap_or(0);
+    let mut tail = TopicTail::default();
+    let mut hi = end;
+    // Walk back in windows until both facts are known or the topic's start is reached.
+    // Snapshot reads precede every streamed change, so the walk stops at the first one;
+    // a schema not found on the way is simply sent again.
+    let mut seen_snapshot = false;
+    while hi > 0 && tail.last_streamed.is_none() && !seen_snapshot {
+        let lo = hi.saturating_sub(4096);
+        let mut records = Vec::new();
+        let mut from = lo;
+        while from < hi {
+            let batch = match log.read(topic, 0, from, 4096, 64 << 20).await {
+                Ok(b) => b,
+                Err(strata_bus::Error::OffsetOutOfRange { start, .. }) if from < start => {
+                    from = start;
+                    continue;
+                }
+                Err(e) => return Err(Error::bus(format!("reading {topic}"), e)),
+            };
+            if batch.is_empty() {
+                break;
+            }
+            for r in batch {
+                if r.offset < hi {
+                    from = r.offset + 1;
+                    records.push(r);
+                } else {
+                    from = hi;
+                }
+            }
+        }
+        for r in records.iter().rev() {
+            match CdcRecord::from_json(&r.value) {
+                Ok(CdcRecord::Schema(s)) if tail.schema.is_none() => tail.schema = Some(s),
+                Ok(CdcRecord::Change(c)) if c.position.snapshot => {
+                    seen_snapshot = true;
+                    break;
+                }
+                Ok(CdcRecord::Change(c)) if tail.last_streamed.is_none() => {
+                    tail.last_streamed = Some(c.position.clone())
+                }
+                _ => {}
+            }
+        }
+        hi = lo;
+    }
+    Ok(tail)
+}
+
+/// Appends `records` in order; returns once they are durable. Retryable bus errors are retried
+/// with backoff for up to ~10 s.
+pub async fn append(log: &dyn Log, topic: &str, records: Vec<CdcRecord>) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let records: Vec<Record> = records
+        .iter()
+        .map(|r| Record {
+            key: Bytes::new(),
+            value: Bytes::from(r.to_json()),
+            timestamp_ms: now,
+        })
+        .collect();
+    let mut delay = Duration::from_millis(10);
+    loop {
+        match log.append(topic, records.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.retryable() && delay < Duration::from_secs(10) => {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(e) => return Err(Error::bus(format!("appending to {topic}"), e)),
+        }
+    }
+}
