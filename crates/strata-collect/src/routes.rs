@@ -309,7 +309,10 @@ impl Collector {
                 }
                 Err(rejected) => {
                     let record = BusRecord::Rejected(Box::new(rejected));
-                    (Bytes::copy_from_slice(record.key().as_bytes()), record.to_json())
+                    (
+                        Bytes::copy_from_slice(record.key().as_bytes()),
+                        record.to_json(),
+                    )
                 }
             };
             records.push(Record {

@@ -317,7 +317,8 @@ mod tests {
     #[test]
     fn encodes_every_field_the_derived_serializer_does() {
         let e = full();
-        let ours: serde_json::Value = serde_json::from_slice(&encode_event(&e.view(), Text::Checked)).unwrap();
+        let ours: serde_json::Value =
+            serde_json::from_slice(&encode_event(&e.view(), Text::Checked)).unwrap();
         let derived = serde_json::to_value(BusRecord::Event(Box::new(e))).unwrap();
         let keys = |v: &serde_json::Value| {
             let mut k: Vec<String> = v["v"].as_object().unwrap().keys().cloned().collect();
@@ -381,7 +382,12 @@ mod tests {
             };
             let json = encode_event(&e.view(), Text::Checked);
             let back = BusRecord::from_json(&json).unwrap();
-            assert_eq!(back, BusRecord::Event(Box::new(e)), "{text:?} via {}", String::from_utf8_lossy(&json));
+            assert_eq!(
+                back,
+                BusRecord::Event(Box::new(e)),
+                "{text:?} via {}",
+                String::from_utf8_lossy(&json)
+            );
         }
     }
 
