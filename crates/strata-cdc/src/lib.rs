@@ -11,6 +11,7 @@
 pub mod error;
 pub mod mysql;
 pub mod postgres;
+mod retry;
 pub mod state;
 pub mod topic;
 pub mod verify;

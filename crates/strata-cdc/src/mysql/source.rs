@@ -34,8 +34,6 @@ use crate::topic::TopicTail;
 const MAX_TX_BUFFER: usize = 50_000;
 /// How often the state file is rewritten while streaming.
 const STATE_SAVE_INTERVAL: Duration = Duration::from_secs(1);
-/// Longest wait between reconnect attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// MariaDB's own GTID event type.
 const MARIADB_GTID_EVENT: u8 = 162;
 
@@ -96,33 +94,15 @@ impl MysqlSource {
     }
 
     /// Runs until `shutdown` turns true; reconnects with backoff after source failures.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
-        let mut delay = Duration::from_millis(250);
-        loop {
-            match self.run_once(&mut shutdown).await {
-                Ok(()) => return Ok(()),
-                Err(e) if e.retryable() => {
-                    tracing::warn!(source = %self.config.name, error = %e, retry_in = ?delay, "cdc source failed, retrying");
-                    self.record_error(&e);
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.changed() => return Ok(()),
-                    }
-                    delay = (delay * 2).min(MAX_BACKOFF);
-                }
-                Err(e) => {
-                    self.record_error(&e);
-                    return Err(e);
-                }
-            }
-        }
-    }
-
-    fn record_error(&self, e: &Error) {
-        if let Ok(Some(mut s)) = state::load(&self.state_path) {
-            s.last_error = Some(e.to_string());
-            let _ = state::save(&self.state_path, &mut s);
-        }
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> Result<()> {
+        let this = &self;
+        crate::retry::run_with_backoff(
+            &self.config.name,
+            &self.state_path,
+            shutdown,
+            |mut rx| async move { this.run_once(&mut rx).await },
+        )
+        .await
     }
 
     async fn run_once(&self, shutdown: &mut watch::Receiver<bool>) -> Result<()> {
