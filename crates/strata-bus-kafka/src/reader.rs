@@ -136,6 +136,15 @@ impl Reader {
                     }
                     continue;
                 }
+                // librdkafka queues a connection event (broker down, transport failure) on
+                // every consumer and reconnects by itself; it says nothing about this
+                // partition's records. Failing the read on it made the caller back off once
+                // per queued event, so a consumer took minutes to drain the backlog of events
+                // after the brokers came back. Keep waiting instead (bounded by `deadline`).
+                Err(e) if is_connection_event(&e) => {
+                    tracing::debug!(topic = %self.topic, partition = self.partition, error = %e, "kafka connection event while reading");
+                    continue;
+                }
                 Err(e) => e,
             };
             let context = format!("reading {}/{}", self.topic, self.partition);
@@ -223,6 +232,19 @@ impl Reader {
             }
         }
     }
+}
+
+/// A client-wide connection event delivered through the consumer queue, not a failure of the
+/// partition read: librdkafka retries the connection itself.
+fn is_connection_event(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::Resolve
+        )
+    )
 }
 
 impl Reader {
