@@ -315,6 +315,55 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<IpAddr>,
     /// Requests handled at once; beyond this new requests wait, then get 503.
     pub max_in_flight: usize,
+    /// What this process runs (default: all of it). Split across processes only with a shared
+    /// bus (Kafka): e.g. several `collector` processes and one `sink` process.
+    pub roles: Vec<Role>,
+}
+
+/// One part of `strata serve`; `[server] roles` picks which a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The HTTP collector (`/v1/*`): validates, enriches and appends events to the bus.
+    Collector,
+    /// The lake writer: the lake sink (`events` → `ods.ods_event`), the CDC merger
+    /// (`cdc.*` → ODS tables) and background compaction.
+    Sink,
+    /// The database CDC sources (`[[sources]]` → `cdc.*` topics).
+    Cdc,
+    /// The warehouse DAG on its schedule.
+    Warehouse,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Collector, Role::Sink, Role::Cdc, Role::Warehouse];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Collector => "collector",
+            Role::Sink => "sink",
+            Role::Cdc => "cdc",
+            Role::Warehouse => "warehouse",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.name() == s.trim())
+            .ok_or_else(|| format!("unknown role {s:?} (collector, sink, cdc, warehouse)"))
+    }
+}
+
+impl ServerConfig {
+    /// Whether this process runs `role`.
+    pub fn runs(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
 }
 
 impl Default for ServerConfig {
@@ -324,6 +373,7 @@ impl Default for ServerConfig {
             max_body_bytes: 4 * 1024 * 1024,
             trusted_proxies: Vec::new(),
             max_in_flight: 1024,
+            roles: Role::ALL.to_vec(),
         }
     }
 }
@@ -727,6 +777,17 @@ impl Config {
         if self.server.max_in_flight == 0 {
             return bad("server.max_in_flight must be positive");
         }
+        if self.server.roles.is_empty() {
+            return bad(
+                "server.roles is empty: name at least one of collector, sink, cdc, warehouse",
+            );
+        }
+        if self.bus.kind == BusKind::Embedded && !Role::ALL.iter().all(|r| self.server.runs(*r)) {
+            return bad(
+                "server.roles: the embedded bus lives inside one process, so that process runs \
+                 every role; to split roles across processes use a shared bus ([bus] kind = \"kafka\")",
+            );
+        }
         if !self.warehouse.schedule.trim().is_empty() {
             if let Err(e) = crate::cron::Cron::parse(&self.warehouse.schedule) {
                 return Err(Error::user(format!("warehouse.schedule: {e}")));
@@ -913,6 +974,27 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("table name"), "{err}");
+    }
+
+    #[test]
+    fn roles_split_only_over_kafka() {
+        let all = Config::from_toml("").unwrap();
+        assert!(Role::ALL.iter().all(|r| all.server.runs(*r)));
+        let c = Config::from_toml(
+            "[server]\nroles = [\"collector\"]\n[bus]\nkind = \"kafka\"\nbrokers = \"h:1\"\n",
+        )
+        .unwrap();
+        assert!(c.server.runs(Role::Collector) && !c.server.runs(Role::Sink));
+        let err = Config::from_toml("[server]\nroles = [\"collector\", \"sink\"]\n").unwrap_err();
+        assert!(err.to_string().contains("embedded bus"), "{err}");
+        let err =
+            Config::from_toml("[server]\nroles = []\n[bus]\nkind = \"kafka\"\nbrokers = \"h:1\"\n")
+                .unwrap_err();
+        assert!(err.to_string().contains("server.roles is empty"), "{err}");
+        let err = Config::from_toml("[server]\nroles = [\"writer\"]\n").unwrap_err();
+        assert!(err.to_string().contains("collector"), "{err}");
+        assert_eq!("cdc".parse::<Role>(), Ok(Role::Cdc));
+        assert!("all".parse::<Role>().is_err());
     }
 
     #[test]

@@ -358,6 +358,10 @@ pub struct ServeArgs {
     /// How often the lake sink commits (overrides lake.flush_interval), e.g. `1s`, `500ms`.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub flush_interval: Option<Duration>,
+    /// What this process runs, comma-separated (overrides server.roles; default all):
+    /// collector, sink, cdc, warehouse. Splitting them across processes needs the Kafka bus.
+    #[arg(long, value_delimiter = ',')]
+    pub roles: Option<Vec<strata_core::config::Role>>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -286,3 +286,91 @@ fn kafka_graceful_shutdown_flushes_buffered_events() {
     server.stop();
     assert_eq!(env.sql_count("SELECT count(*) FROM ods.ods_event"), 30);
 }
+
+/// Scale-out: two collector-only processes and one sink-only process (each with its own data
+/// dir, as on separate machines) over one Kafka cluster. Every event acknowledged by either
+/// collector lands in the lake exactly once, and the collectors never open a lake.
+#[test]
+fn two_collectors_and_one_writer_exactly_once() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let writer_env = Env::new();
+    writer_env.use_kafka(&broker.brokers());
+    let writer = writer_env.serve_with_env("200ms", &[("STRATA_SERVER__ROLES", "[\"sink\"]")]);
+    // A sink-only process serves no collector API.
+    let res = post(
+        writer.addr,
+        "/v1/batch",
+        &[basic_auth(WRITE_KEY)],
+        &batch("nowhere", 1),
+    )
+    .unwrap();
+    assert_eq!(res.status, 404, "{}", res.body);
+
+    let collector_envs = [Env::new(), Env::new()];
+    let collectors: Vec<Server> = collector_envs
+        .iter()
+        .map(|e| {
+            e.use_kafka(&broker.brokers());
+            e.serve_with_env("200ms", &[("STRATA_SERVER__ROLES", "[\"collector\"]")])
+        })
+        .collect();
+
+    let sent: Vec<HashSet<String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = collectors
+            .iter()
+            .enumerate()
+            .map(|(c, server)| {
+                s.spawn(move || {
+                    let mut sent = HashSet::new();
+                    for b in 0..10 {
+                        let prefix = format!("c{c}-{b}");
+                        let res = post(
+                            server.addr,
+                            "/v1/batch",
+                            &[basic_auth(WRITE_KEY)],
+                            &batch(&prefix, 40),
+                        )
+                        .unwrap();
+                        assert_eq!(res.status, 200, "collector {c}: {}", res.body);
+                        assert_eq!(res.json()["accepted"], 40, "{}", res.body);
+                        sent.extend((0..40).map(|i| format!("{prefix}-{i}")));
+                    }
+                    sent
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let all: HashSet<String> = sent.iter().flatten().cloned().collect();
+    assert_eq!(all.len(), 800);
+
+    writer_env.wait_count(
+        "SELECT count(*) FROM ods.ods_event",
+        all.len() as i64,
+        Duration::from_secs(90),
+    );
+    let ids: HashSet<String> = writer_env
+        .sql("SELECT message_id FROM ods.ods_event")
+        .into_iter()
+        .filter_map(|r| r["message_id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(ids, all);
+    for server in collectors {
+        server.stop();
+    }
+    writer.stop();
+    // Stopped cleanly, the writer committed nothing twice.
+    assert_eq!(
+        writer_env.sql_count("SELECT count(*) FROM ods.ods_event"),
+        all.len() as i64
+    );
+    for e in &collector_envs {
+        let config = strata_core::Config::load(&e.config).expect("config");
+        assert!(
+            !config.catalog_path().exists() && !config.warehouse_dir().exists(),
+            "a collector-only process opened a lake"
+        );
+    }
+}

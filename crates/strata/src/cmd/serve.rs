@@ -1,5 +1,6 @@
-//! `strata serve`: collector + bus (embedded or Kafka) + lake sink, background compaction and the
-//! warehouse schedule, in one process.
+//! `strata serve`: collector + bus (embedded or Kafka) + lake sink, background compaction, the
+//! CDC sources and merger and the warehouse schedule — in one process by default, or the subset
+//! `[server] roles` names (several processes over the Kafka bus; see docs/deploy.md).
 //!
 //! Shutdown order on SIGINT/SIGTERM: stop accepting HTTP (in-flight requests finish and are
 //! acknowledged), stop the background compaction, then the lake sink flushes and commits everything on the bus, then the bus
@@ -13,6 +14,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use strata_bus::Log;
 use strata_collect::Collector;
+use strata_core::config::Role;
 use strata_lake::cdc::{CdcMerger, CdcTable};
 use strata_lake::table::maintain::auto_compact;
 use strata_lake::{Lake, LakeSink};
@@ -29,80 +31,127 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if let Some(interval) = args.flush_interval {
         config.lake.flush_interval = interval;
     }
+    if let Some(roles) = args.roles {
+        config.server.roles = roles;
+    }
     config.validate()?;
     serve_until(config, shutdown_signal(), None).await
 }
 
-/// Runs everything `strata serve` runs until `shutdown` completes, then stops in order.
-/// `listening` receives the bound address (for in-process callers like `strata demo`).
+/// A background task of `serve`, `None` when this process does not run its role.
+type Task<T> = Option<tokio::task::JoinHandle<T>>;
+
+/// Waits for `task` to finish; never, when there is none.
+async fn finished<T>(task: &mut Task<T>) -> std::result::Result<T, tokio::task::JoinError> {
+    match task {
+        Some(t) => t.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs everything `strata serve` runs (the roles in `[server] roles`) until `shutdown`
+/// completes, then stops in order. `listening` receives the bound address (for in-process
+/// callers like `strata demo`).
 pub async fn serve_until(
     config: strata_core::Config,
     shutdown: impl std::future::Future<Output = ()>,
     listening: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
 ) -> Result<()> {
     let metrics = install_metrics()?;
+    let runs = |role: Role| config.server.runs(role);
+    let roles: Vec<&str> = config.server.roles.iter().map(|r| r.name()).collect();
 
     let log: Arc<dyn Log> = crate::bus::open(&config).await?;
 
-    let lake = Lake::open(&config).await.context("opening the lake")?;
-    let sink = LakeSink::new(&lake, log.clone(), &config.lake)
-        .await
-        .context("starting the lake sink")?;
+    // Collector-only processes never open the lake: they need no catalog and no storage.
+    let lake = if runs(Role::Sink) || runs(Role::Warehouse) {
+        Some(Lake::open(&config).await.context("opening the lake")?)
+    } else {
+        None
+    };
     let (stop_sink, sink_shutdown) = watch::channel(false);
-    let mut sink_task = tokio::spawn(sink.run(sink_shutdown));
+    let mut sink_task = match (&lake, runs(Role::Sink)) {
+        (Some(lake), true) => {
+            let sink = LakeSink::new(lake, log.clone(), &config.lake)
+                .await
+                .context("starting the lake sink")?;
+            Some(tokio::spawn(sink.run(sink_shutdown)))
+        }
+        _ => None,
+    };
     // The warehouse DAG on its schedule (returns at once when no project is configured).
     let (stop_warehouse, warehouse_shutdown) = watch::channel(false);
-    let cdc_inputs = (!config.sources.is_empty()).then(|| strata_warehouse::schedule::CdcInputs {
-        log: log.clone(),
-        tables: CdcTable::from_sources(&config.sources)
-            .into_iter()
-            .map(|t| (t.topic, t.target))
-            .collect(),
-    });
-    let warehouse_task = tokio::spawn(strata_warehouse::schedule::scheduler(
-        lake.clone(),
-        config.warehouse.clone(),
-        cdc_inputs,
-        warehouse_shutdown,
-    ));
+    let warehouse_task = match (&lake, runs(Role::Warehouse)) {
+        (Some(lake), true) => {
+            let cdc_inputs =
+                (!config.sources.is_empty()).then(|| strata_warehouse::schedule::CdcInputs {
+                    log: log.clone(),
+                    tables: CdcTable::from_sources(&config.sources)
+                        .into_iter()
+                        .map(|t| (t.topic, t.target))
+                        .collect(),
+                });
+            Some(tokio::spawn(strata_warehouse::schedule::scheduler(
+                lake.clone(),
+                config.warehouse.clone(),
+                cdc_inputs,
+                warehouse_shutdown,
+            )))
+        }
+        _ => None,
+    };
     // Background compaction: optimistic commits, so it never blocks the sink's appends.
     let (stop_compaction, compaction_shutdown) = watch::channel(false);
-    let compaction_task = config.lake.compaction.then(|| {
-        tokio::spawn(auto_compact(
+    let compaction_task = match (&lake, runs(Role::Sink) && config.lake.compaction) {
+        (Some(lake), true) => Some(tokio::spawn(auto_compact(
             lake.clone(),
             config.lake.clone(),
             compaction_shutdown,
-        ))
-    });
+        ))),
+        _ => None,
+    };
 
     // Database CDC: one task per source (snapshot + binlog / slot → bus) and one merger (bus → ODS).
     let (stop_sources, sources_shutdown) = watch::channel(false);
     let mut source_tasks = Vec::new();
-    for source in &config.sources {
-        let s = strata_cdc::Source::new(source, log.clone(), &config.data.dir)
-            .with_context(|| format!("source {}", source.name))?;
-        let name = source.name.clone();
-        let rx = sources_shutdown.clone();
-        source_tasks.push(tokio::spawn(async move {
-            if let Err(e) = s.run(rx).await {
-                tracing::error!(source = %name, error = %e, "cdc source stopped");
-            }
-        }));
+    if runs(Role::Cdc) {
+        for source in &config.sources {
+            let s = strata_cdc::Source::new(source, log.clone(), &config.data.dir)
+                .with_context(|| format!("source {}", source.name))?;
+            let name = source.name.clone();
+            let rx = sources_shutdown.clone();
+            source_tasks.push(tokio::spawn(async move {
+                if let Err(e) = s.run(rx).await {
+                    tracing::error!(source = %name, error = %e, "cdc source stopped");
+                }
+            }));
+        }
     }
     let (stop_merger, merger_shutdown) = watch::channel(false);
-    let merger_task = (!config.sources.is_empty()).then(|| {
-        let merger = CdcMerger::new(&lake, log.clone(), CdcTable::from_sources(&config.sources));
-        tokio::spawn(async move {
-            if let Err(e) = merger.run(merger_shutdown).await {
-                tracing::error!(error = %e, "cdc merger stopped");
-            }
-        })
-    });
+    let merger_task = match (&lake, runs(Role::Sink) && !config.sources.is_empty()) {
+        (Some(lake), true) => {
+            let merger = CdcMerger::new(lake, log.clone(), CdcTable::from_sources(&config.sources));
+            Some(tokio::spawn(async move {
+                if let Err(e) = merger.run(merger_shutdown).await {
+                    tracing::error!(error = %e, "cdc merger stopped");
+                }
+            }))
+        }
+        _ => None,
+    };
 
-    let collector = Collector::new(&config, log.clone())
-        .await
-        .context("starting the collector")?;
-    let router = collector.router().route(
+    let router = if runs(Role::Collector) {
+        let collector = Collector::new(&config, log.clone())
+            .await
+            .context("starting the collector")?;
+        collector.router()
+    } else {
+        axum::Router::new().route(
+            "/health",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+    };
+    let router = router.route(
         "/metrics",
         get(move || {
             let metrics = metrics.clone();
@@ -120,7 +169,7 @@ pub async fn serve_until(
         }
         None => println!("strata listening on http://{addr}"),
     }
-    tracing::info!(%addr, data = %config.data.dir.display(), flush_interval = ?config.lake.flush_interval, "serving");
+    tracing::info!(%addr, data = %config.data.dir.display(), flush_interval = ?config.lake.flush_interval, roles = ?roles, "serving");
 
     let (stop_http, http_shutdown) = watch::channel(false);
     let mut http_task = tokio::spawn(strata_collect::serve(listener, router, async move {
@@ -133,7 +182,7 @@ pub async fn serve_until(
             tracing::info!("shutting down: draining http, flushing the lake sink");
             Ok(())
         }
-        res = &mut sink_task => {
+        res = finished(&mut sink_task) => {
             Err(match res {
                 Ok(Ok(())) => anyhow::anyhow!("lake sink stopped unexpectedly"),
                 Ok(Err(e)) => anyhow::Error::new(e).context("lake sink failed"),
@@ -155,7 +204,9 @@ pub async fn serve_until(
     }
     // A warehouse run in progress stops here; re-running its date later replaces its output.
     let _ = stop_warehouse.send(true);
-    let _ = warehouse_task.await;
+    if let Some(task) = warehouse_task {
+        let _ = task.await;
+    }
     // A compaction in progress is dropped; files it wrote but did not commit are orphans.
     let _ = stop_compaction.send(true);
     if let Some(task) = compaction_task {
@@ -172,8 +223,8 @@ pub async fn serve_until(
         let _ = t.await;
     }
     let _ = stop_sink.send(true);
-    if !sink_task.is_finished() {
-        match sink_task.await {
+    if let Some(task) = sink_task.filter(|t| !t.is_finished()) {
+        match task.await {
             Ok(Ok(())) => tracing::info!("lake sink flushed and committed"),
             Ok(Err(e)) => tracing::error!(error = %e, "lake sink failed while stopping"),
             Err(e) => tracing::error!(error = %e, "lake sink task panicked"),
