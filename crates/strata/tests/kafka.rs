@@ -233,7 +233,7 @@ fn broker_down(recover: bool) {
         );
         return;
     }
-    broker.restart_fresh();
+    broker.restart();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         // The SDK's retry: the same batch again.

@@ -17,6 +17,9 @@ pub struct Broker {
     pub port: u16,
     bin: PathBuf,
     dir: tempfile::TempDir,
+    /// `None`: memory storage. `Some((endpoint, bucket))`: tansu's S3 storage engine, so the
+    /// broker's data (and its topic ids) survive a restart, as a real Kafka broker's do.
+    s3: Option<(String, String)>,
 }
 
 fn find_bin() -> Option<PathBuf> {
@@ -31,7 +34,7 @@ fn find_bin() -> Option<PathBuf> {
 }
 
 /// Whether the skip is allowed (no broker binary and Kafka not required).
-fn skip(reason: &str) -> Option<Broker> {
+fn skip<T>(reason: &str) -> Option<T> {
     if std::env::var_os("STRATA_TEST_REQUIRE_KAFKA").is_some() {
         panic!("STRATA_TEST_REQUIRE_KAFKA is set but {reason}");
     }
@@ -41,6 +44,17 @@ fn skip(reason: &str) -> Option<Broker> {
          (tests/run.sh does this) !!!!!!!!\n"
     );
     None
+}
+
+/// The broker binary, or `None` when the test should be skipped.
+fn bin_or_skip() -> Option<PathBuf> {
+    let Some(bin) = find_bin() else {
+        return skip("no tansu binary ($STRATA_TANSU_BIN unset, none on PATH)");
+    };
+    if !bin.is_file() {
+        return skip(&format!("{} does not exist", bin.display()));
+    }
+    Some(bin)
 }
 
 fn free_port() -> u16 {
@@ -53,32 +67,54 @@ fn free_port() -> u16 {
 impl Broker {
     /// Starts a broker, or `None` when the test should be skipped (see the module docs).
     pub fn start() -> Option<Broker> {
-        let Some(bin) = find_bin() else {
-            return skip("no tansu binary ($STRATA_TANSU_BIN unset, none on PATH)");
-        };
-        if !bin.is_file() {
-            return skip(&format!("{} does not exist", bin.display()));
-        }
+        let bin = bin_or_skip()?;
         let dir = tempfile::tempdir().expect("tempdir");
-        Some(Broker::spawn(bin, free_port(), dir))
+        Some(Broker::spawn(bin, free_port(), dir, None))
     }
 
-    fn spawn(bin: PathBuf, port: u16, dir: tempfile::TempDir) -> Broker {
+    /// A broker that keeps its data in `bucket` (which must exist) on the S3 server at
+    /// `endpoint`, or `None` when the test should be skipped.
+    pub fn start_on_s3(endpoint: &str, bucket: &str) -> Option<Broker> {
+        let bin = bin_or_skip()?;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s3 = Some((endpoint.to_string(), bucket.to_string()));
+        Some(Broker::spawn(bin, free_port(), dir, s3))
+    }
+
+    fn spawn(
+        bin: PathBuf,
+        port: u16,
+        dir: tempfile::TempDir,
+        s3: Option<(String, String)>,
+    ) -> Broker {
         let url = format!("tcp://127.0.0.1:{port}");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.path().join("tansu.log"))
             .expect("broker log");
-        let child = Command::new(&bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
+        let mut cmd = Command::new(&bin);
+        cmd.args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ]);
+        match &s3 {
+            None => {
+                cmd.args(["--storage-engine", "memory://tansu/"]);
+            }
+            Some((endpoint, bucket)) => {
+                cmd.args(["--storage-engine", &format!("s3://{bucket}/")])
+                    .env("AWS_ENDPOINT", endpoint)
+                    .env("AWS_ALLOW_HTTP", "true")
+                    .env("AWS_ACCESS_KEY_ID", "test")
+                    .env("AWS_SECRET_ACCESS_KEY", "test")
+                    .env("AWS_DEFAULT_REGION", "us-east-1");
+            }
+        }
+        let child = cmd
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -90,6 +126,7 @@ impl Broker {
             port,
             bin,
             dir,
+            s3,
         };
         broker.wait_ready();
         broker
@@ -128,11 +165,12 @@ impl Broker {
         let _ = self.child.wait();
     }
 
-    /// Starts a fresh broker (empty: memory storage) on the same port.
-    pub fn restart_fresh(&mut self) {
+    /// Starts the broker again on the same port: with S3 storage it has its data back; with
+    /// memory storage it is empty.
+    pub fn restart(&mut self) {
         self.kill();
         let dir = tempfile::tempdir().expect("tempdir");
-        let fresh = Broker::spawn(self.bin.clone(), self.port, dir);
+        let fresh = Broker::spawn(self.bin.clone(), self.port, dir, self.s3.clone());
         // The old one (already dead) is dropped here.
         drop(std::mem::replace(self, fresh));
     }
