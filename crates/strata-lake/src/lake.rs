@@ -246,6 +246,12 @@ impl Lake {
         Ok(result.rows_affected() == 1)
     }
 
+    /// Our connection pool to the catalog database (the REST catalog's namespace property
+    /// removals; everything else goes through [`Lake::catalog`] or [`Lake::swap_pointer`]).
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Absolute warehouse directory.
     pub fn warehouse(&self) -> &Path {
         &self.warehouse

@@ -1,5 +1,5 @@
-//! `strata serve`: collector + bus (embedded or Kafka) + lake sink, background compaction and the
-//! warehouse schedule, in one process.
+//! `strata serve`: collector + bus (embedded or Kafka) + lake sink, background compaction, the
+//! warehouse schedule and the Iceberg REST catalog (`/iceberg`), in one process.
 //!
 //! Shutdown order on SIGINT/SIGTERM: stop accepting HTTP (in-flight requests finish and are
 //! acknowledged), stop the background compaction, then the lake sink flushes and commits everything on the bus, then the bus
@@ -102,13 +102,20 @@ pub async fn serve_until(
     let collector = Collector::new(&config, log.clone())
         .await
         .context("starting the collector")?;
-    let router = collector.router().route(
+    let mut router = collector.router().route(
         "/metrics",
         get(move || {
             let metrics = metrics.clone();
             async move { metrics.render() }
         }),
     );
+    // The Iceberg REST catalog over the same catalog, on the same listener (ADR 0013).
+    if config.catalog_server.enabled {
+        router = router.nest(
+            strata_lake::rest::PREFIX,
+            strata_lake::rest::router(lake.clone(), config.catalog_tokens_path()),
+        );
+    }
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
