@@ -92,7 +92,8 @@ def test_pyiceberg_appends_racing_the_lake_sink_lose_nothing(strata):
 
     acked = post_batch(strata.url, "seed", 20)
     strata.wait_rows("SELECT count(*) FROM ods.ods_event", acked)
-    cat = rest_catalog(strata, new_token(strata, "racer"))
+    token = new_token(strata, "racer")
+    cat = rest_catalog(strata, token)
     template = cat.load_table("ods.ods_event").scan().to_arrow().slice(0, 5)
 
     sent = []
@@ -127,6 +128,11 @@ def test_pyiceberg_appends_racing_the_lake_sink_lose_nothing(strata):
     assert got == [{"n": total}]
     assert strata.sql("SELECT count(*) AS n FROM ods.ods_event WHERE message_id LIKE 'pyiceberg-%'") \
         == [{"n": appended}]
+    # pyiceberg's snapshots carry the sink's bus position forward (ADR 0013), like every
+    # Strata writer's: no snapshot of the table lacks it.
+    snapshots = cat.load_table("ods.ods_event").metadata.snapshots
+    assert len(snapshots) > 8
+    assert all("strata.bus.events.offsets" in s.summary.additional_properties for s in snapshots)
     print(f"pyiceberg appends: {appended} rows, {conflicts} conflicts retried")
 
     # The sink's bus position survived the foreign snapshots: a restart re-reads nothing.
@@ -134,4 +140,5 @@ def test_pyiceberg_appends_racing_the_lake_sink_lose_nothing(strata):
     strata.start()
     acked += post_batch(strata.url, "after-restart", 10)
     strata.wait_rows("SELECT count(*) FROM ods.ods_event", acked + appended)
+    cat = rest_catalog(strata, token)  # the restarted server listens on a new port
     assert cat.load_table("ods.ods_event").scan().to_arrow().num_rows == acked + appended

@@ -50,7 +50,9 @@ fn assert_error(res: &Response, code: u16, kind: &str) {
     let v = res.json();
     assert_eq!(v["error"]["code"], code, "{}", res.body);
     assert_eq!(v["error"]["type"], kind, "{}", res.body);
-    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(v["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
 }
 
 fn schema() -> Value {
@@ -86,10 +88,9 @@ fn rest_catalog_requires_a_valid_bearer_token() {
     assert_eq!(ok.status, 200, "{}", ok.body);
     let endpoints = ok.json()["endpoints"].clone();
     assert!(
-        endpoints
-            .as_array()
-            .unwrap()
-            .contains(&json!("POST /v1/namespaces/{namespace}/tables/{table}")),
+        endpoints.as_array().unwrap().contains(&json!(
+            "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}"
+        )),
         "{endpoints}"
     );
     // The token file holds only the hash.
@@ -102,7 +103,11 @@ fn rest_catalog_requires_a_valid_bearer_token() {
         .arg(&env.config)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let revoked = request(server.addr, "GET", path, &[bearer(&token)], None).unwrap();
     assert_error(&revoked, 401, "NotAuthorizedException");
     server.stop();
@@ -136,14 +141,25 @@ fn namespace_and_table_lifecycle() {
     );
     assert_eq!(res.status, 200, "{}", res.body);
     assert_eq!(res.json()["namespace"], json!(["analytics"]));
-    let again = c.call("POST", "/v1/namespaces", Some(json!({"namespace": ["analytics"]})));
+    let again = c.call(
+        "POST",
+        "/v1/namespaces",
+        Some(json!({"namespace": ["analytics"]})),
+    );
     assert_error(&again, 409, "AlreadyExistsException");
-    let res = c.call("POST", "/v1/namespaces", Some(json!({"namespace": ["analytics", "daily"]})));
+    let res = c.call(
+        "POST",
+        "/v1/namespaces",
+        Some(json!({"namespace": ["analytics", "daily"]})),
+    );
     assert_eq!(res.status, 200, "{}", res.body);
 
     let res = c.call("GET", "/v1/namespaces/analytics", None);
     assert_eq!(res.status, 200, "{}", res.body);
-    assert_eq!(res.json()["properties"], json!({"owner": "jo", "tier": "gold"}));
+    assert_eq!(
+        res.json()["properties"],
+        json!({"owner": "jo", "tier": "gold"})
+    );
     assert_eq!(c.call("HEAD", "/v1/namespaces/analytics", None).status, 204);
     assert_eq!(c.call("HEAD", "/v1/namespaces/nope", None).status, 404);
     assert_error(
@@ -155,19 +171,28 @@ fn namespace_and_table_lifecycle() {
     let res = c.call("GET", "/v1/namespaces?parent=analytics", None);
     assert_eq!(res.status, 200, "{}", res.body);
     assert_eq!(res.json()["namespaces"], json!([["analytics", "daily"]]));
-    assert_eq!(c.call("HEAD", "/v1/namespaces/analytics%1Fdaily", None).status, 204);
+    assert_eq!(
+        c.call("HEAD", "/v1/namespaces/analytics%1Fdaily", None)
+            .status,
+        204
+    );
 
     let res = c.call(
         "POST",
         "/v1/namespaces/analytics/properties",
-        Some(json!({"updates": {"owner": "sam", "team": "growth"}, "removals": ["tier", "absent"]})),
+        Some(
+            json!({"updates": {"owner": "sam", "team": "growth"}, "removals": ["tier", "absent"]}),
+        ),
     );
     assert_eq!(res.status, 200, "{}", res.body);
     let v = res.json();
     assert_eq!(v["removed"], json!(["tier"]));
     assert_eq!(v["missing"], json!(["absent"]));
     let res = c.call("GET", "/v1/namespaces/analytics", None);
-    assert_eq!(res.json()["properties"], json!({"owner": "sam", "team": "growth"}));
+    assert_eq!(
+        res.json()["properties"],
+        json!({"owner": "sam", "team": "growth"})
+    );
 
     // Tables.
     let res = c.call(
@@ -203,10 +228,21 @@ fn namespace_and_table_lifecycle() {
     assert_eq!(res.status, 200, "{}", res.body);
     let loaded = res.json();
     assert_eq!(loaded["metadata-location"], location.as_str());
-    assert_eq!(loaded["metadata"]["schemas"][0]["fields"][1]["name"], "name");
+    assert_eq!(
+        loaded["metadata"]["schemas"][0]["fields"][1]["name"],
+        "name"
+    );
     assert!(loaded["config"].is_object());
-    assert_eq!(c.call("HEAD", "/v1/namespaces/analytics/tables/visits", None).status, 204);
-    assert_eq!(c.call("HEAD", "/v1/namespaces/analytics/tables/nope", None).status, 404);
+    assert_eq!(
+        c.call("HEAD", "/v1/namespaces/analytics/tables/visits", None)
+            .status,
+        204
+    );
+    assert_eq!(
+        c.call("HEAD", "/v1/namespaces/analytics/tables/nope", None)
+            .status,
+        404
+    );
     assert_error(
         &c.call("GET", "/v1/namespaces/analytics/tables/nope", None),
         404,
@@ -238,9 +274,16 @@ fn namespace_and_table_lifecycle() {
         404,
         "NoSuchTableException",
     );
-    let res = c.call("GET", "/v1/namespaces/analytics%1Fdaily/tables/visits_v2", None);
+    let res = c.call(
+        "GET",
+        "/v1/namespaces/analytics%1Fdaily/tables/visits_v2",
+        None,
+    );
     assert_eq!(res.status, 200, "{}", res.body);
-    assert_eq!(res.json()["metadata"]["table-uuid"], created["metadata"]["table-uuid"]);
+    assert_eq!(
+        res.json()["metadata"]["table-uuid"],
+        created["metadata"]["table-uuid"]
+    );
 
     // Drop with purge deletes the files too.
     let table_dir = std::path::Path::new(&location)
@@ -255,15 +298,29 @@ fn namespace_and_table_lifecycle() {
         None,
     );
     assert_eq!(res.status, 204, "{}", res.body);
-    assert!(!std::path::Path::new(&location).exists(), "{location} survived purge");
+    assert!(
+        !std::path::Path::new(&location).exists(),
+        "{location} survived purge"
+    );
     assert_error(
-        &c.call("DELETE", "/v1/namespaces/analytics%1Fdaily/tables/visits_v2", None),
+        &c.call(
+            "DELETE",
+            "/v1/namespaces/analytics%1Fdaily/tables/visits_v2",
+            None,
+        ),
         404,
         "NoSuchTableException",
     );
 
-    assert_eq!(c.call("DELETE", "/v1/namespaces/analytics%1Fdaily", None).status, 204);
-    assert_eq!(c.call("DELETE", "/v1/namespaces/analytics", None).status, 204);
+    assert_eq!(
+        c.call("DELETE", "/v1/namespaces/analytics%1Fdaily", None)
+            .status,
+        204
+    );
+    assert_eq!(
+        c.call("DELETE", "/v1/namespaces/analytics", None).status,
+        204
+    );
     assert_error(
         &c.call("GET", "/v1/namespaces/analytics", None),
         404,
@@ -290,7 +347,11 @@ fn ods_event_loads_after_ingest_and_commit_requirements_are_checked() {
         .unwrap();
         assert_eq!(res.status, 200, "{}", res.body);
     }
-    env.wait_count("SELECT count(*) FROM ods.ods_event", 120, Duration::from_secs(60));
+    env.wait_count(
+        "SELECT count(*) FROM ods.ods_event",
+        120,
+        Duration::from_secs(60),
+    );
 
     let res = c.call("GET", "/v1/namespaces/ods/tables", None);
     let names: Vec<String> = res.json()["identifiers"]
@@ -306,7 +367,9 @@ fn ods_event_loads_after_ingest_and_commit_requirements_are_checked() {
     assert_eq!(res.status, 200, "{}", res.body);
     let loaded = res.json();
     let meta = &loaded["metadata"];
-    let current = meta["current-snapshot-id"].as_i64().expect("a current snapshot");
+    let current = meta["current-snapshot-id"]
+        .as_i64()
+        .expect("a current snapshot");
     let snapshot = meta["snapshots"]
         .as_array()
         .unwrap()
@@ -372,9 +435,19 @@ fn ods_event_loads_after_ingest_and_commit_requirements_are_checked() {
     assert_eq!(res.json()["metadata"]["properties"]["owner"], "rest-test");
 
     // The sink keeps committing on top of the REST commit; nothing is lost.
-    let res = post(server.addr, "/v1/batch", &[basic_auth(WRITE_KEY)], &batch("rest-after", 30)).unwrap();
+    let res = post(
+        server.addr,
+        "/v1/batch",
+        &[basic_auth(WRITE_KEY)],
+        &batch("rest-after", 30),
+    )
+    .unwrap();
     assert_eq!(res.status, 200);
-    env.wait_count("SELECT count(*) FROM ods.ods_event", 150, Duration::from_secs(60));
+    env.wait_count(
+        "SELECT count(*) FROM ods.ods_event",
+        150,
+        Duration::from_secs(60),
+    );
     // Now the snapshot the earlier requirement named is no longer main's head.
     let res = commit(ok, set_prop);
     assert_error(&res, 409, "CommitFailedException");
@@ -391,7 +464,11 @@ fn malformed_bodies_are_bad_requests() {
         addr: server.addr,
         token,
     };
-    assert_error(&c.raw("POST", "/v1/namespaces", b"{not json"), 400, "BadRequestException");
+    assert_error(
+        &c.raw("POST", "/v1/namespaces", b"{not json"),
+        400,
+        "BadRequestException",
+    );
     assert_error(
         &c.raw("POST", "/v1/namespaces", br#"{"namespace": "ods"}"#),
         400,
@@ -420,7 +497,11 @@ fn malformed_bodies_are_bad_requests() {
         400,
         "BadRequestException",
     );
-    assert_error(&c.raw("POST", "/v1/tables/rename", b"[]"), 400, "BadRequestException");
+    assert_error(
+        &c.raw("POST", "/v1/tables/rename", b"[]"),
+        400,
+        "BadRequestException",
+    );
     // Nothing of that reached the catalog.
     let res = c.call("GET", "/v1/namespaces", None);
     assert_eq!(res.json()["namespaces"], json!([["ods"]]));
@@ -443,7 +524,10 @@ fn rest_commits_racing_the_lake_sink_lose_nothing() {
         None,
     )
     .unwrap();
-    let uuid = res.json()["metadata"]["table-uuid"].as_str().unwrap().to_string();
+    let uuid = res.json()["metadata"]["table-uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let writer = std::thread::spawn(move || {
         let c = Client { addr, token };
@@ -464,15 +548,32 @@ fn rest_commits_racing_the_lake_sink_lose_nothing() {
     });
     let mut acked = 0;
     for b in 0..25 {
-        let res = post(addr, "/v1/batch", &[basic_auth(WRITE_KEY)], &batch(&format!("race-{b}"), 20)).unwrap();
+        let res = post(
+            addr,
+            "/v1/batch",
+            &[basic_auth(WRITE_KEY)],
+            &batch(&format!("race-{b}"), 20),
+        )
+        .unwrap();
         assert_eq!(res.status, 200, "{}", res.body);
         acked += 20;
         std::thread::sleep(Duration::from_millis(30));
     }
     let statuses = writer.join().unwrap();
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    env.wait_count("SELECT count(*) FROM ods.ods_event", acked, Duration::from_secs(60));
-    let res = request(addr, "GET", "/iceberg/v1/namespaces/ods/tables/ods_event", &[bearer(&create_token(&env.config, "check"))], None).unwrap();
+    env.wait_count(
+        "SELECT count(*) FROM ods.ods_event",
+        acked,
+        Duration::from_secs(60),
+    );
+    let res = request(
+        addr,
+        "GET",
+        "/iceberg/v1/namespaces/ods/tables/ods_event",
+        &[bearer(&create_token(&env.config, "check"))],
+        None,
+    )
+    .unwrap();
     let props = res.json()["metadata"]["properties"].clone();
     for i in 0..25 {
         assert_eq!(props[format!("race.{i}")], i.to_string(), "{props}");

@@ -88,7 +88,10 @@ pub(crate) async fn commit(
 
 /// The table's metadata with `updates` applied. An update the metadata builder refuses is the
 /// client's error (400).
-fn apply_updates(table: &Table, updates: &[TableUpdate]) -> RestResult<iceberg::spec::TableMetadata> {
+fn apply_updates(
+    table: &Table,
+    updates: &[TableUpdate],
+) -> RestResult<iceberg::spec::TableMetadata> {
     let location = table.metadata_location().map(str::to_string);
     let carried = crate::position::carried_properties(table);
     let current = table.metadata().current_snapshot().map(|s| s.snapshot_id());
@@ -121,8 +124,10 @@ fn carry_positions(
         return Ok(update);
     }
     let own = &snapshot.summary().additional_properties;
-    let missing: Vec<(&String, &String)> =
-        carried.iter().filter(|(k, _)| !own.contains_key(*k)).collect();
+    let missing: Vec<(&String, &String)> = carried
+        .iter()
+        .filter(|(k, _)| !own.contains_key(*k))
+        .collect();
     if missing.is_empty() {
         return Ok(update);
     }

@@ -120,22 +120,22 @@ async fn authorize(State(state): State<RestState>, req: Request, next: Next) -> 
     next.run(req).await
 }
 
-/// The endpoints this server implements, as `GET /v1/config` lists them.
+/// The endpoints this server implements, as `GET /v1/config` lists them (the spec's form,
+/// with `{prefix}`; this server sets no prefix, so clients drop that segment).
 const ENDPOINTS: &[&str] = &[
-    "GET /v1/config",
-    "GET /v1/namespaces",
-    "POST /v1/namespaces",
-    "GET /v1/namespaces/{namespace}",
-    "HEAD /v1/namespaces/{namespace}",
-    "DELETE /v1/namespaces/{namespace}",
-    "POST /v1/namespaces/{namespace}/properties",
-    "GET /v1/namespaces/{namespace}/tables",
-    "POST /v1/namespaces/{namespace}/tables",
-    "GET /v1/namespaces/{namespace}/tables/{table}",
-    "HEAD /v1/namespaces/{namespace}/tables/{table}",
-    "POST /v1/namespaces/{namespace}/tables/{table}",
-    "DELETE /v1/namespaces/{namespace}/tables/{table}",
-    "POST /v1/tables/rename",
+    "GET /v1/{prefix}/namespaces",
+    "POST /v1/{prefix}/namespaces",
+    "GET /v1/{prefix}/namespaces/{namespace}",
+    "HEAD /v1/{prefix}/namespaces/{namespace}",
+    "DELETE /v1/{prefix}/namespaces/{namespace}",
+    "POST /v1/{prefix}/namespaces/{namespace}/properties",
+    "GET /v1/{prefix}/namespaces/{namespace}/tables",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables",
+    "GET /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "HEAD /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "DELETE /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "POST /v1/{prefix}/tables/rename",
 ];
 
 async fn config(State(state): State<RestState>) -> Json<serde_json::Value> {

@@ -29,7 +29,9 @@ pub(crate) async fn list(
         Some(p) => {
             let ns = namespace_ident(p)?;
             if !catalog.namespace_exists(&ns).await? {
-                return Err(RestError::no_namespace(format!("namespace {ns} does not exist")));
+                return Err(RestError::no_namespace(format!(
+                    "namespace {ns} does not exist"
+                )));
             }
             Some(ns)
         }
@@ -52,7 +54,9 @@ struct CreateNamespace {
 pub(crate) async fn create(State(state): State<RestState>, body: Bytes) -> RestResult<Json<Value>> {
     let req: CreateNamespace = parse_body(&body)?;
     if req.namespace.is_empty() || req.namespace.iter().any(|l| l.is_empty()) {
-        return Err(RestError::bad_request("namespace must be a non-empty list of non-empty names"));
+        return Err(RestError::bad_request(
+            "namespace must be a non-empty list of non-empty names",
+        ));
     }
     let ns = iceberg::NamespaceIdent::from_vec(req.namespace)
         .map_err(|e| RestError::bad_request(e.to_string()))?;
@@ -74,7 +78,9 @@ pub(crate) async fn load(
     let ns = namespace_ident(&ns)?;
     let catalog = state.lake.catalog();
     if !catalog.namespace_exists(&ns).await? {
-        return Err(RestError::no_namespace(format!("namespace {ns} does not exist")));
+        return Err(RestError::no_namespace(format!(
+            "namespace {ns} does not exist"
+        )));
     }
     let found = catalog.get_namespace(&ns).await?;
     Ok(Json(json!({
@@ -104,7 +110,9 @@ pub(crate) async fn drop(
     let ns = namespace_ident(&ns)?;
     let catalog = state.lake.catalog();
     if !catalog.namespace_exists(&ns).await? {
-        return Err(RestError::no_namespace(format!("namespace {ns} does not exist")));
+        return Err(RestError::no_namespace(format!(
+            "namespace {ns} does not exist"
+        )));
     }
     let tables = catalog.list_tables(&ns).await?;
     if !tables.is_empty() {
@@ -147,14 +155,21 @@ pub(crate) async fn update_properties(
             format!("property {k:?} is both updated and removed"),
         ));
     }
-    if req.removals.iter().chain(req.updates.keys()).any(|k| k == EXISTS_PROPERTY) {
+    if req
+        .removals
+        .iter()
+        .chain(req.updates.keys())
+        .any(|k| k == EXISTS_PROPERTY)
+    {
         return Err(RestError::bad_request(format!(
             "property {EXISTS_PROPERTY:?} is reserved by the SQL catalog"
         )));
     }
     let catalog = state.lake.catalog();
     if !catalog.namespace_exists(&ns).await? {
-        return Err(RestError::no_namespace(format!("namespace {ns} does not exist")));
+        return Err(RestError::no_namespace(format!(
+            "namespace {ns} does not exist"
+        )));
     }
     let current = catalog.get_namespace(&ns).await?.properties().clone();
     let (removed, missing): (Vec<String>, Vec<String>) = req

@@ -13,7 +13,9 @@ use iceberg::{TableCreation, TableIdent};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{ident_json, namespace_ident, parse_body, table_ident, RestError, RestResult, RestState};
+use super::{
+    ident_json, namespace_ident, parse_body, table_ident, RestError, RestResult, RestState,
+};
 
 pub(crate) async fn list(
     State(state): State<RestState>,
@@ -22,7 +24,9 @@ pub(crate) async fn list(
     let ns = namespace_ident(&ns)?;
     let catalog = state.lake.catalog();
     if !catalog.namespace_exists(&ns).await? {
-        return Err(RestError::no_namespace(format!("namespace {ns} does not exist")));
+        return Err(RestError::no_namespace(format!(
+            "namespace {ns} does not exist"
+        )));
     }
     let mut tables = catalog.list_tables(&ns).await?;
     tables.sort_by(|a, b| a.name().cmp(b.name()));
@@ -73,7 +77,9 @@ pub(crate) async fn create(
     }
     let catalog = state.lake.catalog();
     if !catalog.namespace_exists(&ns).await? {
-        return Err(RestError::no_namespace(format!("namespace {ns} does not exist")));
+        return Err(RestError::no_namespace(format!(
+            "namespace {ns} does not exist"
+        )));
     }
     let ident = TableIdent::new(ns.clone(), req.name.clone());
     if catalog.table_exists(&ident).await? {
@@ -134,8 +140,8 @@ pub(crate) async fn exists(
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct DropQuery {
-    #[serde(default)]
-    purge_requested: bool,
+    /// `true`/`false` in any case (pyiceberg sends `False`).
+    purge_requested: Option<String>,
 }
 
 /// Drops a table from the catalog; with `purgeRequested=true` also deletes its data and
@@ -146,16 +152,30 @@ pub(crate) async fn drop(
     Query(q): Query<DropQuery>,
 ) -> RestResult<Response> {
     let ident = table_ident(&ns, &table)?;
+    let purge = match q
+        .purge_requested
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(RestError::bad_request(format!(
+                "purgeRequested must be true or false, not {other:?}"
+            )))
+        }
+    };
     let catalog = state.lake.catalog();
     if !catalog.table_exists(&ident).await? {
         return Err(RestError::no_table(format!("table {ident} does not exist")));
     }
-    if q.purge_requested {
+    if purge {
         catalog.purge_table(&ident).await?;
     } else {
         catalog.drop_table(&ident).await?;
     }
-    tracing::info!(table = %ident, purge = q.purge_requested, "rest catalog: dropped table");
+    tracing::info!(table = %ident, purge, "rest catalog: dropped table");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -168,7 +188,9 @@ struct Ident {
 impl Ident {
     fn into_ident(self) -> RestResult<TableIdent> {
         if self.namespace.is_empty() || self.name.is_empty() {
-            return Err(RestError::bad_request("identifier needs a namespace and a name"));
+            return Err(RestError::bad_request(
+                "identifier needs a namespace and a name",
+            ));
         }
         let ns = iceberg::NamespaceIdent::from_vec(self.namespace)
             .map_err(|e| RestError::bad_request(e.to_string()))?;
