@@ -583,3 +583,74 @@ fn rest_commits_racing_the_lake_sink_lose_nothing() {
         acked
     );
 }
+
+/// `POST /v1/transactions/commit`: all tables change, or none.
+#[test]
+fn multi_table_transactions_are_all_or_nothing() {
+    let env = Env::new();
+    let token = create_token(&env.config, "tests");
+    let server = env.serve("200ms");
+    let c = Client {
+        addr: server.addr,
+        token,
+    };
+    let res = c.call("POST", "/v1/namespaces", Some(json!({"namespace": ["tx"]})));
+    assert_eq!(res.status, 200, "{}", res.body);
+    let mut uuids = Vec::new();
+    for name in ["a", "b"] {
+        let res = c.call(
+            "POST",
+            "/v1/namespaces/tx/tables",
+            Some(json!({"name": name, "schema": schema()})),
+        );
+        assert_eq!(res.status, 200, "{}", res.body);
+        uuids.push(res.json()["metadata"]["table-uuid"].clone());
+    }
+    let change = |name: &str, uuid: &Value, value: &str| {
+        json!({
+            "identifier": {"namespace": ["tx"], "name": name},
+            "requirements": [{"type": "assert-table-uuid", "uuid": uuid}],
+            "updates": [{"action": "set-properties", "updates": {"batch": value}}],
+        })
+    };
+    let prop = |name: &str| {
+        c.call("GET", &format!("/v1/namespaces/tx/tables/{name}"), None)
+            .json()["metadata"]["properties"]["batch"]
+            .clone()
+    };
+
+    let res = c.call(
+        "POST",
+        "/v1/transactions/commit",
+        Some(json!({"table-changes": [change("a", &uuids[0], "1"), change("b", &uuids[1], "1")]})),
+    );
+    assert_eq!(res.status, 204, "{}", res.body);
+    assert_eq!(prop("a"), "1");
+    assert_eq!(prop("b"), "1");
+
+    // b's requirement fails: a does not change either.
+    let wrong = json!("00000000-0000-4000-8000-000000000000");
+    let res = c.call(
+        "POST",
+        "/v1/transactions/commit",
+        Some(json!({"table-changes": [change("a", &uuids[0], "2"), change("b", &wrong, "2")]})),
+    );
+    assert_error(&res, 409, "CommitFailedException");
+    assert_eq!(prop("a"), "1");
+    assert_eq!(prop("b"), "1");
+
+    // A missing table: 404, nothing changes.
+    let res = c.call(
+        "POST",
+        "/v1/transactions/commit",
+        Some(json!({"table-changes": [change("a", &uuids[0], "3"), change("nope", &wrong, "3")]})),
+    );
+    assert_error(&res, 404, "NoSuchTableException");
+    assert_eq!(prop("a"), "1");
+    let res = c.raw(
+        "POST",
+        "/v1/transactions/commit",
+        br#"{"table-changes": [{"updates": []}]}"#,
+    );
+    assert_error(&res, 400, "BadRequestException");
+}

@@ -144,3 +144,124 @@ fn carry_positions(
     }
     serde_json::from_value(value).map_err(bad)
 }
+
+#[derive(Deserialize)]
+struct CommitTransaction {
+    #[serde(rename = "table-changes")]
+    table_changes: Vec<TableChange>,
+}
+
+#[derive(Deserialize)]
+struct TableChange {
+    identifier: super::tables::Ident,
+    #[serde(default)]
+    requirements: Vec<TableRequirement>,
+    #[serde(default)]
+    updates: Vec<TableUpdate>,
+}
+
+/// `POST /v1/transactions/commit`: every table's requirements are checked and its next
+/// metadata written, then all catalog pointers are swapped in one SQLite transaction — all
+/// tables move or none. A lost swap re-checks everything on fresh loads, as for one table.
+pub(crate) async fn commit_transaction(
+    State(state): State<RestState>,
+    body: Bytes,
+) -> RestResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    use std::str::FromStr;
+
+    let req: CommitTransaction = parse_body(&body)?;
+    if req.table_changes.is_empty() {
+        return Err(RestError::bad_request("table-changes is empty"));
+    }
+    let mut changes = Vec::with_capacity(req.table_changes.len());
+    for c in req.table_changes {
+        let ident = c.identifier.into_ident()?;
+        if changes.iter().any(|(i, _, _)| i == &ident) {
+            return Err(RestError::bad_request(format!(
+                "{ident} appears twice in table-changes"
+            )));
+        }
+        if c.requirements
+            .iter()
+            .any(|r| matches!(r, TableRequirement::NotExist))
+        {
+            return Err(RestError::unsupported(
+                "create transactions (assert-create) are not supported",
+            ));
+        }
+        changes.push((ident, c.requirements, c.updates));
+    }
+    for attempt in 1..=MAX_ATTEMPTS {
+        let mut swaps = Vec::with_capacity(changes.len());
+        let mut written: Vec<(iceberg::io::FileIO, String)> = Vec::new();
+        let mut outcome: RestResult<()> = Ok(());
+        for (ident, requirements, updates) in &changes {
+            let step = async {
+                let table = load_table(&state, ident).await?;
+                for r in requirements {
+                    r.check(Some(table.metadata()))
+                        .map_err(|e| RestError::commit_failed(format!("{ident}: {e}")))?;
+                }
+                let next = apply_updates(&table, updates)?;
+                let current = table
+                    .metadata_location()
+                    .ok_or_else(|| RestError::server(format!("{ident} has no metadata location")))?
+                    .to_string();
+                let location = iceberg::MetadataLocation::from_str(&current)?
+                    .with_next_version()
+                    .with_new_metadata(&next);
+                next.write_to(table.file_io(), &location).await?;
+                Ok::<_, RestError>((table.file_io().clone(), current, location.to_string()))
+            };
+            match step.await {
+                Ok((io, current, next)) => {
+                    written.push((io, next.clone()));
+                    swaps.push((ident.clone(), current, next));
+                }
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        let swapped = match outcome {
+            Ok(()) => state.lake.swap_pointers(&swaps).await,
+            Err(e) => {
+                remove_files(&written).await;
+                return Err(e);
+            }
+        };
+        match swapped {
+            Ok(true) => {
+                tracing::info!(
+                    tables = swaps.len(),
+                    attempt,
+                    "rest catalog: committed a transaction"
+                );
+                return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
+            }
+            Ok(false) => {
+                remove_files(&written).await;
+                tracing::debug!(
+                    attempt,
+                    "rest catalog: transaction lost a swap, re-checking"
+                );
+            }
+            Err(e) => {
+                remove_files(&written).await;
+                return Err(e.into());
+            }
+        }
+    }
+    Err(RestError::commit_failed(format!(
+        "other writers committed first {MAX_ATTEMPTS} times in a row; retry"
+    )))
+}
+
+/// Deletes metadata files nobody references (best effort).
+async fn remove_files(files: &[(iceberg::io::FileIO, String)]) {
+    for (io, path) in files {
+        let _ = io.delete(path).await;
+    }
+}

@@ -7,6 +7,8 @@
 //! - `commit.rs`: `POST /v1/namespaces/{ns}/tables/{table}`: requirements checked, updates
 //!   applied, metadata written, and the catalog pointer swapped with the same
 //!   compare-and-swap the lake sink uses
+//!   (and `POST /v1/transactions/commit`: all tables' pointers swapped in one SQLite
+//!   transaction)
 //! - `tokens.rs`: the token file (`strata tokens create|list|revoke`)
 //! - `error.rs`: the spec's `ErrorModel`
 
@@ -81,6 +83,7 @@ pub fn router(lake: Lake, tokens_path: PathBuf) -> Router {
                 .post(commit::commit),
         )
         .route("/v1/tables/rename", post(tables::rename))
+        .route("/v1/transactions/commit", post(commit::commit_transaction))
         .fallback(|| async {
             RestError::new(
                 axum::http::StatusCode::NOT_FOUND,
@@ -136,6 +139,7 @@ const ENDPOINTS: &[&str] = &[
     "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}",
     "DELETE /v1/{prefix}/namespaces/{namespace}/tables/{table}",
     "POST /v1/{prefix}/tables/rename",
+    "POST /v1/{prefix}/transactions/commit",
 ];
 
 async fn config(State(state): State<RestState>) -> Json<serde_json::Value> {

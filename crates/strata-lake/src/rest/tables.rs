@@ -180,13 +180,13 @@ pub(crate) async fn drop(
 }
 
 #[derive(Deserialize)]
-struct Ident {
+pub(crate) struct Ident {
     namespace: Vec<String>,
     name: String,
 }
 
 impl Ident {
-    fn into_ident(self) -> RestResult<TableIdent> {
+    pub(crate) fn into_ident(self) -> RestResult<TableIdent> {
         if self.namespace.is_empty() || self.name.is_empty() {
             return Err(RestError::bad_request(
                 "identifier needs a namespace and a name",
