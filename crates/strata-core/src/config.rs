@@ -35,8 +35,26 @@ pub struct Config {
     pub lake: LakeConfig,
     /// SQL models run as a daily DAG (`strata dag`, and on a schedule inside `strata serve`).
     pub warehouse: WarehouseConfig,
+    /// The Iceberg REST catalog `strata serve` exposes under `/iceberg`.
+    pub catalog_server: CatalogServerConfig,
     /// Databases mirrored into the lake by change data capture (`[[sources]]`, empty by default).
     pub sources: Vec<SourceConfig>,
+}
+
+/// `[catalog_server]`: the Iceberg REST catalog API over the lake's own catalog, served under
+/// `/iceberg` on the collector's listener. Every request needs a bearer token made with
+/// `strata tokens create`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogServerConfig {
+    /// Serve the REST catalog (`false`: `/iceberg` answers 404).
+    pub enabled: bool,
+}
+
+impl Default for CatalogServerConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 /// The kind of database a CDC source reads.
@@ -870,6 +888,11 @@ impl Config {
     /// `<data>/apps.json`, the registry of apps and their write keys.
     pub fn apps_path(&self) -> PathBuf {
         self.data.dir.join("apps.json")
+    }
+
+    /// `<data>/catalog_tokens.json`, the REST catalog's bearer tokens (SHA-256 hashes only).
+    pub fn catalog_tokens_path(&self) -> PathBuf {
+        self.data.dir.join("catalog_tokens.json")
     }
 }
 

@@ -246,6 +246,45 @@ impl Lake {
         Ok(result.rows_affected() == 1)
     }
 
+    /// Several [`Lake::swap_pointer`]s in one SQLite transaction: all tables move, or none
+    /// (`false`: some table no longer points at its expected file). For the REST catalog's
+    /// multi-table commits.
+    pub(crate) async fn swap_pointers(
+        &self,
+        swaps: &[(TableIdent, String, String)],
+    ) -> Result<bool> {
+        let io = |e: sqlx::Error| Error::io("committing a multi-table transaction", e);
+        let mut tx = self.pool.begin().await.map_err(io)?;
+        for (ident, expected, next) in swaps {
+            let result = sqlx::query(
+                "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
+                 WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? \
+                 AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL) AND metadata_location = ?",
+            )
+            .bind(next)
+            .bind(expected)
+            .bind(&self.catalog_name)
+            .bind(ident.namespace().join("."))
+            .bind(ident.name())
+            .bind(expected)
+            .execute(&mut *tx)
+            .await
+            .map_err(io)?;
+            if result.rows_affected() != 1 {
+                tx.rollback().await.map_err(io)?;
+                return Ok(false);
+            }
+        }
+        tx.commit().await.map_err(io)?;
+        Ok(true)
+    }
+
+    /// Our connection pool to the catalog database (the REST catalog's namespace property
+    /// removals; everything else goes through [`Lake::catalog`] or [`Lake::swap_pointer`]).
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Absolute warehouse directory.
     pub fn warehouse(&self) -> &Path {
         &self.warehouse

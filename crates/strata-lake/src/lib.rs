@@ -11,6 +11,8 @@
 //! - `sink.rs`: the consume → buffer → flush → commit loop
 //! - `table/`: the commit path (ADR 0005) and the write API: append, partition overwrite,
 //!   delete, update, merge
+//! - `rest/`: the Iceberg REST catalog API over this catalog (`/iceberg` in `strata serve`) and
+//!   its bearer tokens (ADR 0013)
 //! - `sql/`: the SQL session, lake DDL/DML statements, time travel, output formats
 
 pub mod batch;
@@ -18,6 +20,7 @@ pub mod cdc;
 mod error;
 mod lake;
 mod position;
+pub mod rest;
 mod retry;
 mod schema;
 mod sink;

@@ -44,6 +44,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AppsCommand,
     },
+    /// Bearer tokens for the Iceberg REST catalog `serve` exposes under /iceberg.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
     /// Run the collector, the bus and the lake sink until SIGINT/SIGTERM (which flush and commit).
     Serve(ServeArgs),
     /// Run SQL over every lake table (works while `serve` runs). No query: interactive prompt.
@@ -343,6 +348,28 @@ pub enum AppsCommand {
     },
     /// List registered apps.
     List {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Make a new random token and print it (once: only its SHA-256 is stored).
+    Create {
+        /// Who or what uses the token, e.g. `spark` or `analyst-jo`.
+        name: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// List tokens: name, start of the hash, creation time.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Revoke a token by name; requests carrying it get 401 from then on.
+    Revoke {
+        name: String,
         #[command(flatten)]
         config: ConfigArg,
     },

@@ -10,11 +10,12 @@ mod serve;
 mod sim;
 mod sql;
 mod table;
+mod tokens;
 
 use anyhow::Result;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{AppsCommand, CdcCommand, Cli, Command, Format};
+use crate::cli::{AppsCommand, CdcCommand, Cli, Command, Format, TokensCommand};
 
 /// `quiet`: warnings and errors only unless `-v` or `RUST_LOG` asks for more.
 pub fn init_tracing(verbose: u8, quiet: bool) {
@@ -43,6 +44,11 @@ pub async fn run(cli: Cli) -> Result<()> {
                 config,
             } => apps::create(&config.config, name, write_key, secret),
             AppsCommand::List { config } => apps::list(&config.config),
+        },
+        Command::Tokens { command } => match command {
+            TokensCommand::Create { name, config } => tokens::create(&config.config, name),
+            TokensCommand::List { config } => tokens::list(&config.config),
+            TokensCommand::Revoke { name, config } => tokens::revoke(&config.config, name),
         },
         Command::Serve(args) => serve::run(args).await,
         Command::Sql(args) => sql::run(args).await,

@@ -1,6 +1,7 @@
 //! `strata serve`: collector + bus (embedded or Kafka) + lake sink, background compaction, the
-//! CDC sources and merger and the warehouse schedule — in one process by default, or the subset
-//! `[server] roles` names (several processes over the Kafka bus; see docs/deploy.md).
+//! CDC sources and merger, the warehouse schedule and the Iceberg REST catalog (`/iceberg`) — in
+//! one process by default, or the subset `[server] roles` names (several processes over the
+//! Kafka bus; see docs/deploy.md).
 //!
 //! Shutdown order on SIGINT/SIGTERM: stop accepting HTTP (in-flight requests finish and are
 //! acknowledged), stop the background compaction, then the lake sink flushes and commits everything on the bus, then the bus
@@ -151,13 +152,21 @@ pub async fn serve_until(
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         )
     };
-    let router = router.route(
+    let mut router = router.route(
         "/metrics",
         get(move || {
             let metrics = metrics.clone();
             async move { metrics.render() }
         }),
     );
+    // The Iceberg REST catalog over the same catalog, on the same listener (ADR 0013), in
+    // every process that opened the lake.
+    if let (Some(lake), true) = (&lake, config.catalog_server.enabled) {
+        router = router.nest(
+            strata_lake::rest::PREFIX,
+            strata_lake::rest::router(lake.clone(), config.catalog_tokens_path()),
+        );
+    }
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;

@@ -347,3 +347,52 @@ pub mod mariadb;
 #[path = "../../../strata-bus-kafka/tests/broker/mod.rs"]
 pub mod broker;
 pub mod postgres;
+
+/// One HTTP/1.1 request of any method on a fresh connection (the REST catalog tests).
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Option<&[u8]>,
+) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes())?;
+    if let Some(b) = body {
+        stream.write_all(b)?;
+    }
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    if method == "HEAD" {
+        // No body follows a HEAD response whatever Content-Length says.
+        raw.extend_from_slice(b"\r\n\r\n");
+    }
+    parse_response(&raw)
+}
+
+/// `strata tokens create NAME`: the printed token.
+pub fn create_token(config: &Path, name: &str) -> String {
+    let out = Command::new(strata_bin())
+        .args(["tokens", "create", name, "-c"])
+        .arg(config)
+        .output()
+        .expect("strata tokens create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
