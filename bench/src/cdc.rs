@@ -39,9 +39,7 @@ pub fn parse_sysbench(text: &str) -> Option<SysbenchRun> {
         transactions: first_num(tx)? as u64,
         tps: per_sec(tx)?,
         writes: first_num(field("write:")?)? as u64,
-        ignored_errors: field("ignored errors:")
-            .and_then(first_num)
-            .unwrap_or(0.0) as u64,
+        ignored_errors: field("ignored errors:").and_then(first_num).unwrap_or(0.0) as u64,
         seconds: first_num(field("total time:")?)?,
         latency_avg_ms: field("avg:").and_then(first_num).unwrap_or(f64::NAN),
         latency_p95_ms: field("95th percentile:")

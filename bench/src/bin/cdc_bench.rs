@@ -35,7 +35,12 @@ struct Args {
     #[arg(long, default_value = "target/release/strata")]
     strata: PathBuf,
     /// Engines to run, in order.
-    #[arg(long, env = "CDC_ENGINES", default_value = "mariadb,postgres", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "CDC_ENGINES",
+        default_value = "mariadb,postgres",
+        value_delimiter = ','
+    )]
     engines: Vec<String>,
     /// sysbench workload (`oltp_write_only`, `oltp_insert`, `oltp_update_non_index`, …).
     #[arg(long, env = "CDC_WORKLOAD", default_value = "oltp_write_only")]
@@ -78,9 +83,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    which("sysbench").context(
-        "sysbench not found: `apt-get install -y sysbench` (bench/run.sh installs it)",
-    )?;
+    which("sysbench")
+        .context("sysbench not found: `apt-get install -y sysbench` (bench/run.sh installs it)")?;
     let mut engines = Vec::new();
     for engine in &args.engines {
         eprintln!("\n=== cdc bench: {engine}");
@@ -185,7 +189,10 @@ impl Server {
     }
 
     fn version(&self) -> String {
-        self.sql("SELECT version();").trim().to_string()
+        match self {
+            Server::Maria(_) => self.sql("SELECT version();").trim().to_string(),
+            Server::Pg(_) => format!("PostgreSQL {}", self.sql("SHOW server_version;").trim()),
+        }
     }
 
     fn heartbeat_ddl(&self) -> String {
@@ -201,9 +208,13 @@ impl Server {
     /// per-table statistics).
     fn row_changes(&self) -> Result<u64> {
         let q = match self {
-            Server::Maria(_) => "SELECT SUM(VARIABLE_VALUE) FROM information_schema.GLOBAL_STATUS \
-                 WHERE VARIABLE_NAME IN ('HANDLER_WRITE','HANDLER_UPDATE','HANDLER_DELETE');",
-            Server::Pg(_) => "SELECT sum(n_tup_ins + n_tup_upd + n_tup_del) FROM pg_stat_user_tables;",
+            Server::Maria(_) => {
+                "SELECT SUM(VARIABLE_VALUE) FROM information_schema.GLOBAL_STATUS \
+                 WHERE VARIABLE_NAME IN ('HANDLER_WRITE','HANDLER_UPDATE','HANDLER_DELETE');"
+            }
+            Server::Pg(_) => {
+                "SELECT sum(n_tup_ins + n_tup_upd + n_tup_del) FROM pg_stat_user_tables;"
+            }
         };
         let out = self.sql(q);
         out.trim()
@@ -231,7 +242,8 @@ impl Client {
         Ok(match server {
             Server::Maria(m) => Client::My(mysql_async::Conn::from_url(m.url()).await?),
             Server::Pg(p) => {
-                let (client, conn) = tokio_postgres::connect(&p.url(), tokio_postgres::NoTls).await?;
+                let (client, conn) =
+                    tokio_postgres::connect(&p.url(), tokio_postgres::NoTls).await?;
                 tokio::spawn(conn);
                 Client::Pg(client)
             }
@@ -303,10 +315,15 @@ impl Strata {
 
     /// The source's progress file.
     fn state(&self) -> Value {
-        std::fs::read_to_string(self.dir.join("data").join("cdc").join(format!("{SOURCE}.json")))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or(Value::Null)
+        std::fs::read_to_string(
+            self.dir
+                .join("data")
+                .join("cdc")
+                .join(format!("{SOURCE}.json")),
+        )
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null)
     }
 
     fn stop(mut self) -> Result<()> {
@@ -349,7 +366,10 @@ async fn start_strata(args: &Args, server: &Server, tables: &[String]) -> Result
         .arg(&config)
         .args(["--listen", "127.0.0.1:0"])
         // The merger's per-commit lines are the time breakdown in the report.
-        .env("RUST_LOG", "warn,strata_cdc=info,strata_lake::cdc::merge=debug")
+        .env(
+            "RUST_LOG",
+            "warn,strata_cdc=info,strata_lake::cdc::merge=debug",
+        )
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
         .stderr(log)
@@ -385,7 +405,11 @@ fn cpu_secs(pid: u32) -> f64 {
     };
     let f: Vec<&str> = rest.split_whitespace().collect();
     // After the command: state is field 3, utime 14, stime 15 (1-based) → 11, 12 here.
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    let ticks = |i: usize| {
+        f.get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
@@ -417,7 +441,10 @@ async fn run_engine(args: &Args, engine: &str) -> Result<Value> {
     sysbench(
         &server,
         args,
-        &[format!("--threads={}", args.tables.min(4)), "prepare".into()],
+        &[
+            format!("--threads={}", args.tables.min(4)),
+            "prepare".into(),
+        ],
     )
     .await?;
     server.sql(&server.heartbeat_ddl());
@@ -461,7 +488,8 @@ async fn run_engine(args: &Args, engine: &str) -> Result<Value> {
         if strata.state()["phase"] == "stream" {
             let mut all = true;
             for (t, n) in &source_rows {
-                let got = query_i64(&strata.lake, &format!("SELECT count(*) FROM ods.ods_{t}")).await;
+                let got =
+                    query_i64(&strata.lake, &format!("SELECT count(*) FROM ods.ods_{t}")).await;
                 if got != Some(*n as i64) {
                     all = false;
                     break;
@@ -547,7 +575,10 @@ async fn run_engine(args: &Args, engine: &str) -> Result<Value> {
         .join(" + ");
     let done = loop {
         if origin.elapsed() - t1 > timeout {
-            bail!("the ODS did not catch up within {timeout:?}:\n{}", strata.log());
+            bail!(
+                "the ODS did not catch up within {timeout:?}:\n{}",
+                strata.log()
+            );
         }
         let got = query_i64(&strata.lake, &format!("SELECT {marker_q}")).await;
         if got == Some(sb_tables.len() as i64) {
@@ -561,7 +592,11 @@ async fn run_engine(args: &Args, engine: &str) -> Result<Value> {
     // Let the poller see the last heartbeats (written before the markers).
     let wait_beats = Instant::now();
     while wait_beats.elapsed() < Duration::from_secs(30) {
-        let max = query_i64(&strata.lake, &format!("SELECT max(id) FROM ods.ods_{HEARTBEAT}")).await;
+        let max = query_i64(
+            &strata.lake,
+            &format!("SELECT max(id) FROM ods.ods_{HEARTBEAT}"),
+        )
+        .await;
         if max == Some(sent.len() as i64) {
             break;
         }
@@ -708,9 +743,14 @@ fn markdown(r: &Value) -> String {
             format!("{x:.d$}")
         }
     };
-    row(&mut md, "server", &|e| e["server"].as_str().unwrap_or("").to_string());
+    row(&mut md, "server", &|e| {
+        e["server"].as_str().unwrap_or("").to_string()
+    });
     row(&mut md, "**row changes/s applied to the ODS**", &|e| {
-        format!("**{}**", num(&e["window"]["applied_row_changes_per_sec"], 0))
+        format!(
+            "**{}**",
+            num(&e["window"]["applied_row_changes_per_sec"], 0)
+        )
     });
     row(&mut md, "**freshness p50 / p99 (ms)**", &|e| {
         format!(
@@ -726,34 +766,50 @@ fn markdown(r: &Value) -> String {
             e["freshness_ms"]["heartbeats"]
         )
     });
-    row(&mut md, "source with Strata attached: tps / row changes/s", &|e| {
-        format!(
-            "{} / {}",
-            num(&e["with_cdc"]["tps"], 0),
-            num(&e["window"]["source_row_changes_per_sec"], 0)
-        )
-    });
-    row(&mut md, "source alone (ceiling): tps / row writes/s", &|e| {
-        format!(
-            "{} / {}",
-            num(&e["source_alone"]["tps"], 0),
-            num(&e["source_alone"]["row_writes_per_sec"], 0)
-        )
-    });
-    row(&mut md, "row changes in the window (source / Strata)", &|e| {
-        format!(
-            "{} / {}",
-            e["window"]["source_row_changes"], e["window"]["strata_changes"]
-        )
-    });
-    row(&mut md, "load s / until ODS has all s / drain after load s", &|e| {
-        format!(
-            "{} / {} / {}",
-            num(&e["window"]["load_seconds"], 1),
-            num(&e["window"]["applied_seconds"], 1),
-            num(&e["window"]["drain_seconds"], 1)
-        )
-    });
+    row(
+        &mut md,
+        "source with Strata attached: tps / row changes/s",
+        &|e| {
+            format!(
+                "{} / {}",
+                num(&e["with_cdc"]["tps"], 0),
+                num(&e["window"]["source_row_changes_per_sec"], 0)
+            )
+        },
+    );
+    row(
+        &mut md,
+        "source alone (ceiling): tps / row writes/s",
+        &|e| {
+            format!(
+                "{} / {}",
+                num(&e["source_alone"]["tps"], 0),
+                num(&e["source_alone"]["row_writes_per_sec"], 0)
+            )
+        },
+    );
+    row(
+        &mut md,
+        "row changes in the window (source / Strata)",
+        &|e| {
+            format!(
+                "{} / {}",
+                e["window"]["source_row_changes"], e["window"]["strata_changes"]
+            )
+        },
+    );
+    row(
+        &mut md,
+        "load s / until ODS has all s / drain after load s",
+        &|e| {
+            format!(
+                "{} / {} / {}",
+                num(&e["window"]["load_seconds"], 1),
+                num(&e["window"]["applied_seconds"], 1),
+                num(&e["window"]["drain_seconds"], 1)
+            )
+        },
+    );
     row(&mut md, "snapshot: rows, s (rows/s)", &|e| {
         format!(
             "{}, {} ({})",
@@ -762,7 +818,9 @@ fn markdown(r: &Value) -> String {
             num(&e["snapshot"]["rows_per_sec"], 0)
         )
     });
-    row(&mut md, "strata peak RSS MiB", &|e| num(&e["strata"]["peak_rss_mib"], 0));
+    row(&mut md, "strata peak RSS MiB", &|e| {
+        num(&e["strata"]["peak_rss_mib"], 0)
+    });
     row(&mut md, "strata CPU (cores, avg) / machine busy", &|e| {
         format!(
             "{} / {:.0} %",

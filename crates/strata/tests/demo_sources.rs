@@ -12,7 +12,9 @@ use common::mariadb::MariaDb;
 use common::postgres::Postgres;
 use common::strata_bin;
 
-const BUSINESS: [&str; 6] = ["users", "profiles", "posts", "follows", "orders", "messages"];
+const BUSINESS: [&str; 6] = [
+    "users", "profiles", "posts", "follows", "orders", "messages",
+];
 const WAREHOUSE: [&str; 11] = [
     "dwd.dwd_user_action",
     "dwd.dwd_post",
@@ -29,7 +31,15 @@ const WAREHOUSE: [&str; 11] = [
 
 fn demo(data: &Path, extra: &[&str]) -> String {
     let out = Command::new(strata_bin())
-        .args(["demo", "--users", "60", "--days", "1", "--events-per-user", "10"])
+        .args([
+            "demo",
+            "--users",
+            "60",
+            "--days",
+            "1",
+            "--events-per-user",
+            "10",
+        ])
         .args(["--seed", "5"])
         .arg("--data-dir")
         .arg(data)
@@ -102,8 +112,14 @@ fn same_as_builtin(flag: &str, url: &str, rerun: bool) {
         );
         let a = sql(&builtin, &q);
         let b = sql(&real, &q);
-        assert!(a.lines().count() > 1, "ods.ods_{t} is empty:\n{a}");
-        assert!(a == b, "ods.ods_{t} differs:\nbuilt-in:\n{a}\nthrough {flag}:\n{b}");
+        // (a world this small may have no orders or messages yet)
+        if ["users", "profiles", "posts", "follows"].contains(&t) {
+            assert!(a.lines().count() > 1, "ods.ods_{t} is empty:\n{a}");
+        }
+        assert!(
+            a == b,
+            "ods.ods_{t} differs:\nbuilt-in:\n{a}\nthrough {flag}:\n{b}"
+        );
     }
     // The connector's own metadata: snapshot reads and streamed changes both arrived.
     let ops = sql(

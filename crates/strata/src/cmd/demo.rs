@@ -686,7 +686,8 @@ async fn prepare_database(
         }
     }
     drop(lake);
-    let schemas: Vec<(Table, TableSchema)> = Table::ALL.iter().map(|t| (*t, sim_schema(*t))).collect();
+    let schemas: Vec<(Table, TableSchema)> =
+        Table::ALL.iter().map(|t| (*t, sim_schema(*t))).collect();
     let plain: Vec<TableSchema> = schemas.iter().map(|(_, s)| s.clone()).collect();
     db.create_tables(&plain).await?;
     let mut changes = sim_changes(world);
@@ -714,26 +715,59 @@ async fn land_rows_via_source(
     db: &mut Database,
     rest: &[RowChange],
 ) -> Result<Vec<(String, u64)>> {
-    let schemas: Vec<(Table, TableSchema)> = Table::ALL.iter().map(|t| (*t, sim_schema(*t))).collect();
+    let schemas: Vec<(Table, TableSchema)> =
+        Table::ALL.iter().map(|t| (*t, sim_schema(*t))).collect();
+    let source = config
+        .sources
+        .iter()
+        .find(|s| s.name == demo_db::SOURCE)
+        .context("the demo's source is not in the config")?;
+    let state_path = strata_cdc::state::state_path(&config.data.dir, &source.name);
+    let started = Instant::now();
+    let limit = Duration::from_secs(300);
+    // The rest goes in once the snapshot is done, so it takes the stream's path.
+    let mut waited = false;
+    loop {
+        let st = strata_cdc::state::load(&state_path)?;
+        if st
+            .as_ref()
+            .is_some_and(|s| s.phase == strata_cdc::state::Phase::Stream)
+        {
+            if waited {
+                eprintln!();
+            }
+            break;
+        }
+        waited = true;
+        let error = st.and_then(|s| s.last_error);
+        if started.elapsed() > limit {
+            bail!(
+                "the connector's snapshot did not finish within {limit:?}{}",
+                error
+                    .map(|e| format!("; last error: {e}"))
+                    .unwrap_or_default()
+            );
+        }
+        progress(&format!(
+            "    waiting for the connector's snapshot{}",
+            error
+                .map(|e| format!(" (retrying: {e})"))
+                .unwrap_or_default()
+        ));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     let total = rest.len() as u64;
     if total > 0 {
         println!("    writing the other {total} changes while the connector streams");
         demo_db::replay(db, &schemas, rest, |n| progress(&bar(n, total, "changes"))).await?;
         eprintln!();
     }
-    let source = config
-        .sources
-        .iter()
-        .find(|s| s.name == demo_db::SOURCE)
-        .context("the demo's source is not in the config")?;
     let lake = Lake::open(config).await?;
     let mut expected = Vec::new();
     for t in Table::ALL {
         expected.push((t.name().to_string(), db.count(t.name()).await?));
     }
-    let state_path = strata_cdc::state::state_path(&config.data.dir, &source.name);
     let started = Instant::now();
-    let limit = Duration::from_secs(600);
     loop {
         let st = strata_cdc::state::load(&state_path)?;
         let streaming = st
@@ -750,8 +784,12 @@ async fn land_rows_via_source(
         let done: u64 = have.iter().sum();
         let want: u64 = expected.iter().map(|(_, n)| n).sum();
         progress(&format!(
-            "    {}  {done}/{want} rows in ODS",
-            if streaming { "streaming" } else { "snapshot " }
+            "    {}  {done}/{want} rows in ODS{}",
+            if streaming { "streaming" } else { "snapshot " },
+            st.as_ref()
+                .and_then(|s| s.last_error.as_ref())
+                .map(|e| format!(" (retrying: {e})"))
+                .unwrap_or_default()
         ));
         let counts_match = expected.iter().zip(&have).all(|((_, w), h)| w == h);
         if streaming && counts_match {

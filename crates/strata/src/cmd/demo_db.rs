@@ -35,7 +35,9 @@ impl Database {
                 let opts = mysql_async::Opts::from_url(url)
                     .with_context(|| format!("bad --mysql URL {shown}"))?;
                 if opts.db_name().unwrap_or_default().is_empty() {
-                    bail!("--mysql {shown}: the URL names no database (mysql://user:pw@host:port/DB)");
+                    bail!(
+                        "--mysql {shown}: the URL names no database (mysql://user:pw@host:port/DB)"
+                    );
                 }
                 let opts: mysql_async::Opts = mysql_async::OptsBuilder::from_opts(opts)
                     .prefer_socket(false)
@@ -364,7 +366,12 @@ mod tests {
         let dir = tempfile_dir();
         let path = dir.join("strata.toml");
         std::fs::write(&path, "").unwrap();
-        add_source(&path, SourceKind::Postgres, "postgres://u:p@127.0.0.1:1/app").unwrap();
+        add_source(
+            &path,
+            SourceKind::Postgres,
+            "postgres://u:p@127.0.0.1:1/app",
+        )
+        .unwrap();
         let c = strata_core::Config::load(&path).unwrap();
         assert_eq!(c.sources.len(), 1);
         assert_eq!(c.sources[0].kind, SourceKind::Postgres);
