@@ -14,13 +14,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use arrow::array::{Array, AsArray};
 use clap::Parser;
 use mysql_async::prelude::Queryable;
 use serde_json::{json, Value};
 use strata_bench::cdc::{parse_commits, parse_sysbench, quantile, SysbenchRun};
 use strata_bench::{machine, peak_rss_mib, suite};
-use strata_lake::{Lake, SqlSession};
 use strata_testdb::{MariaDb, Postgres};
 
 /// The value the end markers set `k` to (sysbench's `k` is a positive random number).
@@ -305,7 +303,7 @@ struct Strata {
     dir: PathBuf,
     config: PathBuf,
     child: Child,
-    lake: Lake,
+    sql: Sql,
 }
 
 impl Strata {
@@ -335,7 +333,7 @@ impl Strata {
     }
 }
 
-async fn start_strata(args: &Args, server: &Server, tables: &[String]) -> Result<Strata> {
+fn start_strata(args: &Args, server: &Server, tables: &[String]) -> Result<Strata> {
     let dir = std::env::temp_dir().join(format!(
         "strata-cdc-bench-{}-{}",
         std::process::id(),
@@ -375,24 +373,42 @@ async fn start_strata(args: &Args, server: &Server, tables: &[String]) -> Result
         .stderr(log)
         .spawn()
         .context("starting strata serve")?;
-    let cfg = strata_core::Config::load(&config)?;
-    let lake = Lake::open(&cfg).await?;
+    let sql = Sql {
+        strata: args.strata.clone(),
+        config: config.clone(),
+    };
     Ok(Strata {
         dir,
         config,
         child,
-        lake,
+        sql,
     })
 }
 
-/// The first column of the first row as an i64 (None: no table yet, NULL, or an error).
-async fn query_i64(lake: &Lake, q: &str) -> Option<i64> {
-    let session = SqlSession::new(lake).await.ok()?;
-    let batches = session.run(q).await.ok()?;
-    let b = batches.iter().find(|b| b.num_rows() > 0)?;
-    let c = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Int64).ok()?;
-    let a = c.as_primitive::<arrow::datatypes::Int64Type>();
-    (!a.is_null(0)).then(|| a.value(0))
+/// The first column of the first row of `strata sql` as an i64 (None: no table yet, NULL, or
+/// an error). Each call is a fresh `strata sql` process: what a user running it would see.
+async fn query_i64(sql: &Sql, q: &str) -> Option<i64> {
+    let out = tokio::process::Command::new(&sql.strata)
+        .args(["sql", "--format", "json", "-c"])
+        .arg(&sql.config)
+        .arg(q)
+        .env("RUST_LOG", "error")
+        .output()
+        .await
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row: Value = serde_json::from_str(text.lines().next()?).ok()?;
+    row.as_object()?.values().next()?.as_i64()
+}
+
+/// How to run `strata sql` on the bench's data dir.
+#[derive(Clone)]
+struct Sql {
+    strata: PathBuf,
+    config: PathBuf,
 }
 
 /// (utime + stime) of a process in seconds.
@@ -479,7 +495,7 @@ async fn run_engine(args: &Args, engine: &str) -> Result<Value> {
 
     // Snapshot: until the source streams and every ODS table holds the source's row count.
     let snap_started = Instant::now();
-    let strata = start_strata(args, &server, &all_tables).await?;
+    let strata = start_strata(args, &server, &all_tables)?;
     let pid = strata.child.id();
     loop {
         if snap_started.elapsed() > timeout {
@@ -489,7 +505,7 @@ async fn run_engine(args: &Args, engine: &str) -> Result<Value> {
             let mut all = true;
             for (t, n) in &source_rows {
                 let got =
-                    query_i64(&strata.lake, &format!("SELECT count(*) FROM ods.ods_{t}")).await;
+                    query_i64(&strata.sql, &format!("SELECT count(*) FROM ods.ods_{t}")).await;
                 if got != Some(*n as i64) {
                     all = false;
                     break;
@@ -538,7 +554,7 @@ async fn run_engine(args: &Args, engine: &str) -> Result<Value> {
     let stop_poll = Arc::new(AtomicBool::new(false));
     let poller = {
         let stop = stop_poll.clone();
-        let lake = strata.lake.clone();
+        let sql = strata.sql.clone();
         let every = Duration::from_millis(args.poll_ms);
         tokio::spawn(async move {
             // seen[i] = when heartbeat i+1 was first visible (the end of the poll that saw it).
@@ -546,7 +562,7 @@ async fn run_engine(args: &Args, engine: &str) -> Result<Value> {
             let q = format!("SELECT max(id) FROM ods.ods_{HEARTBEAT}");
             while !stop.load(Ordering::SeqCst) {
                 let started = Instant::now();
-                if let Some(max) = query_i64(&lake, &q).await {
+                if let Some(max) = query_i64(&sql, &q).await {
                     let at = origin.elapsed();
                     while (seen.len() as i64) < max {
                         seen.push(at);
@@ -580,7 +596,7 @@ async fn run_engine(args: &Args, engine: &str) -> Result<Value> {
                 strata.log()
             );
         }
-        let got = query_i64(&strata.lake, &format!("SELECT {marker_q}")).await;
+        let got = query_i64(&strata.sql, &format!("SELECT {marker_q}")).await;
         if got == Some(sb_tables.len() as i64) {
             break origin.elapsed();
         }
@@ -593,7 +609,7 @@ async fn run_engine(args: &Args, engine: &str) -> Result<Value> {
     let wait_beats = Instant::now();
     while wait_beats.elapsed() < Duration::from_secs(30) {
         let max = query_i64(
-            &strata.lake,
+            &strata.sql,
             &format!("SELECT max(id) FROM ods.ods_{HEARTBEAT}"),
         )
         .await;
