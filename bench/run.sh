@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Builds in release mode and runs the benchmark suite; reports go to bench/results/.
 #
-#   bash bench/run.sh                 # every suite: ingest, merge, dag
+#   bash bench/run.sh                 # every suite: ingest, merge, dag, cdc
 #   bash bench/run.sh merge           # one suite; latest.{json,md} keeps the others' last figures
 #   MERGE_ROWS=200k MERGE_CHANGES=20k bash bench/run.sh merge    # the one-minute smoke size
 #
 # Settings come from the environment: BENCH_SECONDS, BENCH_CONNECTIONS (ingest); MERGE_ROWS,
 # MERGE_CHANGES, MERGE_CHUNK_ROWS, MERGE_MODES, MERGE_PEERS, MERGE_READ_RUNS,
 # MERGE_PEER_TIMEOUT_SECS (merge; see `merge-bench --help`); DAG_USERS, DAG_DAYS,
-# DAG_EVENTS_PER_USER (dag).
+# DAG_EVENTS_PER_USER (dag); CDC_ENGINES, CDC_WORKLOAD, CDC_SECONDS, CDC_ALONE_SECONDS,
+# CDC_TABLES, CDC_TABLE_SIZE, CDC_THREADS, CDC_COMMIT_INTERVAL (cdc; see `cdc-bench --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUITES=("$@")
-[ ${#SUITES[@]} -eq 0 ] && SUITES=(ingest merge dag)
+[ ${#SUITES[@]} -eq 0 ] && SUITES=(ingest merge dag cdc)
 TARGET="${CARGO_TARGET_DIR:-target}/release"
 
 log() { printf '\n=== %s\n' "$*" >&2; }
@@ -52,8 +53,22 @@ for suite in "${SUITES[@]}"; do
       log "dag"
       "$TARGET/dag-bench" --strata "$TARGET/strata" --out bench/results
       ;;
+    cdc)
+      # Real servers and the load generator from Debian (see ../shared/TEST-SERVERS.md).
+      need=()
+      command -v sysbench >/dev/null 2>&1 || need+=(sysbench)
+      [ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null 2>&1 || need+=(mariadb-server)
+      [ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql)
+      if [ ${#need[@]} -gt 0 ]; then
+        log "installing ${need[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+      fi
+      log "cdc"
+      "$TARGET/cdc-bench" --strata "$TARGET/strata" --out bench/results
+      ;;
     *)
-      echo "unknown suite $suite (ingest, merge, dag)" >&2
+      echo "unknown suite $suite (ingest, merge, dag, cdc)" >&2
       exit 2
       ;;
   esac

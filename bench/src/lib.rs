@@ -2,6 +2,7 @@
 //! Segment batches with unique message ids, latency statistics, memory figures, the MERGE
 //! benchmark ([`merge`]) and the suite's report ([`suite`]).
 
+pub mod cdc;
 pub mod merge;
 pub mod suite;
 

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
 
 /// Suites in report order (others follow, by name).
-const ORDER: [&str; 3] = ["ingest", "merge", "dag"];
+const ORDER: [&str; 4] = ["ingest", "merge", "dag", "cdc"];
 
 /// Writes one suite's report and rebuilds `latest.{json,md}`. Returns the stamped JSON path.
 pub fn write_report(

@@ -227,6 +227,21 @@ pub struct DemoArgs {
     /// Mean events per active user per simulated day (session length).
     #[arg(long, default_value_t = 40)]
     pub events_per_user: u32,
+    /// Put the business tables in this MariaDB/MySQL database instead of writing them straight
+    /// to the bus: the demo creates users, profiles, posts, follows, orders and messages there,
+    /// writes the rows with SQL, adds a `[[sources]]` entry named `app` to DIR/strata.toml, and
+    /// the real connector (snapshot + row binlog) carries them into ODS. The server needs
+    /// `--log-bin --binlog-format=ROW --binlog-row-image=FULL`; the user needs CREATE,
+    /// INSERT/UPDATE/DELETE, SELECT, REPLICATION SLAVE and REPLICATION CLIENT. The tables must
+    /// not exist yet. Example: mysql://cdc:secret@127.0.0.1:3306/app
+    #[arg(long, value_name = "URL", conflicts_with = "postgres")]
+    pub mysql: Option<String>,
+    /// The same with a PostgreSQL database (logical replication, pgoutput): the server needs
+    /// `wal_level = logical`; the user needs LOGIN REPLICATION and CREATE on schema public
+    /// (the publication and slot are created by the connector).
+    /// Example: postgres://cdc:secret@127.0.0.1:5432/app
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -135,7 +135,7 @@ pub async fn verify(
     }
 }
 
-async fn check_once(
+pub(crate) async fn check_once(
     lake: &Lake,
     source: &strata_core::config::SourceConfig,
     tables: &[String],
@@ -159,7 +159,7 @@ async fn check_once(
     Ok(reports)
 }
 
-fn print_report(r: &Report) {
+pub(crate) fn print_report(r: &Report) {
     println!(
         "{}: {} — source {} rows (checksum {:016x}), ods {} rows (checksum {:016x})",
         r.table,

@@ -5,6 +5,7 @@ mod cdc;
 mod check;
 mod dag;
 mod demo;
+mod demo_db;
 mod init;
 mod serve;
 mod sim;

@@ -1,0 +1,22 @@
+//! Real database servers for Strata's tests and the CDC benchmark: each gets its own data dir
+//! in a temp dir and a free 127.0.0.1 port, and is stopped by PID when dropped
+//! (see `../shared/TEST-SERVERS.md`). No server installed is a failure with the install
+//! command, never a silent skip (`tests/run.sh` and `bench/run.sh` install them).
+//!
+//! - [`MariaDb`]: MariaDB with ROW binlog and FULL row images, database `app`, user `cdc`
+//! - [`Postgres`]: PostgreSQL 15 with `wal_level = logical`, database `app` owned by `cdc`
+
+mod mariadb;
+mod postgres;
+
+pub use mariadb::MariaDb;
+pub use postgres::Postgres;
+
+use std::net::TcpListener;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
