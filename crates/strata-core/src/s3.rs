@@ -10,6 +10,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::config::LakeConfig;
 use crate::error::{Error, Result};
 
@@ -17,7 +19,7 @@ use crate::error::{Error, Result};
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 
 /// Everything needed to reach the lake's bucket, resolved from config and environment.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct S3Settings {
     pub bucket: String,
     /// Key prefix without leading or trailing `/` (may be empty).

@@ -12,6 +12,7 @@
 //! - `table/`: the commit path (ADR 0005) and the write API: append, partition overwrite,
 //!   delete, update, merge
 //! - `sql/`: the SQL session, lake DDL/DML statements, time travel, output formats
+//! - `s3.rs`: table files on S3 (iceberg `Storage` over object_store, ADR 0014)
 
 pub mod batch;
 pub mod cdc;
@@ -19,6 +20,7 @@ mod error;
 mod lake;
 mod position;
 mod retry;
+pub mod s3;
 mod schema;
 mod sink;
 mod sql;
