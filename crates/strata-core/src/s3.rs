@@ -76,7 +76,9 @@ impl S3Settings {
             if !v.is_empty() {
                 return Some(v.to_string());
             }
-            env(var).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+            env(var)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
         };
         let endpoint = pick(&lake.s3_endpoint, "AWS_ENDPOINT_URL")
             .or_else(|| env("AWS_ENDPOINT_URL_S3").filter(|v| !v.trim().is_empty()))
@@ -177,7 +179,11 @@ fn parse_warehouse(warehouse: &str) -> Result<(String, String)> {
         )));
     }
     let prefix = prefix.trim_end_matches('/');
-    if !prefix.is_empty() && prefix.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+    if !prefix.is_empty()
+        && prefix
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..")
+    {
         return Err(Error::user(format!(
             "lake.warehouse {warehouse:?}: the prefix has an empty, '.' or '..' segment"
         )));
@@ -251,7 +257,13 @@ mod tests {
         assert_eq!(s.endpoint_display(), "https://s3.us-east-1.amazonaws.com");
         let s = S3Settings::resolve(&lake("s3://my-lake"), &no_env).unwrap();
         assert_eq!(s.location(), "s3://my-lake");
-        for bad in ["s3://", "s3://UPPER/x", "s3://ab", "gs://bucket/x", "s3://bkt//x"] {
+        for bad in [
+            "s3://",
+            "s3://UPPER/x",
+            "s3://ab",
+            "gs://bucket/x",
+            "s3://bkt//x",
+        ] {
             let err = S3Settings::resolve(&lake(bad), &no_env).unwrap_err();
             assert!(err.to_string().contains("lake.warehouse"), "{bad}: {err}");
         }
@@ -308,14 +320,22 @@ mod tests {
         let mut cfg = lake("s3://bkt");
         cfg.s3_endpoint = "http://10.0.0.5:9000".into();
         let err = S3Settings::resolve(&cfg, &no_env).unwrap_err().to_string();
-        assert!(err.contains("not loopback") && err.contains("s3_allow_http"), "{err}");
+        assert!(
+            err.contains("not loopback") && err.contains("s3_allow_http"),
+            "{err}"
+        );
         // The same refusal when the endpoint comes from AWS_ENDPOINT_URL.
         let env = |k: &str| (k == "AWS_ENDPOINT_URL").then(|| "http://minio.lan:9000".into());
         let err = S3Settings::resolve(&lake("s3://bkt"), &env).unwrap_err();
         assert!(err.to_string().contains("minio.lan"), "{err}");
         cfg.s3_allow_http = true;
         S3Settings::resolve(&cfg, &no_env).unwrap();
-        for bad in ["127.0.0.1:9000", "ftp://127.0.0.1", "http://", "http://u:p@127.0.0.1"] {
+        for bad in [
+            "127.0.0.1:9000",
+            "ftp://127.0.0.1",
+            "http://",
+            "http://u:p@127.0.0.1",
+        ] {
             let mut cfg = lake("s3://bkt");
             cfg.s3_endpoint = bad.into();
             assert!(S3Settings::resolve(&cfg, &no_env).is_err(), "{bad}");

@@ -117,7 +117,12 @@ impl LakeSink {
         let Some(partitions) = self.wait_for_topic(&mut shutdown).await? else {
             return Ok(());
         };
-        let mut state = SinkState::start(&self, partitions).await?;
+        let mut state = match SinkState::start(&self, partitions).await {
+            Ok(state) => state,
+            // S3 (or the disk) went away between opening the lake and now.
+            Err(e) if e.retryable() => self.resume_after_failure(partitions, e).await?,
+            Err(e) => return Err(e),
+        };
         tracing::info!(
             topic = %self.topic,
             partitions,
@@ -264,32 +269,34 @@ impl LakeSink {
                 state.report_lag(self).await;
                 Ok(())
             }
-            Err(e) if e.retryable() => self.wait_out_failure(state, e).await,
+            Err(e) if e.retryable() => {
+                *state = self.resume_after_failure(state.partitions, e).await?;
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }
 
-    /// A flush failed on something that comes back (S3 or the disk unreachable past the
+    /// A flush (or the sink's start) failed on something that comes back (S3 or the disk unreachable past the
     /// storage client's own retries): wait with growing backoff, then drop the buffers and
     /// resume from the tables' committed positions, re-reading the rest from the bus. A flush
     /// that committed one table but not the other is covered the same way. Nothing is
     /// acknowledged to anyone by the sink, so dropping buffers loses nothing.
-    async fn wait_out_failure(&self, state: &mut SinkState, mut error: Error) -> Result<()> {
+    async fn resume_after_failure(&self, partitions: u32, mut error: Error) -> Result<SinkState> {
         loop {
             let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
             if self.stopping.load(Ordering::Relaxed) && n > MAX_STOPPING_RETRIES {
                 return Err(error);
             }
-            let wait = Duration::from_millis(200u64.saturating_mul(1 << n.min(10)))
-                .min(MAX_FAILURE_WAIT);
+            let wait =
+                Duration::from_millis(200u64.saturating_mul(1 << n.min(10))).min(MAX_FAILURE_WAIT);
             metrics::counter!("strata_lake_flush_failures_total").increment(1);
             tracing::warn!(error = %error, attempt = n, retry_in = ?wait, "lake flush failed; retrying from the committed positions");
             tokio::time::sleep(wait).await;
-            match SinkState::start(self, state.partitions).await {
+            match SinkState::start(self, partitions).await {
                 Ok(fresh) => {
                     tracing::info!(start = ?fresh.next, "lake sink resumed after a storage failure");
-                    *state = fresh;
-                    return Ok(());
+                    return Ok(fresh);
                 }
                 Err(e) if e.retryable() => error = e,
                 Err(e) => return Err(e),

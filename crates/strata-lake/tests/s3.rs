@@ -86,10 +86,7 @@ async fn tables_live_on_s3_and_only_the_catalog_is_local() {
         s3.log()
     );
     let data = s3.keys(BUCKET, "wh/s3t/big/data/");
-    assert!(
-        data.iter().any(|k| k.ends_with(".parquet")),
-        "{data:?}"
-    );
+    assert!(data.iter().any(|k| k.ends_with(".parquet")), "{data:?}");
 
     // Row-level changes (position deletes / rewrites), then a few small appends.
     session
@@ -178,7 +175,10 @@ async fn tables_live_on_s3_and_only_the_catalog_is_local() {
     drop(session);
     drop(lake);
     let again = Lake::open(&cfg).await.expect("reopen");
-    assert_eq!(count(&again, "SELECT count(*) FROM s3t.big").await, expected);
+    assert_eq!(
+        count(&again, "SELECT count(*) FROM s3t.big").await,
+        expected
+    );
 }
 
 fn walk(dir: &Path) -> Vec<String> {
@@ -218,5 +218,8 @@ async fn unreachable_s3_or_missing_bucket_fails_open_naming_the_endpoint() {
         .await
         .expect_err("unreachable endpoint");
     let msg = err.to_string();
-    assert!(msg.contains(&dead) && msg.contains("not reachable"), "{msg}");
+    assert!(
+        msg.contains(&dead) && msg.contains("not reachable"),
+        "{msg}"
+    );
 }

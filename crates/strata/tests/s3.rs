@@ -68,7 +68,8 @@ fn serve_on_s3_events_are_queryable_exactly_once() {
     // The table files are on S3; locally there is no warehouse directory at all.
     let keys = s3.keys(BUCKET, "lake/ods/ods_event/");
     assert!(
-        keys.iter().any(|k| k.contains("/data/") && k.ends_with(".parquet")),
+        keys.iter()
+            .any(|k| k.contains("/data/") && k.ends_with(".parquet")),
         "{keys:?}"
     );
     assert!(
@@ -179,6 +180,15 @@ fn s3_outage_under_load_recovers_by_itself() {
         }
     };
     wait_batches(20);
+    // The sink has committed to S3 before the cut.
+    let start = std::time::Instant::now();
+    while env.sql_count("SELECT count(*) FROM ods.ods_event") == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "nothing committed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     relay.cut();
     let during = batches.load(Ordering::SeqCst);
     // The collector keeps acknowledging while S3 is away.

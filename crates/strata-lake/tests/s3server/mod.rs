@@ -107,7 +107,10 @@ impl S3Server {
     /// Creates `bucket` (moto accepts unsigned requests).
     pub fn create_bucket(&self, bucket: &str) {
         let r = http(self.port, "PUT", &format!("/{bucket}"), &[]).expect("create bucket");
-        assert!(r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.0 200"), "{r}");
+        assert!(
+            r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.0 200"),
+            "{r}"
+        );
     }
 
     /// Keys under `bucket/prefix` (moto's ListObjectsV2, unsigned), first page (1000 keys).

@@ -104,7 +104,10 @@ impl Env {
             out.push('\n');
         }
         for (k, _) in keys {
-            assert!(out.contains(&format!("\n{k} = ")), "no [lake] key {k} in strata.toml");
+            assert!(
+                out.contains(&format!("\n{k} = ")),
+                "no [lake] key {k} in strata.toml"
+            );
         }
         std::fs::write(&self.config, out).expect("write strata.toml");
     }
