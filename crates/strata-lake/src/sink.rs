@@ -13,6 +13,7 @@
 //! - The bus consumer group `lake` is committed after the Iceberg commits; it is advisory (lag
 //!   metrics, retention), never read back as the truth.
 
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,21 +51,31 @@ const MIN_POSITION_COMMIT_INTERVAL: Duration = Duration::from_secs(60);
 /// Consecutive position conflicts the sink recovers from before giving up (another sink is
 /// writing the same lake).
 const MAX_CONFLICT_RESYNCS: u32 = 5;
+/// While stopping, a storage outage is waited out this many times before the sink gives up
+/// (what it had not committed stays on the bus for the next start).
+const MAX_STOPPING_RETRIES: u32 = 5;
+/// Longest wait between two attempts while the lake's storage is failing.
+const MAX_FAILURE_WAIT: Duration = Duration::from_secs(30);
 
 /// Consumes the `events` topic into the ODS tables.
 pub struct LakeSink {
-    /// Exclusive lock on `<warehouse>/.strata-lake-sink.lock`, held while the sink lives: one
-    /// writer per lake (see `write::commit_with_position` for why that matters).
+    /// Exclusive lock on `<warehouse>/.strata-lake-sink.lock` (beside the catalog for an S3
+    /// lake), held while the sink lives: one writer per lake (see
+    /// `write::commit_with_position` for why that matters).
     _lock: std::fs::File,
     lake: Lake,
     log: Arc<dyn Log>,
     config: LakeConfig,
     topic: String,
+    /// Consecutive flushes that failed with a retryable error (S3 or disk unavailable).
+    failures: AtomicU32,
+    /// Set once the sink drains for shutdown: outages are then waited out a bounded time.
+    stopping: AtomicBool,
 }
 
 impl LakeSink {
     pub async fn new(lake: &Lake, log: Arc<dyn Log>, config: &LakeConfig) -> Result<LakeSink> {
-        let lock_path = lake.warehouse().join(".strata-lake-sink.lock");
+        let lock_path = lake.lock_dir().join(".strata-lake-sink.lock");
         let lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -95,6 +106,8 @@ impl LakeSink {
             log,
             config: config.clone(),
             topic: EVENTS_TOPIC.to_string(),
+            failures: AtomicU32::new(0),
+            stopping: AtomicBool::new(false),
         })
     }
 
@@ -104,7 +117,12 @@ impl LakeSink {
         let Some(partitions) = self.wait_for_topic(&mut shutdown).await? else {
             return Ok(());
         };
-        let mut state = SinkState::start(&self, partitions).await?;
+        let mut state = match SinkState::start(&self, partitions).await {
+            Ok(state) => state,
+            // S3 (or the disk) went away between opening the lake and now.
+            Err(e) if e.retryable() => self.resume_after_failure(partitions, e).await?,
+            Err(e) => return Err(e),
+        };
         tracing::info!(
             topic = %self.topic,
             partitions,
@@ -127,6 +145,7 @@ impl LakeSink {
                     .await
                     .map_err(|e| Error::bus(format!("end offsets of {}", self.topic), e))?;
                 tracing::info!(position = ?state.next, end = ?end, "draining the bus before stopping");
+                self.stopping.store(true, Ordering::Relaxed);
                 drain_to = Some(end);
             }
             if let Some(end) = &drain_to {
@@ -246,10 +265,42 @@ impl LakeSink {
             }
             Ok(()) => {
                 *conflicts = 0;
+                self.failures.store(0, Ordering::Relaxed);
                 state.report_lag(self).await;
                 Ok(())
             }
+            Err(e) if e.retryable() => {
+                *state = self.resume_after_failure(state.partitions, e).await?;
+                Ok(())
+            }
             Err(e) => Err(e),
+        }
+    }
+
+    /// A flush (or the sink's start) failed on something that comes back (S3 or the disk unreachable past the
+    /// storage client's own retries): wait with growing backoff, then drop the buffers and
+    /// resume from the tables' committed positions, re-reading the rest from the bus. A flush
+    /// that committed one table but not the other is covered the same way. Nothing is
+    /// acknowledged to anyone by the sink, so dropping buffers loses nothing.
+    async fn resume_after_failure(&self, partitions: u32, mut error: Error) -> Result<SinkState> {
+        loop {
+            let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+            if self.stopping.load(Ordering::Relaxed) && n > MAX_STOPPING_RETRIES {
+                return Err(error);
+            }
+            let wait =
+                Duration::from_millis(200u64.saturating_mul(1 << n.min(10))).min(MAX_FAILURE_WAIT);
+            metrics::counter!("strata_lake_flush_failures_total").increment(1);
+            tracing::warn!(error = %error, attempt = n, retry_in = ?wait, "lake flush failed; retrying from the committed positions");
+            tokio::time::sleep(wait).await;
+            match SinkState::start(self, partitions).await {
+                Ok(fresh) => {
+                    tracing::info!(start = ?fresh.next, "lake sink resumed after a storage failure");
+                    return Ok(fresh);
+                }
+                Err(e) if e.retryable() => error = e,
+                Err(e) => return Err(e),
+            }
         }
     }
 

@@ -146,7 +146,7 @@ async fn config(State(state): State<RestState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "defaults": {},
         "overrides": {
-            "warehouse": format!("file://{}", state.lake.warehouse().display()),
+            "warehouse": warehouse_uri(state.lake.warehouse()),
         },
         "endpoints": ENDPOINTS,
     }))
@@ -181,4 +181,13 @@ pub(crate) fn ident_json(ident: &TableIdent) -> serde_json::Value {
         "namespace": ident.namespace().as_ref(),
         "name": ident.name(),
     })
+}
+
+/// The warehouse as a URI: `s3://bucket/prefix` as configured, a local directory as `file://`.
+fn warehouse_uri(warehouse: &str) -> String {
+    if warehouse.contains("://") {
+        warehouse.to_string()
+    } else {
+        format!("file://{warehouse}")
+    }
 }

@@ -171,7 +171,7 @@ async fn commit_carries_offsets_and_is_not_repeated() {
         assert!(
             path.starts_with(&format!(
                 "{}/ods/ods_event/data/dt=2026-11-22/hr=10/event_type=",
-                lake.warehouse().display()
+                lake.warehouse()
             )),
             "{path}"
         );

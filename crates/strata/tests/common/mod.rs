@@ -63,6 +63,55 @@ impl Env {
         std::fs::write(&self.config, text).expect("write strata.toml");
     }
 
+    /// Switches strata.toml's lake to `s3://<bucket>/lake` on the S3 server at `endpoint`
+    /// (path-style, the test credentials), then sets each `(key, TOML value)` of `extra` in
+    /// `[lake]`.
+    pub fn use_s3(&self, endpoint: &str, bucket: &str, extra: &[(&str, &str)]) {
+        let warehouse = format!("\"s3://{bucket}/lake\"");
+        let endpoint = format!("\"{endpoint}\"");
+        let region = format!("\"{}\"", s3server::REGION);
+        let key = format!("\"{}\"", s3server::ACCESS_KEY);
+        let secret = format!("\"{}\"", s3server::SECRET_KEY);
+        let mut keys: Vec<(&str, &str)> = vec![
+            ("warehouse", &warehouse),
+            ("s3_endpoint", &endpoint),
+            ("s3_region", &region),
+            ("s3_access_key_id", &key),
+            ("s3_secret_access_key", &secret),
+            ("s3_path_style", "true"),
+        ];
+        keys.extend_from_slice(extra);
+        self.set_lake_keys(&keys);
+    }
+
+    /// Replaces `key = …` lines of `[lake]` in strata.toml.
+    pub fn set_lake_keys(&self, keys: &[(&str, &str)]) {
+        let text = std::fs::read_to_string(&self.config).expect("read strata.toml");
+        let mut section = String::new();
+        let mut out = String::new();
+        for line in text.lines() {
+            if line.starts_with('[') {
+                section = line.to_string();
+            }
+            let key = line.split('=').next().unwrap_or("").trim();
+            let replaced = (section == "[lake]")
+                .then(|| keys.iter().find(|(k, _)| *k == key))
+                .flatten();
+            match replaced {
+                Some((k, v)) => out.push_str(&format!("{k} = {v}")),
+                None => out.push_str(line),
+            }
+            out.push('\n');
+        }
+        for (k, _) in keys {
+            assert!(
+                out.contains(&format!("\n{k} = ")),
+                "no [lake] key {k} in strata.toml"
+            );
+        }
+        std::fs::write(&self.config, out).expect("write strata.toml");
+    }
+
     pub fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -396,3 +445,7 @@ pub fn create_token(config: &Path, name: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// moto (S3) and a cuttable relay in front of it (shared with strata-lake's own tests).
+#[path = "../../../strata-lake/tests/s3server/mod.rs"]
+pub mod s3server;

@@ -8,7 +8,8 @@
 //! files an interrupted expiry left behind. The age cutoff (3 days by default in the CLI)
 //! keeps the files of writes in flight: a writer creates its files before it commits them.
 //!
-//! Local tables only (the lake's warehouse is a directory).
+//! Local tables are walked on disk; tables on S3 are listed through the lake's S3 storage
+//! (object keys compared as `s3://bucket/key`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -40,16 +41,29 @@ pub async fn remove_orphans(
 ) -> Result<OrphanReport> {
     let table = lake.load_table(ident).await?;
     let metadata = table.metadata();
-    let root = local_path(metadata.location()).ok_or_else(|| {
-        Error::Invalid(format!(
-            "{ident} is at {}: orphan removal supports local tables only",
-            metadata.location()
-        ))
-    })?;
+    let location = metadata.location();
+    let remote = s3_location(location);
+    let root = match (&remote, lake.s3()) {
+        (Some(_), Some(_)) => None,
+        (Some(_), None) => {
+            return Err(Error::Invalid(format!(
+                "{ident} is at {location} but the lake's warehouse is local: orphan removal \
+                 needs the lake configured for that bucket"
+            )))
+        }
+        (None, _) => Some(local_path(location).ok_or_else(|| {
+            Error::Invalid(format!(
+                "{ident} is at {location}: orphan removal supports local and s3:// tables only"
+            ))
+        })?),
+    };
 
     let mut referenced: HashSet<PathBuf> = HashSet::new();
+    let mut referenced_s3: HashSet<String> = HashSet::new();
     let mut add = |p: &str| {
-        if let Some(path) = local_path(p) {
+        if let Some(key) = s3_location(p) {
+            referenced_s3.insert(key);
+        } else if let Some(path) = local_path(p) {
             referenced.insert(path);
         }
     };
@@ -86,16 +100,29 @@ pub async fn remove_orphans(
     let cutoff = SystemTime::now()
         .checked_sub(older_than)
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let dirs = [root.join("data"), root.join("metadata")];
-    let report = tokio::task::spawn_blocking(move || {
-        let mut report = OrphanReport::default();
-        for dir in dirs {
-            sweep(&dir, &referenced, cutoff, &mut report)?;
+    let report = match (root, remote, lake.s3()) {
+        (Some(root), _, _) => {
+            let dirs = [root.join("data"), root.join("metadata")];
+            tokio::task::spawn_blocking(move || {
+                let mut report = OrphanReport::default();
+                for dir in dirs {
+                    sweep(&dir, &referenced, cutoff, &mut report)?;
+                }
+                Ok::<_, Error>(report)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("orphan sweep task failed: {e}")))??
         }
-        Ok::<_, Error>(report)
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("orphan sweep task failed: {e}")))??;
+        (None, Some(root), Some(s3)) => {
+            let mut report = OrphanReport::default();
+            for dir in ["data", "metadata"] {
+                let prefix = format!("s3://{}/{dir}/", root.trim_end_matches('/'));
+                sweep_s3(s3, &table, &prefix, &referenced_s3, cutoff, &mut report).await?;
+            }
+            report
+        }
+        _ => return Err(Error::Internal("orphan removal: no storage".to_string())),
+    };
     tracing::info!(
         table = %ident,
         scanned = report.files_scanned,
@@ -153,6 +180,52 @@ fn sweep(
     Ok(())
 }
 
+/// Lists `prefix` on S3 and deletes old unreferenced objects (through the table's `FileIO`).
+async fn sweep_s3(
+    s3: &crate::s3::S3Storage,
+    table: &iceberg::table::Table,
+    prefix: &str,
+    referenced: &HashSet<String>,
+    cutoff: SystemTime,
+    report: &mut OrphanReport,
+) -> Result<()> {
+    let objects = s3
+        .list(prefix)
+        .await
+        .map_err(|e| Error::iceberg(format!("listing {prefix}"), e))?;
+    for object in objects {
+        report.files_scanned += 1;
+        let Some(key) = s3_location(&object.location) else {
+            continue;
+        };
+        if referenced.contains(&key) {
+            continue;
+        }
+        if object.last_modified > cutoff {
+            report.too_recent += 1;
+            continue;
+        }
+        table
+            .file_io()
+            .delete(&object.location)
+            .await
+            .map_err(|e| Error::iceberg(format!("deleting {}", object.location), e))?;
+        report.bytes_deleted += object.size;
+        report.deleted.push(object.location);
+    }
+    Ok(())
+}
+
+/// `bucket/key` of an `s3://` or `s3a://` location, with duplicate and trailing `/` removed;
+/// `None` for other schemes.
+fn s3_location(location: &str) -> Option<String> {
+    let rest = location
+        .strip_prefix("s3://")
+        .or_else(|| location.strip_prefix("s3a://"))?;
+    let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+    Some(parts.join("/"))
+}
+
 /// The local file system path of a table location or file path (`/abs/path`,
 /// `file:/abs/path` or `file:///abs/path`); `None` for other schemes.
 fn local_path(location: &str) -> Option<PathBuf> {
@@ -195,5 +268,12 @@ mod tests {
             PathBuf::from("/a/b/c")
         );
         assert!(local_path("s3://bucket/a").is_none());
+    }
+
+    #[test]
+    fn s3_locations() {
+        assert_eq!(s3_location("s3://b/a//c/").unwrap(), "b/a/c");
+        assert_eq!(s3_location("s3a://b/a/c").unwrap(), "b/a/c");
+        assert!(s3_location("/b/a").is_none());
     }
 }
