@@ -881,7 +881,11 @@ fn markdown(r: &Value) -> String {
         )
     });
     if let Some(note) = r["machine"]["note"].as_str() {
-        md.push_str(&format!("\nMachine: {} cores ({}); {note}.\n", r["machine"]["cpus"], r["machine"]["cpu"].as_str().unwrap_or("")));
+        md.push_str(&format!(
+            "\nMachine: {} cores ({}); {note}.\n",
+            r["machine"]["cpus"],
+            r["machine"]["cpu"].as_str().unwrap_or("")
+        ));
     }
     md.push_str("\nbench/README.md says how each figure is measured.\n");
     md
