@@ -327,12 +327,19 @@ impl Strata {
         .unwrap_or(Value::Null)
     }
 
-    fn stop(mut self) -> Result<()> {
+    fn stop(self) -> Result<()> {
+        drop(self);
+        Ok(())
+    }
+}
+
+/// Stops `strata serve` (SIGTERM, then wait) also when the run fails half-way.
+impl Drop for Strata {
+    fn drop(&mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let _ = self.child.wait();
-        Ok(())
     }
 }
 
