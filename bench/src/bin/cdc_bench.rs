@@ -76,6 +76,9 @@ struct Args {
     /// Where reports go.
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
+    /// A note on how this run was made, kept in the report (e.g. which strata build).
+    #[arg(long, env = "CDC_NOTE", default_value = "")]
+    note: String,
 }
 
 #[tokio::main]
@@ -90,7 +93,7 @@ async fn main() -> Result<()> {
     }
     let report = json!({
         "suite": "cdc",
-        "machine": machine("the database server, sysbench, strata serve and the ODS poller share the cores"),
+        "machine": machine(&format!("the database server, sysbench, strata serve and the ODS poller share the cores{}{}", if args.note.is_empty() { "" } else { "; " }, args.note)),
         "workload": {
             "sysbench": args.workload, "tables": args.tables, "table_size": args.table_size,
             "threads": args.threads, "seconds": args.seconds, "alone_seconds": args.alone_seconds,
@@ -324,12 +327,19 @@ impl Strata {
         .unwrap_or(Value::Null)
     }
 
-    fn stop(mut self) -> Result<()> {
+    fn stop(self) -> Result<()> {
+        drop(self);
+        Ok(())
+    }
+}
+
+/// Stops `strata serve` (SIGTERM, then wait) also when the run fails half-way.
+impl Drop for Strata {
+    fn drop(&mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let _ = self.child.wait();
-        Ok(())
     }
 }
 
@@ -877,6 +887,13 @@ fn markdown(r: &Value) -> String {
             yes(&e["meets"]["freshness_p99"])
         )
     });
+    if let Some(note) = r["machine"]["note"].as_str() {
+        md.push_str(&format!(
+            "\nMachine: {} cores ({}); {note}.\n",
+            r["machine"]["cpus"],
+            r["machine"]["cpu"].as_str().unwrap_or("")
+        ));
+    }
     md.push_str("\nbench/README.md says how each figure is measured.\n");
     md
 }

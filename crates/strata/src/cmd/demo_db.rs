@@ -78,7 +78,7 @@ impl Database {
                 for s in statements {
                     c.query_drop(s)
                         .await
-                        .with_context(|| format!("{}", s.chars().take(200).collect::<String>()))?;
+                        .with_context(|| s.chars().take(200).collect::<String>())?;
                 }
                 c.query_drop("COMMIT").await?;
             }
