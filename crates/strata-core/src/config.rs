@@ -982,6 +982,33 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closure signature
+    fn s3_lake_keys_from_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strata.toml");
+        std::fs::write(&path, "[lake]\nwarehouse = \"s3://env-bucket/wh\"\n").unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("STRATA_LAKE__S3_ENDPOINT", "http://10.9.8.7:9000");
+            let err = Config::load(&path).unwrap_err().to_string();
+            assert!(err.contains("not loopback"), "{err}");
+            jail.set_env("STRATA_LAKE__S3_ALLOW_HTTP", "true");
+            jail.set_env("AWS_REGION", "eu-central-1");
+            jail.set_env("AWS_ACCESS_KEY_ID", "AKIAJAIL");
+            jail.set_env("AWS_SECRET_ACCESS_KEY", "jailsecret");
+            let c = Config::load(&path).unwrap();
+            let s3 = c.lake_s3().unwrap().unwrap();
+            assert_eq!(s3.bucket, "env-bucket");
+            assert_eq!(s3.endpoint.as_deref(), Some("http://10.9.8.7:9000"));
+            assert_eq!(s3.region, "eu-central-1");
+            assert_eq!(s3.access_key_id.as_deref(), Some("AKIAJAIL"));
+            // A local warehouse has no S3 settings.
+            std::fs::write(&path, "[lake]\nwarehouse = \"lake\"\n").unwrap();
+            assert!(Config::load(&path).unwrap().lake_s3().unwrap().is_none());
+            Ok(())
+        });
+    }
+
+    #[test]
     fn sources_parse_and_validate() {
         let c = Config::from_toml(
             "[[sources]]\nname = \"app\"\nkind = \"mysql\"\nurl = \"mysql://cdc:secret@127.0.0.1:13306/app\"\ntables = [\"users\", \"posts\"]\ntargets = { posts = \"ods.ods_app_posts\" }\ncommit_interval = \"2s\"\nkeep_changelog = true\n",
