@@ -270,7 +270,23 @@ impl Lake {
         expected: &str,
         next: &str,
     ) -> Result<bool> {
-        let result = sqlx::query(
+        let result = self
+            .swap_query(ident, expected, next)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| Error::io(format!("committing {ident} to the catalog"), e))?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// The compare-and-swap of one table's metadata pointer: moves it from `expected` to
+    /// `next`, or changes no row when another writer moved it first.
+    fn swap_query<'q>(
+        &'q self,
+        ident: &TableIdent,
+        expected: &'q str,
+        next: &'q str,
+    ) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+        sqlx::query(
             "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
              WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? \
              AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL) AND metadata_location = ?",
@@ -279,12 +295,8 @@ impl Lake {
         .bind(expected)
         .bind(&self.catalog_name)
         .bind(ident.namespace().join("."))
-        .bind(ident.name())
+        .bind(ident.name().to_string())
         .bind(expected)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| Error::io(format!("committing {ident} to the catalog"), e))?;
-        Ok(result.rows_affected() == 1)
     }
 
     /// Several [`Lake::swap_pointer`]s in one SQLite transaction: all tables move, or none
@@ -297,20 +309,11 @@ impl Lake {
         let io = |e: sqlx::Error| Error::io("committing a multi-table transaction", e);
         let mut tx = self.pool.begin().await.map_err(io)?;
         for (ident, expected, next) in swaps {
-            let result = sqlx::query(
-                "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
-                 WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? \
-                 AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL) AND metadata_location = ?",
-            )
-            .bind(next)
-            .bind(expected)
-            .bind(&self.catalog_name)
-            .bind(ident.namespace().join("."))
-            .bind(ident.name())
-            .bind(expected)
-            .execute(&mut *tx)
-            .await
-            .map_err(io)?;
+            let result = self
+                .swap_query(ident, expected, next)
+                .execute(&mut *tx)
+                .await
+                .map_err(io)?;
             if result.rows_affected() != 1 {
                 tx.rollback().await.map_err(io)?;
                 return Ok(false);
