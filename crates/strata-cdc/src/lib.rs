@@ -4,10 +4,12 @@
 //!
 //! - `mysql/`: MariaDB and MySQL (row binlog)
 //! - `postgres/`: PostgreSQL (logical replication slot, pgoutput)
+//! - `batch.rs`: committed transactions collected into one durable bus append (shared)
 //! - `topic.rs`: reading back and appending to the `cdc.*` topics (shared by the sources)
 //! - `state.rs`: the source's durable progress file under `<data>/cdc/`
 //! - `verify.rs`: source vs ODS comparison (row count, per-row checksum, differing keys)
 
+pub mod batch;
 pub mod error;
 pub mod mysql;
 pub mod postgres;

@@ -2,12 +2,14 @@
 //! binlog stream from the position taken when the snapshot started. Every change becomes a
 //! [`CdcRecord::Change`] on `cdc.<source>.<table>` (one partition, source order).
 //!
-//! Exactly-once onto the bus: a transaction's changes are appended when its commit (XID)
-//! event arrives; the state file then moves its resume position to that boundary. After a
-//! crash the stream restarts at the saved boundary and drops every change whose position is
-//! at or before the last change its topic already holds.
+//! Exactly-once onto the bus: a transaction's changes are buffered when its commit (XID)
+//! event arrives and committed transactions go out together (`batch.rs`: at 8192 changes,
+//! 20 ms after the oldest, or when the binlog has nothing more for now); the resume position
+//! then moves to the last boundary flushed. After a crash the stream restarts at the saved
+//! boundary and drops every change whose position is at or before the last change its topic
+//! already holds.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +28,7 @@ use tokio::sync::watch;
 use super::decode::{decode, Origin};
 use super::schema::{load_table, SourceTable};
 use super::snapshot::{key_of, read_chunk};
+use crate::batch::Pending;
 use crate::error::{Error, Result};
 use crate::state::{self, BinlogPos, Phase, SourceState};
 use crate::topic::TopicTail;
@@ -309,12 +312,25 @@ impl MysqlSource {
             .collect();
         let mut current_file = state.resume.file.clone();
         let mut tx = Transaction::default();
+        let mut pending = Pending::default();
         let mut last_save = Instant::now();
         state.last_error = None;
         loop {
-            let next = tokio::select! {
-                next = stream.next() => next,
-                _ = shutdown.changed() => None,
+            // Committed transactions wait for company until the binlog pauses or they have
+            // waited long enough.
+            let next = match pending.deadline() {
+                None => tokio::select! {
+                    next = stream.next() => next,
+                    _ = shutdown.changed() => None,
+                },
+                Some(deadline) => tokio::select! {
+                    biased;
+                    next = stream.next() => next,
+                    _ = tokio::time::sleep_until(deadline) => {
+                        pending.flush(self.log.as_ref(), &self.config.name, state).await?;
+                        continue;
+                    }
+                },
             };
             let event = match next {
                 None => break,
@@ -363,10 +379,11 @@ impl MysqlSource {
                 // the next file, between transactions.
                 EventData::RotateEvent(r) if log_pos != 0 && !r.is_fake() => {
                     current_file = binlog_file_name(&r.name());
-                    state.resume = BinlogPos {
+                    let next_file = BinlogPos {
                         file: current_file.clone(),
                         pos: r.position(),
                     };
+                    pending.pass(next_file, state);
                 }
                 EventData::GtidEvent(g) => {
                     tx.gtid = Some(format!("{}:{}", uuid_text(&g.sid()), g.gno()));
@@ -381,16 +398,21 @@ impl MysqlSource {
                         tx.ts = header.timestamp() as i64 * 1_000_000;
                     } else {
                         // COMMIT of a non-transactional engine, or DDL: a boundary.
-                        self.commit_tx(&mut tx, None, state, &current_file, log_pos)
-                            .await?;
+                        self.commit_tx(&mut tx, None, &mut pending, state, &current_file, log_pos);
                         if !query.eq_ignore_ascii_case("COMMIT") {
                             tracing::info!(source = %self.config.name, query = %query, "ddl in the binlog (schema changes are not applied yet)");
                         }
                     }
                 }
                 EventData::XidEvent(x) => {
-                    self.commit_tx(&mut tx, Some(x.xid), state, &current_file, log_pos)
-                        .await?;
+                    self.commit_tx(
+                        &mut tx,
+                        Some(x.xid),
+                        &mut pending,
+                        state,
+                        &current_file,
+                        log_pos,
+                    );
                 }
                 EventData::RowsEvent(rows) => {
                     let Some(tme) = stream.get_tme(rows.table_id()) else {
@@ -455,63 +477,70 @@ impl MysqlSource {
                         ));
                     }
                     if tx.changes.len() >= MAX_TX_BUFFER {
-                        self.flush_tx(&mut tx, None).await?;
+                        // A huge transaction goes out in parts; the resume position stays
+                        // at its start.
+                        pending.add(self.records(&mut tx, None), None);
+                        pending
+                            .flush(self.log.as_ref(), &self.config.name, state)
+                            .await?;
                     }
                 }
                 _ => {}
+            }
+            if pending.due() {
+                pending
+                    .flush(self.log.as_ref(), &self.config.name, state)
+                    .await?;
             }
             if last_save.elapsed() >= STATE_SAVE_INTERVAL {
                 state::save(&self.state_path, state)?;
                 last_save = Instant::now();
             }
         }
-        // Shutdown: whatever is buffered belongs to an unfinished transaction and is re-read
-        // from `resume` on the next start.
+        // Shutdown: committed transactions go out; the unfinished one is re-read from
+        // `resume` on the next start.
+        pending
+            .flush(self.log.as_ref(), &self.config.name, state)
+            .await?;
         state::save(&self.state_path, state)?;
         let _ = stream.close().await;
         tracing::info!(source = %self.config.name, position = %state.resume, "cdc source stopped");
         Ok(())
     }
 
-    async fn commit_tx(
+    /// The transaction's commit reached at `file:log_pos`: its changes join the pending
+    /// flush with that boundary.
+    fn commit_tx(
         &self,
         tx: &mut Transaction,
         xid: Option<u64>,
+        pending: &mut Pending,
         state: &mut SourceState,
         file: &str,
         log_pos: u64,
-    ) -> Result<()> {
-        let n = tx.changes.len() as u64;
-        if let Some(last) = tx.changes.last() {
-            state.last_commit_ts = Some(last.1.commit_ts);
-        }
-        self.flush_tx(tx, xid).await?;
-        state.changes += n;
-        state.resume = BinlogPos {
+    ) {
+        let boundary = BinlogPos {
             file: file.to_string(),
             pos: log_pos,
         };
+        if tx.changes.is_empty() {
+            pending.pass(boundary, state);
+        } else {
+            pending.add(self.records(tx, xid), Some(boundary));
+        }
         *tx = Transaction::default();
-        metrics::counter!("strata_cdc_changes_total", "source" => self.config.name.clone())
-            .increment(n);
-        Ok(())
     }
 
-    /// Appends the buffered changes, per topic, in order.
-    async fn flush_tx(&self, tx: &mut Transaction, xid: Option<u64>) -> Result<()> {
+    /// Takes the buffered changes of `tx` as `(topic, change)` with the transaction id.
+    fn records(&self, tx: &mut Transaction, xid: Option<u64>) -> Vec<(String, Change)> {
         let txid = tx.gtid.clone().or_else(|| xid.map(|x| format!("xid:{x}")));
-        let mut by_topic: BTreeMap<String, Vec<CdcRecord>> = BTreeMap::new();
-        for (table, mut change) in tx.changes.drain(..) {
-            change.txid = txid.clone();
-            by_topic
-                .entry(self.config.topic(&table))
-                .or_default()
-                .push(CdcRecord::Change(Box::new(change)));
-        }
-        for (topic, records) in by_topic {
-            self.append(&topic, records).await?;
-        }
-        Ok(())
+        tx.changes
+            .drain(..)
+            .map(|(table, mut change)| {
+                change.txid = txid.clone();
+                (self.config.topic(&table), change)
+            })
+            .collect()
     }
 }
 

@@ -13,7 +13,7 @@
 //! after the snapshot's rows; full row images applied latest-wins per key converge to the
 //! source (the MariaDB source's argument, ADR 0007).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +29,7 @@ use super::decode::image;
 use super::pgoutput::{self, lsn_key, lsn_text, parse_lsn, Message, OldTuple};
 use super::schema::{load_table, quote_ident, SourceTable};
 use super::snapshot::{key_of, read_chunk};
+use crate::batch::Pending;
 use crate::error::{Error, Result};
 use crate::state::{self, BinlogPos, Phase, SourceState};
 use crate::topic::{self, TopicTail};
@@ -36,7 +37,7 @@ use crate::topic::{self, TopicTail};
 /// Changes asked for per peek (the server returns whole transactions, so it may be more).
 const PEEK_CHANGES: i32 = 10_000;
 /// Wait between peeks when the slot had nothing new.
-const POLL_INTERVAL: Duration = Duration::from_millis(200);
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How often the state file is rewritten while streaming without changes.
 const STATE_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 /// A configured PostgreSQL source.
@@ -450,6 +451,7 @@ impl PostgresSource {
                 .map_err(|e| self.peek_err(state, e))?;
             let n = rows.len();
             let mut tx = Transaction::default();
+            let mut pending = Pending::default();
             let mut end: Option<u64> = None;
             for row in &rows {
                 let data: &[u8] = row
@@ -476,9 +478,14 @@ impl PostgresSource {
                         }
                     }
                     Message::Commit { end_lsn, .. } => {
-                        self.commit_tx(&mut tx, tables, &mut skip_until, state)
-                            .await?;
-                        state.resume = pos_of(end_lsn);
+                        self.commit_tx(
+                            &mut tx,
+                            tables,
+                            &mut skip_until,
+                            &mut pending,
+                            state,
+                            end_lsn,
+                        );
                         end = Some(end_lsn);
                     }
                     Message::Relation(rel) => {
@@ -563,8 +570,12 @@ impl PostgresSource {
                     Message::Origin | Message::Type | Message::Message => {}
                 }
             }
-            // Confirm what is now on the bus; with nothing new, everything committed before
-            // `before` was decoded and held none of our changes.
+            // Every transaction of this peek goes to the bus in one flush; then confirm what
+            // is now on the bus. With nothing new, everything committed before `before` was
+            // decoded and held none of our changes.
+            pending
+                .flush(self.log.as_ref(), &self.config.name, state)
+                .await?;
             let target = match end {
                 Some(e) => Some(e),
                 None if n == 0 => Some(before),
@@ -635,18 +646,19 @@ impl PostgresSource {
         Ok(())
     }
 
-    /// Appends the transaction's changes (minus those the topics already hold), per topic in
-    /// order.
-    async fn commit_tx(
+    /// The transaction's commit: its changes (minus those the topics already hold) join the
+    /// pending flush, which then resumes after `end_lsn`.
+    fn commit_tx(
         &self,
         tx: &mut Transaction,
         tables: &[SourceTable],
         skip_until: &mut HashMap<usize, SourcePosition>,
+        pending: &mut Pending,
         state: &mut SourceState,
-    ) -> Result<()> {
-        let mut by_topic: BTreeMap<usize, Vec<CdcRecord>> = BTreeMap::new();
+        end_lsn: u64,
+    ) {
         let txid = format!("xid:{}", tx.xid);
-        let mut n = 0u64;
+        let mut records = Vec::with_capacity(tx.changes.len());
         for (i, (table, mut change)) in tx.changes.drain(..).enumerate() {
             change.position = SourcePosition {
                 file: lsn_key(tx.commit_lsn),
@@ -662,23 +674,13 @@ impl PostgresSource {
                 }
                 skip_until.remove(&table);
             }
-            n += 1;
-            by_topic
-                .entry(table)
-                .or_default()
-                .push(CdcRecord::Change(Box::new(change)));
+            records.push((self.config.topic(tables[table].name()), change));
         }
-        for (table, records) in by_topic {
-            let topic = self.config.topic(tables[table].name());
-            topic::append(self.log.as_ref(), &topic, records).await?;
+        if records.is_empty() {
+            pending.pass(pos_of(end_lsn), state);
+        } else {
+            pending.add(records, Some(pos_of(end_lsn)));
         }
-        if n > 0 {
-            state.last_commit_ts = Some(tx.commit_ts);
-        }
-        state.changes += n;
-        metrics::counter!("strata_cdc_changes_total", "source" => self.config.name.clone())
-            .increment(n);
-        Ok(())
     }
 }
 
