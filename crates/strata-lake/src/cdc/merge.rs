@@ -40,8 +40,12 @@ use crate::write::write_rows;
 const READ_MAX_RECORDS: usize = 8192;
 /// Buffered changes per table that force a commit before the interval ends.
 const MAX_BUFFERED: usize = 200_000;
-/// Idle poll interval.
-const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// Longest wait for new records when nothing is buffered.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// Wait between looks for a topic that does not exist yet.
+const TOPIC_WAIT: Duration = Duration::from_millis(100);
+/// Pause before a table retries after a retryable failure.
+const RETRY_WAIT: Duration = Duration::from_millis(500);
 
 /// One source table the merger keeps in its ODS table.
 #[derive(Debug, Clone)]
@@ -89,8 +93,8 @@ struct TableState {
     schema: Option<TableSchema>,
     buffer: Vec<(u64, Change)>,
     last_commit: Instant,
-    /// Set when the table stopped with an error; the other tables go on.
-    failed: Option<String>,
+    /// The ODS table's primary key (empty: append-only), read once it exists.
+    key: Option<Vec<String>>,
 }
 
 /// Applies CDC topics to ODS tables.
@@ -110,47 +114,75 @@ impl CdcMerger {
     }
 
     /// Runs until `shutdown` turns true, then applies everything already on the bus and
-    /// returns.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
-        let mut states = Vec::new();
-        for spec in &self.tables {
-            states.push(self.start(spec.clone()).await?);
+    /// returns. Each table runs as its own task, so tables commit concurrently and one slow
+    /// or stopped table does not hold the others back.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> Result<()> {
+        let merger = Arc::new(self);
+        let mut tasks = tokio::task::JoinSet::new();
+        for spec in merger.tables.clone() {
+            let merger = merger.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { merger.run_table(spec, shutdown).await });
         }
-        tracing::info!(tables = states.len(), "cdc merger started");
-        let mut stopping = false;
-        loop {
-            if !stopping && *shutdown.borrow() {
-                stopping = true;
-            }
-            let mut got = 0;
-            for st in states.iter_mut() {
-                if st.failed.is_some() {
-                    continue;
-                }
-                match self.step(st, stopping).await {
-                    Ok(n) => got += n,
-                    Err(e) if e.retryable() => {
-                        tracing::warn!(table = %st.spec.target, error = %e, "cdc merge failed, retrying from the committed position");
-                        *st = self.start(st.spec.clone()).await?;
-                    }
-                    Err(e) => {
-                        tracing::error!(table = %st.spec.target, error = %e, "cdc table stopped");
-                        st.failed = Some(e.to_string());
-                    }
-                }
-            }
-            if stopping && got == 0 {
-                break;
-            }
-            if got == 0 {
-                tokio::select! {
-                    _ = tokio::time::sleep(IDLE_WAIT) => {}
-                    _ = shutdown.changed() => { stopping = true; }
-                }
+        tracing::info!(tables = merger.tables.len(), "cdc merger started");
+        // The first error ends the merger; dropping the set aborts the other tables, whose
+        // committed positions make that safe.
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(e) => return Err(Error::Internal(format!("cdc merger task: {e}"))),
             }
         }
         tracing::info!("cdc merger stopped");
         Ok(())
+    }
+
+    /// One table's loop: read, buffer, commit every `commit_interval`; after shutdown, apply
+    /// what is on the bus and return.
+    async fn run_table(&self, spec: CdcTable, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        let mut st = self.start(spec).await?;
+        let mut stopping = *shutdown.borrow();
+        loop {
+            let got = match self.step(&mut st, stopping).await {
+                Ok(n) => n,
+                Err(e) if e.retryable() => {
+                    tracing::warn!(table = %st.spec.target, error = %e, "cdc merge failed, retrying from the committed position");
+                    tokio::time::sleep(RETRY_WAIT).await;
+                    st = self.start(st.spec.clone()).await?;
+                    continue;
+                }
+                Err(e) => {
+                    // The other tables go on.
+                    tracing::error!(table = %st.spec.target, error = %e, "cdc table stopped");
+                    return Ok(());
+                }
+            };
+            if stopping && got == 0 {
+                return Ok(());
+            }
+            if got == 0 && !stopping {
+                // Wake for the next record, for the commit falling due, or for shutdown.
+                let wait = if st.buffer.is_empty() {
+                    IDLE_WAIT
+                } else {
+                    st.spec
+                        .commit_interval
+                        .saturating_sub(st.last_commit.elapsed())
+                        .max(Duration::from_millis(1))
+                };
+                tokio::select! {
+                    r = self.log.wait_for(&st.spec.topic, 0, st.next, wait) => {
+                        if r.is_err() {
+                            // No topic yet (the source has not started) or a bus hiccup.
+                            tokio::time::sleep(wait.min(TOPIC_WAIT)).await;
+                        }
+                    }
+                    _ = shutdown.changed() => {}
+                }
+                stopping = *shutdown.borrow();
+            }
+        }
     }
 
     async fn start(&self, spec: CdcTable) -> Result<TableState> {
@@ -172,7 +204,7 @@ impl CdcMerger {
             schema: None,
             buffer: Vec::new(),
             last_commit: Instant::now(),
-            failed: None,
+            key: None,
         })
     }
 
@@ -323,7 +355,14 @@ impl CdcMerger {
             .iter()
             .filter(|(o, _)| *o >= target_from)
             .collect();
-        let key = self.primary_key(&st.spec.target).await?;
+        let key = match &st.key {
+            Some(k) => k.clone(),
+            None => {
+                let k = self.primary_key(&st.spec.target).await?;
+                st.key = Some(k.clone());
+                k
+            }
+        };
         let n = changes.len();
         if !changes.is_empty() || target_from < end {
             if key.is_empty() {

@@ -117,8 +117,9 @@ pub async fn read_position_delete_file(
     Ok(out)
 }
 
-/// Reads the live rows of one data file with `_file` and `_pos` appended (schema
-/// [`located_schema`]).
+/// Reads the live rows of one data file with `_file` and `_pos` appended: the columns of
+/// `schema`, which is [`located_schema`] or a projection of it that keeps `_file` and `_pos`
+/// last (unread columns are never decoded).
 pub async fn read_located(
     table: &Table,
     file: &LiveFile,
@@ -127,7 +128,27 @@ pub async fn read_located(
 ) -> Result<Vec<RecordBatch>> {
     let metadata = table.metadata();
     let current = metadata.current_schema().clone();
-    let field_ids = current.as_struct().fields().iter().map(|f| f.id).collect();
+    // The columns `schema` asks for (a located schema, possibly projected), by field id. With
+    // none asked for (only `_file` / `_pos`), the first column is read to count the rows.
+    let wanted: Vec<&Field> = schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref())
+        .filter(|f| f.name() != FILE_COLUMN && f.name() != POS_COLUMN)
+        .collect();
+    let mut field_ids = Vec::with_capacity(wanted.len().max(1));
+    for f in &wanted {
+        let field = current.field_by_name(f.name()).ok_or_else(|| {
+            Error::Internal(format!("{} has no column {}", table.identifier(), f.name()))
+        })?;
+        field_ids.push(field.id);
+    }
+    let counting_only = field_ids.is_empty();
+    if counting_only {
+        if let Some(first) = current.as_struct().fields().first() {
+            field_ids.push(first.id);
+        }
+    }
     let spec = metadata.partition_spec_by_id(file.spec_id).cloned();
     let task = FileScanTask::builder()
         .with_file_size_in_bytes(file.file.file_size_in_bytes())
@@ -157,12 +178,16 @@ pub async fn read_located(
     let mut pos: i64 = 0;
     for batch in batches {
         let n = batch.num_rows();
-        let mut columns: Vec<ArrayRef> = batch
-            .columns()
-            .iter()
-            .zip(schema.fields().iter())
-            .map(|(c, f)| plain_column(c, f.data_type()))
-            .collect::<Result<_>>()?;
+        let mut columns: Vec<ArrayRef> = if counting_only {
+            Vec::new()
+        } else {
+            batch
+                .columns()
+                .iter()
+                .zip(wanted.iter())
+                .map(|(c, f)| plain_column(c, f.data_type()))
+                .collect::<Result<_>>()?
+        };
         columns.push(Arc::new(DictionaryArray::<Int32Type>::new(
             Int32Array::from(vec![0; n]),
             Arc::new(StringArray::from(vec![file.path()])),

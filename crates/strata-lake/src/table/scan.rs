@@ -103,6 +103,27 @@ impl TableProvider for LocatedTable {
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let files = self.prune(state, filters)?;
+        // Only the columns the query uses are read: the data columns it projects, plus
+        // `_file` / `_pos` (which the reader always produces), then cut to the projection.
+        let (read_schema, output) = match projection {
+            None => (self.schema.clone(), None),
+            Some(p) => {
+                let n = self.schema.fields().len() - 2;
+                let mut read: Vec<usize> = p.iter().copied().filter(|i| *i < n).collect();
+                read.sort_unstable();
+                read.dedup();
+                read.extend([n, n + 1]);
+                let output: Vec<usize> = p
+                    .iter()
+                    .map(|i| read.iter().position(|r| r == i).unwrap_or_default())
+                    .collect();
+                (Arc::new(self.schema.project(&read)?), Some(output))
+            }
+        };
+        let output_schema = match &output {
+            Some(o) => Arc::new(read_schema.project(o)?),
+            None => read_schema.clone(),
+        };
         let lanes = state.config().target_partitions().max(1);
         let mut groups: Vec<Vec<LiveFile>> = vec![Vec::new(); lanes.min(files.len()).max(1)];
         let n = groups.len();
@@ -116,22 +137,27 @@ impl TableProvider for LocatedTable {
                     table: self.table.clone(),
                     files,
                     deletes: self.deletes.clone(),
-                    schema: self.schema.clone(),
+                    read_schema: read_schema.clone(),
+                    output: output.clone(),
+                    schema: output_schema.clone(),
                 }) as Arc<dyn PartitionStream>
             })
             .collect();
-        StreamingTable::try_new(self.schema.clone(), partitions)?
-            .scan(state, projection, &[], limit)
+        StreamingTable::try_new(output_schema, partitions)?
+            .scan(state, None, &[], limit)
             .await
     }
 }
 
-/// Some data files, read one after the other.
+/// Some data files, read one after the other: the columns of `read_schema`, then cut to
+/// `output` (indices into it; None: all).
 #[derive(Debug)]
 struct FileGroup {
     table: Table,
     files: Vec<LiveFile>,
     deletes: Arc<HashMap<String, HashSet<i64>>>,
+    read_schema: SchemaRef,
+    output: Option<Vec<usize>>,
     schema: SchemaRef,
 }
 
@@ -143,17 +169,26 @@ impl PartitionStream for FileGroup {
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let table = self.table.clone();
         let deletes = self.deletes.clone();
-        let schema = self.schema.clone();
+        let schema = self.read_schema.clone();
+        let output = self.output.clone();
         let files = self.files.clone();
         let stream = futures::stream::iter(files)
             .then(move |file| {
                 let table = table.clone();
                 let deletes = deletes.clone();
                 let schema = schema.clone();
+                let output = output.clone();
                 async move {
-                    read_located(&table, &file, deletes.get(file.path()), &schema)
+                    let batches = read_located(&table, &file, deletes.get(file.path()), &schema)
                         .await
-                        .map_err(|e| DataFusionError::External(Box::new(e)))
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    match output {
+                        None => Ok(batches),
+                        Some(o) => batches
+                            .iter()
+                            .map(|b| b.project(&o).map_err(DataFusionError::from))
+                            .collect(),
+                    }
                 }
             })
             .flat_map(|r: DFResult<Vec<_>>| match r {
