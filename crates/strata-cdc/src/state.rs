@@ -8,7 +8,6 @@
 //! crash are idempotent upserts for the merger.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -135,22 +134,9 @@ pub fn load(path: &Path) -> Result<Option<SourceState>> {
 pub fn save(path: &Path, state: &mut SourceState) -> Result<()> {
     state.updated_ms = chrono::Utc::now().timestamp_millis();
     state.measure_rate(state.updated_ms);
-    let ctx = || format!("writing {}", path.display());
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(ctx(), e))?;
-    }
-    let tmp = path.with_extension("json.tmp");
     let bytes = serde_json::to_vec_pretty(state).map_err(|e| Error::Internal(e.to_string()))?;
-    let mut file = std::fs::File::create(&tmp).map_err(|e| Error::io(ctx(), e))?;
-    file.write_all(&bytes).map_err(|e| Error::io(ctx(), e))?;
-    file.sync_all().map_err(|e| Error::io(ctx(), e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(ctx(), e))?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    strata_core::fsutil::replace_file(path, &bytes)
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The app registry: each app (a source of events) has a name, a write key and an optional
-//! signing secret. Stored as `<data>/apps.json`, written atomically (temp file + rename) so a
+//! signing secret. Stored as `<data>/apps.json`, written atomically (`fsutil::replace_file`) so a
 //! running collector that reloads it never sees half a file.
 
 use std::path::Path;
@@ -36,18 +36,10 @@ impl Apps {
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        }
-        let tmp = path.with_extension("json.tmp");
         let body = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::Internal(format!("serializing apps: {e}")))?;
-        std::fs::write(&tmp, body)
-            .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
-        std::fs::rename(&tmp, path)
-            .map_err(|e| Error::io(format!("replacing {}", path.display()), e))?;
-        Ok(())
+        crate::fsutil::replace_file(path, &body)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
     }
 
     /// Adds an app; refuses a duplicate name or write key.

@@ -8,6 +8,7 @@ pub mod cron;
 pub mod error;
 pub mod event;
 mod event_codec;
+pub mod fsutil;
 pub mod s3;
 pub mod time;
 

@@ -1,6 +1,6 @@
 //! Bearer tokens of the REST catalog: `<data>/catalog_tokens.json`, one entry per token with
 //! its name and the SHA-256 of the token (the token itself is printed once by
-//! `strata tokens create` and never stored). Written atomically (temp file + rename) so a
+//! `strata tokens create` and never stored). Written atomically (`strata_core::fsutil::replace_file`) so a
 //! running server that reads it never sees half a file.
 
 use std::path::Path;
@@ -50,18 +50,10 @@ impl Tokens {
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        }
-        let tmp = path.with_extension("json.tmp");
         let body = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::Internal(format!("serializing tokens: {e}")))?;
-        std::fs::write(&tmp, body)
-            .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
-        std::fs::rename(&tmp, path)
-            .map_err(|e| Error::io(format!("replacing {}", path.display()), e))?;
-        Ok(())
+        strata_core::fsutil::replace_file(path, &body)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
     }
 
     /// Makes a token named `name` and returns it (only its hash is kept). Refuses an empty or

@@ -8,7 +8,7 @@
 //! with [`Error::Conflict`] and nothing is visible; the caller re-plans against the new
 //! snapshot (see [`crate::table::retry_conflicts`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 
 use iceberg::spec::{
@@ -21,7 +21,14 @@ use iceberg::MetadataLocation;
 
 use crate::error::{Error, Result};
 use crate::lake::Lake;
-use crate::table::files::TableFiles;
+use crate::table::files::{LiveManifest, TableFiles};
+
+/// Untouched small manifests of one kind that make a commit merge them (Iceberg's
+/// `commit.manifest.min-count-to-merge` default).
+const MERGE_MIN_COUNT: usize = 100;
+/// Manifests smaller than this are merged, into manifests of up to this size (Iceberg's
+/// `commit.manifest.target-size-bytes` default).
+const MERGE_TARGET_BYTES: u64 = 8 << 20;
 
 /// What a new snapshot changes.
 #[derive(Clone, Debug)]
@@ -103,6 +110,8 @@ pub async fn commit_change(
 
     let mut manifests: Vec<ManifestFile> = Vec::new();
     let mut totals = Totals::default();
+    // Untouched small manifests per (content, spec), merged below once there are many.
+    let mut small: BTreeMap<(bool, i32), Vec<&LiveManifest>> = BTreeMap::new();
     for m in &files.manifests {
         let touched = m.live.iter().any(|f| change.removed.contains(f.path()));
         if !touched {
@@ -111,7 +120,15 @@ pub async fn commit_change(
                 manifests.push(m.manifest.clone());
             } else if !m.live.is_empty() {
                 m.live.iter().for_each(|f| totals.count(&f.file));
-                manifests.push(m.manifest.clone());
+                if (m.manifest.manifest_length as u64) < MERGE_TARGET_BYTES {
+                    let content = m.manifest.content == ManifestContentType::Data;
+                    small
+                        .entry((content, m.manifest.partition_spec_id))
+                        .or_default()
+                        .push(m);
+                } else {
+                    manifests.push(m.manifest.clone());
+                }
             }
             continue;
         }
@@ -165,6 +182,72 @@ pub async fn commit_change(
                 .map_err(|e| io_err("writing a manifest", e))?,
         );
     }
+    // Every commit adds a manifest or two; without merging, a table committing every second
+    // (the CDC merger) would list thousands and every reader would open them all. Like
+    // Iceberg's `commit.manifest-merge.enabled`: at MERGE_MIN_COUNT small manifests of one
+    // kind, their live entries are rewritten as existing entries into manifests of up to
+    // MERGE_TARGET_BYTES.
+    for ((is_data, spec_id), group) in small {
+        if group.len() < MERGE_MIN_COUNT {
+            manifests.extend(group.iter().map(|m| m.manifest.clone()));
+            continue;
+        }
+        let spec = metadata.partition_spec_by_id(spec_id).ok_or_else(|| {
+            Error::Internal(format!(
+                "{ident}: manifest has unknown partition spec {spec_id}"
+            ))
+        })?;
+        let mut bins: Vec<Vec<&LiveManifest>> = vec![Vec::new()];
+        let mut bin_bytes = 0u64;
+        for m in group {
+            let len = m.manifest.manifest_length as u64;
+            if bin_bytes + len > MERGE_TARGET_BYTES && !bins.last().is_some_and(Vec::is_empty) {
+                bins.push(Vec::new());
+                bin_bytes = 0;
+            }
+            bin_bytes += len;
+            if let Some(bin) = bins.last_mut() {
+                bin.push(m);
+            }
+        }
+        for bin in bins {
+            if bin.len() == 1 {
+                manifests.push(bin[0].manifest.clone());
+                continue;
+            }
+            let output = file_io
+                .new_output(next_manifest())
+                .map_err(|e| io_err("creating a manifest", e))?;
+            let builder = ManifestWriterBuilder::new(
+                output,
+                Some(snapshot_id),
+                schema.clone(),
+                spec.as_ref().clone(),
+            );
+            let mut writer = if is_data {
+                builder.build_v2_data()
+            } else {
+                builder.build_v2_deletes()
+            };
+            for f in bin.iter().flat_map(|m| m.live.iter()) {
+                writer
+                    .add_existing_file(
+                        f.file.clone(),
+                        f.snapshot_id,
+                        f.sequence_number,
+                        Some(f.file_sequence_number),
+                    )
+                    .map_err(|e| io_err("writing a merged manifest", e))?;
+            }
+            manifests.push(
+                writer
+                    .write_manifest_file()
+                    .await
+                    .map_err(|e| io_err("writing a merged manifest", e))?,
+            );
+        }
+    }
+
     let default_spec = metadata.default_partition_spec_id();
     let added_data = change.added_data.iter().map(|f| (default_spec, f));
     let added_deletes = change.added_deletes.iter().map(|(s, f)| (*s, f));

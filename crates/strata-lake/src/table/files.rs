@@ -7,7 +7,10 @@ use iceberg::spec::{
 };
 use iceberg::table::Table;
 
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
+use crate::table::cache;
 
 /// One live (added or existing) file of a manifest.
 #[derive(Clone, Debug)]
@@ -43,12 +46,27 @@ pub struct LiveManifest {
 impl LiveManifest {
     /// Reads `manifest`'s added and existing entries, with the snapshot id and sequence
     /// numbers they inherit from it.
+    /// A manifest parsed before comes from the process-wide cache (`cache.rs`).
     pub async fn load(table: &Table, manifest: ManifestFile) -> Result<LiveManifest> {
-        let loaded = manifest.load_manifest(table.file_io()).await.map_err(|e| {
-            Error::iceberg(format!("reading manifest {}", manifest.manifest_path), e)
-        })?;
-        let live = loaded
-            .entries()
+        let path = &manifest.manifest_path;
+        let entries = match cache::lookup(&cache::MANIFESTS, path) {
+            Some(entries) => entries,
+            None => {
+                let loaded = manifest
+                    .load_manifest(table.file_io())
+                    .await
+                    .map_err(|e| Error::iceberg(format!("reading manifest {path}"), e))?;
+                let entries = Arc::new(loaded.entries().to_vec());
+                cache::store(
+                    &cache::MANIFESTS,
+                    path,
+                    entries.clone(),
+                    entries.len() as u64,
+                );
+                entries
+            }
+        };
+        let live = entries
             .iter()
             .filter(|e| e.status() != ManifestStatus::Deleted)
             .map(|e| LiveFile {

@@ -3,6 +3,7 @@
 //! operations built on them ([`dml`]) and table maintenance ([`maintain`]: compaction,
 //! snapshot expiry, orphan removal, listings, the automatic compaction policy).
 
+mod cache;
 pub mod commit;
 pub mod create;
 pub mod dml;

@@ -23,6 +23,7 @@ use iceberg::table::Table;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::{Error, Result};
+use crate::table::cache;
 use crate::table::files::{LiveFile, TableFiles};
 
 /// Column with the data file path of each row.
@@ -70,8 +71,19 @@ pub async fn position_deletes(
             }
             DataContentType::Data => continue,
         }
-        for (path, positions) in read_position_delete_file(table, f).await? {
-            out.entry(path).or_default().extend(positions);
+        let file = match cache::lookup(&cache::DELETES, f.path()) {
+            Some(file) => file,
+            None => {
+                let file = Arc::new(read_position_delete_file(table, f).await?);
+                let weight = file.values().map(|p| p.len() as u64).sum();
+                cache::store(&cache::DELETES, f.path(), file.clone(), weight);
+                file
+            }
+        };
+        for (path, positions) in file.iter() {
+            out.entry(path.clone())
+                .or_default()
+                .extend(positions.iter().copied());
         }
     }
     Ok(out)

@@ -433,3 +433,52 @@ async fn partition_and_full_replacement_are_idempotent() {
         "id\n7\n"
     );
 }
+
+/// A table committing often keeps a short manifest list: at 100 untouched small manifests a
+/// row-level commit merges them, and the table reads the same through iceberg's scan.
+#[tokio::test]
+async fn many_small_manifests_are_merged_by_the_next_row_level_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = open_lake(dir.path()).await;
+    let ident = create_users(&lake, WriteMode::MergeOnRead).await;
+    for id in 0..105i64 {
+        table::append(&lake, &ident, vec![users(&[(id, "x", 1, (id % 2) as i32)])])
+            .await
+            .unwrap();
+    }
+    let manifests = |lake: Lake| {
+        let ident = ident.clone();
+        async move {
+            let table = lake.load_table(&ident).await.unwrap();
+            table::TableFiles::current(&table)
+                .await
+                .unwrap()
+                .manifests
+                .len()
+        }
+    };
+    assert_eq!(manifests(lake.clone()).await, 105);
+    let ctx = SessionContext::new();
+    let out = table::delete_where(&lake, &ctx, &ident, Some(col("id").eq(lit(0i64))))
+        .await
+        .unwrap();
+    assert_eq!(out.deleted, 1);
+    // The 105 append manifests became one, plus the new delete manifest.
+    assert_eq!(manifests(lake.clone()).await, 2);
+    assert_eq!(
+        rows(
+            &lake,
+            "SELECT count(*), sum(id), count(DISTINCT dt) FROM app.users"
+        )
+        .await,
+        format!(
+            "count(*),sum(app.users.id),count(DISTINCT app.users.dt)\n104,{},2\n",
+            (1..105).sum::<i64>()
+        )
+    );
+    // Row-level writes still find every file through the merged manifest.
+    let out = table::delete_where(&lake, &ctx, &ident, Some(col("id").lt(lit(10i64))))
+        .await
+        .unwrap();
+    assert_eq!(out.deleted, 9);
+}

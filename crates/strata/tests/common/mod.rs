@@ -390,6 +390,7 @@ pub fn lake_files(data: &Path) -> usize {
     walk(&data.join("lake"), &mut n);
     n
 }
+pub mod cdc;
 pub mod mariadb;
 
 /// A tansu broker for the Kafka-bus tests (shared with strata-bus-kafka's own tests).
