@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 
 use iceberg::spec::{
-    DataFile, FormatVersion, ManifestContentType, ManifestFile, ManifestListWriter,
+    DataFile, FormatVersion, ManifestContentType, ManifestFile, ManifestListWriter, ManifestWriter,
     ManifestWriterBuilder, Operation, Snapshot, Summary, TableMetadata, TableMetadataBuilder,
     MAIN_BRANCH,
 };
@@ -21,7 +21,7 @@ use iceberg::MetadataLocation;
 
 use crate::error::{Error, Result};
 use crate::lake::Lake;
-use crate::table::files::{LiveManifest, TableFiles};
+use crate::table::files::{LiveFile, LiveManifest, TableFiles};
 
 /// Untouched small manifests of one kind that make a commit merge them (Iceberg's
 /// `commit.manifest.min-count-to-merge` default).
@@ -107,6 +107,18 @@ pub async fn commit_change(
         format!("{meta_dir}/{commit_id}-m{manifest_no}.avro")
     };
     let io_err = |what: &str, e| Error::iceberg(format!("{what} for {ident}"), e);
+    // A writer for the next manifest of this commit.
+    let mut new_writer = |spec: &iceberg::spec::PartitionSpec, content: ManifestContentType| {
+        let output = file_io
+            .new_output(next_manifest())
+            .map_err(|e| io_err("creating a manifest", e))?;
+        let builder =
+            ManifestWriterBuilder::new(output, Some(snapshot_id), schema.clone(), spec.clone());
+        Ok::<_, Error>(match content {
+            ManifestContentType::Data => builder.build_v2_data(),
+            ManifestContentType::Deletes => builder.build_v2_deletes(),
+        })
+    };
 
     let mut manifests: Vec<ManifestFile> = Vec::new();
     let mut totals = Totals::default();
@@ -140,19 +152,7 @@ pub async fn commit_change(
                     m.manifest.manifest_path, m.manifest.partition_spec_id
                 ))
             })?;
-        let output = file_io
-            .new_output(next_manifest())
-            .map_err(|e| io_err("creating a manifest", e))?;
-        let builder = ManifestWriterBuilder::new(
-            output,
-            Some(snapshot_id),
-            schema.clone(),
-            spec.as_ref().clone(),
-        );
-        let mut writer = match m.manifest.content {
-            ManifestContentType::Data => builder.build_v2_data(),
-            ManifestContentType::Deletes => builder.build_v2_deletes(),
-        };
+        let mut writer = new_writer(spec.as_ref(), m.manifest.content)?;
         for f in &m.live {
             if change.removed.contains(f.path()) {
                 totals.removed(&f.file);
@@ -165,14 +165,7 @@ pub async fn commit_change(
                     .map_err(|e| io_err("writing a manifest", e))?;
             } else {
                 totals.count(&f.file);
-                writer
-                    .add_existing_file(
-                        f.file.clone(),
-                        f.snapshot_id,
-                        f.sequence_number,
-                        Some(f.file_sequence_number),
-                    )
-                    .map_err(|e| io_err("writing a manifest", e))?;
+                add_existing(&mut writer, f).map_err(|e| io_err("writing a manifest", e))?;
             }
         }
         manifests.push(
@@ -188,6 +181,11 @@ pub async fn commit_change(
     // kind, their live entries are rewritten as existing entries into manifests of up to
     // MERGE_TARGET_BYTES.
     for ((is_data, spec_id), group) in small {
+        let content = if is_data {
+            ManifestContentType::Data
+        } else {
+            ManifestContentType::Deletes
+        };
         if group.len() < MERGE_MIN_COUNT {
             manifests.extend(group.iter().map(|m| m.manifest.clone()));
             continue;
@@ -215,29 +213,9 @@ pub async fn commit_change(
                 manifests.push(bin[0].manifest.clone());
                 continue;
             }
-            let output = file_io
-                .new_output(next_manifest())
-                .map_err(|e| io_err("creating a manifest", e))?;
-            let builder = ManifestWriterBuilder::new(
-                output,
-                Some(snapshot_id),
-                schema.clone(),
-                spec.as_ref().clone(),
-            );
-            let mut writer = if is_data {
-                builder.build_v2_data()
-            } else {
-                builder.build_v2_deletes()
-            };
+            let mut writer = new_writer(spec.as_ref(), content)?;
             for f in bin.iter().flat_map(|m| m.live.iter()) {
-                writer
-                    .add_existing_file(
-                        f.file.clone(),
-                        f.snapshot_id,
-                        f.sequence_number,
-                        Some(f.file_sequence_number),
-                    )
-                    .map_err(|e| io_err("writing a merged manifest", e))?;
+                add_existing(&mut writer, f).map_err(|e| io_err("writing a merged manifest", e))?;
             }
             manifests.push(
                 writer
@@ -267,19 +245,7 @@ pub async fn commit_change(
             let spec = metadata.partition_spec_by_id(spec_id).ok_or_else(|| {
                 Error::Internal(format!("{ident}: added file has unknown spec {spec_id}"))
             })?;
-            let output = file_io
-                .new_output(next_manifest())
-                .map_err(|e| io_err("creating a manifest", e))?;
-            let builder = ManifestWriterBuilder::new(
-                output,
-                Some(snapshot_id),
-                schema.clone(),
-                spec.as_ref().clone(),
-            );
-            let mut writer = match content {
-                ManifestContentType::Data => builder.build_v2_data(),
-                ManifestContentType::Deletes => builder.build_v2_deletes(),
-            };
+            let mut writer = new_writer(spec.as_ref(), content)?;
             for f in group {
                 totals.added(f);
                 writer
@@ -340,6 +306,17 @@ pub async fn commit_change(
         .map_err(|e| io_err("building metadata", e))?
         .metadata;
     swap_metadata(lake, table, next).await
+}
+
+/// Carries a live file into a rewritten manifest with what it inherited (snapshot, sequence
+/// numbers).
+fn add_existing(writer: &mut ManifestWriter, f: &LiveFile) -> iceberg::Result<()> {
+    writer.add_existing_file(
+        f.file.clone(),
+        f.snapshot_id,
+        f.sequence_number,
+        Some(f.file_sequence_number),
+    )
 }
 
 /// Writes `next` as the table's next metadata file and swaps the catalog pointer from the
