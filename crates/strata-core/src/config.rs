@@ -187,68 +187,46 @@ impl SourceConfig {
                 self.name
             )));
         }
-        match self.kind {
-            SourceKind::Mysql => {
-                let Some(rest) = self.url.strip_prefix("mysql://") else {
-                    return bad(format!(
-                        "url must start with mysql:// (got {:?})",
-                        redact_url(&self.url)
-                    ));
-                };
-                let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-                let host = authority.rsplit('@').next().unwrap_or("");
-                if host.is_empty() {
-                    return bad("url has no host".to_string());
-                }
-                let db = path.split('?').next().unwrap_or("");
-                if db.is_empty() {
-                    return bad(format!(
-                        "url {} names no database (mysql://user:pass@host:port/DATABASE)",
-                        redact_url(&self.url)
-                    ));
-                }
+        let (schemes, scheme): (&[&str], &str) = match self.kind {
+            SourceKind::Mysql => (&["mysql://"], "mysql"),
+            SourceKind::Postgres => (&["postgres://", "postgresql://"], "postgres"),
+        };
+        let Some(rest) = schemes.iter().find_map(|p| self.url.strip_prefix(p)) else {
+            return bad(format!(
+                "url must start with {scheme}:// (got {:?})",
+                redact_url(&self.url)
+            ));
+        };
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let host = authority.rsplit('@').next().unwrap_or("");
+        if host.is_empty() {
+            return bad("url has no host".to_string());
+        }
+        let db = path.split('?').next().unwrap_or("");
+        if db.is_empty() {
+            return bad(format!(
+                "url {} names no database ({scheme}://user:pass@host:port/DATABASE)",
+                redact_url(&self.url)
+            ));
+        }
+        if self.kind == SourceKind::Postgres {
+            // Slot names: lowercase letters, digits and _ (the server's rule).
+            let slot = self.slot_name();
+            if slot.is_empty()
+                || slot.len() > 63
+                || !slot
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                return bad(format!(
+                    "slot {slot:?} must be 1-63 lowercase letters, digits or _"
+                ));
             }
-            SourceKind::Postgres => {
-                let rest = self
-                    .url
-                    .strip_prefix("postgres://")
-                    .or_else(|| self.url.strip_prefix("postgresql://"));
-                let Some(rest) = rest else {
-                    return bad(format!(
-                        "url must start with postgres:// (got {:?})",
-                        redact_url(&self.url)
-                    ));
-                };
-                let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-                let host = authority.rsplit('@').next().unwrap_or("");
-                if host.is_empty() {
-                    return bad("url has no host".to_string());
-                }
-                let db = path.split('?').next().unwrap_or("");
-                if db.is_empty() {
-                    return bad(format!(
-                        "url {} names no database (postgres://user:pass@host:port/DATABASE)",
-                        redact_url(&self.url)
-                    ));
-                }
-                // Slot names: lowercase letters, digits and _ (the server's rule).
-                let slot = self.slot_name();
-                if slot.is_empty()
-                    || slot.len() > 63
-                    || !slot
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-                {
-                    return bad(format!(
-                        "slot {slot:?} must be 1-63 lowercase letters, digits or _"
-                    ));
-                }
-                if !ident_ok(&self.publication_name()) {
-                    return bad(format!(
-                        "publication {:?} must be 1-64 letters, digits or _",
-                        self.publication_name()
-                    ));
-                }
+            if !ident_ok(&self.publication_name()) {
+                return bad(format!(
+                    "publication {:?} must be 1-64 letters, digits or _",
+                    self.publication_name()
+                ));
             }
         }
         if self.kind == SourceKind::Mysql && (self.slot.is_some() || self.publication.is_some()) {
