@@ -89,6 +89,16 @@ pub struct TableSchema {
     pub primary_key: Vec<String>,
 }
 
+impl TableSchema {
+    /// The key values of `row`, in key order (NULL for a key column the row lacks).
+    pub fn key_of(&self, row: &Row) -> Vec<Value> {
+        self.primary_key
+            .iter()
+            .map(|k| row.get(k).cloned().unwrap_or(Value::Null))
+            .collect()
+    }
+}
+
 /// What happened to a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {

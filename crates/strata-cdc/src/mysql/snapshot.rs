@@ -36,16 +36,6 @@ pub fn decode_row(table: &SourceTable, row: MyRow) -> Result<Row> {
     Ok(out)
 }
 
-/// The key values of `row`, in key order.
-pub fn key_of(table: &SourceTable, row: &Row) -> Vec<Value> {
-    table
-        .schema
-        .primary_key
-        .iter()
-        .map(|k| row.get(k).cloned().unwrap_or(Value::Null))
-        .collect()
-}
-
 /// Up to `limit` rows with a key greater than `after`, in key order. Tables without a
 /// primary key are read whole in one go (`limit` ignored).
 pub async fn read_chunk(

@@ -27,7 +27,7 @@ use tokio::sync::watch;
 
 use super::decode::{decode, Origin};
 use super::schema::{load_table, SourceTable};
-use super::snapshot::{key_of, read_chunk};
+use super::snapshot::read_chunk;
 use crate::batch::Pending;
 use crate::error::{Error, Result};
 use crate::state::{self, BinlogPos, Phase, SourceState};
@@ -220,7 +220,7 @@ impl MysqlSource {
                 .await
                 .map_err(|e| self.with_host(e))?;
                 let n = rows.len();
-                let last_key = rows.last().map(|r| key_of(table, r));
+                let last_key = rows.last().map(|r| table.schema.key_of(r));
                 let first_row = progress.rows;
                 let records: Vec<CdcRecord> = rows
                     .into_iter()

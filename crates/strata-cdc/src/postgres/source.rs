@@ -28,7 +28,7 @@ use super::config::Connect;
 use super::decode::image;
 use super::pgoutput::{self, lsn_key, lsn_text, parse_lsn, Message, OldTuple};
 use super::schema::{load_table, quote_ident, SourceTable};
-use super::snapshot::{key_of, read_chunk};
+use super::snapshot::read_chunk;
 use crate::batch::Pending;
 use crate::error::{Error, Result};
 use crate::state::{self, BinlogPos, Phase, SourceState};
@@ -353,7 +353,7 @@ impl PostgresSource {
                 .await
                 .map_err(|e| self.with_host(e))?;
                 let n = rows.len();
-                let last_key = rows.last().map(|r| key_of(table, r));
+                let last_key = rows.last().map(|r| table.schema.key_of(r));
                 let first_row = progress.rows;
                 let records: Vec<CdcRecord> = rows
                     .into_iter()
