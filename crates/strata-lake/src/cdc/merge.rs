@@ -161,7 +161,7 @@ impl CdcMerger {
             if stopping && got == 0 {
                 return Ok(());
             }
-            if got == 0 && !stopping {
+            if got == 0 {
                 // Wake for the next record, for the commit falling due, or for shutdown.
                 let wait = if st.buffer.is_empty() {
                     IDLE_WAIT

@@ -8,9 +8,10 @@
 //! cost of the ODS merger).
 //!
 //! The caches are bounded by weight (files listed, positions deleted) and drop the least
-//! recently used entries first. A cached value is what the file says; what a snapshot
-//! inherits from its manifest list entry (snapshot id, sequence numbers) is applied by the
-//! caller, so one cached manifest serves every snapshot.
+//! recently used entries first. A cached manifest's entries carry what they inherited from
+//! the manifest list entry that listed it when it was first read (iceberg's `load_manifest`
+//! applies the snapshot id and sequence numbers); those never change once the manifest is
+//! committed, so one cached manifest serves every snapshot that lists it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -96,8 +97,7 @@ impl<T> Cache<T> {
     }
 }
 
-/// A manifest's entries as its file holds them (status, data file, explicit snapshot id and
-/// sequence numbers, which may be absent and are then inherited).
+/// A manifest's entries, with the snapshot id and sequence numbers they inherit applied.
 pub(crate) type ManifestEntries = Vec<iceberg::spec::ManifestEntryRef>;
 
 pub(crate) static MANIFESTS: LazyLock<Mutex<Cache<ManifestEntries>>> =

@@ -1,13 +1,13 @@
 //! The live files of a snapshot, read from its manifest list and manifests, with the
 //! bookkeeping a new snapshot needs to carry them over (snapshot id and sequence numbers).
 
+use std::sync::Arc;
+
 use iceberg::spec::{
     DataContentType, DataFile, ManifestContentType, ManifestFile, ManifestList, ManifestStatus,
     Snapshot,
 };
 use iceberg::table::Table;
-
-use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::table::cache;
@@ -45,8 +45,7 @@ pub struct LiveManifest {
 
 impl LiveManifest {
     /// Reads `manifest`'s added and existing entries, with the snapshot id and sequence
-    /// numbers they inherit from it.
-    /// A manifest parsed before comes from the process-wide cache (`cache.rs`).
+    /// numbers they inherit from it. A manifest parsed before comes from the process-wide cache (`cache.rs`).
     pub async fn load(table: &Table, manifest: ManifestFile) -> Result<LiveManifest> {
         let path = &manifest.manifest_path;
         let entries = match cache::lookup(&cache::MANIFESTS, path) {
