@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use strata_bus::Log;
-use strata_core::cdc::{CdcRecord, Change};
+use strata_core::cdc::CdcRecord;
 
 use crate::error::Result;
 use crate::state::{BinlogPos, SourceState};
@@ -22,10 +22,12 @@ pub const MAX_PENDING: usize = 8192;
 /// Longest a committed transaction waits for company before it is flushed.
 pub const LINGER: Duration = Duration::from_millis(20);
 
-/// Changes waiting for one flush, by topic in source order.
+/// Records waiting for one flush, by topic in source order.
 #[derive(Default)]
 pub struct Pending {
     topics: BTreeMap<String, Vec<CdcRecord>>,
+    /// Buffered records of every kind, and the row changes among them.
+    records: usize,
     changes: usize,
     /// When the oldest buffered change arrived.
     since: Option<Instant>,
@@ -36,21 +38,22 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// Adds a transaction's changes, `(topic, change)` in source order. `boundary` is the
-    /// position after the transaction; `None` adds part of a transaction still going on (a
-    /// huge one flushed early), which moves no resume position.
+    /// Adds a transaction's records (changes, and the schema changes and truncates between
+    /// them), `(topic, record)` in source order. `boundary` is the position after the
+    /// transaction; `None` adds part of a transaction still going on (a huge one flushed
+    /// early), which moves no resume position.
     pub fn add(
         &mut self,
-        changes: impl IntoIterator<Item = (String, Change)>,
+        records: impl IntoIterator<Item = (String, CdcRecord)>,
         boundary: Option<BinlogPos>,
     ) {
-        for (topic, change) in changes {
-            self.last_commit_ts = Some(change.commit_ts);
-            self.topics
-                .entry(topic)
-                .or_default()
-                .push(CdcRecord::Change(Box::new(change)));
-            self.changes += 1;
+        for (topic, record) in records {
+            if let CdcRecord::Change(c) = &record {
+                self.last_commit_ts = Some(c.commit_ts);
+                self.changes += 1;
+            }
+            self.topics.entry(topic).or_default().push(record);
+            self.records += 1;
             self.since.get_or_insert_with(Instant::now);
         }
         if boundary.is_some() {
@@ -61,26 +64,26 @@ impl Pending {
     /// Moves the resume position to `boundary` (a transaction without our changes, a new binlog
     /// file): at once when nothing is buffered, else with the next flush.
     pub fn pass(&mut self, boundary: BinlogPos, state: &mut SourceState) {
-        if self.changes == 0 {
+        if self.records == 0 {
             state.resume = boundary;
         } else {
             self.resume = Some(boundary);
         }
     }
 
-    /// Buffered changes.
+    /// Buffered records.
     pub fn len(&self) -> usize {
-        self.changes
+        self.records
     }
 
     pub fn is_empty(&self) -> bool {
-        self.changes == 0
+        self.records == 0
     }
 
     /// Whether the buffer should go out now: it is full, or its oldest change has waited
     /// [`LINGER`].
     pub fn due(&self) -> bool {
-        self.changes >= MAX_PENDING || self.since.is_some_and(|s| s.elapsed() >= LINGER)
+        self.records >= MAX_PENDING || self.since.is_some_and(|s| s.elapsed() >= LINGER)
     }
 
     /// When the buffer must be flushed at the latest (None: nothing buffered).
@@ -89,7 +92,7 @@ impl Pending {
     }
 
     /// Appends everything buffered (durable on return), then moves `state`'s resume position
-    /// and counters. Returns how many changes went out.
+    /// and counters. Returns how many row changes went out.
     pub async fn flush(
         &mut self,
         log: &dyn Log,
@@ -102,6 +105,7 @@ impl Pending {
             .map(|(topic, records)| async move { topic::append(log, &topic, records).await });
         futures::future::try_join_all(appends).await?;
         let n = std::mem::take(&mut self.changes);
+        self.records = 0;
         self.since = None;
         if let Some(resume) = self.resume.take() {
             state.resume = resume;
@@ -121,10 +125,10 @@ mod tests {
     use super::*;
     use crate::state::Phase;
     use std::sync::Arc;
-    use strata_core::cdc::{Op, SourcePosition};
+    use strata_core::cdc::{Change, Op, SourcePosition};
 
-    fn change(pos: u64) -> Change {
-        Change {
+    fn change(pos: u64) -> CdcRecord {
+        CdcRecord::Change(Box::new(Change {
             op: Op::Create,
             before: None,
             after: None,
@@ -136,7 +140,7 @@ mod tests {
             },
             txid: None,
             commit_ts: pos as i64,
-        }
+        }))
     }
 
     fn at(pos: u64) -> BinlogPos {

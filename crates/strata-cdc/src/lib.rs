@@ -5,6 +5,7 @@
 //! - `mysql/`: MariaDB and MySQL (row binlog)
 //! - `postgres/`: PostgreSQL (logical replication slot, pgoutput)
 //! - `batch.rs`: committed transactions collected into one durable bus append (shared)
+//! - `snapshot.rs`: the chunked snapshot and per-table re-snapshots (shared)
 //! - `topic.rs`: reading back and appending to the `cdc.*` topics (shared by the sources)
 //! - `state.rs`: the source's durable progress file under `<data>/cdc/`
 //! - `verify.rs`: source vs ODS comparison (row count, per-row checksum, differing keys)
@@ -14,6 +15,7 @@ pub mod error;
 pub mod mysql;
 pub mod postgres;
 mod retry;
+mod snapshot;
 pub mod state;
 pub mod topic;
 pub mod verify;

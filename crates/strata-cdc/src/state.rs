@@ -35,6 +35,15 @@ pub struct TableSnapshot {
     pub last_key: Option<Vec<Value>>,
     pub rows: u64,
     pub done: bool,
+    /// Where this table's own re-snapshot started (`strata cdc resync`, or a table added to
+    /// the config later); None: the source's `snapshot_start`. A re-snapshot puts a truncate
+    /// on the topic before its first rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<BinlogPos>,
+    /// Why the source stopped streaming this table (e.g. a row shape it cannot decode): its
+    /// changes are passed over until it is re-snapshotted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +107,31 @@ impl SourceState {
         }
     }
 
+    /// Starts a re-snapshot of `table` at `start` (the current end of the change stream): its
+    /// progress and any error are cleared.
+    pub fn resnapshot(&mut self, table: &str, start: BinlogPos) {
+        self.tables.insert(
+            table.to_string(),
+            TableSnapshot {
+                start: Some(start),
+                ..TableSnapshot::default()
+            },
+        );
+    }
+
+    /// Whether `table` is being snapshotted (the source's snapshot, or its own re-snapshot).
+    pub fn snapshotting(&self, table: &str) -> bool {
+        match self.tables.get(table) {
+            Some(t) => !t.done,
+            None => self.phase == Phase::Snapshot,
+        }
+    }
+
+    /// The table's streaming error, if it stopped.
+    pub fn stopped(&self, table: &str) -> Option<&str> {
+        self.tables.get(table).and_then(|t| t.error.as_deref())
+    }
+
     /// Moves the change-rate window to `now_ms` when it is long enough.
     fn measure_rate(&mut self, now_ms: i64) {
         let elapsed = now_ms - self.rate_window_ms;
@@ -116,6 +150,48 @@ impl SourceState {
 /// `<data>/cdc/<source>.json`
 pub fn state_path(data_dir: &Path, source: &str) -> PathBuf {
     data_dir.join("cdc").join(format!("{source}.json"))
+}
+
+/// `<data>/cdc/<source>.resync.json`: tables `strata cdc resync` asked to re-snapshot, beside
+/// the state file it belongs to. The running source takes them within a second (or on its
+/// next start), records the re-snapshot in its state, then removes the file.
+pub fn resync_path(state_path: &Path) -> PathBuf {
+    state_path.with_extension("resync.json")
+}
+
+/// Asks for a re-snapshot of `table` (added to any request not yet taken).
+pub fn request_resync(state_path: &Path, table: &str) -> Result<()> {
+    let path = resync_path(state_path);
+    let mut tables = resync_requests(state_path)?;
+    if !tables.iter().any(|t| t == table) {
+        tables.push(table.to_string());
+    }
+    let bytes = serde_json::to_vec(&tables).map_err(|e| Error::Internal(e.to_string()))?;
+    strata_core::fsutil::replace_file(&path, &bytes)
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+/// The tables waiting for a re-snapshot (empty: none).
+pub fn resync_requests(state_path: &Path) -> Result<Vec<String>> {
+    let path = resync_path(state_path);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Io {
+            context: format!("reading {}", path.display()),
+            message: format!("bad resync request file: {e}"),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+    }
+}
+
+/// Removes the request file once its tables are in the saved state.
+pub fn clear_resync_requests(state_path: &Path) -> Result<()> {
+    let path = resync_path(state_path);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("removing {}", path.display()), e)),
+    }
 }
 
 pub fn load(path: &Path) -> Result<Option<SourceState>> {

@@ -65,6 +65,14 @@ pub async fn read_tail(log: &dyn Log, topic: &str) -> Result<TopicTail> {
                 Ok(CdcRecord::Change(c)) if tail.last_streamed.is_none() => {
                     tail.last_streamed = Some(c.position.clone())
                 }
+                // A re-snapshot starts with its truncate; a source TRUNCATE is streamed.
+                Ok(CdcRecord::Truncate(t)) if t.position.snapshot => {
+                    seen_snapshot = true;
+                    break;
+                }
+                Ok(CdcRecord::Truncate(t)) if tail.last_streamed.is_none() => {
+                    tail.last_streamed = Some(t.position.clone())
+                }
                 _ => {}
             }
         }

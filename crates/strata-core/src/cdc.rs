@@ -4,7 +4,8 @@
 //!
 //! Values are exact: integers keep their width and sign, decimals travel as strings with
 //! their scale, floats as their shortest round-trip text, bytes as base64, times as integer
-//! microseconds. A record's JSON is `{"k":"schema","v":{…}}` or `{"k":"change","v":{…}}`.
+//! microseconds. A record's JSON is `{"k":"schema","v":{…}}`, `{"k":"change","v":{…}}` or
+//! `{"k":"truncate","v":{…}}`.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +23,19 @@ pub enum CdcRecord {
     /// The table's columns; sent before the first change and whenever they change.
     Schema(TableSchema),
     Change(Box<Change>),
+    /// Every row of the table is gone: a source `TRUNCATE`, or the start of a re-snapshot
+    /// (`strata cdc resync`, or a source position lost and re-snapshotted), whose reads follow.
+    Truncate(Truncate),
+}
+
+/// A whole-table removal at a point of the stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Truncate {
+    pub position: SourcePosition,
+    /// Source commit time (epoch µs); the time it was decided for a re-snapshot.
+    pub commit_ts: i64,
+    /// Why: `truncate` (the source statement) or `resnapshot`.
+    pub reason: String,
 }
 
 impl CdcRecord {

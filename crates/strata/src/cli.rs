@@ -344,6 +344,19 @@ pub enum CdcCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Re-snapshot one table: its ODS table is emptied and loaded again from the source while
+    /// the other tables keep streaming. Also brings back a table that stopped on a schema
+    /// change it could not follow. A running `strata serve` starts within a second; otherwise
+    /// the next start does.
+    Resync {
+        /// The table, as in its source's `tables` list.
+        table: String,
+        /// The source (needed only when several sources list the table).
+        #[arg(long)]
+        source: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]

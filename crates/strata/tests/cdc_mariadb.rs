@@ -1,7 +1,8 @@
 //! Database CDC against a real MariaDB (started per test on loopback): every type round-trips
 //! exactly through snapshot and binlog into the ODS table; a snapshot with changes running
 //! during it and a randomized workload end equal (`strata cdc verify`); SIGKILLs of the
-//! strata process mid-stream neither lose nor duplicate a change.
+//! strata process mid-stream neither lose nor duplicate a change; schema changes, TRUNCATE and
+//! `strata cdc resync` (`common/cdc.rs`) keep the ODS equal.
 
 mod common;
 
@@ -260,4 +261,22 @@ fn cdc_sigkill_mid_stream_restarts_exactly_once() {
     assert!(text.contains("streaming"), "{text}");
     assert!(text.contains("users → ods.ods_users"), "{text}");
     assert!(text.contains(" changes/s, measured "), "{text}");
+}
+
+#[test]
+fn cdc_schema_changes_truncate_and_resync_follow_the_source() {
+    let db = MariaDb::start();
+    db.sql(cdc::SCHEMA_TABLES);
+    let env = Env::new();
+    add_source(&env, &db, &["users", "posts"], "");
+    cdc::schema_changes_scenario(
+        &env,
+        &|q| {
+            db.sql(q);
+        },
+        &cdc::Ddl {
+            widen_flags: "ALTER TABLE users MODIFY flags BIGINT;",
+            likes_to_text: "ALTER TABLE posts MODIFY likes VARCHAR(20);",
+        },
+    );
 }

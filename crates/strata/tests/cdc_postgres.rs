@@ -1,7 +1,8 @@
 //! Database CDC against a real PostgreSQL 15 (started per test on loopback, wal_level =
 //! logical): every type round-trips exactly through the snapshot and the pgoutput stream into
 //! the ODS table; a snapshot with a randomized workload running during it ends equal (`strata
-//! cdc verify`); SIGKILLs of the strata process mid-stream neither lose nor duplicate a change.
+//! cdc verify`); SIGKILLs of the strata process mid-stream neither lose nor duplicate a change;
+//! schema changes, TRUNCATE and `strata cdc resync` (`common/cdc.rs`) keep the ODS equal.
 
 mod common;
 
@@ -386,4 +387,22 @@ fn pg_cdc_survives_a_server_restart_and_reports_a_dropped_slot() {
         .expect("strata cdc status");
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(text.contains("to re-snapshot"), "{text}");
+}
+
+#[test]
+fn pg_cdc_schema_changes_truncate_and_resync_follow_the_source() {
+    let db = Postgres::start();
+    db.sql(cdc::SCHEMA_TABLES);
+    let env = Env::new();
+    add_source(&env, &db, &["users", "posts"], "");
+    cdc::schema_changes_scenario(
+        &env,
+        &|q| {
+            db.sql(q);
+        },
+        &cdc::Ddl {
+            widen_flags: "ALTER TABLE users ALTER COLUMN flags TYPE BIGINT;",
+            likes_to_text: "ALTER TABLE posts ALTER COLUMN likes TYPE VARCHAR(20);",
+        },
+    );
 }

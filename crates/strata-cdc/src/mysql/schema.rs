@@ -44,6 +44,57 @@ impl SourceTable {
     }
 }
 
+impl SourceColumn {
+    /// Rebuilds what decoding needs from a column's public schema (its `source_type` is the
+    /// server's `COLUMN_TYPE` text), for a schema read back from the bus.
+    pub fn from_schema(schema: &ColumnSchema) -> std::result::Result<SourceColumn, String> {
+        let column_type = schema.source_type.as_str();
+        let data_type: String = column_type
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let numbers: Vec<u64> = column_type
+            .split_once('(')
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .map(|(inside, _)| {
+                inside
+                    .split(',')
+                    .filter_map(|n| n.trim().parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (precision, scale) = match schema.kind {
+            ColumnType::Decimal { precision, scale } => {
+                (Some(precision as u64), Some(scale as u64))
+            }
+            _ => (numbers.first().copied(), numbers.get(1).copied()),
+        };
+        let (_, bits) = classify(&schema.name, &data_type, column_type, precision, scale)?;
+        Ok(SourceColumn {
+            schema: schema.clone(),
+            data_type,
+            unsigned: column_type.contains("unsigned"),
+            bits,
+            scale: scale.unwrap_or(0) as u32,
+            members: parse_members(column_type),
+        })
+    }
+}
+
+impl SourceTable {
+    /// The table as a schema record describes it (see [`SourceColumn::from_schema`]).
+    pub fn from_schema(schema: &TableSchema) -> std::result::Result<SourceTable, String> {
+        Ok(SourceTable {
+            columns: schema
+                .columns
+                .iter()
+                .map(SourceColumn::from_schema)
+                .collect::<std::result::Result<_, _>>()?,
+            schema: schema.clone(),
+        })
+    }
+}
+
 type ColumnRow = (
     String,
     String,

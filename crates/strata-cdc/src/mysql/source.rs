@@ -21,7 +21,7 @@ use mysql_async::binlog::value::BinlogValue;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Opts, OptsBuilder, Row as MyRow};
 use strata_bus::Log;
-use strata_core::cdc::{CdcRecord, Change, Op, Row, SourcePosition};
+use strata_core::cdc::{CdcRecord, Change, Op, Row, SourcePosition, TableSchema, Truncate, Value};
 use strata_core::config::{redact_url, SnapshotMode, SourceConfig};
 use tokio::sync::watch;
 
@@ -109,22 +109,16 @@ impl MysqlSource {
     }
 
     async fn run_once(&self, shutdown: &mut watch::Receiver<bool>) -> Result<()> {
+        // A re-snapshot asked for while streaming starts the next attempt.
+        while self.attempt(shutdown).await? {}
+        Ok(())
+    }
+
+    /// Connect, snapshot what needs it, stream. Returns true when streaming stopped for a
+    /// `strata cdc resync` request.
+    async fn attempt(&self, shutdown: &mut watch::Receiver<bool>) -> Result<bool> {
         let mut conn = self.connect().await?;
-        let tables = self.load_tables(&mut conn).await?;
-        let mut tails = HashMap::new();
-        for t in &tables {
-            let topic = self.config.topic(t.name());
-            self.log
-                .ensure_topic(&topic, 1)
-                .await
-                .map_err(|e| Error::bus(format!("creating topic {topic}"), e))?;
-            let tail = self.read_tail(&topic).await?;
-            if tail.schema.as_ref() != Some(&t.schema) {
-                self.append(&topic, vec![CdcRecord::Schema(t.schema.clone())])
-                    .await?;
-            }
-            tails.insert(t.name().to_string(), tail);
-        }
+        let catalog = self.load_tables(&mut conn).await?;
         let mut state = match state::load(&self.state_path)? {
             Some(s) => s,
             None => {
@@ -139,20 +133,89 @@ impl MysqlSource {
                 s
             }
         };
-        if state.phase == Phase::Snapshot {
-            if !self
-                .snapshot(&mut conn, &tables, &mut state, shutdown)
-                .await?
-            {
-                return Ok(());
+        self.plan_resnapshots(&mut conn, &mut state).await?;
+        let mut tables = Vec::with_capacity(catalog.len());
+        let mut tails = HashMap::new();
+        for t in catalog {
+            let topic = self.config.topic(t.name());
+            self.log
+                .ensure_topic(&topic, 1)
+                .await
+                .map_err(|e| Error::bus(format!("creating topic {topic}"), e))?;
+            let tail = self.read_tail(&topic).await?;
+            let table = match &tail.schema {
+                // Streaming resumes before a schema change the server already shows: the
+                // binlog up to it is decoded with the schema last sent, and its DDL event
+                // brings the new one.
+                Some(sent) if sent != &t.schema && !state.snapshotting(t.name()) => {
+                    match SourceTable::from_schema(sent) {
+                        Ok(old) => {
+                            tracing::info!(source = %self.config.name, table = t.name(), "the table's schema changed since the last record sent; streaming up to the change with the old one");
+                            old
+                        }
+                        Err(_) => t,
+                    }
+                }
+                _ => t,
+            };
+            if tail.schema.as_ref() != Some(&table.schema) {
+                self.append(&topic, vec![CdcRecord::Schema(table.schema.clone())])
+                    .await?;
             }
+            tails.insert(table.name().to_string(), tail);
+            tables.push(table);
+        }
+        let schemas: Vec<&TableSchema> = tables.iter().map(|t| &t.schema).collect();
+        let snapshot = crate::snapshot::Snapshot {
+            log: self.log.as_ref(),
+            config: &self.config,
+            state_path: &self.state_path,
+            position_file: |p| p.file.clone(),
+        };
+        let mut reader = Chunks {
+            source: self,
+            conn: &mut conn,
+            tables: &tables,
+        };
+        if !snapshot
+            .run(&schemas, &mut reader, &mut state, shutdown)
+            .await?
+        {
+            return Ok(false);
+        }
+        if state.phase == Phase::Snapshot {
             state.phase = Phase::Stream;
             state.resume = state.snapshot_start.clone();
             state::save(&self.state_path, &mut state)?;
             tracing::info!(source = %self.config.name, position = %state.resume, "snapshot done, streaming");
         }
         drop(conn);
-        self.stream(&tables, tails, &mut state, shutdown).await
+        self.stream(tables, tails, &mut state, shutdown).await
+    }
+
+    /// Records the re-snapshots due: tables `strata cdc resync` asked for, and tables added
+    /// to the config after the source's snapshot. Each starts at the binlog's current end.
+    async fn plan_resnapshots(&self, conn: &mut Conn, state: &mut SourceState) -> Result<()> {
+        let mut due = state::resync_requests(&self.state_path)?;
+        if self.config.snapshot == SnapshotMode::Initial && state.phase == Phase::Stream {
+            due.extend(
+                self.config
+                    .tables
+                    .iter()
+                    .filter(|t| !state.tables.contains_key(*t))
+                    .cloned(),
+            );
+        }
+        due.retain(|t| self.config.tables.contains(t));
+        if !due.is_empty() {
+            let start = self.binlog_end(conn).await?;
+            for t in &due {
+                tracing::info!(source = %self.config.name, table = %t, position = %start, "re-snapshotting table");
+                state.resnapshot(t, start.clone());
+            }
+            state::save(&self.state_path, state)?;
+        }
+        state::clear_resync_requests(&self.state_path)
     }
 
     /// The current end of the binlog.
@@ -189,80 +252,6 @@ impl MysqlSource {
         crate::topic::append(self.log.as_ref(), topic, records).await
     }
 
-    /// Loads every table not yet done, chunk by chunk. Returns false when stopped by shutdown.
-    async fn snapshot(
-        &self,
-        conn: &mut Conn,
-        tables: &[SourceTable],
-        state: &mut SourceState,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<bool> {
-        let start = state.snapshot_start.clone();
-        let commit_ts = chrono::Utc::now().timestamp_micros();
-        for table in tables {
-            let progress = state.tables.entry(table.name().to_string()).or_default();
-            if progress.done {
-                continue;
-            }
-            let topic = self.config.topic(table.name());
-            tracing::info!(source = %self.config.name, table = table.name(), resume_after = ?progress.last_key, "snapshotting table");
-            loop {
-                if *shutdown.borrow() {
-                    return Ok(false);
-                }
-                let progress = state.tables.entry(table.name().to_string()).or_default();
-                let rows = read_chunk(
-                    conn,
-                    table,
-                    progress.last_key.as_deref(),
-                    self.config.snapshot_chunk_rows,
-                )
-                .await
-                .map_err(|e| self.with_host(e))?;
-                let n = rows.len();
-                let last_key = rows.last().map(|r| table.schema.key_of(r));
-                let first_row = progress.rows;
-                let records: Vec<CdcRecord> = rows
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, row)| {
-                        CdcRecord::Change(Box::new(Change {
-                            op: Op::Read,
-                            before: None,
-                            after: Some(row),
-                            position: SourcePosition {
-                                file: start.file.clone(),
-                                pos: start.pos,
-                                row: first_row + i as u64,
-                                snapshot: true,
-                            },
-                            txid: None,
-                            commit_ts,
-                        }))
-                    })
-                    .collect();
-                self.append(&topic, records).await?;
-                let progress = state.tables.entry(table.name().to_string()).or_default();
-                progress.rows += n as u64;
-                state.changes += n as u64;
-                let progress = state.tables.entry(table.name().to_string()).or_default();
-                if n < self.config.snapshot_chunk_rows || table.schema.primary_key.is_empty() {
-                    progress.done = true;
-                } else {
-                    progress.last_key = last_key;
-                }
-                let done = progress.done;
-                state::save(&self.state_path, state)?;
-                if done {
-                    let rows = state.tables.get(table.name()).map(|p| p.rows).unwrap_or(0);
-                    tracing::info!(source = %self.config.name, table = table.name(), rows, "table snapshot done");
-                    break;
-                }
-            }
-        }
-        Ok(true)
-    }
-
     fn with_host(&self, e: Error) -> Error {
         match e {
             Error::Source {
@@ -278,14 +267,15 @@ impl MysqlSource {
         }
     }
 
-    /// Streams the binlog from `state.resume` until shutdown.
+    /// Streams the binlog from `state.resume` until shutdown (false) or a resync request
+    /// (true).
     async fn stream(
         &self,
-        tables: &[SourceTable],
+        mut tables: Vec<SourceTable>,
         tails: HashMap<String, TopicTail>,
         state: &mut SourceState,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let conn = self.connect().await?;
         let file = state.resume.file.clone();
         let request = BinlogStreamRequest::new(self.config.server_id)
@@ -305,7 +295,14 @@ impl MysqlSource {
             }
         })?;
         tracing::info!(source = %self.config.name, position = %state.resume, "streaming the binlog");
-        let by_name: HashMap<&str, &SourceTable> = tables.iter().map(|t| (t.name(), t)).collect();
+        let by_name: HashMap<String, usize> = tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name().to_string(), i))
+            .collect();
+        // A connection for reading a table's schema again after DDL, opened when needed.
+        let mut catalog: Option<Conn> = None;
+        let mut resync = false;
         let mut skip_until: HashMap<String, SourcePosition> = tails
             .into_iter()
             .filter_map(|(t, tail)| tail.last_streamed.map(|p| (t, p)))
@@ -322,6 +319,14 @@ impl MysqlSource {
                 None => tokio::select! {
                     next = stream.next() => next,
                     _ = shutdown.changed() => None,
+                    // An idle binlog still looks for resync requests.
+                    _ = tokio::time::sleep(STATE_SAVE_INTERVAL) => {
+                        if tx.changes.is_empty() && !state::resync_requests(&self.state_path)?.is_empty() {
+                            resync = true;
+                            break;
+                        }
+                        continue;
+                    }
                 },
                 Some(deadline) => tokio::select! {
                     biased;
@@ -397,11 +402,60 @@ impl MysqlSource {
                     } else if query.eq_ignore_ascii_case("BEGIN") {
                         tx.ts = header.timestamp() as i64 * 1_000_000;
                     } else {
-                        // COMMIT of a non-transactional engine, or DDL: a boundary.
-                        self.commit_tx(&mut tx, None, &mut pending, state, &current_file, log_pos);
+                        // COMMIT of a non-transactional engine, or DDL: a boundary. DDL that
+                        // names one of our tables puts its new schema, or a truncate, on the
+                        // topic, before the boundary moves past it.
                         if !query.eq_ignore_ascii_case("COMMIT") {
-                            tracing::info!(source = %self.config.name, query = %query, "ddl in the binlog (schema changes are not applied yet)");
+                            let at = SourcePosition {
+                                file: current_file.clone(),
+                                pos: log_pos,
+                                row: 0,
+                                snapshot: false,
+                            };
+                            let commit_ts = header.timestamp() as i64 * 1_000_000;
+                            for i in ddl_tables(&query, &tables) {
+                                let name = tables[i].name().to_string();
+                                if state.stopped(&name).is_some() {
+                                    continue;
+                                }
+                                if skip_until.get(&name).is_some_and(|last| &at <= last) {
+                                    continue;
+                                }
+                                let topic = self.config.topic(&name);
+                                if is_truncate(&query) {
+                                    tracing::info!(source = %self.config.name, table = %name, position = %at, "truncate in the binlog");
+                                    tx.extra.push((
+                                        topic,
+                                        CdcRecord::Truncate(Truncate {
+                                            position: at.clone(),
+                                            commit_ts,
+                                            reason: "truncate".to_string(),
+                                        }),
+                                    ));
+                                    continue;
+                                }
+                                let conn = match &mut catalog {
+                                    Some(c) => c,
+                                    None => catalog.insert(self.connect().await?),
+                                };
+                                match load_table(conn, &self.config.name, &self.database, &name)
+                                    .await
+                                {
+                                    Ok(t) if t.schema != tables[i].schema => {
+                                        tracing::info!(source = %self.config.name, table = %name, position = %at, query = %query, "schema change in the binlog");
+                                        tx.extra.push((topic, CdcRecord::Schema(t.schema.clone())));
+                                        tables[i] = t;
+                                    }
+                                    Ok(_) => {}
+                                    Err(e) => self.stop_table(
+                                        state,
+                                        &name,
+                                        format!("after `{query}` at {at}: {e}"),
+                                    ),
+                                }
+                            }
                         }
+                        self.commit_tx(&mut tx, None, &mut pending, state, &current_file, log_pos);
                     }
                 }
                 EventData::XidEvent(x) => {
@@ -422,18 +476,35 @@ impl MysqlSource {
                         continue;
                     }
                     let table_name = tme.table_name().to_string();
-                    let Some(table) = by_name.get(table_name.as_str()) else {
+                    let Some(&index) = by_name.get(table_name.as_str()) else {
                         continue;
                     };
-                    if tme.columns_count() as usize != table.columns.len() {
-                        return Err(Error::Unsupported {
-                            table: table_name,
-                            message: format!(
-                                "the binlog has {} columns at {current_file}:{log_pos}, the table {}: schema changes are not supported yet",
+                    if state.stopped(&table_name).is_some() {
+                        continue;
+                    }
+                    let table = &tables[index];
+                    let first = SourcePosition {
+                        file: current_file.clone(),
+                        pos: log_pos,
+                        row: 0,
+                        snapshot: false,
+                    };
+                    let already = skip_until
+                        .get(&table_name)
+                        .is_some_and(|last| &first <= last);
+                    if !already && tme.columns_count() as usize != table.columns.len() {
+                        // The rows do not have the columns of the schema we know: it changed
+                        // again later in the binlog than the server's schema shows.
+                        self.stop_table(
+                            state,
+                            &table_name,
+                            format!(
+                                "the binlog has {} columns at {first}, the schema read from the server {}: the table changed again further on; `strata cdc resync {table_name}` re-snapshots it",
                                 tme.columns_count(),
                                 table.columns.len()
                             ),
-                        });
+                        );
+                        continue;
                     }
                     let op =
                         match &rows {
@@ -495,17 +566,34 @@ impl MysqlSource {
             if last_save.elapsed() >= STATE_SAVE_INTERVAL {
                 state::save(&self.state_path, state)?;
                 last_save = Instant::now();
+                if !state::resync_requests(&self.state_path)?.is_empty() && tx.changes.is_empty() {
+                    resync = true;
+                    break;
+                }
             }
         }
-        // Shutdown: committed transactions go out; the unfinished one is re-read from
-        // `resume` on the next start.
+        // Shutdown (or a resync): committed transactions go out; the unfinished one is
+        // re-read from `resume` on the next start.
         pending
             .flush(self.log.as_ref(), &self.config.name, state)
             .await?;
         state::save(&self.state_path, state)?;
         let _ = stream.close().await;
-        tracing::info!(source = %self.config.name, position = %state.resume, "cdc source stopped");
-        Ok(())
+        if let Some(c) = catalog {
+            let _ = c.disconnect().await;
+        }
+        if resync {
+            tracing::info!(source = %self.config.name, position = %state.resume, "streaming paused for a re-snapshot");
+        } else {
+            tracing::info!(source = %self.config.name, position = %state.resume, "cdc source stopped");
+        }
+        Ok(resync)
+    }
+
+    /// Stops streaming `table` (the others go on) until it is re-snapshotted.
+    fn stop_table(&self, state: &mut SourceState, table: &str, message: String) {
+        tracing::error!(source = %self.config.name, table, error = %message, "cdc table stopped until `strata cdc resync`");
+        state.tables.entry(table.to_string()).or_default().error = Some(message);
     }
 
     /// The transaction's commit reached at `file:log_pos`: its changes join the pending
@@ -523,22 +611,27 @@ impl MysqlSource {
             file: file.to_string(),
             pos: log_pos,
         };
-        if tx.changes.is_empty() {
+        let mut records = self.records(tx, xid);
+        records.append(&mut tx.extra);
+        if records.is_empty() {
             pending.pass(boundary, state);
         } else {
-            pending.add(self.records(tx, xid), Some(boundary));
+            pending.add(records, Some(boundary));
         }
         *tx = Transaction::default();
     }
 
-    /// Takes the buffered changes of `tx` as `(topic, change)` with the transaction id.
-    fn records(&self, tx: &mut Transaction, xid: Option<u64>) -> Vec<(String, Change)> {
+    /// Takes the buffered changes of `tx` as `(topic, record)` with the transaction id.
+    fn records(&self, tx: &mut Transaction, xid: Option<u64>) -> Vec<(String, CdcRecord)> {
         let txid = tx.gtid.clone().or_else(|| xid.map(|x| format!("xid:{x}")));
         tx.changes
             .drain(..)
             .map(|(table, mut change)| {
                 change.txid = txid.clone();
-                (self.config.topic(&table), change)
+                (
+                    self.config.topic(&table),
+                    CdcRecord::Change(Box::new(change)),
+                )
             })
             .collect()
     }
@@ -621,6 +714,51 @@ struct Transaction {
     gtid: Option<String>,
     ts: i64,
     changes: Vec<(String, Change)>,
+    /// Schema records and truncates from DDL, after the changes.
+    extra: Vec<(String, CdcRecord)>,
+}
+
+/// The snapshot's chunk reads on this source's connection.
+struct Chunks<'a> {
+    source: &'a MysqlSource,
+    conn: &'a mut Conn,
+    tables: &'a [SourceTable],
+}
+
+impl crate::snapshot::ChunkReader for Chunks<'_> {
+    async fn read_chunk(
+        &mut self,
+        table: usize,
+        after: Option<&[Value]>,
+        limit: usize,
+    ) -> Result<Vec<Row>> {
+        read_chunk(self.conn, &self.tables[table], after, limit)
+            .await
+            .map_err(|e| self.source.with_host(e))
+    }
+}
+
+/// The configured tables a DDL statement names (by identifier, any case, quoted or not).
+fn ddl_tables(query: &str, tables: &[SourceTable]) -> Vec<usize> {
+    let words: Vec<String> = query
+        .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    tables
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| words.iter().any(|w| *w == t.name().to_lowercase()))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// `TRUNCATE [TABLE] …`
+fn is_truncate(query: &str) -> bool {
+    query
+        .trim_start()
+        .get(..8)
+        .is_some_and(|w| w.eq_ignore_ascii_case("truncate"))
 }
 
 /// A binlog row image → a row (every column must be present: binlog_row_image=FULL).

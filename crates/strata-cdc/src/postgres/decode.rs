@@ -306,7 +306,7 @@ pub fn image(
         return Err(Error::Unsupported {
             table: table.name().to_string(),
             message: format!(
-                "a change has {} columns, the table {}: schema changes are not supported yet",
+                "a change has {} columns, the relation the stream described {}",
                 tuple.len(),
                 table.columns.len()
             ),

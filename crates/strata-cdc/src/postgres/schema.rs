@@ -4,6 +4,7 @@
 use strata_core::cdc::{ColumnSchema, ColumnType, TableSchema};
 use tokio_postgres::Client;
 
+use super::pgoutput::Relation;
 use crate::error::{Error, Result};
 
 /// How a column's text output is turned into a value (finer than [`ColumnType`]).
@@ -191,6 +192,104 @@ pub async fn load_table(client: &Client, source: &str, entry: &str) -> Result<So
         },
         columns,
         replica_identity: ident.bytes().next().unwrap_or(b'd'),
+    })
+}
+
+/// A column of a relation message as `(name, type oid, type modifier)`: what tells one
+/// relation shape from another.
+pub type Shape = Vec<(String, u32, i32)>;
+
+/// The shape of a relation message.
+pub fn shape_of(rel: &Relation) -> Shape {
+    rel.columns
+        .iter()
+        .map(|c| (c.name.clone(), c.type_oid, c.type_modifier))
+        .collect()
+}
+
+/// The table as a relation message of the stream describes it — its columns at that point of
+/// the stream, which the catalog may already have moved past. Types come from `pg_type`;
+/// nullability from the catalog for columns it still has (else nullable); the key stays
+/// `current`'s while the replica identity columns agree with it, else the catalog's.
+pub async fn from_relation(
+    client: &Client,
+    current: &SourceTable,
+    rel: &Relation,
+) -> Result<SourceTable> {
+    let now = load_table(client, &current.schema.source, &current.entry).await?;
+    let unsupported = |message: String| Error::Unsupported {
+        table: current.entry.clone(),
+        message,
+    };
+    let mut columns = Vec::with_capacity(rel.columns.len());
+    for c in &rel.columns {
+        let row = client
+            .query_one(
+                "SELECT format_type($1::int8::oid, $2), t.typname::text, \
+                 COALESCE(et.typname::text, '') FROM pg_type t \
+                 LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A' \
+                 WHERE t.oid = $1::int8::oid",
+                &[&(c.type_oid as i64), &c.type_modifier],
+            )
+            .await
+            .map_err(|e| unsupported(format!("reading pg_type of column {}: {e}", c.name)))?;
+        let get = |i: usize| -> Result<String> {
+            row.try_get::<_, String>(i)
+                .map_err(|e| unsupported(e.to_string()))
+        };
+        let (source_type, type_name, elem) = (get(0)?, get(1)?, get(2)?);
+        let (column_type, kind) = classify(&type_name, c.type_modifier, &elem);
+        let nullable = now
+            .columns
+            .iter()
+            .find(|x| x.schema.name == c.name)
+            .is_none_or(|x| x.schema.nullable);
+        columns.push(SourceColumn {
+            schema: ColumnSchema {
+                name: c.name.clone(),
+                source_type,
+                kind: column_type,
+                nullable,
+            },
+            type_name,
+            kind,
+        });
+    }
+    let flagged: Vec<&str> = rel
+        .columns
+        .iter()
+        .filter(|c| c.key)
+        .map(|c| c.name.as_str())
+        .collect();
+    let same_set = |key: &[String]| {
+        key.len() == flagged.len() && key.iter().all(|k| flagged.contains(&k.as_str()))
+    };
+    let exists = |key: &[String]| {
+        key.iter()
+            .all(|k| columns.iter().any(|c| &c.schema.name == k))
+    };
+    let primary_key = if rel.replica_identity == b'd' {
+        if same_set(&current.schema.primary_key) {
+            current.schema.primary_key.clone()
+        } else if same_set(&now.schema.primary_key) {
+            now.schema.primary_key.clone()
+        } else {
+            flagged.iter().map(|k| k.to_string()).collect()
+        }
+    } else if exists(&current.schema.primary_key) {
+        current.schema.primary_key.clone()
+    } else {
+        now.schema.primary_key.clone()
+    };
+    Ok(SourceTable {
+        schema: TableSchema {
+            columns: columns.iter().map(|c| c.schema.clone()).collect(),
+            primary_key,
+            ..current.schema.clone()
+        },
+        columns,
+        replica_identity: rel.replica_identity,
+        ..current.clone()
     })
 }
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use strata_bus::Log;
-use strata_core::cdc::{CdcRecord, Change, Op, Row, SourcePosition};
+use strata_core::cdc::{CdcRecord, Change, Op, Row, SourcePosition, TableSchema, Truncate, Value};
 use strata_core::config::{SnapshotMode, SourceConfig};
 use tokio::sync::watch;
 use tokio_postgres::Client;
@@ -27,7 +27,7 @@ use tokio_postgres::Client;
 use super::config::Connect;
 use super::decode::image;
 use super::pgoutput::{self, lsn_key, lsn_text, parse_lsn, Message, OldTuple};
-use super::schema::{load_table, quote_ident, SourceTable};
+use super::schema::{from_relation, load_table, quote_ident, shape_of, Shape, SourceTable};
 use super::snapshot::read_chunk;
 use crate::batch::Pending;
 use crate::error::{Error, Result};
@@ -57,13 +57,43 @@ struct StreamRelation {
     key: Vec<bool>,
 }
 
-/// The transaction being read from the slot.
+/// The transaction being read from the slot: its records by table index, in stream order
+/// (positions and commit times are filled in at its commit).
 #[derive(Default)]
 struct Transaction {
     xid: u32,
     commit_lsn: u64,
     commit_ts: i64,
-    changes: Vec<(usize, Change)>,
+    changes: Vec<(usize, CdcRecord)>,
+}
+
+fn no_position() -> SourcePosition {
+    SourcePosition {
+        file: String::new(),
+        pos: 0,
+        row: 0,
+        snapshot: false,
+    }
+}
+
+/// The snapshot's chunk reads on this source's connection.
+struct Chunks<'a> {
+    source: &'a PostgresSource,
+    client: &'a Client,
+    tables: &'a [SourceTable],
+}
+
+impl crate::snapshot::ChunkReader for Chunks<'_> {
+    async fn read_chunk(
+        &mut self,
+        table: usize,
+        after: Option<&[Value]>,
+        limit: usize,
+    ) -> Result<Vec<Row>> {
+        read_chunk(self.client, &self.tables[table], after, limit)
+            .await
+            .map_err(|e| self.source.with_host(e))
+    }
 }
 
 /// `(lsn, position)` of a slot: where the server will next decode from.
@@ -112,6 +142,14 @@ impl PostgresSource {
     }
 
     async fn run_once(&self, shutdown: &mut watch::Receiver<bool>) -> Result<()> {
+        // A re-snapshot asked for while streaming starts the next attempt.
+        while self.attempt(shutdown).await? {}
+        Ok(())
+    }
+
+    /// Connect, snapshot what needs it, stream. Returns true when streaming stopped for a
+    /// `strata cdc resync` request.
+    async fn attempt(&self, shutdown: &mut watch::Receiver<bool>) -> Result<bool> {
         let client = self.connect.connect().await?;
         let mut tables = Vec::new();
         for t in &self.config.tables {
@@ -123,24 +161,6 @@ impl PostgresSource {
             {
                 tracing::warn!(source = %self.config.name, table = t.name(), "table has no primary key or replica identity: the server rejects its updates and deletes while it is published; set REPLICA IDENTITY FULL");
             }
-        }
-        let mut tails = HashMap::new();
-        for t in &tables {
-            let topic = self.config.topic(t.name());
-            self.log
-                .ensure_topic(&topic, 1)
-                .await
-                .map_err(|e| Error::bus(format!("creating topic {topic}"), e))?;
-            let tail = topic::read_tail(self.log.as_ref(), &topic).await?;
-            if tail.schema.as_ref() != Some(&t.schema) {
-                topic::append(
-                    self.log.as_ref(),
-                    &topic,
-                    vec![CdcRecord::Schema(t.schema.clone())],
-                )
-                .await?;
-            }
-            tails.insert(t.name().to_string(), tail);
         }
         self.ensure_publication(&client, &tables).await?;
         let slot = self.slot_position(&client).await?;
@@ -174,20 +194,81 @@ impl PostgresSource {
                 s
             }
         };
-        if state.phase == Phase::Snapshot {
-            if !self
-                .snapshot(&client, &tables, &mut state, shutdown)
-                .await?
+        self.plan_resnapshots(&client, &mut state).await?;
+        // The schema last sent is what the stream's relation messages are compared with;
+        // the catalog's goes first only when the topic has none or the table is snapshotted.
+        let mut tails = HashMap::new();
+        for t in &tables {
+            let topic = self.config.topic(t.name());
+            self.log
+                .ensure_topic(&topic, 1)
+                .await
+                .map_err(|e| Error::bus(format!("creating topic {topic}"), e))?;
+            let tail = topic::read_tail(self.log.as_ref(), &topic).await?;
+            if tail.schema.is_none()
+                || (state.snapshotting(t.name()) && tail.schema.as_ref() != Some(&t.schema))
             {
-                return Ok(());
+                topic::append(
+                    self.log.as_ref(),
+                    &topic,
+                    vec![CdcRecord::Schema(t.schema.clone())],
+                )
+                .await?;
             }
+            tails.insert(t.name().to_string(), tail);
+        }
+        let schemas: Vec<&TableSchema> = tables.iter().map(|t| &t.schema).collect();
+        let snapshot = crate::snapshot::Snapshot {
+            log: self.log.as_ref(),
+            config: &self.config,
+            state_path: &self.state_path,
+            position_file: |p| lsn_key(p.pos),
+        };
+        let mut reader = Chunks {
+            source: self,
+            client: &client,
+            tables: &tables,
+        };
+        if !snapshot
+            .run(&schemas, &mut reader, &mut state, shutdown)
+            .await?
+        {
+            return Ok(false);
+        }
+        if state.phase == Phase::Snapshot {
             state.phase = Phase::Stream;
             state.resume = state.snapshot_start.clone();
             state::save(&self.state_path, &mut state)?;
             tracing::info!(source = %self.config.name, position = %state.resume.file, "snapshot done, streaming");
         }
-        self.stream(&client, &tables, tails, &mut state, shutdown)
+        self.stream(&client, tables, tails, &mut state, shutdown)
             .await
+    }
+
+    /// Records the re-snapshots due: tables `strata cdc resync` asked for, and tables added
+    /// to the config after the source's snapshot. Each starts at the current WAL position;
+    /// the slot still streams everything after the resume position, which converges.
+    async fn plan_resnapshots(&self, client: &Client, state: &mut SourceState) -> Result<()> {
+        let mut due = state::resync_requests(&self.state_path)?;
+        if self.config.snapshot == SnapshotMode::Initial && state.phase == Phase::Stream {
+            due.extend(
+                self.config
+                    .tables
+                    .iter()
+                    .filter(|t| !state.tables.contains_key(*t))
+                    .cloned(),
+            );
+        }
+        due.retain(|t| self.config.tables.contains(t));
+        if !due.is_empty() {
+            let start = pos_of(self.current_lsn(client).await?);
+            for t in &due {
+                tracing::info!(source = %self.config.name, table = %t, position = %start.file, "re-snapshotting table");
+                state.resnapshot(t, start.clone());
+            }
+            state::save(&self.state_path, state)?;
+        }
+        state::clear_resync_requests(&self.state_path)
     }
 
     /// Creates the publication for the tables, or adds the tables it lacks.
@@ -323,77 +404,6 @@ impl PostgresSource {
         Ok(lsn)
     }
 
-    /// Loads every table not yet done, chunk by chunk. Returns false when stopped by shutdown.
-    async fn snapshot(
-        &self,
-        client: &Client,
-        tables: &[SourceTable],
-        state: &mut SourceState,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<bool> {
-        let start = state.snapshot_start.pos;
-        let commit_ts = chrono::Utc::now().timestamp_micros();
-        for table in tables {
-            if state.tables.get(table.name()).is_some_and(|p| p.done) {
-                continue;
-            }
-            let topic = self.config.topic(table.name());
-            tracing::info!(source = %self.config.name, table = table.name(), "snapshotting table");
-            loop {
-                if *shutdown.borrow() {
-                    return Ok(false);
-                }
-                let progress = state.tables.entry(table.name().to_string()).or_default();
-                let rows = read_chunk(
-                    client,
-                    table,
-                    progress.last_key.as_deref(),
-                    self.config.snapshot_chunk_rows,
-                )
-                .await
-                .map_err(|e| self.with_host(e))?;
-                let n = rows.len();
-                let last_key = rows.last().map(|r| table.schema.key_of(r));
-                let first_row = progress.rows;
-                let records: Vec<CdcRecord> = rows
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, row)| {
-                        CdcRecord::Change(Box::new(Change {
-                            op: Op::Read,
-                            before: None,
-                            after: Some(row),
-                            position: SourcePosition {
-                                file: lsn_key(start),
-                                pos: start,
-                                row: first_row + i as u64,
-                                snapshot: true,
-                            },
-                            txid: None,
-                            commit_ts,
-                        }))
-                    })
-                    .collect();
-                topic::append(self.log.as_ref(), &topic, records).await?;
-                state.changes += n as u64;
-                let progress = state.tables.entry(table.name().to_string()).or_default();
-                progress.rows += n as u64;
-                if n < self.config.snapshot_chunk_rows || table.schema.primary_key.is_empty() {
-                    progress.done = true;
-                } else {
-                    progress.last_key = last_key;
-                }
-                let (done, rows) = (progress.done, progress.rows);
-                state::save(&self.state_path, state)?;
-                if done {
-                    tracing::info!(source = %self.config.name, table = table.name(), rows, "table snapshot done");
-                    break;
-                }
-            }
-        }
-        Ok(true)
-    }
-
     fn with_host(&self, e: Error) -> Error {
         match e {
             Error::Source {
@@ -413,11 +423,11 @@ impl PostgresSource {
     async fn stream(
         &self,
         client: &Client,
-        tables: &[SourceTable],
+        mut tables: Vec<SourceTable>,
         tails: HashMap<String, TopicTail>,
         state: &mut SourceState,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut confirmed = self
             .slot_position(client)
             .await?
@@ -433,7 +443,19 @@ impl PostgresSource {
                     .map(|p| (i, p))
             })
             .collect();
+        // The schema each topic last got, and the relation shape it was made from.
+        let mut sent: Vec<Option<TableSchema>> = tables
+            .iter()
+            .map(|t| {
+                tails
+                    .get(t.name())
+                    .and_then(|tail| tail.schema.clone())
+                    .or(Some(t.schema.clone()))
+            })
+            .collect();
+        let mut shapes: Vec<Option<Shape>> = vec![None; tables.len()];
         let mut relations: HashMap<u32, StreamRelation> = HashMap::new();
+        let mut resync = false;
         let mut last_save = Instant::now();
         state.last_error = None;
         let peek = client
@@ -480,7 +502,7 @@ impl PostgresSource {
                     Message::Commit { end_lsn, .. } => {
                         self.commit_tx(
                             &mut tx,
-                            tables,
+                            &tables,
                             &mut skip_until,
                             &mut pending,
                             state,
@@ -495,21 +517,20 @@ impl PostgresSource {
                         else {
                             continue;
                         };
-                        let table = &tables[i];
-                        let names: Vec<&str> =
-                            rel.columns.iter().map(|c| c.name.as_str()).collect();
-                        let ours: Vec<&str> = table
-                            .columns
-                            .iter()
-                            .map(|c| c.schema.name.as_str())
-                            .collect();
-                        if names != ours {
-                            return Err(Error::Unsupported {
-                                table: table.name().to_string(),
-                                message: format!(
-                                    "the stream has columns {names:?} at {lsn}, the table had {ours:?}: schema changes are not supported yet"
-                                ),
-                            });
+                        // The stream describes each relation before its first change of a
+                        // session and after every schema change: decode with what it says,
+                        // and tell the topic when that differs from what it last got.
+                        let shape = shape_of(&rel);
+                        if shapes[i].as_ref() != Some(&shape) {
+                            let table = from_relation(client, &tables[i], &rel).await?;
+                            if sent[i].as_ref() != Some(&table.schema) {
+                                tracing::info!(source = %self.config.name, table = table.name(), position = %lsn, "schema change in the stream");
+                                tx.changes
+                                    .push((i, CdcRecord::Schema(table.schema.clone())));
+                                sent[i] = Some(table.schema.clone());
+                            }
+                            tables[i] = table;
+                            shapes[i] = Some(shape);
                         }
                         relations.insert(
                             rel.id,
@@ -557,13 +578,15 @@ impl PostgresSource {
                     Message::Truncate { relations: ids, .. } => {
                         for id in ids {
                             if let Some(rel) = relations.get(&id) {
-                                let message = format!(
-                                    "TRUNCATE of {} at {lsn} is not mirrored: the ODS table keeps its rows; re-snapshot the source (remove {}) to converge",
-                                    tables[rel.table].name(),
-                                    self.state_path.display()
-                                );
-                                tracing::error!(source = %self.config.name, table = tables[rel.table].name(), position = %lsn, "{message}");
-                                state.last_error = Some(message);
+                                tracing::info!(source = %self.config.name, table = tables[rel.table].name(), position = %lsn, "truncate in the stream");
+                                tx.changes.push((
+                                    rel.table,
+                                    CdcRecord::Truncate(Truncate {
+                                        position: no_position(),
+                                        commit_ts: 0,
+                                        reason: "truncate".to_string(),
+                                    }),
+                                ));
                             }
                         }
                     }
@@ -592,6 +615,10 @@ impl PostgresSource {
                 state::save(&self.state_path, state)?;
                 last_save = Instant::now();
             }
+            if !state::resync_requests(&self.state_path)?.is_empty() {
+                resync = true;
+                break;
+            }
             if n < PEEK_CHANGES as usize {
                 tokio::select! {
                     _ = tokio::time::sleep(POLL_INTERVAL) => {}
@@ -600,8 +627,12 @@ impl PostgresSource {
             }
         }
         state::save(&self.state_path, state)?;
-        tracing::info!(source = %self.config.name, position = %state.resume.file, "cdc source stopped");
-        Ok(())
+        if resync {
+            tracing::info!(source = %self.config.name, position = %state.resume.file, "streaming paused for a re-snapshot");
+        } else {
+            tracing::info!(source = %self.config.name, position = %state.resume.file, "cdc source stopped");
+        }
+        Ok(resync)
     }
 
     fn peek_err(&self, state: &SourceState, e: tokio_postgres::Error) -> Error {
@@ -659,22 +690,39 @@ impl PostgresSource {
     ) {
         let txid = format!("xid:{}", tx.xid);
         let mut records = Vec::with_capacity(tx.changes.len());
-        for (i, (table, mut change)) in tx.changes.drain(..).enumerate() {
-            change.position = SourcePosition {
+        let mut row = 0;
+        for (table, mut record) in tx.changes.drain(..) {
+            let at = SourcePosition {
                 file: lsn_key(tx.commit_lsn),
                 pos: tx.commit_lsn,
-                row: i as u64,
+                row,
                 snapshot: false,
             };
-            change.txid = Some(txid.clone());
-            change.commit_ts = tx.commit_ts;
+            let position = match &mut record {
+                CdcRecord::Change(change) => {
+                    change.txid = Some(txid.clone());
+                    change.commit_ts = tx.commit_ts;
+                    &mut change.position
+                }
+                CdcRecord::Truncate(t) => {
+                    t.commit_ts = tx.commit_ts;
+                    &mut t.position
+                }
+                // Schema records are not positions: applying one twice changes nothing.
+                CdcRecord::Schema(_) => {
+                    records.push((self.config.topic(tables[table].name()), record));
+                    continue;
+                }
+            };
+            *position = at;
+            row += 1;
             if let Some(last) = skip_until.get(&table) {
-                if &change.position <= last {
+                if &*position <= last {
                     continue;
                 }
                 skip_until.remove(&table);
             }
-            records.push((self.config.topic(tables[table].name()), change));
+            records.push((self.config.topic(tables[table].name()), record));
         }
         if records.is_empty() {
             pending.pass(pos_of(end_lsn), state);
@@ -688,19 +736,14 @@ impl Transaction {
     fn push(&mut self, table: usize, op: Op, before: Option<Row>, after: Option<Row>) {
         self.changes.push((
             table,
-            Change {
+            CdcRecord::Change(Box::new(Change {
                 op,
                 before,
                 after,
-                position: SourcePosition {
-                    file: String::new(),
-                    pos: 0,
-                    row: 0,
-                    snapshot: false,
-                },
+                position: no_position(),
                 txid: None,
                 commit_ts: 0,
-            },
+            })),
         ));
     }
 }

@@ -5,6 +5,11 @@
 //! - Changes are buffered and applied every `commit_interval`: the latest change per primary
 //!   key (bus order = source order) goes through one MERGE (delete → DELETE, else upsert).
 //!   Tables without a primary key get every change appended with its `_op`.
+//! - A later schema record evolves the tables (columns added, dropped, widened) after the
+//!   changes before it are committed under the old schema; a change Iceberg cannot follow
+//!   stops that table (the reason lands in its `strata.cdc.stopped` property) and only it.
+//! - A truncate record (a source TRUNCATE, or the start of a re-snapshot) removes every row
+//!   in one commit.
 //! - Each commit's snapshot summary holds `strata.bus.<topic>.offsets` = the next bus offset
 //!   after the changes it contains. A restart reads it and resumes there, so a SIGKILL at any
 //!   point neither loses nor doubles a change. The optional `<target>_changelog` table keeps
@@ -17,22 +22,25 @@ use std::time::{Duration, Instant};
 use datafusion::common::Column;
 use datafusion::logical_expr::{col, lit, Expr};
 use datafusion::prelude::SessionContext;
-use iceberg::spec::{Operation, UnboundPartitionSpec};
+use iceberg::spec::{Operation, TableMetadataBuilder, UnboundPartitionSpec};
 use iceberg::{NamespaceIdent, TableCreation, TableIdent};
 use strata_bus::{Log, Offsets};
-use strata_core::cdc::{CdcRecord, Change, Op, TableSchema, Value};
+use strata_core::cdc::{CdcRecord, Change, Op, TableSchema, Truncate, Value};
 use strata_core::config::SourceConfig;
 use tokio::sync::watch;
 
 use super::schema::{
-    ods_batch, ods_schema, OdsRow, OP_COLUMN, PRIMARY_KEY_PROPERTY, SOURCE_PROPERTY,
+    evolved_schema, ods_batch, ods_schema, primary_key_of, OdsRow, OP_COLUMN, PRIMARY_KEY_PROPERTY,
+    SOURCE_PROPERTY,
 };
 use crate::error::{Error, Result};
 use crate::lake::Lake;
 use crate::position::{encode_offsets, offsets_key};
 use crate::schema::table_properties;
 use crate::table::read::table_arrow_schema;
-use crate::table::{commit_change, merge_with_properties, Change as TableChange, MergeClause};
+use crate::table::{
+    commit_change, merge_with_properties, swap_metadata, Change as TableChange, MergeClause,
+};
 use crate::table::{MergeSpec, TableFiles};
 use crate::write::write_rows;
 
@@ -95,6 +103,8 @@ struct TableState {
     last_commit: Instant,
     /// The ODS table's primary key (empty: append-only), read once it exists.
     key: Option<Vec<String>>,
+    /// Why the table stopped: its changes are passed over until a re-snapshot starts.
+    stopped: Option<String>,
 }
 
 /// Applies CDC topics to ODS tables.
@@ -153,9 +163,19 @@ impl CdcMerger {
                     continue;
                 }
                 Err(e) => {
-                    // The other tables go on.
-                    tracing::error!(table = %st.spec.target, error = %e, "cdc table stopped");
-                    return Ok(());
+                    // The other tables go on; `strata cdc status` shows why this one stopped.
+                    // Its records are passed over until a re-snapshot (`strata cdc resync`)
+                    // starts, which brings it back.
+                    tracing::error!(table = %st.spec.target, error = %e, "cdc table stopped until it is re-snapshotted");
+                    if let Err(e2) = self
+                        .set_stopped(&st.spec.target, Some(&e.to_string()))
+                        .await
+                    {
+                        tracing::warn!(table = %st.spec.target, error = %e2, "could not record why the cdc table stopped");
+                    }
+                    st.buffer.clear();
+                    st.stopped = Some(e.to_string());
+                    continue;
                 }
             };
             if stopping && got == 0 {
@@ -187,6 +207,10 @@ impl CdcMerger {
 
     async fn start(&self, spec: CdcTable) -> Result<TableState> {
         let target_pos = self.position_of(&spec.target, &spec.topic).await?;
+        if target_pos.is_some() {
+            // A table stopped before is tried again from its committed position.
+            self.set_stopped(&spec.target, None).await?;
+        }
         let changelog_pos = match &spec.changelog {
             Some(c) => self.position_of(c, &spec.topic).await?,
             None => None,
@@ -205,7 +229,40 @@ impl CdcMerger {
             buffer: Vec::new(),
             last_commit: Instant::now(),
             key: None,
+            stopped: None,
         })
+    }
+
+    /// Records (or clears) in the table's [`STOPPED_PROPERTY`] why the merger stopped it.
+    async fn set_stopped(&self, ident: &TableIdent, reason: Option<&str>) -> Result<()> {
+        let mut backoff = crate::retry::Backoff::new(8);
+        loop {
+            let table = self.lake.load_table(ident).await?;
+            let current = table.metadata().properties().get(STOPPED_PROPERTY);
+            if current.map(String::as_str) == reason {
+                return Ok(());
+            }
+            let builder = TableMetadataBuilder::new_from_metadata(
+                table.metadata().clone(),
+                table.metadata_location().map(str::to_string),
+            );
+            let builder = match reason {
+                Some(r) => builder.set_properties(HashMap::from([(
+                    STOPPED_PROPERTY.to_string(),
+                    r.to_string(),
+                )])),
+                None => builder.remove_properties(&[STOPPED_PROPERTY.to_string()]),
+            };
+            let next = builder
+                .and_then(|b| b.build())
+                .map_err(|e| Error::iceberg(format!("updating the properties of {ident}"), e))?
+                .metadata;
+            match swap_metadata(&self.lake, &table, next).await {
+                Ok(_) => return Ok(()),
+                Err(Error::Conflict { .. }) if backoff.can_retry() => backoff.wait().await,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The next offset `ident` does not hold: from its snapshot summary; 0 for an existing
@@ -230,31 +287,27 @@ impl CdcMerger {
         };
         let n = records.len();
         for r in records {
-            st.next = r.offset + 1;
+            let offset = r.offset;
             let record = CdcRecord::from_json(&r.value).map_err(|e| {
                 Error::Internal(format!(
-                    "{} offset {}: not a CDC record: {e}",
-                    st.spec.topic, r.offset
+                    "{} offset {offset}: not a CDC record: {e}",
+                    st.spec.topic
                 ))
-            })?;
-            match record {
-                CdcRecord::Schema(schema) => self.on_schema(st, schema, r.offset).await?,
-                CdcRecord::Change(change) => {
-                    if st.schema.is_none() && st.target_pos.is_none() {
-                        return Err(Error::Internal(format!(
-                            "{}: change at offset {} before any schema record",
-                            st.spec.topic, r.offset
-                        )));
-                    }
-                    st.buffer.push((r.offset, *change));
-                }
-            }
+            });
+            let applied = match record {
+                Ok(record) if st.stopped.is_some() => self.while_stopped(st, record, offset).await,
+                Ok(record) => self.apply(st, record, offset).await,
+                Err(e) => Err(e),
+            };
+            // A record that fails is not read again unless the table restarts.
+            st.next = offset + 1;
+            applied?;
         }
         let due = st.last_commit.elapsed() >= st.spec.commit_interval
             || st.buffer.len() >= MAX_BUFFERED
             || (stopping && n == 0);
         if due && !st.buffer.is_empty() {
-            self.commit(st).await?;
+            self.commit(st, st.next).await?;
         }
         if due {
             st.last_commit = Instant::now();
@@ -262,7 +315,80 @@ impl CdcMerger {
         Ok(n)
     }
 
+    /// Takes one record of a running table.
+    async fn apply(&self, st: &mut TableState, record: CdcRecord, offset: u64) -> Result<()> {
+        match record {
+            CdcRecord::Schema(schema) => {
+                if st.schema.as_ref() != Some(&schema) {
+                    // Changes made under the old schema are committed under it first.
+                    self.commit_until(st, offset).await?;
+                    self.on_schema(st, schema, offset).await?;
+                }
+            }
+            CdcRecord::Truncate(t) => {
+                self.commit_until(st, offset).await?;
+                self.truncate(st, &t, offset).await?;
+            }
+            CdcRecord::Change(change) => {
+                if st.schema.is_none() && st.target_pos.is_none() {
+                    return Err(Error::Internal(format!(
+                        "{}: change at offset {offset} before any schema record",
+                        st.spec.topic
+                    )));
+                }
+                st.buffer.push((offset, *change));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes one record of a stopped table: changes are passed over, the latest schema is
+    /// kept, and the truncate that starts a re-snapshot brings the table back — with the
+    /// schema of the re-snapshot, whatever it is, since no old row survives it.
+    async fn while_stopped(
+        &self,
+        st: &mut TableState,
+        record: CdcRecord,
+        offset: u64,
+    ) -> Result<()> {
+        match record {
+            CdcRecord::Schema(schema) => st.schema = Some(schema),
+            CdcRecord::Truncate(t) if t.position.snapshot => {
+                let Some(schema) = st.schema.clone() else {
+                    return Ok(());
+                };
+                let mut tables = vec![st.spec.target.clone()];
+                tables.extend(st.spec.changelog.clone());
+                for ident in &tables {
+                    self.evolve(ident, &schema, true).await?;
+                }
+                st.key = None;
+                self.truncate(st, &t, offset).await?;
+                self.set_stopped(&st.spec.target, None).await?;
+                st.stopped = None;
+                tracing::info!(table = %st.spec.target, "cdc table re-snapshotting, running again");
+            }
+            CdcRecord::Truncate(_) | CdcRecord::Change(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Commits what is buffered as holding every offset before `offset` (a schema change or a
+    /// truncate is next).
+    async fn commit_until(&self, st: &mut TableState, offset: u64) -> Result<()> {
+        if !st.buffer.is_empty() {
+            self.commit(st, offset).await?;
+            st.last_commit = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// A schema record: creates the tables on the first, and makes them follow the source's
+    /// columns on every later one (schema evolution). Applying one twice changes nothing, so a
+    /// restart that re-reads it is harmless.
     async fn on_schema(&self, st: &mut TableState, schema: TableSchema, offset: u64) -> Result<()> {
+        // Kept even when following it fails: a stopped table re-snapshots with it.
+        st.schema = Some(schema.clone());
         if st.target_pos.is_none() {
             self.create(&st.spec.target, &schema).await?;
             st.target_pos = Some(0);
@@ -273,26 +399,100 @@ impl CdcMerger {
                 st.changelog_pos = Some(0);
             }
         }
-        // Commit what came before a schema change under the old schema first.
-        if let Some(old) = &st.schema {
-            if old.columns != schema.columns || old.primary_key != schema.primary_key {
-                return Err(Error::Sql(format!(
-                    "{}: the source schema changed at offset {offset} (columns or key); schema evolution is not supported yet",
-                    st.spec.target
-                )));
+        let mut tables = vec![st.spec.target.clone()];
+        tables.extend(st.spec.changelog.clone());
+        for ident in &tables {
+            self.evolve(ident, &schema, false).await.map_err(|e| match e {
+                Error::Invalid(m) => Error::Invalid(format!(
+                    "{ident}: the source schema of {}.{} changed at bus offset {offset} in a way the ODS table cannot follow: {m}; the table stopped, the others go on (`strata cdc resync` re-snapshots it)",
+                    schema.database, schema.table
+                )),
+                other => other,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Gives `ident` the columns of `schema` (see [`evolved_schema`]; `reset`: the table is
+    /// about to be emptied, so any change goes, the primary key included).
+    async fn evolve(&self, ident: &TableIdent, schema: &TableSchema, reset: bool) -> Result<()> {
+        let mut backoff = crate::retry::Backoff::new(8);
+        loop {
+            let table = self.lake.load_table(ident).await?;
+            let key = schema.primary_key.join(",");
+            let key_changes = reset && primary_key_of(&table) != schema.primary_key;
+            let next_schema = evolved_schema(&table, schema, reset)?;
+            if next_schema.is_none() && !key_changes {
+                return Ok(());
             }
-        } else {
-            let table = self.lake.load_table(&st.spec.target).await?;
-            let have: Vec<String> = super::schema::data_columns(&table);
-            let want: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
-            if have != want {
-                return Err(Error::Sql(format!(
-                    "{}: its columns {have:?} differ from the source's {want:?}; schema evolution is not supported yet",
-                    st.spec.target
-                )));
+            let columns: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
+            let mut builder = TableMetadataBuilder::new_from_metadata(
+                table.metadata().clone(),
+                table.metadata_location().map(str::to_string),
+            );
+            if let Some(next_schema) = next_schema {
+                builder = builder
+                    .add_current_schema(next_schema)
+                    .map_err(|e| Error::iceberg(format!("evolving the schema of {ident}"), e))?;
+            }
+            if key_changes {
+                builder = builder
+                    .set_properties(HashMap::from([(PRIMARY_KEY_PROPERTY.to_string(), key)]))
+                    .map_err(|e| Error::iceberg(format!("evolving the schema of {ident}"), e))?;
+            }
+            let next = builder
+                .build()
+                .map_err(|e| Error::iceberg(format!("evolving the schema of {ident}"), e))?
+                .metadata;
+            match swap_metadata(&self.lake, &table, next).await {
+                Ok(_) => {
+                    tracing::info!(table = %ident, ?columns, "cdc table schema evolved");
+                    return Ok(());
+                }
+                Err(Error::Conflict { .. }) if backoff.can_retry() => backoff.wait().await,
+                Err(e) => return Err(e),
             }
         }
-        st.schema = Some(schema);
+    }
+
+    /// A truncate at `offset`: the table's rows go, in one commit that holds the offset; the
+    /// changelog records it as a row with `_op = 't'`.
+    async fn truncate(&self, st: &mut TableState, t: &Truncate, offset: u64) -> Result<()> {
+        let end = offset + 1;
+        let props = positions(&st.spec.topic, end, Some(t.commit_ts));
+        if st.target_pos.is_some_and(|p| p < end) {
+            let mut backoff = crate::retry::Backoff::new(8);
+            loop {
+                let table = self.lake.load_table(&st.spec.target).await?;
+                let files = TableFiles::current(&table).await?;
+                let mut change = TableChange::new(Operation::Delete);
+                change.removed = files
+                    .data_files()
+                    .chain(files.delete_files())
+                    .map(|f| f.path().to_string())
+                    .collect();
+                change.properties = props.clone();
+                match commit_change(&self.lake, &table, &files, change).await {
+                    Ok(_) => break,
+                    Err(Error::Conflict { .. }) if backoff.can_retry() => backoff.wait().await,
+                    Err(e) => return Err(e),
+                }
+            }
+            st.target_pos = Some(end);
+            tracing::info!(table = %st.spec.target, reason = %t.reason, position = %t.position, "cdc table truncated");
+        }
+        if let Some(c) = st.spec.changelog.clone() {
+            if st.changelog_pos.is_some_and(|p| p < end) {
+                let row = OdsRow {
+                    image: None,
+                    op: TRUNCATE_OP,
+                    source_pos: t.position.to_string(),
+                    commit_ts: t.commit_ts,
+                };
+                self.append(&c, &[row], props).await?;
+                st.changelog_pos = Some(end);
+            }
+        }
         Ok(())
     }
 
@@ -335,19 +535,13 @@ impl CdcMerger {
 
     /// Applies the buffer to the ODS table (and the changelog) with the offsets in the same
     /// snapshot, then clears it.
-    async fn commit(&self, st: &mut TableState) -> Result<()> {
+    async fn commit(&self, st: &mut TableState, end: u64) -> Result<()> {
         let started = Instant::now();
-        let end = st.next;
-        let mut props = HashMap::new();
-        let mut offsets = Offsets::new();
-        offsets.insert(0, end);
-        props.insert(offsets_key(&st.spec.topic), encode_offsets(&offsets));
-        if let Some((_, last)) = st.buffer.last() {
-            props.insert(
-                last_commit_ts_key(&st.spec.topic),
-                last.commit_ts.to_string(),
-            );
-        }
+        let props = positions(
+            &st.spec.topic,
+            end,
+            st.buffer.last().map(|(_, c)| c.commit_ts),
+        );
 
         let target_from = st.target_pos.unwrap_or(0);
         let changes: Vec<&(u64, Change)> = st
@@ -358,7 +552,7 @@ impl CdcMerger {
         let key = match &st.key {
             Some(k) => k.clone(),
             None => {
-                let k = self.primary_key(&st.spec.target).await?;
+                let k = primary_key_of(&self.lake.load_table(&st.spec.target).await?);
                 st.key = Some(k.clone());
                 k
             }
@@ -366,8 +560,8 @@ impl CdcMerger {
         let n = changes.len();
         if !changes.is_empty() || target_from < end {
             if key.is_empty() {
-                self.append(&st.spec.target, &changes, props.clone())
-                    .await?;
+                let rows: Vec<OdsRow<'_>> = changes.iter().map(|(_, c)| ods_row(c)).collect();
+                self.append(&st.spec.target, &rows, props.clone()).await?;
             } else {
                 self.upsert(&st.spec.target, &key, &changes, props.clone())
                     .await?;
@@ -379,7 +573,8 @@ impl CdcMerger {
             let changes: Vec<&(u64, Change)> =
                 st.buffer.iter().filter(|(o, _)| *o >= from).collect();
             if from < end {
-                self.append(&c, &changes, props.clone()).await?;
+                let rows: Vec<OdsRow<'_>> = changes.iter().map(|(_, c)| ods_row(c)).collect();
+                self.append(&c, &rows, props.clone()).await?;
                 st.changelog_pos = Some(end);
             }
         }
@@ -390,35 +585,19 @@ impl CdcMerger {
         Ok(())
     }
 
-    async fn primary_key(&self, ident: &TableIdent) -> Result<Vec<String>> {
-        let table = self.lake.load_table(ident).await?;
-        Ok(table
-            .metadata()
-            .properties()
-            .get(PRIMARY_KEY_PROPERTY)
-            .map(|k| {
-                k.split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default())
-    }
-
-    /// Appends every change as a row (keyless tables, changelogs). Position-only commits
-    /// (no rows) still record the offsets.
+    /// Appends rows (keyless tables, changelogs). Position-only commits (no rows) still
+    /// record the offsets.
     async fn append(
         &self,
         ident: &TableIdent,
-        changes: &[&(u64, Change)],
+        rows: &[OdsRow<'_>],
         props: HashMap<String, String>,
     ) -> Result<()> {
         let mut backoff = crate::retry::Backoff::new(8);
         loop {
             let table = self.lake.load_table(ident).await?;
             let schema = table_arrow_schema(&table)?;
-            let rows: Vec<OdsRow<'_>> = changes.iter().map(|(_, c)| ods_row(c)).collect();
-            let batch = ods_batch(&schema, &rows)?;
+            let batch = ods_batch(&schema, rows)?;
             let files = TableFiles::manifests_only(&table).await?;
             let data = write_rows(&table, &[batch]).await?;
             let mut change = TableChange::new(Operation::Append);
@@ -520,6 +699,24 @@ impl CdcMerger {
         }
         Ok(())
     }
+}
+
+/// Table property: why the merger stopped applying changes to this table (absent: it runs).
+pub const STOPPED_PROPERTY: &str = "strata.cdc.stopped";
+
+/// The `_op` of a changelog row that records a truncate.
+pub const TRUNCATE_OP: &str = "t";
+
+/// Snapshot summary properties of a commit that holds the topic's offsets before `end`.
+fn positions(topic: &str, end: u64, last_commit_ts: Option<i64>) -> HashMap<String, String> {
+    let mut props = HashMap::new();
+    let mut offsets = Offsets::new();
+    offsets.insert(0, end);
+    props.insert(offsets_key(topic), encode_offsets(&offsets));
+    if let Some(ts) = last_commit_ts {
+        props.insert(last_commit_ts_key(topic), ts.to_string());
+    }
+    props
 }
 
 /// Snapshot summary key: source commit time (epoch µs) of the last change a table holds.

@@ -16,6 +16,7 @@ use iceberg::table::Table;
 use strata_core::cdc::{format_time, parse_time, ColumnType, Row, TableSchema, Value};
 
 use crate::error::{Error, Result};
+use crate::table::evolve::Evolution;
 
 /// Metadata columns every ODS CDC table ends with.
 pub const OP_COLUMN: &str = "_op";
@@ -80,17 +81,93 @@ pub fn ods_schema(source: &TableSchema) -> Result<Schema> {
         .map_err(|e| Error::iceberg(format!("schema of {}", source.table), e))
 }
 
-/// The source column names an ODS table holds (its columns minus the metadata ones).
-pub fn data_columns(table: &Table) -> Vec<String> {
+/// The primary key an ODS table was created with (empty: append-only).
+pub fn primary_key_of(table: &Table) -> Vec<String> {
     table
         .metadata()
-        .current_schema()
-        .as_struct()
-        .fields()
-        .iter()
-        .map(|f| f.name.clone())
+        .properties()
+        .get(PRIMARY_KEY_PROPERTY)
+        .map(|k| {
+            k.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The schema `table` must take to hold `source`'s columns, or None when it already does.
+/// Columns the source added are added (optional, in source order, before the metadata
+/// columns), columns it dropped are dropped, and types are widened the way Iceberg allows
+/// (int → long, float → double, decimal precision up). Any other change — a type changed or
+/// narrowed, a column renamed, a different primary key — is an error that names it, unless
+/// `reset` (the table is about to be emptied): then a changed column is replaced by a new one
+/// and the key may change (the caller records it).
+pub fn evolved_schema(table: &Table, source: &TableSchema, reset: bool) -> Result<Option<Schema>> {
+    let key = primary_key_of(table);
+    if key != source.primary_key && !reset {
+        return Err(Error::Invalid(format!(
+            "the primary key changed from {key:?} to {:?}",
+            source.primary_key
+        )));
+    }
+    let unsupported = |e: Error| match e {
+        Error::Sql(m) => Error::Invalid(m),
+        other => other,
+    };
+    let mut evolution = Evolution::new(table.metadata())?;
+    let have: Vec<String> = evolution
+        .names()
         .filter(|n| !is_meta(n))
-        .collect()
+        .map(str::to_string)
+        .collect();
+    let wanted = |name: &str| source.columns.iter().any(|c| c.name == name);
+    if !reset {
+        // A column gone and a new one in its place: a rename (or a drop and an add the stream
+        // cannot tell from one). Iceberg could rename, but guessing wrong would mix two
+        // columns' values.
+        let gone: Vec<&String> = have.iter().filter(|n| !wanted(n)).collect();
+        let new: Vec<&str> = source
+            .columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .filter(|n| !have.iter().any(|h| h == n))
+            .collect();
+        if let (Some(old), Some(new)) = (gone.first(), new.first()) {
+            let old_at = have.iter().position(|h| h == *old);
+            let new_at = source.columns.iter().position(|c| c.name == *new);
+            if old_at == new_at {
+                return Err(Error::Invalid(format!(
+                    "column {old} was replaced by {new} in the same place (a rename?); renames are not followed"
+                )));
+            }
+        }
+    }
+    for name in &have {
+        if !wanted(name) {
+            evolution.drop(name, false).map_err(unsupported)?;
+        }
+    }
+    for (i, c) in source.columns.iter().enumerate() {
+        let ty = Type::Primitive(iceberg_type(c.kind));
+        if evolution.position(&c.name).is_some() {
+            match evolution.widen(&c.name, &ty) {
+                Ok(()) => continue,
+                Err(e) if !reset => return Err(unsupported(e)),
+                Err(_) => evolution.drop(&c.name, false)?,
+            }
+        }
+        // Before the next source column the table has, else before the metadata columns.
+        let at = source.columns[i + 1..]
+            .iter()
+            .find_map(|next| evolution.position(&next.name))
+            .or_else(|| evolution.position(OP_COLUMN))
+            .unwrap_or(usize::MAX);
+        evolution
+            .insert(&c.name, ty, false, at)
+            .map_err(unsupported)?;
+    }
+    evolution.finish()
 }
 
 fn is_meta(name: &str) -> bool {

@@ -86,7 +86,7 @@ use iceberg_datafusion::{IcebergCatalogProvider, IcebergStaticTableProvider};
 use crate::error::{Error, Result};
 
 mod dialect;
-mod evolve;
+
 mod format;
 mod json;
 mod overlay;

@@ -26,12 +26,12 @@ use iceberg::spec::{TableMetadataBuilder, Type};
 use iceberg::{NamespaceIdent, TableCreation, TableIdent};
 
 use super::dialect::TimeTravelDialect;
-use super::evolve::Evolution;
 use super::rewrite::SET_STAR;
 use super::SqlSession;
 use crate::error::{Error, Result};
 use crate::retry::Backoff;
 use crate::table::create::{lake_schema, lake_type, partition_spec};
+use crate::table::evolve::Evolution;
 use crate::table::{self, swap_metadata, Match, MergeClause, MergeSpec, Outcome};
 
 impl SqlSession {

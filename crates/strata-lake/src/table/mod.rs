@@ -7,6 +7,7 @@ mod cache;
 pub mod commit;
 pub mod create;
 pub mod dml;
+pub(crate) mod evolve;
 pub mod files;
 pub mod maintain;
 pub mod read;

@@ -1,4 +1,4 @@
-//! `strata cdc status` and `strata cdc verify`.
+//! `strata cdc status`, `strata cdc verify` and `strata cdc resync`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -8,7 +8,7 @@ use iceberg::{NamespaceIdent, TableIdent};
 use strata_cdc::state::{self, Phase};
 use strata_cdc::verify::{compare, Report};
 use strata_core::config::SourceKind;
-use strata_lake::cdc::applied_in;
+use strata_lake::cdc::{applied_in, STOPPED_PROPERTY};
 use strata_lake::Lake;
 
 use super::load_config;
@@ -62,18 +62,30 @@ pub async fn status(path: &Path) -> Result<()> {
             let target = ident(ns.clone(), name.clone());
             let topic = source.topic(table);
             let snap = st.as_ref().and_then(|s| s.tables.get(table));
+            let requested =
+                state::resync_requests(&state::state_path(&config.data.dir, &source.name))?;
             let snapshot = match (st.as_ref().map(|s| s.phase), snap) {
+                _ if requested.contains(table) => "re-snapshot requested".to_string(),
+                (_, Some(t)) if t.error.is_some() => format!(
+                    "STOPPED ({}); `strata cdc resync {table}` re-snapshots it",
+                    t.error.as_deref().unwrap_or_default()
+                ),
+                (Some(Phase::Stream), Some(t)) if !t.done => {
+                    format!("re-snapshot {} rows", t.rows)
+                }
                 (Some(Phase::Snapshot), Some(t)) if !t.done => format!("snapshot {} rows", t.rows),
                 (Some(Phase::Snapshot), _) => "waiting for snapshot".to_string(),
                 (Some(Phase::Stream), _) => "streaming".to_string(),
                 (None, _) => "not started".to_string(),
             };
-            let (offset, applied_ts) = match lake.catalog().table_exists(&target).await {
+            let (offset, applied_ts, stopped) = match lake.catalog().table_exists(&target).await {
                 Ok(true) => {
-                    let held = applied_in(&lake.load_table(&target).await?, &topic)?;
-                    (Some(held.next), held.commit_ts)
+                    let ods = lake.load_table(&target).await?;
+                    let held = applied_in(&ods, &topic)?;
+                    let stopped = ods.metadata().properties().get(STOPPED_PROPERTY).cloned();
+                    (Some(held.next), held.commit_ts, stopped)
                 }
-                _ => (None, None),
+                _ => (None, None, None),
             };
             let lag = match (st.as_ref().and_then(|s| s.last_commit_ts), applied_ts) {
                 (Some(src), Some(ods)) if src > ods => format!("{:.1}s", (now - ods) as f64 / 1e6),
@@ -85,8 +97,44 @@ pub async fn status(path: &Path) -> Result<()> {
                 offset.map(|o| o.to_string()).unwrap_or_else(|| "- (no table yet)".into()),
                 applied_ts.map(ts_text).unwrap_or_else(|| "-".into()),
             );
+            if let Some(reason) = stopped {
+                println!("    merger STOPPED: {reason}");
+            }
         }
     }
+    Ok(())
+}
+
+/// Asks the source of `table` to re-snapshot it (see `strata_cdc::state::request_resync`).
+pub fn resync(path: &Path, table: &str, source: Option<&str>) -> Result<()> {
+    let config = load_config(path)?;
+    let candidates: Vec<_> = config
+        .sources
+        .iter()
+        .filter(|s| source.is_none_or(|n| s.name == n))
+        .filter(|s| s.tables.iter().any(|t| t == table))
+        .collect();
+    let source = match candidates.as_slice() {
+        [one] => *one,
+        [] => match source {
+            Some(name) => bail!(
+                "source {name:?} has no table {table:?} in {}",
+                path.display()
+            ),
+            None => bail!("no source in {} lists table {table:?}", path.display()),
+        },
+        many => bail!(
+            "sources {:?} all list table {table:?}: choose one with --source",
+            many.iter().map(|s| &s.name).collect::<Vec<_>>()
+        ),
+    };
+    let state_path = state::state_path(&config.data.dir, &source.name);
+    state::request_resync(&state_path, table)?;
+    let (ns, name) = source.target(table);
+    println!(
+        "re-snapshot of {}.{table} → {ns}.{name} requested: a running `strata serve` starts it within a second, otherwise its next start does; `strata cdc status` shows the progress",
+        source.name
+    );
     Ok(())
 }
 

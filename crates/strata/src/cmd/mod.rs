@@ -66,6 +66,11 @@ pub async fn run(cli: Cli) -> Result<()> {
                 wait,
                 config,
             } => cdc::verify(&config.config, &source, table.as_deref(), wait).await,
+            CdcCommand::Resync {
+                table,
+                source,
+                config,
+            } => cdc::resync(&config.config, &table, source.as_deref()),
         },
         Command::Table { command } => table::run(command).await,
     }

@@ -1,5 +1,6 @@
-//! Schema evolution for `ALTER TABLE`: the current schema's fields changed in place, by the
-//! rules Iceberg readers rely on (ids kept; new ids after the last; only safe widenings).
+//! Schema evolution for `ALTER TABLE` and for CDC tables following their source: the current
+//! schema's fields changed in place, by the rules Iceberg readers rely on (ids kept; new ids
+//! after the last; only safe widenings).
 
 use std::sync::Arc;
 
@@ -7,9 +8,9 @@ use iceberg::spec::{NestedField, PrimitiveType, Schema as IcebergSchema, TableMe
 
 use crate::error::{Error, Result};
 
-/// Schema evolution of one ALTER TABLE: the current schema's fields, changed in place (ids
-/// kept, new ids after the table's last column id).
-pub(super) struct Evolution {
+/// One schema change: the current schema's fields, changed in place (ids kept, new ids after
+/// the table's last column id).
+pub(crate) struct Evolution {
     fields: Vec<NestedField>,
     next_id: i32,
     schema_id: i32,
@@ -19,7 +20,7 @@ pub(super) struct Evolution {
 }
 
 impl Evolution {
-    pub(super) fn new(metadata: &TableMetadata) -> Result<Evolution> {
+    pub(crate) fn new(metadata: &TableMetadata) -> Result<Evolution> {
         let schema = metadata.current_schema();
         Ok(Evolution {
             fields: schema
@@ -44,7 +45,7 @@ impl Evolution {
         })
     }
 
-    fn position(&self, name: &str) -> Option<usize> {
+    pub(crate) fn position(&self, name: &str) -> Option<usize> {
         self.fields.iter().position(|f| f.name == name)
     }
 
@@ -53,7 +54,24 @@ impl Evolution {
             .ok_or_else(|| Error::Sql(format!("no column {name}")))
     }
 
-    pub(super) fn add(&mut self, name: &str, ty: Type, if_not_exists: bool) -> Result<()> {
+    /// The column names, in order.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.fields.iter().map(|f| f.name.as_str())
+    }
+
+    /// Adds an optional column at the end.
+    pub(crate) fn add(&mut self, name: &str, ty: Type, if_not_exists: bool) -> Result<()> {
+        self.insert(name, ty, if_not_exists, self.fields.len())
+    }
+
+    /// Adds an optional column before the `at`-th one (at the end when `at` is past it).
+    pub(crate) fn insert(
+        &mut self,
+        name: &str,
+        ty: Type,
+        if_not_exists: bool,
+        at: usize,
+    ) -> Result<()> {
         if self.position(name).is_some() {
             if if_not_exists {
                 return Ok(());
@@ -65,14 +83,15 @@ impl Evolution {
                 "ADD COLUMN {name}: only primitive types can be added for now"
             )));
         }
+        let at = at.min(self.fields.len());
         self.fields
-            .push(NestedField::optional(self.next_id, name, ty));
+            .insert(at, NestedField::optional(self.next_id, name, ty));
         self.next_id += 1;
         self.changed = true;
         Ok(())
     }
 
-    pub(super) fn drop(&mut self, name: &str, if_exists: bool) -> Result<()> {
+    pub(crate) fn drop(&mut self, name: &str, if_exists: bool) -> Result<()> {
         let Some(i) = self.position(name) else {
             if if_exists {
                 return Ok(());
@@ -96,7 +115,7 @@ impl Evolution {
         Ok(())
     }
 
-    pub(super) fn rename(&mut self, old: &str, new: &str) -> Result<()> {
+    pub(crate) fn rename(&mut self, old: &str, new: &str) -> Result<()> {
         let i = self.find(old)?;
         if self.position(new).is_some() {
             return Err(Error::Sql(format!("column {new} already exists")));
@@ -106,7 +125,7 @@ impl Evolution {
         Ok(())
     }
 
-    pub(super) fn widen(&mut self, name: &str, to: &Type) -> Result<()> {
+    pub(crate) fn widen(&mut self, name: &str, to: &Type) -> Result<()> {
         let i = self.find(name)?;
         let from = self.fields[i].field_type.as_ref().clone();
         if &from == to {
@@ -137,7 +156,7 @@ impl Evolution {
         Ok(())
     }
 
-    pub(super) fn make_optional(&mut self, name: &str) -> Result<()> {
+    pub(crate) fn make_optional(&mut self, name: &str) -> Result<()> {
         let i = self.find(name)?;
         if self.fields[i].required {
             self.fields[i].required = false;
@@ -146,7 +165,7 @@ impl Evolution {
         Ok(())
     }
 
-    pub(super) fn finish(self) -> Result<Option<IcebergSchema>> {
+    pub(crate) fn finish(self) -> Result<Option<IcebergSchema>> {
         if !self.changed {
             return Ok(None);
         }
