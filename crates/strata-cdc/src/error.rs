@@ -18,7 +18,7 @@ pub enum Error {
     Unsupported { table: String, message: String },
     /// The binlog no longer holds our position (purged), or the PostgreSQL slot is gone or
     /// invalidated: a re-snapshot is needed.
-    #[error("source {source_name}: position {position} is no longer on the server ({message}); remove {state} to re-snapshot")]
+    #[error("source {source_name}: position {position} is no longer on the server ({message}); set on_position_lost = \"resnapshot\" on the source to re-snapshot every table automatically, or remove {state} to re-snapshot")]
     PositionLost {
         source_name: String,
         position: String,

@@ -152,6 +152,25 @@ pub fn state_path(data_dir: &Path, source: &str) -> PathBuf {
     data_dir.join("cdc").join(format!("{source}.json"))
 }
 
+/// After the server lost the source's position: every configured table re-snapshots from
+/// `start` (the stream's current end), and streaming resumes there. The lost position is
+/// kept as `last_error` for `strata cdc status`.
+pub fn resnapshot_all(
+    path: &Path,
+    config: &strata_core::config::SourceConfig,
+    start: BinlogPos,
+    lost: &Error,
+) -> Result<()> {
+    let mut state = load(path)?.unwrap_or_else(|| SourceState::new(Phase::Stream, start.clone()));
+    state.phase = Phase::Stream;
+    state.resume = start.clone();
+    for t in &config.tables {
+        state.resnapshot(t, start.clone());
+    }
+    state.last_error = Some(format!("{lost} — re-snapshotting every table from {start}"));
+    save(path, &mut state)
+}
+
 /// `<data>/cdc/<source>.resync.json`: tables `strata cdc resync` asked to re-snapshot, beside
 /// the state file it belongs to. The running source takes them within a second (or on its
 /// next start), records the re-snapshot in its state, then removes the file.

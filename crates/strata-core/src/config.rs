@@ -79,6 +79,19 @@ pub enum SnapshotMode {
     Never,
 }
 
+/// What a source does when the server no longer holds its position (binlog purged, slot
+/// dropped or invalidated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnPositionLost {
+    /// Stop with an error that says so (`strata cdc status` shows it).
+    #[default]
+    Fail,
+    /// Re-snapshot every table from the current end of the stream: each ODS table is emptied
+    /// and loaded again, then streaming goes on.
+    Resnapshot,
+}
+
 /// One `[[sources]]` entry: a database whose tables are mirrored into `ods.ods_<table>`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,6 +126,10 @@ pub struct SourceConfig {
     /// Also append every raw change to `<target>_changelog`.
     #[serde(default)]
     pub keep_changelog: bool,
+    /// `fail` (default) or `resnapshot`: what to do when the server no longer holds the
+    /// source's position.
+    #[serde(default)]
+    pub on_position_lost: OnPositionLost,
     /// Server id the binlog client registers with (unique among the server's replicas).
     #[serde(default = "default_server_id")]
     pub server_id: u32,

@@ -280,3 +280,68 @@ fn cdc_schema_changes_truncate_and_resync_follow_the_source() {
         },
     );
 }
+
+#[test]
+fn cdc_purged_binlog_is_reported_then_resnapshotted_when_configured() {
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(40)); \
+         INSERT INTO items SELECT seq, CONCAT('item ', seq) FROM seq_1_to_100;",
+    );
+    let env = Env::new();
+    add_source(&env, &db, &["items"], "");
+    let server = env.serve("1s");
+    wait_rows(
+        &env,
+        "SELECT count(*) FROM ods.ods_items",
+        100,
+        Duration::from_secs(60),
+    );
+    server.stop();
+    // While Strata is down, changes land in a binlog file that is then purged.
+    db.sql(
+        "INSERT INTO items SELECT seq, CONCAT('while down ', seq) FROM seq_101_to_110; \
+         DELETE FROM items WHERE id = 7; UPDATE items SET name = 'changed' WHERE id <= 3;",
+    );
+    db.root_sql("FLUSH BINARY LOGS; SELECT SLEEP(1.2); PURGE BINARY LOGS BEFORE NOW();");
+    let server = env.serve("1s");
+    let state = env.data().join("cdc").join("app.json");
+    let start = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&state).unwrap_or_default();
+        if text.contains("is no longer on the server") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the purged position was never reported: {text}\n{}",
+            serve_log(&env)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.stop();
+    let status = cdc::cdc_command(&env, &["status"]);
+    assert!(status.contains("on_position_lost"), "{status}");
+    assert!(
+        verify(&env, "1s").is_err(),
+        "the ODS misses the purged changes"
+    );
+
+    cdc::set_source_option(&env, "on_position_lost = \"resnapshot\"");
+    let server = env.serve("1s");
+    if let Err(report) = verify(&env, "60s") {
+        panic!(
+            "verify failed after the re-snapshot:\n{report}\n{}",
+            serve_log(&env)
+        );
+    }
+    // Streaming goes on after it.
+    db.sql("INSERT INTO items VALUES (500, 'after');");
+    if let Err(report) = verify(&env, "60s") {
+        panic!(
+            "verify failed after streaming on:\n{report}\n{}",
+            serve_log(&env)
+        );
+    }
+    server.stop();
+}

@@ -328,7 +328,7 @@ fn pg_cdc_sigkill_mid_stream_restarts_exactly_once() {
 }
 
 #[test]
-fn pg_cdc_survives_a_server_restart_and_reports_a_dropped_slot() {
+fn pg_cdc_survives_a_server_restart_and_recovers_a_dropped_slot() {
     let mut db = Postgres::start();
     db.sql(
         "CREATE TABLE items (id int PRIMARY KEY, name text); \
@@ -387,6 +387,23 @@ fn pg_cdc_survives_a_server_restart_and_reports_a_dropped_slot() {
         .expect("strata cdc status");
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(text.contains("to re-snapshot"), "{text}");
+
+    // With on_position_lost = "resnapshot" the source starts a new slot and re-snapshots:
+    // the changes made while the slot was gone, deletes included, arrive.
+    db.sql(
+        "INSERT INTO items SELECT g, 'while lost ' || g FROM generate_series(111, 120) g; \
+         DELETE FROM items WHERE id = 7;",
+    );
+    cdc::set_source_option(&env, "on_position_lost = \"resnapshot\"");
+    let server = env.serve("1s");
+    if let Err(report) = verify(&env, "60s") {
+        panic!(
+            "verify failed after the re-snapshot:\n{report}\n{}",
+            serve_log(&env)
+        );
+    }
+    assert_eq!(env.sql_count("SELECT count(*) FROM ods.ods_items"), 118);
+    server.stop();
 }
 
 #[test]

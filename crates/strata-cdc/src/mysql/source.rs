@@ -22,7 +22,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Opts, OptsBuilder, Row as MyRow};
 use strata_bus::Log;
 use strata_core::cdc::{CdcRecord, Change, Op, Row, SourcePosition, TableSchema, Truncate, Value};
-use strata_core::config::{redact_url, SnapshotMode, SourceConfig};
+use strata_core::config::{redact_url, OnPositionLost, SnapshotMode, SourceConfig};
 use tokio::sync::watch;
 
 use super::decode::{decode, Origin};
@@ -109,9 +109,23 @@ impl MysqlSource {
     }
 
     async fn run_once(&self, shutdown: &mut watch::Receiver<bool>) -> Result<()> {
-        // A re-snapshot asked for while streaming starts the next attempt.
-        while self.attempt(shutdown).await? {}
-        Ok(())
+        loop {
+            match self.attempt(shutdown).await {
+                // A re-snapshot asked for while streaming starts the next attempt.
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(e @ Error::PositionLost { .. })
+                    if self.config.on_position_lost == OnPositionLost::Resnapshot =>
+                {
+                    tracing::warn!(source = %self.config.name, error = %e, "re-snapshotting every table (on_position_lost = \"resnapshot\")");
+                    let mut conn = self.connect().await?;
+                    let start = self.binlog_end(&mut conn).await?;
+                    let _ = conn.disconnect().await;
+                    state::resnapshot_all(&self.state_path, &self.config, start, &e)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Connect, snapshot what needs it, stream. Returns true when streaming stopped for a

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use strata_bus::Log;
 use strata_core::cdc::{CdcRecord, Change, Op, Row, SourcePosition, TableSchema, Truncate, Value};
-use strata_core::config::{SnapshotMode, SourceConfig};
+use strata_core::config::{OnPositionLost, SnapshotMode, SourceConfig};
 use tokio::sync::watch;
 use tokio_postgres::Client;
 
@@ -142,9 +142,31 @@ impl PostgresSource {
     }
 
     async fn run_once(&self, shutdown: &mut watch::Receiver<bool>) -> Result<()> {
-        // A re-snapshot asked for while streaming starts the next attempt.
-        while self.attempt(shutdown).await? {}
-        Ok(())
+        loop {
+            match self.attempt(shutdown).await {
+                // A re-snapshot asked for while streaming starts the next attempt.
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(e @ Error::PositionLost { .. })
+                    if self.config.on_position_lost == OnPositionLost::Resnapshot =>
+                {
+                    tracing::warn!(source = %self.config.name, error = %e, "re-snapshotting every table (on_position_lost = \"resnapshot\")");
+                    let client = self.connect.connect().await?;
+                    // An invalidated slot cannot be read again: a new one starts now.
+                    client
+                        .query(
+                            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                             WHERE slot_name = $1",
+                            &[&self.slot],
+                        )
+                        .await
+                        .map_err(|e| self.err("dropping the lost replication slot", e))?;
+                    let start = self.create_slot(&client).await?;
+                    state::resnapshot_all(&self.state_path, &self.config, pos_of(start), &e)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Connect, snapshot what needs it, stream. Returns true when streaming stopped for a

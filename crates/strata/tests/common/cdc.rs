@@ -21,6 +21,14 @@ pub fn add_source(env: &Env, kind: &str, url: &str, tables: &[&str], extra: &str
     std::fs::write(&env.config, text).expect("write config");
 }
 
+/// Adds `line` (e.g. `on_position_lost = "resnapshot"`) to the source [`add_source`] wrote
+/// last in the config.
+pub fn set_source_option(env: &Env, line: &str) {
+    let mut text = std::fs::read_to_string(&env.config).expect("config");
+    text.push_str(&format!("{line}\n"));
+    std::fs::write(&env.config, text).expect("write config");
+}
+
 /// `strata cdc verify app --wait …`: Ok(stdout) when equal, Err(stdout + stderr) otherwise.
 pub fn verify(env: &Env, wait: &str) -> Result<String, String> {
     verify_table(env, None, wait)
