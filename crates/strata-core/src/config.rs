@@ -618,6 +618,14 @@ pub struct LakeConfig {
     /// ... or when it has delete files numbering at least this fraction of its data files
     /// (`strata.compaction.delete-file-ratio`).
     pub compaction_delete_file_ratio: f64,
+    /// The same background pass expires snapshots older than this (time travel reaches back
+    /// this far), with the files only they reference; table property
+    /// `history.expire.max-snapshot-age-ms` overrides. A table committing every second keeps
+    /// its metadata small only with a bound like this.
+    #[serde(with = "humantime_serde")]
+    pub snapshot_max_age: Duration,
+    /// ... but keeps at least this many snapshots (`history.expire.min-snapshots-to-keep`).
+    pub snapshot_min_keep: usize,
     /// Memory all SQL queries of one process may hold, in bytes (warehouse models, `strata
     /// sql`, MERGE). Sorts, joins and aggregations past it spill to `spill_dir`; 0 = half of the
     /// machine's memory.
@@ -666,6 +674,8 @@ impl Default for LakeConfig {
             compaction_min_files: 20,
             compaction_small_file_ratio: 0.3,
             compaction_delete_file_ratio: 0.1,
+            snapshot_max_age: Duration::from_secs(3600),
+            snapshot_min_keep: 1,
             query_memory_limit: 0,
             spill_dir: PathBuf::from("tmp/spill"),
             s3_endpoint: String::new(),

@@ -303,14 +303,16 @@ impl CdcMerger {
             st.next = offset + 1;
             applied?;
         }
+        // Commits start at most every `commit_interval` (measured from the previous start,
+        // so a commit's own duration does not stretch the period); after a quiet spell the
+        // first change goes out at once.
         let due = st.last_commit.elapsed() >= st.spec.commit_interval
             || st.buffer.len() >= MAX_BUFFERED
             || (stopping && n == 0);
         if due && !st.buffer.is_empty() {
+            let started = Instant::now();
             self.commit(st, st.next).await?;
-        }
-        if due {
-            st.last_commit = Instant::now();
+            st.last_commit = started;
         }
         Ok(n)
     }

@@ -39,7 +39,7 @@ pub use listing::{
     SnapshotRow,
 };
 pub use orphans::{remove_orphans, OrphanReport};
-pub use policy::{auto_compact, compact_if_needed, CompactionPolicy, Trigger};
+pub use policy::{auto_compact, compact_if_needed, expire_if_due, CompactionPolicy, Trigger};
 
 /// Whether a snapshot summary key is a Strata position (`strata.*`: the lake sink's bus
 /// offsets and claims). A position stays in force until a newer snapshot sets the key again,

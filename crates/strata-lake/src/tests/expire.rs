@@ -288,3 +288,73 @@ async fn orphan_removal_deletes_only_old_unreferenced_files() {
     );
     assert_eq!(rows(&lake, ALL).await, before);
 }
+
+#[tokio::test]
+async fn background_expiry_follows_lake_config_and_table_properties() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = open_lake(dir.path()).await;
+    let ident = create_users(&lake, WriteMode::MergeOnRead).await;
+    for i in 0..4i64 {
+        table::append(&lake, &ident, vec![users(&[(i, "a", 1, 0)])])
+            .await
+            .unwrap();
+    }
+    let snapshots = |lake: Lake, ident: TableIdent| async move {
+        lake.load_table(&ident)
+            .await
+            .unwrap()
+            .metadata()
+            .snapshots()
+            .len()
+    };
+    let mut config = strata_core::config::LakeConfig::default();
+    // Nothing is old enough under the default hour: no metadata is written.
+    let location = lake
+        .load_table(&ident)
+        .await
+        .unwrap()
+        .metadata_location()
+        .map(str::to_string);
+    assert!(table::maintain::expire_if_due(&lake, &ident, &config)
+        .await
+        .unwrap()
+        .is_none());
+    let after = lake
+        .load_table(&ident)
+        .await
+        .unwrap()
+        .metadata_location()
+        .map(str::to_string);
+    assert_eq!(location, after);
+    // A table property keeps more than the lake's default.
+    config.snapshot_max_age = Duration::ZERO;
+    sql(
+        &lake,
+        "ALTER TABLE app.users SET TBLPROPERTIES ('history.expire.min-snapshots-to-keep' = '3')",
+    )
+    .await
+    .unwrap();
+    let report = table::maintain::expire_if_due(&lake, &ident, &config)
+        .await
+        .unwrap()
+        .expect("expired");
+    assert_eq!(report.snapshots_removed, 1);
+    assert_eq!(snapshots(lake.clone(), ident.clone()).await, 3);
+    // Without it, the lake default keeps one; the rows are untouched.
+    sql(
+        &lake,
+        "ALTER TABLE app.users SET TBLPROPERTIES ('history.expire.min-snapshots-to-keep' = '1')",
+    )
+    .await
+    .unwrap();
+    table::maintain::expire_if_due(&lake, &ident, &config)
+        .await
+        .unwrap();
+    assert_eq!(snapshots(lake.clone(), ident.clone()).await, 1);
+    assert_eq!(
+        rows(&lake, ALL).await.lines().count(),
+        5,
+        "{}",
+        rows(&lake, ALL).await
+    );
+}

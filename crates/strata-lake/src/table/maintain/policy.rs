@@ -18,7 +18,9 @@
 //! to merge) does not trigger a compaction on every check.
 //!
 //! The loop compacts through [`compact`], whose optimistic commits rebase over the lake
-//! sink's appends: writers are never blocked or waited for.
+//! sink's appends: writers are never blocked or waited for. The same pass expires old
+//! snapshots ([`expire_if_due`]): `[lake] snapshot_max_age` / `snapshot_min_keep`, per table
+//! Iceberg's `history.expire.max-snapshot-age-ms` / `history.expire.min-snapshots-to-keep`.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -30,6 +32,7 @@ use strata_core::config::LakeConfig;
 use tokio::sync::watch;
 
 use super::compact::{compact, CompactOptions, CompactReport};
+use super::expire::{expire_snapshots, ExpireReport};
 use crate::error::{Error, Result};
 use crate::lake::Lake;
 use crate::table::files::TableFiles;
@@ -40,6 +43,8 @@ pub const SMALL_FILE_RATIO_PROPERTY: &str = "strata.compaction.small-file-ratio"
 pub const DELETE_FILE_RATIO_PROPERTY: &str = "strata.compaction.delete-file-ratio";
 pub const MIN_INPUT_FILES_PROPERTY: &str = "strata.compaction.min-input-files";
 pub const TARGET_FILE_SIZE_PROPERTY: &str = "write.target-file-size-bytes";
+pub const MAX_SNAPSHOT_AGE_PROPERTY: &str = "history.expire.max-snapshot-age-ms";
+pub const MIN_SNAPSHOTS_PROPERTY: &str = "history.expire.min-snapshots-to-keep";
 
 /// When a table gets compacted, and how.
 #[derive(Clone, Debug, PartialEq)]
@@ -179,8 +184,57 @@ pub async fn compact_if_needed(
     compact(lake, ident, &policy.options).await.map(Some)
 }
 
+/// Expires the snapshots of `ident` older than its retention (`config`'s
+/// `snapshot_max_age` / `snapshot_min_keep`, or the table's `history.expire.*` properties).
+/// Nothing is written when none is old enough.
+pub async fn expire_if_due(
+    lake: &Lake,
+    ident: &TableIdent,
+    config: &LakeConfig,
+) -> Result<Option<ExpireReport>> {
+    let table = lake.load_table(ident).await?;
+    let props = table.metadata().properties();
+    let parse = |key: &str| -> Result<Option<u64>> {
+        props
+            .get(key)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    Error::Invalid(format!(
+                        "table property {key} = {v:?} is not a whole number"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let max_age = parse(MAX_SNAPSHOT_AGE_PROPERTY)?
+        .map(std::time::Duration::from_millis)
+        .unwrap_or(config.snapshot_max_age);
+    let min_keep = parse(MIN_SNAPSHOTS_PROPERTY)?
+        .map(|n| n as usize)
+        .unwrap_or(config.snapshot_min_keep);
+    let cutoff_ms = chrono::Utc::now().timestamp_millis()
+        - i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+    let metadata = table.metadata();
+    let expirable = metadata.snapshots().len() > min_keep.max(1)
+        && metadata.snapshots().any(|s| s.timestamp_ms() < cutoff_ms);
+    if !expirable {
+        return Ok(None);
+    }
+    let report = expire_snapshots(lake, ident, max_age, min_keep).await?;
+    if report.snapshots_removed > 0 {
+        tracing::info!(
+            table = %ident,
+            removed = report.snapshots_removed,
+            kept = report.snapshots_kept,
+            files_deleted = report.data_files_deleted + report.delete_files_deleted + report.manifests_deleted,
+            "expired snapshots"
+        );
+    }
+    Ok(Some(report))
+}
+
 /// Every `config.compaction_interval`, compacts each table of the catalog whose policy
-/// says so, until `shutdown` turns true (a pass in progress is dropped; files it wrote but
+/// says so and expires its old snapshots, until `shutdown` turns true (a pass in progress is dropped; files it wrote but
 /// did not commit are left for orphan removal). Errors are logged and counted
 /// (`strata_lake_compaction_errors_total`), never fatal.
 pub async fn auto_compact(lake: Lake, config: LakeConfig, mut shutdown: watch::Receiver<bool>) {
@@ -192,13 +246,13 @@ pub async fn auto_compact(lake: Lake, config: LakeConfig, mut shutdown: watch::R
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
         tokio::select! {
-            _ = compaction_pass(&lake, &defaults) => {}
+            _ = compaction_pass(&lake, &defaults, &config) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
     }
 }
 
-async fn compaction_pass(lake: &Lake, defaults: &CompactionPolicy) {
+async fn compaction_pass(lake: &Lake, defaults: &CompactionPolicy, config: &LakeConfig) {
     let tables = match table_idents(lake.catalog().as_ref()).await {
         Ok(t) => t,
         Err(e) => {
@@ -210,6 +264,10 @@ async fn compaction_pass(lake: &Lake, defaults: &CompactionPolicy) {
     for ident in tables {
         if let Err(e) = compact_if_needed(lake, &ident, defaults).await {
             tracing::warn!(table = %ident, error = %e, "compaction failed");
+            metrics::counter!("strata_lake_compaction_errors_total").increment(1);
+        }
+        if let Err(e) = expire_if_due(lake, &ident, config).await {
+            tracing::warn!(table = %ident, error = %e, "snapshot expiry failed");
             metrics::counter!("strata_lake_compaction_errors_total").increment(1);
         }
     }
