@@ -152,6 +152,44 @@ pub fn state_path(data_dir: &Path, source: &str) -> PathBuf {
     data_dir.join("cdc").join(format!("{source}.json"))
 }
 
+/// The tables due for a re-snapshot: those `strata cdc resync` asked for, and (with an
+/// initial snapshot) tables added to the config after the source's snapshot.
+pub fn due_resnapshots(
+    path: &Path,
+    config: &strata_core::config::SourceConfig,
+    state: &SourceState,
+) -> Result<Vec<String>> {
+    let mut due = resync_requests(path)?;
+    if config.snapshot == strata_core::config::SnapshotMode::Initial && state.phase == Phase::Stream
+    {
+        due.extend(
+            config
+                .tables
+                .iter()
+                .filter(|t| !state.tables.contains_key(*t))
+                .cloned(),
+        );
+    }
+    due.retain(|t| config.tables.contains(t));
+    Ok(due)
+}
+
+/// Records a re-snapshot of each `due` table from `start` and saves the state (the request
+/// file may go once this returns).
+pub fn begin_resnapshots(
+    path: &Path,
+    source: &str,
+    state: &mut SourceState,
+    due: &[String],
+    start: BinlogPos,
+) -> Result<()> {
+    for t in due {
+        tracing::info!(source, table = %t, position = %start, "re-snapshotting table");
+        state.resnapshot(t, start.clone());
+    }
+    save(path, state)
+}
+
 /// After the server lost the source's position: every configured table re-snapshots from
 /// `start` (the stream's current end), and streaming resumes there. The lost position is
 /// kept as `last_error` for `strata cdc status`.

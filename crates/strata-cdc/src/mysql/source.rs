@@ -210,24 +210,10 @@ impl MysqlSource {
     /// Records the re-snapshots due: tables `strata cdc resync` asked for, and tables added
     /// to the config after the source's snapshot. Each starts at the binlog's current end.
     async fn plan_resnapshots(&self, conn: &mut Conn, state: &mut SourceState) -> Result<()> {
-        let mut due = state::resync_requests(&self.state_path)?;
-        if self.config.snapshot == SnapshotMode::Initial && state.phase == Phase::Stream {
-            due.extend(
-                self.config
-                    .tables
-                    .iter()
-                    .filter(|t| !state.tables.contains_key(*t))
-                    .cloned(),
-            );
-        }
-        due.retain(|t| self.config.tables.contains(t));
+        let due = state::due_resnapshots(&self.state_path, &self.config, state)?;
         if !due.is_empty() {
             let start = self.binlog_end(conn).await?;
-            for t in &due {
-                tracing::info!(source = %self.config.name, table = %t, position = %start, "re-snapshotting table");
-                state.resnapshot(t, start.clone());
-            }
-            state::save(&self.state_path, state)?;
+            state::begin_resnapshots(&self.state_path, &self.config.name, state, &due, start)?;
         }
         state::clear_resync_requests(&self.state_path)
     }

@@ -271,24 +271,10 @@ impl PostgresSource {
     /// to the config after the source's snapshot. Each starts at the current WAL position;
     /// the slot still streams everything after the resume position, which converges.
     async fn plan_resnapshots(&self, client: &Client, state: &mut SourceState) -> Result<()> {
-        let mut due = state::resync_requests(&self.state_path)?;
-        if self.config.snapshot == SnapshotMode::Initial && state.phase == Phase::Stream {
-            due.extend(
-                self.config
-                    .tables
-                    .iter()
-                    .filter(|t| !state.tables.contains_key(*t))
-                    .cloned(),
-            );
-        }
-        due.retain(|t| self.config.tables.contains(t));
+        let due = state::due_resnapshots(&self.state_path, &self.config, state)?;
         if !due.is_empty() {
             let start = pos_of(self.current_lsn(client).await?);
-            for t in &due {
-                tracing::info!(source = %self.config.name, table = %t, position = %start.file, "re-snapshotting table");
-                state.resnapshot(t, start.clone());
-            }
-            state::save(&self.state_path, state)?;
+            state::begin_resnapshots(&self.state_path, &self.config.name, state, &due, start)?;
         }
         state::clear_resync_requests(&self.state_path)
     }
