@@ -35,10 +35,82 @@ pub struct Config {
     pub lake: LakeConfig,
     /// SQL models run as a daily DAG (`strata dag`, and on a schedule inside `strata serve`).
     pub warehouse: WarehouseConfig,
+    /// Which Iceberg catalog holds the lake's tables: the embedded SQL catalog, or a REST one.
+    pub catalog: CatalogConfig,
     /// The Iceberg REST catalog `strata serve` exposes under `/iceberg`.
     pub catalog_server: CatalogServerConfig,
     /// Databases mirrored into the lake by change data capture (`[[sources]]`, empty by default).
     pub sources: Vec<SourceConfig>,
+}
+
+/// The kind of Iceberg catalog the lake's tables live in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatalogKind {
+    /// The embedded Iceberg SQL catalog: a SQLite file in the data directory (`lake.catalog`).
+    #[default]
+    Sql,
+    /// An Iceberg REST catalog at `catalog.uri`: another `strata serve` (`/iceberg`), Polaris,
+    /// Lakekeeper, Gravitino, Nessie, Unity, ...
+    Rest,
+}
+
+/// `[catalog]`: where the lake's table pointers live. Table files are still read and written
+/// through `[lake]`'s storage (a directory, or S3), which must be where the catalog's tables are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogConfig {
+    /// `sql` (default) or `rest`.
+    pub kind: CatalogKind,
+    /// REST: the catalog's base URI, the part before `/v1/...`, e.g.
+    /// `http://10.0.0.5:8080/iceberg` for another `strata serve`.
+    pub uri: String,
+    /// REST: sent as `Authorization: Bearer <token>`; empty: no token.
+    pub token: String,
+    /// REST: the warehouse asked for in `GET /v1/config?warehouse=...` (catalogs that serve
+    /// several); empty: the catalog's default.
+    pub warehouse: String,
+    /// REST: how long one request may take before it fails (and is retried).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        Self {
+            kind: CatalogKind::Sql,
+            uri: String::new(),
+            token: String::new(),
+            warehouse: String::new(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl CatalogConfig {
+    fn validate(&self) -> Result<()> {
+        match self.kind {
+            CatalogKind::Sql => Ok(()),
+            CatalogKind::Rest => {
+                let uri = self.uri.trim();
+                if uri.is_empty() {
+                    return Err(Error::user(
+                        "catalog.kind = \"rest\" needs catalog.uri (the catalog's base URI, e.g. \
+                         http://HOST:8080/iceberg)",
+                    ));
+                }
+                if !(uri.starts_with("http://") || uri.starts_with("https://")) {
+                    return Err(Error::user(format!(
+                        "catalog.uri must be an http:// or https:// URL, not {uri:?}"
+                    )));
+                }
+                if self.timeout.is_zero() {
+                    return Err(Error::user("catalog.timeout must be positive"));
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// `[catalog_server]`: the Iceberg REST catalog API over the lake's own catalog, served under
@@ -809,6 +881,7 @@ impl Config {
             return bad("collector.max_event_bytes cannot exceed server.max_body_bytes");
         }
         self.lake_s3()?;
+        self.catalog.validate()?;
         if self.lake.flush_interval.is_zero() {
             return bad("lake.flush_interval must be positive");
         }

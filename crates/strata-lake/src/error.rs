@@ -35,12 +35,13 @@ pub enum Error {
     /// an operation the table does not support (user's fault, not retryable).
     #[error("invalid request: {0}")]
     Invalid(String),
-    /// The Iceberg catalog or table files failed (external; often retryable).
-    #[error("iceberg error ({context}): {source}")]
+    /// The Iceberg catalog or table files failed (external; often retryable). The message
+    /// already holds the iceberg error's text (and its causes), so it is not also a `source`:
+    /// `{:#}` would print it twice.
+    #[error("iceberg error ({context}): {cause}")]
     Iceberg {
         context: String,
-        #[source]
-        source: Box<iceberg::Error>,
+        cause: Box<iceberg::Error>,
     },
     /// A commit whose outcome is unknown and could not be confirmed after bounded retries
     /// (external, retryable: the next start re-reads from the committed position).
@@ -84,7 +85,7 @@ impl Error {
     pub fn iceberg(context: impl Into<String>, source: iceberg::Error) -> Self {
         Error::Iceberg {
             context: context.into(),
-            source: Box::new(source),
+            cause: Box::new(source),
         }
     }
 
@@ -124,7 +125,7 @@ impl Error {
     pub fn fault(&self) -> Fault {
         match self {
             Error::Sql(_) | Error::NotFound(_) | Error::Invalid(_) => Fault::User,
-            Error::Iceberg { source, .. } => match source.kind() {
+            Error::Iceberg { cause, .. } => match cause.kind() {
                 iceberg::ErrorKind::TableNotFound | iceberg::ErrorKind::NamespaceNotFound => {
                     Fault::User
                 }
@@ -151,10 +152,10 @@ impl Error {
             | Error::Conflict { .. }
             | Error::Arrow { .. }
             | Error::Internal(_) => false,
-            Error::Iceberg { source, .. } => {
-                source.retryable()
+            Error::Iceberg { cause, .. } => {
+                cause.retryable()
                     || matches!(
-                        source.kind(),
+                        cause.kind(),
                         iceberg::ErrorKind::Unexpected | iceberg::ErrorKind::CatalogCommitConflicts
                     )
             }

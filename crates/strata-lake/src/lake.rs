@@ -1,10 +1,15 @@
-//! [`Lake`]: the Iceberg SQL catalog in SQLite and the ODS tables.
+//! [`Lake`]: the Iceberg catalog (the embedded SQL catalog in SQLite, or a REST catalog) and
+//! the ODS tables.
 //!
 //! The catalog is `iceberg-catalog-sql` over sqlx's SQLite driver: the same `iceberg_tables` /
 //! `iceberg_namespace_properties` schema pyiceberg's `SqlCatalog` and Spark's JDBC catalog use,
 //! so those engines open the same file. The database is switched to WAL journal mode on open
 //! (persistent in the file) so `strata sql` can read while `strata serve` commits; sqlx's
 //! connections wait up to 5 s on a locked database, and opening retries with backoff.
+//!
+//! With `[catalog] kind = "rest"` the pointers live in an external Iceberg REST catalog
+//! ([`crate::rest::client`]) and commits go to it as requirements + updates; table files are
+//! still read and written through the same storage (ADR 0018).
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -22,11 +27,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{ConnectOptions, Connection};
 
 use crate::error::{Error, Result};
+use crate::rest::client::RestCatalog;
 use crate::retry::Backoff;
 use crate::s3::{S3Storage, S3StorageFactory};
 use crate::schema::{ods_namespace, table_properties, OdsTable};
 
-/// The lake: an Iceberg SQL catalog (SQLite) and a warehouse of table files (a local
+/// The lake: an Iceberg catalog (SQLite, or REST) and a warehouse of table files (a local
 /// directory, or a bucket prefix on S3).
 #[derive(Clone)]
 pub struct Lake {
@@ -38,10 +44,19 @@ pub struct Lake {
     s3: Option<S3Storage>,
     /// Where the sink's lock file goes: the warehouse directory, or beside the catalog on S3.
     lock_dir: PathBuf,
-    /// Our own connection to the catalog database, for the metadata compare-and-swap.
-    pool: SqlitePool,
+    /// How a commit moves a table's pointer.
+    pointers: Pointers,
     /// Memory pool and spill files shared by every SQL session of the process.
     runtime: Arc<RuntimeEnv>,
+}
+
+/// Where table pointers are swapped.
+#[derive(Clone)]
+enum Pointers {
+    /// Our own connection to the SQLite catalog, for the metadata compare-and-swap.
+    Sql(SqlitePool),
+    /// The REST catalog the lake's `catalog` is: commits are requirements + updates.
+    Rest(Arc<RestCatalog>),
 }
 
 impl std::fmt::Debug for Lake {
@@ -101,16 +116,28 @@ impl Lake {
         let runtime = query_runtime(config)?;
         let mut backoff = Backoff::new(8);
         loop {
-            let opened = Self::try_open(
-                &catalog_path,
-                &storage,
-                &config.lake.catalog_name,
-                runtime.clone(),
-            );
-            match opened.await {
+            let opened = match config.catalog.kind {
+                strata_core::config::CatalogKind::Sql => {
+                    Self::try_open(
+                        &catalog_path,
+                        &storage,
+                        &config.lake.catalog_name,
+                        runtime.clone(),
+                    )
+                    .await
+                }
+                strata_core::config::CatalogKind::Rest => {
+                    Self::try_open_rest(config, &storage, runtime.clone()).await
+                }
+            };
+            match opened {
                 Ok(lake) => return Ok(lake),
                 Err(e) if e.retryable() && backoff.can_retry() => {
-                    tracing::warn!(error = %e, catalog = %catalog_path.display(), "opening lake failed, retrying");
+                    let catalog = match config.catalog.kind {
+                        strata_core::config::CatalogKind::Sql => catalog_path.display().to_string(),
+                        strata_core::config::CatalogKind::Rest => config.catalog.uri.clone(),
+                    };
+                    tracing::warn!(error = %e, %catalog, "opening lake failed, retrying");
                     backoff.wait().await;
                 }
                 Err(e) => return Err(e),
@@ -146,11 +173,51 @@ impl Lake {
             warehouse: storage.warehouse.clone(),
             s3: storage.s3.clone(),
             lock_dir: storage.lock_dir.clone(),
-            pool,
+            pointers: Pointers::Sql(pool),
             runtime,
         };
         lake.ensure_tables().await?;
         Ok(lake)
+    }
+
+    /// The lake on a REST catalog: `GET /v1/config`, then the ODS tables created there if
+    /// missing. The sink's lock goes in the data directory (the warehouse may be another
+    /// Strata's); a second sink elsewhere is fenced by the table positions instead.
+    async fn try_open_rest(
+        config: &strata_core::Config,
+        storage: &Storage,
+        runtime: Arc<RuntimeEnv>,
+    ) -> Result<Lake> {
+        let file_io = iceberg::io::FileIOBuilder::new(storage.factory.clone()).build();
+        let rest = RestCatalog::connect(&config.catalog, file_io)
+            .await
+            .map_err(|e| Error::iceberg("opening the REST catalog", e))?;
+        let rest = Arc::new(rest);
+        let lock_dir = absolute_dir(&config.data.dir)?;
+        let lake = Lake {
+            catalog: rest.clone(),
+            catalog_name: config.lake.catalog_name.clone(),
+            warehouse: storage.warehouse.clone(),
+            s3: storage.s3.clone(),
+            lock_dir,
+            pointers: Pointers::Rest(rest),
+            runtime,
+        };
+        lake.ensure_tables().await?;
+        Ok(lake)
+    }
+
+    /// The REST catalog when the lake is on one (commits go to it as updates).
+    pub(crate) fn rest(&self) -> Option<&RestCatalog> {
+        match &self.pointers {
+            Pointers::Rest(rest) => Some(rest),
+            Pointers::Sql(_) => None,
+        }
+    }
+
+    /// Whether the catalog is the embedded SQL one (what the REST catalog server serves).
+    pub fn is_embedded_catalog(&self) -> bool {
+        matches!(self.pointers, Pointers::Sql(_))
     }
 
     /// The query runtime: one memory pool and spill directory for every SQL session.
@@ -272,7 +339,7 @@ impl Lake {
     ) -> Result<bool> {
         let result = self
             .swap_query(ident, expected, next)
-            .execute(&self.pool)
+            .execute(self.pool()?)
             .await
             .map_err(|e| Error::io(format!("committing {ident} to the catalog"), e))?;
         Ok(result.rows_affected() == 1)
@@ -307,7 +374,7 @@ impl Lake {
         swaps: &[(TableIdent, String, String)],
     ) -> Result<bool> {
         let io = |e: sqlx::Error| Error::io("committing a multi-table transaction", e);
-        let mut tx = self.pool.begin().await.map_err(io)?;
+        let mut tx = self.pool()?.begin().await.map_err(io)?;
         for (ident, expected, next) in swaps {
             let result = self
                 .swap_query(ident, expected, next)
@@ -325,8 +392,15 @@ impl Lake {
 
     /// Our connection pool to the catalog database (the REST catalog's namespace property
     /// removals; everything else goes through [`Lake::catalog`] or [`Lake::swap_pointer`]).
-    pub(crate) fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// Only the embedded catalog has one.
+    pub(crate) fn pool(&self) -> Result<&SqlitePool> {
+        match &self.pointers {
+            Pointers::Sql(pool) => Ok(pool),
+            Pointers::Rest(_) => Err(Error::Internal(
+                "the lake is on a REST catalog: there is no SQLite catalog to swap pointers in"
+                    .to_string(),
+            )),
+        }
     }
 
     /// The warehouse location: an absolute directory, or `s3://bucket/prefix`.

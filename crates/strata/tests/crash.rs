@@ -51,6 +51,32 @@ fn sigkill_with_lake_on_s3_loses_and_duplicates_nothing() {
     assert!(keys.iter().any(|k| k.ends_with(".parquet")), "{keys:?}");
 }
 
+/// The lake on another Strata's REST catalog (`[catalog] kind = "rest"`): the sink commits
+/// through `/iceberg` of a second `strata serve`, which owns the tables; SIGKILL of the writer
+/// loses and duplicates nothing, and the catalog's owner sees exactly the same rows.
+#[test]
+fn sigkill_with_rest_catalog_loses_and_duplicates_nothing() {
+    let owner = Env::new();
+    let token = create_token(&owner.config, "writer");
+    let catalog = owner.serve("100ms");
+    let writer = Env::new();
+    writer.use_rest_catalog(
+        &format!("http://{}/iceberg", catalog.addr),
+        &token,
+        &owner.data().join("lake"),
+    );
+    sigkill_rounds(&writer);
+    assert!(
+        !writer.data().join("catalog.db").exists(),
+        "the writer made a local catalog"
+    );
+    assert_eq!(
+        owner.sql_count("SELECT count(*) FROM ods.ods_event"),
+        writer.sql_count("SELECT count(DISTINCT message_id) FROM ods.ods_event")
+    );
+    catalog.stop();
+}
+
 fn sigkill_rounds(env: &Env) {
     let mut server = env.serve("100ms");
     let addr: Arc<Mutex<SocketAddr>> = Arc::new(Mutex::new(server.addr));

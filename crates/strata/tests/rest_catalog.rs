@@ -654,3 +654,94 @@ fn multi_table_transactions_are_all_or_nothing() {
     );
     assert_error(&res, 400, "BadRequestException");
 }
+
+/// `[catalog] kind = "rest"`: a second Strata keeps its lake in this one's catalog. Its sink,
+/// its DDL and DML, and the owner's compaction all commit to the same tables through
+/// requirements (a commit that lost the race is retried, never lost or doubled), both sides
+/// read the same rows, and a refused token is reported with the catalog's address.
+#[test]
+fn a_second_strata_keeps_its_lake_in_this_rest_catalog() {
+    let owner = Env::new();
+    let token = create_token(&owner.config, "tenant");
+    let catalog = owner.serve("100ms");
+    let uri = format!("http://{}/iceberg", catalog.addr);
+    let tenant = Env::new();
+    tenant.use_rest_catalog(&uri, &token, &owner.data().join("lake"));
+    let server = tenant.serve("100ms");
+
+    let mut compacted = false;
+    for b in 0..12 {
+        let res = post(
+            server.addr,
+            "/v1/batch",
+            &[basic_auth(WRITE_KEY)],
+            &batch(&format!("tenant-{b}"), 20),
+        )
+        .unwrap();
+        assert_eq!(res.status, 200, "{}", res.body);
+        std::thread::sleep(Duration::from_millis(150));
+        if b == 9 {
+            // The owner rewrites the files the tenant's sink is appending to.
+            let out = std::process::Command::new(strata_bin())
+                .args([
+                    "table",
+                    "compact",
+                    "ods.ods_event",
+                    "--min-input-files",
+                    "2",
+                    "-c",
+                ])
+                .arg(&owner.config)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            compacted = !stdout.contains("nothing to compact");
+        }
+    }
+    tenant.wait_count(
+        "SELECT count(*) FROM ods.ods_event",
+        240,
+        Duration::from_secs(60),
+    );
+    assert!(compacted, "the owner's compaction found nothing to do");
+    assert_eq!(owner.sql_count("SELECT count(*) FROM ods.ods_event"), 240);
+    assert_eq!(
+        tenant.sql_count("SELECT count(DISTINCT message_id) FROM ods.ods_event"),
+        240
+    );
+
+    // DDL and DML from the tenant land in the owner's catalog.
+    tenant.sql("CREATE SCHEMA dwd");
+    tenant.sql(
+        "CREATE TABLE dwd.per_user AS SELECT user_id, count(*) AS n FROM ods.ods_event GROUP BY 1",
+    );
+    tenant.sql("DELETE FROM ods.ods_event WHERE message_id = 'tenant-0-0'");
+    tenant.sql("ALTER TABLE dwd.per_user ADD COLUMN note STRING");
+    assert_eq!(owner.sql_count("SELECT count(*) FROM ods.ods_event"), 239);
+    assert_eq!(
+        owner.sql_count("SELECT sum(n) FROM dwd.per_user WHERE note IS NULL"),
+        240
+    );
+    let history =
+        owner.sql("SELECT count(*) AS n FROM ods.ods_event WHERE message_id = 'tenant-0-0'");
+    assert_eq!(history[0]["n"], 0, "{history:?}");
+    server.stop();
+
+    // A token the catalog refuses: the error says which catalog and why.
+    tenant.set_keys("[catalog]", &[("token", "\"stk_not-a-token\"")]);
+    let out = std::process::Command::new(strata_bin())
+        .args(["sql", "-c"])
+        .arg(&tenant.config)
+        .arg("SELECT count(*) FROM ods.ods_event")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(&uri) && stderr.contains("401"), "{stderr}");
+    catalog.stop();
+}

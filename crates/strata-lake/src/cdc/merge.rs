@@ -39,7 +39,8 @@ use crate::position::{encode_offsets, offsets_key};
 use crate::schema::table_properties;
 use crate::table::read::table_arrow_schema;
 use crate::table::{
-    commit_change, merge_with_properties, swap_metadata, Change as TableChange, MergeClause,
+    commit_change, merge_with_properties, snapshot_current_schema, swap_metadata,
+    Change as TableChange, MergeClause,
 };
 use crate::table::{MergeSpec, TableFiles};
 use crate::write::write_rows;
@@ -255,8 +256,7 @@ impl CdcMerger {
             };
             let next = builder
                 .and_then(|b| b.build())
-                .map_err(|e| Error::iceberg(format!("updating the properties of {ident}"), e))?
-                .metadata;
+                .map_err(|e| Error::iceberg(format!("updating the properties of {ident}"), e))?;
             match swap_metadata(&self.lake, &table, next).await {
                 Ok(_) => return Ok(()),
                 Err(Error::Conflict { .. }) if backoff.can_retry() => backoff.wait().await,
@@ -444,12 +444,11 @@ impl CdcMerger {
             }
             let next = builder
                 .build()
-                .map_err(|e| Error::iceberg(format!("evolving the schema of {ident}"), e))?
-                .metadata;
+                .map_err(|e| Error::iceberg(format!("evolving the schema of {ident}"), e))?;
             match swap_metadata(&self.lake, &table, next).await {
                 Ok(_) => {
                     tracing::info!(table = %ident, ?columns, "cdc table schema evolved");
-                    return Ok(());
+                    return snapshot_current_schema(&self.lake, ident).await;
                 }
                 Err(Error::Conflict { .. }) if backoff.can_retry() => backoff.wait().await,
                 Err(e) => return Err(e),

@@ -91,7 +91,7 @@ pub(crate) async fn commit(
 fn apply_updates(
     table: &Table,
     updates: &[TableUpdate],
-) -> RestResult<iceberg::spec::TableMetadata> {
+) -> RestResult<iceberg::spec::TableMetadataBuildResult> {
     let location = table.metadata_location().map(str::to_string);
     let carried = crate::position::carried_properties(table);
     let current = table.metadata().current_snapshot().map(|s| s.snapshot_id());
@@ -102,10 +102,9 @@ fn apply_updates(
             .apply(builder)
             .map_err(|e| RestError::bad_request(format!("applying updates: {e}")))?;
     }
-    let built = builder
+    builder
         .build()
-        .map_err(|e| RestError::bad_request(format!("building metadata: {e}")))?;
-    Ok(built.metadata)
+        .map_err(|e| RestError::bad_request(format!("building metadata: {e}")))
 }
 
 /// Strata keeps its bus and CDC positions (`strata.*` snapshot summary properties) on every
@@ -203,7 +202,7 @@ pub(crate) async fn commit_transaction(
                     r.check(Some(table.metadata()))
                         .map_err(|e| RestError::commit_failed(format!("{ident}: {e}")))?;
                 }
-                let next = apply_updates(&table, updates)?;
+                let next = apply_updates(&table, updates)?.metadata;
                 let current = table
                     .metadata_location()
                     .ok_or_else(|| RestError::server(format!("{ident} has no metadata location")))?

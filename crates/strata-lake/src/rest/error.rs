@@ -92,8 +92,8 @@ impl From<crate::Error> for RestError {
             E::NotFound(_) => RestError::no_table(e.to_string()),
             E::Conflict { .. } => RestError::commit_failed(e.to_string()),
             E::Invalid(_) | E::Sql(_) => RestError::bad_request(e.to_string()),
-            E::Iceberg { source, .. } => {
-                let mut r = RestError::from(iceberg::Error::new(source.kind(), source.message()));
+            E::Iceberg { cause, .. } => {
+                let mut r = RestError::from(iceberg::Error::new(cause.kind(), cause.message()));
                 r.message = e.to_string();
                 r
             }

@@ -1,5 +1,6 @@
 //! The Iceberg REST catalog API (the Apache Iceberg REST OpenAPI spec, `/v1/...` paths) over
-//! the lake's own SQLite catalog, for `strata serve` to mount under `/iceberg` (ADR 0013).
+//! the lake's own SQLite catalog, for `strata serve` to mount under `/iceberg` (ADR 0013), and
+//! a client of the same API for a lake whose tables live in a REST catalog (ADR 0018).
 //!
 //! - `mod.rs`: the router, bearer-token auth, `GET /v1/config`, request-body parsing
 //! - `namespaces.rs`: list / create / load / exists / drop / update properties
@@ -11,7 +12,9 @@
 //!   transaction)
 //! - `tokens.rs`: the token file (`strata tokens create|list|revoke`)
 //! - `error.rs`: the spec's `ErrorModel`
+//! - `client.rs`: the client, `[catalog] kind = "rest"`
 
+pub mod client;
 mod commit;
 mod error;
 mod namespaces;

@@ -190,7 +190,7 @@ pub(crate) async fn update_properties(
             .bind(lake.catalog_name())
             .bind(ns.join("."))
             .bind(key)
-            .execute(lake.pool())
+            .execute(lake.pool()?)
             .await
             .map_err(|e| RestError::server(format!("removing property {key:?} of {ns}: {e}")))?;
         }

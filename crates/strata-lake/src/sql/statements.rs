@@ -841,14 +841,14 @@ impl SqlSession {
             }
             let next = builder
                 .build()
-                .map_err(|e| Error::Sql(format!("ALTER TABLE {ident}: {e}")))?
-                .metadata;
+                .map_err(|e| Error::Sql(format!("ALTER TABLE {ident}: {e}")))?;
             match swap_metadata(&self.lake, &table, next).await {
                 Ok(_) => break,
                 Err(Error::Conflict { .. }) if backoff.can_retry() => backoff.wait().await,
                 Err(e) => return Err(e),
             }
         }
+        table::snapshot_current_schema(&self.lake, &ident).await?;
         self.refresh().await?;
         result_row(&format!("altered table {ident}")).map(Some)
     }

@@ -13,14 +13,15 @@ use std::str::FromStr;
 
 use iceberg::spec::{
     DataFile, FormatVersion, ManifestContentType, ManifestFile, ManifestListWriter, ManifestWriter,
-    ManifestWriterBuilder, Operation, Snapshot, Summary, TableMetadata, TableMetadataBuilder,
-    MAIN_BRANCH,
+    ManifestWriterBuilder, Operation, Snapshot, Summary, TableMetadata, TableMetadataBuildResult,
+    TableMetadataBuilder, MAIN_BRANCH,
 };
 use iceberg::table::Table;
 use iceberg::MetadataLocation;
 
 use crate::error::{Error, Result};
 use crate::lake::Lake;
+use crate::rest::client::RestCommit;
 use crate::table::files::{LiveFile, LiveManifest, TableFiles};
 
 /// Untouched small manifests of one kind that make a commit merge them (Iceberg's
@@ -303,9 +304,33 @@ pub async fn commit_change(
         .set_branch_snapshot(snapshot, MAIN_BRANCH)
         .map_err(|e| io_err("building metadata", e))?
         .build()
-        .map_err(|e| io_err("building metadata", e))?
-        .metadata;
+        .map_err(|e| io_err("building metadata", e))?;
     swap_metadata(lake, table, next).await
+}
+
+/// After a schema change, gives `ident` a snapshot written with its current schema (the same
+/// files, nothing added) unless its current snapshot already has it. iceberg-rust scans read a
+/// snapshot with the schema it was written with, so without this an added or renamed column
+/// could not be selected until the next write; time travel to older snapshots still sees their
+/// own schemas.
+pub async fn snapshot_current_schema(lake: &Lake, ident: &iceberg::TableIdent) -> Result<()> {
+    let mut backoff = crate::retry::Backoff::new(8);
+    loop {
+        let table = lake.load_table(ident).await?;
+        let metadata = table.metadata();
+        let Some(current) = metadata.current_snapshot() else {
+            return Ok(());
+        };
+        if current.schema_id() == Some(metadata.current_schema_id()) {
+            return Ok(());
+        }
+        let files = TableFiles::manifests_only(&table).await?;
+        match commit_change(lake, &table, &files, Change::new(Operation::Append)).await {
+            Ok(_) => return Ok(()),
+            Err(Error::Conflict { .. }) if backoff.can_retry() => backoff.wait().await,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Carries a live file into a rewritten manifest with what it inherited (snapshot, sequence
@@ -319,10 +344,31 @@ fn add_existing(writer: &mut ManifestWriter, f: &LiveFile) -> iceberg::Result<()
     )
 }
 
-/// Writes `next` as the table's next metadata file and swaps the catalog pointer from the
-/// file `table` was loaded from. [`Error::Conflict`] when another writer moved it first.
-pub async fn swap_metadata(lake: &Lake, table: &Table, next: TableMetadata) -> Result<Table> {
+/// Makes `next` (built from `table`'s metadata) the table's current metadata: writes it as the
+/// next metadata file and swaps the SQL catalog's pointer from the file `table` was loaded
+/// from, or, on a REST catalog, sends the builder's recorded changes with requirements that
+/// hold for `table` (`rest::client::RestCommit`). [`Error::Conflict`] when another writer moved
+/// the table first.
+pub async fn swap_metadata(
+    lake: &Lake,
+    table: &Table,
+    next: TableMetadataBuildResult,
+) -> Result<Table> {
     let ident = table.identifier();
+    if let Some(rest) = lake.rest() {
+        let commit = RestCommit::new(table.metadata(), next.changes);
+        return match rest.commit(ident, commit).await {
+            Ok(table) => Ok(table),
+            Err(e) if e.kind() == iceberg::ErrorKind::CatalogCommitConflicts => {
+                Err(Error::Conflict {
+                    table: ident.to_string(),
+                    message: e.to_string(),
+                })
+            }
+            Err(e) => Err(Error::iceberg(format!("committing {ident}"), e)),
+        };
+    }
+    let next = next.metadata;
     let current = table
         .metadata_location()
         .ok_or_else(|| Error::Internal(format!("{ident} has no metadata location")))?;

@@ -13,7 +13,7 @@ pub mod maintain;
 pub mod read;
 pub mod scan;
 
-pub use commit::{commit_change, swap_metadata, Change};
+pub use commit::{commit_change, snapshot_current_schema, swap_metadata, Change};
 pub use create::create_table;
 pub use dml::{
     append, conform, delete_where, merge, merge_schema, merge_with_properties, overwrite_partition,

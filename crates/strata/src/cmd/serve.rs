@@ -160,12 +160,20 @@ pub async fn serve_until(
         }),
     );
     // The Iceberg REST catalog over the same catalog, on the same listener (ADR 0013), in
-    // every process that opened the lake.
-    if let (Some(lake), true) = (&lake, config.catalog_server.enabled) {
-        router = router.nest(
-            strata_lake::rest::PREFIX,
-            strata_lake::rest::router(lake.clone(), config.catalog_tokens_path()),
-        );
+    // every process that opened the lake — unless the lake is itself on a REST catalog, which
+    // other engines should use directly.
+    match (&lake, config.catalog_server.enabled) {
+        (Some(lake), true) if lake.is_embedded_catalog() => {
+            router = router.nest(
+                strata_lake::rest::PREFIX,
+                strata_lake::rest::router(lake.clone(), config.catalog_tokens_path()),
+            );
+        }
+        (Some(_), true) => tracing::info!(
+            catalog = %config.catalog.uri,
+            "not serving /iceberg: the lake's tables are in the REST catalog above; point other engines at it"
+        ),
+        _ => {}
     }
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await

@@ -23,6 +23,11 @@ pub fn create(config: &Path, name: String) -> Result<()> {
     println!("{token}");
     if !config.catalog_server.enabled {
         eprintln!("note: catalog_server.enabled = false in this config: /iceberg is not served");
+    } else if config.catalog.kind == strata_core::config::CatalogKind::Rest {
+        eprintln!(
+            "note: catalog.kind = \"rest\" in this config: /iceberg is not served (the tables are in {})",
+            config.catalog.uri
+        );
     }
     Ok(())
 }

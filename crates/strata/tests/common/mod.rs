@@ -84,8 +84,26 @@ impl Env {
         self.set_lake_keys(&keys);
     }
 
+    /// Puts this lake's tables in the REST catalog at `uri` (another `strata serve`'s
+    /// `/iceberg`) with `token`, its files in `warehouse` (that server's warehouse directory).
+    pub fn use_rest_catalog(&self, uri: &str, token: &str, warehouse: &Path) {
+        let uri = format!("\"{uri}\"");
+        let token = format!("\"{token}\"");
+        self.set_keys(
+            "[catalog]",
+            &[("kind", "\"rest\""), ("uri", &uri), ("token", &token)],
+        );
+        let warehouse = format!("\"{}\"", warehouse.display());
+        self.set_lake_keys(&[("warehouse", &warehouse)]);
+    }
+
     /// Replaces `key = …` lines of `[lake]` in strata.toml.
     pub fn set_lake_keys(&self, keys: &[(&str, &str)]) {
+        self.set_keys("[lake]", keys)
+    }
+
+    /// Replaces `key = …` lines of `section` (e.g. `"[lake]"`) in strata.toml.
+    pub fn set_keys(&self, section_header: &str, keys: &[(&str, &str)]) {
         let text = std::fs::read_to_string(&self.config).expect("read strata.toml");
         let mut section = String::new();
         let mut out = String::new();
@@ -94,7 +112,7 @@ impl Env {
                 section = line.to_string();
             }
             let key = line.split('=').next().unwrap_or("").trim();
-            let replaced = (section == "[lake]")
+            let replaced = (section == section_header)
                 .then(|| keys.iter().find(|(k, _)| *k == key))
                 .flatten();
             match replaced {
@@ -106,7 +124,7 @@ impl Env {
         for (k, _) in keys {
             assert!(
                 out.contains(&format!("\n{k} = ")),
-                "no [lake] key {k} in strata.toml"
+                "no {section_header} key {k} in strata.toml"
             );
         }
         std::fs::write(&self.config, out).expect("write strata.toml");

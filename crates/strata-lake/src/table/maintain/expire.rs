@@ -69,8 +69,7 @@ pub async fn expire_snapshots(
         let next = TableMetadataBuilder::new_from_metadata(metadata.clone(), location)
             .remove_snapshots(&removed)
             .build()
-            .map_err(|e| Error::iceberg(format!("expiring snapshots of {ident}"), e))?
-            .metadata;
+            .map_err(|e| Error::iceberg(format!("expiring snapshots of {ident}"), e))?;
         let table = swap_metadata(lake, &table, next).await?;
         Ok((table, removed, doomed))
     })
