@@ -20,8 +20,8 @@ log() { printf '\n=== %s\n' "$*" >&2; }
 
 # Two builds, not one `-p strata -p strata-bench`: each package then keeps its own feature set
 # and both stay incremental in a shared target dir.
-cargo build --release -p strata
-cargo build --release -p strata-bench
+# One invocation: two would resolve features differently and compile every dependency twice.
+cargo build --release -p strata -p strata-bench
 
 # The peers (pyiceberg, DuckDB) and the tansu Kafka broker come from one venv with pinned versions.
 VENV="${MERGE_VENV:-bench/.venv}"
