@@ -35,7 +35,7 @@ use crate::state::{self, BinlogPos, Phase, SourceState};
 use crate::topic::{self, TopicTail};
 
 /// Changes asked for per peek (the server returns whole transactions, so it may be more).
-const PEEK_CHANGES: i32 = 10_000;
+const PEEK_CHANGES: i32 = 100_000;
 /// Wait between peeks when the slot had nothing new.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How often the state file is rewritten while streaming without changes.
