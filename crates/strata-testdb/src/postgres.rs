@@ -47,7 +47,7 @@ fn as_postgres(bin: &Path) -> Command {
 
 impl Postgres {
     /// Starts a fresh server with database `app` owned by role `cdc` (LOGIN REPLICATION,
-    /// password `secret`; trust auth on loopback).
+    /// password `secret`, SCRAM-SHA-256 over TCP; other roles are trusted).
     pub fn start() -> Postgres {
         Postgres::start_with(&[])
     }
@@ -73,6 +73,18 @@ impl Postgres {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        // The CDC role signs in with SCRAM-SHA-256 (the server default since PostgreSQL 14)
+        // over TCP, so the tests exercise password authentication; roles `cdc_md5` and
+        // `cdc_plain`, when a test makes them, use MD5 and cleartext; everyone else is trusted.
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\n\
+             host all cdc 127.0.0.1/32 scram-sha-256\n\
+             host all cdc_md5 127.0.0.1/32 md5\n\
+             host all cdc_plain 127.0.0.1/32 password\n\
+             host all all 127.0.0.1/32 trust\n",
+        )
+        .expect("write pg_hba.conf");
         let port = crate::free_port();
         let child = spawn(dir.path(), port, &settings);
         let db = Postgres {
@@ -155,6 +167,7 @@ impl Postgres {
         let mut child = Command::new(need("psql"))
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["-U", user, "-d", db])
+            .env("PGPASSWORD", "secret")
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -423,3 +423,67 @@ fn pg_cdc_schema_changes_truncate_and_resync_follow_the_source() {
         },
     );
 }
+
+/// The replication connection (the protocol is our own code, `postgres/replication.rs`) signs
+/// in with SCRAM-SHA-256, MD5 and a cleartext password, and a refusal or a missing slot is a clear error.
+#[test]
+fn pg_replication_connection_authenticates_and_reports_refusals() {
+    use strata_cdc::postgres::config::Connect;
+    use strata_cdc::postgres::replication::Replication;
+
+    let db = Postgres::start();
+    db.sql_admin(
+        "SET password_encryption = 'md5'; CREATE ROLE cdc_md5 LOGIN REPLICATION PASSWORD 'md5secret'; \
+         CREATE ROLE cdc_plain LOGIN REPLICATION PASSWORD 'plainsecret';",
+    );
+    let connect = |url: &str| {
+        let config = strata_core::config::Config::from_toml(&format!(
+            "[[sources]]\nname = \"pg\"\nkind = \"postgres\"\nurl = \"{url}\"\ntables = [\"t\"]\n"
+        ))
+        .unwrap();
+        Connect::new(&config.sources[0]).unwrap()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // SCRAM-SHA-256 (the `cdc` role); the session is good enough to be refused a slot.
+        let mut r = Replication::connect(&connect(&db.url())).await.unwrap();
+        let err = r
+            .start_logical(
+                "no_such_slot",
+                0,
+                &[("proto_version", "1"), ("publication_names", "\"p\"")],
+            )
+            .await
+            .err()
+            .expect("a missing slot is an error");
+        let text = err.to_string();
+        assert!(
+            text.contains("42704") && text.contains("no_such_slot"),
+            "{text}"
+        );
+        assert!(!err.retryable(), "{text}");
+
+        // A wrong password: the server's reason, the host, no retry, no password in the text.
+        let bad = db.url().replace("cdc:secret", "cdc:wrong");
+        let err = Replication::connect(&connect(&bad))
+            .await
+            .err()
+            .expect("a wrong password is refused");
+        let text = err.to_string();
+        assert!(text.contains("28P01"), "{text}");
+        assert!(text.contains("127.0.0.1:"), "{text}");
+        assert!(!text.contains("wrong"), "{text}");
+        assert!(!err.retryable(), "{text}");
+
+        // MD5.
+        let md5 = db.url().replace("cdc:secret", "cdc_md5:md5secret");
+        Replication::connect(&connect(&md5))
+            .await
+            .expect("md5 sign-in");
+        // Cleartext (pg_hba `password`).
+        let plain = db.url().replace("cdc:secret", "cdc_plain:plainsecret");
+        Replication::connect(&connect(&plain))
+            .await
+            .expect("cleartext sign-in");
+    });
+}

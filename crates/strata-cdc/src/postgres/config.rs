@@ -110,9 +110,19 @@ pub fn error_text(e: &tokio_postgres::Error) -> String {
 /// settings such as `wal_level`) are the user's to fix; the rest (connection refused or
 /// dropped, server shutting down, serialization failures) are retried.
 pub fn classify(source: &str, host: &str, what: &str, e: &tokio_postgres::Error) -> Error {
-    let text = error_text(e);
     let code = e.as_db_error().map(|d| d.code().code().to_string());
-    let users = code.as_deref().is_some_and(|c| {
+    classify_code(source, host, what, code.as_deref(), error_text(e))
+}
+
+/// [`classify`] for an error known by its SQLSTATE (None: no server error) and its text.
+pub fn classify_code(
+    source: &str,
+    host: &str,
+    what: &str,
+    code: Option<&str>,
+    text: String,
+) -> Error {
+    let users = code.is_some_and(|c| {
         ["28", "42", "3D", "55", "0A", "22"]
             .iter()
             .any(|class| c.starts_with(class))

@@ -1,10 +1,12 @@
 //! PostgreSQL: the URL and session (`config.rs`), schemas from `pg_catalog` (`schema.rs`),
 //! pgoutput messages (`pgoutput.rs`), text output → values (`decode.rs`), key-ordered snapshot
-//! chunks (`snapshot.rs`) and the slot → bus loop (`source.rs`).
+//! chunks (`snapshot.rs`), the replication connection (`replication.rs`) and the slot → bus loop
+//! (`source.rs`).
 
 pub mod config;
 pub mod decode;
 pub mod pgoutput;
+pub mod replication;
 pub mod schema;
 pub mod snapshot;
 pub mod source;

@@ -2,11 +2,11 @@
 //! by primary key, resumable) → the slot's changes, decoded from pgoutput. Every change becomes
 //! a [`CdcRecord::Change`] on `cdc.<source>.<table>` (one partition, commit order).
 //!
-//! The slot is read over an ordinary connection: `pg_logical_slot_peek_binary_changes` returns
-//! whole transactions without consuming them, the changes are appended to the bus (durable on
-//! return), and only then `pg_replication_slot_advance` confirms them. A crash in between
-//! re-reads those transactions; changes at or before the last one a topic already holds are
-//! dropped, so the bus gets every change once (ADR 0010).
+//! The slot is streamed over a replication connection (`replication.rs`): the server pushes
+//! each transaction as it commits, the changes are appended to the bus (durable on return),
+//! and only then a standby status update confirms them. A crash in between streams those
+//! transactions again; changes at or before the last one a topic already holds are dropped,
+//! so the bus gets every change once (ADR 0010, ADR 0019).
 //!
 //! The slot is created before the snapshot reads anything, so every change committed after
 //! the slot's consistent point, including those made while the snapshot runs, is streamed
@@ -27,6 +27,7 @@ use tokio_postgres::Client;
 use super::config::Connect;
 use super::decode::image;
 use super::pgoutput::{self, lsn_key, lsn_text, parse_lsn, Message, OldTuple};
+use super::replication::{Event, Replication};
 use super::schema::{from_relation, load_table, quote_ident, shape_of, Shape, SourceTable};
 use super::snapshot::read_chunk;
 use crate::batch::Pending;
@@ -34,10 +35,10 @@ use crate::error::{Error, Result};
 use crate::state::{self, BinlogPos, Phase, SourceState};
 use crate::topic::{self, TopicTail};
 
-/// Changes asked for per peek (the server returns whole transactions, so it may be more).
-const PEEK_CHANGES: i32 = 100_000;
-/// Wait between peeks when the slot had nothing new.
-const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How often the server hears what is confirmed while changes flow.
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest silence towards the server (its `wal_sender_timeout` defaults to 60 s).
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// How often the state file is rewritten while streaming without changes.
 const STATE_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 /// A configured PostgreSQL source.
@@ -427,7 +428,7 @@ impl PostgresSource {
         }
     }
 
-    /// Streams the slot's changes until shutdown.
+    /// Streams the slot's changes over a replication connection until shutdown.
     async fn stream(
         &self,
         client: &Client,
@@ -440,7 +441,6 @@ impl PostgresSource {
             .slot_position(client)
             .await?
             .unwrap_or(state.resume.pos);
-        tracing::info!(source = %self.config.name, slot = %self.slot, position = %lsn_text(confirmed), "streaming the slot");
         let mut skip_until: HashMap<usize, SourcePosition> = tables
             .iter()
             .enumerate()
@@ -466,33 +466,75 @@ impl PostgresSource {
         let mut resync = false;
         let mut last_save = Instant::now();
         state.last_error = None;
-        let peek = client
-            .prepare(
-                "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, \
-                 'proto_version', '1', 'publication_names', $3)",
-            )
-            .await
-            .map_err(|e| self.err("preparing the slot peek", e))?;
-        while !*shutdown.borrow() {
-            let before = self.current_lsn(client).await?;
-            let rows = client
-                .query(&peek, &[&self.slot, &PEEK_CHANGES, &self.publication])
-                .await
-                .map_err(|e| self.peek_err(state, e))?;
-            let n = rows.len();
-            let mut tx = Transaction::default();
-            let mut pending = Pending::default();
-            let mut end: Option<u64> = None;
-            for row in &rows {
-                let data: &[u8] = row
-                    .try_get(1)
-                    .map_err(|e| self.err("reading the slot's changes", e))?;
-                let lsn: String = row
-                    .try_get(0)
-                    .map_err(|e| self.err("reading the slot's changes", e))?;
-                let msg = pgoutput::parse(data).map_err(|m| Error::Unsupported {
+        let mut repl = Replication::connect(&self.connect).await?;
+        let publications = quote_ident(&self.publication);
+        repl.start_logical(
+            &self.slot,
+            confirmed,
+            &[
+                ("proto_version", "1"),
+                ("publication_names", publications.as_str()),
+            ],
+        )
+        .await
+        .map_err(|e| self.slot_lost(state, e))?;
+        tracing::info!(source = %self.config.name, slot = %self.slot, position = %lsn_text(confirmed), "streaming the slot");
+        let mut told = confirmed;
+        let mut last_status = Instant::now();
+        let mut tx = Transaction::default();
+        let mut in_tx = false;
+        let mut pending = Pending::default();
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            // Committed transactions wait for company until the stream pauses or they have
+            // waited long enough.
+            let next = match pending.deadline() {
+                None => tokio::select! {
+                    next = repl.next() => next.map(Step::from),
+                    _ = shutdown.changed() => continue,
+                    // An idle stream still saves its state and looks for resync requests.
+                    _ = tokio::time::sleep(STATE_SAVE_INTERVAL) => Ok(Step::Tick),
+                },
+                Some(deadline) => tokio::select! {
+                    biased;
+                    next = repl.next() => next.map(Step::from),
+                    _ = tokio::time::sleep_until(deadline) => Ok(Step::Tick),
+                },
+            };
+            let (lsn, data) = match next {
+                Ok(Step::Tick) => (0, None),
+                Ok(Step::Event(Event::Keepalive { wal_end, reply })) => {
+                    // Everything before `wal_end` was decoded; between transactions with
+                    // nothing buffered, none of it is ours to wait for.
+                    if !in_tx && pending.is_empty() && wal_end > state.resume.pos {
+                        state.resume = pos_of(wal_end);
+                    }
+                    if reply {
+                        told = 0;
+                        last_status = Instant::now() - STATUS_INTERVAL;
+                    }
+                    (0, None)
+                }
+                Ok(Step::Event(Event::Data { wal_start, data })) => (wal_start, Some(data)),
+                Ok(Step::Ended) => {
+                    state::save(&self.state_path, state)?;
+                    return Err(Error::Source {
+                        source_name: self.config.name.clone(),
+                        host: self.connect.host.clone(),
+                        message: "the server ended the replication stream".to_string(),
+                    });
+                }
+                Err(e) => {
+                    state::save(&self.state_path, state)?;
+                    return Err(self.slot_lost(state, e));
+                }
+            };
+            if let Some(data) = data {
+                let msg = pgoutput::parse(&data).map_err(|m| Error::Unsupported {
                     table: self.config.name.clone(),
-                    message: format!("undecodable pgoutput message at {lsn}: {m}"),
+                    message: format!("undecodable pgoutput message at {}: {m}", lsn_text(lsn)),
                 })?;
                 match msg {
                     Message::Begin {
@@ -500,6 +542,7 @@ impl PostgresSource {
                         commit_ts,
                         xid,
                     } => {
+                        in_tx = true;
                         tx = Transaction {
                             xid,
                             commit_lsn: final_lsn,
@@ -508,6 +551,7 @@ impl PostgresSource {
                         }
                     }
                     Message::Commit { end_lsn, .. } => {
+                        in_tx = false;
                         self.commit_tx(
                             &mut tx,
                             &tables,
@@ -516,7 +560,6 @@ impl PostgresSource {
                             state,
                             end_lsn,
                         );
-                        end = Some(end_lsn);
                     }
                     Message::Relation(rel) => {
                         let Some(i) = tables
@@ -532,7 +575,7 @@ impl PostgresSource {
                         if shapes[i].as_ref() != Some(&shape) {
                             let table = from_relation(client, &tables[i], &rel).await?;
                             if sent[i].as_ref() != Some(&table.schema) {
-                                tracing::info!(source = %self.config.name, table = table.name(), position = %lsn, "schema change in the stream");
+                                tracing::info!(source = %self.config.name, table = table.name(), position = %lsn_text(lsn), "schema change in the stream");
                                 tx.changes
                                     .push((i, CdcRecord::Schema(table.schema.clone())));
                                 sent[i] = Some(table.schema.clone());
@@ -586,7 +629,7 @@ impl PostgresSource {
                     Message::Truncate { relations: ids, .. } => {
                         for id in ids {
                             if let Some(rel) = relations.get(&id) {
-                                tracing::info!(source = %self.config.name, table = tables[rel.table].name(), position = %lsn, "truncate in the stream");
+                                tracing::info!(source = %self.config.name, table = tables[rel.table].name(), position = %lsn_text(lsn), "truncate in the stream");
                                 tx.changes.push((
                                     rel.table,
                                     CdcRecord::Truncate(Truncate {
@@ -601,40 +644,37 @@ impl PostgresSource {
                     Message::Origin | Message::Type | Message::Message => {}
                 }
             }
-            // Every transaction of this peek goes to the bus in one flush; then confirm what
-            // is now on the bus. With nothing new, everything committed before `before` was
-            // decoded and held none of our changes.
-            pending
-                .flush(self.log.as_ref(), &self.config.name, state)
-                .await?;
-            let target = match end {
-                Some(e) => Some(e),
-                None if n == 0 => Some(before),
-                None => None,
-            };
-            if let Some(target) = target.filter(|t| *t > confirmed) {
-                self.advance(client, target).await?;
-                confirmed = target;
-                if end.is_none() {
-                    state.resume = pos_of(target);
-                }
+            if pending.due() {
+                pending
+                    .flush(self.log.as_ref(), &self.config.name, state)
+                    .await?;
             }
-            if end.is_some() || last_save.elapsed() >= STATE_SAVE_INTERVAL {
+            // What the bus holds (or never needed) is confirmed to the server, which may then
+            // recycle the WAL before it.
+            confirmed = confirmed.max(state.resume.pos);
+            if (confirmed > told && last_status.elapsed() >= STATUS_INTERVAL)
+                || last_status.elapsed() >= KEEPALIVE_INTERVAL
+            {
+                repl.confirm(confirmed).await?;
+                told = confirmed;
+                last_status = Instant::now();
+            }
+            if last_save.elapsed() >= STATE_SAVE_INTERVAL {
                 state::save(&self.state_path, state)?;
                 last_save = Instant::now();
-            }
-            if !state::resync_requests(&self.state_path)?.is_empty() {
-                resync = true;
-                break;
-            }
-            if n < PEEK_CHANGES as usize {
-                tokio::select! {
-                    _ = tokio::time::sleep(POLL_INTERVAL) => {}
-                    _ = shutdown.changed() => {}
+                if !in_tx && !state::resync_requests(&self.state_path)?.is_empty() {
+                    resync = true;
+                    break;
                 }
             }
         }
+        // Shutdown (or a resync): committed transactions go out; the unfinished one is
+        // streamed again from the confirmed position on the next start.
+        pending
+            .flush(self.log.as_ref(), &self.config.name, state)
+            .await?;
         state::save(&self.state_path, state)?;
+        let _ = repl.confirm(confirmed.max(state.resume.pos)).await;
         if resync {
             tracing::info!(source = %self.config.name, position = %state.resume.file, "streaming paused for a re-snapshot");
         } else {
@@ -643,23 +683,24 @@ impl PostgresSource {
         Ok(resync)
     }
 
-    fn peek_err(&self, state: &SourceState, e: tokio_postgres::Error) -> Error {
-        let text = super::config::error_text(&e);
-        // Slot gone (42704 "replication slot … does not exist") or invalidated (55000 "can no
-        // longer get changes from replication slot"); other errors keep their own meaning.
-        let slot_lost = text.contains("replication slot")
+    /// A replication error that says the slot is gone or invalidated is a lost position.
+    fn slot_lost(&self, state: &SourceState, e: Error) -> Error {
+        let text = e.to_string();
+        // Slot gone (42704 "replication slot … does not exist") or invalidated (55000 "cannot
+        // read from logical replication slot … invalidated"); other errors keep their meaning.
+        let lost = text.contains("replication slot")
             && (text.contains("does not exist")
                 || text.contains("can no longer get changes")
                 || text.contains("invalidated"));
-        if slot_lost {
-            return Error::PositionLost {
-                source_name: self.config.name.clone(),
-                position: state.resume.file.clone(),
-                message: text,
-                state: self.state_path.display().to_string(),
-            };
+        if !lost {
+            return e;
         }
-        self.err("reading the slot's changes", e)
+        Error::PositionLost {
+            source_name: self.config.name.clone(),
+            position: state.resume.file.clone(),
+            message: text,
+            state: self.state_path.display().to_string(),
+        }
     }
 
     async fn current_lsn(&self, client: &Client) -> Result<u64> {
@@ -671,18 +712,6 @@ impl PostgresSource {
             .try_get(0)
             .map_err(|e| self.err("reading pg_current_wal_lsn()", e))?;
         parse_lsn(&text).ok_or_else(|| Error::Internal(format!("lsn {text:?} does not parse")))
-    }
-
-    /// Confirms the slot up to `lsn`: the server may recycle the WAL before it.
-    async fn advance(&self, client: &Client, lsn: u64) -> Result<()> {
-        client
-            .query(
-                "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)",
-                &[&self.slot, &lsn_text(lsn)],
-            )
-            .await
-            .map_err(|e| self.err("advancing the replication slot", e))?;
-        Ok(())
     }
 
     /// The transaction's commit: its changes (minus those the topics already hold) join the
@@ -737,6 +766,21 @@ impl PostgresSource {
         } else {
             pending.add(records, Some(pos_of(end_lsn)));
         }
+    }
+}
+
+/// One turn of the streaming loop.
+enum Step {
+    Event(Event),
+    /// The server ended the stream.
+    Ended,
+    /// A timer: flush what lingers, save the state.
+    Tick,
+}
+
+impl From<Option<Event>> for Step {
+    fn from(e: Option<Event>) -> Step {
+        e.map_or(Step::Ended, Step::Event)
     }
 }
 
