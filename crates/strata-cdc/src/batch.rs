@@ -3,17 +3,23 @@
 //! appended concurrently so the bus group-commits them into one fsync — instead of one fsync
 //! per source transaction, which held a source to a few hundred changes a second.
 //!
+//! One flush is in flight while the next batch gathers: the source goes on reading and
+//! decoding while the bus fsyncs, instead of stopping for every flush. The next flush waits
+//! for the one before it, so each topic stays in source order.
+//!
 //! The resume position moves only when a flush has returned: the state file never points past
 //! what the bus holds, and a crash re-reads from the last flushed transaction boundary (the
 //! sources then drop changes their topic already holds, see `topic.rs`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use strata_bus::Log;
 use strata_core::cdc::CdcRecord;
+use tokio::task::JoinHandle;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::state::{BinlogPos, SourceState};
 use crate::topic;
 
@@ -22,7 +28,8 @@ pub const MAX_PENDING: usize = 8192;
 /// Longest a committed transaction waits for company before it is flushed.
 pub const LINGER: Duration = Duration::from_millis(20);
 
-/// Records waiting for one flush, by topic in source order.
+/// Records waiting for one flush, by topic in source order, and the flush before them while
+/// the bus still writes it.
 #[derive(Default)]
 pub struct Pending {
     topics: BTreeMap<String, Vec<CdcRecord>>,
@@ -33,6 +40,15 @@ pub struct Pending {
     since: Option<Instant>,
     /// Where streaming resumes once the buffer is on the bus: the boundary after the last
     /// complete transaction added (None: no boundary passed since the last flush).
+    resume: Option<BinlogPos>,
+    last_commit_ts: Option<i64>,
+    in_flight: Option<InFlight>,
+}
+
+/// A flush the bus is writing, and what it moves once durable.
+struct InFlight {
+    task: JoinHandle<Result<()>>,
+    changes: usize,
     resume: Option<BinlogPos>,
     last_commit_ts: Option<i64>,
 }
@@ -62,22 +78,23 @@ impl Pending {
     }
 
     /// Moves the resume position to `boundary` (a transaction without our changes, a new binlog
-    /// file): at once when nothing is buffered, else with the next flush.
+    /// file): at once when nothing is buffered or in flight, else once that is on the bus.
     pub fn pass(&mut self, boundary: BinlogPos, state: &mut SourceState) {
-        if self.records == 0 {
+        if self.is_empty() {
             state.resume = boundary;
         } else {
             self.resume = Some(boundary);
         }
     }
 
-    /// Buffered records.
+    /// Buffered records (not counting a flush in flight).
     pub fn len(&self) -> usize {
         self.records
     }
 
+    /// Nothing buffered and nothing in flight.
     pub fn is_empty(&self) -> bool {
-        self.records == 0
+        self.records == 0 && self.in_flight.is_none()
     }
 
     /// Whether the buffer should go out now: it is full, or its oldest change has waited
@@ -86,37 +103,82 @@ impl Pending {
         self.records >= MAX_PENDING || self.since.is_some_and(|s| s.elapsed() >= LINGER)
     }
 
-    /// When the buffer must be flushed at the latest (None: nothing buffered).
+    /// When [`Pending::send`] should be called at the latest: the buffer's linger deadline,
+    /// or now when only a flush in flight is left to settle (None: nothing to do).
     pub fn deadline(&self) -> Option<tokio::time::Instant> {
-        self.since.map(|s| (s + LINGER).into())
+        match (self.since, &self.in_flight) {
+            (Some(s), _) => Some((s + LINGER).into()),
+            (None, Some(_)) => Some(tokio::time::Instant::now()),
+            (None, None) => None,
+        }
     }
 
-    /// Appends everything buffered (durable on return), then moves `state`'s resume position
-    /// and counters. Returns how many row changes went out.
-    pub async fn flush(
+    /// Waits for the flush in flight (if any), then starts flushing what is buffered without
+    /// waiting for it. A flush that finished moves `state` as [`Pending::flush`] does.
+    pub async fn send(
         &mut self,
-        log: &dyn Log,
+        log: &Arc<dyn Log>,
         source: &str,
         state: &mut SourceState,
-    ) -> Result<usize> {
+    ) -> Result<()> {
+        self.settle(source, state).await?;
+        if self.records == 0 {
+            // Only a boundary passed since: everything before it is on the bus now.
+            if let Some(resume) = self.resume.take() {
+                state.resume = resume;
+            }
+            return Ok(());
+        }
         let topics = std::mem::take(&mut self.topics);
-        let appends = topics
-            .into_iter()
-            .map(|(topic, records)| async move { topic::append(log, &topic, records).await });
-        futures::future::try_join_all(appends).await?;
-        let n = std::mem::take(&mut self.changes);
+        let log = log.clone();
+        let task = tokio::spawn(async move {
+            let appends = topics.into_iter().map(|(topic, records)| {
+                let log = log.clone();
+                async move { topic::append(log.as_ref(), &topic, records).await }
+            });
+            futures::future::try_join_all(appends).await.map(|_| ())
+        });
+        self.in_flight = Some(InFlight {
+            task,
+            changes: std::mem::take(&mut self.changes),
+            resume: self.resume.take(),
+            last_commit_ts: self.last_commit_ts.take(),
+        });
         self.records = 0;
         self.since = None;
-        if let Some(resume) = self.resume.take() {
+        Ok(())
+    }
+
+    /// Appends everything buffered and waits until the bus holds it (and the flush in flight
+    /// before it), then moves `state`'s resume position and counters.
+    pub async fn flush(
+        &mut self,
+        log: &Arc<dyn Log>,
+        source: &str,
+        state: &mut SourceState,
+    ) -> Result<()> {
+        self.send(log, source, state).await?;
+        self.settle(source, state).await
+    }
+
+    /// Waits for the flush in flight and moves `state` past what it wrote.
+    async fn settle(&mut self, source: &str, state: &mut SourceState) -> Result<()> {
+        let Some(done) = self.in_flight.take() else {
+            return Ok(());
+        };
+        done.task
+            .await
+            .map_err(|e| Error::Internal(format!("the bus flush task failed: {e}")))??;
+        if let Some(resume) = done.resume {
             state.resume = resume;
         }
-        if let Some(ts) = self.last_commit_ts.take() {
+        if let Some(ts) = done.last_commit_ts {
             state.last_commit_ts = Some(ts);
         }
-        state.changes += n as u64;
+        state.changes += done.changes as u64;
         metrics::counter!("strata_cdc_changes_total", "source" => source.to_string())
-            .increment(n as u64);
-        Ok(n)
+            .increment(done.changes as u64);
+        Ok(())
     }
 }
 
@@ -178,7 +240,7 @@ mod tests {
         assert_eq!(state.resume, at(10), "nothing is on the bus yet");
         assert_eq!(p.len(), 3);
         assert!(p.deadline().is_some());
-        assert_eq!(p.flush(log.as_ref(), "s", &mut state).await.unwrap(), 3);
+        p.flush(&log, "s", &mut state).await.unwrap();
         assert_eq!(state.resume, at(50));
         assert_eq!((state.changes, state.last_commit_ts), (3, Some(40)));
         assert!(p.is_empty() && p.deadline().is_none());
@@ -189,7 +251,20 @@ mod tests {
         assert_eq!((ends("cdc.s.a").await, ends("cdc.s.b").await), (2, 1));
         // A partial transaction flushed alone keeps the last boundary.
         p.add([("cdc.s.a".to_string(), change(60))], None);
-        p.flush(log.as_ref(), "s", &mut state).await.unwrap();
+        p.flush(&log, "s", &mut state).await.unwrap();
         assert_eq!(state.resume, at(50));
+        // A sent batch moves nothing until the next send or flush has seen it on the bus;
+        // a boundary passed meanwhile waits for it too.
+        p.add([("cdc.s.b".to_string(), change(70))], Some(at(80)));
+        p.send(&log, "s", &mut state).await.unwrap();
+        // Nothing buffered, but a flush in flight: not empty, and due to be settled now.
+        assert_eq!(p.len(), 0);
+        assert!(!p.is_empty() && p.deadline().is_some());
+        p.pass(at(90), &mut state);
+        assert_eq!((state.resume.clone(), state.changes), (at(50), 4));
+        p.send(&log, "s", &mut state).await.unwrap();
+        assert_eq!((state.resume.clone(), state.changes), (at(90), 5));
+        assert!(p.is_empty() && p.deadline().is_none());
+        assert_eq!(ends("cdc.s.b").await, 2);
     }
 }

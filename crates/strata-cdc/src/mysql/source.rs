@@ -332,7 +332,7 @@ impl MysqlSource {
                     biased;
                     next = stream.next() => next,
                     _ = tokio::time::sleep_until(deadline) => {
-                        pending.flush(self.log.as_ref(), &self.config.name, state).await?;
+                        pending.send(&self.log, &self.config.name, state).await?;
                         continue;
                     }
                 },
@@ -551,17 +551,13 @@ impl MysqlSource {
                         // A huge transaction goes out in parts; the resume position stays
                         // at its start.
                         pending.add(self.records(&mut tx, None), None);
-                        pending
-                            .flush(self.log.as_ref(), &self.config.name, state)
-                            .await?;
+                        pending.flush(&self.log, &self.config.name, state).await?;
                     }
                 }
                 _ => {}
             }
             if pending.due() {
-                pending
-                    .flush(self.log.as_ref(), &self.config.name, state)
-                    .await?;
+                pending.send(&self.log, &self.config.name, state).await?;
             }
             if last_save.elapsed() >= STATE_SAVE_INTERVAL {
                 state::save(&self.state_path, state)?;
@@ -574,9 +570,7 @@ impl MysqlSource {
         }
         // Shutdown (or a resync): committed transactions go out; the unfinished one is
         // re-read from `resume` on the next start.
-        pending
-            .flush(self.log.as_ref(), &self.config.name, state)
-            .await?;
+        pending.flush(&self.log, &self.config.name, state).await?;
         state::save(&self.state_path, state)?;
         let _ = stream.close().await;
         if let Some(c) = catalog {

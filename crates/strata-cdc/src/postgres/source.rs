@@ -503,8 +503,12 @@ impl PostgresSource {
                     _ = tokio::time::sleep_until(deadline) => Ok(Step::Tick),
                 },
             };
+            let mut ticked = false;
             let (lsn, data) = match next {
-                Ok(Step::Tick) => (0, None),
+                Ok(Step::Tick) => {
+                    ticked = true;
+                    (0, None)
+                }
                 Ok(Step::Event(Event::Keepalive { wal_end, reply })) => {
                     // Everything before `wal_end` was decoded; between transactions with
                     // nothing buffered, none of it is ours to wait for.
@@ -644,10 +648,10 @@ impl PostgresSource {
                     Message::Origin | Message::Type | Message::Message => {}
                 }
             }
-            if pending.due() {
-                pending
-                    .flush(self.log.as_ref(), &self.config.name, state)
-                    .await?;
+            // Due batches go to the bus while the next gathers; a tick also settles the flush
+            // in flight, which moves the position confirmed below.
+            if pending.due() || ticked {
+                pending.send(&self.log, &self.config.name, state).await?;
             }
             // What the bus holds (or never needed) is confirmed to the server, which may then
             // recycle the WAL before it.
@@ -670,9 +674,7 @@ impl PostgresSource {
         }
         // Shutdown (or a resync): committed transactions go out; the unfinished one is
         // streamed again from the confirmed position on the next start.
-        pending
-            .flush(self.log.as_ref(), &self.config.name, state)
-            .await?;
+        pending.flush(&self.log, &self.config.name, state).await?;
         state::save(&self.state_path, state)?;
         let _ = repl.confirm(confirmed.max(state.resume.pos)).await;
         if resync {
