@@ -454,8 +454,7 @@ fn pg_replication_connection_authenticates_and_reports_refusals() {
                 &[("proto_version", "1"), ("publication_names", "\"p\"")],
             )
             .await
-            .err()
-            .expect("a missing slot is an error");
+            .expect_err("a missing slot is an error");
         let text = err.to_string();
         assert!(
             text.contains("42704") && text.contains("no_such_slot"),
