@@ -132,10 +132,10 @@ impl Pending {
         let topics = std::mem::take(&mut self.topics);
         let log = log.clone();
         let task = tokio::spawn(async move {
-            let appends = topics.into_iter().map(|(topic, records)| {
-                let log = log.clone();
-                async move { topic::append(log.as_ref(), &topic, records).await }
-            });
+            let log = log.as_ref();
+            let appends = topics
+                .into_iter()
+                .map(|(topic, records)| async move { topic::append(log, &topic, records).await });
             futures::future::try_join_all(appends).await.map(|_| ())
         });
         self.in_flight = Some(InFlight {
@@ -159,6 +159,16 @@ impl Pending {
     ) -> Result<()> {
         self.send(log, source, state).await?;
         self.settle(source, state).await
+    }
+
+    /// After the stream failed: waits until the flush in flight (if any) has ended, whatever
+    /// its outcome, so the next attempt reads topic tails that no write of this one can still
+    /// extend (a tail read too early would let the retry append those changes again).
+    /// Nothing else is flushed and no position moves.
+    pub async fn abandon(mut self) {
+        if let Some(done) = self.in_flight.take() {
+            let _ = done.task.await;
+        }
     }
 
     /// Waits for the flush in flight and moves `state` past what it wrote.

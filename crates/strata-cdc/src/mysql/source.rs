@@ -204,7 +204,12 @@ impl MysqlSource {
             tracing::info!(source = %self.config.name, position = %state.resume, "snapshot done, streaming");
         }
         drop(conn);
-        self.stream(tables, tails, &mut state, shutdown).await
+        let mut pending = Pending::default();
+        let streamed = self
+            .stream(tables, tails, &mut state, &mut pending, shutdown)
+            .await;
+        pending.abandon().await;
+        streamed
     }
 
     /// Records the re-snapshots due: tables `strata cdc resync` asked for, and tables added
@@ -274,6 +279,7 @@ impl MysqlSource {
         mut tables: Vec<SourceTable>,
         tails: HashMap<String, TopicTail>,
         state: &mut SourceState,
+        pending: &mut Pending,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<bool> {
         let conn = self.connect().await?;
@@ -309,7 +315,6 @@ impl MysqlSource {
             .collect();
         let mut current_file = state.resume.file.clone();
         let mut tx = Transaction::default();
-        let mut pending = Pending::default();
         let mut last_save = Instant::now();
         state.last_error = None;
         loop {
@@ -455,18 +460,11 @@ impl MysqlSource {
                                 }
                             }
                         }
-                        self.commit_tx(&mut tx, None, &mut pending, state, &current_file, log_pos);
+                        self.commit_tx(&mut tx, None, pending, state, &current_file, log_pos);
                     }
                 }
                 EventData::XidEvent(x) => {
-                    self.commit_tx(
-                        &mut tx,
-                        Some(x.xid),
-                        &mut pending,
-                        state,
-                        &current_file,
-                        log_pos,
-                    );
+                    self.commit_tx(&mut tx, Some(x.xid), pending, state, &current_file, log_pos);
                 }
                 EventData::RowsEvent(rows) => {
                     let Some(tme) = stream.get_tme(rows.table_id()) else {

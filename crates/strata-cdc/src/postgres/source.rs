@@ -264,8 +264,12 @@ impl PostgresSource {
             state::save(&self.state_path, &mut state)?;
             tracing::info!(source = %self.config.name, position = %state.resume.file, "snapshot done, streaming");
         }
-        self.stream(&client, tables, tails, &mut state, shutdown)
-            .await
+        let mut pending = Pending::default();
+        let streamed = self
+            .stream(&client, tables, tails, &mut state, &mut pending, shutdown)
+            .await;
+        pending.abandon().await;
+        streamed
     }
 
     /// Records the re-snapshots due: tables `strata cdc resync` asked for, and tables added
@@ -435,6 +439,7 @@ impl PostgresSource {
         mut tables: Vec<SourceTable>,
         tails: HashMap<String, TopicTail>,
         state: &mut SourceState,
+        pending: &mut Pending,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<bool> {
         let mut confirmed = self
@@ -483,7 +488,6 @@ impl PostgresSource {
         let mut last_status = Instant::now();
         let mut tx = Transaction::default();
         let mut in_tx = false;
-        let mut pending = Pending::default();
         loop {
             if *shutdown.borrow() {
                 break;
@@ -556,14 +560,7 @@ impl PostgresSource {
                     }
                     Message::Commit { end_lsn, .. } => {
                         in_tx = false;
-                        self.commit_tx(
-                            &mut tx,
-                            &tables,
-                            &mut skip_until,
-                            &mut pending,
-                            state,
-                            end_lsn,
-                        );
+                        self.commit_tx(&mut tx, &tables, &mut skip_until, pending, state, end_lsn);
                     }
                     Message::Relation(rel) => {
                         let Some(i) = tables
