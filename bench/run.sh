@@ -8,7 +8,7 @@
 # Settings come from the environment: BENCH_SECONDS, BENCH_CONNECTIONS (ingest); MERGE_ROWS,
 # MERGE_CHANGES, MERGE_CHUNK_ROWS, MERGE_MODES, MERGE_PEERS, MERGE_READ_RUNS,
 # MERGE_PEER_TIMEOUT_SECS (merge; see `merge-bench --help`); DAG_USERS, DAG_DAYS,
-# DAG_EVENTS_PER_USER (dag); CDC_ENGINES, CDC_WORKLOAD, CDC_SECONDS, CDC_ALONE_SECONDS,
+# DAG_EVENTS_PER_USER, DAG_CONNECTIONS, DAG_PEER_MEMORY (dag); CDC_ENGINES, CDC_WORKLOAD, CDC_SECONDS, CDC_ALONE_SECONDS,
 # CDC_TABLES, CDC_TABLE_SIZE, CDC_THREADS, CDC_COMMIT_INTERVAL (cdc; see `cdc-bench --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +23,7 @@ log() { printf '\n=== %s\n' "$*" >&2; }
 # One invocation: two would resolve features differently and compile every dependency twice.
 cargo build --release -p strata -p strata-bench
 
-# The peers (pyiceberg, DuckDB) and the tansu Kafka broker come from one venv with pinned versions.
+# The peers (pyiceberg, DuckDB: MERGE and DAG) and the tansu Kafka broker come from one venv with pinned versions.
 VENV="${MERGE_VENV:-bench/.venv}"
 REQS=bench/python/requirements.txt
 peers_venv() {
@@ -50,8 +50,9 @@ for suite in "${SUITES[@]}"; do
       "$TARGET/merge-bench" --python "$VENV/bin/python" --out bench/results
       ;;
     dag)
+      peers_venv
       log "dag"
-      "$TARGET/dag-bench" --strata "$TARGET/strata" --out bench/results
+      "$TARGET/dag-bench" --strata "$TARGET/strata" --python "$VENV/bin/python" --out bench/results
       ;;
     cdc)
       # Real servers and the load generator from Debian (see ../shared/TEST-SERVERS.md).

@@ -3,6 +3,13 @@
 //! then the reference warehouse (`models/social`) for the simulated day(s) — and per model the
 //! wall time, attempts and rows written from `audit.model_runs`, the whole DAG from
 //! `audit.dag_runs`, and the demo process's peak RSS (everything runs in that one process).
+//!
+//! The peer: with `--python` (a venv with DuckDB and pyiceberg, as `bench/run.sh` makes), the
+//! models as `strata dag compile --format json` prints them for the run date are run by DuckDB
+//! (`bench/python/dag_peer.py`) over the same ODS Parquet files, each model's output written
+//! to Parquet and read by the models after it; per model and in total, Strata's time over
+//! DuckDB's is the ratio the issue targets (≤ 1.5). Only for a one-day run: with more days
+//! Strata's windows reach into earlier days DuckDB never built.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -36,6 +43,18 @@ struct Args {
     /// Where reports go.
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
+    /// HTTP connections the demo sends its events over.
+    #[arg(long, env = "DAG_CONNECTIONS", default_value_t = 16)]
+    connections: usize,
+    /// Python with duckdb and pyiceberg: runs the DuckDB peer (skipped without it).
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// The peer script.
+    #[arg(long, default_value = "bench/python/dag_peer.py")]
+    peer_script: PathBuf,
+    /// DuckDB's memory limit (Strata's SQL pool defaults to half the machine's memory).
+    #[arg(long, env = "DAG_PEER_MEMORY", default_value = "12GB")]
+    peer_memory: String,
 }
 
 fn main() -> Result<()> {
@@ -57,6 +76,7 @@ fn main() -> Result<()> {
         .args(["demo", "--users", &args.users.to_string()])
         .args(["--days", &args.days.to_string()])
         .args(["--events-per-user", &args.events_per_user.to_string()])
+        .args(["--connections", &args.connections.to_string()])
         .arg("--data-dir")
         .arg(&work)
         .env("RUST_LOG", "warn")
@@ -110,6 +130,21 @@ fn main() -> Result<()> {
     let events = sql("SELECT count(*) AS n FROM ods.ods_event")?;
     let checks =
         sql("SELECT status, count(*) AS n FROM audit.dq_results GROUP BY status ORDER BY status")?;
+    let peer = match (&args.python, runs.as_slice()) {
+        (Some(python), [run]) => {
+            let date = run["run_date"].as_str().context("run date")?.to_string();
+            // A peer failure is part of the report, not the end of the benchmark.
+            Some(
+                run_peer(&args, python, &work, &config, &date)
+                    .unwrap_or_else(|e| json!({"error": format!("{e:#}")})),
+            )
+        }
+        (Some(_), _) => {
+            eprintln!("dag bench: the DuckDB peer runs only for a one-day run; skipped");
+            None
+        }
+        (None, _) => None,
+    };
     let report = json!({
         "suite": "dag",
         "machine": machine("strata demo in one process: world generation, collector, lake sink, CDC merger and the DAG share the 2 cores; only the DAG is timed per model"),
@@ -120,6 +155,7 @@ fn main() -> Result<()> {
         "dag_runs": runs,
         "models": models,
         "checks": checks,
+        "peer": peer,
     });
     let md = markdown(&report);
     let json_path = suite::write_report(&args.out, "dag", &report, &md)?;
@@ -129,6 +165,79 @@ fn main() -> Result<()> {
         let _ = std::fs::remove_dir_all(&work);
     }
     Ok(())
+}
+
+/// DuckDB over the same ODS files: per model seconds and rows, the totals, its peak RSS.
+fn run_peer(
+    args: &Args,
+    python: &std::path::Path,
+    work: &std::path::Path,
+    config: &std::path::Path,
+    date: &str,
+) -> Result<Value> {
+    let compiled = Command::new(&args.strata)
+        .args(["dag", "compile", "--format", "json", "--date", date, "-c"])
+        .arg(config)
+        .output()?;
+    if !compiled.status.success() {
+        bail!(
+            "strata dag compile: {}",
+            String::from_utf8_lossy(&compiled.stderr)
+        );
+    }
+    let models = work.join("models.jsonl");
+    std::fs::write(&models, &compiled.stdout)?;
+    let scratch = work.join("duckdb");
+    eprintln!("dag bench: DuckDB peer over the same ODS files ({date})");
+    let mut child = Command::new(python)
+        .arg(&args.peer_script)
+        .arg("--data")
+        .arg(work.join("data"))
+        .arg("--models")
+        .arg(&models)
+        .arg("--scratch")
+        .arg(&scratch)
+        .args(["--memory-limit", &args.peer_memory])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", python.display()))?;
+    let pid = child.id();
+    let mut peak = 0.0f64;
+    let status = loop {
+        if let Some(rss) = peak_rss_mib(pid) {
+            peak = peak.max(rss);
+        }
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let stdout = std::io::read_to_string(child.stdout.take().context("peer stdout")?)?;
+    let lines: Vec<Value> = stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).with_context(|| format!("peer output {l}")))
+        .collect::<Result<_>>()?;
+    if let Some(failed) = lines.iter().find(|l| l.get("error").is_some()) {
+        bail!(
+            "DuckDB peer: {} failed: {}",
+            failed["model"],
+            failed["error"]
+        );
+    }
+    if !status.success() {
+        bail!("DuckDB peer failed ({status}):\n{stdout}");
+    }
+    let (models, totals): (Vec<Value>, Vec<Value>) =
+        lines.into_iter().partition(|l| l.get("model").is_some());
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(json!({
+        "engine": "duckdb",
+        "models": models,
+        "totals": totals.into_iter().next().unwrap_or(Value::Null),
+        "peak_rss_mib": peak,
+    }))
 }
 
 fn secs(v: &Value) -> f64 {
@@ -165,6 +274,60 @@ fn markdown(r: &Value) -> String {
             secs(m)
         ));
     }
-    md.push_str("\nNot yet measured here: the issue's 1M-DAU / 100M-event day and the DuckDB ratio (see the closing notes of issue 5).\n");
+    let peer = &r["peer"];
+    if peer.is_null() {
+        md.push_str("\nNo DuckDB peer in this run (it needs `--python` and a one-day run).\n");
+        return md;
+    }
+    if let Some(e) = peer["error"].as_str() {
+        md.push_str(&format!("\nThe DuckDB peer failed, so no ratio: {e}\n"));
+        return md;
+    }
+    let duck: std::collections::HashMap<&str, &Value> = peer["models"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| Some((m["model"].as_str()?, m)))
+        .collect();
+    md.push_str(&format!(
+        "\nDuckDB {} ({} threads, memory limit {}) ran the same model SQL (`strata dag compile`) over the same ODS Parquet files, each model's output to zstd Parquet read by the models after it; one model at a time. Its peak RSS {:.0} MiB.\n\n",
+        peer["totals"]["duckdb"].as_str().unwrap_or("?"),
+        peer["totals"]["threads"],
+        peer["totals"]["memory_limit"].as_str().unwrap_or("?"),
+        peer["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
+    ));
+    md.push_str("| model | strata s | duckdb s | strata / duckdb | strata rows | duckdb rows |\n|---|---|---|---|---|---|\n");
+    let (mut ours, mut theirs) = (0.0, 0.0);
+    for m in r["models"].as_array().into_iter().flatten() {
+        let name = m["model"].as_str().unwrap_or("");
+        let Some(d) = duck.get(name) else { continue };
+        let (a, b) = (secs(m), d["seconds"].as_f64().unwrap_or(f64::NAN));
+        ours += a;
+        theirs += b;
+        let rows_mark = if m["rows_written"] == d["rows"] {
+            ""
+        } else {
+            " (differs)"
+        };
+        md.push_str(&format!(
+            "| {name} | {a:.2} | {b:.2} | {:.2} | {} | {}{rows_mark} |\n",
+            a / b,
+            m["rows_written"],
+            d["rows"],
+        ));
+    }
+    md.push_str(&format!(
+        "| **all models** | **{ours:.1}** | **{theirs:.1}** | **{:.2}** | | |\n\nTargets: whole DAG ≤ 15 minutes, Strata / DuckDB ≤ 1.5. Strata's model times exclude its checks and audit rows (the DAG wall time above includes them, with two models at a time).\n",
+        ours / theirs
+    ));
+    if !peer["totals"]["sources_rewritten"]
+        .as_array()
+        .is_none_or(|a| a.is_empty())
+    {
+        md.push_str(&format!(
+            "\nSources with delete files, read through pyiceberg and rewritten to one Parquet file for DuckDB before timing: {}.\n",
+            peer["totals"]["sources_rewritten"]
+        ));
+    }
     md
 }

@@ -227,6 +227,10 @@ pub struct DemoArgs {
     /// Mean events per active user per simulated day (session length).
     #[arg(long, default_value_t = 40)]
     pub events_per_user: u32,
+    /// Keep-alive HTTP connections the events are sent over; each waits for its batch's
+    /// durable ack, so more connections keep the collector's group commit fuller.
+    #[arg(long, default_value_t = 16)]
+    pub connections: usize,
     /// Put the business tables in this MariaDB/MySQL database instead of writing them straight
     /// to the bus: the demo creates users, profiles, posts, follows, orders and messages there,
     /// writes the rows with SQL, adds a `[[sources]]` entry named `app` to DIR/strata.toml, and
@@ -259,6 +263,22 @@ pub enum DagCommand {
     Plan {
         #[command(flatten)]
         project: ProjectArg,
+    },
+    /// Print each model's SQL for a date as it would run (parameters substituted, model
+    /// names qualified), in run order. Nothing runs.
+    Compile {
+        #[command(flatten)]
+        project: ProjectArg,
+        /// The run date, YYYY-MM-DD (default: yesterday, UTC).
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
+        /// Models to print (same syntax as `dag run --select`).
+        #[arg(long, short)]
+        select: Option<String>,
+        /// `sql` (statements separated by comments naming the model) or `json` (one object
+        /// per model: model, table, materialized, reads, sql).
+        #[arg(long, default_value = "sql", value_parser = ["sql", "json"])]
+        format: String,
     },
     /// Run the DAG (or a selection) for one date.
     Run {

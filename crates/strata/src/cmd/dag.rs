@@ -18,6 +18,31 @@ pub async fn run(command: DagCommand) -> Result<()> {
             print_plan(&project);
             Ok(())
         }
+        DagCommand::Compile {
+            project,
+            date,
+            select,
+            format,
+        } => {
+            let (_, _, project) = open(&project).await?;
+            let date = date.unwrap_or_else(yesterday);
+            for m in project.select(select.as_deref())? {
+                let sql = m.render(date)?;
+                if format == "json" {
+                    let line = serde_json::json!({
+                        "model": m.name,
+                        "table": m.table(),
+                        "materialized": format!("{:?}", m.config.materialized).to_lowercase(),
+                        "reads": m.reads,
+                        "sql": sql,
+                    });
+                    println!("{line}");
+                } else {
+                    println!("-- {} ({})\n{};\n", m.table(), date, sql.trim_end());
+                }
+            }
+            Ok(())
+        }
         DagCommand::Run {
             project,
             date,

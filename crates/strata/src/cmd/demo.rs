@@ -158,7 +158,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let mut opts = DriveOptions::new(&format!("http://{addr}"), WRITE_KEY);
     opts.rate = 0;
     opts.duration = Duration::from_secs(24 * 3600);
-    opts.connections = 4;
+    opts.connections = args.connections.max(1);
     opts.seed = args.seed;
     opts.users = args.users;
     opts.days = args.days;
