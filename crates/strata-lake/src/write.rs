@@ -173,6 +173,98 @@ pub async fn write_rows(table: &Table, batches: &[RecordBatch]) -> Result<Vec<Da
     write_keyed(table, keyed).await
 }
 
+/// Writes a stream of rows (any schema that conforms to the table's by column name) as data
+/// files of the default partition spec, keeping one rolling writer open per partition the
+/// rows reach, so no more than a row group per partition is held in memory. `accept` vets
+/// each partition before its first row is written. Returns the files and the rows written.
+/// On any error the files already written are deleted (best effort).
+pub async fn write_stream(
+    table: &Table,
+    mut stream: datafusion::execution::SendableRecordBatchStream,
+    accept: impl Fn(&Struct) -> Result<()>,
+) -> Result<(Vec<DataFile>, u64)> {
+    use futures::StreamExt;
+    let metadata = table.metadata();
+    let schema = metadata.current_schema().clone();
+    let spec = metadata.default_partition_spec().as_ref().clone();
+    let splitter = (!spec.is_unpartitioned())
+        .then(|| {
+            RecordBatchPartitionSplitter::try_new_with_computed_values(
+                schema.clone(),
+                metadata.default_partition_spec().clone(),
+            )
+        })
+        .transpose()
+        .map_err(|e| Error::iceberg("partitioning rows", e))?;
+    let builder = data_file_writer_builder(table);
+    let mut writers = Vec::new();
+    let mut rows = 0u64;
+    let written: Result<()> = async {
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(Error::datafusion)?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let batch =
+                crate::table::dml::conform(table, &[batch], crate::table::dml::Match::ByName)?
+                    .remove(0);
+            let parts = match &splitter {
+                Some(s) => s
+                    .split(&batch)
+                    .map_err(|e| Error::iceberg("partitioning rows", e))?,
+                None => vec![(
+                    PartitionKey::new(spec.clone(), schema.clone(), Struct::empty()),
+                    batch,
+                )],
+            };
+            for (key, part) in parts {
+                rows += part.num_rows() as u64;
+                // Its own statement: a scrutinee's borrow of `writers` would live across
+                // the awaits below (and the writers are not Sync).
+                let found = writers
+                    .iter()
+                    .position(|(k, _): &(Struct, _)| k == key.data());
+                let at = match found {
+                    Some(at) => at,
+                    None => {
+                        accept(key.data())?;
+                        let data = key.data().clone();
+                        let key = (!key.spec().is_unpartitioned()).then_some(key);
+                        let writer = builder
+                            .build(key)
+                            .await
+                            .map_err(|e| Error::iceberg("creating data file writer", e))?;
+                        writers.push((data, writer));
+                        writers.len() - 1
+                    }
+                };
+                writers[at]
+                    .1
+                    .write(part)
+                    .await
+                    .map_err(|e| Error::iceberg("writing data file", e))?;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let mut files = Vec::new();
+    let mut closed = Ok(());
+    for (_, mut writer) in writers {
+        match writer.close().await {
+            Ok(f) => files.extend(f),
+            Err(e) => closed = Err(Error::iceberg("closing data file", e)),
+        }
+    }
+    if let Err(e) = written.and(closed) {
+        for f in &files {
+            let _ = table.file_io().delete(f.file_path()).await;
+        }
+        return Err(e);
+    }
+    Ok((files, rows))
+}
+
 /// Parquet settings of every data file Strata writes (zstd at its default level).
 pub fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
@@ -180,14 +272,12 @@ pub fn writer_properties() -> WriterProperties {
         .build()
 }
 
-/// Writes each (partition key, rows) group as data files.
-pub async fn write_keyed(
+/// Data file writers for `table`: zstd Parquet rolled at the target size, under a fresh
+/// name prefix per call (a retried write never overwrites a file an earlier attempt, possibly
+/// committed, wrote).
+fn data_file_writer_builder(
     table: &Table,
-    groups: Vec<(PartitionKey, RecordBatch)>,
-) -> Result<Vec<DataFile>> {
-    if groups.is_empty() {
-        return Ok(Vec::new());
-    }
+) -> DataFileWriterBuilder<ParquetWriterBuilder, SafeLocationGenerator, DefaultFileNameGenerator> {
     let schema = table.metadata().current_schema().clone();
     let parquet = ParquetWriterBuilder::new(writer_properties(), schema);
     // A fresh prefix per call: a retried write never overwrites a file an earlier attempt
@@ -204,7 +294,18 @@ pub async fn write_keyed(
         SafeLocationGenerator::new(table),
         names,
     );
-    let builder = DataFileWriterBuilder::new(rolling);
+    DataFileWriterBuilder::new(rolling)
+}
+
+/// Writes each (partition key, rows) group as data files.
+pub async fn write_keyed(
+    table: &Table,
+    groups: Vec<(PartitionKey, RecordBatch)>,
+) -> Result<Vec<DataFile>> {
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let builder = data_file_writer_builder(table);
     let mut files = Vec::with_capacity(groups.len());
     for (key, batch) in groups {
         let key = (!key.spec().is_unpartitioned()).then_some(key);

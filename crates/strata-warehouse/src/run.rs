@@ -443,7 +443,9 @@ pub async fn materialize(
     date: NaiveDate,
 ) -> Result<u64> {
     let sql = model.render(date)?;
-    let (schema, rows) = session.query(&sql).await?;
+    // Rows stream into the table's data files as the query yields them (a day of
+    // `dwd_user_action` is tens of millions of rows); only MERGE collects its source.
+    let (schema, rows) = session.query_stream(&sql).await?;
     let ident = table_ident(model)?;
     let catalog = lake.catalog();
     let exists = catalog
@@ -474,9 +476,9 @@ pub async fn materialize(
         create(lake, session, model, &ident, &schema).await?;
     }
     let outcome = match model.config.materialized {
-        Materialized::Table => table::replace_all(lake, &ident, rows).await?,
+        Materialized::Table => table::replace_all_stream(lake, &ident, rows).await?,
         Materialized::Incremental => {
-            table::overwrite_partition(
+            table::overwrite_partition_stream(
                 lake,
                 &ident,
                 &model.config.date_column,
@@ -486,6 +488,9 @@ pub async fn materialize(
             .await?
         }
         Materialized::Merge => {
+            let rows = datafusion::physical_plan::common::collect(rows)
+                .await
+                .map_err(|e| Error::Run(format!("{}: {e}", model.file)))?;
             if rows.iter().all(|b| b.num_rows() == 0) {
                 return Ok(0);
             }

@@ -74,6 +74,9 @@ use datafusion::catalog::{
     CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
 };
 use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, Ident, ObjectName, ObjectNamePart, TableAlias, TableFactor, TableVersion,
@@ -85,6 +88,7 @@ use iceberg_datafusion::{IcebergCatalogProvider, IcebergStaticTableProvider};
 
 use crate::error::{Error, Result};
 
+mod compact;
 mod dialect;
 
 mod format;
@@ -92,6 +96,7 @@ mod json;
 mod overlay;
 mod rewrite;
 mod statements;
+mod stats;
 
 use crate::lake::Lake;
 use crate::retry::Backoff;
@@ -103,6 +108,21 @@ use overlay::OverlayCatalog;
 /// Catalog and schema where time-travel tables are registered for the length of a query.
 const TT_CATALOG: &str = "strata_time_travel";
 const TT_SCHEMA: &str = "tt";
+
+/// DataFusion's default physical rules with ours: scan statistics first (join selection
+/// reads them), build-side compaction before the post-optimization filter pushdown (so the
+/// joins' dynamic filters are wired to the plan as it will run). ADR 0020.
+fn physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
+    let mut rules = PhysicalOptimizer::new().rules;
+    let at = rules
+        .iter()
+        .rposition(|r| r.name() == "FilterPushdown")
+        .or_else(|| rules.iter().position(|r| r.name() == "SanityCheckPlan"))
+        .unwrap_or(rules.len());
+    rules.insert(at, Arc::new(compact::CompactJoinBuildSide));
+    rules.insert(0, Arc::new(stats::ScanStatistics));
+    rules
+}
 
 /// A SQL session over every table of the lake's catalog.
 pub struct SqlSession {
@@ -123,7 +143,13 @@ impl SqlSession {
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(&catalog_name, ODS_NAMESPACE)
             .with_information_schema(true);
-        let ctx = SessionContext::new_with_config_rt(config, lake.runtime());
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(lake.runtime())
+            .with_default_features()
+            .with_physical_optimizer_rules(physical_rules())
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         json::register(&ctx);
         let overlay = Arc::new(OverlayCatalog::new(lake_provider(&catalog).await?));
         ctx.register_catalog(&catalog_name, overlay.clone());
@@ -165,6 +191,22 @@ impl SqlSession {
         &self,
         sql: &str,
     ) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+        let (schema, stream) = self.query_stream(sql).await?;
+        let rows = datafusion::physical_plan::common::collect(stream)
+            .await
+            .map_err(Error::datafusion)?;
+        Ok((schema, rows))
+    }
+
+    /// Plans one query and returns its schema and its rows as a stream (a warehouse model's
+    /// output is written as it comes, never all held).
+    pub async fn query_stream(
+        &self,
+        sql: &str,
+    ) -> Result<(
+        arrow::datatypes::SchemaRef,
+        datafusion::execution::SendableRecordBatchStream,
+    )> {
         let mut statements = rewrite::prepare(sql)?;
         let prepared = match (statements.pop(), statements.is_empty()) {
             (Some(p), true) => p,
@@ -179,8 +221,10 @@ impl SqlSession {
         let result = async {
             let df = self.dataframe(statement, &mut registered).await?;
             let schema = Arc::new(df.schema().as_arrow().clone());
-            let rows = df.collect().await.map_err(Error::datafusion)?;
-            Ok((schema, rows))
+            // The physical plan holds the (time-travel) tables it reads from here on, so
+            // they can be deregistered while the stream runs.
+            let stream = df.execute_stream().await.map_err(Error::datafusion)?;
+            Ok((schema, stream))
         }
         .await;
         for name in registered {

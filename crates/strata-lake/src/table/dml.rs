@@ -19,6 +19,7 @@ use arrow::compute::CastOptions;
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::Column;
 use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::functions_aggregate::min_max::{max, min};
 use datafusion::logical_expr::expr::Case;
 use datafusion::logical_expr::utils::split_conjunction;
@@ -37,7 +38,7 @@ use crate::table::read::{
     located_schema, position_deletes, read_located, table_arrow_schema, FILE_COLUMN, POS_COLUMN,
 };
 use crate::table::scan::LocatedTable;
-use crate::write::{write_position_deletes, write_rows};
+use crate::write::{write_position_deletes, write_rows, write_stream};
 
 /// Commit attempts of one operation under concurrent writers.
 pub(crate) const CONFLICT_RETRIES: u32 = 10;
@@ -154,7 +155,7 @@ pub async fn overwrite_partitions(
         let replaced = |f: &LiveFile| {
             unpartitioned || (f.spec_id == spec_id && written.contains(f.file.partition()))
         };
-        commit_replacing(lake, &table, &files, &rows, data, replaced, true).await
+        commit_replacing(lake, &table, &files, inserted(&rows), data, replaced, true).await
     })
     .await
 }
@@ -170,7 +171,7 @@ pub async fn replace_all(
         let rows = conform(&table, &batches, Match::ByName)?;
         let files = TableFiles::current(&table).await?;
         let data = write_rows(&table, &rows).await?;
-        commit_replacing(lake, &table, &files, &rows, data, |_| true, false).await
+        commit_replacing(lake, &table, &files, inserted(&rows), data, |_| true, false).await
     })
     .await
 }
@@ -189,19 +190,7 @@ pub async fn overwrite_partition(
     with_conflict_retry(ident, || async {
         let table = lake.load_table(ident).await?;
         let metadata = table.metadata();
-        let spec = metadata.default_partition_spec();
-        let field_id = metadata
-            .current_schema()
-            .field_by_name(column)
-            .map(|f| f.id)
-            .ok_or_else(|| Error::Sql(format!("{ident} has no column {column}")))?;
-        let index = spec
-            .fields()
-            .iter()
-            .position(|f| f.source_id == field_id && f.transform == Transform::Identity)
-            .ok_or_else(|| {
-                Error::Sql(format!("{ident} is not partitioned by identity({column})"))
-            })?;
+        let index = identity_partition_index(&table, column)?;
         let rows = conform(&table, &batches, Match::ByName)?;
         let data = write_rows(&table, &rows).await?;
         let in_partition = |p: &iceberg::spec::Struct| {
@@ -219,26 +208,130 @@ pub async fn overwrite_partition(
         let files = TableFiles::current(&table).await?;
         let spec_id = metadata.default_partition_spec_id();
         let replaced = |f: &LiveFile| f.spec_id == spec_id && in_partition(f.file.partition());
-        commit_replacing(lake, &table, &files, &rows, data, replaced, true).await
+        commit_replacing(lake, &table, &files, inserted(&rows), data, replaced, true).await
     })
     .await
 }
 
-/// Commits `data` (written from `rows`) as one overwrite snapshot that also removes every live
+fn inserted(rows: &[RecordBatch]) -> u64 {
+    rows.iter().map(|b| b.num_rows() as u64).sum()
+}
+
+/// Position in the default partition spec of the field `identity(column)`.
+fn identity_partition_index(table: &Table, column: &str) -> Result<usize> {
+    let ident = table.identifier();
+    let metadata = table.metadata();
+    let field_id = metadata
+        .current_schema()
+        .field_by_name(column)
+        .map(|f| f.id)
+        .ok_or_else(|| Error::Sql(format!("{ident} has no column {column}")))?;
+    metadata
+        .default_partition_spec()
+        .fields()
+        .iter()
+        .position(|f| f.source_id == field_id && f.transform == Transform::Identity)
+        .ok_or_else(|| Error::Sql(format!("{ident} is not partitioned by identity({column})")))
+}
+
+/// [`overwrite_partition`] for rows that arrive as a stream (a warehouse model's query): they
+/// are written to data files as they come, never all held in memory, and a commit that meets
+/// a concurrent writer is retried against the newer snapshot without rewriting them.
+pub async fn overwrite_partition_stream(
+    lake: &Lake,
+    ident: &TableIdent,
+    column: &str,
+    value: Literal,
+    rows: SendableRecordBatchStream,
+) -> Result<Outcome> {
+    let table = lake.load_table(ident).await?;
+    let index = identity_partition_index(&table, column)?;
+    let in_partition =
+        |p: &iceberg::spec::Struct| p.fields().get(index).and_then(|v| v.as_ref()) == Some(&value);
+    let (data, count) = write_stream(&table, rows, |p| {
+        if in_partition(p) {
+            Ok(())
+        } else {
+            Err(Error::Sql(format!(
+                "rows for {ident} fall outside the partition {column} = {value:?} (e.g. in {p:?})"
+            )))
+        }
+    })
+    .await?;
+    let spec_id = table.metadata().default_partition_spec_id();
+    let replaced = |f: &LiveFile| f.spec_id == spec_id && in_partition(f.file.partition());
+    commit_written(lake, &table, data, count, replaced, true).await
+}
+
+/// [`replace_all`] for rows that arrive as a stream (see [`overwrite_partition_stream`]).
+pub async fn replace_all_stream(
+    lake: &Lake,
+    ident: &TableIdent,
+    rows: SendableRecordBatchStream,
+) -> Result<Outcome> {
+    let table = lake.load_table(ident).await?;
+    let (data, count) = write_stream(&table, rows, |_| Ok(())).await?;
+    commit_written(lake, &table, data, count, |_| true, false).await
+}
+
+/// Commits data files written against `written` (the table as loaded before the write),
+/// re-reading the table's live files on each conflict. The files stay valid as long as the
+/// schema and partition spec they were written with are still current.
+async fn commit_written(
+    lake: &Lake,
+    written: &Table,
+    data: Vec<DataFile>,
+    rows: u64,
+    replaced: impl Fn(&LiveFile) -> bool,
+    replace_partitions: bool,
+) -> Result<Outcome> {
+    let ident = written.identifier();
+    let shape = |t: &Table| {
+        (
+            t.metadata().current_schema_id(),
+            t.metadata().default_partition_spec_id(),
+        )
+    };
+    with_conflict_retry(ident, || async {
+        let table = lake.load_table(ident).await?;
+        if shape(&table) != shape(written) {
+            for f in &data {
+                let _ = table.file_io().delete(f.file_path()).await;
+            }
+            return Err(Error::Sql(format!(
+                "{ident} changed its schema or partitioning while rows were written for it; run again"
+            )));
+        }
+        let files = TableFiles::current(&table).await?;
+        commit_replacing(
+            lake,
+            &table,
+            &files,
+            rows,
+            data.clone(),
+            &replaced,
+            replace_partitions,
+        )
+        .await
+    })
+    .await
+}
+
+/// Commits `data` as one overwrite snapshot that also removes every live
 /// data and delete file `replaced` picks; `replace_partitions` marks it a partition
 /// replacement in the summary. Nothing to add or remove: no commit.
 async fn commit_replacing(
     lake: &Lake,
     table: &Table,
     files: &TableFiles,
-    rows: &[RecordBatch],
+    inserted: u64,
     data: Vec<DataFile>,
     replaced: impl Fn(&LiveFile) -> bool,
     replace_partitions: bool,
 ) -> Result<Outcome> {
     let mut change = Change::new(Operation::Overwrite);
     let mut outcome = Outcome {
-        inserted: rows.iter().map(|b| b.num_rows() as u64).sum(),
+        inserted,
         ..Default::default()
     };
     for f in files.manifests.iter().flat_map(|m| m.live.iter()) {

@@ -17,7 +17,8 @@ pub use commit::{commit_change, snapshot_current_schema, swap_metadata, Change};
 pub use create::create_table;
 pub use dml::{
     append, conform, delete_where, merge, merge_schema, merge_with_properties, overwrite_partition,
-    overwrite_partitions, replace_all, update, Match, MergeClause, MergeSpec, Outcome, WriteMode,
+    overwrite_partition_stream, overwrite_partitions, replace_all, replace_all_stream, update,
+    Match, MergeClause, MergeSpec, Outcome, WriteMode,
 };
 pub use files::{LiveFile, LiveManifest, TableFiles};
 pub use maintain::{

@@ -434,6 +434,115 @@ async fn partition_and_full_replacement_are_idempotent() {
     );
 }
 
+fn stream_of(
+    batches: Vec<datafusion::error::Result<RecordBatch>>,
+) -> datafusion::execution::SendableRecordBatchStream {
+    let schema = users(&[]).schema();
+    Box::pin(
+        datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+            schema,
+            futures::stream::iter(batches),
+        ),
+    )
+}
+
+fn parquet_files(dir: &std::path::Path) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            n += parquet_files(&path);
+        } else if path.extension().is_some_and(|e| e == "parquet") {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// The streaming forms the warehouse writes models with: rows of several batches land as one
+/// replacement (idempotent on re-run); a row outside the partition or a failing stream
+/// commits nothing and leaves no data file behind.
+#[tokio::test]
+async fn streamed_partition_and_full_replacements() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = open_lake(dir.path()).await;
+    let ident = create_users(&lake, WriteMode::MergeOnRead).await;
+    table::append(
+        &lake,
+        &ident,
+        vec![users(&[(1, "a", 1, 0), (2, "b", 2, 1)])],
+    )
+    .await
+    .unwrap();
+    let day1 = iceberg::spec::Literal::date(20_778);
+    // The first run replaces row 2 of that day, the second the two rows the first wrote.
+    for replaced in [1, 2] {
+        let out = table::overwrite_partition_stream(
+            &lake,
+            &ident,
+            "dt",
+            day1.clone(),
+            stream_of(vec![
+                Ok(users(&[(8, "y", 8, 1)])),
+                Ok(users(&[])),
+                Ok(users(&[(9, "z", 9, 1)])),
+            ]),
+        )
+        .await
+        .unwrap();
+        assert_eq!((out.inserted, out.deleted), (2, replaced));
+        assert_eq!(
+            rows(&lake, "SELECT id FROM app.users ORDER BY id").await,
+            "id\n1\n8\n9\n"
+        );
+    }
+    let files = parquet_files(dir.path());
+    let err = table::overwrite_partition_stream(
+        &lake,
+        &ident,
+        "dt",
+        day1.clone(),
+        stream_of(vec![
+            Ok(users(&[(10, "w", 1, 1)])),
+            Ok(users(&[(5, "x", 5, 0)])),
+        ]),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("outside the partition"), "{err}");
+    let err = table::replace_all_stream(
+        &lake,
+        &ident,
+        stream_of(vec![
+            Ok(users(&[(11, "v", 1, 1)])),
+            Err(datafusion::error::DataFusionError::Execution(
+                "source broke".into(),
+            )),
+        ]),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("source broke"), "{err}");
+    assert_eq!(
+        parquet_files(dir.path()),
+        files,
+        "failed writes leave no data files"
+    );
+    assert_eq!(
+        rows(&lake, "SELECT id FROM app.users ORDER BY id").await,
+        "id\n1\n8\n9\n"
+    );
+    let out =
+        table::replace_all_stream(&lake, &ident, stream_of(vec![Ok(users(&[(7, "q", 7, 2)]))]))
+            .await
+            .unwrap();
+    assert_eq!((out.inserted, out.deleted), (1, 3));
+    assert_eq!(
+        rows(&lake, "SELECT id FROM app.users ORDER BY id").await,
+        "id\n7\n"
+    );
+}
+
 /// A table committing often keeps a short manifest list: at 100 untouched small manifests a
 /// row-level commit merges them, and the table reads the same through iceberg's scan.
 #[tokio::test]

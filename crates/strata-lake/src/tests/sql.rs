@@ -284,3 +284,80 @@ async fn queries_over_the_memory_limit_spill_instead_of_failing() {
         "{err}"
     );
 }
+
+/// A hash join whose build side is an aggregate's output (1.5M groups, ~24 MB in Arrow) under
+/// a 1 GiB limit, roomy enough that the aggregate does not spill (a spilled aggregate emits
+/// fresh batches). DataFusion charges each 8,192-row slice the aggregate emits the whole batch
+/// it was cut from (over 2 GB in all here), so plain DataFusion fails with resources
+/// exhausted; the session's `CompactExec` under the build side makes the charge what the rows
+/// hold, and the join completes with the right answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_built_on_an_aggregate_is_charged_what_it_holds() {
+    use datafusion::execution::memory_pool::FairSpillPool;
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.lake.query_memory_limit = 1 << 30;
+    let lake = Lake::open(&c).await.unwrap();
+    // The probe side is four times the aggregate's input, so join selection keeps the
+    // aggregate as the build side.
+    let q = "WITH g AS (SELECT value % 1500000 AS k, max(value) AS m
+                        FROM generate_series(1, 3000000) GROUP BY value % 1500000)
+             SELECT count(*) AS n, sum(g.m) AS s
+             FROM g JOIN (SELECT value AS k FROM generate_series(0, 12000000)) p ON g.k = p.k";
+    let session = SqlSession::new(&lake).await.unwrap();
+    let plan = format_batches(
+        &session.run(&format!("EXPLAIN {q}")).await.unwrap(),
+        OutputFormat::Csv,
+    )
+    .unwrap();
+    assert!(plan.contains("CompactExec"), "{plan}");
+    let out = format_batches(&session.run(q).await.unwrap(), OutputFormat::Csv).unwrap();
+    // Each k in 0..1.5M has max(value) = k + 1.5M (k = 0: 3M): sum = 1.5M·1.5M + Σk + 1.5M.
+    let n: i64 = 1_500_000;
+    let s = n * n + (n - 1) * n / 2 + n;
+    assert_eq!(out, format!("n,s\n{n},{s}\n"));
+
+    let plain = RuntimeEnvBuilder::new()
+        .with_memory_pool(std::sync::Arc::new(FairSpillPool::new(1 << 30)))
+        .build_arc()
+        .unwrap();
+    let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), plain);
+    let err = ctx.sql(q).await.unwrap().collect().await.unwrap_err();
+    assert!(
+        err.to_string()
+            .to_lowercase()
+            .contains("resources exhausted"),
+        "{err}"
+    );
+}
+
+/// Iceberg scans report their snapshot's row count, so a LEFT JOIN of a fact table to a
+/// small dimension builds its hash table on the dimension (the join is swapped to RIGHT),
+/// not on the facts written first. Without the estimate the left input was always built.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_build_on_the_smaller_lake_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(&config(dir.path())).await.unwrap();
+    let session = SqlSession::new(&lake).await.unwrap();
+    session
+        .run(
+            "CREATE NAMESPACE app;
+             CREATE TABLE app.facts AS SELECT value AS id, value % 100 AS dim_id FROM generate_series(1, 200000);
+             CREATE TABLE app.dims AS SELECT value AS dim_id, 'd' || value AS name FROM generate_series(0, 99)",
+        )
+        .await
+        .unwrap();
+    let q = "SELECT count(*) AS n, count(d.name) AS named FROM app.facts f LEFT JOIN app.dims d ON d.dim_id = f.dim_id";
+    let plan = format_batches(
+        &session.run(&format!("EXPLAIN {q}")).await.unwrap(),
+        OutputFormat::Csv,
+    )
+    .unwrap();
+    assert!(plan.contains("StatsExec: rows=Inexact(200000)"), "{plan}");
+    assert!(plan.contains("join_type=Right"), "{plan}");
+    let out = format_batches(&session.run(q).await.unwrap(), OutputFormat::Csv).unwrap();
+    assert_eq!(out, "n,named\n200000,200000\n");
+}
