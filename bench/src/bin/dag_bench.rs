@@ -84,17 +84,7 @@ fn main() -> Result<()> {
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("starting {}", args.strata.display()))?;
-    let pid = child.id();
-    let mut peak = 0.0f64;
-    let status = loop {
-        if let Some(rss) = peak_rss_mib(pid) {
-            peak = peak.max(rss);
-        }
-        if let Some(s) = child.try_wait()? {
-            break s;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let (status, peak) = wait_sampling_rss(&mut child)?;
     let demo_secs = started.elapsed().as_secs_f64();
     let stdout = std::io::read_to_string(child.stdout.take().context("demo stdout")?)?;
     if !status.success() {
@@ -202,17 +192,7 @@ fn run_peer(
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("starting {}", python.display()))?;
-    let pid = child.id();
-    let mut peak = 0.0f64;
-    let status = loop {
-        if let Some(rss) = peak_rss_mib(pid) {
-            peak = peak.max(rss);
-        }
-        if let Some(s) = child.try_wait()? {
-            break s;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let (status, peak) = wait_sampling_rss(&mut child)?;
     let stdout = std::io::read_to_string(child.stdout.take().context("peer stdout")?)?;
     let lines: Vec<Value> = stdout
         .lines()
@@ -238,6 +218,21 @@ fn run_peer(
         "totals": totals.into_iter().next().unwrap_or(Value::Null),
         "peak_rss_mib": peak,
     }))
+}
+
+/// Waits for `child`, sampling its peak RSS (MiB) every 200 ms.
+fn wait_sampling_rss(child: &mut std::process::Child) -> Result<(std::process::ExitStatus, f64)> {
+    let pid = child.id();
+    let mut peak = 0.0f64;
+    loop {
+        if let Some(rss) = peak_rss_mib(pid) {
+            peak = peak.max(rss);
+        }
+        if let Some(s) = child.try_wait()? {
+            return Ok((s, peak));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn secs(v: &Value) -> f64 {
