@@ -93,10 +93,11 @@ mod dialect;
 
 mod format;
 mod json;
+mod ordering;
 mod overlay;
 mod rewrite;
+pub(crate) mod scan;
 mod statements;
-mod stats;
 
 use crate::lake::Lake;
 use crate::retry::Backoff;
@@ -109,9 +110,11 @@ use overlay::OverlayCatalog;
 const TT_CATALOG: &str = "strata_time_travel";
 const TT_SCHEMA: &str = "tt";
 
-/// DataFusion's default physical rules with ours: scan statistics first (join selection
-/// reads them), build-side compaction before the post-optimization filter pushdown (so the
-/// joins' dynamic filters are wired to the plan as it will run). ADR 0020.
+/// DataFusion's default physical rules with ours: parallel lake scans with statistics first
+/// (join selection reads them, distribution is enforced over their partitions), build-side
+/// compaction before the post-optimization filter pushdown (so the joins' dynamic filters are
+/// wired to the plan as it will run), and aggregates sorted only on constants made linear just
+/// before the final sanity check. ADRs 0020 and 0021.
 fn physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
     let mut rules = PhysicalOptimizer::new().rules;
     let at = rules
@@ -120,7 +123,12 @@ fn physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
         .or_else(|| rules.iter().position(|r| r.name() == "SanityCheckPlan"))
         .unwrap_or(rules.len());
     rules.insert(at, Arc::new(compact::CompactJoinBuildSide));
-    rules.insert(0, Arc::new(stats::ScanStatistics));
+    let last = rules
+        .iter()
+        .position(|r| r.name() == "SanityCheckPlan")
+        .unwrap_or(rules.len());
+    rules.insert(last, Arc::new(ordering::UnorderedConstantAggregates));
+    rules.insert(0, Arc::new(scan::LakeScans::default()));
     rules
 }
 
