@@ -97,6 +97,7 @@ mod ordering;
 mod overlay;
 mod rewrite;
 pub(crate) mod scan;
+mod share;
 mod statements;
 
 use crate::lake::Lake;
@@ -113,8 +114,9 @@ const TT_SCHEMA: &str = "tt";
 /// DataFusion's default physical rules with ours: parallel lake scans with statistics first
 /// (join selection reads them, distribution is enforced over their partitions), build-side
 /// compaction before the post-optimization filter pushdown (so the joins' dynamic filters are
-/// wired to the plan as it will run), and aggregates sorted only on constants made linear just
-/// before the final sanity check. ADRs 0020 and 0021.
+/// wired to the plan as it will run), and, just before the final sanity check, aggregates
+/// sorted only on constants made linear and repeated subplans (CTEs read more than once)
+/// computed once. ADRs 0020 and 0021.
 fn physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
     let mut rules = PhysicalOptimizer::new().rules;
     let at = rules
@@ -128,6 +130,7 @@ fn physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
         .position(|r| r.name() == "SanityCheckPlan")
         .unwrap_or(rules.len());
     rules.insert(last, Arc::new(ordering::UnorderedConstantAggregates));
+    rules.insert(last + 1, Arc::new(share::ShareRepeatedSubplans));
     rules.insert(0, Arc::new(scan::LakeScans::default()));
     rules
 }

@@ -267,10 +267,16 @@ fn external(e: iceberg::Error) -> DataFusionError {
 
 impl DisplayAs for LakeScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let metadata = self.source.table.metadata();
+        let snapshot = self
+            .source
+            .snapshot_id
+            .or_else(|| metadata.current_snapshot().map(|s| s.snapshot_id()));
         write!(
             f,
-            "LakeScanExec: table={}, partitions={}, rows={}",
+            "LakeScanExec: table={}, snapshot={}, partitions={}, rows={}",
             self.source.table.identifier(),
+            snapshot.map_or_else(|| "none".to_string(), |id| id.to_string()),
             self.source.split.partitions,
             self.stats.num_rows
         )?;

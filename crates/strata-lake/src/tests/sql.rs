@@ -482,3 +482,62 @@ async fn an_aggregate_grouped_by_a_constant_spills_instead_of_failing() {
         "{err}"
     );
 }
+
+/// A CTE read more than once is computed once (`SharedExec`), and the answer is the same as
+/// computing it at each reference. Under a pool too small to hold the shared results, each
+/// reference computes them itself instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cte_read_twice_is_computed_once_or_recomputed_when_it_does_not_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(&config(dir.path())).await.unwrap();
+    let session = SqlSession::new(&lake).await.unwrap();
+    // User u (0..1000) touches posts u..u+10 twice each: 10 distinct posts per user.
+    session
+        .run(
+            "CREATE NAMESPACE app;
+             CREATE TABLE app.ev AS
+               SELECT value % 1000 AS u, value % 1000 + (value / 1000) % 10 AS p
+               FROM generate_series(0, 19999)",
+        )
+        .await
+        .unwrap();
+    let q = "WITH ui AS (SELECT DISTINCT u, p FROM app.ev),
+                  n AS (SELECT u, count(*) AS n FROM ui GROUP BY u)
+             SELECT count(*) AS users, sum(a.n * b.n) AS s
+             FROM n a JOIN n b ON a.u = b.u";
+    let plan = format_batches(
+        &session.run(&format!("EXPLAIN {q}")).await.unwrap(),
+        OutputFormat::Csv,
+    )
+    .unwrap();
+    assert!(plan.contains("SharedExec: readers=2"), "{plan}");
+    let out = format_batches(&session.run(q).await.unwrap(), OutputFormat::Csv).unwrap();
+    assert_eq!(out, "users,s\n1000,100000\n");
+
+    // 400k groups (over 6 MB in Arrow) against a 4 MiB pool: the shared results cannot be
+    // held, so both branches compute (and spill) the aggregate themselves.
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.lake.query_memory_limit = 4 << 20;
+    let lake = Lake::open(&c).await.unwrap();
+    let session = SqlSession::new(&lake).await.unwrap();
+    session
+        .run(
+            "CREATE NAMESPACE app;
+             CREATE TABLE app.big AS SELECT value AS id FROM generate_series(1, 800000)",
+        )
+        .await
+        .unwrap();
+    let q = "WITH g AS (SELECT id % 400000 AS k, count(*) AS c FROM app.big GROUP BY id % 400000)
+             SELECT 'groups' AS what, count(c) AS v FROM g
+             UNION ALL SELECT 'rows', sum(c) FROM g
+             ORDER BY what";
+    let plan = format_batches(
+        &session.run(&format!("EXPLAIN {q}")).await.unwrap(),
+        OutputFormat::Csv,
+    )
+    .unwrap();
+    assert!(plan.contains("SharedExec: readers=2"), "{plan}");
+    let out = format_batches(&session.run(q).await.unwrap(), OutputFormat::Csv).unwrap();
+    assert_eq!(out, "what,v\ngroups,400000\nrows,800000\n");
+}
