@@ -108,6 +108,9 @@ struct TableState {
     stopped: Option<String>,
 }
 
+/// Consumer group the merger commits its (advisory) positions under, one per `cdc.*` topic.
+pub const CDC_GROUP: &str = "cdc";
+
 /// Applies CDC topics to ODS tables.
 pub struct CdcMerger {
     lake: Lake,
@@ -221,6 +224,7 @@ impl CdcMerger {
             (Some(_), a, b) => a.unwrap_or(0).min(b.unwrap_or(0)),
         };
         tracing::info!(table = %spec.target, topic = %spec.topic, from = next, "cdc table resumes");
+        self.hold(&spec.topic, next).await;
         Ok(TableState {
             spec,
             next,
@@ -580,10 +584,22 @@ impl CdcMerger {
             }
         }
         st.buffer.clear();
+        self.hold(&st.spec.topic, end).await;
         metrics::counter!("strata_cdc_applied_changes_total", "table" => st.spec.target.to_string())
             .increment(n as u64);
         tracing::debug!(table = %st.spec.target, changes = n, next = end, elapsed = ?started.elapsed(), "cdc commit");
         Ok(())
+    }
+
+    /// Commits `next` as the [`CDC_GROUP`] position on the topic, so bus retention keeps
+    /// every change the merger has not applied (retention deletes only what every group has
+    /// read; without a group it deleted changes the merger still needed). Advisory: the
+    /// tables' snapshot summaries stay the truth, as with the lake sink's group.
+    async fn hold(&self, topic: &str, next: u64) {
+        let offsets: Offsets = [(0, next)].into_iter().collect();
+        if let Err(e) = self.log.commit(CDC_GROUP, topic, &offsets).await {
+            tracing::warn!(topic, error = %e, "committing bus offsets for group cdc failed");
+        }
     }
 
     /// Appends rows (keyless tables, changelogs). Position-only commits (no rows) still

@@ -8,5 +8,7 @@ pub mod merge;
 pub mod schema;
 
 pub use lag::{applied, applied_in, cdc_lag, Applied, CdcLag};
-pub use merge::{last_commit_ts_key, CdcMerger, CdcTable, STOPPED_PROPERTY, TRUNCATE_OP};
+pub use merge::{
+    last_commit_ts_key, CdcMerger, CdcTable, CDC_GROUP, STOPPED_PROPERTY, TRUNCATE_OP,
+};
 pub use schema::{read_ods_rows, PRIMARY_KEY_PROPERTY};

@@ -293,10 +293,6 @@ async fn queries_over_the_memory_limit_spill_instead_of_failing() {
 /// hold, and the join completes with the right answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_join_built_on_an_aggregate_is_charged_what_it_holds() {
-    use datafusion::execution::memory_pool::FairSpillPool;
-    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-    use datafusion::prelude::{SessionConfig, SessionContext};
-
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
     c.lake.query_memory_limit = 1 << 30;
@@ -308,11 +304,7 @@ async fn a_join_built_on_an_aggregate_is_charged_what_it_holds() {
              SELECT count(*) AS n, sum(g.m) AS s
              FROM g JOIN (SELECT value AS k FROM generate_series(0, 12000000)) p ON g.k = p.k";
     let session = SqlSession::new(&lake).await.unwrap();
-    let plan = format_batches(
-        &session.run(&format!("EXPLAIN {q}")).await.unwrap(),
-        OutputFormat::Csv,
-    )
-    .unwrap();
+    let plan = explain(&session, q).await;
     assert!(plan.contains("CompactExec"), "{plan}");
     let out = format_batches(&session.run(q).await.unwrap(), OutputFormat::Csv).unwrap();
     // Each k in 0..1.5M has max(value) = k + 1.5M (k = 0: 3M): sum = 1.5M·1.5M + Σk + 1.5M.
@@ -320,18 +312,7 @@ async fn a_join_built_on_an_aggregate_is_charged_what_it_holds() {
     let s = n * n + (n - 1) * n / 2 + n;
     assert_eq!(out, format!("n,s\n{n},{s}\n"));
 
-    let plain = RuntimeEnvBuilder::new()
-        .with_memory_pool(std::sync::Arc::new(FairSpillPool::new(1 << 30)))
-        .build_arc()
-        .unwrap();
-    let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), plain);
-    let err = ctx.sql(q).await.unwrap().collect().await.unwrap_err();
-    assert!(
-        err.to_string()
-            .to_lowercase()
-            .contains("resources exhausted"),
-        "{err}"
-    );
+    plain_datafusion_runs_out_of_memory(q, 1 << 30, &dir.path().join("plain-spill")).await;
 }
 
 /// Iceberg scans report their snapshot's row count, so a LEFT JOIN of a fact table to a
@@ -351,11 +332,7 @@ async fn joins_build_on_the_smaller_lake_table() {
         .await
         .unwrap();
     let q = "SELECT count(*) AS n, count(d.name) AS named FROM app.facts f LEFT JOIN app.dims d ON d.dim_id = f.dim_id";
-    let plan = format_batches(
-        &session.run(&format!("EXPLAIN {q}")).await.unwrap(),
-        OutputFormat::Csv,
-    )
-    .unwrap();
+    let plan = explain(&session, q).await;
     assert!(plan.contains("rows=Inexact(200000)"), "{plan}");
     assert!(plan.contains("join_type=Right"), "{plan}");
     let out = format_batches(&session.run(q).await.unwrap(), OutputFormat::Csv).unwrap();
@@ -445,10 +422,6 @@ async fn a_scan_splits_a_file_between_partitions_and_reads_every_row_once() {
 /// The session plans it linear, so it spills and gets every group right.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_aggregate_grouped_by_a_constant_spills_instead_of_failing() {
-    use datafusion::execution::memory_pool::FairSpillPool;
-    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-    use datafusion::prelude::{SessionConfig, SessionContext};
-
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
     c.lake.query_memory_limit = 32 << 20;
@@ -459,28 +432,12 @@ async fn an_aggregate_grouped_by_a_constant_spills_instead_of_failing() {
                          FROM generate_series(1, 3000000))
                    GROUP BY k, d)";
     let session = SqlSession::new(&lake).await.unwrap();
-    let plan = format_batches(
-        &session.run(&format!("EXPLAIN {q}")).await.unwrap(),
-        OutputFormat::Csv,
-    )
-    .unwrap();
+    let plan = explain(&session, q).await;
     assert!(plan.contains("PropertiesExec"), "{plan}");
     let out = format_batches(&session.run(q).await.unwrap(), OutputFormat::Csv).unwrap();
     assert_eq!(out, "groups,users,on_day\n300000,3000000,300000\n");
 
-    let plain = RuntimeEnvBuilder::new()
-        .with_memory_pool(std::sync::Arc::new(FairSpillPool::new(32 << 20)))
-        .with_temp_file_path(dir.path().join("plain-spill"))
-        .build_arc()
-        .unwrap();
-    let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), plain);
-    let err = ctx.sql(q).await.unwrap().collect().await.unwrap_err();
-    assert!(
-        err.to_string()
-            .to_lowercase()
-            .contains("resources exhausted"),
-        "{err}"
-    );
+    plain_datafusion_runs_out_of_memory(q, 32 << 20, &dir.path().join("plain-spill")).await;
 }
 
 /// A CTE read more than once is computed once (`SharedExec`), and the answer is the same as
@@ -505,11 +462,7 @@ async fn a_cte_read_twice_is_computed_once_or_recomputed_when_it_does_not_fit() 
                   n AS (SELECT u, count(*) AS n FROM ui GROUP BY u)
              SELECT count(*) AS users, sum(a.n * b.n) AS s
              FROM n a JOIN n b ON a.u = b.u";
-    let plan = format_batches(
-        &session.run(&format!("EXPLAIN {q}")).await.unwrap(),
-        OutputFormat::Csv,
-    )
-    .unwrap();
+    let plan = explain(&session, q).await;
     assert!(plan.contains("SharedExec: readers=2"), "{plan}");
     let out = format_batches(&session.run(q).await.unwrap(), OutputFormat::Csv).unwrap();
     assert_eq!(out, "users,s\n1000,100000\n");
@@ -532,12 +485,39 @@ async fn a_cte_read_twice_is_computed_once_or_recomputed_when_it_does_not_fit() 
              SELECT 'groups' AS what, count(c) AS v FROM g
              UNION ALL SELECT 'rows', sum(c) FROM g
              ORDER BY what";
-    let plan = format_batches(
-        &session.run(&format!("EXPLAIN {q}")).await.unwrap(),
-        OutputFormat::Csv,
-    )
-    .unwrap();
+    let plan = explain(&session, q).await;
     assert!(plan.contains("SharedExec: readers=2"), "{plan}");
     let out = format_batches(&session.run(q).await.unwrap(), OutputFormat::Csv).unwrap();
     assert_eq!(out, "what,v\ngroups,400000\nrows,800000\n");
+}
+
+/// `q` on plain DataFusion (a fair spill pool of `pool` bytes, spilling to `spill`) fails with
+/// resources exhausted: what the session's rules are there to prevent.
+async fn plain_datafusion_runs_out_of_memory(q: &str, pool: usize, spill: &std::path::Path) {
+    use datafusion::execution::memory_pool::FairSpillPool;
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    let plain = RuntimeEnvBuilder::new()
+        .with_memory_pool(std::sync::Arc::new(FairSpillPool::new(pool)))
+        .with_temp_file_path(spill)
+        .build_arc()
+        .unwrap();
+    let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), plain);
+    let err = ctx.sql(q).await.unwrap().collect().await.unwrap_err();
+    assert!(
+        err.to_string()
+            .to_lowercase()
+            .contains("resources exhausted"),
+        "{err}"
+    );
+}
+
+/// The session's physical plan of `q`, as CSV.
+async fn explain(session: &SqlSession, q: &str) -> String {
+    format_batches(
+        &session.run(&format!("EXPLAIN {q}")).await.unwrap(),
+        OutputFormat::Csv,
+    )
+    .unwrap()
 }
