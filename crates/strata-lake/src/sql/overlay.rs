@@ -1,10 +1,9 @@
-//! The lake catalog as DataFusion sees it: Iceberg tables read through
-//! `iceberg-datafusion`, plus a session-local overlay for what DataFusion itself creates
-//! (`CREATE VIEW`, and the stand-in tables `strata sql` registers while planning).
+//! The lake catalog as DataFusion sees it: Iceberg tables ([`super::lake_catalog`]), plus a
+//! session-local overlay for what DataFusion itself creates (`CREATE VIEW`, and the stand-in
+//! tables `strata sql` registers while planning).
 //!
 //! Lake tables and namespaces are created and dropped by `statements.rs`, never through
-//! `IcebergSchemaProvider::register_table` (which would create an empty Iceberg table and
-//! block a current-thread runtime).
+//! DataFusion's `register_table`, which the overlay keeps session-local.
 
 use std::any::Any;
 use std::collections::BTreeSet;
@@ -14,15 +13,13 @@ use async_trait::async_trait;
 use datafusion::catalog::{
     CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
 };
-use datafusion::datasource::{MemTable, TableProvider, TableType};
+use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result as DFResult};
-use futures::TryStreamExt;
-use iceberg_datafusion::metadata_table::IcebergMetadataTableProvider;
 
 /// An Iceberg catalog provider with session-local schemas and tables on top.
 ///
-/// The lake side is swapped by [`OverlayCatalog::refresh`] after DDL: iceberg-datafusion
-/// lists namespaces, tables and their schemas once, when its provider is built.
+/// The lake side is swapped by [`OverlayCatalog::refresh`] after DDL: its namespaces and
+/// table names are listed once, when its provider is built.
 #[derive(Debug)]
 pub struct OverlayCatalog {
     lake_provider: RwLock<Arc<dyn CatalogProvider>>,
@@ -114,24 +111,6 @@ impl OverlayCatalog {
     }
 }
 
-/// `iceberg-datafusion`'s metadata tables (`t$snapshots`, `t$manifests`) ignore the
-/// projection DataFusion pushes into their scan, which trips DataFusion's schema checks as
-/// soon as a query selects some columns. They are small: read them whole into a `MemTable`,
-/// which projects correctly.
-async fn materialize_metadata_table(
-    table: Arc<dyn TableProvider>,
-) -> DFResult<Arc<dyn TableProvider>> {
-    let Some(meta) = table
-        .as_any()
-        .downcast_ref::<IcebergMetadataTableProvider>()
-    else {
-        return Ok(table);
-    };
-    let schema = meta.schema();
-    let batches: Vec<_> = meta.clone().scan().await?.try_collect().await?;
-    Ok(Arc::new(MemTable::try_new(schema, vec![batches])?))
-}
-
 /// One lake namespace: Iceberg tables first, then the session's own tables and views.
 #[derive(Debug)]
 struct OverlaySchema {
@@ -155,11 +134,7 @@ impl SchemaProvider for OverlaySchema {
         if self.local.table_exist(name) {
             return self.local.table(name).await;
         }
-        let table = self.lake.table(name).await?;
-        match table {
-            Some(t) if name.contains('$') => materialize_metadata_table(t).await.map(Some),
-            other => Ok(other),
-        }
+        self.lake.table(name).await
     }
 
     async fn table_type(&self, name: &str) -> DFResult<Option<TableType>> {
