@@ -55,6 +55,8 @@ const IDLE_WAIT: Duration = Duration::from_secs(1);
 const TOPIC_WAIT: Duration = Duration::from_millis(100);
 /// Pause before a table retries after a retryable failure.
 const RETRY_WAIT: Duration = Duration::from_millis(500);
+/// How often a stopped table whose reads keep failing tries again.
+const STOPPED_WAIT: Duration = Duration::from_secs(5);
 
 /// One source table the merger keeps in its ODS table.
 #[derive(Debug, Clone)]
@@ -164,6 +166,20 @@ impl CdcMerger {
                     tracing::warn!(table = %st.spec.target, error = %e, "cdc merge failed, retrying from the committed position");
                     tokio::time::sleep(RETRY_WAIT).await;
                     st = self.start(st.spec.clone()).await?;
+                    continue;
+                }
+                Err(e) if st.stopped.as_deref() == Some(e.to_string().as_str()) => {
+                    // The same failure again, so it comes from reading, not from a record (an
+                    // offset that retention deleted, say): wait instead of spinning, log it
+                    // once, and let shutdown end the loop.
+                    if stopping {
+                        return Ok(());
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(STOPPED_WAIT) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    stopping = *shutdown.borrow();
                     continue;
                 }
                 Err(e) => {
