@@ -18,8 +18,6 @@ TARGET="${CARGO_TARGET_DIR:-target}/release"
 
 log() { printf '\n=== %s\n' "$*" >&2; }
 
-# Two builds, not one `-p strata -p strata-bench`: each package then keeps its own feature set
-# and both stay incremental in a shared target dir.
 # One invocation: two would resolve features differently and compile every dependency twice.
 cargo build --release -p strata -p strata-bench
 
