@@ -84,7 +84,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use iceberg::table::Table;
 use iceberg::{Catalog, NamespaceIdent, TableIdent};
-use iceberg_datafusion::{IcebergCatalogProvider, IcebergStaticTableProvider};
+use iceberg_datafusion::IcebergStaticTableProvider;
 
 use crate::error::{Error, Result};
 
@@ -93,12 +93,14 @@ mod dialect;
 
 mod format;
 mod json;
+mod lake_catalog;
 mod ordering;
 mod overlay;
 mod rewrite;
 pub(crate) mod scan;
 mod share;
 mod statements;
+mod topk;
 
 use crate::lake::Lake;
 use crate::retry::Backoff;
@@ -114,9 +116,9 @@ const TT_SCHEMA: &str = "tt";
 /// DataFusion's default physical rules with ours: parallel lake scans with statistics first
 /// (join selection reads them, distribution is enforced over their partitions), build-side
 /// compaction before the post-optimization filter pushdown (so the joins' dynamic filters are
-/// wired to the plan as it will run), and, just before the final sanity check, aggregates
-/// sorted only on constants made linear and repeated subplans (CTEs read more than once)
-/// computed once. ADRs 0020 and 0021.
+/// wired to the plan as it will run), and, just before the final sanity check, top-K per
+/// window partition without a full sort, aggregates sorted only on constants made linear and
+/// repeated subplans (CTEs read more than once) computed once. ADRs 0020, 0021 and 0023.
 fn physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
     let mut rules = PhysicalOptimizer::new().rules;
     let at = rules
@@ -129,8 +131,9 @@ fn physical_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
         .iter()
         .position(|r| r.name() == "SanityCheckPlan")
         .unwrap_or(rules.len());
-    rules.insert(last, Arc::new(ordering::UnorderedConstantAggregates));
-    rules.insert(last + 1, Arc::new(share::ShareRepeatedSubplans));
+    rules.insert(last, Arc::new(topk::PartitionedTopK));
+    rules.insert(last + 1, Arc::new(ordering::UnorderedConstantAggregates));
+    rules.insert(last + 2, Arc::new(share::ShareRepeatedSubplans));
     rules.insert(0, Arc::new(scan::LakeScans::default()));
     rules
 }
@@ -444,11 +447,11 @@ impl SqlSession {
     }
 }
 
-/// iceberg-datafusion's view of the catalog, retrying transient errors.
+/// The catalog's namespaces and tables for DataFusion, retrying transient errors.
 async fn lake_provider(catalog: &Arc<dyn Catalog>) -> Result<Arc<dyn CatalogProvider>> {
     let mut backoff = Backoff::new(5);
     loop {
-        match IcebergCatalogProvider::try_new(catalog.clone()).await {
+        match lake_catalog::LakeCatalog::list(catalog.clone()).await {
             Ok(p) => return Ok(Arc::new(p)),
             Err(e) if backoff.can_retry() => {
                 tracing::warn!(error = %e, "loading the catalog for sql failed, retrying");

@@ -124,6 +124,67 @@ async fn sql_reads_committed_tables() {
     assert_eq!(err.fault(), Fault::User, "{err}");
 }
 
+/// A session reads a table's metadata when a statement uses it, not when the session starts:
+/// a table whose metadata cannot be read does not stop queries over the others, and a commit
+/// made after the session started is seen by its next statement.
+#[tokio::test]
+async fn a_session_reads_table_metadata_when_a_statement_uses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = open_lake(dir.path()).await;
+    let ident = OdsTable::Event.ident();
+    let files = write_events(&lake, &[(0, "Signed Up", 0), (1, "Followed", 0)], 0).await;
+    let p1: Offsets = [(0, 2)].into_iter().collect();
+    commit_with_position(&lake, &ident, files, "events", None, &p1, &[])
+        .await
+        .unwrap();
+    let setup = SqlSession::new(&lake).await.unwrap();
+    setup.run("CREATE SCHEMA app").await.unwrap();
+    setup
+        .run("CREATE TABLE app.broken AS SELECT 1 AS x")
+        .await
+        .unwrap();
+    let broken = lake
+        .load_table(&iceberg::TableIdent::from_strs(["app", "broken"]).unwrap())
+        .await
+        .unwrap();
+    let location = broken.metadata_location().unwrap();
+    std::fs::remove_file(location.strip_prefix("file://").unwrap_or(location)).unwrap();
+
+    let session = SqlSession::new(&lake).await.unwrap();
+    assert_eq!(
+        scalar_i64(
+            &session
+                .run("SELECT count(*) FROM ods.ods_event")
+                .await
+                .unwrap()
+        ),
+        2
+    );
+    let err = session
+        .run("SELECT x FROM app.broken")
+        .await
+        .expect_err("its metadata file is gone");
+    assert!(
+        err.to_string().contains("broken") || err.to_string().contains(".metadata.json"),
+        "{err}"
+    );
+
+    let files = write_events(&lake, &[(2, "Liked", 1)], 2).await;
+    let p2: Offsets = [(0, 3)].into_iter().collect();
+    commit_with_position(&lake, &ident, files, "events", None, &p2, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar_i64(
+            &session
+                .run("SELECT count(*) FROM ods.ods_event")
+                .await
+                .unwrap()
+        ),
+        3
+    );
+}
+
 #[tokio::test]
 async fn time_travel_by_version_and_timestamp() {
     let dir = tempfile::tempdir().unwrap();
@@ -493,6 +554,72 @@ async fn a_cte_read_twice_is_computed_once_or_recomputed_when_it_does_not_fit() 
 
 /// `q` on plain DataFusion (a fair spill pool of `pool` bytes, spilling to `spill`) fails with
 /// resources exhausted: what the session's rules are there to prevent.
+/// `ROW_NUMBER() … QUALIFY rn <= K` keeps K rows per key without sorting them all, and gives
+/// what the full sort gives: `rank()` over a unique ordering numbers rows the same way and is
+/// left to the sort, so the two must agree row for row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_k_per_window_partition_keeps_what_the_full_sort_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(&config(dir.path())).await.unwrap();
+    let session = SqlSession::new(&lake).await.unwrap();
+    // 997 keys, 300 rows each, scores scattered so every key's best rows arrive late and early.
+    session
+        .run(
+            "CREATE NAMESPACE app;
+             CREATE TABLE app.pairs AS
+               SELECT value % 997 AS g, (value * 7919) % 100003 AS score, value AS v
+               FROM generate_series(1, 299100)",
+        )
+        .await
+        .unwrap();
+    let query = |func: &str, filter: &str| {
+        format!(
+            "SELECT count(*) AS n, sum(v) AS sv, sum(rn * v) AS srv, sum(rn * score) AS srs
+             FROM (SELECT g, v, score,
+                          {func}() OVER (PARTITION BY g ORDER BY score DESC, v) AS rn
+                   FROM app.pairs QUALIFY {filter})"
+        )
+    };
+    for filter in ["rn <= 3", "rn < 21", "rn = 1", "2 >= rn"] {
+        let topk = query("row_number", filter);
+        let sorted = query("rank", filter);
+        let plan = explain(&session, &topk).await;
+        assert!(plan.contains("PartitionedTopKExec"), "{filter}: {plan}");
+        assert!(!plan.contains("SortExec"), "{filter}: {plan}");
+        assert!(!explain(&session, &sorted)
+            .await
+            .contains("PartitionedTopKExec"));
+        let got = format_batches(&session.run(&topk).await.unwrap(), OutputFormat::Csv).unwrap();
+        let want = format_batches(&session.run(&sorted).await.unwrap(), OutputFormat::Csv).unwrap();
+        assert_eq!(got, want, "{filter}");
+    }
+    let k20 = format_batches(
+        &session.run(&query("row_number", "rn <= 20")).await.unwrap(),
+        OutputFormat::Csv,
+    )
+    .unwrap();
+    assert!(k20.starts_with("n,sv,srv,srs\n19940,"), "{k20}");
+
+    // Another window function beside row_number would see fewer rows: the sort stays, and the
+    // answer is the full sort's.
+    let mixed = |func: &str| {
+        format!(
+            "SELECT count(*) AS n, sum(s) AS ss FROM (
+               SELECT g, {func}() OVER (PARTITION BY g ORDER BY v) AS rn,
+                      sum(v) OVER (PARTITION BY g ORDER BY v) AS s
+               FROM app.pairs QUALIFY rn <= 3)"
+        )
+    };
+    let plan = explain(&session, &mixed("row_number")).await;
+    assert!(!plan.contains("PartitionedTopKExec"), "{plan}");
+    let got = session.run(&mixed("row_number")).await.unwrap();
+    let want = session.run(&mixed("rank")).await.unwrap();
+    assert_eq!(
+        format_batches(&got, OutputFormat::Csv).unwrap(),
+        format_batches(&want, OutputFormat::Csv).unwrap()
+    );
+}
+
 async fn plain_datafusion_runs_out_of_memory(q: &str, pool: usize, spill: &std::path::Path) {
     use datafusion::execution::memory_pool::FairSpillPool;
     use datafusion::execution::runtime_env::RuntimeEnvBuilder;
