@@ -147,6 +147,8 @@ pub struct SqlSession {
     catalog_name: String,
     tt_schema: Arc<MemorySchemaProvider>,
     counter: AtomicU64,
+    /// Refreshes begun, numbering them for [`OverlayCatalog::refresh`].
+    refreshes: AtomicU64,
 }
 
 impl SqlSession {
@@ -181,6 +183,7 @@ impl SqlSession {
             catalog_name,
             tt_schema,
             counter: AtomicU64::new(0),
+            refreshes: AtomicU64::new(0),
         })
     }
 
@@ -196,7 +199,9 @@ impl SqlSession {
 
     /// Re-reads the catalog's namespaces, tables and schemas (after DDL, here or elsewhere).
     pub async fn refresh(&self) -> Result<()> {
-        self.overlay.refresh(lake_provider(&self.catalog).await?);
+        let started = self.refreshes.fetch_add(1, Ordering::SeqCst) + 1;
+        self.overlay
+            .refresh(started, lake_provider(&self.catalog).await?);
         Ok(())
     }
 

@@ -22,30 +22,39 @@ use datafusion::error::{DataFusionError, Result as DFResult};
 /// table names are listed once, when its provider is built.
 #[derive(Debug)]
 pub struct OverlayCatalog {
-    lake_provider: RwLock<Arc<dyn CatalogProvider>>,
+    /// The lake's listing and the number of the refresh that made it (0: the first).
+    lake_provider: RwLock<(u64, Arc<dyn CatalogProvider>)>,
     local: MemoryCatalogProvider,
 }
 
 impl OverlayCatalog {
     pub fn new(lake: Arc<dyn CatalogProvider>) -> Self {
         OverlayCatalog {
-            lake_provider: RwLock::new(lake),
+            lake_provider: RwLock::new((0, lake)),
             local: MemoryCatalogProvider::new(),
         }
     }
 
-    /// Replaces the lake's provider (after CREATE / DROP / ALTER).
-    pub fn refresh(&self, lake: Arc<dyn CatalogProvider>) {
-        *self
+    /// Replaces the lake's provider (after CREATE / DROP / ALTER) with the listing of refresh
+    /// number `started` (numbered in the order the refreshes began), unless a listing begun
+    /// later is already in place. Models of a DAG run create tables and refresh concurrently:
+    /// without the numbers, a listing begun before another model created its table could land
+    /// last and hide that table from the checks that follow.
+    pub fn refresh(&self, started: u64, lake: Arc<dyn CatalogProvider>) {
+        let mut current = self
             .lake_provider
             .write()
-            .unwrap_or_else(|e| e.into_inner()) = lake;
+            .unwrap_or_else(|e| e.into_inner());
+        if started > current.0 {
+            *current = (started, lake);
+        }
     }
 
     fn lake(&self) -> Arc<dyn CatalogProvider> {
         self.lake_provider
             .read()
             .unwrap_or_else(|e| e.into_inner())
+            .1
             .clone()
     }
 }
@@ -171,5 +180,30 @@ impl SchemaProvider for OverlaySchema {
 
     fn table_exist(&self, name: &str) -> bool {
         self.local.table_exist(name) || self.lake.table_exist(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(namespace: &str) -> Arc<dyn CatalogProvider> {
+        let catalog = MemoryCatalogProvider::new();
+        catalog
+            .register_schema(namespace, Arc::new(MemorySchemaProvider::new()))
+            .unwrap();
+        Arc::new(catalog)
+    }
+
+    /// Two models refresh at once; the listing begun first lands last and must not win.
+    #[test]
+    fn a_listing_begun_earlier_does_not_replace_one_begun_later() {
+        let overlay = OverlayCatalog::new(listing("first"));
+        overlay.refresh(2, listing("after_create"));
+        overlay.refresh(1, listing("before_create"));
+        assert!(overlay.schema("after_create").is_some());
+        assert!(overlay.schema("before_create").is_none());
+        overlay.refresh(3, listing("latest"));
+        assert!(overlay.schema_names().contains(&"latest".to_string()));
     }
 }

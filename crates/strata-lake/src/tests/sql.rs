@@ -552,8 +552,6 @@ async fn a_cte_read_twice_is_computed_once_or_recomputed_when_it_does_not_fit() 
     assert_eq!(out, "what,v\ngroups,400000\nrows,800000\n");
 }
 
-/// `q` on plain DataFusion (a fair spill pool of `pool` bytes, spilling to `spill`) fails with
-/// resources exhausted: what the session's rules are there to prevent.
 /// `ROW_NUMBER() … QUALIFY rn <= K` keeps K rows per key without sorting them all, and gives
 /// what the full sort gives: `rank()` over a unique ordering numbers rows the same way and is
 /// left to the sort, so the two must agree row for row.
@@ -620,6 +618,8 @@ async fn top_k_per_window_partition_keeps_what_the_full_sort_keeps() {
     );
 }
 
+/// `q` on plain DataFusion (a fair spill pool of `pool` bytes, spilling to `spill`) fails with
+/// resources exhausted: what the session's rules are there to prevent.
 async fn plain_datafusion_runs_out_of_memory(q: &str, pool: usize, spill: &std::path::Path) {
     use datafusion::execution::memory_pool::FairSpillPool;
     use datafusion::execution::runtime_env::RuntimeEnvBuilder;
