@@ -21,7 +21,7 @@ use futures::TryStreamExt;
 use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::inspect::MetadataTableType;
 use iceberg::{Catalog, NamespaceIdent, TableIdent};
-use iceberg_datafusion::IcebergStaticTableProvider;
+use iceberg_datafusion::{to_datafusion_error, IcebergStaticTableProvider};
 
 /// Every top-level namespace of the catalog and the names of its tables.
 #[derive(Debug)]
@@ -91,7 +91,7 @@ impl LakeSchema {
         self.catalog
             .load_table(&ident)
             .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))
+            .map_err(to_datafusion_error)
     }
 
     /// `t$snapshots` / `t$manifests`, read whole into memory: they are small, and
@@ -114,13 +114,12 @@ impl LakeSchema {
                 (t.schema(), t.scan().await)
             }
         };
-        let external = |e: iceberg::Error| DataFusionError::External(Box::new(e));
-        let schema = Arc::new(schema_to_arrow_schema(&schema).map_err(external)?);
+        let schema = Arc::new(schema_to_arrow_schema(&schema).map_err(to_datafusion_error)?);
         let batches: Vec<_> = stream
-            .map_err(external)?
+            .map_err(to_datafusion_error)?
             .try_collect()
             .await
-            .map_err(external)?;
+            .map_err(to_datafusion_error)?;
         Ok(Arc::new(MemTable::try_new(schema, vec![batches])?))
     }
 }
@@ -170,7 +169,7 @@ impl SchemaProvider for LakeSchema {
         let table = self.load(name).await?;
         let provider = IcebergStaticTableProvider::try_new_from_table(table)
             .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            .map_err(to_datafusion_error)?;
         Ok(Some(Arc::new(provider)))
     }
 }

@@ -147,8 +147,6 @@ pub struct SqlSession {
     catalog_name: String,
     tt_schema: Arc<MemorySchemaProvider>,
     counter: AtomicU64,
-    /// Refreshes begun, numbering them for [`OverlayCatalog::refresh`].
-    refreshes: AtomicU64,
 }
 
 impl SqlSession {
@@ -183,7 +181,6 @@ impl SqlSession {
             catalog_name,
             tt_schema,
             counter: AtomicU64::new(0),
-            refreshes: AtomicU64::new(0),
         })
     }
 
@@ -199,7 +196,7 @@ impl SqlSession {
 
     /// Re-reads the catalog's namespaces, tables and schemas (after DDL, here or elsewhere).
     pub async fn refresh(&self) -> Result<()> {
-        let started = self.refreshes.fetch_add(1, Ordering::SeqCst) + 1;
+        let started = self.overlay.begin_refresh();
         self.overlay
             .refresh(started, lake_provider(&self.catalog).await?);
         Ok(())

@@ -7,6 +7,7 @@
 
 use std::any::Any;
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
@@ -24,6 +25,8 @@ use datafusion::error::{DataFusionError, Result as DFResult};
 pub struct OverlayCatalog {
     /// The lake's listing and the number of the refresh that made it (0: the first).
     lake_provider: RwLock<(u64, Arc<dyn CatalogProvider>)>,
+    /// Refreshes begun (see [`OverlayCatalog::begin_refresh`]).
+    refreshes: AtomicU64,
     local: MemoryCatalogProvider,
 }
 
@@ -31,13 +34,19 @@ impl OverlayCatalog {
     pub fn new(lake: Arc<dyn CatalogProvider>) -> Self {
         OverlayCatalog {
             lake_provider: RwLock::new((0, lake)),
+            refreshes: AtomicU64::new(0),
             local: MemoryCatalogProvider::new(),
         }
     }
 
+    /// Numbers a refresh as it begins, before its listing is read.
+    pub fn begin_refresh(&self) -> u64 {
+        self.refreshes.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
     /// Replaces the lake's provider (after CREATE / DROP / ALTER) with the listing of refresh
-    /// number `started` (numbered in the order the refreshes began), unless a listing begun
-    /// later is already in place. Models of a DAG run create tables and refresh concurrently:
+    /// number `started` (from [`OverlayCatalog::begin_refresh`]), unless a listing begun later
+    /// is already in place. Models of a DAG run create tables and refresh concurrently:
     /// without the numbers, a listing begun before another model created its table could land
     /// last and hide that table from the checks that follow.
     pub fn refresh(&self, started: u64, lake: Arc<dyn CatalogProvider>) {
@@ -199,11 +208,12 @@ mod tests {
     #[test]
     fn a_listing_begun_earlier_does_not_replace_one_begun_later() {
         let overlay = OverlayCatalog::new(listing("first"));
-        overlay.refresh(2, listing("after_create"));
-        overlay.refresh(1, listing("before_create"));
+        let (earlier, later) = (overlay.begin_refresh(), overlay.begin_refresh());
+        overlay.refresh(later, listing("after_create"));
+        overlay.refresh(earlier, listing("before_create"));
         assert!(overlay.schema("after_create").is_some());
         assert!(overlay.schema("before_create").is_none());
-        overlay.refresh(3, listing("latest"));
+        overlay.refresh(overlay.begin_refresh(), listing("latest"));
         assert!(overlay.schema_names().contains(&"latest".to_string()));
     }
 }

@@ -59,27 +59,9 @@ impl PhysicalOptimizerRule for PartitionedTopK {
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|node| {
-            let Some(topk) = replacement(&node) else {
-                return Ok(Transformed::no(node));
-            };
-            // Rebuild the chain above the replaced sort: window, then any projection, then
-            // the filter.
-            let mut chain = vec![node.clone()];
-            while chain
-                .last()
-                .is_some_and(|n| !n.as_any().is::<BoundedWindowAggExec>())
-            {
-                let child = chain
-                    .last()
-                    .and_then(|n| n.children().first().map(|c| (*c).clone()));
-                chain.extend(child);
-            }
-            let mut rebuilt = topk;
-            for n in chain.into_iter().rev() {
-                rebuilt = n.with_new_children(vec![rebuilt])?;
-            }
-            Ok(Transformed::yes(rebuilt))
+        plan.transform_up(|node| match replacement(&node)? {
+            Some(rewritten) => Ok(Transformed::yes(rewritten)),
+            None => Ok(Transformed::no(node)),
         })
         .map(|t| t.data)
     }
@@ -93,9 +75,27 @@ impl PhysicalOptimizerRule for PartitionedTopK {
     }
 }
 
-/// The top-K node for `node` when it is `Filter(rn <= K) → [Projection] →
-/// BoundedWindowAgg(row_number…) → Sort(partition keys, order)`.
-fn replacement(node: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
+/// `node` with its sort replaced by the top-K node, when it is `Filter(rn <= K) →
+/// [Projection] → BoundedWindowAgg(row_number…) → Sort(partition keys, order)`.
+fn replacement(node: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    let Some(topk) = top_k_for(node) else {
+        return Ok(None);
+    };
+    // The filter's input: the window, or a projection over it.
+    let input = node.children()[0];
+    let window = match input.as_any().downcast_ref::<ProjectionExec>() {
+        Some(p) => p.input(),
+        None => input,
+    };
+    let mut rebuilt = window.clone().with_new_children(vec![topk])?;
+    if !Arc::ptr_eq(window, input) {
+        rebuilt = input.clone().with_new_children(vec![rebuilt])?;
+    }
+    node.clone().with_new_children(vec![rebuilt]).map(Some)
+}
+
+/// The node that replaces the sort under `node` (see [`replacement`]).
+fn top_k_for(node: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
     let filter = node.as_any().downcast_ref::<FilterExec>()?;
     let projection = filter.input().as_any().downcast_ref::<ProjectionExec>();
     let below = match projection {
