@@ -40,6 +40,11 @@ struct Args {
     work_dir: Option<PathBuf>,
     #[arg(long)]
     keep: bool,
+    /// Keep what an earlier `--keep` run built in the work dir and only run the DAG again
+    /// (`strata dag run` for each of its dates, replacing their partitions) and the peer: a
+    /// rerun at 1M users costs minutes instead of the demo's half hour.
+    #[arg(long, requires = "work_dir")]
+    reuse: bool,
     /// Where reports go.
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
@@ -63,34 +68,16 @@ fn main() -> Result<()> {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("strata-dag-bench-{}", std::process::id())),
     };
-    let _ = std::fs::remove_dir_all(&work);
-    eprintln!(
-        "dag bench: strata demo --users {} --days {} --events-per-user {} in {}",
-        args.users,
-        args.days,
-        args.events_per_user,
-        work.display()
-    );
-    let started = Instant::now();
-    let mut child = Command::new(&args.strata)
-        .args(["demo", "--users", &args.users.to_string()])
-        .args(["--days", &args.days.to_string()])
-        .args(["--events-per-user", &args.events_per_user.to_string()])
-        .args(["--connections", &args.connections.to_string()])
-        .arg("--data-dir")
-        .arg(&work)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting {}", args.strata.display()))?;
-    let (status, peak) = wait_sampling_rss(&mut child)?;
-    let demo_secs = started.elapsed().as_secs_f64();
-    let stdout = std::io::read_to_string(child.stdout.take().context("demo stdout")?)?;
-    if !status.success() {
-        bail!("strata demo failed ({status}):\n{stdout}");
-    }
     let config = work.join("strata.toml");
+    let (demo_secs, peak, rerun) = if args.reuse {
+        if !config.exists() {
+            bail!("--reuse: {} holds no strata.toml", work.display());
+        }
+        (None, None, true)
+    } else {
+        let (secs, peak) = run_demo(&args, &work)?;
+        (Some(secs), Some(peak), false)
+    };
     let sql = |q: &str| -> Result<Vec<Value>> {
         let out = Command::new(&args.strata)
             .args(["sql", "--format", "json", "-c"])
@@ -107,19 +94,43 @@ fn main() -> Result<()> {
             .map(|l| serde_json::from_str(l).with_context(|| format!("parsing {l}")))
             .collect()
     };
-    let models = sql(
+    let mut dag_rss = None;
+    if rerun {
+        let dates =
+            sql("SELECT DISTINCT CAST(run_date AS VARCHAR) AS d FROM audit.dag_runs ORDER BY d")?;
+        for d in &dates {
+            let date = d["d"].as_str().context("run date")?;
+            eprintln!("dag bench: strata dag run --date {date} over the kept work dir");
+            let mut child = Command::new(&args.strata)
+                .args(["dag", "run", "--date", date, "-c"])
+                .arg(&config)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()?;
+            let (status, peak) = wait_sampling_rss(&mut child)?;
+            if !status.success() {
+                bail!("strata dag run --date {date} failed ({status})");
+            }
+            dag_rss = Some(dag_rss.unwrap_or(0.0f64).max(peak));
+        }
+    }
+    // The newest DAG run of each date (a rerun leaves the earlier ones in the audit tables).
+    let newest = "SELECT run_id FROM (SELECT run_id, row_number() OVER (PARTITION BY run_date ORDER BY started_at DESC) AS rn FROM audit.dag_runs) WHERE rn = 1";
+    let models = sql(&format!(
         "SELECT model, CAST(run_date AS VARCHAR) AS run_date, attempt, status, rows_written,
                 CAST(ended_at AS BIGINT) - CAST(started_at AS BIGINT) AS micros
-         FROM audit.model_runs ORDER BY run_date, started_at",
-    )?;
-    let runs = sql(
+         FROM audit.model_runs WHERE run_id IN ({newest}) ORDER BY run_date, started_at"
+    ))?;
+    let runs = sql(&format!(
         "SELECT CAST(run_date AS VARCHAR) AS run_date, status, models_ok, models_failed,
                 CAST(ended_at AS BIGINT) - CAST(started_at AS BIGINT) AS micros
-         FROM audit.dag_runs ORDER BY run_date",
-    )?;
+         FROM audit.dag_runs WHERE run_id IN ({newest}) ORDER BY run_date"
+    ))?;
     let events = sql("SELECT count(*) AS n FROM ods.ods_event")?;
-    let checks =
-        sql("SELECT status, count(*) AS n FROM audit.dq_results GROUP BY status ORDER BY status")?;
+    let checks = sql(&format!(
+        "SELECT status, count(*) AS n FROM audit.dq_results WHERE run_id IN ({newest}) GROUP BY status ORDER BY status"
+    ))?;
     let peer = match (&args.python, runs.as_slice()) {
         (Some(python), [run]) => {
             let date = run["run_date"].as_str().context("run date")?.to_string();
@@ -142,6 +153,8 @@ fn main() -> Result<()> {
                   "events": events.first().map(|r| r["n"].clone()).unwrap_or(Value::Null)},
         "demo_seconds": demo_secs,
         "peak_rss_mib": peak,
+        "rerun": rerun,
+        "dag_run_peak_rss_mib": dag_rss,
         "dag_runs": runs,
         "models": models,
         "checks": checks,
@@ -155,6 +168,38 @@ fn main() -> Result<()> {
         let _ = std::fs::remove_dir_all(&work);
     }
     Ok(())
+}
+
+/// `strata demo` into `work` (emptied first): its wall time in seconds and peak RSS (MiB).
+fn run_demo(args: &Args, work: &std::path::Path) -> Result<(f64, f64)> {
+    let _ = std::fs::remove_dir_all(work);
+    eprintln!(
+        "dag bench: strata demo --users {} --days {} --events-per-user {} in {}",
+        args.users,
+        args.days,
+        args.events_per_user,
+        work.display()
+    );
+    let started = Instant::now();
+    let mut child = Command::new(&args.strata)
+        .args(["demo", "--users", &args.users.to_string()])
+        .args(["--days", &args.days.to_string()])
+        .args(["--events-per-user", &args.events_per_user.to_string()])
+        .args(["--connections", &args.connections.to_string()])
+        .arg("--data-dir")
+        .arg(work)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", args.strata.display()))?;
+    let (status, peak) = wait_sampling_rss(&mut child)?;
+    let secs = started.elapsed().as_secs_f64();
+    let stdout = std::io::read_to_string(child.stdout.take().context("demo stdout")?)?;
+    if !status.success() {
+        bail!("strata demo failed ({status}):\n{stdout}");
+    }
+    Ok((secs, peak))
 }
 
 /// DuckDB over the same ODS files: per model seconds and rows, the totals, its peak RSS.
@@ -241,12 +286,20 @@ fn secs(v: &Value) -> f64 {
 
 fn markdown(r: &Value) -> String {
     let s = &r["scale"];
-    let mut md = format!(
-        "# DAG\n\nThe reference warehouse (`models/social`, 11 models) over `strata demo --users {} --days {} --events-per-user {}`: {} events. Demo wall time {:.0} s (generation, HTTP ingest, CDC, DAG); peak RSS of the demo process {:.0} MiB.\n\n",
-        s["users"], s["days"], s["events_per_user"], s["events"],
-        r["demo_seconds"].as_f64().unwrap_or(f64::NAN),
-        r["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
-    );
+    let mut md = if r["rerun"].as_bool() == Some(true) {
+        format!(
+            "# DAG\n\nThe reference warehouse (`models/social`, 11 models) run again with `strata dag run` over the ODS a kept `strata demo` built ({} events; the demo was given `--users {} --days {} --events-per-user {}`). Peak RSS of `strata dag run` {:.0} MiB.\n\n",
+            s["events"], s["users"], s["days"], s["events_per_user"],
+            r["dag_run_peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
+        )
+    } else {
+        format!(
+            "# DAG\n\nThe reference warehouse (`models/social`, 11 models) over `strata demo --users {} --days {} --events-per-user {}`: {} events. Demo wall time {:.0} s (generation, HTTP ingest, CDC, DAG); peak RSS of the demo process {:.0} MiB.\n\n",
+            s["users"], s["days"], s["events_per_user"], s["events"],
+            r["demo_seconds"].as_f64().unwrap_or(f64::NAN),
+            r["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
+        )
+    };
     md.push_str("| run date | status | models ok | DAG wall time (s) |\n|---|---|---|---|\n");
     for run in r["dag_runs"].as_array().into_iter().flatten() {
         md.push_str(&format!(

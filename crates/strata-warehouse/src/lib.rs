@@ -16,6 +16,7 @@ pub mod backfill;
 pub mod checks;
 mod error;
 pub mod project;
+mod repeats;
 pub mod run;
 pub mod schedule;
 

@@ -261,6 +261,94 @@ async fn failed_checks_block_downstream_and_backfill_resumes() {
     assert!(b.runs.iter().all(|r| r.succeeded()));
 }
 
+/// `unique` finds duplicates through a hash of the key first; what it reports must still be
+/// the exact number of duplicated keys, NULLs grouping together as in GROUP BY, and only
+/// within the run date's partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unique_checks_count_duplicated_keys_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir.path().join("data")).await;
+    SqlSession::new(&lake)
+        .await
+        .unwrap()
+        .run(
+            "CREATE TABLE ods.keys (k1 STRING, k2 BIGINT, dt DATE);
+             INSERT INTO ods.keys VALUES
+               ('a', 1, DATE '2026-11-20'), ('a', 1, DATE '2026-11-20'), ('a', 2, DATE '2026-11-20'),
+               (NULL, 1, DATE '2026-11-20'), (NULL, 1, DATE '2026-11-20'), ('b', NULL, DATE '2026-11-20'),
+               ('b', 1, DATE '2026-11-20'), ('b', 1, DATE '2026-11-21')",
+        )
+        .await
+        .unwrap();
+    let root = dir.path().join("project");
+    write(
+        &root,
+        "models/dwd/dwd_keys.sql",
+        r#"/*
+materialized = "incremental"
+partition_by = "dt"
+[[checks]]
+type = "unique"
+name = "pair"
+columns = ["k1", "k2"]
+severity = "warn"
+[[checks]]
+type = "unique"
+name = "first"
+columns = ["k1"]
+severity = "warn"
+[[checks]]
+type = "unique"
+name = "whole row"
+columns = ["k1", "k2", "dt"]
+severity = "warn"
+scope = "table"
+[[checks]]
+type = "unique"
+name = "second on its own day"
+columns = ["k2"]
+severity = "warn"
+*/
+SELECT k1, k2, dt FROM ods.keys WHERE dt = $run_date
+"#,
+    );
+    let p = Project::load(&root, &existing(&lake).await).unwrap();
+    let observed = |r: &strata_warehouse::DagRun| -> Vec<(String, String, String)> {
+        r.models[0]
+            .checks
+            .iter()
+            .map(|c| (c.name.clone(), c.status.to_string(), c.observed.clone()))
+            .collect()
+    };
+    let r = run(&lake, &p, &opts("2026-11-20")).await.unwrap();
+    let row = |name: &str, status: &str, observed: &str| {
+        (name.to_string(), status.to_string(), observed.to_string())
+    };
+    assert_eq!(
+        observed(&r),
+        [
+            // ('a', 1) and (NULL, 1)
+            row("pair", "fail", "2 duplicated keys"),
+            // 'a', NULL and 'b'
+            row("first", "fail", "3 duplicated keys"),
+            row("whole row", "fail", "2 duplicated keys"),
+            // 1 and 2 and NULL: 1 repeats
+            row("second on its own day", "fail", "1 duplicated keys"),
+        ]
+    );
+    let r = run(&lake, &p, &opts("2026-11-21")).await.unwrap();
+    assert_eq!(
+        observed(&r),
+        [
+            row("pair", "pass", "0 duplicated keys"),
+            row("first", "pass", "0 duplicated keys"),
+            // The table now holds both days; ('b', 1) on two days is two keys.
+            row("whole row", "fail", "2 duplicated keys"),
+            row("second on its own day", "pass", "0 duplicated keys"),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn broken_projects_are_reported_before_running() {
     let dir = tempfile::tempdir().unwrap();

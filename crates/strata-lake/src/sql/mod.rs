@@ -11,7 +11,8 @@
 //!
 //! JSON text columns (`properties`, `traits`, `context`) are read with `json_get_str(col,
 //! 'key')`, `json_get_int`, `json_get_float` and `json_get_bool` (dotted paths work:
-//! `'device.model'`).
+//! `'device.model'`). `key_hash(a, b, …)` is a 64-bit hash of its arguments (equal values hash
+//! equal; distinct ones may collide), for a cheap first pass over duplicate keys.
 //!
 //! # Changing the lake
 //!
@@ -93,6 +94,7 @@ mod dialect;
 
 mod format;
 mod json;
+mod key_hash;
 mod lake_catalog;
 mod ordering;
 mod overlay;
@@ -165,6 +167,7 @@ impl SqlSession {
             .build();
         let ctx = SessionContext::new_with_state(state);
         json::register(&ctx);
+        key_hash::register(&ctx);
         let overlay = Arc::new(OverlayCatalog::new(lake_provider(&catalog).await?));
         ctx.register_catalog(&catalog_name, overlay.clone());
         let tt_catalog = MemoryCatalogProvider::new();
