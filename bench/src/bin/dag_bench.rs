@@ -42,7 +42,7 @@ struct Args {
     keep: bool,
     /// Keep what an earlier `--keep` run built in the work dir and only run the DAG again
     /// (`strata dag run` for each of its dates, replacing their partitions) and the peer: a
-    /// rerun at 1M users costs minutes instead of the demo's half hour.
+    /// rerun at 1M users costs minutes instead of the demo's half hour. The work dir is kept.
     #[arg(long, requires = "work_dir")]
     reuse: bool,
     /// Where reports go.
@@ -164,7 +164,8 @@ fn main() -> Result<()> {
     let json_path = suite::write_report(&args.out, "dag", &report, &md)?;
     println!("{md}");
     eprintln!("wrote {}", json_path.display());
-    if !args.keep {
+    // A reused work dir is never removed: it took the demo's half hour to build.
+    if !args.keep && !args.reuse {
         let _ = std::fs::remove_dir_all(&work);
     }
     Ok(())

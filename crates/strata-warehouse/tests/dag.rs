@@ -342,7 +342,8 @@ SELECT k1, k2, dt FROM ods.keys WHERE dt = $run_date
         [
             row("pair", "pass", "0 duplicated keys"),
             row("first", "pass", "0 duplicated keys"),
-            // The table now holds both days; ('b', 1) on two days is two keys.
+            // Table scope: 2026-11-20's duplicates are still there, and ('b', 1) on two
+            // days is two keys, not a duplicate.
             row("whole row", "fail", "2 duplicated keys"),
             row("second on its own day", "pass", "0 duplicated keys"),
         ]
