@@ -26,13 +26,18 @@ pub async fn repeated_hashes(session: &SqlSession, sql: &str) -> Result<Option<u
             .column(0)
             .as_primitive_opt::<UInt64Type>()
             .ok_or("the key hash is not UInt64")?;
-        hashes.extend_from_slice(column.values());
-        if reservation
-            .try_resize(hashes.capacity() * size_of::<u64>())
-            .is_err()
-        {
-            return Ok(None);
+        let values = column.values();
+        // Account for the memory before taking it: grow as a Vec would (doubling), but only
+        // once the pool has granted the new capacity.
+        let needed = hashes.len() + values.len();
+        if needed > hashes.capacity() {
+            let capacity = needed.max(hashes.capacity() * 2);
+            if reservation.try_resize(capacity * size_of::<u64>()).is_err() {
+                return Ok(None);
+            }
+            hashes.reserve_exact(capacity - hashes.len());
         }
+        hashes.extend_from_slice(values);
     }
     let repeated = tokio::task::spawn_blocking(move || count_repeated(&mut hashes))
         .await

@@ -3,8 +3,8 @@
 //! Equal values always hash equal (NULLs too, as `GROUP BY` groups them), so if no two rows of
 //! a table share a `key_hash`, no two rows share the key. The converse does not hold: distinct
 //! keys may collide, so a caller that finds a shared hash must confirm it on the values
-//! themselves (the warehouse's `unique` check does). Grouping by one `UInt64` instead of a wide
-//! string or a multi-column key is what makes that first pass cheap.
+//! themselves (the warehouse's `unique` check does). Sorting or grouping one `UInt64` instead of
+//! a wide string or a multi-column key is what makes that first pass cheap.
 //!
 //! The seeds are fixed, so a value of a given Arrow type hashes the same in every batch,
 //! partition, query and process of one build (a column has one type throughout a plan; the same
