@@ -4,6 +4,7 @@
 //! measured the same way in the same run.
 //!
 //! Usage: ingest-bench [--seconds N] [--connections C] [--strata PATH] [--out DIR]
+//!        [--tansu PATH] [--only default|1s]
 //! (bench/run.sh builds everything in release mode and calls this.)
 
 use std::net::SocketAddr;
@@ -27,6 +28,9 @@ struct Args {
     out: PathBuf,
     /// A tansu broker binary: with it, the same load also runs on the Kafka bus.
     tansu: Option<PathBuf>,
+    /// `--only default` (or `1s`): run just that Strata run and print its figures, no report
+    /// (for profiling one configuration).
+    only: Option<String>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -40,6 +44,7 @@ fn parse_args() -> Result<Args> {
         strata: exe_dir.join("strata"),
         out: PathBuf::from("bench/results"),
         tansu: std::env::var_os("STRATA_TANSU_BIN").map(PathBuf::from),
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -50,6 +55,7 @@ fn parse_args() -> Result<Args> {
             "--strata" => args.strata = PathBuf::from(val()?),
             "--out" => args.out = PathBuf::from(val()?),
             "--tansu" => args.tansu = Some(PathBuf::from(val()?)),
+            "--only" => args.only = Some(val()?),
             other => bail!("unknown argument {other}"),
         }
     }
@@ -68,6 +74,16 @@ async fn main() -> Result<()> {
         EVENTS_PER_BATCH,
         template.len()
     );
+
+    if let Some(only) = &args.only {
+        let flush = match only.as_str() {
+            "default" => None,
+            "1s" => Some("1s"),
+            other => bail!("--only takes default or 1s, not {other}"),
+        };
+        strata_run(&args, &template, duration, flush, None, 1).await?;
+        return Ok(());
+    }
 
     // 1. The ceiling: an fsync-only HTTP server.
     let ceiling_dir = tempdir("ceiling")?;
