@@ -8,6 +8,13 @@
 //! then moves to the last boundary flushed. After a crash the stream restarts at the saved
 //! boundary and drops every change whose position is at or before the last change its topic
 //! already holds.
+//!
+//! Resuming (`resume` in the source's config): by binlog file:position, or by GTID position
+//! (`gtid.rs`), which holds on every server of the replication topology, so a source pointed
+//! at a promoted replica after a failover carries on where it stopped. Every boundary saved
+//! carries both when the server has GTIDs. "Already holds" is then decided by GTID as well
+//! (sequence numbers per MariaDB domain / MySQL server UUID), as binlog positions of two
+//! servers cannot be compared.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,14 +25,16 @@ use futures::StreamExt;
 use mysql_async::binlog::events::{EventData, RowsEventData};
 use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
+use mysql_async::binlog::BinlogChecksumAlg;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Opts, OptsBuilder, Row as MyRow};
 use strata_bus::Log;
 use strata_core::cdc::{CdcRecord, Change, Op, Row, SourcePosition, TableSchema, Truncate, Value};
-use strata_core::config::{redact_url, OnPositionLost, SnapshotMode, SourceConfig};
+use strata_core::config::{redact_url, OnPositionLost, ResumeMode, SnapshotMode, SourceConfig};
 use tokio::sync::watch;
 
 use super::decode::{decode, Origin};
+use super::gtid::{Gtid, GtidState, Held, HeldPart, MariadbPos, MysqlSet};
 use super::schema::{load_table, SourceTable};
 use super::snapshot::read_chunk;
 use crate::batch::Pending;
@@ -147,6 +156,7 @@ impl MysqlSource {
                 s
             }
         };
+        self.fill_gtids(&mut conn, &mut state).await?;
         self.plan_resnapshots(&mut conn, &mut state).await?;
         let mut tables = Vec::with_capacity(catalog.len());
         let mut tails = HashMap::new();
@@ -223,8 +233,98 @@ impl MysqlSource {
         state::clear_resync_requests(&self.state_path)
     }
 
-    /// The current end of the binlog.
+    /// What kind of server this is and whether it has GTIDs.
+    async fn server(&self, conn: &mut Conn) -> Result<Server> {
+        let version: Option<String> = conn
+            .query_first("SELECT VERSION()")
+            .await
+            .map_err(|e| self.source_err("SELECT VERSION()", e))?;
+        let mariadb = version.is_some_and(|v| v.to_ascii_lowercase().contains("mariadb"));
+        // MariaDB always logs GTIDs; MySQL when gtid_mode is ON (older servers have no
+        // gtid_mode at all).
+        let gtids = mariadb
+            || conn
+                .query_first::<String, _>("SELECT @@GLOBAL.gtid_mode")
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|m| m.eq_ignore_ascii_case("ON"));
+        Ok(Server { mariadb, gtids })
+    }
+
+    /// MariaDB: the GTID position at binlog coordinate `file:pos` of this server (None when
+    /// the server no longer has that file).
+    async fn mariadb_gtid_at(
+        &self,
+        conn: &mut Conn,
+        file: &str,
+        pos: u64,
+    ) -> Result<Option<GtidState>> {
+        let text: Option<Option<String>> = conn
+            .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file, pos))
+            .await
+            .map_err(|e| self.source_err("BINLOG_GTID_POS", e))?;
+        text.flatten()
+            .map(|t| {
+                t.parse::<MariadbPos>()
+                    .map(GtidState::Mariadb)
+                    .map_err(|e| self.source_err("BINLOG_GTID_POS", e))
+            })
+            .transpose()
+    }
+
+    /// A state saved before GTIDs were tracked: on MariaDB, the GTID position of its saved
+    /// binlog coordinates (this server's files; a coordinate no longer on the server keeps
+    /// none). MySQL has no such lookup: those positions resume by file:position until the
+    /// next re-snapshot.
+    async fn fill_gtids(&self, conn: &mut Conn, state: &mut SourceState) -> Result<()> {
+        if state.resume.gtid.is_some() || self.config.resume == ResumeMode::Position {
+            return Ok(());
+        }
+        if !self.server(conn).await?.mariadb {
+            return Ok(());
+        }
+        let mut changed = false;
+        for at in [&mut state.resume, &mut state.snapshot_start] {
+            if at.gtid.is_none() {
+                at.gtid = self.mariadb_gtid_at(conn, &at.file, at.pos).await?;
+                changed |= at.gtid.is_some();
+            }
+        }
+        if changed {
+            tracing::info!(source = %self.config.name, position = %state.resume, "gtid position of the saved binlog position");
+            state::save(&self.state_path, state)?;
+        }
+        Ok(())
+    }
+
+    /// The GTID position to resume from, per the `resume` setting (None: by file:position).
+    fn gtid_start(&self, server: Server, state: &SourceState) -> Result<Option<GtidState>> {
+        let usable = state
+            .resume
+            .gtid
+            .as_ref()
+            .filter(|g| server.gtids && g.is_mariadb() == server.mariadb);
+        match self.config.resume {
+            ResumeMode::Position => Ok(None),
+            ResumeMode::Auto => Ok(usable.filter(|g| !g.is_empty()).cloned()),
+            ResumeMode::Gtid => match usable {
+                Some(g) => Ok(Some(g.clone())),
+                None => Err(Error::Unsupported {
+                    table: self.config.name.clone(),
+                    message: if !server.gtids {
+                        format!("resume = \"gtid\" but {} has no GTIDs (MySQL: gtid_mode = ON and enforce_gtid_consistency = ON); use resume = \"auto\" or \"position\"", self.host)
+                    } else {
+                        format!("resume = \"gtid\" but the saved position {} has no GTID position for this {} server (saved before GTIDs were tracked, or from the other kind of server); use resume = \"auto\" until the next re-snapshot, or remove {} to re-snapshot", state.resume, if server.mariadb { "MariaDB" } else { "MySQL" }, self.state_path.display())
+                    },
+                }),
+            },
+        }
+    }
+
+    /// The current end of the binlog, with its GTID position when the server has GTIDs.
     async fn binlog_end(&self, conn: &mut Conn) -> Result<BinlogPos> {
+        let server = self.server(conn).await?;
         let row: Option<MyRow> = match conn.query_first("SHOW MASTER STATUS").await {
             Ok(r) => r,
             Err(_) => conn
@@ -243,10 +343,26 @@ impl MysqlSource {
         };
         let file: Option<String> = row.get(0);
         let pos: Option<u64> = row.get(1);
-        match (file, pos) {
-            (Some(file), Some(pos)) => Ok(BinlogPos { file, pos }),
-            _ => Err(self.source_err("SHOW MASTER STATUS", "unexpected answer")),
-        }
+        // MySQL shows the GTID set in the same answer (Executed_Gtid_Set), at the same moment.
+        let executed: Option<String> = row.get(4);
+        let (Some(file), Some(pos)) = (file, pos) else {
+            return Err(self.source_err("SHOW MASTER STATUS", "unexpected answer"));
+        };
+        let gtid = if server.mariadb {
+            self.mariadb_gtid_at(conn, &file, pos).await?
+        } else if server.gtids {
+            let set = executed
+                .unwrap_or_default()
+                .parse::<MysqlSet>()
+                .map_err(|e| Error::Unsupported {
+                    table: self.config.name.clone(),
+                    message: format!("the executed GTID set of {}: {e}", self.host),
+                })?;
+            Some(GtidState::Mysql(set))
+        } else {
+            None
+        };
+        Ok(BinlogPos { file, pos, gtid })
     }
 
     async fn read_tail(&self, topic: &str) -> Result<TopicTail> {
@@ -282,25 +398,49 @@ impl MysqlSource {
         pending: &mut Pending,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<bool> {
-        let conn = self.connect().await?;
+        let mut conn = self.connect().await?;
+        let server = self.server(&mut conn).await?;
+        let by_gtid = self.gtid_start(server, state)?;
         let file = state.resume.file.clone();
-        let request = BinlogStreamRequest::new(self.config.server_id)
+        let mut request = BinlogStreamRequest::new(self.config.server_id)
             .with_filename(file.as_bytes())
             .with_pos(state.resume.pos);
+        if server.mariadb {
+            // Capability 4 (GTID): the server sends its GTID events as they are instead of
+            // BEGIN stand-ins, and accepts a GTID start position. With a start position it
+            // ignores file and position. Strict mode: a position the server's binlog does not
+            // contain (it has not applied what we streamed) fails instead of skipping ahead.
+            let mut setup = vec!["SET @mariadb_slave_capability = 4".to_string()];
+            if let Some(g) = &by_gtid {
+                setup.push(format!("SET @slave_connect_state = '{g}'"));
+                setup.push("SET @slave_gtid_strict_mode = 1".to_string());
+                setup.push("SET @slave_gtid_ignore_duplicates = 0".to_string());
+            }
+            for q in setup {
+                conn.query_drop(&q)
+                    .await
+                    .map_err(|e| self.source_err(&q, e))?;
+            }
+        } else if let Some(GtidState::Mysql(set)) = &by_gtid {
+            // COM_BINLOG_DUMP_GTID: the server sends every transaction not in the set.
+            request = request.with_gtid().with_gtid_set(set.to_sids());
+        }
         let mut stream = conn.get_binlog_stream(request).await.map_err(|e| {
             let text = e.to_string();
             if text.contains("1236") || text.to_lowercase().contains("could not find first log") {
-                Error::PositionLost {
-                    source_name: self.config.name.clone(),
-                    position: state.resume.to_string(),
-                    message: text,
-                    state: self.state_path.display().to_string(),
-                }
+                self.lost(state, by_gtid.as_ref(), text)
             } else {
                 self.source_err("starting the binlog stream", e)
             }
         })?;
-        tracing::info!(source = %self.config.name, position = %state.resume, "streaming the binlog");
+        match &by_gtid {
+            Some(g) => {
+                tracing::info!(source = %self.config.name, gtid = %g, "streaming the binlog from a gtid position")
+            }
+            None => {
+                tracing::info!(source = %self.config.name, position = %state.resume, "streaming the binlog")
+            }
+        }
         let by_name: HashMap<String, usize> = tables
             .iter()
             .enumerate()
@@ -309,11 +449,33 @@ impl MysqlSource {
         // A connection for reading a table's schema again after DDL, opened when needed.
         let mut catalog: Option<Conn> = None;
         let mut resync = false;
-        let mut skip_until: HashMap<String, SourcePosition> = tails
+        let mut skip_until: HashMap<String, Skip> = tails
             .into_iter()
-            .filter_map(|(t, tail)| tail.last_streamed.map(|p| (t, p)))
+            .filter_map(|(t, tail)| {
+                let by_gtid = Held::from_tail(
+                    tail.txids.iter().map(String::as_str),
+                    tail.last_txid_changes,
+                );
+                match (by_gtid, tail.last_streamed) {
+                    (Some(held), _) => Some((t, Skip::Gtid(held))),
+                    (None, Some(p)) => Some((t, Skip::Position(p))),
+                    (None, None) => None,
+                }
+            })
             .collect();
-        let mut current_file = state.resume.file.clone();
+        // Where the stream is: the file (the first event names it when resuming by GTID)
+        // and the GTID position after the last transaction (when known).
+        let mut cursor = Cursor {
+            file: state.resume.file.clone(),
+            gtids: state
+                .resume
+                .gtid
+                .clone()
+                .filter(|g| server.gtids && g.is_mariadb() == server.mariadb),
+        };
+        // The first (fake) rotate's name, with checksum bytes when the binlog has them: the
+        // format description after it says.
+        let mut first_rotate: Option<Vec<u8>> = None;
         let mut tx = Transaction::default();
         let mut last_save = Instant::now();
         state.last_error = None;
@@ -348,12 +510,7 @@ impl MysqlSource {
                 Some(Err(e)) => {
                     let text = e.to_string();
                     if text.contains("1236") {
-                        return Err(Error::PositionLost {
-                            source_name: self.config.name.clone(),
-                            position: state.resume.to_string(),
-                            message: text,
-                            state: self.state_path.display().to_string(),
-                        });
+                        return Err(self.lost(state, by_gtid.as_ref(), text));
                     }
                     state::save(&self.state_path, state)?;
                     return Err(self.source_err("reading the binlog", e));
@@ -366,11 +523,19 @@ impl MysqlSource {
                 if d.len() >= 12 {
                     let seq = u64::from_le_bytes(d[0..8].try_into().unwrap_or_default());
                     let domain = u32::from_le_bytes(d[8..12].try_into().unwrap_or_default());
-                    tx.gtid = Some(format!("{domain}-{}-{seq}", header.server_id()));
+                    tx.gtid = Some(Gtid::Mariadb {
+                        domain,
+                        server: header.server_id(),
+                        seq,
+                    });
                 }
                 tx.ts = header.timestamp() as i64 * 1_000_000;
                 continue;
             }
+            let checksummed = matches!(
+                event.footer().get_checksum_alg(),
+                Ok(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32))
+            );
             let data = match event.read_data() {
                 Ok(Some(d)) => d,
                 Ok(None) => continue,
@@ -378,7 +543,8 @@ impl MysqlSource {
                     return Err(Error::Unsupported {
                         table: self.config.name.clone(),
                         message: format!(
-                            "undecodable binlog event at {current_file}:{log_pos}: {e}"
+                            "undecodable binlog event at {}:{log_pos}: {e}",
+                            cursor.file
                         ),
                     })
                 }
@@ -388,15 +554,31 @@ impl MysqlSource {
                 // name arrives with checksum bytes attached: ignore it). A real rotate starts
                 // the next file, between transactions.
                 EventData::RotateEvent(r) if log_pos != 0 && !r.is_fake() => {
-                    current_file = binlog_file_name(&r.name());
-                    let next_file = BinlogPos {
-                        file: current_file.clone(),
-                        pos: r.position(),
-                    };
+                    cursor.file = binlog_file_name(&r.name());
+                    let next_file = cursor.at(r.position());
                     pending.pass(next_file, state);
                 }
+                EventData::RotateEvent(r) if by_gtid.is_some() => {
+                    first_rotate = Some(r.name_raw().to_vec())
+                }
+                EventData::FormatDescriptionEvent(_) => {
+                    // Resuming by GTID, the server picks the file: the fake rotate names it.
+                    if let Some(mut raw) = first_rotate.take() {
+                        if checksummed && raw.len() > 4 {
+                            raw.truncate(raw.len() - 4);
+                        }
+                        let name = binlog_file_name(&String::from_utf8_lossy(&raw));
+                        if name != cursor.file {
+                            tracing::info!(source = %self.config.name, file = %name, "streaming from binlog file");
+                        }
+                        cursor.file = name;
+                    }
+                }
                 EventData::GtidEvent(g) => {
-                    tx.gtid = Some(format!("{}:{}", uuid_text(&g.sid()), g.gno()));
+                    tx.gtid = Some(Gtid::Mysql {
+                        uuid: g.sid(),
+                        gno: g.gno(),
+                    });
                     tx.ts = header.timestamp() as i64 * 1_000_000;
                 }
                 EventData::QueryEvent(q) => {
@@ -412,7 +594,7 @@ impl MysqlSource {
                         // topic, before the boundary moves past it.
                         if !query.eq_ignore_ascii_case("COMMIT") {
                             let at = SourcePosition {
-                                file: current_file.clone(),
+                                file: cursor.file.clone(),
                                 pos: log_pos,
                                 row: 0,
                                 snapshot: false,
@@ -423,7 +605,7 @@ impl MysqlSource {
                                 if state.stopped(&name).is_some() {
                                     continue;
                                 }
-                                if skip_until.get(&name).is_some_and(|last| &at <= last) {
+                                if held(skip_until.get(&name), &at, tx.gtid.as_ref(), 0) {
                                     continue;
                                 }
                                 let topic = self.config.topic(&name);
@@ -460,11 +642,11 @@ impl MysqlSource {
                                 }
                             }
                         }
-                        self.commit_tx(&mut tx, None, pending, state, &current_file, log_pos);
+                        self.commit_tx(&mut tx, None, pending, state, &mut cursor, log_pos);
                     }
                 }
                 EventData::XidEvent(x) => {
-                    self.commit_tx(&mut tx, Some(x.xid), pending, state, &current_file, log_pos);
+                    self.commit_tx(&mut tx, Some(x.xid), pending, state, &mut cursor, log_pos);
                 }
                 EventData::RowsEvent(rows) => {
                     let Some(tme) = stream.get_tme(rows.table_id()) else {
@@ -482,14 +664,14 @@ impl MysqlSource {
                     }
                     let table = &tables[index];
                     let first = SourcePosition {
-                        file: current_file.clone(),
+                        file: cursor.file.clone(),
                         pos: log_pos,
                         row: 0,
                         snapshot: false,
                     };
-                    let already = skip_until
-                        .get(&table_name)
-                        .is_some_and(|last| &first <= last);
+                    let in_tx = tx.rows.get(&table_name).copied().unwrap_or(0);
+                    let already =
+                        held(skip_until.get(&table_name), &first, tx.gtid.as_ref(), in_tx);
                     if !already && tme.columns_count() as usize != table.columns.len() {
                         // The rows do not have the columns of the schema we know: it changed
                         // again later in the binlog than the server's schema shows.
@@ -517,19 +699,28 @@ impl MysqlSource {
                     for (i, pair) in rows.rows(tme).enumerate() {
                         let (before, after) = pair.map_err(|e| Error::Unsupported {
                             table: table_name.clone(),
-                            message: format!("bad row at {current_file}:{log_pos}: {e}"),
+                            message: format!("bad row at {}:{log_pos}: {e}", cursor.file),
                         })?;
                         let position = SourcePosition {
-                            file: current_file.clone(),
+                            file: cursor.file.clone(),
                             pos: log_pos,
                             row: i as u64,
                             snapshot: false,
                         };
-                        if let Some(last) = skip_until.get(&table_name) {
-                            if &position <= last {
+                        let in_tx = {
+                            let n = tx.rows.entry(table_name.clone()).or_insert(0);
+                            *n += 1;
+                            *n - 1
+                        };
+                        match skip_until.get(&table_name) {
+                            Some(skip) if held(Some(skip), &position, tx.gtid.as_ref(), in_tx) => {
                                 continue;
                             }
-                            skip_until.remove(&table_name);
+                            // By position, everything after the first change not held is new.
+                            Some(Skip::Position(_)) => {
+                                skip_until.remove(&table_name);
+                            }
+                            _ => {}
                         }
                         let before = before.map(|r| image(table, r)).transpose()?;
                         let after = after.map(|r| image(table, r)).transpose()?;
@@ -582,27 +773,40 @@ impl MysqlSource {
         Ok(resync)
     }
 
+    /// The server no longer has (or never had) the position streaming resumed from.
+    fn lost(&self, state: &SourceState, by_gtid: Option<&GtidState>, text: String) -> Error {
+        Error::PositionLost {
+            source_name: self.config.name.clone(),
+            position: state.resume.to_string(),
+            message: match by_gtid {
+                Some(g) => format!("resuming by GTID after {g}: {text}"),
+                None => text,
+            },
+            state: self.state_path.display().to_string(),
+        }
+    }
+
     /// Stops streaming `table` (the others go on) until it is re-snapshotted.
     fn stop_table(&self, state: &mut SourceState, table: &str, message: String) {
         tracing::error!(source = %self.config.name, table, error = %message, "cdc table stopped until `strata cdc resync`");
         state.tables.entry(table.to_string()).or_default().error = Some(message);
     }
 
-    /// The transaction's commit reached at `file:log_pos`: its changes join the pending
-    /// flush with that boundary.
+    /// The transaction's commit reached at `log_pos` of the cursor's file: its GTID joins
+    /// the cursor's GTID position, and its changes the pending flush with that boundary.
     fn commit_tx(
         &self,
         tx: &mut Transaction,
         xid: Option<u64>,
         pending: &mut Pending,
         state: &mut SourceState,
-        file: &str,
+        cursor: &mut Cursor,
         log_pos: u64,
     ) {
-        let boundary = BinlogPos {
-            file: file.to_string(),
-            pos: log_pos,
-        };
+        if let (Some(gtids), Some(g)) = (&mut cursor.gtids, &tx.gtid) {
+            gtids.apply(g);
+        }
+        let boundary = cursor.at(log_pos);
         let mut records = self.records(tx, xid);
         records.append(&mut tx.extra);
         if records.is_empty() {
@@ -615,7 +819,10 @@ impl MysqlSource {
 
     /// Takes the buffered changes of `tx` as `(topic, record)` with the transaction id.
     fn records(&self, tx: &mut Transaction, xid: Option<u64>) -> Vec<(String, CdcRecord)> {
-        let txid = tx.gtid.clone().or_else(|| xid.map(|x| format!("xid:{x}")));
+        let txid = tx
+            .gtid
+            .map(|g| g.to_string())
+            .or_else(|| xid.map(|x| format!("xid:{x}")));
         tx.changes
             .drain(..)
             .map(|(table, mut change)| {
@@ -641,22 +848,6 @@ fn binlog_file_name(raw: &str) -> String {
         }
         None => raw.chars().take_while(char::is_ascii_graphic).collect(),
     }
-}
-
-/// A MySQL server UUID in its usual spelling.
-fn uuid_text(sid: &[u8]) -> String {
-    let hex: String = sid.iter().map(|b| format!("{b:02x}")).collect();
-    if hex.len() != 32 {
-        return hex;
-    }
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
 }
 
 /// Connection options (session in UTC, utf8mb4), the database and `host:port`.
@@ -701,11 +892,65 @@ pub async fn read_tables(
     Ok(out)
 }
 
+/// The server a source streams from.
+#[derive(Debug, Clone, Copy)]
+struct Server {
+    mariadb: bool,
+    /// Whether it logs GTIDs (MariaDB: always; MySQL: gtid_mode = ON).
+    gtids: bool,
+}
+
+/// Where the stream is: the binlog file being read, and the GTID position after the last
+/// transaction read (None when unknown: the server has no GTIDs, or a MySQL position saved
+/// before GTIDs were tracked).
+struct Cursor {
+    file: String,
+    gtids: Option<GtidState>,
+}
+
+impl Cursor {
+    /// The boundary at `pos` of the current file.
+    fn at(&self, pos: u64) -> BinlogPos {
+        BinlogPos {
+            file: self.file.clone(),
+            pos,
+            gtid: self.gtids.clone(),
+        }
+    }
+}
+
+/// What a topic already holds, read back from its tail on start: changes up to a binlog
+/// position of the same server, or (when its changes carry GTIDs) transactions by GTID,
+/// which also holds on another server of the topology.
+enum Skip {
+    Position(SourcePosition),
+    Gtid(Held),
+}
+
+/// Whether the change at `at`, the `in_tx`-th of its table in transaction `gtid`, is already
+/// on the table's topic.
+fn held(skip: Option<&Skip>, at: &SourcePosition, gtid: Option<&Gtid>, in_tx: u64) -> bool {
+    match skip {
+        None => false,
+        Some(Skip::Position(last)) => at <= last,
+        // A change without a GTID cannot be placed: it is kept (a repeat is an idempotent
+        // upsert for the merger; a loss would not be).
+        Some(Skip::Gtid(held)) => match gtid.map(|g| held.part(g)) {
+            Some(HeldPart::All) => true,
+            Some(HeldPart::First(n)) => in_tx < n,
+            Some(HeldPart::None) | None => false,
+        },
+    }
+}
+
 #[derive(Default)]
 struct Transaction {
-    gtid: Option<String>,
+    gtid: Option<Gtid>,
     ts: i64,
     changes: Vec<(String, Change)>,
+    /// Row changes per table read so far (held or not), to place a huge transaction that is
+    /// on its topic in part.
+    rows: HashMap<String, u64>,
     /// Schema records and truncates from DDL, after the changes.
     extra: Vec<(String, CdcRecord)>,
 }
