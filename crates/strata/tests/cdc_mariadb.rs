@@ -2,7 +2,8 @@
 //! exactly through snapshot and binlog into the ODS table; a snapshot with changes running
 //! during it and a randomized workload end equal (`strata cdc verify`); SIGKILLs of the
 //! strata process mid-stream neither lose nor duplicate a change; schema changes, TRUNCATE and
-//! `strata cdc resync` (`common/cdc.rs`) keep the ODS equal.
+//! `strata cdc resync` (`common/cdc.rs`) keep the ODS equal; resuming by GTID follows a
+//! failover from a primary to its replica, exactly once (ADR 0025).
 
 mod common;
 
@@ -310,6 +311,8 @@ fn cdc_purged_binlog_is_reported_then_resnapshotted_when_configured() {
     loop {
         let text = std::fs::read_to_string(&state).unwrap_or_default();
         if text.contains("is no longer on the server") {
+            // MariaDB resumes by GTID (resume = "auto"): the purged GTIDs are the lost position.
+            assert!(text.contains("resuming by GTID after 0-1-"), "{text}");
             break;
         }
         assert!(
@@ -519,4 +522,105 @@ fn cdc_gtid_resume_survives_a_failover_to_a_replica() {
     let state = state_text(&env);
     assert!(state.contains("\"file\": \"replica-bin.0000"), "{state}");
     assert!(state.contains("\"mariadb\": \"0-2-"), "{state}");
+}
+
+/// Removes every `gtid` from the source's state file, as a state saved before GTIDs were
+/// tracked looks.
+fn strip_gtids(env: &Env) {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                map.remove("gtid");
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let path = env.data().join("cdc").join("app.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("state")).expect("json");
+    strip(&mut state);
+    std::fs::write(&path, serde_json::to_vec_pretty(&state).expect("json")).expect("state");
+}
+
+/// A state saved before GTIDs were tracked (file:position only) gets the GTID position of
+/// its binlog coordinates from the server and streams on by GTID; with `resume = "gtid"`, a
+/// GTID position the server's binlog never had (it has not applied what we streamed) is a
+/// lost position, not a silent skip ahead.
+#[test]
+fn cdc_gtid_positions_of_old_states_are_looked_up_and_unknown_ones_are_lost() {
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(40)); \
+         INSERT INTO items SELECT seq, CONCAT('item ', seq) FROM seq_1_to_50;",
+    );
+    let env = Env::new();
+    add_source(&env, &db, &["items"], "keep_changelog = true");
+    let server = env.serve("1s");
+    wait_rows(
+        &env,
+        "SELECT count(*) FROM ods.ods_items",
+        50,
+        Duration::from_secs(60),
+    );
+    server.stop();
+    strip_gtids(&env);
+    assert!(!state_text(&env).contains("gtid"), "{}", state_text(&env));
+    db.sql(
+        "INSERT INTO items VALUES (51, 'while down'); UPDATE items SET name = 'x' WHERE id = 1;",
+    );
+
+    let server = env.serve("1s");
+    if let Err(report) = verify(&env, "60s") {
+        panic!("verify failed:\n{report}\n{}", serve_log(&env));
+    }
+    let log = serve_log(&env);
+    assert!(
+        log.contains("gtid position of the saved binlog position")
+            && log.contains("streaming the binlog from a gtid position"),
+        "{log}"
+    );
+    // 50 snapshot reads + 2 changes, once each.
+    wait_rows(
+        &env,
+        "SELECT count(*) FROM ods.ods_items_changelog",
+        52,
+        Duration::from_secs(30),
+    );
+    server.stop();
+    let state = state_text(&env);
+    assert!(state.contains("\"mariadb\": \"0-1-"), "{state}");
+
+    // A position ahead of everything the server logged, and one from a history the server
+    // does not have (seq 3 of domain 0 was written by server 1, not 7).
+    cdc::set_source_option(&env, "resume = \"gtid\"");
+    let path = env.data().join("cdc").join("app.json");
+    for gtid in ["0-1-999999", "0-7-3"] {
+        std::fs::write(&path, with_gtid_position(&state, gtid)).expect("state");
+        let server = env.serve("1s");
+        let lost = wait_state(&env, "is no longer on the server");
+        assert!(
+            lost.contains(&format!("resuming by GTID after {gtid}"))
+                && lost.contains("which is not in the master's binlog"),
+            "{lost}"
+        );
+        server.stop();
+    }
+}
+
+/// `state` with every `"mariadb": "…"` GTID position replaced by `gtid`.
+fn with_gtid_position(state: &str, gtid: &str) -> String {
+    let key = "\"mariadb\": \"";
+    let mut out = String::new();
+    let mut rest = state;
+    while let Some(at) = rest.find(key) {
+        let value = at + key.len();
+        out.push_str(&rest[..value]);
+        out.push_str(gtid);
+        let end = rest[value..].find('"').expect("closing quote");
+        rest = &rest[value + end..];
+    }
+    out.push_str(rest);
+    out
 }
