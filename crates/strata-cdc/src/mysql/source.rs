@@ -26,20 +26,20 @@ use mysql_async::binlog::events::{EventData, RowsEventData};
 use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::binlog::BinlogChecksumAlg;
-use mysql_async::prelude::Queryable;
-use mysql_async::{BinlogStreamRequest, Conn, Opts, OptsBuilder, Row as MyRow};
+use mysql_async::{Conn, Opts, OptsBuilder};
 use strata_bus::Log;
 use strata_core::cdc::{CdcRecord, Change, Op, Row, SourcePosition, TableSchema, Truncate, Value};
-use strata_core::config::{redact_url, OnPositionLost, ResumeMode, SnapshotMode, SourceConfig};
+use strata_core::config::{redact_url, OnPositionLost, SnapshotMode, SourceConfig};
 use tokio::sync::watch;
 
 use super::decode::{decode, Origin};
-use super::gtid::{Gtid, GtidState, Held, HeldPart, MariadbPos, MysqlSet};
+use super::gtid::{Gtid, Held};
+use super::resume::{held, Cursor, Skip};
 use super::schema::{load_table, SourceTable};
 use super::snapshot::read_chunk;
 use crate::batch::Pending;
 use crate::error::{Error, Result};
-use crate::state::{self, BinlogPos, Phase, SourceState};
+use crate::state::{self, Phase, SourceState};
 use crate::topic::TopicTail;
 
 /// Changes buffered for one transaction before they are flushed early (huge transactions).
@@ -51,12 +51,12 @@ const MARIADB_GTID_EVENT: u8 = 162;
 
 /// A configured MariaDB/MySQL source.
 pub struct MysqlSource {
-    config: SourceConfig,
+    pub(super) config: SourceConfig,
     log: Arc<dyn Log>,
-    state_path: PathBuf,
+    pub(super) state_path: PathBuf,
     opts: Opts,
     database: String,
-    host: String,
+    pub(super) host: String,
 }
 
 impl MysqlSource {
@@ -81,7 +81,7 @@ impl MysqlSource {
         &self.config.name
     }
 
-    fn source_err(&self, what: &str, e: impl std::fmt::Display) -> Error {
+    pub(super) fn source_err(&self, what: &str, e: impl std::fmt::Display) -> Error {
         Error::Source {
             source_name: self.config.name.clone(),
             host: self.host.clone(),
@@ -233,138 +233,6 @@ impl MysqlSource {
         state::clear_resync_requests(&self.state_path)
     }
 
-    /// What kind of server this is and whether it has GTIDs.
-    async fn server(&self, conn: &mut Conn) -> Result<Server> {
-        let version: Option<String> = conn
-            .query_first("SELECT VERSION()")
-            .await
-            .map_err(|e| self.source_err("SELECT VERSION()", e))?;
-        let mariadb = version.is_some_and(|v| v.to_ascii_lowercase().contains("mariadb"));
-        // MariaDB always logs GTIDs; MySQL when gtid_mode is ON (older servers have no
-        // gtid_mode at all).
-        let gtids = mariadb
-            || conn
-                .query_first::<String, _>("SELECT @@GLOBAL.gtid_mode")
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|m| m.eq_ignore_ascii_case("ON"));
-        Ok(Server { mariadb, gtids })
-    }
-
-    /// MariaDB: the GTID position at binlog coordinate `file:pos` of this server (None when
-    /// the server no longer has that file).
-    async fn mariadb_gtid_at(
-        &self,
-        conn: &mut Conn,
-        file: &str,
-        pos: u64,
-    ) -> Result<Option<GtidState>> {
-        let text: Option<Option<String>> = conn
-            .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file, pos))
-            .await
-            .map_err(|e| self.source_err("BINLOG_GTID_POS", e))?;
-        text.flatten()
-            .map(|t| {
-                t.parse::<MariadbPos>()
-                    .map(GtidState::Mariadb)
-                    .map_err(|e| self.source_err("BINLOG_GTID_POS", e))
-            })
-            .transpose()
-    }
-
-    /// A state saved before GTIDs were tracked: on MariaDB, the GTID position of its saved
-    /// binlog coordinates (this server's files; a coordinate no longer on the server keeps
-    /// none). MySQL has no such lookup: those positions resume by file:position until the
-    /// next re-snapshot.
-    async fn fill_gtids(&self, conn: &mut Conn, state: &mut SourceState) -> Result<()> {
-        if state.resume.gtid.is_some() || self.config.resume == ResumeMode::Position {
-            return Ok(());
-        }
-        if !self.server(conn).await?.mariadb {
-            return Ok(());
-        }
-        let mut changed = false;
-        for at in [&mut state.resume, &mut state.snapshot_start] {
-            if at.gtid.is_none() {
-                at.gtid = self.mariadb_gtid_at(conn, &at.file, at.pos).await?;
-                changed |= at.gtid.is_some();
-            }
-        }
-        if changed {
-            tracing::info!(source = %self.config.name, position = %state.resume, "gtid position of the saved binlog position");
-            state::save(&self.state_path, state)?;
-        }
-        Ok(())
-    }
-
-    /// The GTID position to resume from, per the `resume` setting (None: by file:position).
-    fn gtid_start(&self, server: Server, state: &SourceState) -> Result<Option<GtidState>> {
-        let usable = state
-            .resume
-            .gtid
-            .as_ref()
-            .filter(|g| server.gtids && g.is_mariadb() == server.mariadb);
-        match self.config.resume {
-            ResumeMode::Position => Ok(None),
-            ResumeMode::Auto => Ok(usable.filter(|g| !g.is_empty()).cloned()),
-            ResumeMode::Gtid => match usable {
-                Some(g) => Ok(Some(g.clone())),
-                None => Err(Error::Unsupported {
-                    table: self.config.name.clone(),
-                    message: if !server.gtids {
-                        format!("resume = \"gtid\" but {} has no GTIDs (MySQL: gtid_mode = ON and enforce_gtid_consistency = ON); use resume = \"auto\" or \"position\"", self.host)
-                    } else {
-                        format!("resume = \"gtid\" but the saved position {} has no GTID position for this {} server (saved before GTIDs were tracked, or from the other kind of server); use resume = \"auto\" until the next re-snapshot, or remove {} to re-snapshot", state.resume, if server.mariadb { "MariaDB" } else { "MySQL" }, self.state_path.display())
-                    },
-                }),
-            },
-        }
-    }
-
-    /// The current end of the binlog, with its GTID position when the server has GTIDs.
-    async fn binlog_end(&self, conn: &mut Conn) -> Result<BinlogPos> {
-        let server = self.server(conn).await?;
-        let row: Option<MyRow> = match conn.query_first("SHOW MASTER STATUS").await {
-            Ok(r) => r,
-            Err(_) => conn
-                .query_first("SHOW BINARY LOG STATUS")
-                .await
-                .map_err(|e| self.source_err("SHOW MASTER STATUS", e))?,
-        };
-        let Some(row) = row else {
-            return Err(Error::Unsupported {
-                table: self.config.name.clone(),
-                message: format!(
-                    "{} has no binary log: start it with --log-bin --binlog-format=ROW --binlog-row-image=FULL",
-                    self.host
-                ),
-            });
-        };
-        let file: Option<String> = row.get(0);
-        let pos: Option<u64> = row.get(1);
-        // MySQL shows the GTID set in the same answer (Executed_Gtid_Set), at the same moment.
-        let executed: Option<String> = row.get(4);
-        let (Some(file), Some(pos)) = (file, pos) else {
-            return Err(self.source_err("SHOW MASTER STATUS", "unexpected answer"));
-        };
-        let gtid = if server.mariadb {
-            self.mariadb_gtid_at(conn, &file, pos).await?
-        } else if server.gtids {
-            let set = executed
-                .unwrap_or_default()
-                .parse::<MysqlSet>()
-                .map_err(|e| Error::Unsupported {
-                    table: self.config.name.clone(),
-                    message: format!("the executed GTID set of {}: {e}", self.host),
-                })?;
-            Some(GtidState::Mysql(set))
-        } else {
-            None
-        };
-        Ok(BinlogPos { file, pos, gtid })
-    }
-
     async fn read_tail(&self, topic: &str) -> Result<TopicTail> {
         crate::topic::read_tail(self.log.as_ref(), topic).await
     }
@@ -398,49 +266,7 @@ impl MysqlSource {
         pending: &mut Pending,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<bool> {
-        let mut conn = self.connect().await?;
-        let server = self.server(&mut conn).await?;
-        let by_gtid = self.gtid_start(server, state)?;
-        let file = state.resume.file.clone();
-        let mut request = BinlogStreamRequest::new(self.config.server_id)
-            .with_filename(file.as_bytes())
-            .with_pos(state.resume.pos);
-        if server.mariadb {
-            // Capability 4 (GTID): the server sends its GTID events as they are instead of
-            // BEGIN stand-ins, and accepts a GTID start position. With a start position it
-            // ignores file and position. Strict mode: a position the server's binlog does not
-            // contain (it has not applied what we streamed) fails instead of skipping ahead.
-            let mut setup = vec!["SET @mariadb_slave_capability = 4".to_string()];
-            if let Some(g) = &by_gtid {
-                setup.push(format!("SET @slave_connect_state = '{g}'"));
-                setup.push("SET @slave_gtid_strict_mode = 1".to_string());
-                setup.push("SET @slave_gtid_ignore_duplicates = 0".to_string());
-            }
-            for q in setup {
-                conn.query_drop(&q)
-                    .await
-                    .map_err(|e| self.source_err(&q, e))?;
-            }
-        } else if let Some(GtidState::Mysql(set)) = &by_gtid {
-            // COM_BINLOG_DUMP_GTID: the server sends every transaction not in the set.
-            request = request.with_gtid().with_gtid_set(set.to_sids());
-        }
-        let mut stream = conn.get_binlog_stream(request).await.map_err(|e| {
-            let text = e.to_string();
-            if text.contains("1236") || text.to_lowercase().contains("could not find first log") {
-                self.lost(state, by_gtid.as_ref(), text)
-            } else {
-                self.source_err("starting the binlog stream", e)
-            }
-        })?;
-        match &by_gtid {
-            Some(g) => {
-                tracing::info!(source = %self.config.name, gtid = %g, "streaming the binlog from a gtid position")
-            }
-            None => {
-                tracing::info!(source = %self.config.name, position = %state.resume, "streaming the binlog")
-            }
-        }
+        let (mut stream, server, by_gtid) = self.open_stream(state).await?;
         let by_name: HashMap<String, usize> = tables
             .iter()
             .enumerate()
@@ -773,19 +599,6 @@ impl MysqlSource {
         Ok(resync)
     }
 
-    /// The server no longer has (or never had) the position streaming resumed from.
-    fn lost(&self, state: &SourceState, by_gtid: Option<&GtidState>, text: String) -> Error {
-        Error::PositionLost {
-            source_name: self.config.name.clone(),
-            position: state.resume.to_string(),
-            message: match by_gtid {
-                Some(g) => format!("resuming by GTID after {g}: {text}"),
-                None => text,
-            },
-            state: self.state_path.display().to_string(),
-        }
-    }
-
     /// Stops streaming `table` (the others go on) until it is re-snapshotted.
     fn stop_table(&self, state: &mut SourceState, table: &str, message: String) {
         tracing::error!(source = %self.config.name, table, error = %message, "cdc table stopped until `strata cdc resync`");
@@ -890,57 +703,6 @@ pub async fn read_tables(
     }
     let _ = conn.disconnect().await;
     Ok(out)
-}
-
-/// The server a source streams from.
-#[derive(Debug, Clone, Copy)]
-struct Server {
-    mariadb: bool,
-    /// Whether it logs GTIDs (MariaDB: always; MySQL: gtid_mode = ON).
-    gtids: bool,
-}
-
-/// Where the stream is: the binlog file being read, and the GTID position after the last
-/// transaction read (None when unknown: the server has no GTIDs, or a MySQL position saved
-/// before GTIDs were tracked).
-struct Cursor {
-    file: String,
-    gtids: Option<GtidState>,
-}
-
-impl Cursor {
-    /// The boundary at `pos` of the current file.
-    fn at(&self, pos: u64) -> BinlogPos {
-        BinlogPos {
-            file: self.file.clone(),
-            pos,
-            gtid: self.gtids.clone(),
-        }
-    }
-}
-
-/// What a topic already holds, read back from its tail on start: changes up to a binlog
-/// position of the same server, or (when its changes carry GTIDs) transactions by GTID,
-/// which also holds on another server of the topology.
-enum Skip {
-    Position(SourcePosition),
-    Gtid(Held),
-}
-
-/// Whether the change at `at`, the `in_tx`-th of its table in transaction `gtid`, is already
-/// on the table's topic.
-fn held(skip: Option<&Skip>, at: &SourcePosition, gtid: Option<&Gtid>, in_tx: u64) -> bool {
-    match skip {
-        None => false,
-        Some(Skip::Position(last)) => at <= last,
-        // A change without a GTID cannot be placed: it is kept (a repeat is an idempotent
-        // upsert for the merger; a loss would not be).
-        Some(Skip::Gtid(held)) => match gtid.map(|g| held.part(g)) {
-            Some(HeldPart::All) => true,
-            Some(HeldPart::First(n)) => in_tx < n,
-            Some(HeldPart::None) | None => false,
-        },
-    }
 }
 
 #[derive(Default)]
