@@ -533,10 +533,15 @@ impl MysqlSource {
                             row: i as u64,
                             snapshot: false,
                         };
-                        let in_tx = {
-                            let n = tx.rows.entry(table_name.clone()).or_insert(0);
-                            *n += 1;
-                            *n - 1
+                        let in_tx = match tx.rows.get_mut(&table_name) {
+                            Some(n) => {
+                                *n += 1;
+                                *n - 1
+                            }
+                            None => {
+                                tx.rows.insert(table_name.clone(), 1);
+                                0
+                            }
                         };
                         match skip_until.get(&table_name) {
                             Some(skip) if held(Some(skip), &position, tx.gtid.as_ref(), in_tx) => {
