@@ -216,10 +216,7 @@ mod tests {
     }
 
     fn at(pos: u64) -> BinlogPos {
-        BinlogPos {
-            file: "binlog.000001".into(),
-            pos,
-        }
+        BinlogPos::at("binlog.000001", pos)
     }
 
     #[tokio::test]

@@ -14,17 +14,37 @@ use serde::{Deserialize, Serialize};
 use strata_core::cdc::Value;
 
 use crate::error::{Error, Result};
+use crate::mysql::gtid::GtidState;
 
-/// A binlog coordinate.
+/// A binlog coordinate: file and position on one server, and (MariaDB/MySQL, when the
+/// server has GTIDs) the GTID position at the same point, which holds on every server of the
+/// replication topology. State files written before GTIDs were tracked have no `gtid`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BinlogPos {
     pub file: String,
     pub pos: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid: Option<GtidState>,
+}
+
+impl BinlogPos {
+    /// `file:pos` without a GTID position.
+    pub fn at(file: impl Into<String>, pos: u64) -> BinlogPos {
+        BinlogPos {
+            file: file.into(),
+            pos,
+            gtid: None,
+        }
+    }
 }
 
 impl std::fmt::Display for BinlogPos {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.file, self.pos)
+        write!(f, "{}:{}", self.file, self.pos)?;
+        match &self.gtid {
+            Some(g) if !g.is_empty() => write!(f, " (gtid {g})"),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -277,11 +297,28 @@ mod tests {
     use super::*;
 
     fn state() -> SourceState {
-        let at = BinlogPos {
-            file: "binlog.000001".into(),
-            pos: 4,
-        };
+        let at = BinlogPos::at("binlog.000001", 4);
         SourceState::new(Phase::Stream, at)
+    }
+
+    #[test]
+    fn positions_without_a_gtid_still_load_and_gtids_round_trip() {
+        // A state file written before GTIDs were tracked.
+        let old = r#"{"phase":"stream","snapshot_start":{"file":"binlog.000001","pos":4},
+            "tables":{"users":{"last_key":null,"rows":3,"done":true}},
+            "resume":{"file":"binlog.000002","pos":1234}}"#;
+        let s: SourceState = serde_json::from_str(old).unwrap();
+        assert_eq!(s.resume, BinlogPos::at("binlog.000002", 1234));
+        assert_eq!(s.resume.to_string(), "binlog.000002:1234");
+        let mut s = s;
+        s.resume.gtid = Some(GtidState::Mariadb("0-1-42".parse().unwrap()));
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains(r#""gtid":{"mariadb":"0-1-42"}"#), "{json}");
+        let back: SourceState = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.resume, s.resume);
+        assert_eq!(back.resume.to_string(), "binlog.000002:1234 (gtid 0-1-42)");
+        // The snapshot start had none and still writes none.
+        assert!(!json.contains(r#""snapshot_start":{"file":"binlog.000001","pos":4,"gtid""#));
     }
 
     #[test]

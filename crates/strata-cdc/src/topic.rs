@@ -15,9 +15,17 @@ use crate::error::{Error, Result};
 pub struct TopicTail {
     pub schema: Option<TableSchema>,
     pub last_streamed: Option<SourcePosition>,
+    /// The txids of the streamed changes read at the tail, newest first (one per change; a
+    /// change without a txid ends the list). Binlog sources compare GTIDs with them, which
+    /// hold across servers where binlog positions do not.
+    pub txids: Vec<String>,
+    /// How many changes at the very end of the topic carry the newest txid (a huge
+    /// transaction can be on the topic in part).
+    pub last_txid_changes: u64,
 }
 
-/// Reads the topic's last records: the last schema and the last streamed position.
+/// Reads the topic's last records: the last schema, the last streamed position and the txids
+/// of the streamed changes before it.
 pub async fn read_tail(log: &dyn Log, topic: &str) -> Result<TopicTail> {
     let end = log
         .end_offsets(topic)
@@ -30,7 +38,11 @@ pub async fn read_tail(log: &dyn Log, topic: &str) -> Result<TopicTail> {
     // Snapshot reads precede every streamed change, so the walk stops at the first one;
     // a schema not found on the way is simply sent again.
     let mut seen_snapshot = false;
-    while hi > 0 && tail.last_streamed.is_none() && !seen_snapshot {
+    // Whether every streamed change read so far carries the newest txid: the walk goes on
+    // until it has counted them all.
+    let mut trailing = true;
+    let mut txids_open = true;
+    while hi > 0 && (tail.last_streamed.is_none() || trailing) && !seen_snapshot {
         let lo = hi.saturating_sub(4096);
         let mut records = Vec::new();
         let mut from = lo;
@@ -62,16 +74,35 @@ pub async fn read_tail(log: &dyn Log, topic: &str) -> Result<TopicTail> {
                     seen_snapshot = true;
                     break;
                 }
-                Ok(CdcRecord::Change(c)) if tail.last_streamed.is_none() => {
-                    tail.last_streamed = Some(c.position.clone())
+                Ok(CdcRecord::Change(c)) => {
+                    if tail.last_streamed.is_none() {
+                        tail.last_streamed = Some(c.position.clone());
+                    }
+                    match (&c.txid, txids_open) {
+                        (Some(txid), true) => {
+                            if trailing && tail.txids.first().is_none_or(|t| t == txid) {
+                                tail.last_txid_changes += 1;
+                            } else {
+                                trailing = false;
+                            }
+                            tail.txids.push(txid.clone());
+                        }
+                        _ => {
+                            txids_open = false;
+                            trailing = false;
+                        }
+                    }
                 }
                 // A re-snapshot starts with its truncate; a source TRUNCATE is streamed.
                 Ok(CdcRecord::Truncate(t)) if t.position.snapshot => {
                     seen_snapshot = true;
                     break;
                 }
-                Ok(CdcRecord::Truncate(t)) if tail.last_streamed.is_none() => {
-                    tail.last_streamed = Some(t.position.clone())
+                Ok(CdcRecord::Truncate(t)) => {
+                    if tail.last_streamed.is_none() {
+                        tail.last_streamed = Some(t.position.clone());
+                    }
+                    trailing = false;
                 }
                 _ => {}
             }

@@ -164,6 +164,22 @@ pub enum OnPositionLost {
     Resnapshot,
 }
 
+/// How a MariaDB/MySQL source resumes its binlog stream after a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResumeMode {
+    /// By GTID when the server has GTIDs (MariaDB: always; MySQL: `gtid_mode = ON`) and the
+    /// saved position has one, else by binlog file and position.
+    #[default]
+    Auto,
+    /// Always by GTID: the source fails with a clear error when the server has no GTIDs. A
+    /// GTID position holds on every server of the replication topology, so the source can be
+    /// pointed at a promoted replica after a failover.
+    Gtid,
+    /// Always by binlog file and position (which exist on one server only).
+    Position,
+}
+
 /// One `[[sources]]` entry: a database whose tables are mirrored into `ods.ods_<table>`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -205,6 +221,11 @@ pub struct SourceConfig {
     /// Server id the binlog client registers with (unique among the server's replicas).
     #[serde(default = "default_server_id")]
     pub server_id: u32,
+    /// MariaDB/MySQL: how streaming resumes after a restart: `auto` (default: by GTID when
+    /// the server has GTIDs, else by binlog file:position), `gtid` or `position`. Resuming
+    /// by GTID survives a failover to a replica (point `url` at it and restart).
+    #[serde(default)]
+    pub resume: ResumeMode,
     /// PostgreSQL: the logical replication slot (created if missing). Default
     /// `strata_<name>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -320,6 +341,12 @@ impl SourceConfig {
         }
         if self.kind == SourceKind::Mysql && (self.slot.is_some() || self.publication.is_some()) {
             return bad("slot and publication are for kind = \"postgres\" only".to_string());
+        }
+        if self.kind == SourceKind::Postgres && self.resume != ResumeMode::Auto {
+            return bad(
+                "resume is for kind = \"mysql\" only (PostgreSQL resumes from its replication slot)"
+                    .to_string(),
+            );
         }
         if self.tables.is_empty() {
             return bad("tables is empty".to_string());
@@ -1109,6 +1136,26 @@ mod tests {
         let err =
             Config::from_toml(&format!("{base}url = \"mysql://u@h/db\"\nbogus = 1\n")).unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn the_resume_mode_is_checked_offline() {
+        let base = "[[sources]]\nname = \"app\"\nkind = \"mysql\"\nurl = \"mysql://u@h/db\"\ntables = [\"users\"]\n";
+        let c = Config::from_toml(base).unwrap();
+        assert_eq!(c.sources[0].resume, ResumeMode::Auto);
+        for (text, mode) in [
+            ("auto", ResumeMode::Auto),
+            ("gtid", ResumeMode::Gtid),
+            ("position", ResumeMode::Position),
+        ] {
+            let c = Config::from_toml(&format!("{base}resume = \"{text}\"\n")).unwrap();
+            assert_eq!(c.sources[0].resume, mode);
+        }
+        let err = Config::from_toml(&format!("{base}resume = \"gtids\"\n")).unwrap_err();
+        assert!(err.to_string().contains("gtids"), "{err}");
+        let pg = "[[sources]]\nname = \"a\"\nkind = \"postgres\"\nurl = \"postgres://h/db\"\ntables = [\"t\"]\n";
+        let err = Config::from_toml(&format!("{pg}resume = \"gtid\"\n")).unwrap_err();
+        assert!(err.to_string().contains("resume is for kind"), "{err}");
     }
 
     #[test]

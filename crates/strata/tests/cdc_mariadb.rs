@@ -2,7 +2,8 @@
 //! exactly through snapshot and binlog into the ODS table; a snapshot with changes running
 //! during it and a randomized workload end equal (`strata cdc verify`); SIGKILLs of the
 //! strata process mid-stream neither lose nor duplicate a change; schema changes, TRUNCATE and
-//! `strata cdc resync` (`common/cdc.rs`) keep the ODS equal.
+//! `strata cdc resync` (`common/cdc.rs`) keep the ODS equal; resuming by GTID follows a
+//! failover from a primary to its replica, exactly once (ADR 0025).
 
 mod common;
 
@@ -310,6 +311,8 @@ fn cdc_purged_binlog_is_reported_then_resnapshotted_when_configured() {
     loop {
         let text = std::fs::read_to_string(&state).unwrap_or_default();
         if text.contains("is no longer on the server") {
+            // MariaDB resumes by GTID (resume = "auto"): the purged GTIDs are the lost position.
+            assert!(text.contains("resuming by GTID after 0-1-"), "{text}");
             break;
         }
         assert!(
@@ -344,4 +347,280 @@ fn cdc_purged_binlog_is_reported_then_resnapshotted_when_configured() {
         );
     }
     server.stop();
+}
+
+/// `SELECT @@gtid_binlog_pos` of `db`.
+fn gtid_binlog_pos(db: &MariaDb) -> String {
+    db.root_sql("SELECT @@GLOBAL.gtid_binlog_pos;")
+        .trim()
+        .to_string()
+}
+
+/// Waits (bounded) until `replica` has applied everything `primary` has logged.
+fn wait_caught_up(replica: &MariaDb, primary: &MariaDb) {
+    let pos = gtid_binlog_pos(primary);
+    let out = replica.root_sql(&format!("SELECT MASTER_GTID_WAIT('{pos}', 60);"));
+    assert_eq!(
+        out.trim(),
+        "0",
+        "the replica did not reach {pos}: {}",
+        replica.root_sql("SHOW SLAVE STATUS\\G")
+    );
+}
+
+fn state_text(env: &Env) -> String {
+    std::fs::read_to_string(env.data().join("cdc").join("app.json")).unwrap_or_default()
+}
+
+/// Waits (bounded) until the source's state file contains `text`.
+fn wait_state(env: &Env, text: &str) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let state = state_text(env);
+        if state.contains(text) {
+            return state;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the state never showed {text:?}: {state}\n{}",
+            serve_log(env)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Issue #4: resuming by GTID survives a failover. Strata streams from a primary whose
+/// replica (other server id, other binlog file names, `--log-slave-updates`) follows it by
+/// GTID. Strata stops; the primary takes more writes, the replica catches up, the primary
+/// dies and the replica is promoted and written to. Pointed at the replica, a source resuming
+/// by file:position cannot start (the saved file does not exist there); resuming by GTID
+/// carries on, and `strata cdc verify` is equal with every change on the changelog once.
+///
+/// The saved state is also set back to before a batch of changes already on the bus (as a
+/// crash between the bus append and the state save leaves it): the replica sends those
+/// transactions again, and they are recognised by GTID — their binlog positions on the
+/// replica say nothing about the primary's.
+#[test]
+fn cdc_gtid_resume_survives_a_failover_to_a_replica() {
+    let primary = MariaDb::start();
+    let replica = MariaDb::start_with(&[
+        "--server-id=2",
+        "--log-bin=replica-bin",
+        "--log-slave-updates",
+    ]);
+    // The replica starts empty (its own setup statements go, with its binlog) and follows
+    // the primary from its first GTID, by GTID.
+    replica.root_sql(&format!(
+        "DROP DATABASE app; DROP USER cdc@'%'; RESET MASTER; SET GLOBAL gtid_slave_pos = ''; \
+         CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {}, MASTER_USER = 'cdc', \
+         MASTER_PASSWORD = 'secret', MASTER_USE_GTID = slave_pos; START SLAVE;",
+        primary.port
+    ));
+    primary.sql(
+        "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(40), n INT); \
+         INSERT INTO items SELECT seq, CONCAT('item ', seq), 0 FROM seq_1_to_100;",
+    );
+    wait_caught_up(&replica, &primary);
+
+    let env = Env::new();
+    add_source(&env, &primary, &["items"], "keep_changelog = true");
+    let server = env.serve("1s");
+    wait_rows(
+        &env,
+        "SELECT count(*) FROM ods.ods_items",
+        100,
+        Duration::from_secs(60),
+    );
+    // The saved position carries the primary's GTID position.
+    let early = wait_state(&env, "\"phase\": \"stream\"");
+    assert!(early.contains("\"mariadb\": \"0-1-"), "{early}");
+
+    // 80 changes in 3 transactions, on the bus before the (restored) state below.
+    primary.sql(
+        "INSERT INTO items SELECT seq, CONCAT('item ', seq), 0 FROM seq_101_to_150; \
+         UPDATE items SET n = n + 1 WHERE id <= 20; DELETE FROM items WHERE id BETWEEN 91 AND 100;",
+    );
+    if let Err(report) = verify(&env, "60s") {
+        panic!(
+            "verify failed on the primary:\n{report}\n{}",
+            serve_log(&env)
+        );
+    }
+    server.stop();
+    let stopped = state_text(&env);
+    assert!(stopped.contains("\"file\": \"binlog.0000"), "{stopped}");
+
+    // While Strata is down: 65 more changes on the primary, which the replica applies.
+    primary.sql(
+        "INSERT INTO items SELECT seq, CONCAT('item ', seq), 0 FROM seq_151_to_200; \
+         UPDATE items SET n = n + 10 WHERE id BETWEEN 101 AND 110; \
+         DELETE FROM items WHERE id BETWEEN 21 AND 25;",
+    );
+    wait_caught_up(&replica, &primary);
+    let primary_url = primary.url();
+    // Failover: the primary is gone, the replica is promoted and takes 21 changes of its own.
+    drop(primary);
+    replica.root_sql("STOP SLAVE; RESET SLAVE ALL;");
+    replica.sql(
+        "INSERT INTO items SELECT seq, CONCAT('on the replica ', seq), 2 FROM seq_201_to_220; \
+         UPDATE items SET name = 'renamed on the replica' WHERE id = 1;",
+    );
+    let files = replica.root_sql("SHOW BINARY LOGS;");
+    assert!(
+        files.contains("replica-bin.") && !files.contains("binlog.0"),
+        "{files}"
+    );
+
+    // As after a crash right after the 80 changes were appended: the saved state is from
+    // before them.
+    std::fs::write(env.data().join("cdc").join("app.json"), &early).expect("restore state");
+    let config = std::fs::read_to_string(&env.config).expect("config");
+    assert!(config.contains(&primary_url), "{config}");
+    std::fs::write(&env.config, config.replace(&primary_url, &replica.url())).expect("config");
+
+    // By file:position the source cannot resume on the replica: the file is the primary's.
+    cdc::set_source_option(&env, "resume = \"position\"");
+    let server = env.serve("1s");
+    let lost = wait_state(&env, "is no longer on the server");
+    assert!(lost.contains("binlog.0000"), "{lost}");
+    server.stop();
+
+    // By GTID (the default, auto, on MariaDB) it resumes where it stopped.
+    let config = std::fs::read_to_string(&env.config)
+        .expect("config")
+        .replace("resume = \"position\"", "resume = \"auto\"");
+    std::fs::write(&env.config, config).expect("config");
+    let server = env.serve("1s");
+    if let Err(report) = verify(&env, "60s") {
+        panic!(
+            "verify failed after the failover:\n{report}\n{}",
+            serve_log(&env)
+        );
+    }
+    assert!(
+        serve_log(&env).contains("streaming the binlog from a gtid position"),
+        "{}",
+        serve_log(&env)
+    );
+    // Streaming goes on on the new primary, and the saved position is now the replica's.
+    replica.sql("INSERT INTO items VALUES (300, 'after the failover', 3);");
+    if let Err(report) = verify(&env, "60s") {
+        panic!("verify failed streaming on:\n{report}\n{}", serve_log(&env));
+    }
+    // Every change once: 100 snapshot reads + 80 + 65 + 21 + 1, and no key twice.
+    wait_rows(
+        &env,
+        "SELECT count(*) FROM ods.ods_items_changelog",
+        267,
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        env.sql_count("SELECT count(*) - count(DISTINCT id) FROM ods.ods_items"),
+        0
+    );
+    server.stop();
+    let state = state_text(&env);
+    assert!(state.contains("\"file\": \"replica-bin.0000"), "{state}");
+    assert!(state.contains("\"mariadb\": \"0-2-"), "{state}");
+}
+
+/// Removes every `gtid` from the source's state file, as a state saved before GTIDs were
+/// tracked looks.
+fn strip_gtids(env: &Env) {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                map.remove("gtid");
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let path = env.data().join("cdc").join("app.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("state")).expect("json");
+    strip(&mut state);
+    std::fs::write(&path, serde_json::to_vec_pretty(&state).expect("json")).expect("state");
+}
+
+/// A state saved before GTIDs were tracked (file:position only) gets the GTID position of
+/// its binlog coordinates from the server and streams on by GTID; with `resume = "gtid"`, a
+/// GTID position the server's binlog never had (it has not applied what we streamed) is a
+/// lost position, not a silent skip ahead.
+#[test]
+fn cdc_gtid_positions_of_old_states_are_looked_up_and_unknown_ones_are_lost() {
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(40)); \
+         INSERT INTO items SELECT seq, CONCAT('item ', seq) FROM seq_1_to_50;",
+    );
+    let env = Env::new();
+    add_source(&env, &db, &["items"], "keep_changelog = true");
+    let server = env.serve("1s");
+    wait_rows(
+        &env,
+        "SELECT count(*) FROM ods.ods_items",
+        50,
+        Duration::from_secs(60),
+    );
+    server.stop();
+    strip_gtids(&env);
+    assert!(!state_text(&env).contains("gtid"), "{}", state_text(&env));
+    db.sql(
+        "INSERT INTO items VALUES (51, 'while down'); UPDATE items SET name = 'x' WHERE id = 1;",
+    );
+
+    let server = env.serve("1s");
+    if let Err(report) = verify(&env, "60s") {
+        panic!("verify failed:\n{report}\n{}", serve_log(&env));
+    }
+    let log = serve_log(&env);
+    assert!(
+        log.contains("gtid position of the saved binlog position")
+            && log.contains("streaming the binlog from a gtid position"),
+        "{log}"
+    );
+    // 50 snapshot reads + 2 changes, once each.
+    wait_rows(
+        &env,
+        "SELECT count(*) FROM ods.ods_items_changelog",
+        52,
+        Duration::from_secs(30),
+    );
+    server.stop();
+    let state = state_text(&env);
+    assert!(state.contains("\"mariadb\": \"0-1-"), "{state}");
+
+    // A position ahead of everything the server logged, and one from a history the server
+    // does not have (seq 3 of domain 0 was written by server 1, not 7).
+    cdc::set_source_option(&env, "resume = \"gtid\"");
+    let path = env.data().join("cdc").join("app.json");
+    for gtid in ["0-1-999999", "0-7-3"] {
+        std::fs::write(&path, with_gtid_position(&state, gtid)).expect("state");
+        let server = env.serve("1s");
+        let lost = wait_state(&env, "is no longer on the server");
+        assert!(
+            lost.contains(&format!("resuming by GTID after {gtid}"))
+                && lost.contains("which is not in the master's binlog"),
+            "{lost}"
+        );
+        server.stop();
+    }
+}
+
+/// `state` with every `"mariadb": "…"` GTID position replaced by `gtid`.
+fn with_gtid_position(state: &str, gtid: &str) -> String {
+    let key = "\"mariadb\": \"";
+    let mut out = String::new();
+    let mut rest = state;
+    while let Some(at) = rest.find(key) {
+        let value = at + key.len();
+        out.push_str(&rest[..value]);
+        out.push_str(gtid);
+        let end = rest[value..].find('"').expect("closing quote");
+        rest = &rest[value + end..];
+    }
+    out.push_str(rest);
+    out
 }

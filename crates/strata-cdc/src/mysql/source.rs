@@ -8,6 +8,13 @@
 //! then moves to the last boundary flushed. After a crash the stream restarts at the saved
 //! boundary and drops every change whose position is at or before the last change its topic
 //! already holds.
+//!
+//! Resuming (`resume` in the source's config): by binlog file:position, or by GTID position
+//! (`gtid.rs`), which holds on every server of the replication topology, so a source pointed
+//! at a promoted replica after a failover carries on where it stopped. Every boundary saved
+//! carries both when the server has GTIDs. "Already holds" is then decided by GTID as well
+//! (sequence numbers per MariaDB domain / MySQL server UUID), as binlog positions of two
+//! servers cannot be compared.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,19 +25,21 @@ use futures::StreamExt;
 use mysql_async::binlog::events::{EventData, RowsEventData};
 use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
-use mysql_async::prelude::Queryable;
-use mysql_async::{BinlogStreamRequest, Conn, Opts, OptsBuilder, Row as MyRow};
+use mysql_async::binlog::BinlogChecksumAlg;
+use mysql_async::{Conn, Opts, OptsBuilder};
 use strata_bus::Log;
 use strata_core::cdc::{CdcRecord, Change, Op, Row, SourcePosition, TableSchema, Truncate, Value};
 use strata_core::config::{redact_url, OnPositionLost, SnapshotMode, SourceConfig};
 use tokio::sync::watch;
 
 use super::decode::{decode, Origin};
+use super::gtid::{Gtid, Held};
+use super::resume::{held, Cursor, Skip};
 use super::schema::{load_table, SourceTable};
 use super::snapshot::read_chunk;
 use crate::batch::Pending;
 use crate::error::{Error, Result};
-use crate::state::{self, BinlogPos, Phase, SourceState};
+use crate::state::{self, Phase, SourceState};
 use crate::topic::TopicTail;
 
 /// Changes buffered for one transaction before they are flushed early (huge transactions).
@@ -42,12 +51,12 @@ const MARIADB_GTID_EVENT: u8 = 162;
 
 /// A configured MariaDB/MySQL source.
 pub struct MysqlSource {
-    config: SourceConfig,
+    pub(super) config: SourceConfig,
     log: Arc<dyn Log>,
-    state_path: PathBuf,
+    pub(super) state_path: PathBuf,
     opts: Opts,
     database: String,
-    host: String,
+    pub(super) host: String,
 }
 
 impl MysqlSource {
@@ -72,7 +81,7 @@ impl MysqlSource {
         &self.config.name
     }
 
-    fn source_err(&self, what: &str, e: impl std::fmt::Display) -> Error {
+    pub(super) fn source_err(&self, what: &str, e: impl std::fmt::Display) -> Error {
         Error::Source {
             source_name: self.config.name.clone(),
             host: self.host.clone(),
@@ -147,6 +156,7 @@ impl MysqlSource {
                 s
             }
         };
+        self.fill_gtids(&mut conn, &mut state).await?;
         self.plan_resnapshots(&mut conn, &mut state).await?;
         let mut tables = Vec::with_capacity(catalog.len());
         let mut tails = HashMap::new();
@@ -223,32 +233,6 @@ impl MysqlSource {
         state::clear_resync_requests(&self.state_path)
     }
 
-    /// The current end of the binlog.
-    async fn binlog_end(&self, conn: &mut Conn) -> Result<BinlogPos> {
-        let row: Option<MyRow> = match conn.query_first("SHOW MASTER STATUS").await {
-            Ok(r) => r,
-            Err(_) => conn
-                .query_first("SHOW BINARY LOG STATUS")
-                .await
-                .map_err(|e| self.source_err("SHOW MASTER STATUS", e))?,
-        };
-        let Some(row) = row else {
-            return Err(Error::Unsupported {
-                table: self.config.name.clone(),
-                message: format!(
-                    "{} has no binary log: start it with --log-bin --binlog-format=ROW --binlog-row-image=FULL",
-                    self.host
-                ),
-            });
-        };
-        let file: Option<String> = row.get(0);
-        let pos: Option<u64> = row.get(1);
-        match (file, pos) {
-            (Some(file), Some(pos)) => Ok(BinlogPos { file, pos }),
-            _ => Err(self.source_err("SHOW MASTER STATUS", "unexpected answer")),
-        }
-    }
-
     async fn read_tail(&self, topic: &str) -> Result<TopicTail> {
         crate::topic::read_tail(self.log.as_ref(), topic).await
     }
@@ -282,25 +266,7 @@ impl MysqlSource {
         pending: &mut Pending,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<bool> {
-        let conn = self.connect().await?;
-        let file = state.resume.file.clone();
-        let request = BinlogStreamRequest::new(self.config.server_id)
-            .with_filename(file.as_bytes())
-            .with_pos(state.resume.pos);
-        let mut stream = conn.get_binlog_stream(request).await.map_err(|e| {
-            let text = e.to_string();
-            if text.contains("1236") || text.to_lowercase().contains("could not find first log") {
-                Error::PositionLost {
-                    source_name: self.config.name.clone(),
-                    position: state.resume.to_string(),
-                    message: text,
-                    state: self.state_path.display().to_string(),
-                }
-            } else {
-                self.source_err("starting the binlog stream", e)
-            }
-        })?;
-        tracing::info!(source = %self.config.name, position = %state.resume, "streaming the binlog");
+        let (mut stream, server, by_gtid) = self.open_stream(state).await?;
         let by_name: HashMap<String, usize> = tables
             .iter()
             .enumerate()
@@ -309,11 +275,33 @@ impl MysqlSource {
         // A connection for reading a table's schema again after DDL, opened when needed.
         let mut catalog: Option<Conn> = None;
         let mut resync = false;
-        let mut skip_until: HashMap<String, SourcePosition> = tails
+        let mut skip_until: HashMap<String, Skip> = tails
             .into_iter()
-            .filter_map(|(t, tail)| tail.last_streamed.map(|p| (t, p)))
+            .filter_map(|(t, tail)| {
+                let by_gtid = Held::from_tail(
+                    tail.txids.iter().map(String::as_str),
+                    tail.last_txid_changes,
+                );
+                match (by_gtid, tail.last_streamed) {
+                    (Some(held), _) => Some((t, Skip::Gtid(held))),
+                    (None, Some(p)) => Some((t, Skip::Position(p))),
+                    (None, None) => None,
+                }
+            })
             .collect();
-        let mut current_file = state.resume.file.clone();
+        // Where the stream is: the file (the first event names it when resuming by GTID)
+        // and the GTID position after the last transaction (when known).
+        let mut cursor = Cursor {
+            file: state.resume.file.clone(),
+            gtids: state
+                .resume
+                .gtid
+                .clone()
+                .filter(|g| server.gtids && g.is_mariadb() == server.mariadb),
+        };
+        // The first (fake) rotate's name, with checksum bytes when the binlog has them: the
+        // format description after it says.
+        let mut first_rotate: Option<Vec<u8>> = None;
         let mut tx = Transaction::default();
         let mut last_save = Instant::now();
         state.last_error = None;
@@ -348,12 +336,7 @@ impl MysqlSource {
                 Some(Err(e)) => {
                     let text = e.to_string();
                     if text.contains("1236") {
-                        return Err(Error::PositionLost {
-                            source_name: self.config.name.clone(),
-                            position: state.resume.to_string(),
-                            message: text,
-                            state: self.state_path.display().to_string(),
-                        });
+                        return Err(self.lost(state, by_gtid.as_ref(), text));
                     }
                     state::save(&self.state_path, state)?;
                     return Err(self.source_err("reading the binlog", e));
@@ -366,11 +349,19 @@ impl MysqlSource {
                 if d.len() >= 12 {
                     let seq = u64::from_le_bytes(d[0..8].try_into().unwrap_or_default());
                     let domain = u32::from_le_bytes(d[8..12].try_into().unwrap_or_default());
-                    tx.gtid = Some(format!("{domain}-{}-{seq}", header.server_id()));
+                    tx.gtid = Some(Gtid::Mariadb {
+                        domain,
+                        server: header.server_id(),
+                        seq,
+                    });
                 }
                 tx.ts = header.timestamp() as i64 * 1_000_000;
                 continue;
             }
+            let checksummed = matches!(
+                event.footer().get_checksum_alg(),
+                Ok(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32))
+            );
             let data = match event.read_data() {
                 Ok(Some(d)) => d,
                 Ok(None) => continue,
@@ -378,7 +369,8 @@ impl MysqlSource {
                     return Err(Error::Unsupported {
                         table: self.config.name.clone(),
                         message: format!(
-                            "undecodable binlog event at {current_file}:{log_pos}: {e}"
+                            "undecodable binlog event at {}:{log_pos}: {e}",
+                            cursor.file
                         ),
                     })
                 }
@@ -388,15 +380,31 @@ impl MysqlSource {
                 // name arrives with checksum bytes attached: ignore it). A real rotate starts
                 // the next file, between transactions.
                 EventData::RotateEvent(r) if log_pos != 0 && !r.is_fake() => {
-                    current_file = binlog_file_name(&r.name());
-                    let next_file = BinlogPos {
-                        file: current_file.clone(),
-                        pos: r.position(),
-                    };
+                    cursor.file = binlog_file_name(&r.name());
+                    let next_file = cursor.at(r.position());
                     pending.pass(next_file, state);
                 }
+                EventData::RotateEvent(r) if by_gtid.is_some() => {
+                    first_rotate = Some(r.name_raw().to_vec())
+                }
+                EventData::FormatDescriptionEvent(_) => {
+                    // Resuming by GTID, the server picks the file: the fake rotate names it.
+                    if let Some(mut raw) = first_rotate.take() {
+                        if checksummed && raw.len() > 4 {
+                            raw.truncate(raw.len() - 4);
+                        }
+                        let name = binlog_file_name(&String::from_utf8_lossy(&raw));
+                        if name != cursor.file {
+                            tracing::info!(source = %self.config.name, file = %name, "streaming from binlog file");
+                        }
+                        cursor.file = name;
+                    }
+                }
                 EventData::GtidEvent(g) => {
-                    tx.gtid = Some(format!("{}:{}", uuid_text(&g.sid()), g.gno()));
+                    tx.gtid = Some(Gtid::Mysql {
+                        uuid: g.sid(),
+                        gno: g.gno(),
+                    });
                     tx.ts = header.timestamp() as i64 * 1_000_000;
                 }
                 EventData::QueryEvent(q) => {
@@ -412,7 +420,7 @@ impl MysqlSource {
                         // topic, before the boundary moves past it.
                         if !query.eq_ignore_ascii_case("COMMIT") {
                             let at = SourcePosition {
-                                file: current_file.clone(),
+                                file: cursor.file.clone(),
                                 pos: log_pos,
                                 row: 0,
                                 snapshot: false,
@@ -423,7 +431,7 @@ impl MysqlSource {
                                 if state.stopped(&name).is_some() {
                                     continue;
                                 }
-                                if skip_until.get(&name).is_some_and(|last| &at <= last) {
+                                if held(skip_until.get(&name), &at, tx.gtid.as_ref(), 0) {
                                     continue;
                                 }
                                 let topic = self.config.topic(&name);
@@ -460,11 +468,11 @@ impl MysqlSource {
                                 }
                             }
                         }
-                        self.commit_tx(&mut tx, None, pending, state, &current_file, log_pos);
+                        self.commit_tx(&mut tx, None, pending, state, &mut cursor, log_pos);
                     }
                 }
                 EventData::XidEvent(x) => {
-                    self.commit_tx(&mut tx, Some(x.xid), pending, state, &current_file, log_pos);
+                    self.commit_tx(&mut tx, Some(x.xid), pending, state, &mut cursor, log_pos);
                 }
                 EventData::RowsEvent(rows) => {
                     let Some(tme) = stream.get_tme(rows.table_id()) else {
@@ -482,14 +490,14 @@ impl MysqlSource {
                     }
                     let table = &tables[index];
                     let first = SourcePosition {
-                        file: current_file.clone(),
+                        file: cursor.file.clone(),
                         pos: log_pos,
                         row: 0,
                         snapshot: false,
                     };
-                    let already = skip_until
-                        .get(&table_name)
-                        .is_some_and(|last| &first <= last);
+                    let in_tx = tx.rows.get(&table_name).copied().unwrap_or(0);
+                    let already =
+                        held(skip_until.get(&table_name), &first, tx.gtid.as_ref(), in_tx);
                     if !already && tme.columns_count() as usize != table.columns.len() {
                         // The rows do not have the columns of the schema we know: it changed
                         // again later in the binlog than the server's schema shows.
@@ -517,19 +525,33 @@ impl MysqlSource {
                     for (i, pair) in rows.rows(tme).enumerate() {
                         let (before, after) = pair.map_err(|e| Error::Unsupported {
                             table: table_name.clone(),
-                            message: format!("bad row at {current_file}:{log_pos}: {e}"),
+                            message: format!("bad row at {}:{log_pos}: {e}", cursor.file),
                         })?;
                         let position = SourcePosition {
-                            file: current_file.clone(),
+                            file: cursor.file.clone(),
                             pos: log_pos,
                             row: i as u64,
                             snapshot: false,
                         };
-                        if let Some(last) = skip_until.get(&table_name) {
-                            if &position <= last {
+                        let in_tx = match tx.rows.get_mut(&table_name) {
+                            Some(n) => {
+                                *n += 1;
+                                *n - 1
+                            }
+                            None => {
+                                tx.rows.insert(table_name.clone(), 1);
+                                0
+                            }
+                        };
+                        match skip_until.get(&table_name) {
+                            Some(skip) if held(Some(skip), &position, tx.gtid.as_ref(), in_tx) => {
                                 continue;
                             }
-                            skip_until.remove(&table_name);
+                            // By position, everything after the first change not held is new.
+                            Some(Skip::Position(_)) => {
+                                skip_until.remove(&table_name);
+                            }
+                            _ => {}
                         }
                         let before = before.map(|r| image(table, r)).transpose()?;
                         let after = after.map(|r| image(table, r)).transpose()?;
@@ -588,21 +610,21 @@ impl MysqlSource {
         state.tables.entry(table.to_string()).or_default().error = Some(message);
     }
 
-    /// The transaction's commit reached at `file:log_pos`: its changes join the pending
-    /// flush with that boundary.
+    /// The transaction's commit reached at `log_pos` of the cursor's file: its GTID joins
+    /// the cursor's GTID position, and its changes the pending flush with that boundary.
     fn commit_tx(
         &self,
         tx: &mut Transaction,
         xid: Option<u64>,
         pending: &mut Pending,
         state: &mut SourceState,
-        file: &str,
+        cursor: &mut Cursor,
         log_pos: u64,
     ) {
-        let boundary = BinlogPos {
-            file: file.to_string(),
-            pos: log_pos,
-        };
+        if let (Some(gtids), Some(g)) = (&mut cursor.gtids, &tx.gtid) {
+            gtids.apply(g);
+        }
+        let boundary = cursor.at(log_pos);
         let mut records = self.records(tx, xid);
         records.append(&mut tx.extra);
         if records.is_empty() {
@@ -615,7 +637,10 @@ impl MysqlSource {
 
     /// Takes the buffered changes of `tx` as `(topic, record)` with the transaction id.
     fn records(&self, tx: &mut Transaction, xid: Option<u64>) -> Vec<(String, CdcRecord)> {
-        let txid = tx.gtid.clone().or_else(|| xid.map(|x| format!("xid:{x}")));
+        let txid = tx
+            .gtid
+            .map(|g| g.to_string())
+            .or_else(|| xid.map(|x| format!("xid:{x}")));
         tx.changes
             .drain(..)
             .map(|(table, mut change)| {
@@ -641,22 +666,6 @@ fn binlog_file_name(raw: &str) -> String {
         }
         None => raw.chars().take_while(char::is_ascii_graphic).collect(),
     }
-}
-
-/// A MySQL server UUID in its usual spelling.
-fn uuid_text(sid: &[u8]) -> String {
-    let hex: String = sid.iter().map(|b| format!("{b:02x}")).collect();
-    if hex.len() != 32 {
-        return hex;
-    }
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
 }
 
 /// Connection options (session in UTC, utf8mb4), the database and `host:port`.
@@ -703,9 +712,12 @@ pub async fn read_tables(
 
 #[derive(Default)]
 struct Transaction {
-    gtid: Option<String>,
+    gtid: Option<Gtid>,
     ts: i64,
     changes: Vec<(String, Change)>,
+    /// Row changes per table read so far (held or not), to place a huge transaction that is
+    /// on its topic in part.
+    rows: HashMap<String, u64>,
     /// Schema records and truncates from DDL, after the changes.
     extra: Vec<(String, CdcRecord)>,
 }

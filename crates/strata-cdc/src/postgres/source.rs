@@ -99,10 +99,7 @@ impl crate::snapshot::ChunkReader for Chunks<'_> {
 
 /// `(lsn, position)` of a slot: where the server will next decode from.
 fn pos_of(lsn: u64) -> BinlogPos {
-    BinlogPos {
-        file: lsn_text(lsn),
-        pos: lsn,
-    }
+    BinlogPos::at(lsn_text(lsn), lsn)
 }
 
 impl PostgresSource {
