@@ -248,6 +248,15 @@ async fn strata_run(
     .await?;
     let lag_samples = sampler.await.unwrap_or_default();
     report_load(&label, &load);
+    if args.only.is_some() {
+        // Profiling one configuration: keep the server's own view of the run (request and
+        // fsync histograms) beside what the client measured.
+        let mut conn = Conn::connect(addr).await?;
+        let (_, metrics) = conn.get("/metrics").await?;
+        let path = std::env::temp_dir().join("ingest-bench-metrics.txt");
+        std::fs::write(&path, metrics)?;
+        eprintln!("server metrics after the load: {}", path.display());
+    }
 
     // Drain: how long until the lake holds everything acknowledged.
     let drain_start = Instant::now();

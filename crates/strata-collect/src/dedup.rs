@@ -5,8 +5,8 @@
 //! On startup the set is warmed from the tail of the `events` topic, so a client retrying
 //! across a collector restart is not counted twice.
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::collections::{hash_map, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -38,20 +38,56 @@ pub struct Dedup {
     inner: Mutex<Inner>,
 }
 
-#[derive(Default)]
 struct Inner {
     /// Key → time it was recorded (epoch µs).
-    seen: HashMap<Key, i64>,
+    seen: HashMap<Key, i64, BuildHasherDefault<KeyHasher>>,
     /// Insertion order, for eviction. May hold stale entries (re-recorded keys).
     order: VecDeque<(Key, i64)>,
 }
 
+/// Most entries allocated up front; past this the map grows as it fills.
+const PREALLOCATE_MAX: usize = 4 << 20;
+
+/// A [`Key`] is already a uniform hash: the map uses its bits as they are instead of hashing
+/// them again (one SipHash less per lookup).
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u128` keys are hashed here; fold anything else in so the hasher stays correct.
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_u128(&mut self, k: u128) {
+        self.0 ^= (k as u64) ^ ((k >> 64) as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 impl Dedup {
     pub fn new(window: Duration, capacity: usize) -> Self {
+        let preallocate = if window.is_zero() {
+            0
+        } else {
+            capacity.min(PREALLOCATE_MAX)
+        };
         Self {
             window_micros: i64::try_from(window.as_micros()).unwrap_or(i64::MAX),
             capacity,
-            inner: Mutex::new(Inner::default()),
+            // Allocated once: growing a map of millions of entries rehashes all of them and
+            // faults in fresh pages while requests wait.
+            inner: Mutex::new(Inner {
+                seen: HashMap::with_capacity_and_hasher(preallocate, BuildHasherDefault::default()),
+                order: VecDeque::with_capacity(preallocate),
+            }),
         }
     }
 
@@ -91,8 +127,10 @@ impl Dedup {
             }
             inner.order.pop_front();
             // Only forget the key if this entry is its latest recording.
-            if inner.seen.get(&k) == Some(&t) {
-                inner.seen.remove(&k);
+            if let hash_map::Entry::Occupied(e) = inner.seen.entry(k) {
+                if *e.get() == t {
+                    e.remove();
+                }
             }
         }
     }
