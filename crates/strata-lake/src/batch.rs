@@ -79,28 +79,90 @@ pub struct EventColumns {
     bus_offset: Int64Builder,
 }
 
+/// String columns of `ods.ods_event` before the tail: `message_id` to `previous_id`.
+const HEAD_STRINGS: usize = 9;
+
+/// How large a group's builders grew before their last flush. The next group of the same
+/// event type starts at that size, so a busy stream's builders are allocated once per flush
+/// instead of doubling (copying, and faulting in fresh pages) a dozen times on the way.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct SizeHint {
+    rows: usize,
+    bytes: [usize; HEAD_STRINGS + TAIL_STRINGS],
+}
+
+impl Default for SizeHint {
+    fn default() -> Self {
+        // The first buffer of an event type: small, with typical widths for the ids.
+        let rows = 1024;
+        let mut bytes = [0; HEAD_STRINGS + TAIL_STRINGS];
+        bytes[..7].copy_from_slice(&[36, 8, 8, 16, 16, 16, 16].map(|w| w * rows));
+        SizeHint { rows, bytes }
+    }
+}
+
+impl SizeHint {
+    /// The larger of two hints, column by column.
+    fn max(self, other: SizeHint) -> SizeHint {
+        let mut bytes = self.bytes;
+        for (b, o) in bytes.iter_mut().zip(other.bytes) {
+            *b = (*b).max(o);
+        }
+        SizeHint {
+            rows: self.rows.max(other.rows),
+            bytes,
+        }
+    }
+}
+
 impl EventColumns {
-    fn new() -> Self {
-        let cap = 1024;
+    fn new(hint: &SizeHint) -> Self {
+        // A little slack: the next flush's buffer is rarely exactly as large as the last one.
+        let grow = |n: usize| n + n / 8;
+        let cap = grow(hint.rows);
+        let string = |i: usize| StringBuilder::with_capacity(cap, grow(hint.bytes[i]));
         EventColumns {
-            message_id: StringBuilder::with_capacity(cap, cap * 36),
-            app: StringBuilder::with_capacity(cap, cap * 8),
-            kind: StringBuilder::with_capacity(cap, cap * 8),
-            event: StringBuilder::with_capacity(cap, cap * 16),
-            event_type: StringBuilder::with_capacity(cap, cap * 16),
-            user_id: StringBuilder::with_capacity(cap, cap * 16),
-            anonymous_id: StringBuilder::with_capacity(cap, cap * 16),
-            group_id: StringBuilder::new(),
-            previous_id: StringBuilder::new(),
+            message_id: string(0),
+            app: string(1),
+            kind: string(2),
+            event: string(3),
+            event_type: string(4),
+            user_id: string(5),
+            anonymous_id: string(6),
+            group_id: string(7),
+            previous_id: string(8),
             client_ts: ts_builder(cap),
             sent_at: ts_builder(cap),
             server_ts: ts_builder(cap),
             event_ts: ts_builder(cap),
             dt: Date32Builder::with_capacity(cap),
             hr: Int32Builder::with_capacity(cap),
-            tail: std::array::from_fn(|_| StringBuilder::new()),
+            tail: std::array::from_fn(|i| string(HEAD_STRINGS + i)),
             bus_partition: Int32Builder::with_capacity(cap),
             bus_offset: Int64Builder::with_capacity(cap),
+        }
+    }
+
+    /// The sizes these builders reached.
+    fn size_hint(&self) -> SizeHint {
+        let head = [
+            &self.message_id,
+            &self.app,
+            &self.kind,
+            &self.event,
+            &self.event_type,
+            &self.user_id,
+            &self.anonymous_id,
+            &self.group_id,
+            &self.previous_id,
+        ];
+        let mut bytes = [0; HEAD_STRINGS + TAIL_STRINGS];
+        for (b, builder) in bytes.iter_mut().zip(head.into_iter().chain(&self.tail)) {
+            *b = builder.values_slice().len();
+        }
+        SizeHint {
+            rows: ArrayBuilder::len(&self.bus_offset),
+            bytes,
         }
     }
 
@@ -277,6 +339,8 @@ impl<'a> From<&'a Rejected> for RejectedRow<'a> {
 pub struct EventBuffer {
     groups: HashMap<(i32, i32), HashMap<String, EventColumns>>,
     rows: usize,
+    /// Per event type, the largest group of the last flush that had one.
+    hints: HashMap<String, SizeHint>,
 }
 
 impl EventBuffer {
@@ -291,9 +355,12 @@ impl EventBuffer {
         let by_type = self.groups.entry(key).or_default();
         let columns = match by_type.get_mut(et) {
             Some(c) => c,
-            None => by_type
-                .entry(et.to_string())
-                .or_insert_with(EventColumns::new),
+            None => {
+                let hint = self.hints.get(et).copied().unwrap_or_default();
+                by_type
+                    .entry(et.to_string())
+                    .or_insert_with(|| EventColumns::new(&hint))
+            }
         };
         columns.push(e, et, at);
         self.rows += 1;
@@ -303,15 +370,29 @@ impl EventBuffer {
         self.rows
     }
 
+    /// Rows and `message_id` bytes the next group of `event_type` starts with room for.
+    #[cfg(test)]
+    pub(crate) fn hint(&self, event_type: &str) -> Option<(usize, usize)> {
+        self.hints.get(event_type).map(|h| (h.rows, h.bytes[0]))
+    }
+
     /// Empties the buffer into `(partition value, columns)` groups, in a stable order.
     pub fn take_groups(&mut self) -> Vec<(Struct, EventColumns)> {
         self.rows = 0;
         let mut out: Vec<((i32, i32, String), EventColumns)> = Vec::new();
+        let mut hints: HashMap<String, SizeHint> = HashMap::new();
         for ((dt, hr), by_type) in std::mem::take(&mut self.groups) {
             for (et, columns) in by_type {
+                let hint = columns.size_hint();
+                hints
+                    .entry(et.clone())
+                    .and_modify(|h| *h = h.max(hint))
+                    .or_insert(hint);
                 out.push(((dt, hr, et), columns));
             }
         }
+        // Types that did not come this time are forgotten: a hint only lives one flush.
+        self.hints = hints;
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out.into_iter()
             .map(|((dt, hr, et), columns)| {

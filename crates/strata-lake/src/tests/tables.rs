@@ -337,3 +337,26 @@ async fn open_adds_missing_table_properties() {
         Some("0")
     );
 }
+
+#[test]
+fn buffers_start_as_large_as_the_last_flush_of_their_event_type() {
+    let mut buf = EventBuffer::default();
+    for i in 0..3 {
+        buf.push(&event(i, "Signed Up", 0), at(i as u64));
+    }
+    for i in 3..5 {
+        buf.push(&event(i, "Signed Up", 1), at(i as u64));
+    }
+    buf.push(&event(5, "Followed", 0), at(5));
+    assert_eq!(buf.hint("Signed Up"), None);
+    let id_bytes = event(0, "Signed Up", 0).message_id.len();
+    assert_eq!(buf.take_groups().len(), 3);
+    // The larger of the two hours' groups.
+    assert_eq!(buf.hint("Signed Up"), Some((3, 3 * id_bytes)));
+    assert_eq!(buf.hint("Followed"), Some((1, id_bytes)));
+    // A flush without an event type forgets its hint.
+    buf.push(&event(6, "Followed", 0), at(6));
+    buf.take_groups();
+    assert_eq!(buf.hint("Signed Up"), None);
+    assert_eq!(buf.hint("Followed"), Some((1, id_bytes)));
+}
