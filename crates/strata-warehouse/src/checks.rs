@@ -271,6 +271,7 @@ async fn evaluate(
             let shared = match repeated_hashes(session, &hashes).await? {
                 Some(n) => n as f64,
                 None => {
+                    tracing::info!(table = %table, "unique check: one hash per row does not fit in the query memory pool; grouping the hashes in SQL (it can spill)");
                     count(format!(
                         "SELECT count(*) FROM (SELECT h FROM ({hashes}) k GROUP BY h HAVING count(*) > 1) d"
                     ))

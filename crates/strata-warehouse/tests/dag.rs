@@ -661,3 +661,53 @@ async fn sentinel_waits_for_cdc_tables_to_catch_up() {
     sentinel(&lake, &inputs, Duration::ZERO).await.unwrap();
     log.close().await.unwrap();
 }
+
+/// When the memory pool cannot hold 8 bytes per row for the sorted-hash pass, the `unique`
+/// check groups the keys in SQL instead (which can spill), and still counts exactly.
+#[tokio::test]
+async fn unique_checks_count_exactly_when_the_hashes_do_not_fit_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = strata_core::Config::default();
+    config.data.dir = dir.path().join("data");
+    // 1,000,000 hashes need 8 MB; the whole pool is 4 MiB, enough for the GROUP BY to spill.
+    config.lake.query_memory_limit = 4 << 20;
+    let lake = Lake::open(&config).await.unwrap();
+    SqlSession::new(&lake)
+        .await
+        .unwrap()
+        .run(
+            "CREATE TABLE ods.many (k BIGINT, dt DATE);
+             INSERT INTO ods.many SELECT value % 999993, DATE '2026-11-20'
+               FROM generate_series(0, 999999)",
+        )
+        .await
+        .unwrap();
+    let root = dir.path().join("project");
+    write(
+        &root,
+        "models/dwd/dwd_many.sql",
+        r#"/*
+materialized = "incremental"
+partition_by = "dt"
+[[checks]]
+type = "unique"
+name = "k"
+columns = ["k"]
+severity = "warn"
+*/
+SELECT k, dt FROM ods.many WHERE dt = $run_date
+"#,
+    );
+    let p = Project::load(&root, &existing(&lake).await).unwrap();
+    let r = run(&lake, &p, &opts("2026-11-20")).await.unwrap();
+    let checks: Vec<(String, String)> = r.models[0]
+        .checks
+        .iter()
+        .map(|c| (c.status.to_string(), c.observed.clone()))
+        .collect();
+    // Keys 0..=6 occur twice (999,993 + 7 = 1,000,000 rows).
+    assert_eq!(
+        checks,
+        [("fail".to_string(), "7 duplicated keys".to_string())]
+    );
+}
