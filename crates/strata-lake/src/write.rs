@@ -32,6 +32,7 @@ use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use iceberg::TableIdent;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use strata_bus::Offsets;
 
 use crate::error::{Error, Result};
@@ -265,11 +266,20 @@ pub async fn write_stream(
     Ok((files, rows))
 }
 
-/// Parquet settings of every data file Strata writes (zstd at its default level).
+/// Columns whose values are (nearly) all distinct wherever they occur: event ids and the JSON
+/// text of `ods.ods_event`. A dictionary never pays off for them; building one costs an
+/// interner lookup per value until the dictionary page overflows and the writer falls back.
+const NO_DICTIONARY: [&str; 4] = ["message_id", "context", "properties", "traits"];
+
+/// Parquet settings of every data file Strata writes (zstd at its default level; no
+/// dictionary for [`NO_DICTIONARY`] columns).
 pub fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .build()
+    let mut props =
+        WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default()));
+    for column in NO_DICTIONARY {
+        props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    }
+    props.build()
 }
 
 /// Data file writers for `table`: zstd Parquet rolled at the target size, under a fresh
