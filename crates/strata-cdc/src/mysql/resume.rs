@@ -136,11 +136,7 @@ impl MysqlSource {
 
     /// The GTID position to resume from, per the `resume` setting (None: by file:position).
     fn gtid_start(&self, server: Server, state: &SourceState) -> Result<Option<GtidState>> {
-        let usable = state
-            .resume
-            .gtid
-            .as_ref()
-            .filter(|g| server.gtids && g.is_mariadb() == server.mariadb);
+        let usable = state.resume.gtid.as_ref().filter(|g| server.accepts(g));
         match self.config.resume {
             ResumeMode::Position => Ok(None),
             ResumeMode::Auto => Ok(usable.filter(|g| !g.is_empty()).cloned()),
@@ -226,6 +222,14 @@ pub(super) struct Server {
     pub mariadb: bool,
     /// Whether it logs GTIDs (MariaDB: always; MySQL: gtid_mode = ON).
     pub gtids: bool,
+}
+
+impl Server {
+    /// Whether a saved GTID position can place a stream from this server: it logs GTIDs,
+    /// and of the same kind (MariaDB domain positions or MySQL sets).
+    pub fn accepts(&self, g: &GtidState) -> bool {
+        self.gtids && g.is_mariadb() == self.mariadb
+    }
 }
 
 /// Where the stream is: the binlog file being read, and the GTID position after the last

@@ -293,11 +293,7 @@ impl MysqlSource {
         // and the GTID position after the last transaction (when known).
         let mut cursor = Cursor {
             file: state.resume.file.clone(),
-            gtids: state
-                .resume
-                .gtid
-                .clone()
-                .filter(|g| server.gtids && g.is_mariadb() == server.mariadb),
+            gtids: state.resume.gtid.clone().filter(|g| server.accepts(g)),
         };
         // The first (fake) rotate's name, with checksum bytes when the binlog has them: the
         // format description after it says.
