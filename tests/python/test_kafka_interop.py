@@ -115,6 +115,9 @@ def test_confluent_kafka_reads_strata_events(tmp_path, broker):
     text = open(s.config).read()
     text = text.replace('kind = "embedded"', 'kind = "kafka"', 1)
     text = text.replace('brokers = ""', f'brokers = "{broker}"', 1)
+    # For consumers outside Strata: JSON records instead of the binary default (ADR 0027).
+    assert 'record_format = "binary"' in text
+    text = text.replace('record_format = "binary"', 'record_format = "json"', 1)
     open(s.config, "w").write(text)
     s.start()
     try:

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use strata_bus::Log;
 use strata_core::event::EVENTS_TOPIC;
-use strata_core::BusRecord;
+use strata_core::BusRecordView;
 
 use crate::error::Result;
 
@@ -180,7 +180,7 @@ impl Dedup {
                     if r.timestamp_ms < horizon_ms {
                         continue;
                     }
-                    if let Ok(BusRecord::Event(e)) = BusRecord::from_json(&r.value) {
+                    if let Ok(BusRecordView::Event(e)) = BusRecordView::decode(&r.value) {
                         found.push((r.timestamp_ms * 1000, key(&e.app, &e.message_id)));
                     }
                 }

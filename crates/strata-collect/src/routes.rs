@@ -303,8 +303,7 @@ impl Collector {
                         continue;
                     }
                     new_keys.push(k);
-                    // The event's JSON text fields come from the request serde_json parsed.
-                    let value = encode_collected_event(&event);
+                    let value = encode_collected_event(&event, self.config.bus.record_format);
                     (Bytes::from(partition_key(&event).to_owned()), value)
                 }
                 Err(rejected) => {

@@ -537,11 +537,23 @@ pub enum BusKind {
     Kafka,
 }
 
+/// How the collector encodes events on the bus (ADR 0027). Readers take either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordFormat {
+    /// Lengths and bytes: about 60 % of the JSON, read back without a parser.
+    Binary,
+    /// `{"k":"e","v":{…}}`, for consumers of a Kafka `events` topic outside Strata.
+    Json,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BusConfig {
     /// `embedded` (segment log under `<data>/bus`) or `kafka` (the brokers at `brokers`).
     pub kind: BusKind,
+    /// Encoding of the events the collector appends to the `events` topic.
+    pub record_format: RecordFormat,
     /// Partitions of the `events` topic (keyed by user id, else anonymous id). With Kafka:
     /// the partition count of the `events` topic when Strata creates it.
     pub partitions: u32,
@@ -607,6 +619,7 @@ impl Default for BusConfig {
     fn default() -> Self {
         Self {
             kind: BusKind::Embedded,
+            record_format: RecordFormat::Binary,
             partitions: 4,
             segment_bytes: 128 * 1024 * 1024,
             group_commit_window: Duration::from_millis(2),

@@ -2,17 +2,23 @@
 //! [`Rejected`] payload with the reason it was refused. The collector produces them; the lake
 //! sink turns them into rows of `ods.ods_event` and `ods.ods_event_rejected`.
 //!
-//! On the bus a record's value is the JSON of [`BusRecord`]; its key is the user id (else the
-//! anonymous id) so one user's events stay in order within a partition. `context`,
-//! `properties` and `traits` travel as nested JSON (not as escaped strings): the collector
-//! writes the client's text verbatim and the sink reads it back verbatim, which saves escaping
-//! and unescaping every quote of every event (the collector's biggest cost before). Records
-//! written by older versions, with these fields as strings, still read (see `event_codec.rs`).
+//! A record's key is the user id (else the anonymous id) so one user's events stay in order
+//! within a partition. Its value is one of two encodings ([`RecordFormat`], `bus.record_format`),
+//! told apart by the first byte, so a topic may hold both and every reader takes either:
+//! - `binary` (the default, ADR 0027): an event as lengths and bytes (`event_binary.rs`), about
+//!   60 % of its JSON and read back without a parser;
+//! - `json`: `{"k":"e","v":{…}}` (`event_codec.rs`), for consumers outside Strata.
+//!   `context`, `properties` and `traits` are nested JSON, not escaped strings; records written
+//!   by older versions, with these fields as strings, still read.
+//!
+//! Dead-letter records are always JSON: they are rare, and their raw payload is for people.
 
 use serde::{Deserialize, Serialize};
 
 use std::borrow::Cow;
 
+use crate::config::RecordFormat;
+use crate::event_binary;
 use crate::event_codec::{self, cow_str, json_text, json_text_view, opt_cow_str, Text};
 
 /// The bus topic that carries collected events.
@@ -191,6 +197,60 @@ impl Event {
     }
 }
 
+impl EventView<'_> {
+    /// The event with its own strings.
+    pub fn into_owned(self) -> Event {
+        let own = |v: Option<Cow<'_, str>>| v.map(Cow::into_owned);
+        Event {
+            message_id: self.message_id.into_owned(),
+            app: self.app.into_owned(),
+            kind: self.kind.into_owned(),
+            event: own(self.event),
+            user_id: own(self.user_id),
+            anonymous_id: own(self.anonymous_id),
+            group_id: own(self.group_id),
+            previous_id: own(self.previous_id),
+            client_ts: self.client_ts,
+            sent_at: self.sent_at,
+            server_ts: self.server_ts,
+            event_ts: self.event_ts,
+            ip: own(self.ip),
+            country: own(self.country),
+            region: own(self.region),
+            city: own(self.city),
+            user_agent: own(self.user_agent),
+            os: own(self.os),
+            os_version: own(self.os_version),
+            browser: own(self.browser),
+            browser_version: own(self.browser_version),
+            device: own(self.device),
+            app_version: own(self.app_version),
+            library_name: own(self.library_name),
+            library_version: own(self.library_version),
+            locale: own(self.locale),
+            timezone: own(self.timezone),
+            page_url: own(self.page_url),
+            page_path: own(self.page_path),
+            referrer: own(self.referrer),
+            context: own(self.context),
+            properties: own(self.properties),
+            traits: own(self.traits),
+        }
+    }
+}
+
+/// Why a bus record could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError(pub String);
+
+impl std::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RecordError {}
+
 /// [`BusRecord`] decoded without copying an event's strings.
 // The view lives on the stack for one record at a time; boxing the large variant would add an
 // allocation per event on the sink's hot path.
@@ -205,8 +265,12 @@ pub enum BusRecordView<'a> {
 }
 
 impl<'a> BusRecordView<'a> {
-    pub fn from_json(bytes: &'a [u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(bytes)
+    /// Reads a record of either format.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, RecordError> {
+        if bytes.first() == Some(&event_binary::MAGIC) {
+            return event_binary::decode(bytes).map(BusRecordView::Event);
+        }
+        serde_json::from_slice(bytes).map_err(|e| RecordError(e.to_string()))
     }
 }
 
@@ -244,9 +308,17 @@ impl BusRecord {
         }
     }
 
-    /// The record as it goes on the bus. Events are written by a hand-rolled encoder (the
-    /// collector's hot path); it produces what the derived `Serialize` would, except that JSON
-    /// text fields are nested and `None` fields are left out.
+    /// The record as it goes on the bus, events in `format` (dead letters are always JSON).
+    pub fn encode(&self, format: RecordFormat) -> Vec<u8> {
+        match (self, format) {
+            (BusRecord::Event(e), RecordFormat::Binary) => event_binary::encode(&e.view()),
+            _ => self.to_json(),
+        }
+    }
+
+    /// The record as JSON. Events are written by a hand-rolled encoder; it produces what the
+    /// derived `Serialize` would, except that JSON text fields are nested and `None` fields are
+    /// left out.
     pub fn to_json(&self) -> Vec<u8> {
         match self {
             BusRecord::Event(e) => event_codec::encode_event(&e.view(), Text::Checked),
@@ -255,8 +327,12 @@ impl BusRecord {
         }
     }
 
-    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(bytes)
+    /// Reads a record of either format.
+    pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
+        Ok(match BusRecordView::decode(bytes)? {
+            BusRecordView::Event(e) => BusRecord::Event(Box::new(e.into_owned())),
+            BusRecordView::Rejected(r) => BusRecord::Rejected(r),
+        })
     }
 }
 
@@ -268,12 +344,15 @@ pub fn partition_key(e: &Event) -> &str {
         .unwrap_or(&e.message_id)
 }
 
-/// [`BusRecord::to_json`] of an event whose `context`, `properties` and `traits` are known
-/// to be valid JSON text (the collector takes them from a request it has parsed), skipping
-/// the check that `to_json` makes. Invalid text here would make the record undecodable; the
-/// lake sink would then keep it in `ods.ods_event_rejected` rather than lose it.
-pub fn encode_collected_event(event: &Event) -> Vec<u8> {
-    event_codec::encode_event(&event.view(), Text::KnownValid)
+/// [`BusRecord::encode`] of an event the collector built. In JSON its `context`, `properties`
+/// and `traits` are nested unchecked: they come from a request serde_json has parsed. (Invalid
+/// text there would make the record undecodable; the lake sink would then keep it in
+/// `ods.ods_event_rejected` rather than lose it.)
+pub fn encode_collected_event(event: &Event, format: RecordFormat) -> Vec<u8> {
+    match format {
+        RecordFormat::Binary => event_binary::encode(&event.view()),
+        RecordFormat::Json => event_codec::encode_event(&event.view(), Text::KnownValid),
+    }
 }
 
 #[cfg(test)]
@@ -289,13 +368,20 @@ mod tests {
             properties: Some("{\"x\":1}".into()),
             ..Default::default()
         }));
-        let back = BusRecord::from_json(&e.to_json()).unwrap();
-        assert_eq!(back, e);
-        assert_eq!(back.key(), "a1");
         let r = BusRecord::Rejected(Box::new(Rejected {
             reason: "bad".into(),
             ..Default::default()
         }));
-        assert_eq!(BusRecord::from_json(&r.to_json()).unwrap(), r);
+        for format in [RecordFormat::Binary, RecordFormat::Json] {
+            let back = BusRecord::decode(&e.encode(format)).unwrap();
+            assert_eq!(back, e, "{format:?}");
+            assert_eq!(back.key(), "a1");
+            assert_eq!(BusRecord::decode(&r.encode(format)).unwrap(), r);
+        }
+        // The formats are what they say.
+        assert_eq!(e.encode(RecordFormat::Json), e.to_json());
+        assert_eq!(e.encode(RecordFormat::Binary)[0], event_binary::MAGIC);
+        assert!(BusRecord::decode(b"\xE1").is_err());
+        assert!(BusRecord::decode(b"{").is_err());
     }
 }

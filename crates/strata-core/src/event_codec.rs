@@ -271,11 +271,11 @@ fn escaped(buf: &mut Vec<u8>, value: &str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::event::BusRecord;
 
-    fn full() -> Event {
+    pub(crate) fn full() -> Event {
         let s = |v: &str| Some(v.to_string());
         Event {
             message_id: "m-1".into(),
@@ -336,7 +336,7 @@ mod tests {
     #[test]
     fn round_trips_exactly() {
         let e = full();
-        let back = BusRecord::from_json(&encode_event(&e.view(), Text::Checked)).unwrap();
+        let back = BusRecord::decode(&encode_event(&e.view(), Text::Checked)).unwrap();
         assert_eq!(back, BusRecord::Event(Box::new(e)));
     }
 
@@ -345,7 +345,7 @@ mod tests {
         let e = full();
         let json = encode_event(&e.view(), Text::Checked);
         let crate::event::BusRecordView::Event(v) =
-            crate::event::BusRecordView::from_json(&json).unwrap()
+            crate::event::BusRecordView::decode(&json).unwrap()
         else {
             panic!("not an event");
         };
@@ -356,7 +356,7 @@ mod tests {
         assert!(matches!(v.event, Some(Cow::Owned(_))));
         let old = br#"{"k":"e","v":{"message_id":"m","app":"a","type":"track","server_ts":1,"event_ts":1,"ip":null,"properties":"{\"a\":1}"}}"#;
         let crate::event::BusRecordView::Event(v) =
-            crate::event::BusRecordView::from_json(old).unwrap()
+            crate::event::BusRecordView::decode(old).unwrap()
         else {
             panic!("not an event");
         };
@@ -381,7 +381,7 @@ mod tests {
                 ..Default::default()
             };
             let json = encode_event(&e.view(), Text::Checked);
-            let back = BusRecord::from_json(&json).unwrap();
+            let back = BusRecord::decode(&json).unwrap();
             assert_eq!(
                 back,
                 BusRecord::Event(Box::new(e)),
@@ -394,7 +394,7 @@ mod tests {
     #[test]
     fn reads_records_written_with_text_fields_as_strings() {
         let old = br#"{"k":"e","v":{"message_id":"m","app":"a","type":"track","server_ts":1,"event_ts":1,"ip":null,"context":"{\"a\":1}","properties":null}}"#;
-        let BusRecord::Event(e) = BusRecord::from_json(old).unwrap() else {
+        let BusRecord::Event(e) = BusRecord::decode(old).unwrap() else {
             panic!("not an event");
         };
         assert_eq!(e.context.as_deref(), Some(r#"{"a":1}"#));

@@ -7,6 +7,7 @@ pub mod config;
 pub mod cron;
 pub mod error;
 pub mod event;
+mod event_binary;
 mod event_codec;
 pub mod fsutil;
 pub mod s3;
@@ -14,4 +15,4 @@ pub mod time;
 
 pub use config::Config;
 pub use error::{Error, Fault, Result};
-pub use event::{BusRecord, BusRecordView, Event, EventView, Rejected};
+pub use event::{BusRecord, BusRecordView, Event, EventView, RecordError, Rejected};

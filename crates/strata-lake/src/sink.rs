@@ -453,7 +453,7 @@ impl SinkState {
                 partition: r.partition,
                 offset: r.offset,
             };
-            match BusRecordView::from_json(&r.value) {
+            match BusRecordView::decode(&r.value) {
                 Ok(BusRecordView::Event(e)) => {
                     if self.tables[0].needs(r.partition, r.offset) {
                         self.events.push_view(&e, at);

@@ -122,7 +122,7 @@ pub async fn bus_records(log: &dyn Log) -> Vec<BusRecord> {
     let mut out = Vec::new();
     for p in 0..log.partitions("events").await.unwrap() {
         for r in log.read("events", p, 0, 100_000, 64 << 20).await.unwrap() {
-            out.push(BusRecord::from_json(&r.value).unwrap());
+            out.push(BusRecord::decode(&r.value).unwrap());
         }
     }
     out

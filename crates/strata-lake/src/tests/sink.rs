@@ -7,6 +7,7 @@ use std::time::Duration;
 use arrow::array::AsArray;
 use strata_bus::embedded::{EmbeddedLog, EmbeddedOptions};
 use strata_bus::{Log, Offsets, Record};
+use strata_core::config::RecordFormat;
 use strata_core::event::EVENTS_TOPIC;
 use tokio::sync::watch;
 
@@ -32,7 +33,8 @@ async fn embedded_log(dir: &std::path::Path) -> Arc<dyn Log> {
     log
 }
 
-/// Appends events `from..to` (every 10th a dead-letter record) to the bus.
+/// Appends events `from..to` (every 10th a dead-letter record) to the bus, in both record
+/// formats (a topic may hold both when `bus.record_format` changes).
 async fn append(log: &dyn Log, from: usize, to: usize) {
     let names = ["Signed Up", "Followed", "Liked", "Posted"];
     let records: Vec<Record> = (from..to)
@@ -44,7 +46,13 @@ async fn append(log: &dyn Log, from: usize, to: usize) {
             };
             Record {
                 key: r.key().as_bytes().to_vec().into(),
-                value: r.to_json().into(),
+                value: r
+                    .encode(if i % 2 == 0 {
+                        RecordFormat::Binary
+                    } else {
+                        RecordFormat::Json
+                    })
+                    .into(),
                 timestamp_ms: T0 / 1000,
             }
         })
@@ -146,14 +154,16 @@ async fn end_to_end(log: Arc<dyn Log>, dir: &std::path::Path) {
     let c = sink_config(dir, 100);
     let lake = Lake::open(&c).await.unwrap();
     append(log.as_ref(), 0, 1000).await;
-    // One record that is not a BusRecord at all.
+    // A record that is not a BusRecord at all, and a binary event record cut short.
+    let bad = |value: &[u8]| Record {
+        key: b"x".to_vec().into(),
+        value: value.to_vec().into(),
+        timestamp_ms: T0 / 1000,
+    };
+    let cut = event_record(0, "Cut", 0).encode(RecordFormat::Binary);
     log.append(
         EVENTS_TOPIC,
-        vec![Record {
-            key: b"x".to_vec().into(),
-            value: b"\xffnot json".to_vec().into(),
-            timestamp_ms: T0 / 1000,
-        }],
+        vec![bad(b"\xffnot json"), bad(&cut[..cut.len() - 1])],
     )
     .await
     .unwrap();
@@ -163,7 +173,7 @@ async fn end_to_end(log: Arc<dyn Log>, dir: &std::path::Path) {
     handle.await.unwrap().unwrap();
 
     let (ev, rej) = expected(0, 1000);
-    assert_eq!(counts(&lake).await, (ev, ev, rej + 1));
+    assert_eq!(counts(&lake).await, (ev, ev, rej + 2));
     // After a graceful stop both tables' positions are the end of the bus, and the advisory
     // group offsets follow.
     let end = log.end_offsets(EVENTS_TOPIC).await.unwrap();
@@ -202,9 +212,15 @@ async fn end_to_end(log: Arc<dyn Log>, dir: &std::path::Path) {
                 .collect::<Vec<_>>()
         })
         .collect();
-    assert_eq!(reasons.len(), 1);
+    assert_eq!(reasons.len(), 2);
     assert!(
-        reasons[0].starts_with("undecodable bus record"),
+        reasons
+            .iter()
+            .all(|r| r.starts_with("undecodable bus record")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("cut short")),
         "{reasons:?}"
     );
     assert_eq!(
@@ -227,7 +243,7 @@ async fn end_to_end(log: Arc<dyn Log>, dir: &std::path::Path) {
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop.send(true).unwrap();
     handle.await.unwrap().unwrap();
-    assert_eq!(counts(&lake).await, (ev, ev, rej + 1));
+    assert_eq!(counts(&lake).await, (ev, ev, rej + 2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

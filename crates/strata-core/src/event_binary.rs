@@ -1,0 +1,398 @@
+//! The binary bus encoding of an [`EventView`] (ADR 0027): what the collector writes for every
+//! accepted event unless `bus.record_format = "json"`, and what the lake sink reads back without
+//! a parser — each string is a length and a slice of the record.
+//!
+//! ```text
+//! byte 0      0xE1 (a JSON record starts with `{`, so one look tells the formats apart)
+//! bytes 1..5  u32 LE: which optional fields follow, bit i = OPTIONAL[i]
+//! 8 bytes     server_ts, i64 LE          8 bytes  event_ts, i64 LE
+//! 8 bytes     client_ts, if present      8 bytes  sent_at, if present
+//! strings     message_id, app, type, then each present optional string in OPTIONAL order,
+//!             each as its byte length (unsigned LEB128) and its UTF-8 bytes
+//! ```
+//!
+//! The layout is fixed by the first byte: a new field means a new first byte, and decoders keep
+//! reading the old one. A record is read back only when it is exactly this shape: a length past
+//! the end, bytes after the last field, invalid UTF-8 or an unknown bit is an error (and the
+//! lake sink keeps such a record in `ods.ods_event_rejected` rather than guess).
+
+use std::borrow::Cow;
+
+use crate::event::{EventView, RecordError};
+
+/// First byte of a binary event record.
+pub(crate) const MAGIC: u8 = 0xE1;
+
+/// The optional string fields, in bit and write order (the order of [`optional`]); the tests
+/// check both directions against it.
+#[cfg(test)]
+const OPTIONAL: [&str; OPTIONAL_STRINGS] = [
+    "event",
+    "user_id",
+    "anonymous_id",
+    "group_id",
+    "previous_id",
+    "ip",
+    "country",
+    "region",
+    "city",
+    "user_agent",
+    "os",
+    "os_version",
+    "browser",
+    "browser_version",
+    "device",
+    "app_version",
+    "library_name",
+    "library_version",
+    "locale",
+    "timezone",
+    "page_url",
+    "page_path",
+    "referrer",
+    "context",
+    "properties",
+    "traits",
+];
+const OPTIONAL_STRINGS: usize = 26;
+const CLIENT_TS: u32 = 1 << OPTIONAL_STRINGS;
+const SENT_AT: u32 = 1 << (OPTIONAL_STRINGS + 1);
+const KNOWN_BITS: u32 = (SENT_AT << 1) - 1;
+
+/// The optional strings of `e` in [`OPTIONAL`] order.
+fn optional<'v>(e: &'v EventView<'_>) -> [Option<&'v str>; OPTIONAL_STRINGS] {
+    [
+        e.event.as_deref(),
+        e.user_id.as_deref(),
+        e.anonymous_id.as_deref(),
+        e.group_id.as_deref(),
+        e.previous_id.as_deref(),
+        e.ip.as_deref(),
+        e.country.as_deref(),
+        e.region.as_deref(),
+        e.city.as_deref(),
+        e.user_agent.as_deref(),
+        e.os.as_deref(),
+        e.os_version.as_deref(),
+        e.browser.as_deref(),
+        e.browser_version.as_deref(),
+        e.device.as_deref(),
+        e.app_version.as_deref(),
+        e.library_name.as_deref(),
+        e.library_version.as_deref(),
+        e.locale.as_deref(),
+        e.timezone.as_deref(),
+        e.page_url.as_deref(),
+        e.page_path.as_deref(),
+        e.referrer.as_deref(),
+        e.context.as_deref(),
+        e.properties.as_deref(),
+        e.traits.as_deref(),
+    ]
+}
+
+/// The record of one event.
+pub(crate) fn encode(e: &EventView<'_>) -> Vec<u8> {
+    let strings = optional(e);
+    let text: usize = strings.iter().flatten().map(|s| s.len() + 2).sum::<usize>()
+        + e.message_id.len()
+        + e.app.len()
+        + e.kind.len();
+    let mut buf = Vec::with_capacity(1 + 4 + 4 * 8 + 6 + text);
+    let mut present = 0u32;
+    for (i, s) in strings.iter().enumerate() {
+        if s.is_some() {
+            present |= 1 << i;
+        }
+    }
+    if e.client_ts.is_some() {
+        present |= CLIENT_TS;
+    }
+    if e.sent_at.is_some() {
+        present |= SENT_AT;
+    }
+    buf.push(MAGIC);
+    buf.extend_from_slice(&present.to_le_bytes());
+    buf.extend_from_slice(&e.server_ts.to_le_bytes());
+    buf.extend_from_slice(&e.event_ts.to_le_bytes());
+    for ts in [e.client_ts, e.sent_at].into_iter().flatten() {
+        buf.extend_from_slice(&ts.to_le_bytes());
+    }
+    for s in [&*e.message_id, &*e.app, &*e.kind]
+        .into_iter()
+        .chain(strings.into_iter().flatten())
+    {
+        push_len(&mut buf, s.len());
+        buf.extend_from_slice(s.as_bytes());
+    }
+    buf
+}
+
+/// Reads a record [`encode`] wrote; every string borrows from `bytes`.
+pub(crate) fn decode(bytes: &[u8]) -> Result<EventView<'_>, RecordError> {
+    let mut r = Reader { bytes, at: 0 };
+    if r.take(1)? != [MAGIC] {
+        return Err(RecordError("not a binary event record".into()));
+    }
+    let present = u32::from_le_bytes(r.array()?);
+    if present & !KNOWN_BITS != 0 {
+        return Err(RecordError(format!(
+            "unknown fields in binary event record (bits {present:#x})"
+        )));
+    }
+    let server_ts = i64::from_le_bytes(r.array()?);
+    let event_ts = i64::from_le_bytes(r.array()?);
+    let client_ts = r.opt_i64(present & CLIENT_TS != 0)?;
+    let sent_at = r.opt_i64(present & SENT_AT != 0)?;
+    let message_id = r.str()?;
+    let app = r.str()?;
+    let kind = r.str()?;
+    let mut strings: [Option<&str>; OPTIONAL_STRINGS] = [None; OPTIONAL_STRINGS];
+    for (i, slot) in strings.iter_mut().enumerate() {
+        if present & (1 << i) != 0 {
+            *slot = Some(r.str()?);
+        }
+    }
+    if r.at != bytes.len() {
+        return Err(RecordError(format!(
+            "{} bytes after the last field of a binary event record",
+            bytes.len() - r.at
+        )));
+    }
+    let [event, user_id, anonymous_id, group_id, previous_id, ip, country, region, city, user_agent, os, os_version, browser, browser_version, device, app_version, library_name, library_version, locale, timezone, page_url, page_path, referrer, context, properties, traits] =
+        strings.map(|s| s.map(Cow::Borrowed));
+    Ok(EventView {
+        message_id: Cow::Borrowed(message_id),
+        app: Cow::Borrowed(app),
+        kind: Cow::Borrowed(kind),
+        event,
+        user_id,
+        anonymous_id,
+        group_id,
+        previous_id,
+        client_ts,
+        sent_at,
+        server_ts,
+        event_ts,
+        ip,
+        country,
+        region,
+        city,
+        user_agent,
+        os,
+        os_version,
+        browser,
+        browser_version,
+        device,
+        app_version,
+        library_name,
+        library_version,
+        locale,
+        timezone,
+        page_url,
+        page_path,
+        referrer,
+        context,
+        properties,
+        traits,
+    })
+}
+
+/// `n` as unsigned LEB128: seven bits a byte, low first, high bit set on all but the last.
+fn push_len(buf: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        buf.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    buf.push(n as u8);
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&end| end <= self.bytes.len());
+        let Some(end) = end else {
+            return Err(RecordError(format!(
+                "binary event record cut short: {n} bytes wanted at byte {} of {}",
+                self.at,
+                self.bytes.len()
+            )));
+        };
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
+        let mut out = [0; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn opt_i64(&mut self, present: bool) -> Result<Option<i64>, RecordError> {
+        Ok(if present {
+            Some(i64::from_le_bytes(self.array()?))
+        } else {
+            None
+        })
+    }
+
+    fn len(&mut self) -> Result<usize, RecordError> {
+        let mut n = 0usize;
+        // A record is at most a few MiB: five groups of seven bits are plenty.
+        for shift in (0..35).step_by(7) {
+            let b = self.take(1)?[0];
+            n |= usize::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(n);
+            }
+        }
+        Err(RecordError(format!(
+            "string length too long at byte {} of a binary event record",
+            self.at
+        )))
+    }
+
+    fn str(&mut self) -> Result<&'a str, RecordError> {
+        let n = self.len()?;
+        let at = self.at;
+        std::str::from_utf8(self.take(n)?)
+            .map_err(|e| RecordError(format!("string at byte {at} is not UTF-8: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+    use crate::event_codec::tests::full;
+
+    #[test]
+    fn round_trips_every_field_borrowing_every_string() {
+        let e = full();
+        let bytes = encode(&e.view());
+        let back = decode(&bytes).unwrap();
+        assert_eq!(back, e.view());
+        assert!(matches!(back.event, Some(Cow::Borrowed(_))));
+        // Smaller than the JSON record of the same event.
+        let json = crate::event_codec::encode_event(&e.view(), crate::event_codec::Text::Checked);
+        assert!(
+            bytes.len() < json.len(),
+            "{} vs {}",
+            bytes.len(),
+            json.len()
+        );
+    }
+
+    #[test]
+    fn each_optional_field_alone_comes_back_in_its_own_place() {
+        // A field written in one place and read in another fails here.
+        let full = full();
+        let full = full.view();
+        let values = optional(&full);
+        for i in 0..OPTIONAL_STRINGS {
+            let mut only: [Option<&str>; OPTIONAL_STRINGS] = [None; OPTIONAL_STRINGS];
+            only[i] = values[i];
+            let mut e = EventView {
+                message_id: "m".into(),
+                ..Default::default()
+            };
+            set(&mut e, &only);
+            let bytes = encode(&e);
+            let back = decode(&bytes).unwrap();
+            assert_eq!(optional(&back), only, "field {} ({})", i, OPTIONAL[i]);
+        }
+        let e = Event {
+            client_ts: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(decode(&encode(&e.view())).unwrap().client_ts, Some(3));
+        assert_eq!(decode(&encode(&e.view())).unwrap().sent_at, None);
+    }
+
+    /// Sets the optional strings of `e` the slow, obvious way: by name.
+    fn set<'a>(e: &mut EventView<'a>, values: &[Option<&'a str>; OPTIONAL_STRINGS]) {
+        for (name, v) in OPTIONAL.iter().zip(values) {
+            let v = v.map(Cow::Borrowed);
+            match *name {
+                "event" => e.event = v,
+                "user_id" => e.user_id = v,
+                "anonymous_id" => e.anonymous_id = v,
+                "group_id" => e.group_id = v,
+                "previous_id" => e.previous_id = v,
+                "ip" => e.ip = v,
+                "country" => e.country = v,
+                "region" => e.region = v,
+                "city" => e.city = v,
+                "user_agent" => e.user_agent = v,
+                "os" => e.os = v,
+                "os_version" => e.os_version = v,
+                "browser" => e.browser = v,
+                "browser_version" => e.browser_version = v,
+                "device" => e.device = v,
+                "app_version" => e.app_version = v,
+                "library_name" => e.library_name = v,
+                "library_version" => e.library_version = v,
+                "locale" => e.locale = v,
+                "timezone" => e.timezone = v,
+                "page_url" => e.page_url = v,
+                "page_path" => e.page_path = v,
+                "referrer" => e.referrer = v,
+                "context" => e.context = v,
+                "properties" => e.properties = v,
+                "traits" => e.traits = v,
+                other => panic!("unknown field {other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn long_strings_take_multi_byte_lengths() {
+        for n in [0, 1, 127, 128, 16_383, 16_384, 3_000_000] {
+            let e = Event {
+                properties: Some("x".repeat(n)),
+                ..Default::default()
+            };
+            let bytes = encode(&e.view());
+            let back = decode(&bytes).unwrap();
+            assert_eq!(back.properties.map(|p| p.len()), Some(n));
+        }
+    }
+
+    #[test]
+    fn damaged_records_are_errors_not_guesses() {
+        let good = encode(&full().view());
+        // Every cut is refused.
+        for cut in 0..good.len() {
+            let e = decode(&good[..cut]).unwrap_err();
+            assert!(
+                e.0.contains("cut short") || e.0.contains("not a binary"),
+                "{cut}: {e}"
+            );
+        }
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert!(decode(&trailing)
+            .unwrap_err()
+            .0
+            .contains("after the last field"));
+        let mut unknown = good.clone();
+        unknown[4] |= 0x80;
+        assert!(decode(&unknown).unwrap_err().0.contains("unknown fields"));
+        // message_id's first byte, after magic, bits, two timestamps and client_ts / sent_at.
+        let mut not_utf8 = good;
+        not_utf8[1 + 4 + 32 + 1] = 0xff;
+        assert!(decode(&not_utf8).unwrap_err().0.contains("not UTF-8"));
+        assert!(decode(b"{\"k\":\"e\"}")
+            .unwrap_err()
+            .0
+            .contains("not a binary"));
+    }
+}
