@@ -223,7 +223,7 @@ async fn strata_run(
         .arg(&config)
         .args(["--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(server_stderr(args.only.is_some()));
     if let Some(f) = flush {
         cmd.args(["--flush-interval", f]);
     }
@@ -291,6 +291,17 @@ async fn strata_run(
         freshness_ms,
         peak_rss_mib,
     })
+}
+
+/// The server's log: dropped, except when profiling one run (`--only`), where it goes to
+/// `$TMPDIR/ingest-bench-server.log` (with `MIMALLOC_SHOW_STATS=1` set, the allocator's
+/// figures land there at exit).
+fn server_stderr(profiling: bool) -> Stdio {
+    if !profiling {
+        return Stdio::null();
+    }
+    let path = std::env::temp_dir().join("ingest-bench-server.log");
+    std::fs::File::create(path).map_or_else(|_| Stdio::null(), Stdio::from)
 }
 
 async fn sample_lag(addr: SocketAddr, duration: Duration) -> Vec<(f64, f64)> {

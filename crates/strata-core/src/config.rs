@@ -778,7 +778,7 @@ impl Default for LakeConfig {
             catalog_name: "strata".to_string(),
             flush_interval: Duration::from_secs(10),
             flush_max_rows: 500_000,
-            flush_max_bytes: 128 * 1024 * 1024,
+            flush_max_bytes: 64 * 1024 * 1024,
             compaction: true,
             compaction_interval: Duration::from_secs(600),
             compaction_target_file_size: 128 * 1024 * 1024,
