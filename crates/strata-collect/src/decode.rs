@@ -282,6 +282,15 @@ impl<'a> Scalar<'a> {
         }
     }
 
+    /// [`Scalar::text`], keeping a borrowed string borrowed.
+    pub fn into_text(self) -> Option<Cow<'a, str>> {
+        match self {
+            Scalar::Str(s) if !s.is_empty() => Some(s),
+            Scalar::Num(n) => Some(Cow::Owned(n)),
+            _ => None,
+        }
+    }
+
     /// Whether the value is present and neither a string nor a number.
     pub fn wrong_type(&self) -> bool {
         matches!(self, Scalar::Bool(_) | Scalar::Compound)

@@ -7,8 +7,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use std::borrow::Cow;
+
 use axum::http::HeaderMap;
-use strata_core::Event;
+use strata_core::EventView;
 
 use crate::error::{Error, Result};
 
@@ -206,18 +208,10 @@ impl<'a> RequestEnricher<'a> {
         }
     }
 
-    /// Fills ip, geo and user-agent columns. The client's `context.ip` is ignored.
-    pub fn apply(&mut self, event: &mut Event) {
-        event.ip = Some(self.ip.clone());
-        event.country.clone_from(&self.location.country);
-        event.region.clone_from(&self.location.region);
-        event.city.clone_from(&self.location.city);
-        if event.user_agent.is_none() {
-            event.user_agent = self.header_ua.map(str::to_string);
-        }
-        let Some(ua) = event.user_agent.as_deref() else {
-            return;
-        };
+    /// The parsed user agent of an event: its own (`context.userAgent`), else the request's
+    /// `User-Agent` header. Pass the result to [`RequestEnricher::fill`].
+    pub fn user_agent(&mut self, own: Option<&str>) -> Option<Arc<UserAgent>> {
+        let ua = own.or(self.header_ua)?;
         let parsed = match &self.last {
             Some((last, parsed)) if last == ua => Arc::clone(parsed),
             _ => {
@@ -226,11 +220,28 @@ impl<'a> RequestEnricher<'a> {
                 parsed
             }
         };
-        event.os.clone_from(&parsed.os);
-        event.os_version.clone_from(&parsed.os_version);
-        event.browser.clone_from(&parsed.browser);
-        event.browser_version.clone_from(&parsed.browser_version);
-        event.device.clone_from(&parsed.device);
+        Some(parsed)
+    }
+
+    /// Fills the ip, geo and user-agent columns, borrowing from this request's state and from
+    /// `ua` ([`RequestEnricher::user_agent`] of the event). The client's `context.ip` is ignored.
+    pub fn fill<'v>(&'v self, event: &mut EventView<'v>, ua: Option<&'v UserAgent>) {
+        let borrow = |v: &'v Option<String>| v.as_deref().map(Cow::Borrowed);
+        event.ip = Some(Cow::Borrowed(&self.ip));
+        event.country = borrow(&self.location.country);
+        event.region = borrow(&self.location.region);
+        event.city = borrow(&self.location.city);
+        if event.user_agent.is_none() {
+            event.user_agent = self.header_ua.map(Cow::Borrowed);
+        }
+        let Some(ua) = ua else {
+            return;
+        };
+        event.os = borrow(&ua.os);
+        event.os_version = borrow(&ua.os_version);
+        event.browser = borrow(&ua.browser);
+        event.browser_version = borrow(&ua.browser_version);
+        event.device = borrow(&ua.device);
     }
 }
 

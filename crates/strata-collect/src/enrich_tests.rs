@@ -116,15 +116,28 @@ fn request_enricher_fills_columns() {
     let geo = Geo::from_bytes(test_geo_db()).unwrap();
     let cache = UaCache::default();
     let mut r = RequestEnricher::new(ip("81.2.69.1"), Some(&geo), Some("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"), &cache);
-    let mut e = Event::default();
-    r.apply(&mut e);
+    // No user agent of its own: the header's.
+    let mut e = EventView::default();
+    let ua = r.user_agent(None);
+    r.fill(&mut e, ua.as_deref());
     assert_eq!(e.ip.as_deref(), Some("81.2.69.1"));
     assert_eq!(e.country.as_deref(), Some("FR"));
     assert_eq!(e.browser.as_deref(), Some("Chrome"));
-    let mut e2 = Event {
-        user_agent: Some("Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1".into()),
+    assert!(e.user_agent.as_deref().unwrap().contains("Windows NT"));
+    let iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
+    let mut e2 = EventView {
+        user_agent: Some(iphone.into()),
         ..Default::default()
     };
-    r.apply(&mut e2);
+    let ua2 = r.user_agent(e2.user_agent.as_deref());
+    r.fill(&mut e2, ua2.as_deref());
     assert_eq!(e2.device.as_deref(), Some("smartphone"));
+    assert_eq!(e2.user_agent.as_deref(), Some(iphone));
+    // Without any user agent the columns stay empty.
+    let mut bare = RequestEnricher::new(ip("10.0.0.1"), None, None, &cache);
+    let mut e3 = EventView::default();
+    let ua3 = bare.user_agent(None);
+    bare.fill(&mut e3, ua3.as_deref());
+    assert_eq!((e3.user_agent, e3.os, e3.country), (None, None, None));
+    assert_eq!(e3.ip.as_deref(), Some("10.0.0.1"));
 }

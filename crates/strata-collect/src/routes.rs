@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use strata_bus::Record;
-use strata_core::event::{encode_collected_event, partition_key, EVENTS_TOPIC};
+use strata_core::event::{encode_collected_event, EVENTS_TOPIC};
 use strata_core::{BusRecord, Rejected};
 
 use crate::auth::{self, AppEntry};
@@ -245,7 +245,7 @@ impl Collector {
         let mut built = Vec::with_capacity(items.len());
         let mut errors = Vec::new();
         let mut reject_kinds = Vec::new();
-        for (index, item) in items.into_iter().enumerate() {
+        for (index, item) in items.iter().enumerate() {
             let outcome = match &item.parsed {
                 Ok(parsed) => build_event(item.raw, parsed, &env, &self.limits).map_err(|r| {
                     let message_id = parsed
@@ -258,9 +258,9 @@ impl Collector {
                 Err(reason) => Err(("invalid_json", reason.clone(), None)),
             };
             match outcome {
-                Ok(mut event) => {
-                    enricher.apply(&mut event);
-                    built.push(Ok(event));
+                Ok(event) => {
+                    let ua = enricher.user_agent(event.user_agent.as_deref());
+                    built.push(Ok((event, ua)));
                 }
                 Err((kind, reason, message_id)) => {
                     reject_kinds.push(kind);
@@ -283,7 +283,7 @@ impl Collector {
         let keys: Vec<dedup::Key> = built
             .iter()
             .filter_map(|b| b.as_ref().ok())
-            .map(|e| dedup::key(&e.app, &e.message_id))
+            .map(|(e, _)| dedup::key(&e.app, &e.message_id))
             .collect();
         let seen = self.dedup.seen_many(&keys, server_ts);
         let mut in_batch = HashSet::with_capacity(keys.len());
@@ -292,9 +292,10 @@ impl Collector {
         let mut records = Vec::with_capacity(built.len());
         let timestamp_ms = server_ts / 1000;
         let mut next_key = keys.iter().zip(seen);
+        let format = self.config.bus.record_format;
         for b in built {
             let (key, value) = match b {
-                Ok(event) => {
+                Ok((event, ua)) => {
                     let Some((&k, was_seen)) = next_key.next() else {
                         continue;
                     };
@@ -303,8 +304,10 @@ impl Collector {
                         continue;
                     }
                     new_keys.push(k);
-                    let value = encode_collected_event(&event, self.config.bus.record_format);
-                    (Bytes::from(partition_key(&event).to_owned()), value)
+                    let mut event = event;
+                    enricher.fill(&mut event, ua.as_deref());
+                    let key = Bytes::copy_from_slice(event.partition_key().as_bytes());
+                    (key, encode_collected_event(&event, format))
                 }
                 Err(rejected) => {
                     let record = BusRecord::Rejected(Box::new(rejected));

@@ -1,10 +1,13 @@
 //! Pure per-event work: check a raw Segment event against the rules of its type, correct the
-//! client's clock skew, and flatten it into an [`Event`] — or explain why not ([`Reject`]).
+//! client's clock skew, and flatten it into an [`EventView`] borrowing the request's text — or
+//! explain why not ([`Reject`]).
 //! No I/O here; IP, geo and user-agent enrichment live in `enrich.rs`.
+
+use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 use strata_core::time::parse_ts_micros;
-use strata_core::Event;
+use strata_core::EventView;
 
 use crate::decode::{Context, RawEvent, Scalar};
 
@@ -86,7 +89,7 @@ pub fn check_name(field: &str, name: &str) -> Result<(), Reject> {
 }
 
 /// An id field: string or number (numbers become strings), at most [`MAX_ID_CHARS`].
-fn id(field: &str, value: Option<&Scalar<'_>>) -> Result<Option<String>, Reject> {
+fn id<'p>(field: &str, value: Option<&'p Scalar<'_>>) -> Result<Option<Cow<'p, str>>, Reject> {
     let Some(value) = value else {
         return Ok(None);
     };
@@ -102,7 +105,7 @@ fn id(field: &str, value: Option<&Scalar<'_>>) -> Result<Option<String>, Reject>
             "invalid_field",
             format!("`{field}` is longer than {MAX_ID_CHARS} characters"),
         )),
-        Some(t) => Ok(Some(t.to_string())),
+        Some(t) => Ok(Some(Cow::Borrowed(t))),
     }
 }
 
@@ -126,21 +129,23 @@ fn timestamp(field: &str, value: Option<&Scalar<'_>>) -> Result<Option<i64>, Rej
     }
 }
 
-fn text(value: Option<Scalar<'_>>) -> Option<String> {
-    value.as_ref().and_then(Scalar::text).map(str::to_string)
+fn text(value: Option<Scalar<'_>>) -> Option<Cow<'_, str>> {
+    value.and_then(Scalar::into_text)
 }
 
 fn missing(what: &str) -> Reject {
     Reject::new("missing_field", format!("missing field: {what}"))
 }
 
-/// Validates and flattens one event. `raw` is its JSON text as received.
-pub fn build_event(
+/// Validates and flattens one event. `raw` is its JSON text as received. The event borrows its
+/// strings from the request (`parsed` and `env`); only numbers given as ids, escaped strings and
+/// a generated message id are its own.
+pub fn build_event<'p>(
     raw: &str,
-    parsed: &RawEvent<'_>,
-    env: &Envelope<'_>,
+    parsed: &'p RawEvent<'p>,
+    env: &Envelope<'p>,
     limits: &Limits,
-) -> Result<Event, Reject> {
+) -> Result<EventView<'p>, Reject> {
     if raw.len() > limits.max_event_bytes {
         return Err(Reject::new(
             "too_large",
@@ -190,7 +195,7 @@ pub fn build_event(
             }
             Some(Scalar::Str(s)) => {
                 check_name(field, s)?;
-                event_name = Some(s.to_string());
+                event_name = Some(Cow::Borrowed(&**s));
             }
             _ if kind == "track" => return Err(missing("event")),
             _ => {}
@@ -238,10 +243,11 @@ pub fn build_event(
     };
     let (app, library, page) = (context.app, context.library, context.page);
 
-    Ok(Event {
-        message_id: message_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-        app: env.app.to_string(),
-        kind: kind.to_string(),
+    let json_text = |raw: Option<&'p RawValue>| raw.map(RawValue::get).filter(|t| *t != "null");
+    Ok(EventView {
+        message_id: message_id.unwrap_or_else(|| Cow::Owned(uuid::Uuid::new_v4().to_string())),
+        app: Cow::Borrowed(env.app),
+        kind: Cow::Borrowed(kind),
         event: event_name,
         user_id,
         anonymous_id,
@@ -260,17 +266,9 @@ pub fn build_event(
         page_url: text(page.url),
         page_path: text(page.path),
         referrer: text(page.referrer),
-        context: context_raw
-            .map(|r| r.get().to_string())
-            .filter(|t| t != "null"),
-        properties: parsed
-            .properties
-            .map(|r| r.get().to_string())
-            .filter(|t| t != "null"),
-        traits: parsed
-            .traits
-            .map(|r| r.get().to_string())
-            .filter(|t| t != "null"),
+        context: json_text(context_raw).map(Cow::Borrowed),
+        properties: json_text(parsed.properties).map(Cow::Borrowed),
+        traits: json_text(parsed.traits).map(Cow::Borrowed),
         ..Default::default()
     })
 }

@@ -1,4 +1,5 @@
 use super::*;
+use strata_core::Event;
 
 const NOW: i64 = 1_780_000_000_000_000;
 
@@ -22,7 +23,7 @@ fn env(implied: Option<&'static str>) -> Envelope<'static> {
 
 fn build(json: &str, implied: Option<&'static str>) -> Result<Event, Reject> {
     let parsed: RawEvent<'_> = serde_json::from_str(json).unwrap();
-    build_event(json, &parsed, &env(implied), &limits())
+    build_event(json, &parsed, &env(implied), &limits()).map(EventView::into_owned)
 }
 
 fn reason(json: &str) -> String {

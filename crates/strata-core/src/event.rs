@@ -338,20 +338,36 @@ impl BusRecord {
 
 /// An event's partitioning key: user id, else anonymous id, else message id.
 pub fn partition_key(e: &Event) -> &str {
-    e.user_id
-        .as_deref()
-        .or(e.anonymous_id.as_deref())
-        .unwrap_or(&e.message_id)
+    first_key(
+        e.user_id.as_deref(),
+        e.anonymous_id.as_deref(),
+        &e.message_id,
+    )
+}
+
+impl EventView<'_> {
+    /// [`partition_key`] of the view.
+    pub fn partition_key(&self) -> &str {
+        first_key(
+            self.user_id.as_deref(),
+            self.anonymous_id.as_deref(),
+            &self.message_id,
+        )
+    }
+}
+
+fn first_key<'a>(user_id: Option<&'a str>, anonymous_id: Option<&'a str>, id: &'a str) -> &'a str {
+    user_id.or(anonymous_id).unwrap_or(id)
 }
 
 /// [`BusRecord::encode`] of an event the collector built. In JSON its `context`, `properties`
 /// and `traits` are nested unchecked: they come from a request serde_json has parsed. (Invalid
 /// text there would make the record undecodable; the lake sink would then keep it in
 /// `ods.ods_event_rejected` rather than lose it.)
-pub fn encode_collected_event(event: &Event, format: RecordFormat) -> Vec<u8> {
+pub fn encode_collected_event(event: &EventView<'_>, format: RecordFormat) -> Vec<u8> {
     match format {
-        RecordFormat::Binary => event_binary::encode(&event.view()),
-        RecordFormat::Json => event_codec::encode_event(&event.view(), Text::KnownValid),
+        RecordFormat::Binary => event_binary::encode(event),
+        RecordFormat::Json => event_codec::encode_event(event, Text::KnownValid),
     }
 }
 
