@@ -94,11 +94,19 @@ fn optional<'v>(e: &'v EventView<'_>) -> [Option<&'v str>; OPTIONAL_STRINGS] {
 /// The record of one event.
 pub(crate) fn encode(e: &EventView<'_>) -> Vec<u8> {
     let strings = optional(e);
-    let text: usize = strings.iter().flatten().map(|s| s.len() + 2).sum::<usize>()
-        + e.message_id.len()
-        + e.app.len()
-        + e.kind.len();
-    let mut buf = Vec::with_capacity(1 + 4 + 4 * 8 + 6 + text);
+    let framed = |s: &str| len_bytes(s.len()) + s.len();
+    let ints = 2 + usize::from(e.client_ts.is_some()) + usize::from(e.sent_at.is_some());
+    let size = 1
+        + 4
+        + 8 * ints
+        + [&*e.message_id, &*e.app, &*e.kind]
+            .map(framed)
+            .iter()
+            .sum::<usize>()
+        + strings.iter().flatten().map(|s| framed(s)).sum::<usize>();
+    // Exactly the record's size: `Bytes::from` then takes the buffer without a second
+    // allocation (it adds one whenever capacity and length differ).
+    let mut buf = Vec::with_capacity(size);
     let mut present = 0u32;
     for (i, s) in strings.iter().enumerate() {
         if s.is_some() {
@@ -125,6 +133,7 @@ pub(crate) fn encode(e: &EventView<'_>) -> Vec<u8> {
         push_len(&mut buf, s.len());
         buf.extend_from_slice(s.as_bytes());
     }
+    debug_assert_eq!(buf.len(), size);
     buf
 }
 
@@ -196,6 +205,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<EventView<'_>, RecordError> {
         properties,
         traits,
     })
+}
+
+/// Bytes [`push_len`] writes for `n`.
+fn len_bytes(n: usize) -> usize {
+    (usize::BITS - (n | 1).leading_zeros()).div_ceil(7) as usize
 }
 
 /// `n` as unsigned LEB128: seven bits a byte, low first, high bit set on all but the last.
@@ -361,6 +375,7 @@ mod tests {
                 ..Default::default()
             };
             let bytes = encode(&e.view());
+            assert_eq!(bytes.len(), bytes.capacity(), "{n}");
             let back = decode(&bytes).unwrap();
             assert_eq!(back.properties.map(|p| p.len()), Some(n));
         }
