@@ -197,7 +197,43 @@ impl Event {
     }
 }
 
+/// How many optional string fields an event has ([`EventView::optional_strings`]).
+pub const OPTIONAL_STRINGS: usize = 26;
+
 impl EventView<'_> {
+    /// The optional string fields: `event`, the four ids, then `ip` to `traits` in
+    /// `ods.ods_event` column order (the binary record's order too).
+    pub fn optional_strings(&self) -> [Option<&str>; OPTIONAL_STRINGS] {
+        [
+            self.event.as_deref(),
+            self.user_id.as_deref(),
+            self.anonymous_id.as_deref(),
+            self.group_id.as_deref(),
+            self.previous_id.as_deref(),
+            self.ip.as_deref(),
+            self.country.as_deref(),
+            self.region.as_deref(),
+            self.city.as_deref(),
+            self.user_agent.as_deref(),
+            self.os.as_deref(),
+            self.os_version.as_deref(),
+            self.browser.as_deref(),
+            self.browser_version.as_deref(),
+            self.device.as_deref(),
+            self.app_version.as_deref(),
+            self.library_name.as_deref(),
+            self.library_version.as_deref(),
+            self.locale.as_deref(),
+            self.timezone.as_deref(),
+            self.page_url.as_deref(),
+            self.page_path.as_deref(),
+            self.referrer.as_deref(),
+            self.context.as_deref(),
+            self.properties.as_deref(),
+            self.traits.as_deref(),
+        ]
+    }
+
     /// The event with its own strings.
     pub fn into_owned(self) -> Event {
         let own = |v: Option<Cow<'_, str>>| v.map(Cow::into_owned);

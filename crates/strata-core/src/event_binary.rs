@@ -18,13 +18,13 @@
 
 use std::borrow::Cow;
 
-use crate::event::{EventView, RecordError};
+use crate::event::{EventView, RecordError, OPTIONAL_STRINGS};
 
 /// First byte of a binary event record.
 pub(crate) const MAGIC: u8 = 0xE1;
 
-/// The optional string fields, in bit and write order (the order of [`optional`]); the tests
-/// check both directions against it.
+/// The optional string fields, in bit and write order (the order of
+/// [`EventView::optional_strings`]); the tests check both directions against it.
 #[cfg(test)]
 const OPTIONAL: [&str; OPTIONAL_STRINGS] = [
     "event",
@@ -54,46 +54,13 @@ const OPTIONAL: [&str; OPTIONAL_STRINGS] = [
     "properties",
     "traits",
 ];
-const OPTIONAL_STRINGS: usize = 26;
 const CLIENT_TS: u32 = 1 << OPTIONAL_STRINGS;
 const SENT_AT: u32 = 1 << (OPTIONAL_STRINGS + 1);
 const KNOWN_BITS: u32 = (SENT_AT << 1) - 1;
 
-/// The optional strings of `e` in [`OPTIONAL`] order.
-fn optional<'v>(e: &'v EventView<'_>) -> [Option<&'v str>; OPTIONAL_STRINGS] {
-    [
-        e.event.as_deref(),
-        e.user_id.as_deref(),
-        e.anonymous_id.as_deref(),
-        e.group_id.as_deref(),
-        e.previous_id.as_deref(),
-        e.ip.as_deref(),
-        e.country.as_deref(),
-        e.region.as_deref(),
-        e.city.as_deref(),
-        e.user_agent.as_deref(),
-        e.os.as_deref(),
-        e.os_version.as_deref(),
-        e.browser.as_deref(),
-        e.browser_version.as_deref(),
-        e.device.as_deref(),
-        e.app_version.as_deref(),
-        e.library_name.as_deref(),
-        e.library_version.as_deref(),
-        e.locale.as_deref(),
-        e.timezone.as_deref(),
-        e.page_url.as_deref(),
-        e.page_path.as_deref(),
-        e.referrer.as_deref(),
-        e.context.as_deref(),
-        e.properties.as_deref(),
-        e.traits.as_deref(),
-    ]
-}
-
 /// The record of one event.
 pub(crate) fn encode(e: &EventView<'_>) -> Vec<u8> {
-    let strings = optional(e);
+    let strings = e.optional_strings();
     let framed = |s: &str| len_bytes(s.len()) + s.len();
     let ints = 2 + usize::from(e.client_ts.is_some()) + usize::from(e.sent_at.is_some());
     let size = 1
@@ -310,7 +277,7 @@ mod tests {
         // A field written in one place and read in another fails here.
         let full = full();
         let full = full.view();
-        let values = optional(&full);
+        let values = full.optional_strings();
         for i in 0..OPTIONAL_STRINGS {
             let mut only: [Option<&str>; OPTIONAL_STRINGS] = [None; OPTIONAL_STRINGS];
             only[i] = values[i];
@@ -321,7 +288,13 @@ mod tests {
             set(&mut e, &only);
             let bytes = encode(&e);
             let back = decode(&bytes).unwrap();
-            assert_eq!(optional(&back), only, "field {} ({})", i, OPTIONAL[i]);
+            assert_eq!(
+                back.optional_strings(),
+                only,
+                "field {} ({})",
+                i,
+                OPTIONAL[i]
+            );
         }
         let e = Event {
             client_ts: Some(3),

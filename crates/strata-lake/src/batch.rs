@@ -16,6 +16,7 @@ use arrow::datatypes::SchemaRef as ArrowSchemaRef;
 use arrow::record_batch::RecordBatch;
 use iceberg::spec::{Literal, Struct};
 use strata_bus::{Offset, Partition};
+use strata_core::event::OPTIONAL_STRINGS;
 use strata_core::{Event, EventView, Rejected};
 
 use crate::error::{Error, Result};
@@ -182,31 +183,10 @@ impl EventColumns {
         self.event_ts.append_value(e.event_ts);
         self.dt.append_value(utc_date(e.event_ts));
         self.hr.append_value(utc_hour(e.event_ts));
-        let tail: [Option<&str>; TAIL_STRINGS] = [
-            e.ip.as_deref(),
-            e.country.as_deref(),
-            e.region.as_deref(),
-            e.city.as_deref(),
-            e.user_agent.as_deref(),
-            e.os.as_deref(),
-            e.os_version.as_deref(),
-            e.browser.as_deref(),
-            e.browser_version.as_deref(),
-            e.device.as_deref(),
-            e.app_version.as_deref(),
-            e.library_name.as_deref(),
-            e.library_version.as_deref(),
-            e.locale.as_deref(),
-            e.timezone.as_deref(),
-            e.page_url.as_deref(),
-            e.page_path.as_deref(),
-            e.referrer.as_deref(),
-            e.context.as_deref(),
-            e.properties.as_deref(),
-            e.traits.as_deref(),
-        ];
+        // `ip` to `traits`: the optional strings after `event` and the four ids.
+        let tail = &e.optional_strings()[OPTIONAL_STRINGS - TAIL_STRINGS..];
         for (builder, value) in self.tail.iter_mut().zip(tail) {
-            builder.append_option(value);
+            builder.append_option(*value);
         }
         self.bus_partition.append_value(at.partition as i32);
         self.bus_offset.append_value(at.offset as i64);

@@ -11,6 +11,7 @@ use common::s3server::S3Server;
 use common::*;
 use strata_bus::Log;
 use strata_bus_kafka::{KafkaLog, KafkaOptions};
+use strata_core::BusRecordView;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -41,9 +42,9 @@ fn topic_message_ids(brokers: &str) -> Vec<String> {
                 let Some(last) = batch.last() else { break };
                 from = last.offset + 1;
                 for r in batch {
-                    let v: serde_json::Value = serde_json::from_slice(&r.value).expect("json");
-                    if v["k"] == "e" {
-                        ids.push(v["v"]["message_id"].as_str().unwrap_or("").to_string());
+                    let record = BusRecordView::decode(&r.value).expect("a bus record");
+                    if let BusRecordView::Event(e) = record {
+                        ids.push(e.message_id.into_owned());
                     }
                 }
             }
