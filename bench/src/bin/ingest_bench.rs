@@ -85,7 +85,38 @@ async fn main() -> Result<()> {
         return Ok(());
     }
 
-    // 1. The ceiling: an fsync-only HTTP server.
+    // 1. Strata at default settings (10 s flush), then 2. with --flush-interval 1s.
+    settle();
+    let default_run = strata_run(&args, &template, duration, None, None, 1).await?;
+    settle();
+    let fast_run = strata_run(&args, &template, duration, Some("1s"), None, 1_000_000_000).await?;
+    // 3. The same as 2. on the Kafka bus (a tansu broker on loopback, memory storage).
+    let kafka_run = match &args.tansu {
+        Some(bin) => {
+            settle();
+            let broker = Tansu::start(bin)?;
+            let run = strata_run(
+                &args,
+                &template,
+                duration,
+                Some("1s"),
+                Some(&broker.brokers()),
+                2_000_000_000,
+            )
+            .await?;
+            let broker_rss = peak_rss_mib(broker.child.id()).unwrap_or(f64::NAN);
+            Some((run, broker_rss))
+        }
+        None => {
+            eprintln!("no tansu binary (--tansu or STRATA_TANSU_BIN): the Kafka run is skipped");
+            None
+        }
+    };
+
+    // 4. The ceiling: an fsync-only HTTP server. Last, because deleting the ~10 GB it wrote
+    // slowed whichever run came next (the first Strata run's ack p99 was 55-58 ms there
+    // against 38-42 ms in the same build's runs on a quiet machine).
+    settle();
     let ceiling_dir = tempdir("ceiling")?;
     let fsync_bin = args.strata.with_file_name("fsync-server");
     let mut ceiling = Command::new(&fsync_bin)
@@ -107,31 +138,6 @@ async fn main() -> Result<()> {
     let _ = ceiling.wait();
     let _ = std::fs::remove_dir_all(&ceiling_dir);
     report_load("fsync-only ceiling", &ceiling_load);
-
-    // 2. Strata at default settings (10 s flush), then 3. with --flush-interval 1s.
-    let default_run = strata_run(&args, &template, duration, None, None, 1).await?;
-    let fast_run = strata_run(&args, &template, duration, Some("1s"), None, 1_000_000_000).await?;
-    // 4. The same as 3. on the Kafka bus (a tansu broker on loopback, memory storage).
-    let kafka_run = match &args.tansu {
-        Some(bin) => {
-            let broker = Tansu::start(bin)?;
-            let run = strata_run(
-                &args,
-                &template,
-                duration,
-                Some("1s"),
-                Some(&broker.brokers()),
-                2_000_000_000,
-            )
-            .await?;
-            let broker_rss = peak_rss_mib(broker.child.id()).unwrap_or(f64::NAN);
-            Some((run, broker_rss))
-        }
-        None => {
-            eprintln!("no tansu binary (--tansu or STRATA_TANSU_BIN): the Kafka run is skipped");
-            None
-        }
-    };
 
     let ratio = default_run.load.events_per_sec() / ceiling_load.events_per_sec();
     eprintln!("strata / ceiling throughput ratio: {ratio:.2}");
@@ -291,6 +297,13 @@ async fn strata_run(
         freshness_ms,
         peak_rss_mib,
     })
+}
+
+/// Lets the disk settle between runs: flushes what the previous run left dirty (and the
+/// deletion of its data) and pauses, so each run starts on a quiet machine.
+fn settle() {
+    let _ = Command::new("sync").status();
+    std::thread::sleep(Duration::from_secs(5));
 }
 
 /// The server's log: dropped, except when profiling one run (`--only`), where it goes to
