@@ -2,12 +2,11 @@
 //! `X-Forwarded-For` through trusted proxies), IP → country/region/city from a MaxMind-format
 //! database, and user agent → os/browser/device (woothee, cached).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-
-use std::borrow::Cow;
 
 use axum::http::HeaderMap;
 use strata_core::EventView;

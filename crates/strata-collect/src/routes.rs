@@ -295,7 +295,7 @@ impl Collector {
         let format = self.config.bus.record_format;
         for b in built {
             let (key, value) = match b {
-                Ok((event, ua)) => {
+                Ok((mut event, ua)) => {
                     let Some((&k, was_seen)) = next_key.next() else {
                         continue;
                     };
@@ -304,7 +304,6 @@ impl Collector {
                         continue;
                     }
                     new_keys.push(k);
-                    let mut event = event;
                     enricher.fill(&mut event, ua.as_deref());
                     let key = Bytes::copy_from_slice(event.partition_key().as_bytes());
                     (key, encode_collected_event(&event, format))

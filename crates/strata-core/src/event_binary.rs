@@ -61,16 +61,14 @@ const KNOWN_BITS: u32 = (SENT_AT << 1) - 1;
 /// The record of one event.
 pub(crate) fn encode(e: &EventView<'_>) -> Vec<u8> {
     let strings = e.optional_strings();
-    let framed = |s: &str| len_bytes(s.len()) + s.len();
+    // Every string the record holds, in write order.
+    let texts = || {
+        [&*e.message_id, &*e.app, &*e.kind]
+            .into_iter()
+            .chain(strings.iter().flatten().copied())
+    };
     let ints = 2 + usize::from(e.client_ts.is_some()) + usize::from(e.sent_at.is_some());
-    let size = 1
-        + 4
-        + 8 * ints
-        + [&*e.message_id, &*e.app, &*e.kind]
-            .map(framed)
-            .iter()
-            .sum::<usize>()
-        + strings.iter().flatten().map(|s| framed(s)).sum::<usize>();
+    let size = 1 + 4 + 8 * ints + texts().map(|s| len_bytes(s.len()) + s.len()).sum::<usize>();
     // Exactly the record's size: `Bytes::from` then takes the buffer without a second
     // allocation (it adds one whenever capacity and length differ).
     let mut buf = Vec::with_capacity(size);
@@ -93,10 +91,7 @@ pub(crate) fn encode(e: &EventView<'_>) -> Vec<u8> {
     for ts in [e.client_ts, e.sent_at].into_iter().flatten() {
         buf.extend_from_slice(&ts.to_le_bytes());
     }
-    for s in [&*e.message_id, &*e.app, &*e.kind]
-        .into_iter()
-        .chain(strings.into_iter().flatten())
-    {
+    for s in texts() {
         push_len(&mut buf, s.len());
         buf.extend_from_slice(s.as_bytes());
     }
