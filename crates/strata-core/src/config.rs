@@ -41,6 +41,8 @@ pub struct Config {
     pub catalog_server: CatalogServerConfig,
     /// Databases mirrored into the lake by change data capture (`[[sources]]`, empty by default).
     pub sources: Vec<SourceConfig>,
+    /// Column tags, roles that may see tagged columns, and the access log.
+    pub governance: crate::governance::GovernanceConfig,
 }
 
 /// The kind of Iceberg catalog the lake's tables live in.
@@ -121,11 +123,19 @@ impl CatalogConfig {
 pub struct CatalogServerConfig {
     /// Serve the REST catalog (`false`: `/iceberg` answers 404).
     pub enabled: bool,
+    /// Locations outside the warehouse where clients may put tables (a client-chosen
+    /// `location`, `write.data.path` or `write.metadata.path`), as local directories,
+    /// `file://…` or `s3://bucket/prefix`. Anything outside the warehouse and these is refused
+    /// (403). Empty: the warehouse only.
+    pub allowed_locations: Vec<String>,
 }
 
 impl Default for CatalogServerConfig {
     fn default() -> Self {
-        Self { enabled: true }
+        Self {
+            enabled: true,
+            allowed_locations: Vec::new(),
+        }
     }
 }
 
@@ -969,6 +979,14 @@ impl Config {
         if !(hook.is_empty() || hook.starts_with("http://") || hook.starts_with("https://")) {
             return bad("warehouse.alert_webhook must be an http:// or https:// URL");
         }
+        for location in &self.catalog_server.allowed_locations {
+            if let Err(e) = crate::names::LocationPolicy::new(location, &[]) {
+                return Err(Error::user(format!(
+                    "catalog_server.allowed_locations: {location:?}: {e}"
+                )));
+            }
+        }
+        self.governance.validate().map_err(Error::user)?;
         let mut names = std::collections::BTreeSet::new();
         let mut targets = std::collections::BTreeMap::new();
         for source in &self.sources {
@@ -1011,6 +1029,30 @@ impl Config {
         self.in_data_dir(&self.lake.warehouse)
     }
 
+    /// The warehouse as the catalog writes table locations under it: `s3://…` as configured,
+    /// else the absolute local directory.
+    pub fn warehouse_location(&self) -> String {
+        let configured = self.lake.warehouse.to_string_lossy();
+        if crate::s3::is_remote(&configured) {
+            configured.into_owned()
+        } else {
+            let dir = self.warehouse_dir();
+            std::path::absolute(&dir)
+                .unwrap_or(dir)
+                .to_string_lossy()
+                .into_owned()
+        }
+    }
+
+    /// Where tables may be placed: the warehouse and `catalog_server.allowed_locations`.
+    pub fn location_policy(&self) -> Result<crate::names::LocationPolicy> {
+        crate::names::LocationPolicy::new(
+            &self.warehouse_location(),
+            &self.catalog_server.allowed_locations,
+        )
+        .map_err(|e| Error::user(format!("catalog_server.allowed_locations: {e}")))
+    }
+
     /// `path` as given when absolute, else relative to the data directory.
     fn in_data_dir(&self, path: &Path) -> PathBuf {
         if path.is_relative() {
@@ -1051,6 +1093,11 @@ impl Config {
     /// `<data>/apps.json`, the registry of apps and their write keys.
     pub fn apps_path(&self) -> PathBuf {
         self.data.dir.join("apps.json")
+    }
+
+    /// `<data>/mask.key`, the key of the `hash` column mask (made on first use).
+    pub fn mask_key_path(&self) -> PathBuf {
+        self.data.dir.join("mask.key")
     }
 
     /// `<data>/catalog_tokens.json`, the REST catalog's bearer tokens (SHA-256 hashes only).

@@ -10,6 +10,8 @@ pub mod event;
 mod event_binary;
 mod event_codec;
 pub mod fsutil;
+pub mod governance;
+pub mod names;
 pub mod s3;
 pub mod time;
 

@@ -13,9 +13,12 @@
 //!   delete, update, merge
 //! - `rest/`: the Iceberg REST catalog API over this catalog (`/iceberg` in `strata serve`) and
 //!   its bearer tokens (ADR 0013)
-//! - `sql/`: the SQL session, lake DDL/DML statements, time travel, output formats
+//! - `sql/`: the SQL session, lake DDL/DML statements, time travel, output formats, column
+//!   masking for sessions run as a role (`sql/masking.rs`)
+//! - `audit.rs`: the access log `audit.access_log`
 //! - `s3.rs`: table files on S3 (iceberg `Storage` over object_store, ADR 0014)
 
+pub mod audit;
 pub mod batch;
 pub mod cdc;
 mod error;
@@ -39,6 +42,7 @@ pub use position::{
 };
 pub use schema::{OdsTable, EVENT_TABLE, ODS_NAMESPACE, REJECTED_TABLE};
 pub use sink::{LakeSink, LAKE_GROUP};
+pub use sql::masking;
 pub use sql::{
     format_batches, list_tables, snapshot_at, OutputFormat, SqlSession, TimeTravelDialect,
 };

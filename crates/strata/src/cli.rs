@@ -409,6 +409,21 @@ pub enum TokensCommand {
         name: String,
         #[command(flatten)]
         config: ConfigArg,
+        /// What the token may do, repeatable or comma-separated: `catalog:read` (list, load),
+        /// `catalog:write` (create, commit, drop), `serve` (feature and feed APIs), `admin`
+        /// (everything, every namespace). Default: catalog:read and catalog:write, what tokens
+        /// could do before scopes existed; give `--scope catalog:read` for a read-only token.
+        #[arg(long = "scope", value_name = "SCOPE", default_values_t = ["catalog:read".to_string(), "catalog:write".to_string()])]
+        scopes: Vec<String>,
+        /// Namespaces the token may see and touch, repeatable (default: all).
+        #[arg(long = "namespace", value_name = "NAMESPACE")]
+        namespaces: Vec<String>,
+        /// The token stops working after this long, e.g. `30d`, `12h` (default: never).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<Duration>,
+        /// The `[[governance.roles]]` role whose column masking applies to this token.
+        #[arg(long)]
+        role: Option<String>,
     },
     /// List tokens: name, start of the hash, creation time.
     List {
@@ -453,6 +468,10 @@ pub struct SqlArgs {
     /// Output format.
     #[arg(long, short = 'f', value_enum, default_value = "table")]
     pub format: Format,
+    /// Query as this `[[governance.roles]]` role: its masked columns read masked, and only
+    /// queries run (no DDL or DML). Default: the lake's owner, who sees everything.
+    #[arg(long)]
+    pub role: Option<String>,
     /// The query. Omit it for an interactive prompt (statements end with `;`).
     pub query: Option<String>,
 }

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::Json;
 use iceberg::table::Table;
 use iceberg::{TableRequirement, TableUpdate};
@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::tables::load_table;
-use super::{parse_body, table_ident, RestError, RestResult, RestState};
+use super::{check_updates, parse_body, table_ident, Caller, RestError, RestResult, RestState};
 
 /// Swaps lost to other writers before the server gives up with 409.
 const MAX_ATTEMPTS: usize = 20;
@@ -39,11 +39,15 @@ struct CommitTable {
 
 pub(crate) async fn commit(
     State(state): State<RestState>,
+    Extension(caller): Extension<Caller>,
     Path((ns, table)): Path<(String, String)>,
     body: Bytes,
 ) -> RestResult<Json<Value>> {
     let ident = table_ident(&ns, &table)?;
     let req: CommitTable = parse_body(&body)?;
+    check_updates(&state, &req.updates)?;
+    // The answer carries the table's metadata (and so its file locations).
+    caller.check_unmasked(&state, &ident)?;
     if req
         .requirements
         .iter()
@@ -164,6 +168,7 @@ struct TableChange {
 /// tables move or none. A lost swap re-checks everything on fresh loads, as for one table.
 pub(crate) async fn commit_transaction(
     State(state): State<RestState>,
+    Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> RestResult<axum::response::Response> {
     use axum::response::IntoResponse;
@@ -176,6 +181,8 @@ pub(crate) async fn commit_transaction(
     let mut changes = Vec::with_capacity(req.table_changes.len());
     for c in req.table_changes {
         let ident = c.identifier.into_ident()?;
+        caller.check_namespace(ident.namespace())?;
+        check_updates(&state, &c.updates)?;
         if changes.iter().any(|(i, _, _)| i == &ident) {
             return Err(RestError::bad_request(format!(
                 "{ident} appears twice in table-changes"

@@ -32,6 +32,11 @@ impl RestError {
         Self::new(StatusCode::UNAUTHORIZED, "NotAuthorizedException", message)
     }
 
+    /// Authenticated, but the token's scopes, grants or role do not allow this.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "ForbiddenException", message)
+    }
+
     pub fn no_namespace(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "NoSuchNamespaceException", message)
     }
@@ -104,12 +109,19 @@ impl From<crate::Error> for RestError {
 
 impl IntoResponse for RestError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::warn!(status = %self.status, kind = self.kind, message = %self.message, "rest catalog error");
-        }
+        // A server error's message can name internal paths: it goes to the log, and the
+        // client gets a reference to find it there.
+        let message = if self.status.is_server_error() {
+            let reference = uuid::Uuid::new_v4().simple().to_string();
+            let reference = &reference[..12];
+            tracing::warn!(status = %self.status, kind = self.kind, message = %self.message, reference, "rest catalog error");
+            format!("internal error in the catalog server (reference {reference} in its log); retry later")
+        } else {
+            self.message
+        };
         let body = serde_json::json!({
             "error": {
-                "message": self.message,
+                "message": message,
                 "type": self.kind,
                 "code": self.status.as_u16(),
             }

@@ -34,9 +34,13 @@ use axum::{Json, Router};
 use iceberg::{NamespaceIdent, TableIdent};
 use serde::de::DeserializeOwned;
 
+use crate::audit::{AccessRecord, AuditLog};
 use crate::lake::Lake;
+use axum::http::Method;
 pub use error::{RestError, RestResult};
-pub use tokens::{Token, Tokens};
+use strata_core::governance::GovernanceConfig;
+use strata_core::names::LocationPolicy;
+pub use tokens::{NewToken, Scope, Token, Tokens};
 
 /// The path prefix `strata serve` mounts the catalog under.
 pub const PREFIX: &str = "/iceberg";
@@ -44,19 +48,84 @@ pub const PREFIX: &str = "/iceberg";
 /// The `%1F` (unit separator) between levels of a namespace in paths and `parent=`.
 const NS_SEP: char = '\u{1f}';
 
+/// What the catalog server needs besides the lake.
+#[derive(Clone)]
+pub struct RestSettings {
+    /// `<data>/catalog_tokens.json`, read on every request.
+    pub tokens_path: PathBuf,
+    /// Where clients may place tables.
+    pub locations: LocationPolicy,
+    /// Column tags and roles: a token whose role masks a column of a table cannot load it.
+    pub governance: GovernanceConfig,
+    /// Where every call is recorded (`audit.access_log`).
+    pub audit: AuditLog,
+}
+
 #[derive(Clone)]
 pub(crate) struct RestState {
     pub lake: Lake,
-    tokens_path: Arc<PathBuf>,
+    settings: Arc<RestSettings>,
+}
+
+/// The token a request was authorized with (a request extension every handler can read).
+#[derive(Clone)]
+pub(crate) struct Caller(pub Arc<Token>);
+
+impl Caller {
+    /// 403 unless the token may touch namespace `ns`.
+    pub(crate) fn check_namespace(&self, ns: &NamespaceIdent) -> RestResult<()> {
+        if self.0.may_use_namespace(ns.as_ref()) {
+            Ok(())
+        } else {
+            Err(RestError::forbidden(format!(
+                "token {:?} is not granted namespace {}",
+                self.0.name,
+                ns.join(".")
+            )))
+        }
+    }
+
+    /// 403 when the token's role reads a column of `ident` masked: the catalog hands out file
+    /// locations, and files cannot be masked.
+    pub(crate) fn check_unmasked(&self, state: &RestState, ident: &TableIdent) -> RestResult<()> {
+        let Some(role) = self.0.role.as_deref() else {
+            return Ok(());
+        };
+        if self.0.has(Scope::Admin) {
+            return Ok(());
+        }
+        let ns = ident.namespace().join(".");
+        match state.settings.governance.masks(Some(role), &ns, ident.name()) {
+            Ok(masks) if masks.is_empty() => Ok(()),
+            Ok(masks) => Err(RestError::forbidden(format!(
+                "role {role:?} may not read {} unmasked ({}): the REST catalog vends raw files, \
+                 so it does not load this table for this token; query it with `strata sql --role {role}`",
+                ident,
+                masks.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))),
+            Err(e) => Err(RestError::forbidden(e.to_string())),
+        }
+    }
+
+    /// 403 unless `location` is inside the warehouse or an allowed location.
+    pub(crate) fn check_location(state: &RestState, what: &str, location: &str) -> RestResult<()> {
+        state
+            .settings
+            .locations
+            .check(location)
+            .map_err(|e| RestError::forbidden(format!("{what}: {e}")))
+    }
 }
 
 /// The REST catalog's routes (paths without the `/iceberg` prefix; nest it there). Every
-/// request needs `Authorization: Bearer <token>` with a token in `tokens_path`, which is read
-/// on each request so `strata tokens create|revoke` take effect at once.
-pub fn router(lake: Lake, tokens_path: PathBuf) -> Router {
+/// request needs `Authorization: Bearer <token>` with a token in `settings.tokens_path`, which
+/// is read on each request so `strata tokens create|revoke` take effect at once. GET and HEAD
+/// need the `catalog:read` scope, everything else `catalog:write`; a token with namespace
+/// grants sees and touches only those namespaces.
+pub fn router(lake: Lake, settings: RestSettings) -> Router {
     let state = RestState {
         lake,
-        tokens_path: Arc::new(tokens_path),
+        settings: Arc::new(settings),
     };
     Router::new()
         .route("/v1/config", get(config))
@@ -99,8 +168,24 @@ pub fn router(lake: Lake, tokens_path: PathBuf) -> Router {
         .with_state(state)
 }
 
-/// 401 `NotAuthorizedException` unless the request carries a known bearer token.
-async fn authorize(State(state): State<RestState>, req: Request, next: Next) -> Response {
+/// Authenticates the bearer token (401), checks the scope the method needs and the namespace
+/// the path names (403), then runs the handler and records the call in the access log.
+async fn authorize(State(state): State<RestState>, mut req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let action = format!("{method} {path}");
+    let object = path_object(&path);
+    let audit = &state.settings.audit;
+    let deny = |actor: Option<&Token>, e: RestError| {
+        audit.record(AccessRecord::catalog(
+            actor,
+            &action,
+            object.clone(),
+            e.status.as_u16(),
+            Some(e.message.clone()),
+        ));
+        e.into_response()
+    };
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -111,19 +196,152 @@ async fn authorize(State(state): State<RestState>, req: Request, next: Next) -> 
         })
         .map(str::trim);
     let Some(presented) = presented.filter(|t| !t.is_empty()) else {
-        return RestError::unauthorized(
-            "missing bearer token: send Authorization: Bearer <token> (strata tokens create NAME)",
-        )
-        .into_response();
+        return deny(
+            None,
+            RestError::unauthorized(
+                "missing bearer token: send Authorization: Bearer <token> (strata tokens create NAME)",
+            ),
+        );
     };
-    let tokens = match Tokens::load(&state.tokens_path) {
+    let tokens = match Tokens::load(&state.settings.tokens_path) {
         Ok(t) => t,
-        Err(e) => return RestError::server(e.to_string()).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "rest catalog: reading the token file failed");
+            return deny(
+                None,
+                RestError::server("the server cannot read its token file"),
+            );
+        }
     };
-    if tokens.verify(presented).is_none() {
-        return RestError::unauthorized("unknown or revoked token").into_response();
+    let token = match tokens.verify(presented, chrono::Utc::now()) {
+        Ok(t) => Arc::new(t.clone()),
+        Err(refused) => return deny(None, RestError::unauthorized(refused.to_string())),
+    };
+    let needed = if method == Method::GET || method == Method::HEAD {
+        Scope::CatalogRead
+    } else {
+        Scope::CatalogWrite
+    };
+    if !token.has(needed) {
+        return deny(
+            Some(&token),
+            RestError::forbidden(format!(
+                "token {:?} lacks the {needed} scope that {method} needs (it has: {})",
+                token.name,
+                token
+                    .scopes
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        );
     }
-    next.run(req).await
+    if let Some(levels) = path_namespace(&path) {
+        if !token.may_use_namespace(&levels) {
+            return deny(
+                Some(&token),
+                RestError::forbidden(format!(
+                    "token {:?} is not granted namespace {}",
+                    token.name,
+                    levels.join(".")
+                )),
+            );
+        }
+    }
+    req.extensions_mut().insert(Caller(token.clone()));
+    let response = next.run(req).await;
+    let status = response.status();
+    audit.record(AccessRecord::catalog(
+        Some(&token),
+        &action,
+        object,
+        status.as_u16(),
+        None,
+    ));
+    response
+}
+
+/// Properties that place a table's or namespace's files.
+const LOCATION_PROPERTIES: &[&str] = &[
+    "location",
+    "write.data.path",
+    "write.metadata.path",
+    "write.object-storage.path",
+    "write.folder-storage.path",
+];
+
+/// 403 when a property that places files points outside the allowed locations.
+pub(crate) fn check_location_properties(
+    state: &RestState,
+    properties: &std::collections::HashMap<String, String>,
+) -> RestResult<()> {
+    for key in LOCATION_PROPERTIES {
+        if let Some(value) = properties.get(*key) {
+            Caller::check_location(state, key, value)?;
+        }
+    }
+    Ok(())
+}
+
+/// 403 when a commit's updates would move the table's files, or point a snapshot at a
+/// manifest list, outside the allowed locations.
+pub(crate) fn check_updates(state: &RestState, updates: &[iceberg::TableUpdate]) -> RestResult<()> {
+    use iceberg::TableUpdate as U;
+    for update in updates {
+        match update {
+            U::SetLocation { location } => Caller::check_location(state, "location", location)?,
+            U::SetProperties { updates } => check_location_properties(state, updates)?,
+            U::AddSnapshot { snapshot } => {
+                Caller::check_location(state, "manifest-list", snapshot.manifest_list())?
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The namespace levels a `/v1/namespaces/{ns}…` path names (percent-decoded, split at `%1F`).
+fn path_namespace(path: &str) -> Option<Vec<String>> {
+    let rest = path.strip_prefix("/v1/namespaces/")?;
+    let segment = rest.split('/').next().filter(|s| !s.is_empty())?;
+    let decoded = percent_decode(segment);
+    Some(decoded.split(NS_SEP).map(str::to_string).collect())
+}
+
+/// `namespace` or `namespace.table` for the access log, from the path.
+fn path_object(path: &str) -> Option<String> {
+    let levels = path_namespace(path)?;
+    let ns = levels.join(".");
+    let rest = path.strip_prefix("/v1/namespaces/")?;
+    let mut segments = rest.split('/').skip(1);
+    match (segments.next(), segments.next()) {
+        (Some("tables"), Some(table)) if !table.is_empty() => {
+            Some(format!("{ns}.{}", percent_decode(table)))
+        }
+        _ => Some(ns),
+    }
+}
+
+/// Decodes `%XX` escapes as the path extractor does (invalid escapes stay as they are; bytes
+/// that are not UTF-8 become U+FFFD).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The endpoints this server implements, as `GET /v1/config` lists them (the spec's form,

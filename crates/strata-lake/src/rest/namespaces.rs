@@ -3,14 +3,17 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{namespace_ident, parse_body, RestError, RestResult, RestState};
+use super::{
+    check_location_properties, namespace_ident, parse_body, Caller, RestError, RestResult,
+    RestState,
+};
 
 /// The property the SQL catalog stores to mark that a namespace exists; not a user property.
 const EXISTS_PROPERTY: &str = "exists";
@@ -22,12 +25,14 @@ pub(crate) struct ListQuery {
 
 pub(crate) async fn list(
     State(state): State<RestState>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<ListQuery>,
 ) -> RestResult<Json<Value>> {
     let catalog = state.lake.catalog();
     let parent = match q.parent.as_deref().filter(|p| !p.is_empty()) {
         Some(p) => {
             let ns = namespace_ident(p)?;
+            caller.check_namespace(&ns)?;
             if !catalog.namespace_exists(&ns).await? {
                 return Err(RestError::no_namespace(format!(
                     "namespace {ns} does not exist"
@@ -38,7 +43,12 @@ pub(crate) async fn list(
         None => None,
     };
     let namespaces = catalog.list_namespaces(parent.as_ref()).await?;
-    let mut out: Vec<&Vec<String>> = namespaces.iter().map(|n| n.as_ref()).collect();
+    // A token with namespace grants sees only those.
+    let mut out: Vec<&Vec<String>> = namespaces
+        .iter()
+        .map(|n| n.as_ref())
+        .filter(|levels| caller.0.may_use_namespace(levels))
+        .collect();
     out.sort();
     Ok(Json(json!({ "namespaces": out })))
 }
@@ -51,15 +61,17 @@ struct CreateNamespace {
     properties: HashMap<String, String>,
 }
 
-pub(crate) async fn create(State(state): State<RestState>, body: Bytes) -> RestResult<Json<Value>> {
+pub(crate) async fn create(
+    State(state): State<RestState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> RestResult<Json<Value>> {
     let req: CreateNamespace = parse_body(&body)?;
-    if req.namespace.is_empty() || req.namespace.iter().any(|l| l.is_empty()) {
-        return Err(RestError::bad_request(
-            "namespace must be a non-empty list of non-empty names",
-        ));
-    }
+    strata_core::names::check_namespace(&req.namespace).map_err(RestError::bad_request)?;
     let ns = iceberg::NamespaceIdent::from_vec(req.namespace)
         .map_err(|e| RestError::bad_request(e.to_string()))?;
+    caller.check_namespace(&ns)?;
+    check_location_properties(&state, &req.properties)?;
     let catalog = state.lake.catalog();
     if catalog.namespace_exists(&ns).await? {
         return Err(RestError::exists(format!("namespace {ns} already exists")));
@@ -165,6 +177,7 @@ pub(crate) async fn update_properties(
             "property {EXISTS_PROPERTY:?} is reserved by the SQL catalog"
         )));
     }
+    check_location_properties(&state, &req.updates)?;
     let catalog = state.lake.catalog();
     if !catalog.namespace_exists(&ns).await? {
         return Err(RestError::no_namespace(format!(

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,7 +14,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    ident_json, namespace_ident, parse_body, table_ident, RestError, RestResult, RestState,
+    check_location_properties, ident_json, namespace_ident, parse_body, table_ident, Caller,
+    RestError, RestResult, RestState,
 };
 
 pub(crate) async fn list(
@@ -72,9 +73,11 @@ pub(crate) async fn create(
             "stage-create is not supported by Strata's REST catalog: create the table directly",
         ));
     }
-    if req.name.is_empty() {
-        return Err(RestError::bad_request("empty table name"));
+    strata_core::names::check_name("table name", &req.name).map_err(RestError::bad_request)?;
+    if let Some(location) = &req.location {
+        Caller::check_location(&state, "location", location)?;
     }
+    check_location_properties(&state, &req.properties)?;
     let catalog = state.lake.catalog();
     if !catalog.namespace_exists(&ns).await? {
         return Err(RestError::no_namespace(format!(
@@ -100,10 +103,12 @@ pub(crate) async fn create(
 
 pub(crate) async fn load(
     State(state): State<RestState>,
+    Extension(caller): Extension<Caller>,
     Path((ns, table)): Path<(String, String)>,
 ) -> RestResult<Json<Value>> {
     let ident = table_ident(&ns, &table)?;
     let table = load_table(&state, &ident).await?;
+    caller.check_unmasked(&state, &ident)?;
     Ok(Json(load_result(&table)?))
 }
 
@@ -205,10 +210,19 @@ struct Rename {
     destination: Ident,
 }
 
-pub(crate) async fn rename(State(state): State<RestState>, body: Bytes) -> RestResult<Response> {
+pub(crate) async fn rename(
+    State(state): State<RestState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> RestResult<Response> {
     let req: Rename = parse_body(&body)?;
     let src = req.source.into_ident()?;
     let dest = req.destination.into_ident()?;
+    caller.check_namespace(src.namespace())?;
+    caller.check_namespace(dest.namespace())?;
+    strata_core::names::check_namespace(dest.namespace().as_ref())
+        .map_err(RestError::bad_request)?;
+    strata_core::names::check_name("table name", dest.name()).map_err(RestError::bad_request)?;
     let catalog = state.lake.catalog();
     if !catalog.table_exists(&src).await? {
         return Err(RestError::no_table(format!("table {src} does not exist")));

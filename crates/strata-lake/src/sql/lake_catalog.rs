@@ -16,12 +16,14 @@ use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider};
 use datafusion::datasource::{MemTable, TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result as DFResult};
-use futures::future::try_join_all;
+use futures::future::join_all;
 use futures::TryStreamExt;
 use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::inspect::MetadataTableType;
 use iceberg::{Catalog, NamespaceIdent, TableIdent};
 use iceberg_datafusion::{to_datafusion_error, IcebergStaticTableProvider};
+
+use super::masking::Masking;
 
 /// Every top-level namespace of the catalog and the names of its tables.
 #[derive(Debug)]
@@ -30,15 +32,21 @@ pub struct LakeCatalog {
 }
 
 impl LakeCatalog {
-    /// Lists namespaces and tables (no table metadata is read).
-    pub async fn list(catalog: Arc<dyn Catalog>) -> iceberg::Result<LakeCatalog> {
+    /// Lists namespaces and tables (no table metadata is read). A namespace whose tables
+    /// cannot be listed (a broken catalog entry, e.g. one written by an older version that did
+    /// not validate names) is left out with a warning naming it: one bad entry never stops
+    /// queries on the others.
+    pub async fn list(
+        catalog: Arc<dyn Catalog>,
+        masking: Option<Arc<Masking>>,
+    ) -> iceberg::Result<LakeCatalog> {
         let namespaces: Vec<String> = catalog
             .list_namespaces(None)
             .await?
             .iter()
             .flat_map(|ns| ns.as_ref().clone())
             .collect();
-        let tables = try_join_all(namespaces.iter().map(|name| {
+        let tables = join_all(namespaces.iter().map(|name| {
             let catalog = catalog.clone();
             async move {
                 catalog
@@ -46,13 +54,21 @@ impl LakeCatalog {
                     .await
             }
         }))
-        .await?;
+        .await;
         let schemas = namespaces
             .into_iter()
             .zip(tables)
+            .filter_map(|(name, listed)| match listed {
+                Ok(tables) => Some((name, tables)),
+                Err(e) => {
+                    tracing::warn!(namespace = %name, error = %e, "skipping a catalog namespace whose tables cannot be listed");
+                    None
+                }
+            })
             .map(|(name, tables)| {
                 let schema = LakeSchema {
                     catalog: catalog.clone(),
+                    masking: masking.clone(),
                     namespace: NamespaceIdent::new(name.clone()),
                     tables: tables.iter().map(|t| t.name().to_string()).collect(),
                 };
@@ -81,6 +97,8 @@ impl CatalogProvider for LakeCatalog {
 #[derive(Debug)]
 struct LakeSchema {
     catalog: Arc<dyn Catalog>,
+    /// The role's column masks, for a session run as a role.
+    masking: Option<Arc<Masking>>,
     namespace: NamespaceIdent,
     tables: BTreeSet<String>,
 }
@@ -170,6 +188,10 @@ impl SchemaProvider for LakeSchema {
         let provider = IcebergStaticTableProvider::try_new_from_table(table)
             .await
             .map_err(to_datafusion_error)?;
-        Ok(Some(Arc::new(provider)))
+        let provider: Arc<dyn TableProvider> = Arc::new(provider);
+        match &self.masking {
+            Some(m) => m.wrap(&self.namespace.join("."), name, provider).map(Some),
+            None => Ok(Some(provider)),
+        }
     }
 }

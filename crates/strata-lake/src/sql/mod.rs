@@ -96,6 +96,7 @@ mod format;
 mod json;
 mod key_hash;
 mod lake_catalog;
+pub mod masking;
 mod ordering;
 mod overlay;
 mod rewrite;
@@ -149,10 +150,28 @@ pub struct SqlSession {
     catalog_name: String,
     tt_schema: Arc<MemorySchemaProvider>,
     counter: AtomicU64,
+    /// Set for a session run as a role: tables read through its masks, queries only.
+    masking: Option<Arc<masking::Masking>>,
 }
 
 impl SqlSession {
+    /// A session of the lake's owner: every column as it is, every statement.
     pub async fn new(lake: &Lake) -> Result<SqlSession> {
+        Self::build(lake, None).await
+    }
+
+    /// A session run as a role (`strata sql --role`): the role's masked columns read masked
+    /// in every table, time travel included, and only queries run.
+    pub async fn as_role(lake: &Lake, masking: masking::Masking) -> Result<SqlSession> {
+        Self::build(lake, Some(Arc::new(masking))).await
+    }
+
+    /// The role this session runs as, if any.
+    pub fn role(&self) -> Option<&str> {
+        self.masking.as_deref().map(masking::Masking::role)
+    }
+
+    async fn build(lake: &Lake, masking: Option<Arc<masking::Masking>>) -> Result<SqlSession> {
         let catalog = lake.catalog();
         let catalog_name = lake.catalog_name().to_string();
         let config = SessionConfig::new()
@@ -168,7 +187,9 @@ impl SqlSession {
         let ctx = SessionContext::new_with_state(state);
         json::register(&ctx);
         key_hash::register(&ctx);
-        let overlay = Arc::new(OverlayCatalog::new(lake_provider(&catalog).await?));
+        let overlay = Arc::new(OverlayCatalog::new(
+            lake_provider(&catalog, masking.clone()).await?,
+        ));
         ctx.register_catalog(&catalog_name, overlay.clone());
         let tt_catalog = MemoryCatalogProvider::new();
         let tt_schema = Arc::new(MemorySchemaProvider::new());
@@ -184,6 +205,7 @@ impl SqlSession {
             catalog_name,
             tt_schema,
             counter: AtomicU64::new(0),
+            masking,
         })
     }
 
@@ -200,8 +222,10 @@ impl SqlSession {
     /// Re-reads the catalog's namespaces, tables and schemas (after DDL, here or elsewhere).
     pub async fn refresh(&self) -> Result<()> {
         let started = self.overlay.begin_refresh();
-        self.overlay
-            .refresh(started, lake_provider(&self.catalog).await?);
+        self.overlay.refresh(
+            started,
+            lake_provider(&self.catalog, self.masking.clone()).await?,
+        );
         Ok(())
     }
 
@@ -236,6 +260,11 @@ impl SqlSession {
         let statement = parsed
             .pop_front()
             .ok_or_else(|| Error::Sql("expected a query".to_string()))?;
+        if self.role().is_some() && !is_query(&statement) {
+            return Err(Error::Invalid(
+                "a session run as a role runs queries only".to_string(),
+            ));
+        }
         let mut registered = Vec::new();
         let result = async {
             let df = self.dataframe(statement, &mut registered).await?;
@@ -266,6 +295,14 @@ impl SqlSession {
                 (Some(s), true) => s,
                 _ => return Err(Error::Internal("statement split went wrong".to_string())),
             };
+            if let Some(role) = self.role() {
+                if !is_query(&statement) {
+                    return Err(Error::Invalid(format!(
+                        "a session run as role {role:?} runs queries only (SELECT, WITH, \
+                         EXPLAIN, SHOW, DESCRIBE)"
+                    )));
+                }
+            }
             let mut registered = Vec::new();
             let result = match self
                 .lake_statement(
@@ -322,9 +359,16 @@ impl SqlSession {
                         .map_err(|e| {
                             Error::iceberg(format!("reading {ident} at {snapshot_id}"), e)
                         })?;
+                let mut provider: Arc<dyn datafusion::datasource::TableProvider> =
+                    Arc::new(provider);
+                if let Some(m) = &self.masking {
+                    provider = m
+                        .wrap(&ident.namespace().join("."), ident.name(), provider)
+                        .map_err(Error::datafusion)?;
+                }
                 let tmp = format!("v{}", self.counter.fetch_add(1, Ordering::Relaxed));
                 self.tt_schema
-                    .register_table(tmp.clone(), Arc::new(provider))
+                    .register_table(tmp.clone(), provider)
                     .map_err(Error::datafusion)?;
                 registered.push(tmp.clone());
                 replacements.push((tmp, ident.name().to_string()));
@@ -453,10 +497,13 @@ impl SqlSession {
 }
 
 /// The catalog's namespaces and tables for DataFusion, retrying transient errors.
-async fn lake_provider(catalog: &Arc<dyn Catalog>) -> Result<Arc<dyn CatalogProvider>> {
+async fn lake_provider(
+    catalog: &Arc<dyn Catalog>,
+    masking: Option<Arc<masking::Masking>>,
+) -> Result<Arc<dyn CatalogProvider>> {
     let mut backoff = Backoff::new(5);
     loop {
-        match lake_catalog::LakeCatalog::list(catalog.clone()).await {
+        match lake_catalog::LakeCatalog::list(catalog.clone(), masking.clone()).await {
             Ok(p) => return Ok(Arc::new(p)),
             Err(e) if backoff.can_retry() => {
                 tracing::warn!(error = %e, "loading the catalog for sql failed, retrying");
@@ -464,6 +511,22 @@ async fn lake_provider(catalog: &Arc<dyn Catalog>) -> Result<Arc<dyn CatalogProv
             }
             Err(e) => return Err(Error::iceberg("loading the catalog for sql", e)),
         }
+    }
+}
+
+/// Whether `statement` only reads (what a role session may run).
+fn is_query(statement: &DFStatement) -> bool {
+    match statement {
+        DFStatement::Statement(s) => matches!(
+            s.as_ref(),
+            datafusion::sql::sqlparser::ast::Statement::Query(_)
+                | datafusion::sql::sqlparser::ast::Statement::Explain { .. }
+                | datafusion::sql::sqlparser::ast::Statement::ExplainTable { .. }
+                | datafusion::sql::sqlparser::ast::Statement::ShowTables { .. }
+                | datafusion::sql::sqlparser::ast::Statement::ShowColumns { .. }
+        ),
+        DFStatement::Explain(e) => is_query(&e.statement),
+        _ => false,
     }
 }
 
@@ -591,10 +654,13 @@ pub async fn list_tables(catalog: &dyn Catalog) -> Result<Vec<String>> {
         .await
         .map_err(|e| Error::iceberg("listing namespaces", e))?;
     for ns in namespaces {
-        let tables = catalog
-            .list_tables(&ns)
-            .await
-            .map_err(|e| Error::iceberg(format!("listing tables of {ns:?}"), e))?;
+        let tables = match catalog.list_tables(&ns).await {
+            Ok(tables) => tables,
+            Err(e) => {
+                tracing::warn!(namespace = %ns.join("."), error = %e, "skipping a catalog namespace whose tables cannot be listed");
+                continue;
+            }
+        };
         out.extend(
             tables
                 .iter()

@@ -134,6 +134,7 @@ impl SqlSession {
             return Err(Error::Sql(format!("unsupported schema name {name}")));
         };
         let ns = self.namespace_ident(name)?;
+        strata_core::names::check_namespace(ns.as_ref()).map_err(Error::Invalid)?;
         let exists = self
             .catalog
             .namespace_exists(&ns)
@@ -206,6 +207,7 @@ impl SqlSession {
         registered: &mut Vec<String>,
     ) -> Result<Vec<RecordBatch>> {
         let ident = self.table_ident(&create.name)?;
+        strata_core::names::check_name("table name", ident.name()).map_err(Error::Invalid)?;
         let ns = ident.namespace().clone();
         let ns_exists = self
             .catalog

@@ -27,6 +27,8 @@ pub async fn create_table(
 ) -> Result<bool> {
     let catalog = lake.catalog();
     let ns = ident.namespace().clone();
+    strata_core::names::check_namespace(ns.as_ref()).map_err(Error::Invalid)?;
+    strata_core::names::check_name("table name", ident.name()).map_err(Error::Invalid)?;
     if !catalog
         .namespace_exists(&ns)
         .await

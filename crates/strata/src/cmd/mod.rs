@@ -47,9 +47,24 @@ pub async fn run(cli: Cli) -> Result<()> {
             AppsCommand::List { config } => apps::list(&config.config),
         },
         Command::Tokens { command } => match command {
-            TokensCommand::Create { name, config } => tokens::create(&config.config, name),
+            TokensCommand::Create {
+                name,
+                config,
+                scopes,
+                namespaces,
+                expires_in,
+                role,
+            } => {
+                let request = tokens::CreateRequest {
+                    scopes,
+                    namespaces,
+                    expires_in,
+                    role,
+                };
+                tokens::create(&config.config, name, request).await
+            }
             TokensCommand::List { config } => tokens::list(&config.config),
-            TokensCommand::Revoke { name, config } => tokens::revoke(&config.config, name),
+            TokensCommand::Revoke { name, config } => tokens::revoke(&config.config, name).await,
         },
         Command::Serve(args) => serve::run(args).await,
         Command::Sql(args) => sql::run(args).await,
@@ -82,6 +97,31 @@ pub fn output_format(format: Format) -> strata_lake::OutputFormat {
         Format::Table => strata_lake::OutputFormat::Table,
         Format::Csv => strata_lake::OutputFormat::Csv,
         Format::Json => strata_lake::OutputFormat::Json,
+    }
+}
+
+/// Records an administrative command in `audit.access_log` (when `governance.audit` is on).
+/// The command has already happened: a failure to record it is a warning, not an error.
+pub async fn audit_admin(
+    config: &strata_core::Config,
+    action: String,
+    object: Option<String>,
+    detail: Option<String>,
+) {
+    use strata_lake::audit::{AccessRecord, Outcome, Surface};
+    if !config.governance.audit {
+        return;
+    }
+    let mut record = AccessRecord::local(Surface::Admin, None, action, Outcome::Ok);
+    record.object = object;
+    record.detail = detail;
+    let result = async {
+        let lake = strata_lake::Lake::open(config).await?;
+        strata_lake::audit::append(&lake, &[record]).await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not record the command in audit.access_log");
     }
 }
 

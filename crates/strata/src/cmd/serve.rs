@@ -16,6 +16,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use strata_bus::Log;
 use strata_collect::Collector;
 use strata_core::config::Role;
+use strata_lake::audit::AuditLog;
 use strata_lake::cdc::{CdcMerger, CdcTable};
 use strata_lake::table::maintain::auto_compact;
 use strata_lake::{Lake, LakeSink};
@@ -159,14 +160,38 @@ pub async fn serve_until(
             async move { metrics.render() }
         }),
     );
+    // The access log (audit.access_log) of everything served here, with its retention.
+    let (stop_audit, audit_shutdown) = watch::channel(false);
+    let (audit, audit_task) = match (&lake, config.governance.audit) {
+        (Some(lake), true) => {
+            let (log, task) = AuditLog::start(
+                lake.clone(),
+                config.governance.audit_flush_interval,
+                audit_shutdown.clone(),
+            );
+            let retention = tokio::spawn(audit_retention(
+                lake.clone(),
+                config.governance.audit_retention,
+                audit_shutdown,
+            ));
+            (log, vec![task, retention])
+        }
+        _ => (AuditLog::disabled(), Vec::new()),
+    };
     // The Iceberg REST catalog over the same catalog, on the same listener (ADR 0013), in
     // every process that opened the lake — unless the lake is itself on a REST catalog, which
     // other engines should use directly.
     match (&lake, config.catalog_server.enabled) {
         (Some(lake), true) if lake.is_embedded_catalog() => {
+            let settings = strata_lake::rest::RestSettings {
+                tokens_path: config.catalog_tokens_path(),
+                locations: config.location_policy()?,
+                governance: config.governance.clone(),
+                audit: audit.clone(),
+            };
             router = router.nest(
                 strata_lake::rest::PREFIX,
-                strata_lake::rest::router(lake.clone(), config.catalog_tokens_path()),
+                strata_lake::rest::router(lake.clone(), settings),
             );
         }
         (Some(_), true) => tracing::info!(
@@ -239,6 +264,10 @@ pub async fn serve_until(
     if let Some(t) = merger_task {
         let _ = t.await;
     }
+    let _ = stop_audit.send(true);
+    for task in audit_task {
+        let _ = task.await;
+    }
     let _ = stop_sink.send(true);
     if let Some(task) = sink_task.filter(|t| !t.is_finished()) {
         match task.await {
@@ -250,6 +279,29 @@ pub async fn serve_until(
     log.close().await.context("closing the bus")?;
     tracing::info!("stopped");
     outcome
+}
+
+/// Deletes access-log rows past `retention`, at start and then daily.
+async fn audit_retention(
+    lake: strata_lake::Lake,
+    retention: std::time::Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        match strata_lake::audit::expire(&lake, retention).await {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, "access log: deleted rows past retention"),
+            Err(e) => tracing::warn!(error = %e, "access log retention failed; retrying tomorrow"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(24 * 3600)) => {}
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// The process-wide Prometheus recorder (installed once; later calls reuse it).

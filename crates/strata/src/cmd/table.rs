@@ -14,14 +14,32 @@ use crate::cli::{CompactArgs, ExpireArgs, ListArgs, OrphanArgs, TableCommand};
 const MIN_ORPHAN_AGE: Duration = Duration::from_secs(3600);
 
 pub async fn run(command: TableCommand) -> Result<()> {
-    match command {
+    // Maintenance that changes or deletes files is an admin command: it goes in the access log.
+    let audited = match &command {
+        TableCommand::Compact(a) => Some(("table compact", &a.config.config, a.table.clone())),
+        TableCommand::ExpireSnapshots(a) => {
+            Some(("table expire-snapshots", &a.config.config, a.table.clone()))
+        }
+        TableCommand::RemoveOrphans(a) => {
+            Some(("table remove-orphans", &a.config.config, a.table.clone()))
+        }
+        _ => None,
+    }
+    .map(|(action, config, table)| (action, config.clone(), table));
+    let result = match command {
         TableCommand::Compact(args) => compact(args).await,
         TableCommand::ExpireSnapshots(args) => expire(args).await,
         TableCommand::RemoveOrphans(args) => orphans(args).await,
         TableCommand::History(args) => list(args, Listing::History).await,
         TableCommand::Snapshots(args) => list(args, Listing::Snapshots).await,
         TableCommand::Files(args) => list(args, Listing::Files).await,
+    };
+    if let (Some((action, config, table)), Ok(())) = (audited, &result) {
+        if let Ok(config) = load_config(&config) {
+            super::audit_admin(&config, action.to_string(), Some(table), None).await;
+        }
     }
+    result
 }
 
 async fn open(config: &std::path::Path) -> Result<(strata_core::Config, Lake)> {

@@ -1,23 +1,59 @@
-//! `strata tokens create|list|revoke`: bearer tokens of the Iceberg REST catalog that
-//! `strata serve` exposes under `/iceberg`. Only each token's SHA-256 is stored
-//! (`<data>/catalog_tokens.json`); a running server reads the file on every request, so a
-//! new or revoked token takes effect at once.
+//! `strata tokens create|list|revoke`: bearer tokens for what `strata serve` exposes (the
+//! Iceberg REST catalog under `/iceberg`, the serving APIs). A token has scopes, optional
+//! namespace grants, an optional expiry and an optional role. Only each token's SHA-256 is
+//! stored (`<data>/catalog_tokens.json`); a running server reads the file on every request, so
+//! a new or revoked token takes effect at once.
 
 use std::path::Path;
+use std::time::Duration;
 
-use anyhow::{bail, Result};
-use strata_lake::rest::Tokens;
+use anyhow::{anyhow, bail, Result};
+use strata_lake::rest::{NewToken, Scope, Tokens};
 
-use super::load_config;
+use super::{audit_admin, load_config};
 
-pub fn create(config: &Path, name: String) -> Result<()> {
+/// What `tokens create` was asked for, as typed.
+pub struct CreateRequest {
+    pub scopes: Vec<String>,
+    pub namespaces: Vec<String>,
+    pub expires_in: Option<Duration>,
+    pub role: Option<String>,
+}
+
+pub async fn create(config: &Path, name: String, request: CreateRequest) -> Result<()> {
     let config = load_config(config)?;
+    let scopes = request
+        .scopes
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(|s| s.trim().parse::<Scope>().map_err(|e| anyhow!(e)))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(role) = &request.role {
+        config.governance.role(role).map_err(|e| anyhow!("{e}"))?;
+    }
+    let expires_at = match request.expires_in {
+        Some(d) => Some(chrono::Utc::now() + chrono::Duration::from_std(d)?),
+        None => None,
+    };
     let path = config.catalog_tokens_path();
     let mut tokens = Tokens::load(&path)?;
-    let token = tokens.create(&name)?;
+    let token = tokens.create(
+        &name,
+        NewToken {
+            scopes: scopes.clone(),
+            namespaces: request.namespaces.clone(),
+            expires_at,
+            role: request.role.clone(),
+        },
+    )?;
     tokens.save(&path)?;
+    let scope_list = scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
     eprintln!(
-        "created token {name:?} for the REST catalog at http://{}/iceberg; it is shown only now:",
+        "created token {name:?} (scopes {scope_list}) for http://{}; it is shown only now:",
         config.server.listen
     );
     println!("{token}");
@@ -29,6 +65,19 @@ pub fn create(config: &Path, name: String) -> Result<()> {
             config.catalog.uri
         );
     }
+    let detail = format!(
+        "scopes={scope_list} namespaces={} role={} expires_at={}",
+        request.namespaces.join(","),
+        request.role.as_deref().unwrap_or("-"),
+        expires_at.map_or_else(|| "never".to_string(), |t| t.to_rfc3339()),
+    );
+    audit_admin(
+        &config,
+        "tokens create".to_string(),
+        Some(name),
+        Some(detail),
+    )
+    .await;
     Ok(())
 }
 
@@ -39,15 +88,44 @@ pub fn list(config: &Path) -> Result<()> {
         eprintln!("no tokens yet: strata tokens create NAME");
         return Ok(());
     }
-    println!("{:<24} {:<14} CREATED", "NAME", "SHA-256");
+    let now = chrono::Utc::now();
+    println!(
+        "{:<20} {:<14} {:<32} {:<16} {:<12} {:<22} CREATED",
+        "NAME", "SHA-256", "SCOPES", "NAMESPACES", "ROLE", "EXPIRES"
+    );
     for t in &tokens.tokens {
         let short = t.sha256.get(..12).unwrap_or(&t.sha256);
-        println!("{:<24} {:<14} {}", t.name, short, t.created_at);
+        let scopes = t
+            .scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        let namespaces = if t.namespaces.is_empty() {
+            "*".to_string()
+        } else {
+            t.namespaces.join(",")
+        };
+        let expires = match (t.expires_at.as_deref(), t.expiry()) {
+            (None, _) => "never".to_string(),
+            (Some(text), Some(at)) if at <= now => format!("{text} (expired)"),
+            (Some(text), _) => text.to_string(),
+        };
+        println!(
+            "{:<20} {:<14} {:<32} {:<16} {:<12} {:<22} {}",
+            t.name,
+            short,
+            scopes,
+            namespaces,
+            t.role.as_deref().unwrap_or("-"),
+            expires,
+            t.created_at
+        );
     }
     Ok(())
 }
 
-pub fn revoke(config: &Path, name: String) -> Result<()> {
+pub async fn revoke(config: &Path, name: String) -> Result<()> {
     let config = load_config(config)?;
     let path = config.catalog_tokens_path();
     let mut tokens = Tokens::load(&path)?;
@@ -56,5 +134,6 @@ pub fn revoke(config: &Path, name: String) -> Result<()> {
     }
     tokens.save(&path)?;
     eprintln!("revoked token {name:?}");
+    audit_admin(&config, "tokens revoke".to_string(), Some(name), None).await;
     Ok(())
 }

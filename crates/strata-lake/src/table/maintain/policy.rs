@@ -280,12 +280,12 @@ async fn table_idents(catalog: &dyn Catalog) -> Result<Vec<TableIdent>> {
         .await
         .map_err(|e| Error::iceberg("listing namespaces", e))?;
     for ns in namespaces {
-        out.extend(
-            catalog
-                .list_tables(&ns)
-                .await
-                .map_err(|e| Error::iceberg(format!("listing tables of {ns:?}"), e))?,
-        );
+        match catalog.list_tables(&ns).await {
+            Ok(tables) => out.extend(tables),
+            Err(e) => {
+                tracing::warn!(namespace = %ns.join("."), error = %e, "compaction skips a catalog namespace whose tables cannot be listed")
+            }
+        }
     }
     Ok(out)
 }
