@@ -5,6 +5,7 @@ mod compact;
 mod dml;
 mod expire;
 mod memlog;
+mod rest_props;
 mod sink;
 mod sql;
 mod tables;
