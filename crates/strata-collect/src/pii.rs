@@ -186,7 +186,12 @@ pub struct AppPii<'a> {
     rules: &'a Rules,
 }
 
-impl AppPii<'_> {
+impl<'a> AppPii<'a> {
+    #[cfg(test)]
+    pub fn new(key: &'a PiiKey, rules: &'a Rules) -> Self {
+        Self { key, rules }
+    }
+
     /// Hashes the configured values of an accepted event, after enrichment (so the geo lookup
     /// and the user-agent parse saw the raw values) and before it is encoded.
     pub fn apply(&self, event: &mut EventView<'_>) {
