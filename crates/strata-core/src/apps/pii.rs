@@ -206,9 +206,12 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-/// The secret PII values are hashed with. Its bytes are never printed.
+type HmacSha256 = hmac::Hmac<Sha256>;
+
+/// The secret PII values are hashed with. Its bytes are never printed. Holds the HMAC state
+/// after the key (cloned per value: cheaper than keying again).
 #[derive(Clone)]
-pub struct PiiKey(Vec<u8>);
+pub struct PiiKey(HmacSha256);
 
 impl fmt::Debug for PiiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -229,7 +232,10 @@ impl PiiKey {
                 bytes.len()
             )));
         }
-        Ok(Self(bytes))
+        // HMAC takes keys of any length: this cannot fail.
+        let mac = HmacSha256::new_from_slice(&bytes)
+            .map_err(|e| Error::Internal(format!("hmac key: {e}")))?;
+        Ok(Self(mac))
     }
 
     /// `hmac:` + lowercase hex of HMAC-SHA256(key, value): what the collector stores in place
@@ -237,13 +243,11 @@ impl PiiKey {
     pub fn hash(&self, value: &str) -> String {
         let mut out = String::with_capacity(HASH_PREFIX.len() + 64);
         out.push_str(HASH_PREFIX);
-        // HMAC takes keys of any length: this cannot fail.
-        if let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(&self.0) {
-            mac.update(value.as_bytes());
-            for b in mac.finalize().into_bytes() {
-                out.push(char::from(HEX[usize::from(b >> 4)]));
-                out.push(char::from(HEX[usize::from(b & 0xf)]));
-            }
+        let mut mac = self.0.clone();
+        mac.update(value.as_bytes());
+        for b in mac.finalize().into_bytes() {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
         }
         out
     }
