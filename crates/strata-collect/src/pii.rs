@@ -286,30 +286,59 @@ fn rewrite_object(
     let Ok(Entries(entries)) = serde_json::from_str::<Entries<'_>>(json) else {
         return Err(NotAnObject);
     };
-    let mut changed = false;
-    let mut parts: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::with_capacity(entries.len());
-    for (name, value) in entries {
-        let new = children
-            .get(&*name)
-            .and_then(|node| rewrite_value(value.get(), node, key));
-        changed |= new.is_some();
-        parts.push((name, new.map_or(Cow::Borrowed(value.get()), Cow::Owned)));
+    let mut changes: Vec<(usize, String)> = Vec::new();
+    for (i, (name, value)) in entries.iter().enumerate() {
+        if let Some(new) = children
+            .get(&**name)
+            .and_then(|node| rewrite_value(value.get(), node, key))
+        {
+            changes.push((i, new));
+        }
     }
-    if !changed {
+    if changes.is_empty() {
         return Ok(None);
     }
+    if let Some(out) = splice(json, &entries, &changes) {
+        return Ok(Some(out));
+    }
+    // Values that are not slices of `json` (serde_json never does this): write it anew.
     let mut out = String::with_capacity(json.len() + 64);
     out.push('{');
-    for (i, (name, value)) in parts.iter().enumerate() {
+    let mut next = changes.iter().peekable();
+    for (i, (name, value)) in entries.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         push_json_string(&mut out, name);
         out.push(':');
-        out.push_str(value);
+        match next.next_if(|(at, _)| *at == i) {
+            Some((_, new)) => out.push_str(new),
+            None => out.push_str(value.get()),
+        }
     }
     out.push('}');
     Ok(Some(out))
+}
+
+/// `json` with the values `changes` names (by entry index, in order) replaced, everything else
+/// copied byte for byte. None if a value is not a slice of `json`.
+fn splice(
+    json: &str,
+    entries: &[(Cow<'_, str>, &RawValue)],
+    changes: &[(usize, String)],
+) -> Option<String> {
+    let base = json.as_ptr() as usize;
+    let mut out = String::with_capacity(json.len() + 80 * changes.len());
+    let mut copied = 0;
+    for (i, new) in changes {
+        let old = entries.get(*i)?.1.get();
+        let start = (old.as_ptr() as usize).checked_sub(base)?;
+        out.push_str(json.get(copied..start)?);
+        out.push_str(new);
+        copied = start + old.len();
+    }
+    out.push_str(json.get(copied..)?);
+    Some(out)
 }
 
 /// Whether `"key"` occurs in `json`.

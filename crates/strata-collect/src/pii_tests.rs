@@ -229,3 +229,25 @@ fn per_app_paths_add_to_the_global_ones() {
             .is_none()
     );
 }
+
+#[test]
+fn only_the_hashed_values_change_byte_for_byte() {
+    let k = key();
+    let r = rules(&["traits.email", "traits.a.b"]);
+    let pii = AppPii { key: &k, rules: &r };
+    let mut e = EventView {
+        traits: Some(Cow::Borrowed(
+            "{ \"email\" : \"x@y\" ,\n \"a\": {\"b\" :1.50, \"c\": [1, 2]}, \"z\": \"\\u00e9\" }",
+        )),
+        ..Default::default()
+    };
+    pii.apply(&mut e);
+    assert_eq!(
+        e.traits.as_deref().unwrap(),
+        format!(
+            "{{ \"email\" : \"{}\" ,\n \"a\": {{\"b\" :\"{}\", \"c\": [1, 2]}}, \"z\": \"\\u00e9\" }}",
+            h("x@y"),
+            h("1.50")
+        )
+    );
+}

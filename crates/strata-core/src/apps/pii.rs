@@ -241,14 +241,17 @@ impl PiiKey {
     /// `hmac:` + lowercase hex of HMAC-SHA256(key, value): what the collector stores in place
     /// of `value`. Use it to find a person's rows by a hashed id.
     pub fn hash(&self, value: &str) -> String {
-        let mut out = String::with_capacity(HASH_PREFIX.len() + 64);
-        out.push_str(HASH_PREFIX);
         let mut mac = self.0.clone();
         mac.update(value.as_bytes());
-        for b in mac.finalize().into_bytes() {
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        let mut hex = [0u8; 64];
+        for (pair, b) in hex.chunks_exact_mut(2).zip(mac.finalize().into_bytes()) {
+            pair[0] = HEX[usize::from(b >> 4)];
+            pair[1] = HEX[usize::from(b & 0xf)];
         }
+        let mut out = String::with_capacity(HASH_PREFIX.len() + hex.len());
+        out.push_str(HASH_PREFIX);
+        // Hex digits are ASCII: this is never the empty fallback.
+        out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
         out
     }
 
