@@ -4,6 +4,8 @@
 //! geo database configured: its lookup is once per request), dedup and the bus record
 //! encoding — into a log that only counts what it is given. Prints events/s on one core
 //! besides criterion's report: the ceiling the collector puts on ingest before any fsync.
+//! Measured twice in the same run: as is, and with `[collector.pii]` hashing four fields of
+//! every event (user id, anonymous id, a property, the user agent).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,9 +100,18 @@ fn body(batch: u64) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Paths hashed in the PII variant: two ids, a nested property and a context column.
+const PII_PATHS: [&str; 4] = [
+    "userId",
+    "anonymousId",
+    "properties.post_id",
+    "context.userAgent",
+];
+
 fn collector(
     rt: &tokio::runtime::Runtime,
     dir: &std::path::Path,
+    pii: bool,
 ) -> (axum::Router, Arc<CountingLog>) {
     let mut apps = Apps::default();
     apps.add(App {
@@ -115,6 +126,12 @@ fn collector(
     apps.save(&config.apps_path()).unwrap();
     // Events dated 2026-11-22 stay valid whenever the bench runs.
     config.collector.max_event_age = Duration::from_secs(3650 * 86_400);
+    if pii {
+        let key = dir.parent().unwrap_or(dir).join("bench-pii.key");
+        std::fs::write(&key, "0123456789abcdef0123456789abcdef").unwrap();
+        config.collector.pii.key_file = Some(key);
+        config.collector.pii.paths = PII_PATHS.iter().map(|p| p.to_string()).collect();
+    }
     let log = Arc::new(CountingLog::default());
     let c = rt
         .block_on(Collector::new(&config, log.clone() as Arc<dyn Log>))
@@ -140,45 +157,77 @@ fn parse_enrich(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (router, log) = collector(&rt, dir.path());
-    let next = AtomicU64::new(0);
-    let fresh = || request(body(next.fetch_add(1, Ordering::Relaxed)));
-
-    // A plain measurement first: bodies prepared up front, then sent one after another.
-    let requests: Vec<_> = (0..2_000).map(|_| fresh()).collect();
+    let root = tempfile::tempdir().unwrap();
+    let variants: Vec<_> = [
+        (false, "batch_100_track_events"),
+        (true, "batch_100_track_events_pii"),
+    ]
+    .into_iter()
+    .map(|(pii, name)| {
+        let dir = root.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (router, log) = collector(&rt, &dir, pii);
+        (pii, name, router, log, AtomicU64::new(0))
+    })
+    .collect();
     let bytes = body(0).len();
-    let start = Instant::now();
-    rt.block_on(async {
-        for req in requests {
-            let res = router.clone().oneshot(req).await.unwrap();
-            assert_eq!(res.status(), 200);
+
+    // A plain measurement first: bodies prepared up front, then sent one after another; the
+    // variants alternate for three rounds and the best round of each counts (the machine may
+    // be shared).
+    let mut best = [Duration::MAX; 2];
+    for _round in 0..3 {
+        for (i, (_, _, router, log, next)) in variants.iter().enumerate() {
+            let requests: Vec<_> = (0..2_000)
+                .map(|_| request(body(next.fetch_add(1, Ordering::Relaxed))))
+                .collect();
+            let before = log.0.load(Ordering::Relaxed);
+            let start = Instant::now();
+            rt.block_on(async {
+                for req in requests {
+                    let res = router.clone().oneshot(req).await.unwrap();
+                    assert_eq!(res.status(), 200);
+                }
+            });
+            best[i] = best[i].min(start.elapsed());
+            assert_eq!(
+                log.0.load(Ordering::Relaxed) - before,
+                (2_000 * EVENTS) as u64
+            );
         }
-    });
-    let elapsed = start.elapsed();
+    }
     let events = 2_000 * EVENTS;
-    assert_eq!(log.0.load(Ordering::Relaxed), events as u64);
+    for ((pii, ..), elapsed) in variants.iter().zip(best) {
+        let what = if *pii { ", 4 pii fields hashed" } else { "" };
+        println!(
+            "collector parse + validate + enrich + encode (no bus{what}): {events} events in {elapsed:.2?} (best of 3): {:.0} events/s on one core, {:.1} µs/event, {bytes} B per {EVENTS}-event request",
+            events as f64 / elapsed.as_secs_f64(),
+            elapsed.as_secs_f64() * 1e6 / events as f64,
+        );
+    }
     println!(
-        "collector parse + validate + enrich + encode (no bus): {events} events in {elapsed:.2?}: {:.0} events/s on one core, {:.1} µs/event, {bytes} B per {EVENTS}-event request",
-        events as f64 / elapsed.as_secs_f64(),
-        elapsed.as_secs_f64() * 1e6 / events as f64,
+        "pii hashing costs {:.2}x the time of the same requests without it",
+        best[1].as_secs_f64() / best[0].as_secs_f64()
     );
 
     let mut group = c.benchmark_group("collector");
     group.throughput(Throughput::Elements(EVENTS as u64));
-    group.bench_function("batch_100_track_events", |b| {
-        b.to_async(&rt).iter_batched(
-            fresh,
-            |req| {
-                let router = router.clone();
-                async move {
-                    let res = router.oneshot(req).await.unwrap();
-                    assert_eq!(res.status(), 200);
-                }
-            },
-            BatchSize::SmallInput,
-        )
-    });
+    for (_, name, router, _, next) in &variants {
+        let fresh = || request(body(next.fetch_add(1, Ordering::Relaxed)));
+        group.bench_function(*name, |b| {
+            b.to_async(&rt).iter_batched(
+                fresh,
+                |req| {
+                    let router = router.clone();
+                    async move {
+                        let res = router.oneshot(req).await.unwrap();
+                        assert_eq!(res.status(), 200);
+                    }
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
     group.finish();
 }
 

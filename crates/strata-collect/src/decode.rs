@@ -378,6 +378,10 @@ pub fn parse_single(buf: &[u8]) -> Result<(RawEvent<'_>, &str)> {
 }
 
 #[cfg(test)]
+#[path = "decode_props.rs"]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;

@@ -4,8 +4,8 @@
 //!
 //! Where things live: `routes.rs` (request flow), `auth.rs` (write keys, app registry,
 //! signatures), `decode.rs` (body limits, gzip, JSON shapes), `validate.rs` (per-event rules →
-//! [`strata_core::Event`] or a rejection), `enrich.rs` (IP, geo, UA), `dedup.rs`,
-//! `error.rs` (the one error type and its HTTP mapping).
+//! [`strata_core::Event`] or a rejection), `enrich.rs` (IP, geo, UA), `pii.rs` (per-app PII
+//! hashing before the bus), `dedup.rs`, `error.rs` (the one error type and its HTTP mapping).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,6 +21,7 @@ mod decode;
 mod dedup;
 mod enrich;
 mod error;
+mod pii;
 mod routes;
 mod validate;
 
@@ -30,6 +31,7 @@ pub use error::{Error, Result};
 use auth::AppRegistry;
 use dedup::Dedup;
 use enrich::{Geo, UaCache};
+use pii::Pii;
 use validate::Limits;
 
 /// The collector's shared state. Build one with [`Collector::new`], serve [`Collector::router`].
@@ -38,6 +40,8 @@ pub struct Collector {
     limits: Limits,
     apps: AppRegistry,
     geo: Option<Geo>,
+    /// `[collector.pii]`; None when no app has a path to hash.
+    pii: Option<Pii>,
     ua_cache: UaCache,
     dedup: Dedup,
     admission: Semaphore,
@@ -45,7 +49,7 @@ pub struct Collector {
 }
 
 impl Collector {
-    /// Opens the app registry and the geo database, ensures the `events` topic
+    /// Opens the app registry, the geo database and the PII key, ensures the `events` topic
     /// (`bus.partitions`) and warms the dedup set from the topic's tail.
     pub async fn new(config: &Config, log: Arc<dyn Log>) -> Result<Arc<Collector>> {
         let apps = AppRegistry::open(&config.apps_path())?;
@@ -55,6 +59,10 @@ impl Collector {
             .as_deref()
             .map(Geo::open)
             .transpose()?;
+        let pii = Pii::from_config(&config.collector.pii, &config.data.dir)?;
+        if let Some(pii) = &pii {
+            tracing::info!(apps = ?pii.app_names(), "collector hashes pii fields before the bus");
+        }
         log.ensure_topic(EVENTS_TOPIC, config.bus.partitions)
             .await?;
         let c = &config.collector;
@@ -72,6 +80,7 @@ impl Collector {
             },
             apps,
             geo,
+            pii,
             ua_cache: UaCache::default(),
             dedup,
             admission: Semaphore::new(config.server.max_in_flight.min(Semaphore::MAX_PERMITS)),

@@ -1,5 +1,5 @@
 //! The request flow: admit (bounded in-flight) → authenticate → read and decode the body →
-//! validate, enrich and dedup each event → one durable append → answer.
+//! validate, enrich, dedup and hash PII (`pii.rs`) in each event → one durable append → answer.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -89,7 +89,7 @@ struct ItemError {
 /// One event of the request: its JSON text and its parse.
 struct Item<'a> {
     raw: &'a str,
-    parsed: std::result::Result<RawEvent<'a>, String>,
+    parsed: std::result::Result<RawEvent<'a>, serde_json::Error>,
 }
 
 impl Collector {
@@ -152,8 +152,7 @@ impl Collector {
                     .into_iter()
                     .map(|raw| Item {
                         raw: raw.get(),
-                        parsed: serde_json::from_str::<RawEvent<'_>>(raw.get())
-                            .map_err(|e| format!("event must be a JSON object: {e}")),
+                        parsed: serde_json::from_str::<RawEvent<'_>>(raw.get()),
                     })
                     .collect();
                 batch_sent_at = body.sent_at;
@@ -222,8 +221,8 @@ impl Collector {
         )
     }
 
-    /// Validates, enriches and dedups the events, appends them (and the rejections) in one
-    /// call, and only then remembers their ids.
+    /// Validates, enriches, dedups and hashes the PII of the events, appends them (and the
+    /// rejections, PII hashed too) in one call, and only then remembers their ids.
     async fn ingest(
         &self,
         app: &AppEntry,
@@ -242,6 +241,7 @@ impl Collector {
             batch_context,
         };
         let max_raw = self.config.collector.max_event_bytes;
+        let pii = self.pii.as_ref().and_then(|p| p.for_app(&app.name));
         let mut built = Vec::with_capacity(items.len());
         let mut errors = Vec::new();
         let mut reject_kinds = Vec::new();
@@ -255,7 +255,21 @@ impl Collector {
                         .map(str::to_string);
                     (r.kind, r.reason, message_id)
                 }),
-                Err(reason) => Err(("invalid_json", reason.clone(), None)),
+                // serde quotes the string it found: not with PII rules in force.
+                Err(e) if pii.is_some() => Err((
+                    "invalid_json",
+                    format!(
+                        "event must be a JSON object (line {} column {})",
+                        e.line(),
+                        e.column()
+                    ),
+                    None,
+                )),
+                Err(e) => Err((
+                    "invalid_json",
+                    format!("event must be a JSON object: {e}"),
+                    None,
+                )),
             };
             match outcome {
                 Ok(event) => {
@@ -273,7 +287,11 @@ impl Collector {
                         app: app.name.clone(),
                         server_ts,
                         reason,
-                        raw: truncate(item.raw, max_raw).to_string(),
+                        raw: match &pii {
+                            // Hashed before it is cut: a cut object would not parse.
+                            Some(pii) => truncate(&pii.raw(item.raw), max_raw).to_string(),
+                            None => truncate(item.raw, max_raw).to_string(),
+                        },
                     }));
                 }
             }
@@ -305,6 +323,9 @@ impl Collector {
                     }
                     new_keys.push(k);
                     enricher.fill(&mut event, ua.as_deref());
+                    if let Some(pii) = &pii {
+                        pii.apply(&mut event);
+                    }
                     let key = Bytes::copy_from_slice(event.partition_key().as_bytes());
                     (key, encode_collected_event(&event, format))
                 }

@@ -1,6 +1,11 @@
 //! The app registry: each app (a source of events) has a name, a write key and an optional
 //! signing secret. Stored as `<data>/apps.json`, written atomically (`fsutil::replace_file`) so a
 //! running collector that reloads it never sees half a file.
+//!
+//! Which fields of an app's events are personal data, and the key they are hashed with, are
+//! configuration (`[collector.pii]`, see [`pii`]), not part of the registry.
+
+pub mod pii;
 
 use std::path::Path;
 

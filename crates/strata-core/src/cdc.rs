@@ -275,8 +275,19 @@ pub fn parse_time(text: &str) -> Option<i64> {
     let s: i64 = parts.next()?.parse().ok()?;
     let frac = format!("{frac:0<6}");
     let us: i64 = frac.get(..6)?.parse().ok()?;
-    let v = ((h * 60 + m) * 60 + s) * 1_000_000 + us;
-    Some(if neg { -v } else { v })
+    // Checked: the text may come from a corrupt or hostile stream.
+    let v = h
+        .checked_mul(60)?
+        .checked_add(m)?
+        .checked_mul(60)?
+        .checked_add(s)?
+        .checked_mul(1_000_000)?
+        .checked_add(us)?;
+    if neg {
+        v.checked_neg()
+    } else {
+        Some(v)
+    }
 }
 
 mod base64_bytes {

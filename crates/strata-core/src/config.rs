@@ -522,6 +522,9 @@ pub struct CollectorConfig {
     /// Signed requests: how far the `X-Strata-Timestamp` may be from the server clock.
     #[serde(with = "humantime_serde")]
     pub signature_window: Duration,
+    /// `[collector.pii]`: event fields replaced by a keyed hash (`hmac:<hex>`) before they
+    /// reach the bus, for every app and per app; the key lives outside the data directory.
+    pub pii: crate::apps::pii::PiiConfig,
 }
 
 impl Default for CollectorConfig {
@@ -534,6 +537,7 @@ impl Default for CollectorConfig {
             max_event_future: Duration::from_secs(3600),
             geoip_db: None,
             signature_window: Duration::from_secs(300),
+            pii: Default::default(),
         }
     }
 }
@@ -930,6 +934,7 @@ impl Config {
         if self.collector.max_event_bytes > self.server.max_body_bytes {
             return bad("collector.max_event_bytes cannot exceed server.max_body_bytes");
         }
+        self.collector.pii.validate(&self.data.dir)?;
         self.lake_s3()?;
         self.catalog.validate()?;
         if self.lake.flush_interval.is_zero() {

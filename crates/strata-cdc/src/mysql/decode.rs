@@ -81,13 +81,41 @@ fn as_i128(v: &My) -> Option<i128> {
     }
 }
 
+/// A value for an error message. Not `{:?}`: mysql_common's `Debug` of a `Time` multiplies
+/// its days without a check, which panics (debug builds) on a corrupt value.
+fn shown(v: &My) -> String {
+    match v {
+        My::NULL => "NULL".into(),
+        My::Bytes(b) => {
+            let text = String::from_utf8_lossy(b);
+            let cut: String = text.chars().take(64).collect();
+            if cut.len() < text.len() {
+                format!("{cut:?}…")
+            } else {
+                format!("{cut:?}")
+            }
+        }
+        My::Int(i) => format!("Int({i})"),
+        My::UInt(u) => format!("UInt({u})"),
+        My::Float(f) => format!("Float({f})"),
+        My::Double(d) => format!("Double({d})"),
+        My::Date(y, mo, d, h, mi, s, us) => {
+            format!("Date({y}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06})")
+        }
+        My::Time(neg, d, h, m, s, us) => format!(
+            "Time({}{d} days {h:02}:{m:02}:{s:02}.{us:06})",
+            if *neg { "-" } else { "" }
+        ),
+    }
+}
+
 /// Decodes one value of `col`. An error says why (the record then goes nowhere silently: the
 /// caller reports it with the table and position).
 pub fn decode(col: &SourceColumn, value: My, origin: Origin) -> Result<Value, String> {
     if value == My::NULL {
         return Ok(Value::Null);
     }
-    let bad = |v: &My| format!("column {}: unexpected value {v:?}", col.schema.name);
+    let bad = |v: &My| format!("column {}: unexpected value {}", col.schema.name, shown(v));
     let kind = col.schema.kind;
     match (kind, col.data_type.as_str()) {
         (ColumnType::String, "enum") if origin == Origin::Binlog => {
@@ -95,8 +123,9 @@ pub fn decode(col: &SourceColumn, value: My, origin: Origin) -> Result<Value, St
             if idx == 0 {
                 return Ok(Value::Str(String::new()));
             }
-            col.members
-                .get(idx as usize - 1)
+            usize::try_from(idx)
+                .ok()
+                .and_then(|i| col.members.get(i - 1))
                 .map(|m| Value::Str(m.clone()))
                 .ok_or_else(|| format!("column {}: enum index {idx} out of range", col.schema.name))
         }
@@ -104,6 +133,14 @@ pub fn decode(col: &SourceColumn, value: My, origin: Origin) -> Result<Value, St
             let My::Bytes(b) = &value else {
                 return Err(bad(&value));
             };
+            // A SET has at most 64 members: at most 8 bytes, little-endian.
+            if b.len() > 8 {
+                return Err(format!(
+                    "column {}: a SET value of {} bytes (at most 8)",
+                    col.schema.name,
+                    b.len()
+                ));
+            }
             let mut mask: u64 = 0;
             for (i, byte) in b.iter().enumerate() {
                 mask |= (*byte as u64) << (8 * i);
@@ -112,7 +149,12 @@ pub fn decode(col: &SourceColumn, value: My, origin: Origin) -> Result<Value, St
                 .members
                 .iter()
                 .enumerate()
-                .filter(|(i, _)| mask & (1u64 << i) != 0)
+                .filter(|(i, _)| {
+                    u32::try_from(*i)
+                        .ok()
+                        .and_then(|i| 1u64.checked_shl(i))
+                        .is_some_and(|bit| mask & bit != 0)
+                })
                 .map(|(_, m)| m.as_str())
                 .collect();
             Ok(Value::Str(picked.join(",")))
@@ -211,23 +253,35 @@ pub fn decode(col: &SourceColumn, value: My, origin: Origin) -> Result<Value, St
                 let (secs, frac) = t.split_once('.').unwrap_or((t, "0"));
                 let secs: i64 = secs.parse().map_err(|_| bad(&value))?;
                 let frac = format!("{frac:0<6}");
-                let us: i64 = frac[..6].parse().map_err(|_| bad(&value))?;
+                let us: i64 = frac
+                    .get(..6)
+                    .and_then(|f| f.parse().ok())
+                    .filter(|us| *us >= 0)
+                    .ok_or_else(|| bad(&value))?;
                 if secs == 0 && us == 0 {
                     return Ok(Value::Null);
                 }
-                Ok(Value::Timestamp(secs * 1_000_000 + us))
+                secs.checked_mul(1_000_000)
+                    .and_then(|s| s.checked_add(us))
+                    .map(Value::Timestamp)
+                    .ok_or_else(|| bad(&value))
             }
-            My::Int(secs) => Ok(if secs == 0 {
-                Value::Null
-            } else {
-                Value::Timestamp(secs * 1_000_000)
-            }),
+            My::Int(secs) => match secs {
+                0 => Ok(Value::Null),
+                _ => secs
+                    .checked_mul(1_000_000)
+                    .map(Value::Timestamp)
+                    .ok_or_else(|| bad(&value)),
+            },
             other => Err(bad(&other)),
         },
         (ColumnType::Time, _) => match value {
             My::Time(neg, d, h, m, s, us) => {
-                let v = (((d as i64 * 24 + h as i64) * 60 + m as i64) * 60 + s as i64) * 1_000_000
-                    + us as i64;
+                // Every part is unsigned and at most u32: i128 cannot overflow.
+                let v = (((d as i128 * 24 + h as i128) * 60 + m as i128) * 60 + s as i128)
+                    * 1_000_000
+                    + us as i128;
+                let v = i64::try_from(v).map_err(|_| bad(&value))?;
                 Ok(Value::Time(if neg { -v } else { v }))
             }
             other => Err(bad(&other)),
@@ -377,5 +431,34 @@ mod tests {
             decode(&f, My::Float(0.1), Origin::Binlog).unwrap(),
             Value::Float("0.1".into())
         );
+    }
+
+    #[test]
+    fn corrupt_values_are_errors_not_panics() {
+        // Each of these panicked (overflow, shift, slicing) before; found by `props.rs`.
+        let time = col("time", "time(6)", ColumnType::Time);
+        let huge = My::Time(false, u32::MAX, 255, 255, 255, u32::MAX);
+        assert!(decode(&time, huge.clone(), Origin::Binlog).is_err());
+        // Formatting the value for an error must not panic either (mysql_common's Debug does).
+        let text = col("varchar", "varchar(5)", ColumnType::String);
+        let e = decode(&text, huge, Origin::Binlog).unwrap_err();
+        assert!(e.contains("Time(4294967295 days"), "{e}");
+        let ts = col("timestamp", "timestamp(6)", ColumnType::Timestamp);
+        for bytes in ["1.aaaaaé".as_bytes(), b"99999999999999999.0", b"1.-5"] {
+            assert!(
+                decode(&ts, My::Bytes(bytes.to_vec()), Origin::Binlog).is_err(),
+                "{bytes:?}"
+            );
+        }
+        assert!(decode(&ts, My::Int(i64::MAX), Origin::Binlog).is_err());
+        let set = col("set", "set('x','y','z')", ColumnType::String);
+        assert!(decode(&set, My::Bytes(vec![1; 9]), Origin::Binlog).is_err());
+        let e = col("enum", "enum('a','b')", ColumnType::String);
+        for idx in [&b"18446744073709551616"[..], b"-1", b"3"] {
+            assert!(
+                decode(&e, My::Bytes(idx.to_vec()), Origin::Binlog).is_err(),
+                "{idx:?}"
+            );
+        }
     }
 }

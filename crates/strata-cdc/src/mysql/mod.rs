@@ -6,6 +6,8 @@
 
 pub mod decode;
 pub mod gtid;
+#[cfg(test)]
+mod props;
 mod resume;
 pub mod schema;
 pub mod snapshot;

@@ -103,7 +103,7 @@ pub fn parse_timestamp(t: &str) -> Option<i64> {
     if us < 0 {
         return None;
     }
-    Some(days * 86_400_000_000 + us)
+    (days * 86_400_000_000).checked_add(us)
 }
 
 /// `2024-06-01 12:00:00.654321+00` (any `±HH[:MM[:SS]]` offset) → microseconds since the
@@ -119,9 +119,15 @@ pub fn parse_timestamptz(t: &str) -> Option<i64> {
     let h: i64 = parts.next()?.parse().ok()?;
     let m: i64 = parts.next().map(str::parse).transpose().ok()?.unwrap_or(0);
     let s: i64 = parts.next().map(str::parse).transpose().ok()?.unwrap_or(0);
-    let offset_us = sign * ((h * 60 + m) * 60 + s) * 1_000_000;
+    let offset_us = h
+        .checked_mul(60)?
+        .checked_add(m)?
+        .checked_mul(60)?
+        .checked_add(s)?
+        .checked_mul(1_000_000)?
+        .checked_mul(sign)?;
     let local = parse_timestamp(&format!("{date} {time}{}", if bc { " BC" } else { "" }))?;
-    Some(local - offset_us)
+    local.checked_sub(offset_us)
 }
 
 /// A PostgreSQL array literal (`{1,NULL,3}`, `{"a b","c\"d"}`, `{{1,2},{3,4}}`, optionally
@@ -134,14 +140,27 @@ pub fn array_to_json(t: &str, elem: ElemKind) -> Result<String, String> {
     let chars: Vec<char> = body.chars().collect();
     let mut at = 0;
     let mut out = String::new();
-    parse_array(&chars, &mut at, elem, &mut out)?;
+    parse_array(&chars, &mut at, elem, &mut out, 0)?;
     if at != chars.len() {
         return Err(format!("trailing text at {at}"));
     }
     Ok(out)
 }
 
-fn parse_array(c: &[char], at: &mut usize, elem: ElemKind, out: &mut String) -> Result<(), String> {
+/// Deepest nesting accepted (PostgreSQL's MAXDIM is 6): deeper text is an error, not a stack
+/// overflow.
+const MAX_ARRAY_DEPTH: usize = 32;
+
+fn parse_array(
+    c: &[char],
+    at: &mut usize,
+    elem: ElemKind,
+    out: &mut String,
+    depth: usize,
+) -> Result<(), String> {
+    if depth >= MAX_ARRAY_DEPTH {
+        return Err(format!("arrays nested deeper than {MAX_ARRAY_DEPTH}"));
+    }
     if c.get(*at) != Some(&'{') {
         return Err(format!("expected {{ at {at}"));
     }
@@ -154,7 +173,7 @@ fn parse_array(c: &[char], at: &mut usize, elem: ElemKind, out: &mut String) -> 
     }
     loop {
         match c.get(*at) {
-            Some('{') => parse_array(c, at, elem, out)?,
+            Some('{') => parse_array(c, at, elem, out, depth + 1)?,
             Some('"') => {
                 *at += 1;
                 let mut s = String::new();

@@ -6,6 +6,8 @@
 pub mod config;
 pub mod decode;
 pub mod pgoutput;
+#[cfg(test)]
+mod props;
 pub mod replication;
 pub mod schema;
 pub mod snapshot;

@@ -270,7 +270,9 @@ pub fn parse(buf: &[u8]) -> Parse<Message> {
         b'T' => {
             let n = r.i32()?;
             let options = r.u8()?;
-            let mut relations = Vec::with_capacity(n.max(0) as usize);
+            // The count is the sender's word: room for what the message can hold, no more.
+            let room = buf.len().saturating_sub(r.at) / 4;
+            let mut relations = Vec::with_capacity((n.max(0) as usize).min(room));
             for _ in 0..n {
                 relations.push(r.u32()?);
             }

@@ -1,5 +1,6 @@
 //! `strata apps create|list`: the registry of apps and their write keys (`<data>/apps.json`).
-//! A running `strata serve` picks up changes within a few seconds.
+//! A running `strata serve` picks up changes within a few seconds. `list` also shows which event
+//! fields of each app are hashed before the bus (`[collector.pii]`, a config change + restart).
 
 use std::path::Path;
 
@@ -25,6 +26,10 @@ pub fn create(
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     })?;
     apps.save(&path)?;
+    let pii = pii_paths(&config, &name)?;
+    if pii != "-" {
+        eprintln!("its events have {pii} hashed before they reach the bus ([collector.pii])");
+    }
     eprintln!("created app {name:?}; its write key:");
     println!("{write_key}");
     Ok(())
@@ -42,13 +47,38 @@ pub fn list(config: &Path) -> Result<()> {
         eprintln!("no apps yet: strata apps create NAME");
         return Ok(());
     }
-    println!("{:<20} {:<40} {:<7} CREATED", "NAME", "WRITE KEY", "SIGNED");
+    println!(
+        "{:<20} {:<40} {:<7} {:<21} PII HASHED",
+        "NAME", "WRITE KEY", "SIGNED", "CREATED"
+    );
     for app in &apps.apps {
         let signed = if app.secret.is_some() { "yes" } else { "no" };
         println!(
-            "{:<20} {:<40} {:<7} {}",
-            app.name, app.write_key, signed, app.created_at
+            "{:<20} {:<40} {:<7} {:<21} {}",
+            app.name,
+            app.write_key,
+            signed,
+            app.created_at,
+            pii_paths(&config, &app.name)?
         );
     }
+    for name in config.collector.pii.apps.keys() {
+        if apps.apps.iter().all(|a| &a.name != name) {
+            eprintln!("warning: collector.pii.apps names {name:?}, which is not a registered app");
+        }
+    }
     Ok(())
+}
+
+/// The `[collector.pii]` paths hashed in `app`'s events, comma-separated; `-` for none.
+fn pii_paths(config: &strata_core::Config, app: &str) -> Result<String> {
+    let paths = config.collector.pii.paths_for(app)?;
+    if paths.is_empty() {
+        return Ok("-".into());
+    }
+    Ok(paths
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(","))
 }
