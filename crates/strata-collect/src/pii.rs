@@ -1,4 +1,4 @@
-//! PII hashing (`[collector.pii]`, ADR 0028p): before an event is appended to the bus, the
+//! PII hashing (`[collector.pii]`, ADR 0029): before an event is appended to the bus, the
 //! values at the app's configured paths are replaced by `hmac:<hex>` (see
 //! [`strata_core::apps::pii`]). That covers the JSON text of `traits`, `properties` and `context`
 //! (any depth), the id columns, the columns flattened from `context` (`context.userAgent`,

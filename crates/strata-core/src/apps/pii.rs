@@ -1,5 +1,5 @@
 //! PII hashing per app (`[collector.pii]`): which fields of an app's events are personal data,
-//! and the key they are hashed with before they reach the bus (ADR 0028p).
+//! and the key they are hashed with before they reach the bus (ADR 0029).
 //!
 //! A hashed value is `hmac:` followed by the lowercase hex of HMAC-SHA256(key, value), where
 //! `value` is the string as sent (JSON escapes undone), or a number's JSON text, or `true` /
