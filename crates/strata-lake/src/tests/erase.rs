@@ -58,7 +58,7 @@ fn ids() -> Vec<String> {
 fn event_of(i: usize) -> Event {
     let ts = T0 + (i % 2) as i64 * 86_400_000_000 + (i % 3) as i64 * 3_600_000_000 + i as i64;
     let (user, anon) = match i % 5 {
-        1 if i % 2 == 0 => (None, Some(ALICE.to_string())),
+        1 if i.is_multiple_of(2) => (None, Some(ALICE.to_string())),
         1 => (Some(ALICE.to_string()), Some(format!("anon-{i:05}"))),
         3 => (Some(BOB.to_string()), Some(format!("anon-{i:05}"))),
         _ => (Some(KEEP[i % 4].to_string()), Some(format!("anon-{i:05}"))),
