@@ -229,4 +229,56 @@ mod tests {
         assert!(UserKeys::new(&[]).is_err());
         assert!(UserKeys::new(&[" ".to_string()]).is_err());
     }
+
+    fn file(
+        lower: iceberg::spec::Datum,
+        upper: iceberg::spec::Datum,
+        values: u64,
+        nulls: u64,
+    ) -> DataFile {
+        use std::collections::HashMap;
+        iceberg::spec::DataFileBuilder::default()
+            .content(iceberg::spec::DataContentType::Data)
+            .file_format(iceberg::spec::DataFileFormat::Parquet)
+            .file_path("f.parquet".to_string())
+            .file_size_in_bytes(1)
+            .record_count(values)
+            .partition_spec_id(0)
+            .partition(iceberg::spec::Struct::empty())
+            .value_counts(HashMap::from([(1, values)]))
+            .null_value_counts(HashMap::from([(1, nulls)]))
+            .lower_bounds(HashMap::from([(1, lower)]))
+            .upper_bounds(HashMap::from([(1, upper)]))
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn bounds_rule_files_out_only_when_certain() {
+        use iceberg::spec::Datum;
+        let keys = UserKeys::new(&["u-alice".to_string(), "42".to_string()]).unwrap();
+        let s = KeyKind::String;
+        // In range, below, above.
+        assert!(keys.may_hold(
+            &file(Datum::string("u-a"), Datum::string("u-b"), 5, 0),
+            1,
+            s
+        ));
+        assert!(!keys.may_hold(&file(Datum::string("v"), Datum::string("w"), 5, 0), 1, s));
+        assert!(!keys.may_hold(&file(Datum::string("a"), Datum::string("b"), 5, 0), 1, s));
+        // An upper bound that may be a truncated prefix of the real maximum.
+        assert!(keys.may_hold(&file(Datum::string("a"), Datum::string("u-al"), 5, 0), 1, s));
+        // Only nulls.
+        assert!(!keys.may_hold(
+            &file(Datum::string("u-a"), Datum::string("u-b"), 5, 5),
+            1,
+            s
+        ));
+        // No statistics for the column: must read.
+        assert!(keys.may_hold(&file(Datum::string("a"), Datum::string("b"), 5, 0), 2, s));
+        let i = KeyKind::Integer;
+        assert!(keys.may_hold(&file(Datum::long(40), Datum::long(50), 5, 0), 1, i));
+        assert!(!keys.may_hold(&file(Datum::long(43), Datum::long(50), 5, 0), 1, i));
+        assert!(keys.may_hold(&file(Datum::int(1), Datum::int(42), 5, 0), 1, i));
+    }
 }
