@@ -217,6 +217,7 @@ pub async fn forget_in_table(
         report.files_holding_rows += tainted.len();
         let current = table.metadata().current_snapshot_id();
         let current_mentions = current.is_some_and(|id| history.mentioning(&tainted).contains(&id));
+        let rows_before = report.rows_removed;
         if current_mentions {
             let written = rewrite_current(lake, ident, &cols, keys, &tainted, &mut report).await?;
             clean.extend(written);
@@ -250,7 +251,8 @@ pub async fn forget_in_table(
             remaining = report.remaining_files.len(),
             "erased user rows"
         );
-        metrics::counter!("strata_lake_erased_rows_total").increment(report.rows_removed);
+        metrics::counter!("strata_lake_erased_rows_total")
+            .increment(report.rows_removed - rows_before);
         if !report.remaining_files.is_empty() {
             return Ok(report);
         }
