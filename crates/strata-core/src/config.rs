@@ -43,6 +43,8 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     /// Column tags, roles that may see tagged columns, and the access log.
     pub governance: crate::governance::GovernanceConfig,
+    /// Which columns identify a person, for erasure (`strata privacy forget`).
+    pub privacy: PrivacyConfig,
 }
 
 /// The kind of Iceberg catalog the lake's tables live in.
@@ -867,6 +869,123 @@ impl Default for WarehouseConfig {
     }
 }
 
+/// `[privacy]`: how `strata privacy forget USER_ID…` finds a person's rows in the lake. Every
+/// table that has one of the user key columns is searched; a row is erased when any of its key
+/// columns equals one of the ids given (exact equality: strings as given, integer columns
+/// for ids that are integers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// Columns that hold a user's identity in any table (those a table lacks are ignored).
+    pub user_columns: Vec<String>,
+    /// Per-table key columns, `"namespace.table" = ["col", …]`, replacing `user_columns` for
+    /// that table (list every column to search). An empty list leaves the table out.
+    pub tables: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        let cols = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // The reference project (the simulated social app, `models/social/`): tables whose
+        // person columns are not called user_id.
+        let tables = [
+            ("ods.ods_posts", cols(&["author_id"])),
+            ("ods.ods_follows", cols(&["follower_id", "followee_id"])),
+            ("ods.ods_messages", cols(&["sender_id", "recipient_id"])),
+            ("dwd.dwd_post", cols(&["author_id"])),
+            (
+                "dwd.dwd_user_relation",
+                cols(&["follower_id", "followee_id"]),
+            ),
+            ("dws.dws_pair_interaction", cols(&["user_id", "author_id"])),
+            ("dws.dws_post_daily", cols(&["author_id"])),
+            ("ads.ads_post_features", cols(&["author_id"])),
+            (
+                "ads.ads_recall_u2u_cf",
+                cols(&["user_id", "similar_user_id"]),
+            ),
+            ("ads.ads_sample_follow", cols(&["user_id", "candidate_id"])),
+            ("ads.ads_sample_ctr", cols(&["user_id", "author_id"])),
+        ]
+        .into_iter()
+        .map(|(t, c)| (t.to_string(), c))
+        .collect();
+        Self {
+            user_columns: cols(&["user_id", "anonymous_id", "previous_id"]),
+            tables,
+        }
+    }
+}
+
+impl PrivacyConfig {
+    /// The key columns to search in `table` (`namespace.table`).
+    pub fn columns_for(&self, table: &str) -> &[String] {
+        self.tables.get(table).unwrap_or(&self.user_columns)
+    }
+
+    /// Every problem at once, in one message.
+    fn validate(&self) -> Result<()> {
+        let mut problems = Vec::new();
+        let check_columns = |problems: &mut Vec<String>, what: &str, columns: &[String]| {
+            let mut seen = std::collections::BTreeSet::new();
+            for c in columns {
+                if c.trim().is_empty() || c.chars().any(|ch| ch.is_control() || ch == '.') {
+                    problems.push(format!("{what}: {c:?} is not a column name"));
+                } else if !seen.insert(c) {
+                    problems.push(format!("{what}: {c:?} is listed twice"));
+                }
+            }
+        };
+        check_columns(&mut problems, "privacy.user_columns", &self.user_columns);
+        for (table, columns) in &self.tables {
+            let parts: Vec<&str> = table.split('.').collect();
+            if parts.len() < 2 || parts.iter().any(|p| p.trim().is_empty()) {
+                problems.push(format!("privacy.tables: {table:?} must be namespace.table"));
+            }
+            check_columns(&mut problems, &format!("privacy.tables.{table:?}"), columns);
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::user(problems.join("; ")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod privacy_tests {
+    use super::*;
+
+    #[test]
+    fn privacy_overrides_replace_the_default_columns() {
+        let c = Config::from_toml(
+            "[privacy]\nuser_columns = [\"uid\"]\n[privacy.tables]\n\"ods.ods_users\" = [\"id\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.privacy.columns_for("ods.ods_users"), ["id".to_string()]);
+        assert_eq!(c.privacy.columns_for("ods.ods_event"), ["uid".to_string()]);
+    }
+
+    #[test]
+    fn privacy_problems_are_reported_together() {
+        let err = Config::from_toml(
+            "[privacy]\nuser_columns = [\"a\", \"a\", \"\"]\n[privacy.tables]\nbare = [\"x.y\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for part in [
+            "listed twice",
+            "\"\" is not a column",
+            "must be namespace.table",
+            "\"x.y\"",
+        ] {
+            assert!(err.contains(part), "{part}: {err}");
+        }
+        let err = Config::from_toml("[privacy]\nuser_colums = []\n").unwrap_err();
+        assert!(err.to_string().contains("user_colums"), "{err}");
+    }
+}
+
 impl Config {
     /// Loads `path` (which may be absent) and then `STRATA_<SECTION>__<KEY>` environment
     /// overrides, resolves relative paths against the config file's directory and validates.
@@ -1012,6 +1131,7 @@ impl Config {
                 }
             }
         }
+        self.privacy.validate()?;
         Ok(())
     }
 

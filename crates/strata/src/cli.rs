@@ -86,6 +86,31 @@ pub enum Command {
         #[command(subcommand)]
         command: TableCommand,
     },
+    /// Personal data: erase users from the lake (GDPR / PIPL). Safe while `serve` runs.
+    Privacy {
+        #[command(subcommand)]
+        command: PrivacyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrivacyCommand {
+    /// Remove every row of the given users from every lake table that has a user key column
+    /// (`[privacy]` in strata.toml), then expire the snapshots and delete the files that
+    /// still held them (overriding snapshot retention), and print what was removed.
+    Forget(ForgetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The users' ids, as they appear in the key columns (e.g. a user_id or anonymous_id).
+    #[arg(required = true, value_name = "USER_ID")]
+    pub users: Vec<String>,
+    /// Print the report as JSON (for the audit log).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

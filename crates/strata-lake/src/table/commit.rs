@@ -43,6 +43,11 @@ pub struct Change {
     pub removed: HashSet<String>,
     /// Extra snapshot summary properties.
     pub properties: HashMap<String, String>,
+    /// Record removed files as `deleted` entries in the new manifests (the Iceberg default).
+    /// Erasure turns it off: a deleted entry keeps the file's partition values and column
+    /// bounds, which may be the erased values themselves. Then every manifest carrying
+    /// deleted entries from earlier commits is rewritten without them too.
+    pub tombstones: bool,
 }
 
 impl Change {
@@ -53,6 +58,7 @@ impl Change {
             added_deletes: Vec::new(),
             removed: HashSet::new(),
             properties: HashMap::new(),
+            tombstones: true,
         }
     }
 
@@ -126,7 +132,8 @@ pub async fn commit_change(
     // Untouched small manifests per (content, spec), merged below once there are many.
     let mut small: BTreeMap<(bool, i32), Vec<&LiveManifest>> = BTreeMap::new();
     for m in &files.manifests {
-        let touched = m.live.iter().any(|f| change.removed.contains(f.path()));
+        let touched = m.live.iter().any(|f| change.removed.contains(f.path()))
+            || (!change.tombstones && m.manifest.deleted_files_count.unwrap_or(0) > 0);
         if !touched {
             if !files.entries_loaded {
                 totals.count_manifest(&m.manifest);
@@ -157,6 +164,9 @@ pub async fn commit_change(
         for f in &m.live {
             if change.removed.contains(f.path()) {
                 totals.removed(&f.file);
+                if !change.tombstones {
+                    continue;
+                }
                 writer
                     .add_delete_file(
                         f.file.clone(),

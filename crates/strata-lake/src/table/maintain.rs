@@ -22,7 +22,7 @@ pub mod listing;
 pub mod orphans;
 pub mod policy;
 mod reach;
-mod rebase;
+pub(crate) mod rebase;
 
 use std::collections::HashMap;
 

@@ -1,12 +1,14 @@
 //! Iceberg tables beyond appends: Strata's own commit path ([`commit`]), live-file listing
 //! ([`files`]), reading rows with their file and position ([`read`]), the write
 //! operations built on them ([`dml`]) and table maintenance ([`maintain`]: compaction,
-//! snapshot expiry, orphan removal, listings, the automatic compaction policy).
+//! snapshot expiry, orphan removal, listings, the automatic compaction policy) and erasure of
+//! users' rows ([`erase`]).
 
 mod cache;
 pub mod commit;
 pub mod create;
 pub mod dml;
+pub mod erase;
 pub(crate) mod evolve;
 pub mod files;
 pub mod maintain;

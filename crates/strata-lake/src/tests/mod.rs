@@ -3,6 +3,7 @@
 
 mod compact;
 mod dml;
+mod erase;
 mod expire;
 mod memlog;
 mod rest_props;

@@ -7,6 +7,7 @@ mod dag;
 mod demo;
 mod demo_db;
 mod init;
+mod privacy;
 mod serve;
 mod sim;
 mod sql;
@@ -88,6 +89,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             } => cdc::resync(&config.config, &table, source.as_deref()),
         },
         Command::Table { command } => table::run(command).await,
+        Command::Privacy { command } => privacy::run(command).await,
     }
 }
 

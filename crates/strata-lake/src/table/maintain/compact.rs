@@ -193,7 +193,16 @@ impl Prepared {
             written,
             mut report,
         } = self;
-        let (table, attempts) = rebase::commit(lake, &ident, table, files, &plan, &written).await?;
+        let (table, attempts) = rebase::commit(
+            lake,
+            &ident,
+            table,
+            files,
+            &plan,
+            &written,
+            rebase::Commit::compaction(),
+        )
+        .await?;
         report.snapshot_id = table.metadata().current_snapshot_id();
         report.commit_attempts = attempts;
         tracing::info!(
@@ -214,25 +223,25 @@ impl Prepared {
 }
 
 /// Files a compaction rewrites and removes, planned against one snapshot.
-pub(super) struct Plan {
-    pub(super) snapshot_id: Option<i64>,
-    pub(super) schema_id: i32,
-    pub(super) spec_id: i32,
+pub(crate) struct Plan {
+    pub(crate) snapshot_id: Option<i64>,
+    pub(crate) schema_id: i32,
+    pub(crate) spec_id: i32,
     /// Read through iceberg's scan (the table has equality deletes).
-    pub(super) equality: bool,
-    pub(super) bins: Vec<Vec<LiveFile>>,
+    pub(crate) equality: bool,
+    pub(crate) bins: Vec<Vec<LiveFile>>,
     /// Paths of the data files rewritten.
-    pub(super) rewritten: HashSet<String>,
+    pub(crate) rewritten: HashSet<String>,
     /// (spec id, partition) of the rewritten files.
-    pub(super) rewritten_partitions: HashSet<(i32, Struct)>,
+    pub(crate) rewritten_partitions: HashSet<(i32, Struct)>,
     /// Delete files removed.
-    pub(super) removed_deletes: HashSet<String>,
+    pub(crate) removed_deletes: HashSet<String>,
     /// Every delete file live when planning.
-    pub(super) known_deletes: HashSet<String>,
+    pub(crate) known_deletes: HashSet<String>,
     /// Deleted positions of the rewritten files.
-    pub(super) positions: HashMap<String, HashSet<i64>>,
-    pub(super) partitions: usize,
-    pub(super) bytes: u64,
+    pub(crate) positions: HashMap<String, HashSet<i64>>,
+    pub(crate) partitions: usize,
+    pub(crate) bytes: u64,
 }
 
 impl Plan {
@@ -493,7 +502,7 @@ async fn read_tasks(
 }
 
 /// Deletes files written by an attempt that definitely did not commit (best effort).
-pub(super) async fn discard(table: &Table, written: &[DataFile]) {
+pub(crate) async fn discard(table: &Table, written: &[DataFile]) {
     for f in written {
         if let Err(e) = table.file_io().delete(f.file_path()).await {
             tracing::warn!(path = f.file_path(), error = %e, "could not delete an uncommitted file");

@@ -52,9 +52,27 @@ pub async fn expire_snapshots(
     let cutoff_ms = chrono::Utc::now().timestamp_millis()
         - i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
     let retain_last = retain_last.max(1);
+    expire_keeping(lake, ident, |table| async move {
+        kept_snapshots(table.metadata(), cutoff_ms, retain_last)
+    })
+    .await
+}
+
+/// Drops every snapshot of `ident` that `keep` (asked again on every attempt, with the table
+/// as just loaded) leaves out, then deletes the files only they referenced. Erasure uses it
+/// with its own rule (`table::erase`); [`expire_snapshots`] with the retention rule.
+pub(crate) async fn expire_keeping<K, Fut>(
+    lake: &Lake,
+    ident: &TableIdent,
+    keep: K,
+) -> Result<ExpireReport>
+where
+    K: Fn(Table) -> Fut,
+    Fut: std::future::Future<Output = Result<HashSet<i64>>>,
+{
     let (table, removed, doomed) = with_conflict_retry(ident, || async {
         let table = lake.load_table(ident).await?;
-        let keep = kept_snapshots(table.metadata(), cutoff_ms, retain_last)?;
+        let keep = keep(table.clone()).await?;
         let metadata = table.metadata();
         let removed: Vec<i64> = metadata
             .snapshots()
@@ -65,12 +83,7 @@ pub async fn expire_snapshots(
             return Ok((table, removed, Doomed::default()));
         }
         let doomed = doomed_files(&table, &keep).await?;
-        let location = table.metadata_location().map(str::to_string);
-        let next = TableMetadataBuilder::new_from_metadata(metadata.clone(), location)
-            .remove_snapshots(&removed)
-            .build()
-            .map_err(|e| Error::iceberg(format!("expiring snapshots of {ident}"), e))?;
-        let table = swap_metadata(lake, &table, next).await?;
+        let table = swap_rebasing(lake, table, &removed).await?;
         Ok((table, removed, doomed))
     })
     .await?;
@@ -125,6 +138,53 @@ pub async fn expire_snapshots(
         );
     }
     Ok(report)
+}
+
+/// Swaps in `table`'s metadata without the `removed` snapshots. When another writer committed
+/// first and only added snapshots (the usual case next to the lake sink or the CDC merger),
+/// the same removal applies to the newer metadata — new snapshots build on kept ones and
+/// reference no file of a removed one — so it is retried at once on top of it, without
+/// planning again (which reads every manifest list and could keep losing to a fast writer).
+/// Anything else (a snapshot gone, a new ref to a removed snapshot) is a conflict: re-plan.
+async fn swap_rebasing(lake: &Lake, mut table: Table, removed: &[i64]) -> Result<Table> {
+    const REBASES: u32 = 20;
+    let ident = table.identifier().clone();
+    let mut rebases = 0;
+    loop {
+        let location = table.metadata_location().map(str::to_string);
+        let next = TableMetadataBuilder::new_from_metadata(table.metadata().clone(), location)
+            .remove_snapshots(removed)
+            .build()
+            .map_err(|e| Error::iceberg(format!("expiring snapshots of {ident}"), e))?;
+        match swap_metadata(lake, &table, next).await {
+            Err(Error::Conflict {
+                table: name,
+                message,
+            }) if rebases < REBASES => {
+                let newer = lake.load_table(&ident).await?;
+                if !only_added(table.metadata(), newer.metadata(), removed)? {
+                    return Err(Error::Conflict {
+                        table: name,
+                        message,
+                    });
+                }
+                rebases += 1;
+                table = newer;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether `newer` is `older` plus snapshots only, none of its refs on a `removed` one.
+fn only_added(older: &TableMetadata, newer: &TableMetadata, removed: &[i64]) -> Result<bool> {
+    if older
+        .snapshots()
+        .any(|s| newer.snapshot_by_id(s.snapshot_id()).is_none())
+    {
+        return Ok(false);
+    }
+    Ok(!refs(newer)?.iter().any(|(_, id, _)| removed.contains(id)))
 }
 
 /// Files referenced only by the snapshots not in `keep`.

@@ -28,16 +28,38 @@ const IMMEDIATE_RETRIES: u32 = 3;
 /// Attempts in all (immediate ones included).
 const MAX_ATTEMPTS: u32 = 16;
 
+/// What kind of snapshot a rebased rewrite commits.
+#[derive(Clone, Debug)]
+pub(crate) struct Commit {
+    /// `replace` for a compaction (rows unchanged); erasure removes rows: `delete`.
+    pub(crate) operation: Operation,
+    /// See [`Change::tombstones`].
+    pub(crate) tombstones: bool,
+    /// Summary properties besides the carried positions.
+    pub(crate) properties: HashMap<String, String>,
+}
+
+impl Commit {
+    pub(crate) fn compaction() -> Self {
+        Commit {
+            operation: Operation::Replace,
+            tombstones: true,
+            properties: HashMap::new(),
+        }
+    }
+}
+
 /// Commits the rewrite, rebasing onto newer snapshots while that is safe. Returns the table
 /// and the attempts made. [`Error::Conflict`] when the plan no longer holds (re-plan);
 /// [`Error::CommitFailed`] when other writers kept winning.
-pub(super) async fn commit(
+pub(crate) async fn commit(
     lake: &Lake,
     ident: &TableIdent,
     mut table: Table,
     mut files: TableFiles,
     plan: &Plan,
     written: &[DataFile],
+    kind: Commit,
 ) -> Result<(Table, u32)> {
     let mut backoff = Backoff::new(MAX_ATTEMPTS - IMMEDIATE_RETRIES);
     let mut attempts = 0u32;
@@ -50,7 +72,8 @@ pub(super) async fn commit(
                 message: reason,
             });
         }
-        let mut change = Change::new(Operation::Replace);
+        let mut change = Change::new(kind.operation.clone());
+        change.tombstones = kind.tombstones;
         change.added_data = written.to_vec();
         change.removed = plan
             .rewritten
@@ -61,6 +84,7 @@ pub(super) async fn commit(
         // A replace does not move the lake sink's bus position: carry it, so it survives
         // the expiry of the snapshots that set it.
         change.properties = carried_properties(&table);
+        change.properties.extend(kind.properties.clone());
         match commit_change(lake, &table, &files, change).await {
             Ok(table) => return Ok((table, attempts)),
             Err(Error::Conflict { message, .. }) if attempts < MAX_ATTEMPTS => {
