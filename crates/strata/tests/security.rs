@@ -836,6 +836,16 @@ fn every_kind_of_access_is_in_the_access_log() {
     assert!(ok, "{err}");
     let (ok, _, _) = sql_as(&env, Some("analyst"), "CREATE SCHEMA nope");
     assert!(!ok);
+    let out = Command::new(strata_bin())
+        .args(["privacy", "forget", "user-4711", "-c"])
+        .arg(&env.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let rows = loop {
@@ -876,6 +886,15 @@ fn every_kind_of_access_is_in_the_access_log() {
     })
     .expect("admin row");
     assert!(created["detail"].as_str().unwrap().contains("scopes=admin"));
+
+    let erased = find(&|r| r["action"] == "privacy forget").expect("erasure row");
+    assert_eq!(erased["surface"], "admin");
+    assert!(erased["detail"].as_str().unwrap().contains("users=1"));
+    let all = serde_json::to_string(&rows).unwrap();
+    assert!(
+        !all.contains("user-4711"),
+        "the log never names whom an erasure forgot"
+    );
 
     // The log is for admins: other tokens cannot see or load it.
     assert_status(
