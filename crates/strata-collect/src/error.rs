@@ -4,6 +4,10 @@
 //! Error bodies are `{"error": reason, "code": kind, "message": reason}`: `error` is what Strata
 //! documents; `code` and `message` are what the Segment and RudderStack SDKs read when a request
 //! fails.
+//!
+//! A client's own mistakes are explained in full. Server-side conditions (the bus refusing an
+//! append: a full disk, a failing disk, overload) are named, never detailed: their text holds
+//! file paths and OS messages, which go to the server log (see `routes.rs`), not to clients.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -61,7 +65,11 @@ impl Error {
             Error::UnsupportedEncoding(_) => "unsupported_encoding",
             Error::Timeout(_) => "timeout",
             Error::Overloaded(_) => "overloaded",
-            Error::Bus(_) => "unavailable",
+            Error::Bus(e) => match e.root() {
+                strata_bus::Error::Overloaded(_) => "overloaded",
+                strata_bus::Error::StorageFull { .. } => "disk_full",
+                _ => "unavailable",
+            },
             Error::Setup(_) => "internal",
         }
     }
@@ -73,12 +81,31 @@ impl Error {
             Error::Timeout(_) | Error::Overloaded(_) | Error::Bus(_)
         )
     }
+
+    /// What the client is told: the whole reason for its own mistakes, only the condition for
+    /// the server's.
+    pub fn public_message(&self) -> String {
+        match self {
+            Error::Bus(e) => match e.root() {
+                strata_bus::Error::Overloaded(_) => "the server is overloaded; retry later",
+                strata_bus::Error::StorageFull { .. } => "the server's disk is full; retry later",
+                strata_bus::Error::Io { .. } => {
+                    "the server cannot write events to its storage; retry later"
+                }
+                strata_bus::Error::Closed => "the server is shutting down; retry later",
+                _ => "the server's event log is unavailable; retry later",
+            }
+            .to_string(),
+            Error::Setup(_) => "internal server error".to_string(),
+            other => other.to_string(),
+        }
+    }
 }
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
-        let message = self.to_string();
+        let message = self.public_message();
         let body = serde_json::json!({
             "error": message,
             "code": self.code(),
