@@ -120,3 +120,61 @@ impl IntoResponse for Error {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(e: Error) -> (StatusCode, serde_json::Value, Option<HeaderValue>) {
+        let response = e.into_response();
+        let status = response.status();
+        let retry = response.headers().get(header::RETRY_AFTER).cloned();
+        let bytes = futures_body(response);
+        (status, serde_json::from_slice(&bytes).unwrap(), retry)
+    }
+
+    fn futures_body(response: Response) -> Vec<u8> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(axum::body::to_bytes(response.into_body(), 1 << 20))
+            .unwrap()
+            .to_vec()
+    }
+
+    #[test]
+    fn server_conditions_are_named_without_paths() {
+        let full = strata_bus::Error::io(
+            "writing /srv/strata/data/bus/topics/events/0/00000000000000000000.log",
+            std::io::Error::from(std::io::ErrorKind::StorageFull),
+        );
+        let (status, json, retry) = body(Error::Bus(full));
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(retry.is_some());
+        assert_eq!(json["code"], "disk_full");
+        assert_eq!(json["error"], "the server's disk is full; retry later");
+        assert!(!json.to_string().contains("/srv"), "{json}");
+
+        let partial = strata_bus::Error::Partial {
+            appended: vec![0],
+            total: 2,
+            source: Box::new(strata_bus::Error::io(
+                "fsync /srv/strata/data/bus/x.log",
+                std::io::Error::other("EIO"),
+            )),
+        };
+        let (status, json, _) = body(Error::Bus(partial));
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(json["code"], "unavailable");
+        assert!(!json.to_string().contains("/srv"), "{json}");
+        assert!(
+            json["error"].as_str().unwrap().contains("storage"),
+            "{json}"
+        );
+
+        // A client's own mistake keeps its full reason.
+        let (status, json, _) = body(Error::BadRequest("batch must be an array".into()));
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(json["error"], "batch must be an array");
+    }
+}
