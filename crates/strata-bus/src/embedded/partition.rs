@@ -350,7 +350,7 @@ impl WriterState {
                 )
             })?;
         self.tail_dirty = false;
-        tracing::info!(topic = %self.topic, segment = %self.active.path.display(), size = self.size, "segment cut back to its last durable position");
+        tracing::debug!(topic = %self.topic, segment = %self.active.path.display(), size = self.size, "segment cut back to its last durable position");
         Ok(())
     }
 
