@@ -30,7 +30,13 @@ fn panicking_tasks_restart_and_handlers_answer_500() {
         &[("STRATA_TEST_PANIC", "lake_sink,compaction,http")],
     );
     let auth = basic_auth(WRITE_KEY);
-    let res = post(server.addr, "/v1/batch", &[auth.clone()], &batch("a", 20)).unwrap();
+    let res = post(
+        server.addr,
+        "/v1/batch",
+        std::slice::from_ref(&auth),
+        &batch("a", 20),
+    )
+    .unwrap();
     assert_eq!(res.status, 200, "{}", res.body);
 
     // A handler panic: 500 with a short JSON body, and the server goes on.

@@ -569,40 +569,6 @@ async fn run_writer(
     tracing::debug!(topic = %part.topic, partition = part.id, "writer stopped");
 }
 
-/// Failures injected by this crate's unit tests (compiled only for them), per partition dir.
-#[cfg(test)]
-pub(crate) mod faults {
-    use std::path::{Path, PathBuf};
-    use std::sync::Mutex;
-
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub(crate) enum Fault {
-        /// The next fsync fails (after the write reached the file).
-        Fsync,
-        /// The writer panics between the write and the fsync.
-        Panic,
-    }
-
-    static PENDING: Mutex<Vec<(PathBuf, Fault)>> = Mutex::new(Vec::new());
-
-    pub(crate) fn inject(dir: &Path, fault: Fault) {
-        super::lock(&PENDING).push((dir.to_path_buf(), fault));
-    }
-
-    pub(crate) fn before_fsync(dir: &Path) -> std::io::Result<()> {
-        let fault = {
-            let mut pending = super::lock(&PENDING);
-            let at = pending.iter().position(|(d, _)| d == dir);
-            at.map(|i| pending.remove(i).1)
-        };
-        match fault {
-            Some(Fault::Fsync) => Err(std::io::Error::other("injected fsync failure")),
-            Some(Fault::Panic) => panic!("injected writer panic"),
-            None => Ok(()),
-        }
-    }
-}
-
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -722,5 +688,39 @@ impl PartitionLog {
             }
         }
         Ok(out)
+    }
+}
+
+/// Failures injected by this crate's unit tests (compiled only for them), per partition dir.
+#[cfg(test)]
+pub(crate) mod faults {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum Fault {
+        /// The next fsync fails (after the write reached the file).
+        Fsync,
+        /// The writer panics between the write and the fsync.
+        Panic,
+    }
+
+    static PENDING: Mutex<Vec<(PathBuf, Fault)>> = Mutex::new(Vec::new());
+
+    pub(crate) fn inject(dir: &Path, fault: Fault) {
+        super::lock(&PENDING).push((dir.to_path_buf(), fault));
+    }
+
+    pub(crate) fn before_fsync(dir: &Path) -> std::io::Result<()> {
+        let fault = {
+            let mut pending = super::lock(&PENDING);
+            let at = pending.iter().position(|(d, _)| d == dir);
+            at.map(|i| pending.remove(i).1)
+        };
+        match fault {
+            Some(Fault::Fsync) => Err(std::io::Error::other("injected fsync failure")),
+            Some(Fault::Panic) => panic!("injected writer panic"),
+            None => Ok(()),
+        }
     }
 }
