@@ -118,7 +118,8 @@ impl Collector {
         let response = match self.process(req, implied).await {
             Ok(accepted) => (StatusCode::OK, Json(accepted)).into_response(),
             Err(e) => {
-                if e.status().is_server_error() {
+                let disk_full = matches!(&e, Error::Bus(b) if b.is_storage_full());
+                if e.status().is_server_error() && !disk_full {
                     tracing::warn!(error = %e, "collect request failed");
                 } else {
                     tracing::debug!(error = %e, "collect request refused");

@@ -479,6 +479,9 @@ async fn run_writer(
     pending: Arc<Pending>,
 ) {
     let mut state = Some(state);
+    // Group commits failed in a row: the first is logged as a warning, the rest at debug
+    // level (a full disk under load fails thousands), the recovery with their count.
+    let mut failed_in_a_row = 0u64;
     let topic_label = part.topic.to_string();
     loop {
         let dirty = state.as_ref().is_some_and(|s| s.tail_dirty);
@@ -538,6 +541,10 @@ async fn run_writer(
         match result {
             Ok(firsts) => {
                 report_health(&part, &state, None);
+                if failed_in_a_row > 0 {
+                    tracing::info!(topic = %part.topic, partition = part.id, failed = failed_in_a_row, "group commits succeed again");
+                    failed_in_a_row = 0;
+                }
                 if let Some(st) = &state {
                     part.hw.send_replace(st.next_offset);
                 }
@@ -554,7 +561,12 @@ async fn run_writer(
                 if e.is_storage_full() {
                     metrics::counter!("strata_bus_storage_full_total").increment(1);
                 }
-                tracing::warn!(topic = %part.topic, partition = part.id, error = %e, records, "group commit failed");
+                failed_in_a_row += 1;
+                if failed_in_a_row == 1 {
+                    tracing::warn!(topic = %part.topic, partition = part.id, error = %e, records, "group commit failed; its appends are not acknowledged");
+                } else {
+                    tracing::debug!(topic = %part.topic, partition = part.id, error = %e, records, failed = failed_in_a_row, "group commit failed again");
+                }
                 let mut waiters = waiters.into_iter();
                 let head = waiters.next();
                 for w in waiters {
