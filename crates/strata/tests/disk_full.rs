@@ -2,7 +2,7 @@
 //! a small tmpfs, a client keeps sending, the file system is filled to the last byte and later
 //! emptied again. Meanwhile the collector answers 503 naming the condition (never a path),
 //! `/health` says not ready; afterwards both recover without a restart, and every acknowledged
-//! event is in the lake exactly once.
+//! event is in the lake exactly once. A second test fills only the catalog's disk.
 
 mod common;
 
@@ -190,4 +190,71 @@ fn full_disk_under_ingest_recovers_by_itself() {
     assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
     assert_eq!(rows as usize, seen.acked.len());
     // Unmounted by `fs`'s drop, after the server is gone.
+}
+
+/// The catalog's own disk fills (catalog.db on a small tmpfs, everything else elsewhere): the
+/// lake sink's commit is the write that fails, while the collector goes on acknowledging (the
+/// bus is fine, so `/health` stays 200). Once space returns the sink commits by itself and
+/// every acknowledged event is in the lake once.
+#[test]
+fn full_catalog_disk_recovers_by_itself() {
+    let Some(fs) = smallfs::SmallFs::mount(4 << 20) else {
+        return;
+    };
+    let env = Env::new();
+    let catalog = format!("\"{}\"", fs.path().join("catalog.db").display());
+    env.set_lake_keys(&[("catalog", &catalog)]);
+    let server = env.serve("200ms");
+    let mut acked = 0;
+    let mut send = |name: &str| {
+        let res = post(
+            server.addr,
+            "/v1/batch",
+            &[basic_auth(WRITE_KEY)],
+            &batch(name, 30),
+        )
+        .unwrap();
+        assert_eq!(res.status, 200, "{}", res.body);
+        acked += 30;
+    };
+    send("before");
+    env.wait_count(
+        "SELECT count(*) FROM ods.ods_event",
+        30,
+        Duration::from_secs(60),
+    );
+
+    fs.fill();
+    let log_path = env.dir.path().join("serve.log");
+    let failed = || {
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            // SQLite's SQLITE_FULL, from the sink's catalog commit.
+            .contains("database or disk is full")
+    };
+    for b in 0..20 {
+        send(&format!("full-{b}"));
+        if failed() && b >= 5 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_until(
+        "the catalog commit to fail",
+        Duration::from_secs(30),
+        failed,
+    );
+    assert_eq!(get(server.addr, "/health").unwrap().status, 200);
+    send("still-full");
+
+    fs.free();
+    env.wait_count(
+        "SELECT count(*) FROM ods.ods_event",
+        acked,
+        Duration::from_secs(120),
+    );
+    server.stop();
+    let rows = env.sql_count("SELECT count(*) FROM ods.ods_event");
+    let distinct = env.sql_count("SELECT count(DISTINCT message_id) FROM ods.ods_event");
+    assert_eq!((rows, distinct), (acked, acked));
 }
