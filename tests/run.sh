@@ -42,6 +42,9 @@ export STRATA_MOTO_BIN
 # CI always runs the S3 tests: without moto they fail instead of skipping.
 export STRATA_TEST_REQUIRE_S3=1
 
+# --- Disk-full tests mount a small tmpfs (CI runs as root): without the permission they fail ---
+export STRATA_TEST_REQUIRE_MOUNT=1
+
 # --- MariaDB and PostgreSQL 15 (the CDC tests start their own servers from these binaries) ---
 apt_pkgs=()
 if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then

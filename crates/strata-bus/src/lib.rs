@@ -8,7 +8,7 @@ pub mod error;
 pub mod log;
 
 pub use error::{Error, Result};
-pub use log::{Log, Offset, Offsets, Partition, Position, Record, StoredRecord};
+pub use log::{Health, Log, Offset, Offsets, Partition, Position, Record, StoredRecord};
 
 /// Partition for `key` among `partitions` (stable across restarts and versions: FNV-1a 32).
 pub fn partition_for(key: &[u8], partitions: u32) -> Partition {

@@ -44,6 +44,32 @@ pub struct Position {
 /// Per-partition offsets, e.g. a consumer group's committed "next offset to read".
 pub type Offsets = BTreeMap<Partition, Offset>;
 
+/// Whether the bus can take appends now, as a readiness check sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Ready,
+    /// The disk under the bus is full: appends fail until space is freed (the bus takes
+    /// appends again by itself then).
+    StorageFull,
+    /// Writing to the bus's storage fails for another reason and the bus cannot yet restore a
+    /// clean end of its log; it keeps trying.
+    StorageFailing,
+    /// `close` was called.
+    Closed,
+}
+
+impl Health {
+    /// A short reason for clients and load balancers (never a path or an OS message).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Health::Ready => "ready",
+            Health::StorageFull => "the server's disk is full; retry later",
+            Health::StorageFailing => "the server cannot write to its storage; retry later",
+            Health::Closed => "the server is shutting down",
+        }
+    }
+}
+
 #[async_trait]
 pub trait Log: Send + Sync + 'static {
     /// Creates the topic if it does not exist. An existing topic keeps its partition count.
@@ -92,4 +118,9 @@ pub trait Log: Send + Sync + 'static {
 
     /// Flushes and stops background work. Appends after this fail.
     async fn close(&self) -> Result<()>;
+
+    /// Whether appends can succeed now. Cheap (no I/O beyond a `statvfs`), for `/health`.
+    fn health(&self) -> Health {
+        Health::Ready
+    }
 }

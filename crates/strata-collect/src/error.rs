@@ -4,6 +4,10 @@
 //! Error bodies are `{"error": reason, "code": kind, "message": reason}`: `error` is what Strata
 //! documents; `code` and `message` are what the Segment and RudderStack SDKs read when a request
 //! fails.
+//!
+//! A client's own mistakes are explained in full. Server-side conditions (the bus refusing an
+//! append: a full disk, a failing disk, overload) are named, never detailed: their text holds
+//! file paths and OS messages, which go to the server log (see `routes.rs`), not to clients.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -61,7 +65,11 @@ impl Error {
             Error::UnsupportedEncoding(_) => "unsupported_encoding",
             Error::Timeout(_) => "timeout",
             Error::Overloaded(_) => "overloaded",
-            Error::Bus(_) => "unavailable",
+            Error::Bus(e) => match e.root() {
+                strata_bus::Error::Overloaded(_) => "overloaded",
+                strata_bus::Error::StorageFull { .. } => "disk_full",
+                _ => "unavailable",
+            },
             Error::Setup(_) => "internal",
         }
     }
@@ -73,12 +81,31 @@ impl Error {
             Error::Timeout(_) | Error::Overloaded(_) | Error::Bus(_)
         )
     }
+
+    /// What the client is told: the whole reason for its own mistakes, only the condition for
+    /// the server's.
+    pub fn public_message(&self) -> String {
+        match self {
+            Error::Bus(e) => match e.root() {
+                strata_bus::Error::Overloaded(_) => "the server is overloaded; retry later",
+                strata_bus::Error::StorageFull { .. } => "the server's disk is full; retry later",
+                strata_bus::Error::Io { .. } => {
+                    "the server cannot write events to its storage; retry later"
+                }
+                strata_bus::Error::Closed => "the server is shutting down; retry later",
+                _ => "the server's event log is unavailable; retry later",
+            }
+            .to_string(),
+            Error::Setup(_) => "internal server error".to_string(),
+            other => other.to_string(),
+        }
+    }
 }
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
-        let message = self.to_string();
+        let message = self.public_message();
         let body = serde_json::json!({
             "error": message,
             "code": self.code(),
@@ -91,5 +118,63 @@ impl IntoResponse for Error {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(e: Error) -> (StatusCode, serde_json::Value, Option<HeaderValue>) {
+        let response = e.into_response();
+        let status = response.status();
+        let retry = response.headers().get(header::RETRY_AFTER).cloned();
+        let bytes = futures_body(response);
+        (status, serde_json::from_slice(&bytes).unwrap(), retry)
+    }
+
+    fn futures_body(response: Response) -> Vec<u8> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(axum::body::to_bytes(response.into_body(), 1 << 20))
+            .unwrap()
+            .to_vec()
+    }
+
+    #[test]
+    fn server_conditions_are_named_without_paths() {
+        let full = strata_bus::Error::io(
+            "writing /srv/strata/data/bus/topics/events/0/00000000000000000000.log",
+            std::io::Error::from(std::io::ErrorKind::StorageFull),
+        );
+        let (status, json, retry) = body(Error::Bus(full));
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(retry.is_some());
+        assert_eq!(json["code"], "disk_full");
+        assert_eq!(json["error"], "the server's disk is full; retry later");
+        assert!(!json.to_string().contains("/srv"), "{json}");
+
+        let partial = strata_bus::Error::Partial {
+            appended: vec![0],
+            total: 2,
+            source: Box::new(strata_bus::Error::io(
+                "fsync /srv/strata/data/bus/x.log",
+                std::io::Error::other("EIO"),
+            )),
+        };
+        let (status, json, _) = body(Error::Bus(partial));
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(json["code"], "unavailable");
+        assert!(!json.to_string().contains("/srv"), "{json}");
+        assert!(
+            json["error"].as_str().unwrap().contains("storage"),
+            "{json}"
+        );
+
+        // A client's own mistake keeps its full reason.
+        let (status, json, _) = body(Error::BadRequest("batch must be an array".into()));
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(json["error"], "batch must be an array");
     }
 }

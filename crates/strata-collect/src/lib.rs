@@ -27,6 +27,7 @@ mod validate;
 
 pub use auth::{sign, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 pub use error::{Error, Result};
+pub use routes::health;
 
 use auth::AppRegistry;
 use dedup::Dedup;
@@ -89,7 +90,7 @@ impl Collector {
         }))
     }
 
-    /// All `/v1/*` routes and `GET /health`.
+    /// All `/v1/*` routes and `GET /health` (503 while the bus cannot take events).
     pub fn router(self: &Arc<Self>) -> axum::Router {
         routes::router(Arc::clone(self))
     }

@@ -47,7 +47,7 @@ pub fn router(collector: Arc<Collector>) -> Router {
     Router::new()
         .route(
             "/health",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+            get(|State(c): State<Arc<Collector>>| async move { health(c.log.as_ref()) }),
         )
         .route("/v1/batch", batch())
         .route("/v1/b", batch())
@@ -65,6 +65,26 @@ pub fn router(collector: Arc<Collector>) -> Router {
         .route("/v1/alias", single("alias"))
         .route("/v1/a", single("alias"))
         .with_state(collector)
+}
+
+/// `GET /health`: 200 while the bus takes appends, else 503 with the condition (a full disk, a
+/// failing disk) so load balancers stop sending events here until it passes. Cheap: atomics
+/// and at most one `statvfs`.
+pub fn health(log: &dyn strata_bus::Log) -> Response {
+    match log.health() {
+        strata_bus::Health::Ready => Json(serde_json::json!({"status": "ok"})).into_response(),
+        unready => {
+            let mut response = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"status": "unavailable", "reason": unready.reason()})),
+            )
+                .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            response
+        }
+    }
 }
 
 /// The 200 answer.
@@ -98,7 +118,8 @@ impl Collector {
         let response = match self.process(req, implied).await {
             Ok(accepted) => (StatusCode::OK, Json(accepted)).into_response(),
             Err(e) => {
-                if e.status().is_server_error() {
+                let disk_full = matches!(&e, Error::Bus(b) if b.is_storage_full());
+                if e.status().is_server_error() && !disk_full {
                     tracing::warn!(error = %e, "collect request failed");
                 } else {
                     tracing::debug!(error = %e, "collect request refused");
@@ -308,6 +329,8 @@ impl Collector {
         let mut new_keys = Vec::with_capacity(keys.len());
         let mut duplicates = 0;
         let mut records = Vec::with_capacity(built.len());
+        // The dedup key of each record (`None` for rejections).
+        let mut record_keys = Vec::with_capacity(built.len());
         let timestamp_ms = server_ts / 1000;
         let mut next_key = keys.iter().zip(seen);
         let format = self.config.bus.record_format;
@@ -322,6 +345,7 @@ impl Collector {
                         continue;
                     }
                     new_keys.push(k);
+                    record_keys.push(Some(k));
                     enricher.fill(&mut event, ua.as_deref());
                     if let Some(pii) = &pii {
                         pii.apply(&mut event);
@@ -330,6 +354,7 @@ impl Collector {
                     (key, encode_collected_event(&event, format))
                 }
                 Err(rejected) => {
+                    record_keys.push(None);
                     let record = BusRecord::Rejected(Box::new(rejected));
                     (
                         Bytes::copy_from_slice(record.key().as_bytes()),
@@ -346,7 +371,18 @@ impl Collector {
 
         let rejected = errors.len();
         if !records.is_empty() {
-            self.log.append(EVENTS_TOPIC, records).await?;
+            if let Err(e) = self.log.append(EVENTS_TOPIC, records).await {
+                if let strata_bus::Error::Partial { appended, .. } = &e {
+                    // Those events are on the bus and will reach the lake: the client's retry
+                    // of this request must count them as duplicates, not append them again.
+                    let landed: Vec<dedup::Key> = appended
+                        .iter()
+                        .filter_map(|&i| record_keys.get(i).copied().flatten())
+                        .collect();
+                    self.dedup.record_many(&landed, server_ts);
+                }
+                return Err(e.into());
+            }
         }
         // Only now: a failed append must not make the client's retry look like a duplicate.
         self.dedup.record_many(&new_keys, server_ts);

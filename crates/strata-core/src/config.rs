@@ -770,9 +770,11 @@ pub struct LakeConfig {
     pub s3_access_key_id: String,
     pub s3_secret_access_key: String,
     pub s3_session_token: String,
-    /// Path-style requests (`endpoint/bucket/key`), which most S3-compatible servers need;
-    /// false: virtual-hosted (`bucket.endpoint/key`), AWS's default.
-    pub s3_path_style: bool,
+    /// `true`: path-style requests (`endpoint/bucket/key`), which most S3-compatible servers
+    /// need; `false`: virtual-hosted (`bucket.endpoint/key`), AWS's default; `"auto"` (the
+    /// default): path style for an endpoint that is an IP address or `localhost`, else
+    /// virtual-hosted. `false` with an IP endpoint is a configuration error.
+    pub s3_path_style: crate::s3::PathStyle,
     /// Allow plain http to an endpoint that is not on loopback (a trusted network only).
     pub s3_allow_http: bool,
     /// Files up to this size are uploaded in one PUT, larger ones as multipart uploads of parts
@@ -811,7 +813,7 @@ impl Default for LakeConfig {
             s3_access_key_id: String::new(),
             s3_secret_access_key: String::new(),
             s3_session_token: String::new(),
-            s3_path_style: false,
+            s3_path_style: crate::s3::PathStyle::Auto,
             s3_allow_http: false,
             s3_part_size: 16 * 1024 * 1024,
             s3_max_retries: 10,

@@ -15,6 +15,51 @@ use serde::{Deserialize, Serialize};
 use crate::config::LakeConfig;
 use crate::error::{Error, Result};
 
+/// `lake.s3_path_style`: how requests name the bucket.
+///
+/// Written as `"auto"` (the default), `true` (path style, `endpoint/bucket/key`) or `false`
+/// (virtual-hosted, `bucket.endpoint/key`). `"auto"` does what the AWS SDKs do: path style for
+/// an endpoint given as an IP address or `localhost` (a bucket cannot be put in front of an IP
+/// address), virtual-hosted otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PathStyle {
+    #[default]
+    Auto,
+    Path,
+    VirtualHosted,
+}
+
+impl Serialize for PathStyle {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            PathStyle::Auto => s.serialize_str("auto"),
+            PathStyle::Path => s.serialize_bool(true),
+            PathStyle::VirtualHosted => s.serialize_bool(false),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PathStyle {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Flag(bool),
+            Text(String),
+        }
+        match Repr::deserialize(d)? {
+            Repr::Flag(true) => Ok(PathStyle::Path),
+            Repr::Flag(false) => Ok(PathStyle::VirtualHosted),
+            Repr::Text(t) if t.eq_ignore_ascii_case("auto") => Ok(PathStyle::Auto),
+            Repr::Text(t) if t.eq_ignore_ascii_case("true") => Ok(PathStyle::Path),
+            Repr::Text(t) if t.eq_ignore_ascii_case("false") => Ok(PathStyle::VirtualHosted),
+            Repr::Text(t) => Err(serde::de::Error::custom(format!(
+                "s3_path_style must be \"auto\", true or false, not {t:?}"
+            ))),
+        }
+    }
+}
+
 /// The smallest part S3 accepts in a multipart upload (except the last).
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 
@@ -105,6 +150,7 @@ impl S3Settings {
         if let Some(endpoint) = &endpoint {
             check_endpoint(endpoint, lake.s3_allow_http)?;
         }
+        let path_style = resolve_path_style(lake.s3_path_style, endpoint.as_deref())?;
         if !region
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
@@ -129,7 +175,7 @@ impl S3Settings {
             access_key_id,
             secret_access_key,
             session_token,
-            path_style: lake.s3_path_style,
+            path_style,
             allow_http: lake.s3_allow_http,
             part_size: lake.s3_part_size,
             max_retries: lake.s3_max_retries,
@@ -191,8 +237,30 @@ fn parse_warehouse(warehouse: &str) -> Result<(String, String)> {
     Ok((bucket.to_string(), prefix.to_string()))
 }
 
-/// `https://host[:port]`, or `http://` to a loopback host (or anywhere with `allow_http`).
-fn check_endpoint(endpoint: &str, allow_http: bool) -> Result<()> {
+/// `auto` → path style for IP and `localhost` endpoints; `false` with an IP endpoint cannot
+/// work (object_store would even panic on the `bucket.1.2.3.4` host), so it is refused here.
+fn resolve_path_style(style: PathStyle, endpoint: Option<&str>) -> Result<bool> {
+    let host = endpoint
+        .and_then(|e| endpoint_parts(e).ok())
+        .map(|(_, h)| h);
+    let ip = host.is_some_and(|h| h.parse::<IpAddr>().is_ok());
+    let localhost = host.is_some_and(|h| h.eq_ignore_ascii_case("localhost"));
+    match style {
+        PathStyle::Auto => Ok(ip || localhost),
+        PathStyle::Path => Ok(true),
+        PathStyle::VirtualHosted if ip => Err(Error::user(format!(
+            "lake.s3_path_style = false cannot work with the S3 endpoint {:?}: virtual-hosted \
+             requests put the bucket in the host name, and an IP address cannot carry one. \
+             Remove the key (or set it to \"auto\"): path style is then used for IP and \
+             localhost endpoints; or set it to true",
+            endpoint.unwrap_or_default()
+        ))),
+        PathStyle::VirtualHosted => Ok(false),
+    }
+}
+
+/// `(scheme, host)` of `scheme://host[:port][/…]` (an IPv6 host without its brackets).
+fn endpoint_parts(endpoint: &str) -> Result<(&str, &str)> {
     let (scheme, rest) = endpoint.split_once("://").ok_or_else(|| {
         Error::user(format!(
             "S3 endpoint {endpoint:?} is not a URL (expected https://host[:port])"
@@ -209,6 +277,12 @@ fn check_endpoint(endpoint: &str, allow_http: bool) -> Result<()> {
     } else {
         authority.rsplit_once(':').map_or(authority, |(h, _)| h)
     };
+    Ok((scheme, host))
+}
+
+/// `https://host[:port]`, or `http://` to a loopback host (or anywhere with `allow_http`).
+fn check_endpoint(endpoint: &str, allow_http: bool) -> Result<()> {
+    let (scheme, host) = endpoint_parts(endpoint)?;
     match scheme {
         "https" => Ok(()),
         "http" if allow_http || is_loopback(host) => Ok(()),
@@ -340,6 +414,78 @@ mod tests {
             cfg.s3_endpoint = bad.into();
             assert!(S3Settings::resolve(&cfg, &no_env).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn path_style_is_automatic_for_ip_and_localhost_endpoints() {
+        let resolve = |endpoint: &str, style: PathStyle| {
+            let mut cfg = lake("s3://bkt");
+            cfg.s3_endpoint = endpoint.into();
+            cfg.s3_path_style = style;
+            S3Settings::resolve(&cfg, &no_env)
+        };
+        for (endpoint, want) in [
+            ("http://127.0.0.1:9000", true),
+            ("http://[::1]:9000", true),
+            ("https://10.1.2.3", true),
+            ("http://localhost:9000", true),
+            ("https://minio.internal:9000", false),
+            ("https://s3.eu-west-1.amazonaws.com", false),
+        ] {
+            let s = resolve(endpoint, PathStyle::Auto).unwrap();
+            assert_eq!(s.path_style, want, "{endpoint}");
+            assert!(resolve(endpoint, PathStyle::Path).unwrap().path_style);
+        }
+        // AWS itself (no endpoint): virtual-hosted unless asked.
+        assert!(
+            !S3Settings::resolve(&lake("s3://bkt"), &no_env)
+                .unwrap()
+                .path_style
+        );
+        // The issue's case: the endpoint from AWS_ENDPOINT_URL, the key left at its default.
+        let env = |k: &str| (k == "AWS_ENDPOINT_URL").then(|| "http://127.0.0.1:9000".into());
+        assert!(
+            S3Settings::resolve(&lake("s3://bkt"), &env)
+                .unwrap()
+                .path_style
+        );
+        let mut cfg = lake("s3://bkt");
+        cfg.s3_path_style = PathStyle::VirtualHosted;
+        let err = S3Settings::resolve(&cfg, &env).unwrap_err().to_string();
+        assert!(
+            err.contains("s3_path_style") && err.contains("127.0.0.1"),
+            "{err}"
+        );
+        // An explicit false is fine with a name (and with localhost, which may resolve).
+        assert!(
+            !resolve("https://minio.lan", PathStyle::VirtualHosted)
+                .unwrap()
+                .path_style
+        );
+        assert!(
+            !resolve("http://localhost:9000", PathStyle::VirtualHosted)
+                .unwrap()
+                .path_style
+        );
+    }
+
+    #[test]
+    fn path_style_reads_auto_true_and_false() {
+        #[derive(Deserialize, Serialize, PartialEq, Debug)]
+        struct T {
+            s: PathStyle,
+        }
+        for (text, want) in [
+            ("s = \"auto\"", PathStyle::Auto),
+            ("s = true", PathStyle::Path),
+            ("s = false", PathStyle::VirtualHosted),
+        ] {
+            let t: T = toml::from_str(text).unwrap();
+            assert_eq!(t.s, want, "{text}");
+            assert_eq!(toml::to_string(&t).unwrap().trim(), text);
+        }
+        assert!(toml::from_str::<T>("s = \"maybe\"").is_err());
+        assert!(toml::from_str::<T>("s = 1").is_err());
     }
 
     #[test]

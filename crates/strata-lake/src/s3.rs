@@ -196,6 +196,20 @@ fn build_store(settings: &S3Settings, retry: RetryConfig) -> iceberg::Result<Ama
         } else {
             // Virtual-hosted with a custom endpoint: object_store wants the bucket in the host.
             let (scheme, host) = endpoint.split_once("://").unwrap_or(("https", endpoint));
+            // `bucket.127.0.0.1` is no host name (object_store panics on it when it builds a
+            // request). `S3Settings::resolve` refuses this already; settings deserialized
+            // from elsewhere are checked here too.
+            if is_ip_host(host) {
+                return Err(iceberg::Error::new(
+                    iceberg::ErrorKind::DataInvalid,
+                    format!(
+                        "S3 endpoint {endpoint} is an IP address: virtual-hosted requests cannot \
+                         name the bucket {} in it; use path-style requests \
+                         (lake.s3_path_style = true or \"auto\")",
+                        settings.bucket
+                    ),
+                ));
+            }
             builder = builder
                 .with_endpoint(format!("{scheme}://{}.{host}", settings.bucket))
                 .with_virtual_hosted_style_request(true);
@@ -221,6 +235,19 @@ fn build_store(settings: &S3Settings, retry: RetryConfig) -> iceberg::Result<Ama
             ),
         )
     })
+}
+
+/// Whether `host[:port][/…]` names its host by an IPv4 or IPv6 address.
+fn is_ip_host(authority: &str) -> bool {
+    let authority = authority.split('/').next().unwrap_or("");
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6
+            .split(']')
+            .next()
+            .is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok());
+    }
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    host.parse::<std::net::IpAddr>().is_ok()
 }
 
 #[async_trait]
@@ -409,5 +436,41 @@ impl S3StorageFactory {
 impl StorageFactory for S3StorageFactory {
     fn build(&self, _config: &StorageConfig) -> iceberg::Result<Arc<dyn Storage>> {
         Ok(Arc::new(self.storage.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(endpoint: &str, path_style: bool) -> S3Settings {
+        S3Settings {
+            bucket: "bkt".into(),
+            prefix: "lake".into(),
+            endpoint: Some(endpoint.into()),
+            region: "us-east-1".into(),
+            access_key_id: Some("k".into()),
+            secret_access_key: Some("s".into()),
+            session_token: None,
+            path_style,
+            allow_http: false,
+            part_size: strata_core::s3::MIN_PART_SIZE,
+            max_retries: 0,
+            retry_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn virtual_hosted_style_with_an_ip_endpoint_is_an_error_not_a_panic() {
+        for endpoint in [
+            "http://127.0.0.1:9000",
+            "http://[::1]:9000",
+            "https://10.0.0.5",
+        ] {
+            let err = S3Storage::new(settings(endpoint, false)).unwrap_err();
+            assert!(err.to_string().contains("path-style"), "{endpoint}: {err}");
+            S3Storage::new(settings(endpoint, true)).unwrap();
+        }
+        S3Storage::new(settings("https://minio.example.com", false)).unwrap();
     }
 }

@@ -761,7 +761,13 @@ impl InFlight {
         };
         let result = handle.await;
         self.0 = None;
-        result.map_err(|e| Error::Internal(format!("flush task failed: {e}")))?
+        match result {
+            Ok(done) => done,
+            // A panic in the flush is the sink's panic: it reaches the task boundary, where
+            // `strata serve`'s guard logs it and restarts the sink from the committed positions.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(Error::Internal(format!("flush task failed: {e}"))),
+        }
     }
 }
 

@@ -25,7 +25,7 @@ fn config(dir: &Path, endpoint: &str) -> Config {
     c.lake.s3_region = REGION.to_string();
     c.lake.s3_access_key_id = ACCESS_KEY.to_string();
     c.lake.s3_secret_access_key = SECRET_KEY.to_string();
-    c.lake.s3_path_style = true;
+    c.lake.s3_path_style = strata_core::s3::PathStyle::Path;
     // S3's smallest part, so a ~6 MiB Parquet file goes up as a multipart upload.
     c.lake.s3_part_size = 5 * 1024 * 1024;
     c.lake.s3_max_retries = 2;

@@ -32,6 +32,19 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     fsync_dir(dir)
 }
 
+/// Whether the file system holding `dir` has `bytes` (and an inode) free for an unprivileged
+/// writer. An unanswerable question counts as yes: the next write finds out.
+pub(crate) fn has_room(dir: &Path, bytes: u64) -> bool {
+    match rustix::fs::statvfs(dir) {
+        Ok(st) => {
+            let free = st.f_bavail.saturating_mul(st.f_frsize);
+            // File systems without inode accounting report 0 files in total.
+            free >= bytes && (st.f_files == 0 || st.f_favail > 0)
+        }
+        Err(_) => true,
+    }
+}
+
 /// Topic and group names become path components: keep them to a safe alphabet (Kafka's).
 pub(crate) fn validate_name(kind: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()

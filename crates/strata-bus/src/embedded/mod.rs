@@ -20,6 +20,8 @@ mod partition;
 mod segment;
 
 #[cfg(test)]
+mod failure_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
@@ -39,7 +41,11 @@ use self::groups::Groups;
 use self::partition::{lock, open_partition, AppendReq, PartitionLog, Pending, WriterConfig};
 use self::segment::{frame_len, MAX_RECORD_BYTES};
 use crate::error::{Error, Result};
-use crate::log::{Log, Offset, Offsets, Partition, Position, Record, StoredRecord};
+use crate::log::{Health, Log, Offset, Offsets, Partition, Position, Record, StoredRecord};
+
+/// Room beyond a failed group commit's bytes that `health` wants free before it reports the
+/// bus ready again (a new segment file, directory blocks).
+const HEALTH_MARGIN_BYTES: u64 = 256 << 10;
 
 /// Tuning of the embedded log. The defaults suit a laptop and a single server alike.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -483,6 +489,7 @@ impl Log for EmbeddedLog {
             count
         ];
         let mut first_err = None;
+        let mut appended = Vec::new();
         for (partition, idx, rx) in waits {
             match rx.await {
                 Ok(Ok(first)) => {
@@ -491,6 +498,7 @@ impl Log for EmbeddedLog {
                             partition,
                             offset: first + j as u64,
                         };
+                        appended.push(i);
                     }
                 }
                 Ok(Err(e)) => {
@@ -502,8 +510,18 @@ impl Log for EmbeddedLog {
             }
         }
         match first_err {
-            Some(e) => Err(e),
             None => Ok(positions),
+            Some(e) if appended.is_empty() => Err(e),
+            // Some partitions took their records: the caller must know which (the collector
+            // remembers them so a client's retry of the whole request does not double them).
+            Some(e) => {
+                appended.sort_unstable();
+                Err(Error::Partial {
+                    appended,
+                    total: count,
+                    source: Box::new(e),
+                })
+            }
         }
     }
 
@@ -592,5 +610,34 @@ impl Log for EmbeddedLog {
         }
         tracing::info!(dir = %self.dir.display(), "closed embedded bus");
         Ok(())
+    }
+
+    fn health(&self) -> Health {
+        if self.closed.load(Ordering::Acquire) {
+            return Health::Closed;
+        }
+        let mut needed = None::<u64>;
+        for topic in self
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            for p in &topic.partitions {
+                match p.health.blocked() {
+                    Some(u64::MAX) => return Health::StorageFailing,
+                    Some(n) => needed = Some(needed.unwrap_or(0).max(n)),
+                    None => {}
+                }
+            }
+        }
+        match needed {
+            // A commit failed for want of space: ready again once the disk has room for it
+            // (the next append then clears the state for good).
+            Some(n) if !fsutil::has_room(&self.dir, n.saturating_add(HEALTH_MARGIN_BYTES)) => {
+                Health::StorageFull
+            }
+            _ => Health::Ready,
+        }
     }
 }

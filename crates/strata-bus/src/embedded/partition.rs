@@ -5,10 +5,15 @@
 //! thread does one `pwrite` + one `fdatasync`. Only then does it publish the new segment size
 //! and high watermark (so readers never see a record that a crash could lose) and complete the
 //! waiting appenders.
+//!
+//! A failed write or fsync (a full disk, an I/O error) or a panic fails that batch's appends —
+//! none of them is acknowledged — and the file is cut back to its last durable size (and the
+//! cut fsync'd) before anything else is written. The partition takes appends again as soon as
+//! that succeeds: a full disk is a state the log leaves by itself once space returns.
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -84,6 +89,8 @@ pub(crate) struct PartitionLog {
     pub segments: Arc<RwLock<Vec<Arc<Segment>>>>,
     /// The high watermark: one past the last durable (and so visible) offset.
     pub hw: Arc<watch::Sender<Offset>>,
+    /// What the writer last saw of the storage.
+    pub health: Arc<WriterHealth>,
     tx: Mutex<Option<mpsc::UnboundedSender<AppendReq>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -116,12 +123,15 @@ pub(crate) fn open_partition(
         last_indexed: meta.index.last().map_or(0, |(_, p)| *p),
         segment_bytes: config.segment_bytes,
         buf: Vec::new(),
-        poisoned: None,
+        tail_dirty: false,
+        must_roll: false,
     };
+    let health = Arc::new(WriterHealth::default());
     let target = WriterTarget {
         topic: topic.clone(),
         id,
         hw: hw.clone(),
+        health: health.clone(),
     };
     let handle = tokio::spawn(run_writer(target, state, rx, config, pending));
     Ok(Arc::new(PartitionLog {
@@ -130,6 +140,7 @@ pub(crate) fn open_partition(
         dir,
         segments,
         hw,
+        health,
         tx: Mutex::new(Some(tx)),
         writer: Mutex::new(Some(handle)),
     }))
@@ -185,6 +196,42 @@ pub(crate) struct WriterConfig {
     pub window: Duration,
 }
 
+/// How long a writer whose segment has an unacknowledged tail it could not cut waits between
+/// two attempts while no append comes.
+const REPAIR_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a partition's writer last saw of its storage, for [`crate::Log::health`].
+#[derive(Debug, Default)]
+pub(crate) struct WriterHealth {
+    /// One of the `HEALTH_*` values.
+    state: AtomicU8,
+    /// With `HEALTH_FULL`: the bytes the failed group commit needed.
+    needed: AtomicU64,
+}
+
+const HEALTH_OK: u8 = 0;
+/// The last group commit failed for want of space.
+const HEALTH_FULL: u8 = 1;
+/// The segment has a tail that may hold unacknowledged bytes and it could not be cut yet.
+const HEALTH_FAILING: u8 = 2;
+
+impl WriterHealth {
+    fn set(&self, state: u8, needed: u64) {
+        self.needed.store(needed, Ordering::Relaxed);
+        self.state.store(state, Ordering::Release);
+    }
+
+    /// `None` when fine; `Some(bytes needed)` after a commit failed for want of space;
+    /// `Some(u64::MAX)` while the tail cannot be cut.
+    pub(crate) fn blocked(&self) -> Option<u64> {
+        match self.state.load(Ordering::Acquire) {
+            HEALTH_FULL => Some(self.needed.load(Ordering::Relaxed)),
+            HEALTH_FAILING => Some(u64::MAX),
+            _ => None,
+        }
+    }
+}
+
 /// Owned by the writer task; moved to a blocking thread for each group commit.
 struct WriterState {
     topic: Arc<str>,
@@ -198,25 +245,30 @@ struct WriterState {
     last_indexed: u64,
     segment_bytes: u64,
     buf: Vec<u8>,
-    /// Set after a failed fsync: what reached the disk is unknown, so stop writing.
-    poisoned: Option<String>,
+    /// A write, an fsync or the writer itself failed after bytes past `size` may have reached
+    /// the file: they belong to no acknowledged append and are cut off (and the cut fsync'd)
+    /// before anything else is written. Until then the partition refuses appends.
+    tail_dirty: bool,
+    /// A roll was started and did not finish: the next commit rolls before it writes, so no
+    /// record lands in the old segment behind a (possibly created) newer one.
+    must_roll: bool,
 }
 
 impl WriterState {
     /// Writes and fsyncs the batch; returns the first offset of each request's records.
+    ///
+    /// State changes only at the very end, after the fsync: an error or a panic anywhere
+    /// before leaves `size`, `next_offset` and the segment list describing what is durable, and
+    /// `tail_dirty` makes the next call cut whatever else reached the file.
     fn commit(&mut self, batch: &[Vec<Record>]) -> Result<Vec<Offset>> {
-        if let Some(why) = &self.poisoned {
-            return Err(Error::io(
-                "partition stopped after an fsync failure; reopen the bus",
-                std::io::Error::other(why.clone()),
-            ));
-        }
+        self.repair()?;
         let total: u64 = batch
             .iter()
             .flatten()
             .map(|r| super::segment::frame_len(r) as u64)
             .sum();
-        if self.size > 0 && self.size + total > self.segment_bytes {
+        if self.must_roll || (self.size > 0 && self.size + total > self.segment_bytes) {
+            self.must_roll = true;
             self.roll()?;
         }
         self.buf.clear();
@@ -230,7 +282,7 @@ impl WriterState {
             firsts.push(offset);
             for r in records {
                 let pos = self.size + self.buf.len() as u64;
-                if pos - last_indexed >= INDEX_INTERVAL {
+                if pos.saturating_sub(last_indexed) >= INDEX_INTERVAL {
                     new_index.push((offset, pos));
                     last_indexed = pos;
                 }
@@ -239,27 +291,30 @@ impl WriterState {
                 offset += 1;
             }
         }
+        // From here until the fsync succeeds, bytes past `size` may be in the file.
+        self.tail_dirty = true;
         let file = &self.active.file;
         if let Err(e) = file.write_all_at(&self.buf, self.size) {
-            // Cut what may have been written so the next batch starts on a frame boundary.
-            if let Err(e2) = file.set_len(self.size) {
-                self.poisoned = Some(format!("write failed ({e}) and truncate failed ({e2})"));
-            }
-            return Err(Error::io(
-                format!("writing {}", self.active.path.display()),
-                e,
-            ));
+            let err = Error::io(format!("writing {}", self.active.path.display()), e);
+            self.try_repair();
+            return Err(err);
         }
         let started = Instant::now();
-        if let Err(e) = file.sync_data() {
-            self.poisoned = Some(format!("fdatasync failed: {e}"));
-            tracing::error!(segment = %self.active.path.display(), error = %e, "fsync failed");
-            return Err(Error::io(
-                format!("fsync {}", self.active.path.display()),
-                e,
-            ));
+        #[cfg(test)]
+        let synced = faults::before_fsync(&self.dir).and_then(|()| file.sync_data());
+        #[cfg(not(test))]
+        let synced = file.sync_data();
+        if let Err(e) = synced {
+            // The batch is not acknowledged. What of it reached the disk is unknown (and after
+            // a failed fsync the kernel may have dropped the dirty pages), so it is cut off:
+            // the file ends again at the last durable position before anything else goes in.
+            tracing::error!(segment = %self.active.path.display(), error = %e, "fsync failed; cutting the unacknowledged tail");
+            let err = Error::io(format!("fsync {}", self.active.path.display()), e);
+            self.try_repair();
+            return Err(err);
         }
         metrics::histogram!("strata_bus_fsync_seconds").record(started.elapsed().as_secs_f64());
+        self.tail_dirty = false;
         self.size += self.buf.len() as u64;
         self.next_offset = offset;
         self.last_indexed = last_indexed;
@@ -276,7 +331,39 @@ impl WriterState {
         Ok(firsts)
     }
 
-    /// Closes the active segment and starts a new one at `next_offset`.
+    /// Cuts the active segment back to its durable size and fsyncs that, if a failed commit
+    /// may have left bytes behind it.
+    fn repair(&mut self) -> Result<()> {
+        if !self.tail_dirty {
+            return Ok(());
+        }
+        let file = &self.active.file;
+        file.set_len(self.size)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| {
+                Error::io(
+                    format!(
+                        "cutting the unacknowledged tail of {}",
+                        self.active.path.display()
+                    ),
+                    e,
+                )
+            })?;
+        self.tail_dirty = false;
+        tracing::debug!(topic = %self.topic, segment = %self.active.path.display(), size = self.size, "segment cut back to its last durable position");
+        Ok(())
+    }
+
+    /// [`Self::repair`] right after a failure; a failure of its own is retried later.
+    fn try_repair(&mut self) {
+        if let Err(e) = self.repair() {
+            tracing::warn!(topic = %self.topic, error = %e, "cannot cut the unacknowledged tail yet; appends wait for it");
+        }
+    }
+
+    /// Closes the active segment and starts a new one at `next_offset`. On failure
+    /// `must_roll` stays set, so the next commit tries again (re-creating the file) before it
+    /// writes anything.
     fn roll(&mut self) -> Result<()> {
         let meta = self.active.meta();
         if let Err(e) = self.active.write_index(&meta) {
@@ -298,6 +385,7 @@ impl WriterState {
         self.active = seg;
         self.size = 0;
         self.last_indexed = 0;
+        self.must_roll = false;
         Ok(())
     }
 }
@@ -308,6 +396,79 @@ struct WriterTarget {
     topic: Arc<str>,
     id: Partition,
     hw: Arc<watch::Sender<Offset>>,
+    health: Arc<WriterHealth>,
+}
+
+/// Runs `f` on the state on a blocking thread. A panic inside is caught there: the state
+/// survives (marked for a tail cut, see [`WriterState::commit`]) and the panic becomes an error.
+async fn on_blocking_thread<T: Send + 'static>(
+    part: &WriterTarget,
+    state: &mut Option<WriterState>,
+    f: impl FnOnce(&mut WriterState) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let Some(mut st) = state.take() else {
+        return Err(Error::Closed);
+    };
+    let joined = tokio::task::spawn_blocking(move || {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut st)));
+        let r = r.unwrap_or_else(|panic| {
+            metrics::counter!("strata_bus_writer_panics_total").increment(1);
+            tracing::error!(topic = %st.topic, panic = %panic_message(&*panic), "bus writer panicked; failing its batch");
+            st.tail_dirty = true;
+            st.try_repair();
+            Err(Error::io(
+                "bus writer",
+                std::io::Error::other(format!("panicked: {}", panic_message(&*panic))),
+            ))
+        });
+        (st, r)
+    })
+    .await;
+    match joined {
+        Ok((st, r)) => {
+            *state = Some(st);
+            r
+        }
+        Err(e) => {
+            // Only a runtime shutting down cancels a blocking task.
+            tracing::error!(topic = %part.topic, partition = part.id, error = %e, "writer thread failed");
+            Err(Error::Closed)
+        }
+    }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-text panic".to_string()
+    }
+}
+
+/// Publishes the writer's view of its storage after a commit or a repair.
+fn report_health(part: &WriterTarget, state: &Option<WriterState>, failed: Option<(&Error, u64)>) {
+    let dirty = state.as_ref().is_none_or(|s| s.tail_dirty);
+    match failed {
+        _ if dirty => part.health.set(HEALTH_FAILING, 0),
+        Some((e, bytes)) if e.is_storage_full() => part.health.set(HEALTH_FULL, bytes),
+        _ => part.health.set(HEALTH_OK, 0),
+    }
+}
+
+/// A copy of `e` for the second and later waiters of a failed group commit: the same kind
+/// (so a full disk stays a full disk for every caller), the same text.
+fn replicate(e: &Error) -> Error {
+    match e {
+        Error::StorageFull { context, source } | Error::Io { context, source } => Error::io(
+            context.clone(),
+            std::io::Error::new(source.kind(), source.to_string()),
+        ),
+        Error::Closed => Error::Closed,
+        other => Error::Corrupt(other.to_string()),
+    }
 }
 
 async fn run_writer(
@@ -318,8 +479,29 @@ async fn run_writer(
     pending: Arc<Pending>,
 ) {
     let mut state = Some(state);
+    // Group commits failed in a row: the first is logged as a warning, the rest at debug
+    // level (a full disk under load fails thousands), the recovery with their count.
+    let mut failed_in_a_row = 0u64;
     let topic_label = part.topic.to_string();
-    while let Some(first) = rx.recv().await {
+    loop {
+        let dirty = state.as_ref().is_some_and(|s| s.tail_dirty);
+        let first = if dirty {
+            // Keep trying to cut the tail while idle, so the partition (and `/health`) comes
+            // back once the disk does, without waiting for the next append.
+            tokio::select! {
+                r = rx.recv() => r,
+                _ = tokio::time::sleep(REPAIR_INTERVAL) => {
+                    let repaired = on_blocking_thread(&part, &mut state, WriterState::repair).await;
+                    if repaired.is_ok() {
+                        report_health(&part, &state, None);
+                    }
+                    continue;
+                }
+            }
+        } else {
+            rx.recv().await
+        };
+        let Some(first) = first else { break };
         let mut bytes = first.bytes;
         let mut reqs = vec![first];
         let deadline = tokio::time::Instant::now() + config.window;
@@ -354,32 +536,15 @@ async fn run_writer(
             waiters.push(r.done);
         }
         let records: usize = batch.iter().map(Vec::len).sum();
-        let result = match state.take() {
-            None => Err(Error::Closed),
-            Some(mut st) => {
-                let joined = tokio::task::spawn_blocking(move || {
-                    let r = st.commit(&batch);
-                    (st, r)
-                })
-                .await;
-                match joined {
-                    Ok((st, r)) => {
-                        state = Some(st);
-                        r
-                    }
-                    Err(e) => {
-                        tracing::error!(topic = %part.topic, partition = part.id, error = %e, "writer thread failed");
-                        Err(Error::io(
-                            "bus writer thread failed",
-                            std::io::Error::other(e.to_string()),
-                        ))
-                    }
-                }
-            }
-        };
+        let result = on_blocking_thread(&part, &mut state, move |st| st.commit(&batch)).await;
         pending.release(bytes);
         match result {
             Ok(firsts) => {
+                report_health(&part, &state, None);
+                if failed_in_a_row > 0 {
+                    tracing::info!(topic = %part.topic, partition = part.id, failed = failed_in_a_row, "group commits succeed again");
+                    failed_in_a_row = 0;
+                }
                 if let Some(st) = &state {
                     part.hw.send_replace(st.next_offset);
                 }
@@ -392,19 +557,23 @@ async fn run_writer(
                 }
             }
             Err(e) => {
-                tracing::warn!(topic = %part.topic, partition = part.id, error = %e, records, "group commit failed");
-                let msg = e.to_string();
-                let retry = e.retryable();
-                let mut first = Some(e);
+                report_health(&part, &state, Some((&e, bytes)));
+                if e.is_storage_full() {
+                    metrics::counter!("strata_bus_storage_full_total").increment(1);
+                }
+                failed_in_a_row += 1;
+                if failed_in_a_row == 1 {
+                    tracing::warn!(topic = %part.topic, partition = part.id, error = %e, records, "group commit failed; its appends are not acknowledged");
+                } else {
+                    tracing::debug!(topic = %part.topic, partition = part.id, error = %e, records, failed = failed_in_a_row, "group commit failed again");
+                }
+                let mut waiters = waiters.into_iter();
+                let head = waiters.next();
                 for w in waiters {
-                    let err = first.take().unwrap_or_else(|| {
-                        if retry {
-                            Error::io("group commit failed", std::io::Error::other(msg.clone()))
-                        } else {
-                            Error::Corrupt(msg.clone())
-                        }
-                    });
-                    let _ = w.send(Err(err));
+                    let _ = w.send(Err(replicate(&e)));
+                }
+                if let Some(w) = head {
+                    let _ = w.send(Err(e));
                 }
             }
         }
@@ -531,5 +700,39 @@ impl PartitionLog {
             }
         }
         Ok(out)
+    }
+}
+
+/// Failures injected by this crate's unit tests (compiled only for them), per partition dir.
+#[cfg(test)]
+pub(crate) mod faults {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum Fault {
+        /// The next fsync fails (after the write reached the file).
+        Fsync,
+        /// The writer panics between the write and the fsync.
+        Panic,
+    }
+
+    static PENDING: Mutex<Vec<(PathBuf, Fault)>> = Mutex::new(Vec::new());
+
+    pub(crate) fn inject(dir: &Path, fault: Fault) {
+        super::lock(&PENDING).push((dir.to_path_buf(), fault));
+    }
+
+    pub(crate) fn before_fsync(dir: &Path) -> std::io::Result<()> {
+        let fault = {
+            let mut pending = super::lock(&PENDING);
+            let at = pending.iter().position(|(d, _)| d == dir);
+            at.map(|i| pending.remove(i).1)
+        };
+        match fault {
+            Some(Fault::Fsync) => Err(std::io::Error::other("injected fsync failure")),
+            Some(Fault::Panic) => panic!("injected writer panic"),
+            None => Ok(()),
+        }
     }
 }

@@ -11,6 +11,7 @@ mod privacy;
 mod serve;
 mod sim;
 mod sql;
+mod supervise;
 mod table;
 mod tokens;
 

@@ -3,6 +3,10 @@
 //! one process by default, or the subset `[server] roles` names (several processes over the
 //! Kafka bus; see docs/deploy.md).
 //!
+//! Every background task runs under the panic guard (`supervise.rs`): a panic restarts the task
+//! with a bounded backoff; one that keeps panicking stops the server in order with the reason.
+//! HTTP handlers that panic answer 500.
+//!
 //! Shutdown order on SIGINT/SIGTERM: stop accepting HTTP (in-flight requests finish and are
 //! acknowledged), stop the background compaction, then the lake sink flushes and commits everything on the bus, then the bus
 //! closes. A SIGKILL at any point loses nothing acknowledged: acks wait for fsync, and the
@@ -20,9 +24,10 @@ use strata_lake::audit::AuditLog;
 use strata_lake::cdc::{CdcMerger, CdcTable};
 use strata_lake::table::maintain::auto_compact;
 use strata_lake::{Lake, LakeSink};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::load_config;
+use super::supervise::{catch_handler_panics, supervise, Panicked};
 use crate::cli::ServeArgs;
 
 pub async fn run(args: ServeArgs) -> Result<()> {
@@ -71,13 +76,36 @@ pub async fn serve_until(
     } else {
         None
     };
+    // Tasks other than the sink report here when they give up after repeated panics.
+    let (gave_up, mut gave_up_rx) = mpsc::unbounded_channel::<Panicked>();
     let (stop_sink, sink_shutdown) = watch::channel(false);
     let mut sink_task = match (&lake, runs(Role::Sink)) {
         (Some(lake), true) => {
-            let sink = LakeSink::new(lake, log.clone(), &config.lake)
-                .await
-                .context("starting the lake sink")?;
-            Some(tokio::spawn(sink.run(sink_shutdown)))
+            // Opened here once so that a lake that cannot be written fails the start; after
+            // a panic the guard opens a fresh one (the old one, and its lock, went with it).
+            let mut opened = Some(
+                LakeSink::new(lake, log.clone(), &config.lake)
+                    .await
+                    .context("starting the lake sink")?,
+            );
+            let (lake, log, lake_config) = (lake.clone(), log.clone(), config.lake.clone());
+            let rx = sink_shutdown.clone();
+            Some(tokio::spawn(supervise(
+                "lake_sink",
+                sink_shutdown,
+                move || {
+                    let opened = opened.take();
+                    let (lake, log, lake_config, rx) =
+                        (lake.clone(), log.clone(), lake_config.clone(), rx.clone());
+                    async move {
+                        let sink = match opened {
+                            Some(sink) => sink,
+                            None => LakeSink::new(&lake, log, &lake_config).await?,
+                        };
+                        sink.run(rx).await
+                    }
+                },
+            )))
         }
         _ => None,
     };
@@ -85,31 +113,49 @@ pub async fn serve_until(
     let (stop_warehouse, warehouse_shutdown) = watch::channel(false);
     let warehouse_task = match (&lake, runs(Role::Warehouse)) {
         (Some(lake), true) => {
-            let cdc_inputs =
-                (!config.sources.is_empty()).then(|| strata_warehouse::schedule::CdcInputs {
-                    log: log.clone(),
-                    tables: CdcTable::from_sources(&config.sources)
-                        .into_iter()
-                        .map(|t| (t.topic, t.target))
-                        .collect(),
-                });
-            Some(tokio::spawn(strata_warehouse::schedule::scheduler(
-                lake.clone(),
-                config.warehouse.clone(),
-                cdc_inputs,
+            let cdc_tables: Option<Vec<_>> = (!config.sources.is_empty()).then(|| {
+                CdcTable::from_sources(&config.sources)
+                    .into_iter()
+                    .map(|t| (t.topic, t.target))
+                    .collect()
+            });
+            let bus = log.clone();
+            let (lake, warehouse) = (lake.clone(), config.warehouse.clone());
+            let rx = warehouse_shutdown.clone();
+            Some(spawn_guarded(
+                "warehouse_scheduler",
                 warehouse_shutdown,
-            )))
+                &gave_up,
+                move || {
+                    strata_warehouse::schedule::scheduler(
+                        lake.clone(),
+                        warehouse.clone(),
+                        cdc_tables
+                            .clone()
+                            .map(|tables| strata_warehouse::schedule::CdcInputs {
+                                log: bus.clone(),
+                                tables,
+                            }),
+                        rx.clone(),
+                    )
+                },
+            ))
         }
         _ => None,
     };
     // Background compaction: optimistic commits, so it never blocks the sink's appends.
     let (stop_compaction, compaction_shutdown) = watch::channel(false);
     let compaction_task = match (&lake, runs(Role::Sink) && config.lake.compaction) {
-        (Some(lake), true) => Some(tokio::spawn(auto_compact(
-            lake.clone(),
-            config.lake.clone(),
-            compaction_shutdown,
-        ))),
+        (Some(lake), true) => {
+            let (lake, lake_config) = (lake.clone(), config.lake.clone());
+            let rx = compaction_shutdown.clone();
+            Some(spawn_guarded(
+                "compaction",
+                compaction_shutdown,
+                &gave_up,
+                move || auto_compact(lake.clone(), lake_config.clone(), rx.clone()),
+            ))
+        }
         _ => None,
     };
 
@@ -118,26 +164,51 @@ pub async fn serve_until(
     let mut source_tasks = Vec::new();
     if runs(Role::Cdc) {
         for source in &config.sources {
-            let s = strata_cdc::Source::new(source, log.clone(), &config.data.dir)
+            // Built once up front so a bad source fails the start; rebuilt after a panic.
+            strata_cdc::Source::new(source, log.clone(), &config.data.dir)
                 .with_context(|| format!("source {}", source.name))?;
-            let name = source.name.clone();
+            let (source, log, data_dir) = (source.clone(), log.clone(), config.data.dir.clone());
             let rx = sources_shutdown.clone();
-            source_tasks.push(tokio::spawn(async move {
-                if let Err(e) = s.run(rx).await {
-                    tracing::error!(source = %name, error = %e, "cdc source stopped");
-                }
-            }));
+            source_tasks.push(spawn_guarded(
+                "cdc_source",
+                sources_shutdown.clone(),
+                &gave_up,
+                move || {
+                    let (source, log, data_dir, rx) =
+                        (source.clone(), log.clone(), data_dir.clone(), rx.clone());
+                    async move {
+                        let run = match strata_cdc::Source::new(&source, log, &data_dir) {
+                            Ok(s) => s.run(rx).await,
+                            Err(e) => Err(e),
+                        };
+                        if let Err(e) = run {
+                            tracing::error!(source = %source.name, error = %e, "cdc source stopped");
+                        }
+                    }
+                },
+            ));
         }
     }
     let (stop_merger, merger_shutdown) = watch::channel(false);
     let merger_task = match (&lake, runs(Role::Sink) && !config.sources.is_empty()) {
         (Some(lake), true) => {
-            let merger = CdcMerger::new(lake, log.clone(), CdcTable::from_sources(&config.sources));
-            Some(tokio::spawn(async move {
-                if let Err(e) = merger.run(merger_shutdown).await {
-                    tracing::error!(error = %e, "cdc merger stopped");
-                }
-            }))
+            let (lake, log, sources) = (lake.clone(), log.clone(), config.sources.clone());
+            let rx = merger_shutdown.clone();
+            Some(spawn_guarded(
+                "cdc_merger",
+                merger_shutdown,
+                &gave_up,
+                move || {
+                    let merger =
+                        CdcMerger::new(&lake, log.clone(), CdcTable::from_sources(&sources));
+                    let rx = rx.clone();
+                    async move {
+                        if let Err(e) = merger.run(rx).await {
+                            tracing::error!(error = %e, "cdc merger stopped");
+                        }
+                    }
+                },
+            ))
         }
         _ => None,
     };
@@ -148,9 +219,13 @@ pub async fn serve_until(
             .context("starting the collector")?;
         collector.router()
     } else {
+        let log = log.clone();
         axum::Router::new().route(
             "/health",
-            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+            get(move || {
+                let log = log.clone();
+                async move { strata_collect::health(log.as_ref()) }
+            }),
         )
     };
     let mut router = router.route(
@@ -169,11 +244,14 @@ pub async fn serve_until(
                 config.governance.audit_flush_interval,
                 audit_shutdown.clone(),
             );
-            let retention = tokio::spawn(audit_retention(
+            let (lake, retention, rx) = (
                 lake.clone(),
                 config.governance.audit_retention,
-                audit_shutdown,
-            ));
+                audit_shutdown.clone(),
+            );
+            let retention = spawn_guarded("audit_retention", audit_shutdown, &gave_up, move || {
+                audit_retention(lake.clone(), retention, rx.clone())
+            });
             (log, vec![task, retention])
         }
         _ => (AuditLog::disabled(), Vec::new()),
@@ -200,6 +278,8 @@ pub async fn serve_until(
         ),
         _ => {}
     }
+    // Outermost: a handler that panics (the collector's, the catalog's, /metrics) answers 500.
+    let router = router.layer(axum::middleware::from_fn(catch_handler_panics));
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
@@ -226,11 +306,13 @@ pub async fn serve_until(
         }
         res = finished(&mut sink_task) => {
             Err(match res {
-                Ok(Ok(())) => anyhow::anyhow!("lake sink stopped unexpectedly"),
-                Ok(Err(e)) => anyhow::Error::new(e).context("lake sink failed"),
-                Err(e) => anyhow::anyhow!("lake sink task panicked: {e}"),
+                Ok(Ok(Ok(()))) => anyhow::anyhow!("lake sink stopped unexpectedly"),
+                Ok(Ok(Err(e))) => anyhow::Error::new(e).context("lake sink failed"),
+                Ok(Err(panicked)) => anyhow::Error::new(panicked),
+                Err(e) => anyhow::anyhow!("lake sink task failed: {e}"),
             })
         }
+        Some(panicked) = gave_up_rx.recv() => Err(anyhow::Error::new(panicked)),
         res = &mut http_task => {
             Err(match res {
                 Ok(Ok(())) => anyhow::anyhow!("http server stopped unexpectedly"),
@@ -271,9 +353,10 @@ pub async fn serve_until(
     let _ = stop_sink.send(true);
     if let Some(task) = sink_task.filter(|t| !t.is_finished()) {
         match task.await {
-            Ok(Ok(())) => tracing::info!("lake sink flushed and committed"),
-            Ok(Err(e)) => tracing::error!(error = %e, "lake sink failed while stopping"),
-            Err(e) => tracing::error!(error = %e, "lake sink task panicked"),
+            Ok(Ok(Ok(()))) => tracing::info!("lake sink flushed and committed"),
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "lake sink failed while stopping"),
+            Ok(Err(e)) => tracing::error!(error = %e, "lake sink gave up while stopping"),
+            Err(e) => tracing::error!(error = %e, "lake sink task failed"),
         }
     }
     log.close().await.context("closing the bus")?;
@@ -302,6 +385,25 @@ async fn audit_retention(
             }
         }
     }
+}
+
+/// Spawns `start`'s future under the panic guard; if it gives up, `gave_up` hears why.
+fn spawn_guarded<F, Fut>(
+    task: &'static str,
+    shutdown: watch::Receiver<bool>,
+    gave_up: &mpsc::UnboundedSender<Panicked>,
+    start: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let gave_up = gave_up.clone();
+    tokio::spawn(async move {
+        if let Err(panicked) = supervise(task, shutdown, start).await {
+            let _ = gave_up.send(panicked);
+        }
+    })
 }
 
 /// The process-wide Prometheus recorder (installed once; later calls reuse it).
