@@ -18,6 +18,7 @@ use arrow::array::TimestampMicrosecondArray;
 use arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use iceberg::TableIdent;
 use tokio::sync::{mpsc, watch};
 
@@ -363,7 +364,23 @@ async fn flush(lake: &Lake, pending: &mut Vec<AccessRecord>) {
     if pending.is_empty() {
         return;
     }
-    match append(lake, pending).await {
+    // A panic inside the append (ours or a dependency's) is a failed flush like any other:
+    // the appender owns the queue, so it must outlive it (the rows stay for the next tick).
+    let appended = std::panic::AssertUnwindSafe(append(lake, pending))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            metrics::counter!("strata_serve_task_panics_total", "task" => "audit").increment(1);
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_string());
+            Err(Error::Internal(format!(
+                "the access-log append panicked: {message}"
+            )))
+        });
+    match appended {
         Ok(()) => {
             metrics::counter!("strata_audit_rows_total").increment(pending.len() as u64);
             pending.clear();
