@@ -27,3 +27,24 @@ pub use maintain::{
     compact, expire_snapshots, parse_table_name, remove_orphans, CompactOptions, CompactReport,
     CompactionPolicy, ExpireReport, OrphanReport,
 };
+
+/// Every table of the catalog's top-level namespaces, and the namespaces whose tables could not
+/// be listed (a broken catalog entry): the caller decides whether that is a warning (background
+/// maintenance) or an error (erasure, which must be complete).
+pub(crate) async fn all_tables(
+    catalog: &dyn iceberg::Catalog,
+) -> crate::Result<(Vec<iceberg::TableIdent>, Vec<(String, iceberg::Error)>)> {
+    let namespaces = catalog
+        .list_namespaces(None)
+        .await
+        .map_err(|e| crate::Error::iceberg("listing namespaces", e))?;
+    let mut tables = Vec::new();
+    let mut unreadable = Vec::new();
+    for ns in namespaces {
+        match catalog.list_tables(&ns).await {
+            Ok(t) => tables.extend(t),
+            Err(e) => unreadable.push((ns.join("."), e)),
+        }
+    }
+    Ok((tables, unreadable))
+}

@@ -266,21 +266,15 @@ fn table_name(ident: &TableIdent) -> String {
 }
 
 async fn table_idents(lake: &Lake) -> Result<Vec<TableIdent>> {
-    let catalog = lake.catalog();
-    let mut out = Vec::new();
-    let namespaces = catalog
-        .list_namespaces(None)
-        .await
-        .map_err(|e| Error::iceberg("listing namespaces", e))?;
-    for ns in namespaces {
-        out.extend(
-            catalog
-                .list_tables(&ns)
-                .await
-                .map_err(|e| Error::iceberg(format!("listing tables of {ns:?}"), e))?,
-        );
+    let (tables, unreadable) = crate::table::all_tables(lake.catalog().as_ref()).await?;
+    // An erasure must be complete: a namespace it cannot list is an error naming it.
+    match unreadable.into_iter().next() {
+        None => Ok(tables),
+        Some((ns, e)) => Err(Error::iceberg(
+            format!("listing tables of namespace {ns:?}"),
+            e,
+        )),
     }
-    Ok(out)
 }
 
 /// Compacts away live equality delete files (another engine's); true when it compacted.

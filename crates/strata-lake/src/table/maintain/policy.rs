@@ -274,18 +274,9 @@ async fn compaction_pass(lake: &Lake, defaults: &CompactionPolicy, config: &Lake
 }
 
 async fn table_idents(catalog: &dyn Catalog) -> Result<Vec<TableIdent>> {
-    let mut out = Vec::new();
-    let namespaces = catalog
-        .list_namespaces(None)
-        .await
-        .map_err(|e| Error::iceberg("listing namespaces", e))?;
-    for ns in namespaces {
-        match catalog.list_tables(&ns).await {
-            Ok(tables) => out.extend(tables),
-            Err(e) => {
-                tracing::warn!(namespace = %ns.join("."), error = %e, "compaction skips a catalog namespace whose tables cannot be listed")
-            }
-        }
+    let (tables, unreadable) = crate::table::all_tables(catalog).await?;
+    for (ns, e) in unreadable {
+        tracing::warn!(namespace = %ns, error = %e, "compaction skips a catalog namespace whose tables cannot be listed");
     }
-    Ok(out)
+    Ok(tables)
 }
