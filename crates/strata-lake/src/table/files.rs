@@ -43,28 +43,35 @@ pub struct LiveManifest {
     pub live: Vec<LiveFile>,
 }
 
+/// Every entry of `manifest` (tombstones included), through the process-wide cache
+/// (`cache.rs`): a manifest is parsed once per process.
+pub(crate) async fn manifest_entries(
+    table: &Table,
+    manifest: &ManifestFile,
+) -> Result<Arc<cache::ManifestEntries>> {
+    let path = &manifest.manifest_path;
+    if let Some(entries) = cache::lookup(&cache::MANIFESTS, path) {
+        return Ok(entries);
+    }
+    let loaded = manifest
+        .load_manifest(table.file_io())
+        .await
+        .map_err(|e| Error::iceberg(format!("reading manifest {path}"), e))?;
+    let entries = Arc::new(loaded.entries().to_vec());
+    cache::store(
+        &cache::MANIFESTS,
+        path,
+        entries.clone(),
+        entries.len() as u64,
+    );
+    Ok(entries)
+}
+
 impl LiveManifest {
     /// Reads `manifest`'s added and existing entries, with the snapshot id and sequence
     /// numbers they inherit from it. A manifest parsed before comes from the process-wide cache (`cache.rs`).
     pub async fn load(table: &Table, manifest: ManifestFile) -> Result<LiveManifest> {
-        let path = &manifest.manifest_path;
-        let entries = match cache::lookup(&cache::MANIFESTS, path) {
-            Some(entries) => entries,
-            None => {
-                let loaded = manifest
-                    .load_manifest(table.file_io())
-                    .await
-                    .map_err(|e| Error::iceberg(format!("reading manifest {path}"), e))?;
-                let entries = Arc::new(loaded.entries().to_vec());
-                cache::store(
-                    &cache::MANIFESTS,
-                    path,
-                    entries.clone(),
-                    entries.len() as u64,
-                );
-                entries
-            }
-        };
+        let entries = manifest_entries(table, &manifest).await?;
         let live = entries
             .iter()
             .filter(|e| e.status() != ManifestStatus::Deleted)

@@ -5,11 +5,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use iceberg::spec::{DataContentType, DataFile, ManifestFile, Snapshot};
+use iceberg::spec::{DataContentType, DataFile, Snapshot};
 use iceberg::table::Table;
 
-use crate::error::{Error, Result};
-use crate::table::cache::{self, ManifestEntries};
+use crate::error::Result;
+use crate::table::cache::ManifestEntries;
+use crate::table::files::manifest_entries;
 use crate::table::files::{manifest_files, LiveFile};
 
 /// One manifest and all its entries.
@@ -42,7 +43,7 @@ impl History {
         for manifest in manifest_files(table, snapshot).await? {
             let path = manifest.manifest_path.clone();
             if !self.manifests.contains_key(&path) {
-                let entries = entries(table, &manifest).await?;
+                let entries = manifest_entries(table, &manifest).await?;
                 self.manifests.insert(
                     path.clone(),
                     Manifest {
@@ -102,24 +103,4 @@ impl History {
             .map(|(id, _)| *id)
             .collect()
     }
-}
-
-/// All entries of a manifest (tombstones included), through the process-wide cache.
-async fn entries(table: &Table, manifest: &ManifestFile) -> Result<Arc<ManifestEntries>> {
-    let path = &manifest.manifest_path;
-    if let Some(entries) = cache::lookup(&cache::MANIFESTS, path) {
-        return Ok(entries);
-    }
-    let loaded = manifest
-        .load_manifest(table.file_io())
-        .await
-        .map_err(|e| Error::iceberg(format!("reading manifest {path}"), e))?;
-    let entries = Arc::new(loaded.entries().to_vec());
-    cache::store(
-        &cache::MANIFESTS,
-        path,
-        entries.clone(),
-        entries.len() as u64,
-    );
-    Ok(entries)
 }
