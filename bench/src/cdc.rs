@@ -172,7 +172,7 @@ Latency (ms):
 
     #[test]
     fn merger_commit_lines() {
-        let log = "2026-12-01T23:50:01.1Z DEBUG strata_lake::cdc::merge: cdc commit table=ods.ods_sbtest1 changes=4000 next=104000 elapsed=123.4ms\n\
+        let log = "2026-12-01T23:50:01.1Z DEBUG strata_cdc::merge::merger: cdc commit table=ods.ods_sbtest1 changes=4000 next=104000 elapsed=123.4ms\n\
                    \u{1b}[2m2026\u{1b}[0m \u{1b}[34mDEBUG\u{1b}[0m cdc commit \u{1b}[3mtable\u{1b}[0m\u{1b}[2m=\u{1b}[0mods.ods_b \u{1b}[3mchanges\u{1b}[0m\u{1b}[2m=\u{1b}[0m7 \u{1b}[3mnext\u{1b}[0m\u{1b}[2m=\u{1b}[0m9 \u{1b}[3melapsed\u{1b}[0m\u{1b}[2m=\u{1b}[0m1.5s\n\
                    INFO something else\n";
         let c = parse_commits(log);

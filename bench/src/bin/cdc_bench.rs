@@ -398,7 +398,7 @@ fn spawn_serve(args: &Args, dir: &Path, config: &Path) -> Result<Child> {
         // The merger's per-commit lines are the time breakdown in the report.
         .env(
             "RUST_LOG",
-            "warn,strata_cdc=info,strata_lake::cdc::merge=debug",
+            "warn,strata_cdc=info,strata_cdc::merge::merger=debug",
         )
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())

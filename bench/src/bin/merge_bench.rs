@@ -1,5 +1,5 @@
 //! MERGE benchmark: a 1M-row CDC change set (70 % updates, 20 % inserts, 10 % deletes) merged
-//! into a 10M-row table through `strata_lake::table::merge` in merge-on-read and copy-on-write
+//! into a 10M-row table through `strata_table::table::merge` in merge-on-read and copy-on-write
 //! mode, with wall time, files and bytes written, peak RSS and full-scan speed before and after;
 //! the same upsert through pyiceberg and DuckDB in the same run as peers. Prints figures, asserts
 //! nothing about speed; a wrong result (row count or `sum(score)`) makes the exit status 1.
@@ -18,7 +18,7 @@ use strata_bench::merge::peer::Peer;
 use strata_bench::merge::strata::{lake_dir, open_lake, StrataRun};
 use strata_bench::merge::{input, report};
 use strata_bench::{machine, suite};
-use strata_lake::table::WriteMode;
+use strata_table::table::WriteMode;
 
 #[derive(Parser, Debug)]
 #[command(about = "MERGE benchmark: Strata's row-level MERGE vs pyiceberg and DuckDB")]

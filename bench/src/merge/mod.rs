@@ -4,7 +4,7 @@
 //!
 //! - `data.rs`: the deterministic rows and the expected result
 //! - `input.rs`: the Parquet input files every engine loads
-//! - `strata.rs`: one write mode through `strata_lake::table` (load, scan, MERGE, scan, compaction hook)
+//! - `strata.rs`: one write mode through `strata_table::table` (load, scan, MERGE, scan, compaction hook)
 //! - `peer.rs`: running `bench/python/merge_peer.py` per peer engine, bounded in time
 //! - `report.rs`: the Markdown section
 

@@ -176,7 +176,7 @@ pub fn markdown(r: &Value) -> String {
     }
     s.push_str(
         "\nScans are `SELECT count(*), sum(score)` over the whole table, median of the timed runs: \
-         Strata through `strata_lake::SqlSession` (what `strata sql` runs), pyiceberg through \
+         Strata through `strata_sql::SqlSession` (what `strata sql` runs), pyiceberg through \
          `Table.scan().to_arrow()`, DuckDB over its Parquet files or native table. \
          Peak RSS is the process's VmHWM during the MERGE alone (reset before it). \
          Every figure is explained in bench/README.md.\n",

@@ -1,4 +1,4 @@
-//! The MERGE through Strata's Rust API (`strata_lake::table`), in one write mode: create the
+//! The MERGE through Strata's Rust API (`strata_table::table`), in one write mode: create the
 //! table, append the target in chunks, read it, MERGE the change set, read it again, compact
 //! (when the lake has compaction) and read once more.
 
@@ -16,8 +16,9 @@ use iceberg::spec::{
 };
 use iceberg::{NamespaceIdent, TableCreation, TableIdent};
 use serde_json::{json, Value};
-use strata_lake::table::{self, MergeClause, MergeSpec, TableFiles, WriteMode};
-use strata_lake::{Lake, SqlSession};
+use strata_sql::SqlSession;
+use strata_table::table::{self, MergeClause, MergeSpec, TableFiles, WriteMode};
+use strata_table::Lake;
 
 use super::data::Expected;
 use super::input::Inputs;
@@ -255,10 +256,10 @@ impl StrataRun<'_> {
 /// rewritten) and returns its figures.
 async fn compact(lake: &Lake, ident: &TableIdent) -> Result<Option<Value>> {
     let start = Instant::now();
-    let r = strata_lake::table::maintain::compact(
+    let r = strata_table::table::maintain::compact(
         lake,
         ident,
-        &strata_lake::table::maintain::CompactOptions::default(),
+        &strata_table::table::maintain::CompactOptions::default(),
     )
     .await?;
     Ok(Some(json!({

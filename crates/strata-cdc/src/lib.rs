@@ -1,6 +1,6 @@
 //! Strata's change-data-capture sources. Each source reads a database (snapshot, then its
 //! change stream) and puts every row change on bus topic `cdc.<source>.<table>` as a
-//! [`strata_core::cdc::CdcRecord`]; the ODS merger in `strata-lake` applies them.
+//! [`strata_core::cdc::CdcRecord`]; the ODS merger (`merge/`) applies them to the lake.
 //!
 //! - `mysql/`: MariaDB and MySQL (row binlog)
 //! - `postgres/`: PostgreSQL (logical replication slot, pgoutput)
@@ -9,9 +9,12 @@
 //! - `topic.rs`: reading back and appending to the `cdc.*` topics (shared by the sources)
 //! - `state.rs`: the source's durable progress file under `<data>/cdc/`
 //! - `verify.rs`: source vs ODS comparison (row count, per-row checksum, differing keys)
+//! - `merge/`: the ODS merger: topic `cdc.<source>.<table>` → `ods.ods_<table>` (MERGE per
+//!   batch, schema evolution, lag)
 
 pub mod batch;
 pub mod error;
+pub mod merge;
 pub mod mysql;
 pub mod postgres;
 mod retry;

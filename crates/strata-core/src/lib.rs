@@ -14,6 +14,7 @@ pub mod governance;
 pub mod names;
 pub mod s3;
 pub mod time;
+pub mod tokens;
 
 pub use config::Config;
 pub use error::{Error, Fault, Result};

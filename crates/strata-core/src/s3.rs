@@ -4,7 +4,7 @@
 //! [`S3Settings::resolve`] merges the `lake.s3_*` keys with the usual AWS variables
 //! (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
 //! `AWS_SESSION_TOKEN`; a config key wins over its variable) and checks them without any network,
-//! so `strata check` validates an S3 lake offline. Opening the bucket is strata-lake's job.
+//! so `strata check` validates an S3 lake offline. Opening the bucket is strata-table's job.
 
 use std::fmt;
 use std::net::IpAddr;

@@ -11,7 +11,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, NaiveDate, Utc};
 use iceberg::TableIdent;
-use strata_lake::{table, Lake};
+use strata_table::{table, Lake};
 
 use crate::error::{Error, Result};
 

@@ -7,7 +7,8 @@ use std::collections::HashSet;
 
 use arrow::array::{Array, Date32Array};
 use chrono::NaiveDate;
-use strata_lake::{Lake, SqlSession};
+use strata_sql::SqlSession;
+use strata_table::Lake;
 
 use crate::audit::{self, DAG_RUNS};
 use crate::error::{Error, Result};

@@ -15,7 +15,7 @@ use arrow::array::{Array, Float64Array, RecordBatch, StringArray};
 use arrow::datatypes::DataType;
 use chrono::NaiveDate;
 use serde::Deserialize;
-use strata_lake::SqlSession;
+use strata_sql::SqlSession;
 
 use crate::project::{render, Materialized, Model};
 use crate::repeats::repeated_hashes;

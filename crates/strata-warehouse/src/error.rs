@@ -9,7 +9,7 @@ pub enum Error {
     #[error("{0}")]
     Plan(String),
     #[error(transparent)]
-    Lake(#[from] strata_lake::Error),
+    Lake(#[from] strata_table::Error),
     #[error("i/o error ({context}): {message}")]
     Io { context: String, message: String },
     #[error("{0}")]

@@ -18,7 +18,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use serde::Deserialize;
-use strata_lake::TimeTravelDialect;
+use strata_sql::TimeTravelDialect;
 
 use crate::checks::Check;
 use crate::error::{Error, Result};

@@ -10,7 +10,7 @@ use arrow::array::AsArray;
 use arrow::datatypes::UInt64Type;
 use datafusion::execution::memory_pool::MemoryConsumer;
 use futures::StreamExt;
-use strata_lake::SqlSession;
+use strata_sql::SqlSession;
 
 /// How many distinct values of `sql`'s only column (a `UInt64`, e.g. `key_hash(…)`) occur in
 /// more than one row; `None` when the session's memory pool cannot hold one value per row (the

@@ -13,8 +13,9 @@ use datafusion::common::Column;
 use datafusion::logical_expr::col;
 use iceberg::spec::Literal;
 use iceberg::TableIdent;
-use strata_lake::table::{self, MergeClause, MergeSpec};
-use strata_lake::{Lake, SqlSession};
+use strata_sql::SqlSession;
+use strata_table::table::{self, MergeClause, MergeSpec};
+use strata_table::Lake;
 use tokio::task::JoinSet;
 
 use crate::audit::{self, DagRunRow, DqRow, ModelRunRow};
@@ -409,7 +410,7 @@ async fn run_model(
 /// Errors in the model itself (bad SQL, wrong columns) do not get better by retrying.
 fn retryable(e: &Error) -> bool {
     match e {
-        Error::Lake(l) => l.retryable() || matches!(l, strata_lake::Error::Execution(_)),
+        Error::Lake(l) => l.retryable() || matches!(l, strata_table::Error::Execution(_)),
         Error::Run(_) | Error::Io { .. } => true,
         Error::Project { .. } | Error::Plan(_) => false,
     }
@@ -429,7 +430,7 @@ fn stored_columns(schema: &Schema) -> Vec<(String, DataType)> {
         .map(|f| {
             (
                 f.name().clone(),
-                strata_lake::table::create::lake_type(f.data_type()),
+                strata_table::table::create::lake_type(f.data_type()),
             )
         })
         .collect()
@@ -454,7 +455,7 @@ pub async fn materialize(
         .map_err(|e| Error::Run(format!("looking up {ident}: {e}")))?;
     if exists {
         let table = lake.load_table(&ident).await?;
-        let current = strata_lake::table::read::table_arrow_schema(&table)?;
+        let current = strata_table::table::read::table_arrow_schema(&table)?;
         if stored_columns(&current) != stored_columns(&schema) {
             if model.config.materialized == Materialized::Table {
                 // A full rebuild may change shape: start the table over.

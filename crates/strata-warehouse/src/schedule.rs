@@ -12,7 +12,8 @@ use iceberg::TableIdent;
 use strata_bus::Log;
 use strata_core::config::WarehouseConfig;
 use strata_core::cron::Cron;
-use strata_lake::{Lake, SqlSession};
+use strata_sql::SqlSession;
+use strata_table::Lake;
 use tokio::sync::watch;
 
 use crate::alert::Alerter;
@@ -126,7 +127,7 @@ pub async fn scheduled_run(
 }
 
 async fn load_project(lake: &Lake, config: &WarehouseConfig) -> Result<Project> {
-    let existing: HashSet<String> = strata_lake::list_tables(lake.catalog().as_ref())
+    let existing: HashSet<String> = strata_sql::list_tables(lake.catalog().as_ref())
         .await?
         .into_iter()
         .collect();
@@ -183,7 +184,7 @@ async fn missing_inputs(lake: &Lake, inputs: &Inputs<'_>) -> Vec<String> {
     };
     let now = Utc::now().timestamp_micros();
     for (topic, table) in &cdc.tables {
-        match strata_lake::cdc::cdc_lag(lake, &cdc.log, topic, table).await {
+        match strata_cdc::merge::cdc_lag(lake, &cdc.log, topic, table).await {
             Ok(l) => match l.lag(now) {
                 Some(lag) if lag <= inputs.cdc_max_lag => {}
                 Some(lag) => missing.push(format!(

@@ -10,13 +10,15 @@ use chrono::{NaiveDate, Utc};
 use iceberg::{NamespaceIdent, TableIdent};
 use strata_bus::embedded::{EmbeddedLog, EmbeddedOptions};
 use strata_bus::{Log, Record};
+use strata_cdc::merge::{cdc_lag, CdcMerger, CdcTable};
 use strata_core::cdc::{
     CdcRecord, Change, ColumnSchema, ColumnType, Op, SourcePosition, TableSchema, Value,
 };
 use strata_core::config::WarehouseConfig;
 use strata_core::event::{BusRecord, Event, EVENTS_TOPIC};
-use strata_lake::cdc::{cdc_lag, CdcMerger, CdcTable};
-use strata_lake::{format_batches, Lake, LakeSink, OutputFormat, SqlSession};
+use strata_sink::LakeSink;
+use strata_sql::{format_batches, OutputFormat, SqlSession};
+use strata_table::Lake;
 use strata_warehouse::alert::Alerter;
 use strata_warehouse::backfill::backfill;
 use strata_warehouse::schedule::{scheduled_run, sentinel, CdcInputs, Inputs};
@@ -45,7 +47,7 @@ fn date(s: &str) -> NaiveDate {
 }
 
 async fn existing(lake: &Lake) -> HashSet<String> {
-    strata_lake::list_tables(lake.catalog().as_ref())
+    strata_sql::list_tables(lake.catalog().as_ref())
         .await
         .unwrap()
         .into_iter()
@@ -634,7 +636,7 @@ async fn sentinel_waits_for_cdc_tables_to_catch_up() {
     assert_eq!((lag.applied, lag.end, lag.pending()), (Some(3), 3, 0));
     // The merger holds its position as a bus group, so retention keeps what it has not read.
     let held = log
-        .committed(strata_lake::cdc::CDC_GROUP, &topic)
+        .committed(strata_cdc::merge::CDC_GROUP, &topic)
         .await
         .unwrap();
     assert_eq!(held.get(&0), Some(&3));

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use strata_lake::{format_batches, Lake, OutputFormat, SqlSession};
+use strata_sql::{format_batches, OutputFormat, SqlSession};
+use strata_table::Lake;
 use strata_warehouse::{run, Project, RunOptions};
 
 fn project_dir() -> PathBuf {
@@ -175,7 +176,7 @@ async fn reference_warehouse_gives_hand_checked_answers() {
     config.data.dir = dir.path().to_path_buf();
     let lake = Lake::open(&config).await.unwrap();
     seed(&lake).await;
-    let existing: HashSet<String> = strata_lake::list_tables(lake.catalog().as_ref())
+    let existing: HashSet<String> = strata_sql::list_tables(lake.catalog().as_ref())
         .await
         .unwrap()
         .into_iter()

@@ -5,11 +5,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use iceberg::{NamespaceIdent, TableIdent};
+use strata_cdc::merge::{applied_in, STOPPED_PROPERTY};
 use strata_cdc::state::{self, Phase};
 use strata_cdc::verify::{compare, Report};
 use strata_core::config::SourceKind;
-use strata_lake::cdc::{applied_in, STOPPED_PROPERTY};
-use strata_lake::Lake;
+use strata_table::Lake;
 
 use super::load_config;
 
@@ -198,7 +198,7 @@ pub(crate) async fn check_once(
         let ods = match lake.catalog().table_exists(&target).await {
             Ok(true) => {
                 let t = lake.load_table(&target).await?;
-                strata_lake::cdc::read_ods_rows(&t, &schema).await?
+                strata_cdc::merge::read_ods_rows(&t, &schema).await?
             }
             _ => Vec::new(),
         };

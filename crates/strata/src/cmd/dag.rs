@@ -4,7 +4,8 @@ use std::collections::HashSet;
 
 use anyhow::{bail, Context, Result};
 use chrono::{NaiveDate, Utc};
-use strata_lake::{format_batches, Lake, OutputFormat, SqlSession};
+use strata_sql::{format_batches, OutputFormat, SqlSession};
+use strata_table::Lake;
 use strata_warehouse::backfill::backfill;
 use strata_warehouse::{run as run_dag, DagRun, ModelStatus, Project, RunOptions};
 
@@ -171,7 +172,7 @@ async fn open(arg: &ProjectArg) -> Result<(strata_core::Config, Lake, Project)> 
         None => config.warehouse.project.clone(),
     };
     let lake = Lake::open(&config).await?;
-    let existing: HashSet<String> = strata_lake::list_tables(lake.catalog().as_ref())
+    let existing: HashSet<String> = strata_sql::list_tables(lake.catalog().as_ref())
         .await?
         .into_iter()
         .collect();
@@ -252,7 +253,7 @@ async fn query(config: &std::path::Path, sql: &str) -> Result<()> {
             print!("{}", format_batches(&batches, OutputFormat::Table)?);
             Ok(())
         }
-        Err(strata_lake::Error::Sql(m)) if m.contains("audit.") && m.contains("not found") => {
+        Err(strata_table::Error::Sql(m)) if m.contains("audit.") && m.contains("not found") => {
             println!("no warehouse runs yet");
             Ok(())
         }

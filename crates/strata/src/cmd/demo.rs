@@ -13,16 +13,17 @@ use anyhow::{bail, Context, Result};
 use arrow::array::AsArray;
 use iceberg::{NamespaceIdent, TableIdent};
 use strata_bus::{Log, Record};
+use strata_cdc::merge::{CdcMerger, CdcTable};
 use strata_core::cdc::{
     CdcRecord, Change as CdcChange, ColumnSchema, ColumnType, Op as CdcOp, Row as CdcRow,
     SourcePosition, TableSchema, Value,
 };
 use strata_core::config::SourceKind;
 use strata_core::Config;
-use strata_lake::cdc::{CdcMerger, CdcTable};
-use strata_lake::{format_batches, Lake, OutputFormat, SqlSession};
 use strata_sim::{drive_with, DriveOptions, DriveStats, World, WorldConfig};
 use strata_sim::{Op, Row, Table};
+use strata_sql::{format_batches, OutputFormat, SqlSession};
+use strata_table::Lake;
 use strata_warehouse::backfill::backfill;
 use strata_warehouse::{Project, RunOptions};
 
@@ -217,7 +218,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     }
 
     step("4/4 running the reference warehouse (models/social) for each simulated day");
-    let existing = strata_lake::list_tables(lake.catalog().as_ref())
+    let existing = strata_sql::list_tables(lake.catalog().as_ref())
         .await?
         .into_iter()
         .collect();
@@ -584,7 +585,7 @@ fn image(row: &Row) -> CdcRow {
 
 async fn summary(lake: &Lake, config: &Path, started: Instant) -> Result<()> {
     let session = SqlSession::new(lake).await?;
-    let tables = strata_lake::list_tables(lake.catalog().as_ref()).await?;
+    let tables = strata_sql::list_tables(lake.catalog().as_ref()).await?;
     println!(
         "\nbuilt in {:.0}s — rows per table:",
         started.elapsed().as_secs_f64()

@@ -95,11 +95,11 @@ pub async fn run(cli: Cli) -> Result<()> {
 }
 
 /// The lake's output format for `--format`.
-pub fn output_format(format: Format) -> strata_lake::OutputFormat {
+pub fn output_format(format: Format) -> strata_sql::OutputFormat {
     match format {
-        Format::Table => strata_lake::OutputFormat::Table,
-        Format::Csv => strata_lake::OutputFormat::Csv,
-        Format::Json => strata_lake::OutputFormat::Json,
+        Format::Table => strata_sql::OutputFormat::Table,
+        Format::Csv => strata_sql::OutputFormat::Csv,
+        Format::Json => strata_sql::OutputFormat::Json,
     }
 }
 
@@ -111,7 +111,7 @@ pub async fn audit_admin(
     object: Option<String>,
     detail: Option<String>,
 ) {
-    use strata_lake::audit::{AccessRecord, Outcome, Surface};
+    use strata_sql::audit::{AccessRecord, Outcome, Surface};
     if !config.governance.audit {
         return;
     }
@@ -119,8 +119,8 @@ pub async fn audit_admin(
     record.object = object;
     record.detail = detail;
     let result = async {
-        let lake = strata_lake::Lake::open(config).await?;
-        strata_lake::audit::append(&lake, &[record]).await
+        let lake = strata_table::Lake::open(config).await?;
+        strata_sql::audit::append(&lake, &[record]).await
     }
     .await;
     if let Err(e) = result {

@@ -1,5 +1,5 @@
 //! `strata privacy forget USER_ID…`: erasure of users (GDPR / PIPL). The lake's part is
-//! `strata_lake::table::erase::forget`; this runs it and every other store that holds
+//! `strata_table::table::erase::forget`; this runs it and every other store that holds
 //! per-user data ([`UserDataStore`]), and prints one report.
 
 use std::future::Future;
@@ -7,8 +7,8 @@ use std::pin::Pin;
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
-use strata_lake::table::erase::{self, ErasureReport};
-use strata_lake::Lake;
+use strata_table::table::erase::{self, ErasureReport};
+use strata_table::Lake;
 
 use super::load_config;
 use crate::cli::{ForgetArgs, PrivacyCommand};

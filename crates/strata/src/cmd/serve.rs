@@ -18,12 +18,13 @@ use anyhow::{Context, Result};
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use strata_bus::Log;
+use strata_cdc::merge::{CdcMerger, CdcTable};
 use strata_collect::Collector;
 use strata_core::config::Role;
-use strata_lake::audit::AuditLog;
-use strata_lake::cdc::{CdcMerger, CdcTable};
-use strata_lake::table::maintain::auto_compact;
-use strata_lake::{Lake, LakeSink};
+use strata_sink::LakeSink;
+use strata_sql::audit::AuditLog;
+use strata_table::table::maintain::auto_compact;
+use strata_table::Lake;
 use tokio::sync::{mpsc, watch};
 
 use super::load_config;
@@ -261,15 +262,15 @@ pub async fn serve_until(
     // other engines should use directly.
     match (&lake, config.catalog_server.enabled) {
         (Some(lake), true) if lake.is_embedded_catalog() => {
-            let settings = strata_lake::rest::RestSettings {
+            let settings = strata_rest::RestSettings {
                 tokens_path: config.catalog_tokens_path(),
                 locations: config.location_policy()?,
                 governance: config.governance.clone(),
                 audit: audit.clone(),
             };
             router = router.nest(
-                strata_lake::rest::PREFIX,
-                strata_lake::rest::router(lake.clone(), settings),
+                strata_rest::PREFIX,
+                strata_rest::router(lake.clone(), settings),
             );
         }
         (Some(_), true) => tracing::info!(
@@ -366,12 +367,12 @@ pub async fn serve_until(
 
 /// Deletes access-log rows past `retention`, at start and then daily.
 async fn audit_retention(
-    lake: strata_lake::Lake,
+    lake: strata_table::Lake,
     retention: std::time::Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        match strata_lake::audit::expire(&lake, retention).await {
+        match strata_sql::audit::expire(&lake, retention).await {
             Ok(0) => {}
             Ok(rows) => tracing::info!(rows, "access log: deleted rows past retention"),
             Err(e) => tracing::warn!(error = %e, "access log retention failed; retrying tomorrow"),

@@ -6,9 +6,10 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::Result;
 use strata_core::Config;
-use strata_lake::audit::{AccessRecord, Outcome, Surface};
-use strata_lake::masking::{load_or_create_key, Masking};
-use strata_lake::{format_batches, Lake, OutputFormat, SqlSession};
+use strata_sql::audit::{AccessRecord, Outcome, Surface};
+use strata_sql::masking::{load_or_create_key, Masking};
+use strata_sql::{format_batches, OutputFormat, SqlSession};
+use strata_table::Lake;
 
 use super::{load_config, output_format};
 use crate::cli::SqlArgs;
@@ -58,7 +59,7 @@ impl Runner {
                 .ok()
                 .map(|b| b.iter().map(|b| b.num_rows() as i64).sum());
             record.detail = result.as_ref().err().map(|e| format!("{e:#}"));
-            if let Err(e) = strata_lake::audit::append(&self.lake, &[record]).await {
+            if let Err(e) = strata_sql::audit::append(&self.lake, &[record]).await {
                 tracing::warn!(error = %e, "could not record the statement in audit.access_log");
             }
         }

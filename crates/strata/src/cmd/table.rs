@@ -1,11 +1,12 @@
 //! `strata table …`: maintenance of one lake table (compaction, snapshot expiry, orphan
-//! removal) and its listings. The work is in `strata_lake::table::maintain`; this prints.
+//! removal) and its listings. The work is in `strata_table::table::maintain`; this prints.
 
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use strata_lake::table::maintain::{self, CompactionPolicy};
-use strata_lake::{format_batches, Lake};
+use strata_sql::format_batches;
+use strata_table::table::maintain::{self, CompactionPolicy};
+use strata_table::Lake;
 
 use super::{load_config, output_format};
 use crate::cli::{CompactArgs, ExpireArgs, ListArgs, OrphanArgs, TableCommand};

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
-use strata_lake::rest::{NewToken, Scope, Tokens};
+use strata_rest::{NewToken, Scope, Tokens};
 
 use super::{audit_admin, load_config};
 

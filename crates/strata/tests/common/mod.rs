@@ -465,6 +465,6 @@ pub fn create_token(config: &Path, name: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// moto (S3) and a cuttable relay in front of it (shared with strata-lake's own tests).
-#[path = "../../../strata-lake/tests/s3server/mod.rs"]
+/// moto (S3) and a cuttable relay in front of it (shared with strata-table's own tests).
+#[path = "../../../strata-table/tests/s3server/mod.rs"]
 pub mod s3server;
