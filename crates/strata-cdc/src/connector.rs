@@ -27,6 +27,9 @@ use crate::error::Result;
 use crate::state::SourceState;
 use crate::topic::TopicTail;
 
+/// Each table's current schema and rows, read for `strata cdc verify`.
+pub type TableRows = Vec<(TableSchema, Vec<Row>)>;
+
 /// A future the erased forms return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -182,7 +185,7 @@ pub trait Connector: Sized + Send + Sync + 'static {
     fn read_tables(
         config: &Self::Config,
         tables: &[String],
-    ) -> impl Future<Output = Result<Vec<(TableSchema, Vec<Row>)>>> + Send;
+    ) -> impl Future<Output = Result<TableRows>> + Send;
 
     /// How `strata cdc status` names a position, e.g. `binlog position binlog.000002:4`.
     fn describe(config: &Self::Config, position: &Self::Position) -> String;
@@ -198,10 +201,7 @@ pub trait DynConnector: Send + Sync {
     /// Prepares the source for [`DynSource::run`] (connects nothing).
     fn build(&self, context: Context) -> Result<Box<dyn DynSource>>;
     /// See [`Connector::read_tables`].
-    fn read_tables<'a>(
-        &'a self,
-        tables: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<(TableSchema, Vec<Row>)>>>;
+    fn read_tables<'a>(&'a self, tables: &'a [String]) -> BoxFuture<'a, Result<TableRows>>;
     /// The source's saved progress, None before its first start.
     fn status(&self, state_path: &std::path::Path) -> Result<Option<Status>>;
 }
@@ -244,10 +244,7 @@ impl<C: Connector> DynConnector for Configured<C> {
         Ok(Box::new(Built(C::build(&self.config, context)?)))
     }
 
-    fn read_tables<'a>(
-        &'a self,
-        tables: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<(TableSchema, Vec<Row>)>>> {
+    fn read_tables<'a>(&'a self, tables: &'a [String]) -> BoxFuture<'a, Result<TableRows>> {
         Box::pin(C::read_tables(&self.config, tables))
     }
 
