@@ -20,7 +20,7 @@ use strata_core::cdc::CdcRecord;
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
-use crate::state::{BinlogPos, SourceState};
+use crate::state::SourceState;
 use crate::topic;
 
 /// Buffered changes that force a flush.
@@ -30,8 +30,7 @@ pub const LINGER: Duration = Duration::from_millis(20);
 
 /// Records waiting for one flush, by topic in source order, and the flush before them while
 /// the bus still writes it.
-#[derive(Default)]
-pub struct Pending {
+pub struct Pending<P> {
     topics: BTreeMap<String, Vec<CdcRecord>>,
     /// Buffered records of every kind, and the row changes among them.
     records: usize,
@@ -40,20 +39,34 @@ pub struct Pending {
     since: Option<Instant>,
     /// Where streaming resumes once the buffer is on the bus: the boundary after the last
     /// complete transaction added (None: no boundary passed since the last flush).
-    resume: Option<BinlogPos>,
+    resume: Option<P>,
     last_commit_ts: Option<i64>,
-    in_flight: Option<InFlight>,
+    in_flight: Option<InFlight<P>>,
 }
 
 /// A flush the bus is writing, and what it moves once durable.
-struct InFlight {
+struct InFlight<P> {
     task: JoinHandle<Result<()>>,
     changes: usize,
-    resume: Option<BinlogPos>,
+    resume: Option<P>,
     last_commit_ts: Option<i64>,
 }
 
-impl Pending {
+impl<P> Default for Pending<P> {
+    fn default() -> Self {
+        Pending {
+            topics: BTreeMap::new(),
+            records: 0,
+            changes: 0,
+            since: None,
+            resume: None,
+            last_commit_ts: None,
+            in_flight: None,
+        }
+    }
+}
+
+impl<P> Pending<P> {
     /// Adds a transaction's records (changes, and the schema changes and truncates between
     /// them), `(topic, record)` in source order. `boundary` is the position after the
     /// transaction; `None` adds part of a transaction still going on (a huge one flushed
@@ -61,7 +74,7 @@ impl Pending {
     pub fn add(
         &mut self,
         records: impl IntoIterator<Item = (String, CdcRecord)>,
-        boundary: Option<BinlogPos>,
+        boundary: Option<P>,
     ) {
         for (topic, record) in records {
             if let CdcRecord::Change(c) = &record {
@@ -79,7 +92,7 @@ impl Pending {
 
     /// Moves the resume position to `boundary` (a transaction without our changes, a new binlog
     /// file): at once when nothing is buffered or in flight, else once that is on the bus.
-    pub fn pass(&mut self, boundary: BinlogPos, state: &mut SourceState) {
+    pub fn pass(&mut self, boundary: P, state: &mut SourceState<P>) {
         if self.is_empty() {
             state.resume = boundary;
         } else {
@@ -119,7 +132,7 @@ impl Pending {
         &mut self,
         log: &Arc<dyn Log>,
         source: &str,
-        state: &mut SourceState,
+        state: &mut SourceState<P>,
     ) -> Result<()> {
         self.settle(source, state).await?;
         if self.records == 0 {
@@ -155,7 +168,7 @@ impl Pending {
         &mut self,
         log: &Arc<dyn Log>,
         source: &str,
-        state: &mut SourceState,
+        state: &mut SourceState<P>,
     ) -> Result<()> {
         self.send(log, source, state).await?;
         self.settle(source, state).await
@@ -172,7 +185,7 @@ impl Pending {
     }
 
     /// Waits for the flush in flight and moves `state` past what it wrote.
-    async fn settle(&mut self, source: &str, state: &mut SourceState) -> Result<()> {
+    async fn settle(&mut self, source: &str, state: &mut SourceState<P>) -> Result<()> {
         let Some(done) = self.in_flight.take() else {
             return Ok(());
         };
@@ -195,6 +208,7 @@ impl Pending {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mysql::position::BinlogPos;
     use crate::state::Phase;
     use std::sync::Arc;
     use strata_core::cdc::{Change, Op, SourcePosition};

@@ -2,40 +2,54 @@
 //! change stream) and puts every row change on bus topic `cdc.<source>.<table>` as a
 //! [`strata_core::cdc::CdcRecord`]; the ODS merger (`merge/`) applies them to the lake.
 //!
-//! - `mysql/`: MariaDB and MySQL (row binlog)
-//! - `postgres/`: PostgreSQL (logical replication slot, pgoutput)
+//! A kind of source is a connector (ADR 0032a): a module implementing the typed
+//! [`connector::Connector`] trait (its config, its own [`connector::Position`] type, a snapshot
+//! reader, a change stream from a position), registered in `registry.rs`. The runtime holds
+//! any of them as a `Box<dyn DynConnector>` / `Box<dyn DynSource>` and runs them all with one
+//! loop (`runtime.rs`).
+//!
+//! - `connector.rs`: the typed trait, the position trait and the erased forms
+//! - `registry.rs`: `kind` → connector (the one place that lists the kinds)
+//! - `runtime.rs`: the run / retry / re-snapshot loop every connector runs; `retry.rs` its
+//!   backoff
+//! - `mysql/`: MariaDB and MySQL (row binlog; position: binlog file, offset, GTID set)
+//! - `postgres/`: PostgreSQL (logical replication slot, pgoutput; position: an LSN)
+//! - `decode.rs`: value conversions both connectors share (dates, times, decimals, floats)
 //! - `batch.rs`: committed transactions collected into one durable bus append (shared)
 //! - `snapshot.rs`: the chunked snapshot and per-table re-snapshots (shared)
 //! - `topic.rs`: reading back and appending to the `cdc.*` topics (shared by the sources)
-//! - `state.rs`: the source's durable progress file under `<data>/cdc/`
+//! - `state.rs`: the source's durable progress file under `<data>/cdc/` (format 2; older
+//!   files are migrated on load)
 //! - `verify.rs`: source vs ODS comparison (row count, per-row checksum, differing keys)
 //! - `merge/`: the ODS merger: topic `cdc.<source>.<table>` → `ods.ods_<table>` (MERGE per
 //!   batch, schema evolution, lag)
 
 pub mod batch;
+pub mod connector;
+pub mod decode;
 pub mod error;
 pub mod merge;
 pub mod mysql;
 pub mod postgres;
+pub mod registry;
 mod retry;
+mod runtime;
 mod snapshot;
 pub mod state;
 pub mod topic;
 pub mod verify;
 
+pub use connector::{Connector, DynConnector, DynSource, Position};
 pub use error::{Error, Result};
 
 use std::path::Path;
 use std::sync::Arc;
 
 use strata_core::cdc::{Row, TableSchema};
-use strata_core::config::{SourceConfig, SourceKind};
+use strata_core::config::SourceConfig;
 
-/// A configured source of any kind, for the runtime (`strata serve`).
-pub enum Source {
-    Mysql(Box<mysql::MysqlSource>),
-    Postgres(Box<postgres::PostgresSource>),
-}
+/// A configured source of any kind, built and ready to run (`strata serve`).
+pub struct Source(Box<dyn DynSource>);
 
 impl Source {
     /// Checks the config and prepares; connects nothing.
@@ -44,22 +58,22 @@ impl Source {
         log: Arc<dyn strata_bus::Log>,
         data_dir: &Path,
     ) -> Result<Source> {
-        Ok(match config.kind {
-            SourceKind::Mysql => {
-                Source::Mysql(Box::new(mysql::MysqlSource::new(config, log, data_dir)?))
-            }
-            SourceKind::Postgres => Source::Postgres(Box::new(postgres::PostgresSource::new(
-                config, log, data_dir,
-            )?)),
-        })
+        let connector = registry::connector(config);
+        connector.validate()?;
+        let context = connector::Context {
+            log,
+            state_path: state::state_path(data_dir, &config.name),
+        };
+        Ok(Source(connector.build(context)?))
+    }
+
+    pub fn name(&self) -> &str {
+        self.0.name()
     }
 
     /// Snapshot, then stream, until `shutdown` turns true (retrying source failures).
     pub async fn run(self, shutdown: tokio::sync::watch::Receiver<bool>) -> Result<()> {
-        match self {
-            Source::Mysql(s) => s.run(shutdown).await,
-            Source::Postgres(s) => s.run(shutdown).await,
-        }
+        self.0.run(shutdown).await
     }
 }
 
@@ -69,16 +83,10 @@ pub async fn read_tables(
     config: &SourceConfig,
     tables: &[String],
 ) -> Result<Vec<(TableSchema, Vec<Row>)>> {
-    Ok(match config.kind {
-        SourceKind::Mysql => mysql::read_tables(config, tables)
-            .await?
-            .into_iter()
-            .map(|(t, rows)| (t.schema, rows))
-            .collect(),
-        SourceKind::Postgres => postgres::read_tables(config, tables)
-            .await?
-            .into_iter()
-            .map(|(t, rows)| (t.schema, rows))
-            .collect(),
-    })
+    registry::connector(config).read_tables(tables).await
+}
+
+/// The source's saved progress for `strata cdc status` (None: never started).
+pub fn status(config: &SourceConfig, data_dir: &Path) -> Result<Option<connector::Status>> {
+    registry::connector(config).status(&state::state_path(data_dir, &config.name))
 }

@@ -9,7 +9,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
-use crate::state;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -48,8 +47,5 @@ where
 }
 
 fn record_error(state_path: &Path, e: &Error) {
-    if let Ok(Some(mut s)) = state::load(state_path) {
-        s.last_error = Some(e.to_string());
-        let _ = state::save(state_path, &mut s);
-    }
+    let _ = crate::state::record_error(state_path, &e.to_string());
 }

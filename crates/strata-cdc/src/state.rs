@@ -1,6 +1,7 @@
 //! The source's durable progress: `<data>/cdc/<source>.json`, replaced atomically (write,
 //! fsync, rename). It says which phase the source is in, where the snapshot started, how far
-//! each table's snapshot got and the binlog position (a transaction boundary) to stream from.
+//! each table's snapshot got and the position (a transaction boundary) to stream from, in the
+//! connector's own position type ([`Position`]); older files are migrated on load.
 //!
 //! It may lag behind what is on the bus (it is written after the bus appends): a restart then
 //! re-reads a little, and the source drops streamed changes at or before the last one each
@@ -12,45 +13,21 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use strata_core::cdc::Value;
+use strata_core::config::SourceCommon;
 
+use crate::connector::Position;
 use crate::error::{Error, Result};
-use crate::mysql::gtid::GtidState;
 
-/// A binlog coordinate: file and position on one server, and (MariaDB/MySQL, when the
-/// server has GTIDs) the GTID position at the same point, which holds on every server of the
-/// replication topology. State files written before GTIDs were tracked have no `gtid`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BinlogPos {
-    pub file: String,
-    pub pos: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gtid: Option<GtidState>,
-}
-
-impl BinlogPos {
-    /// `file:pos` without a GTID position.
-    pub fn at(file: impl Into<String>, pos: u64) -> BinlogPos {
-        BinlogPos {
-            file: file.into(),
-            pos,
-            gtid: None,
-        }
-    }
-}
-
-impl std::fmt::Display for BinlogPos {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.file, self.pos)?;
-        match &self.gtid {
-            Some(g) if !g.is_empty() => write!(f, " (gtid {g})"),
-            _ => Ok(()),
-        }
-    }
-}
+/// The state file format written now: positions in each connector's own type. Files without
+/// a `format` (format 1, written before connectors had typed positions) saved every position
+/// as a binlog-shaped `{"file", "pos"}` object; they are migrated on load
+/// ([`Position::from_legacy`]) and rewritten by the running source.
+pub const FORMAT: u32 = 2;
 
 /// How far one table's snapshot got.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TableSnapshot {
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound(serialize = "P: Serialize", deserialize = "P: Deserialize<'de>"))]
+pub struct TableSnapshot<P> {
     /// Primary key of the last row appended to the bus (None: none yet).
     pub last_key: Option<Vec<Value>>,
     pub rows: u64,
@@ -59,11 +36,23 @@ pub struct TableSnapshot {
     /// the config later); None: the source's `snapshot_start`. A re-snapshot puts a truncate
     /// on the topic before its first rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start: Option<BinlogPos>,
+    pub start: Option<P>,
     /// Why the source stopped streaming this table (e.g. a row shape it cannot decode): its
     /// changes are passed over until it is re-snapshotted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl<P> Default for TableSnapshot<P> {
+    fn default() -> Self {
+        TableSnapshot {
+            last_key: None,
+            rows: 0,
+            done: false,
+            start: None,
+            error: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,14 +62,18 @@ pub enum Phase {
     Stream,
 }
 
+/// A source's progress; `P` is its connector's position type.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SourceState {
+pub struct SourceState<P> {
+    /// [`FORMAT`] (absent in format-1 files: read as 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub format: u32,
     pub phase: Phase,
     /// Where the snapshot started: streaming begins here after it.
-    pub snapshot_start: BinlogPos,
-    pub tables: BTreeMap<String, TableSnapshot>,
+    pub snapshot_start: P,
+    pub tables: BTreeMap<String, TableSnapshot<P>>,
     /// Streaming resumes here (the end of the last transaction fully on the bus, or earlier).
-    pub resume: BinlogPos,
+    pub resume: P,
     /// Changes put on the bus since this source was first started.
     #[serde(default)]
     pub changes: u64,
@@ -105,14 +98,19 @@ pub struct SourceState {
     pub rate_window_changes: u64,
 }
 
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
 /// Shortest window the change rate is measured over.
 pub const RATE_WINDOW_MS: i64 = 1000;
 
-impl SourceState {
+impl<P: Clone> SourceState<P> {
     /// A source that has not read anything yet: its snapshot (or, with `phase` stream, its
     /// stream) starts at `start`.
-    pub fn new(phase: Phase, start: BinlogPos) -> SourceState {
+    pub fn new(phase: Phase, start: P) -> SourceState<P> {
         SourceState {
+            format: FORMAT,
             phase,
             snapshot_start: start.clone(),
             tables: BTreeMap::new(),
@@ -129,7 +127,7 @@ impl SourceState {
 
     /// Starts a re-snapshot of `table` at `start` (the current end of the change stream): its
     /// progress and any error are cleared.
-    pub fn resnapshot(&mut self, table: &str, start: BinlogPos) {
+    pub fn resnapshot(&mut self, table: &str, start: P) {
         self.tables.insert(
             table.to_string(),
             TableSnapshot {
@@ -150,6 +148,38 @@ impl SourceState {
     /// The table's streaming error, if it stopped.
     pub fn stopped(&self, table: &str) -> Option<&str> {
         self.tables.get(table).and_then(|t| t.error.as_deref())
+    }
+
+    /// The same progress with every position mapped (e.g. described for `strata cdc status`).
+    pub fn map_positions<Q>(self, f: impl Fn(&P) -> Q) -> SourceState<Q> {
+        SourceState {
+            format: self.format,
+            phase: self.phase,
+            snapshot_start: f(&self.snapshot_start),
+            tables: self
+                .tables
+                .into_iter()
+                .map(|(name, t)| {
+                    let start = t.start.as_ref().map(&f);
+                    let t = TableSnapshot {
+                        last_key: t.last_key,
+                        rows: t.rows,
+                        done: t.done,
+                        start,
+                        error: t.error,
+                    };
+                    (name, t)
+                })
+                .collect(),
+            resume: f(&self.resume),
+            changes: self.changes,
+            last_commit_ts: self.last_commit_ts,
+            last_error: self.last_error,
+            updated_ms: self.updated_ms,
+            changes_per_sec: self.changes_per_sec,
+            rate_window_ms: self.rate_window_ms,
+            rate_window_changes: self.rate_window_changes,
+        }
     }
 
     /// Moves the change-rate window to `now_ms` when it is long enough.
@@ -174,10 +204,10 @@ pub fn state_path(data_dir: &Path, source: &str) -> PathBuf {
 
 /// The tables due for a re-snapshot: those `strata cdc resync` asked for, and (with an
 /// initial snapshot) tables added to the config after the source's snapshot.
-pub fn due_resnapshots(
+pub fn due_resnapshots<P: Clone>(
     path: &Path,
-    config: &strata_core::config::SourceConfig,
-    state: &SourceState,
+    config: &SourceCommon,
+    state: &SourceState<P>,
 ) -> Result<Vec<String>> {
     let mut due = resync_requests(path)?;
     if config.snapshot == strata_core::config::SnapshotMode::Initial && state.phase == Phase::Stream
@@ -196,12 +226,12 @@ pub fn due_resnapshots(
 
 /// Records a re-snapshot of each `due` table from `start` and saves the state (the request
 /// file may go once this returns).
-pub fn begin_resnapshots(
+pub fn begin_resnapshots<P: Position>(
     path: &Path,
     source: &str,
-    state: &mut SourceState,
+    state: &mut SourceState<P>,
     due: &[String],
-    start: BinlogPos,
+    start: P,
 ) -> Result<()> {
     for t in due {
         tracing::info!(source, table = %t, position = %start, "re-snapshotting table");
@@ -213,13 +243,14 @@ pub fn begin_resnapshots(
 /// After the server lost the source's position: every configured table re-snapshots from
 /// `start` (the stream's current end), and streaming resumes there. The lost position is
 /// kept as `last_error` for `strata cdc status`.
-pub fn resnapshot_all(
+pub fn resnapshot_all<P: Position>(
     path: &Path,
-    config: &strata_core::config::SourceConfig,
-    start: BinlogPos,
+    config: &SourceCommon,
+    start: P,
     lost: &Error,
 ) -> Result<()> {
-    let mut state = load(path)?.unwrap_or_else(|| SourceState::new(Phase::Stream, start.clone()));
+    let mut state =
+        load::<P>(path)?.unwrap_or_else(|| SourceState::new(Phase::Stream, start.clone()));
     state.phase = Phase::Stream;
     state.resume = start.clone();
     for t in &config.tables {
@@ -271,20 +302,100 @@ pub fn clear_resync_requests(state_path: &Path) -> Result<()> {
     }
 }
 
-pub fn load(path: &Path) -> Result<Option<SourceState>> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::Io {
-                context: format!("reading {}", path.display()),
-                message: format!("bad state file: {e}"),
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
-    }
+/// Reads the state file (None: the source never started). A format-1 file is migrated in
+/// memory; [`load_migrating`] also rewrites it.
+pub fn load<P: Position>(path: &Path) -> Result<Option<SourceState<P>>> {
+    Ok(load_any(path)?.map(|(state, _)| state))
 }
 
-pub fn save(path: &Path, state: &mut SourceState) -> Result<()> {
+/// [`load`], and a format-1 file is rewritten in the current format at once (the running
+/// source does this; `strata cdc status` only reads).
+pub fn load_migrating<P: Position>(path: &Path) -> Result<Option<SourceState<P>>> {
+    let Some((mut state, migrated)) = load_any(path)? else {
+        return Ok(None);
+    };
+    if migrated {
+        tracing::info!(state = %path.display(), format = FORMAT, position = %state.resume, "migrated the cdc state file");
+        save(path, &mut state)?;
+    }
+    Ok(Some(state))
+}
+
+/// The state and whether it was read from a format-1 file.
+fn load_any<P: Position>(path: &Path) -> Result<Option<(SourceState<P>, bool)>> {
+    let bad = |message: String| Error::Io {
+        context: format!("reading {}", path.display()),
+        message: format!("bad state file: {message}"),
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    };
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    let format = json.get("format").and_then(serde_json::Value::as_u64);
+    let migrated = format.unwrap_or(1) < u64::from(FORMAT);
+    match format {
+        None | Some(0 | 1) => migrate_v1::<P>(&mut json).map_err(bad)?,
+        Some(f) if f == u64::from(FORMAT) => {}
+        Some(f) => {
+            return Err(bad(format!(
+                "format {f} is newer than this strata reads ({FORMAT})"
+            )))
+        }
+    }
+    let state = serde_json::from_value(json).map_err(|e| bad(e.to_string()))?;
+    Ok(Some((state, migrated)))
+}
+
+/// Format 1 → 2: every position (`snapshot_start`, `resume`, each table's `start`) into the
+/// connector's own type.
+fn migrate_v1<P: Position>(json: &mut serde_json::Value) -> std::result::Result<(), String> {
+    let convert = |v: &mut serde_json::Value, what: &str| -> std::result::Result<(), String> {
+        let p = P::from_legacy(v).map_err(|e| format!("{what}: {e}"))?;
+        *v = serde_json::to_value(&p).map_err(|e| e.to_string())?;
+        Ok(())
+    };
+    let obj = json
+        .as_object_mut()
+        .ok_or_else(|| "not a JSON object".to_string())?;
+    for key in ["snapshot_start", "resume"] {
+        let v = obj
+            .get_mut(key)
+            .ok_or_else(|| format!("missing field `{key}`"))?;
+        convert(v, key)?;
+    }
+    if let Some(tables) = obj.get_mut("tables").and_then(|t| t.as_object_mut()) {
+        for (name, t) in tables.iter_mut() {
+            if let Some(start) = t.get_mut("start").filter(|s| !s.is_null()) {
+                convert(start, &format!("tables.{name}.start"))?;
+            }
+        }
+    }
+    obj.insert("format".to_string(), serde_json::Value::from(FORMAT));
+    Ok(())
+}
+
+pub fn save<P: Position>(path: &Path, state: &mut SourceState<P>) -> Result<()> {
+    state.format = FORMAT;
+    write(path, state)
+}
+
+/// Saves `message` as the source's `last_error` in whatever format its state file has (the
+/// positions are left as they are: the caller need not know their type). No state file: no-op.
+pub fn record_error(path: &Path, message: &str) -> Result<()> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return Ok(());
+    };
+    let Ok(mut state) = serde_json::from_slice::<SourceState<serde_json::Value>>(&bytes) else {
+        return Ok(());
+    };
+    state.last_error = Some(message.to_string());
+    write(path, &mut state)
+}
+
+fn write<P: Serialize + Clone>(path: &Path, state: &mut SourceState<P>) -> Result<()> {
     state.updated_ms = chrono::Utc::now().timestamp_millis();
     state.measure_rate(state.updated_ms);
     let bytes = serde_json::to_vec_pretty(state).map_err(|e| Error::Internal(e.to_string()))?;
@@ -296,29 +407,11 @@ pub fn save(path: &Path, state: &mut SourceState) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn state() -> SourceState {
+    use crate::mysql::position::BinlogPos;
+
+    fn state() -> SourceState<BinlogPos> {
         let at = BinlogPos::at("binlog.000001", 4);
         SourceState::new(Phase::Stream, at)
-    }
-
-    #[test]
-    fn positions_without_a_gtid_still_load_and_gtids_round_trip() {
-        // A state file written before GTIDs were tracked.
-        let old = r#"{"phase":"stream","snapshot_start":{"file":"binlog.000001","pos":4},
-            "tables":{"users":{"last_key":null,"rows":3,"done":true}},
-            "resume":{"file":"binlog.000002","pos":1234}}"#;
-        let s: SourceState = serde_json::from_str(old).unwrap();
-        assert_eq!(s.resume, BinlogPos::at("binlog.000002", 1234));
-        assert_eq!(s.resume.to_string(), "binlog.000002:1234");
-        let mut s = s;
-        s.resume.gtid = Some(GtidState::Mariadb("0-1-42".parse().unwrap()));
-        let json = serde_json::to_string(&s).unwrap();
-        assert!(json.contains(r#""gtid":{"mariadb":"0-1-42"}"#), "{json}");
-        let back: SourceState = serde_json::from_str(&json).unwrap();
-        assert_eq!(back.resume, s.resume);
-        assert_eq!(back.resume.to_string(), "binlog.000002:1234 (gtid 0-1-42)");
-        // The snapshot start had none and still writes none.
-        assert!(!json.contains(r#""snapshot_start":{"file":"binlog.000001","pos":4,"gtid""#));
     }
 
     #[test]
@@ -347,7 +440,7 @@ mod tests {
         s.changes = 5;
         s.rate_window_ms -= 2_000;
         save(&path, &mut s).unwrap();
-        let back = load(&path).unwrap().unwrap();
+        let back = load::<BinlogPos>(&path).unwrap().unwrap();
         assert!(
             back.changes_per_sec > 0.0 && back.changes_per_sec <= 2.5,
             "{back:?}"

@@ -138,18 +138,34 @@ impl Op {
     }
 }
 
-/// Where in the source a change comes from. Ordered: binlog file sequence, then the end
-/// position of the rows event in that file, then the row's index within the event. Snapshot
-/// reads carry the position the snapshot started at, with `row` counting the rows read.
+/// Where in its source's stream a change comes from: the bus coordinate every connector
+/// writes, whatever its own position type (ADR 0032a). The connector's resume position lives
+/// in its state file; this is what each record carries.
+///
+/// Ordering rule (derived, field by field): `file` as text, then `pos`, then `row`, then
+/// `snapshot` (false first). Positions compare only within one topic (one source): the sources
+/// drop streamed changes at or before the last one a topic holds by this order. The ODS merger
+/// does not sort by it: it applies records in bus offset order, which is the source order
+/// (one partition per topic), and keeps `Display` as the changelog's `_source_pos`.
+///
+/// - MariaDB/MySQL: `file` is the binlog file name (`binlog.000003`: the zero-padded sequence
+///   makes text order file order), `pos` the end offset of the rows event in it.
+/// - PostgreSQL: `file` is the commit LSN as fixed-width text (`00000000/016B3748`: text
+///   order is LSN order), `pos` the same LSN as a number.
+///
+/// Snapshot reads carry the position the snapshot started at, with `row` counting the rows
+/// read. The field names and JSON keys are kept from the first (binlog) version so records
+/// already on the bus read unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SourcePosition {
-    /// Binlog file name, e.g. `binlog.000003`.
+    /// The segment of the stream, compared as text first: a binlog file name
+    /// (`binlog.000003`), or a fixed-width LSN (`00000000/016B3748`).
     pub file: String,
-    /// End position of the event in that file.
+    /// Offset within the segment: the end position of the binlog event, or the LSN.
     pub pos: u64,
-    /// Row within the event (or within the snapshot).
+    /// Row within the event or transaction (or within the snapshot).
     pub row: u64,
-    /// True for snapshot reads (they sort before any streamed change at the same position).
+    /// True for snapshot reads.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub snapshot: bool,
 }
@@ -352,6 +368,17 @@ mod tests {
             assert_eq!(parse_time(&format_time(v)), Some(v), "{v}");
         }
         assert_eq!(format_time(-3_723_000_001), "-01:02:03.000001");
+    }
+
+    #[test]
+    fn records_already_on_the_bus_read_unchanged() {
+        // As written by the sources before connectors had their own positions.
+        let binlog = br#"{"k":"change","v":{"op":"c","after":{"id":{"i":1}},"position":{"file":"binlog.000001","pos":2293,"row":0},"txid":"0-1-10","commit_ts":1796559554000000}}"#;
+        let pg = br#"{"k":"truncate","v":{"position":{"file":"00000000/01925120","pos":26366240,"row":0,"snapshot":true},"commit_ts":1,"reason":"resnapshot"}}"#;
+        for bytes in [&binlog[..], &pg[..]] {
+            let record = CdcRecord::from_json(bytes).unwrap();
+            assert_eq!(record.to_json(), bytes, "written back byte for byte");
+        }
     }
 
     #[test]

@@ -14,6 +14,10 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+pub use crate::sources::{
+    redact_url, MysqlSourceConfig, OnPositionLost, PostgresSourceConfig, ResumeMode, SnapshotMode,
+    SourceCommon, SourceConfig, SourceKind,
+};
 
 /// The commented default config written by `strata init`. A test checks that it parses to
 /// exactly `Config::default()`, so the two cannot drift apart.
@@ -40,6 +44,7 @@ pub struct Config {
     /// The Iceberg REST catalog `strata serve` exposes under `/iceberg`.
     pub catalog_server: CatalogServerConfig,
     /// Databases mirrored into the lake by change data capture (`[[sources]]`, empty by default).
+    #[serde(deserialize_with = "crate::sources::deserialize_list")]
     pub sources: Vec<SourceConfig>,
     /// Column tags, roles that may see tagged columns, and the access log.
     pub governance: crate::governance::GovernanceConfig,
@@ -138,277 +143,6 @@ impl Default for CatalogServerConfig {
             enabled: true,
             allowed_locations: Vec::new(),
         }
-    }
-}
-
-/// The kind of database a CDC source reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceKind {
-    /// MariaDB or MySQL: snapshot by primary key, then the row binlog.
-    Mysql,
-    /// PostgreSQL logical replication (pgoutput): a slot and a publication, a key-ordered
-    /// snapshot, then the slot's changes.
-    Postgres,
-}
-
-/// How a source's tables are first loaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SnapshotMode {
-    /// Load the existing rows (chunked by primary key), then stream from the position taken
-    /// at the start of the snapshot.
-    Initial,
-    /// No snapshot: stream changes from the current end of the binlog.
-    Never,
-}
-
-/// What a source does when the server no longer holds its position (binlog purged, slot
-/// dropped or invalidated).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnPositionLost {
-    /// Stop with an error that says so (`strata cdc status` shows it).
-    #[default]
-    Fail,
-    /// Re-snapshot every table from the current end of the stream: each ODS table is emptied
-    /// and loaded again, then streaming goes on.
-    Resnapshot,
-}
-
-/// How a MariaDB/MySQL source resumes its binlog stream after a restart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ResumeMode {
-    /// By GTID when the server has GTIDs (MariaDB: always; MySQL: `gtid_mode = ON`) and the
-    /// saved position has one, else by binlog file and position.
-    #[default]
-    Auto,
-    /// Always by GTID: the source fails with a clear error when the server has no GTIDs. A
-    /// GTID position holds on every server of the replication topology, so the source can be
-    /// pointed at a promoted replica after a failover.
-    Gtid,
-    /// Always by binlog file and position (which exist on one server only).
-    Position,
-}
-
-/// One `[[sources]]` entry: a database whose tables are mirrored into `ods.ods_<table>`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourceConfig {
-    /// Name of the source: bus topics are `cdc.<name>.<table>`. Letters, digits and `_`.
-    pub name: String,
-    /// `mysql` (MariaDB or MySQL) or `postgres`.
-    pub kind: SourceKind,
-    /// Connection URL, e.g. `mysql://cdc:secret@127.0.0.1:3306/app` or
-    /// `postgres://cdc:secret@127.0.0.1:5432/app` (the path is the database). MySQL: the user
-    /// needs SELECT, REPLICATION SLAVE and REPLICATION CLIENT (BINLOG MONITOR). PostgreSQL: a
-    /// role with REPLICATION and SELECT on the tables (and CREATE on the database to create
-    /// the publication), on a server with `wal_level = logical`.
-    pub url: String,
-    /// Tables of that database to mirror. PostgreSQL: `schema.table`, or a bare name for
-    /// schema `public` (topic `cdc.<source>.<entry>`, default target `ods.ods_<entry>` with
-    /// `.` as `_`).
-    pub tables: Vec<String>,
-    /// Target table per source table, e.g. `{ users = "ods.ods_app_users" }`. Default:
-    /// `ods.ods_<table>`.
-    #[serde(default)]
-    pub targets: std::collections::BTreeMap<String, String>,
-    /// `initial` (default) or `never`.
-    #[serde(default = "default_snapshot_mode")]
-    pub snapshot: SnapshotMode,
-    /// Rows per snapshot chunk (one `SELECT … ORDER BY pk LIMIT n` each).
-    #[serde(default = "default_snapshot_chunk_rows")]
-    pub snapshot_chunk_rows: usize,
-    /// The ODS merger commits applied changes at least this often.
-    #[serde(default = "default_commit_interval", with = "humantime_serde")]
-    pub commit_interval: Duration,
-    /// Also append every raw change to `<target>_changelog`.
-    #[serde(default)]
-    pub keep_changelog: bool,
-    /// `fail` (default) or `resnapshot`: what to do when the server no longer holds the
-    /// source's position.
-    #[serde(default)]
-    pub on_position_lost: OnPositionLost,
-    /// Server id the binlog client registers with (unique among the server's replicas).
-    #[serde(default = "default_server_id")]
-    pub server_id: u32,
-    /// MariaDB/MySQL: how streaming resumes after a restart: `auto` (default: by GTID when
-    /// the server has GTIDs, else by binlog file:position), `gtid` or `position`. Resuming
-    /// by GTID survives a failover to a replica (point `url` at it and restart).
-    #[serde(default)]
-    pub resume: ResumeMode,
-    /// PostgreSQL: the logical replication slot (created if missing). Default
-    /// `strata_<name>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slot: Option<String>,
-    /// PostgreSQL: the publication the slot decodes (created for the tables if missing).
-    /// Default `strata_<name>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub publication: Option<String>,
-}
-
-fn default_snapshot_mode() -> SnapshotMode {
-    SnapshotMode::Initial
-}
-fn default_snapshot_chunk_rows() -> usize {
-    10_000
-}
-fn default_commit_interval() -> Duration {
-    Duration::from_secs(1)
-}
-fn default_server_id() -> u32 {
-    4_000_001
-}
-
-impl SourceConfig {
-    /// The bus topic carrying the changes of `table`.
-    pub fn topic(&self, table: &str) -> String {
-        crate::cdc::topic(&self.name, table)
-    }
-
-    /// `(namespace, name)` of the ODS table `table` lands in.
-    pub fn target(&self, table: &str) -> (String, String) {
-        match self.targets.get(table) {
-            Some(t) => match t.split_once('.') {
-                Some((ns, name)) => (ns.to_string(), name.to_string()),
-                None => ("ods".to_string(), t.clone()),
-            },
-            None => (
-                "ods".to_string(),
-                format!("ods_{}", table.replace('.', "_")),
-            ),
-        }
-    }
-
-    /// PostgreSQL: the replication slot name (`slot`, default `strata_<name>`).
-    pub fn slot_name(&self) -> String {
-        self.slot
-            .clone()
-            .unwrap_or_else(|| format!("strata_{}", self.name.to_lowercase()))
-    }
-
-    /// PostgreSQL: the publication name (`publication`, default `strata_<name>`).
-    pub fn publication_name(&self) -> String {
-        self.publication
-            .clone()
-            .unwrap_or_else(|| format!("strata_{}", self.name.to_lowercase()))
-    }
-
-    /// Pure checks: names, URL shape, table list. No connection is made.
-    pub fn validate(&self) -> Result<()> {
-        let ident_ok = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 64
-                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        };
-        let bad = |msg: String| Err(Error::user(format!("sources.{}: {msg}", self.name)));
-        if !ident_ok(&self.name) {
-            return Err(Error::user(format!(
-                "sources: name {:?} must be 1-64 letters, digits or _",
-                self.name
-            )));
-        }
-        let (schemes, scheme): (&[&str], &str) = match self.kind {
-            SourceKind::Mysql => (&["mysql://"], "mysql"),
-            SourceKind::Postgres => (&["postgres://", "postgresql://"], "postgres"),
-        };
-        let Some(rest) = schemes.iter().find_map(|p| self.url.strip_prefix(p)) else {
-            return bad(format!(
-                "url must start with {scheme}:// (got {:?})",
-                redact_url(&self.url)
-            ));
-        };
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let host = authority.rsplit('@').next().unwrap_or("");
-        if host.is_empty() {
-            return bad("url has no host".to_string());
-        }
-        let db = path.split('?').next().unwrap_or("");
-        if db.is_empty() {
-            return bad(format!(
-                "url {} names no database ({scheme}://user:pass@host:port/DATABASE)",
-                redact_url(&self.url)
-            ));
-        }
-        if self.kind == SourceKind::Postgres {
-            // Slot names: lowercase letters, digits and _ (the server's rule).
-            let slot = self.slot_name();
-            if slot.is_empty()
-                || slot.len() > 63
-                || !slot
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-            {
-                return bad(format!(
-                    "slot {slot:?} must be 1-63 lowercase letters, digits or _"
-                ));
-            }
-            if !ident_ok(&self.publication_name()) {
-                return bad(format!(
-                    "publication {:?} must be 1-64 letters, digits or _",
-                    self.publication_name()
-                ));
-            }
-        }
-        if self.kind == SourceKind::Mysql && (self.slot.is_some() || self.publication.is_some()) {
-            return bad("slot and publication are for kind = \"postgres\" only".to_string());
-        }
-        if self.kind == SourceKind::Postgres && self.resume != ResumeMode::Auto {
-            return bad(
-                "resume is for kind = \"mysql\" only (PostgreSQL resumes from its replication slot)"
-                    .to_string(),
-            );
-        }
-        if self.tables.is_empty() {
-            return bad("tables is empty".to_string());
-        }
-        let mut seen = std::collections::BTreeSet::new();
-        for t in &self.tables {
-            let qualified_ok = self.kind == SourceKind::Postgres
-                && t.split_once('.')
-                    .is_some_and(|(schema, table)| ident_ok(schema) && ident_ok(table));
-            if !ident_ok(t) && !qualified_ok {
-                let what = match self.kind {
-                    SourceKind::Mysql => "letters, digits or _",
-                    SourceKind::Postgres => "letters, digits or _, optionally as schema.table",
-                };
-                return bad(format!("table name {t:?} must be {what}"));
-            }
-            if !seen.insert(t) {
-                return bad(format!("table {t} is listed twice"));
-            }
-        }
-        for k in self.targets.keys() {
-            if !self.tables.contains(k) {
-                return bad(format!("targets names {k}, which is not in tables"));
-            }
-        }
-        if self.commit_interval.is_zero() {
-            return bad("commit_interval must be positive".to_string());
-        }
-        if self.snapshot_chunk_rows == 0 {
-            return bad("snapshot_chunk_rows must be positive".to_string());
-        }
-        Ok(())
-    }
-}
-
-/// The URL with its password replaced by `***`, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (authority, path) = match rest.split_once('/') {
-        Some((a, p)) => (a, format!("/{p}")),
-        None => (rest, String::new()),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}{path}")
-        }
-        None => url.to_string(),
     }
 }
 
@@ -1307,7 +1041,7 @@ mod tests {
         )
         .unwrap();
         let s = &c.sources[0];
-        assert_eq!(s.kind, SourceKind::Mysql);
+        assert_eq!(s.kind(), SourceKind::Mysql);
         assert_eq!(s.snapshot, SnapshotMode::Initial);
         assert_eq!(s.commit_interval, Duration::from_secs(2));
         assert_eq!(s.target("users"), ("ods".into(), "ods_users".into()));
@@ -1329,14 +1063,14 @@ mod tests {
     fn the_resume_mode_is_checked_offline() {
         let base = "[[sources]]\nname = \"app\"\nkind = \"mysql\"\nurl = \"mysql://u@h/db\"\ntables = [\"users\"]\n";
         let c = Config::from_toml(base).unwrap();
-        assert_eq!(c.sources[0].resume, ResumeMode::Auto);
+        assert_eq!(c.sources[0].as_mysql().unwrap().resume, ResumeMode::Auto);
         for (text, mode) in [
             ("auto", ResumeMode::Auto),
             ("gtid", ResumeMode::Gtid),
             ("position", ResumeMode::Position),
         ] {
             let c = Config::from_toml(&format!("{base}resume = \"{text}\"\n")).unwrap();
-            assert_eq!(c.sources[0].resume, mode);
+            assert_eq!(c.sources[0].as_mysql().unwrap().resume, mode);
         }
         let err = Config::from_toml(&format!("{base}resume = \"gtids\"\n")).unwrap_err();
         assert!(err.to_string().contains("gtids"), "{err}");
@@ -1352,7 +1086,8 @@ mod tests {
         )
         .unwrap();
         let s = &c.sources[0];
-        assert_eq!(s.kind, SourceKind::Postgres);
+        assert_eq!(s.kind(), SourceKind::Postgres);
+        let s = s.as_postgres().unwrap();
         assert_eq!(s.slot_name(), "strata_pg");
         assert_eq!(s.publication_name(), "strata_pg");
         assert_eq!(s.topic("sales.orders"), "cdc.Pg.sales.orders");
@@ -1375,7 +1110,7 @@ mod tests {
             "{base}url = \"postgresql://h/db\"\nslot = \"s1\"\npublication = \"p1\"\n"
         ))
         .unwrap();
-        assert_eq!(ok.sources[0].slot_name(), "s1");
+        assert_eq!(ok.sources[0].as_postgres().unwrap().slot_name(), "s1");
         let err = Config::from_toml(
             "[[sources]]\nname = \"a\"\nkind = \"mysql\"\nurl = \"mysql://h/db\"\ntables = [\"s.t\"]\n",
         )

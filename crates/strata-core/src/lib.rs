@@ -13,6 +13,7 @@ pub mod fsutil;
 pub mod governance;
 pub mod names;
 pub mod s3;
+pub mod sources;
 pub mod time;
 pub mod tokens;
 

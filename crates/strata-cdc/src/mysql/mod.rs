@@ -4,8 +4,10 @@
 //! where a stream starts and what the topics already hold (`resume.rs`) and the snapshot →
 //! binlog loop (`source.rs`).
 
+pub mod connector;
 pub mod decode;
 pub mod gtid;
+pub mod position;
 #[cfg(test)]
 mod props;
 mod resume;

@@ -7,8 +7,9 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 use strata_core::cdc::{ColumnSchema, ColumnType};
 
-use super::decode::{decode, normalize_decimal, Origin};
+use super::decode::{decode, Origin};
 use super::schema::{parse_members, SourceColumn};
+use crate::decode::normalize_decimal;
 
 fn config(cases: u32) -> Config {
     Config {

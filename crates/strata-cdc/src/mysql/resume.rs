@@ -9,9 +9,10 @@ use strata_core::cdc::SourcePosition;
 use strata_core::config::ResumeMode;
 
 use super::gtid::{Gtid, GtidState, Held, HeldPart, MariadbPos, MysqlSet};
+use super::position::BinlogPos;
 use super::source::MysqlSource;
 use crate::error::{Error, Result};
-use crate::state::{self, BinlogPos, SourceState};
+use crate::state::{self, SourceState};
 
 impl MysqlSource {
     /// Opens the binlog stream at the saved position: by GTID or by file:position, per the
@@ -19,7 +20,7 @@ impl MysqlSource {
     /// by file:position).
     pub(super) async fn open_stream(
         &self,
-        state: &SourceState,
+        state: &SourceState<BinlogPos>,
     ) -> Result<(BinlogStream, Server, Option<GtidState>)> {
         let mut conn = self.connect().await?;
         let server = self.server(&mut conn).await?;
@@ -113,7 +114,11 @@ impl MysqlSource {
     /// binlog coordinates (this server's files; a coordinate no longer on the server keeps
     /// none). MySQL has no such lookup: those positions resume by file:position until the
     /// next re-snapshot.
-    pub(super) async fn fill_gtids(&self, conn: &mut Conn, state: &mut SourceState) -> Result<()> {
+    pub(super) async fn fill_gtids(
+        &self,
+        conn: &mut Conn,
+        state: &mut SourceState<BinlogPos>,
+    ) -> Result<()> {
         if state.resume.gtid.is_some() || self.config.resume == ResumeMode::Position {
             return Ok(());
         }
@@ -129,13 +134,17 @@ impl MysqlSource {
         }
         if changed {
             tracing::info!(source = %self.config.name, position = %state.resume, "gtid position of the saved binlog position");
-            state::save(&self.state_path, state)?;
+            state::save(&self.context.state_path, state)?;
         }
         Ok(())
     }
 
     /// The GTID position to resume from, per the `resume` setting (None: by file:position).
-    fn gtid_start(&self, server: Server, state: &SourceState) -> Result<Option<GtidState>> {
+    fn gtid_start(
+        &self,
+        server: Server,
+        state: &SourceState<BinlogPos>,
+    ) -> Result<Option<GtidState>> {
         let usable = state.resume.gtid.as_ref().filter(|g| server.accepts(g));
         match self.config.resume {
             ResumeMode::Position => Ok(None),
@@ -147,7 +156,7 @@ impl MysqlSource {
                     message: if !server.gtids {
                         format!("resume = \"gtid\" but {} has no GTIDs (MySQL: gtid_mode = ON and enforce_gtid_consistency = ON); use resume = \"auto\" or \"position\"", self.host)
                     } else {
-                        format!("resume = \"gtid\" but the saved position {} has no GTID position for this {} server (saved before GTIDs were tracked, or from the other kind of server); use resume = \"auto\" until the next re-snapshot, or remove {} to re-snapshot", state.resume, if server.mariadb { "MariaDB" } else { "MySQL" }, self.state_path.display())
+                        format!("resume = \"gtid\" but the saved position {} has no GTID position for this {} server (saved before GTIDs were tracked, or from the other kind of server); use resume = \"auto\" until the next re-snapshot, or remove {} to re-snapshot", state.resume, if server.mariadb { "MariaDB" } else { "MySQL" }, self.context.state_path.display())
                     },
                 }),
             },
@@ -200,7 +209,7 @@ impl MysqlSource {
     /// The server no longer has (or never had) the position streaming resumed from.
     pub(super) fn lost(
         &self,
-        state: &SourceState,
+        state: &SourceState<BinlogPos>,
         by_gtid: Option<&GtidState>,
         text: String,
     ) -> Error {
@@ -211,7 +220,7 @@ impl MysqlSource {
                 Some(g) => format!("resuming by GTID after {g}: {text}"),
                 None => text,
             },
-            state: self.state_path.display().to_string(),
+            state: self.context.state_path.display().to_string(),
         }
     }
 }

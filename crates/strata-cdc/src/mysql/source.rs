@@ -1,5 +1,6 @@
-//! The MariaDB/MySQL source loop: schemas → snapshot (chunked by primary key, resumable) →
-//! binlog stream from the position taken when the snapshot started. Every change becomes a
+//! The MariaDB/MySQL binlog stream, from the position taken when the snapshot started (the
+//! runtime's loop, `runtime.rs`, runs the schemas and the snapshot before it; `connector.rs`
+//! in this folder is how this source plugs into it). Every change becomes a
 //! [`CdcRecord::Change`] on `cdc.<source>.<table>` (one partition, source order).
 //!
 //! Exactly-once onto the bus: a transaction's changes are buffered when its commit (XID)
@@ -17,8 +18,6 @@
 //! servers cannot be compared.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -27,19 +26,19 @@ use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::binlog::BinlogChecksumAlg;
 use mysql_async::{Conn, Opts, OptsBuilder};
-use strata_bus::Log;
-use strata_core::cdc::{CdcRecord, Change, Op, Row, SourcePosition, TableSchema, Truncate, Value};
-use strata_core::config::{redact_url, OnPositionLost, SnapshotMode, SourceConfig};
+use strata_core::cdc::{CdcRecord, Change, Op, Row, SourcePosition, Truncate};
+use strata_core::config::{redact_url, MysqlSourceConfig, SourceCommon};
 use tokio::sync::watch;
 
 use super::decode::{decode, Origin};
 use super::gtid::{Gtid, Held};
+use super::position::BinlogPos;
 use super::resume::{held, Cursor, Skip};
 use super::schema::{load_table, SourceTable};
-use super::snapshot::read_chunk;
 use crate::batch::Pending;
+use crate::connector::{Context, StreamEnd};
 use crate::error::{Error, Result};
-use crate::state::{self, Phase, SourceState};
+use crate::state::{self, SourceState};
 use crate::topic::TopicTail;
 
 /// Changes buffered for one transaction before they are flushed early (huge transactions).
@@ -51,32 +50,14 @@ const MARIADB_GTID_EVENT: u8 = 162;
 
 /// A configured MariaDB/MySQL source.
 pub struct MysqlSource {
-    pub(super) config: SourceConfig,
-    log: Arc<dyn Log>,
-    pub(super) state_path: PathBuf,
-    opts: Opts,
-    database: String,
+    pub(super) config: MysqlSourceConfig,
+    pub(super) context: Context,
+    pub(super) opts: Opts,
+    pub(super) database: String,
     pub(super) host: String,
 }
 
 impl MysqlSource {
-    /// Checks the URL and prepares; connects nothing.
-    pub fn new(
-        config: &SourceConfig,
-        log: Arc<dyn Log>,
-        data_dir: &std::path::Path,
-    ) -> Result<Self> {
-        let (opts, database, host) = connect_opts(config)?;
-        Ok(MysqlSource {
-            config: config.clone(),
-            log,
-            state_path: state::state_path(data_dir, &config.name),
-            opts,
-            database,
-            host,
-        })
-    }
-
     pub fn name(&self) -> &str {
         &self.config.name
     }
@@ -105,143 +86,7 @@ impl MysqlSource {
         Ok(out)
     }
 
-    /// Runs until `shutdown` turns true; reconnects with backoff after source failures.
-    pub async fn run(self, shutdown: watch::Receiver<bool>) -> Result<()> {
-        let this = &self;
-        crate::retry::run_with_backoff(
-            &self.config.name,
-            &self.state_path,
-            shutdown,
-            |mut rx| async move { this.run_once(&mut rx).await },
-        )
-        .await
-    }
-
-    async fn run_once(&self, shutdown: &mut watch::Receiver<bool>) -> Result<()> {
-        loop {
-            match self.attempt(shutdown).await {
-                // A re-snapshot asked for while streaming starts the next attempt.
-                Ok(true) => {}
-                Ok(false) => return Ok(()),
-                Err(e @ Error::PositionLost { .. })
-                    if self.config.on_position_lost == OnPositionLost::Resnapshot =>
-                {
-                    tracing::warn!(source = %self.config.name, error = %e, "re-snapshotting every table (on_position_lost = \"resnapshot\")");
-                    let mut conn = self.connect().await?;
-                    let start = self.binlog_end(&mut conn).await?;
-                    let _ = conn.disconnect().await;
-                    state::resnapshot_all(&self.state_path, &self.config, start, &e)?;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Connect, snapshot what needs it, stream. Returns true when streaming stopped for a
-    /// `strata cdc resync` request.
-    async fn attempt(&self, shutdown: &mut watch::Receiver<bool>) -> Result<bool> {
-        let mut conn = self.connect().await?;
-        let catalog = self.load_tables(&mut conn).await?;
-        let mut state = match state::load(&self.state_path)? {
-            Some(s) => s,
-            None => {
-                let start = self.binlog_end(&mut conn).await?;
-                let phase = match self.config.snapshot {
-                    SnapshotMode::Initial => Phase::Snapshot,
-                    SnapshotMode::Never => Phase::Stream,
-                };
-                let mut s = SourceState::new(phase, start);
-                state::save(&self.state_path, &mut s)?;
-                tracing::info!(source = %self.config.name, position = %s.resume, ?phase, "cdc source initialised");
-                s
-            }
-        };
-        self.fill_gtids(&mut conn, &mut state).await?;
-        self.plan_resnapshots(&mut conn, &mut state).await?;
-        let mut tables = Vec::with_capacity(catalog.len());
-        let mut tails = HashMap::new();
-        for t in catalog {
-            let topic = self.config.topic(t.name());
-            self.log
-                .ensure_topic(&topic, 1)
-                .await
-                .map_err(|e| Error::bus(format!("creating topic {topic}"), e))?;
-            let tail = self.read_tail(&topic).await?;
-            let table = match &tail.schema {
-                // Streaming resumes before a schema change the server already shows: the
-                // binlog up to it is decoded with the schema last sent, and its DDL event
-                // brings the new one.
-                Some(sent) if sent != &t.schema && !state.snapshotting(t.name()) => {
-                    match SourceTable::from_schema(sent) {
-                        Ok(old) => {
-                            tracing::info!(source = %self.config.name, table = t.name(), "the table's schema changed since the last record sent; streaming up to the change with the old one");
-                            old
-                        }
-                        Err(_) => t,
-                    }
-                }
-                _ => t,
-            };
-            if tail.schema.as_ref() != Some(&table.schema) {
-                self.append(&topic, vec![CdcRecord::Schema(table.schema.clone())])
-                    .await?;
-            }
-            tails.insert(table.name().to_string(), tail);
-            tables.push(table);
-        }
-        let schemas: Vec<&TableSchema> = tables.iter().map(|t| &t.schema).collect();
-        let snapshot = crate::snapshot::Snapshot {
-            log: self.log.as_ref(),
-            config: &self.config,
-            state_path: &self.state_path,
-            position_file: |p| p.file.clone(),
-        };
-        let mut reader = Chunks {
-            source: self,
-            conn: &mut conn,
-            tables: &tables,
-        };
-        if !snapshot
-            .run(&schemas, &mut reader, &mut state, shutdown)
-            .await?
-        {
-            return Ok(false);
-        }
-        if state.phase == Phase::Snapshot {
-            state.phase = Phase::Stream;
-            state.resume = state.snapshot_start.clone();
-            state::save(&self.state_path, &mut state)?;
-            tracing::info!(source = %self.config.name, position = %state.resume, "snapshot done, streaming");
-        }
-        drop(conn);
-        let mut pending = Pending::default();
-        let streamed = self
-            .stream(tables, tails, &mut state, &mut pending, shutdown)
-            .await;
-        pending.abandon().await;
-        streamed
-    }
-
-    /// Records the re-snapshots due: tables `strata cdc resync` asked for, and tables added
-    /// to the config after the source's snapshot. Each starts at the binlog's current end.
-    async fn plan_resnapshots(&self, conn: &mut Conn, state: &mut SourceState) -> Result<()> {
-        let due = state::due_resnapshots(&self.state_path, &self.config, state)?;
-        if !due.is_empty() {
-            let start = self.binlog_end(conn).await?;
-            state::begin_resnapshots(&self.state_path, &self.config.name, state, &due, start)?;
-        }
-        state::clear_resync_requests(&self.state_path)
-    }
-
-    async fn read_tail(&self, topic: &str) -> Result<TopicTail> {
-        crate::topic::read_tail(self.log.as_ref(), topic).await
-    }
-
-    async fn append(&self, topic: &str, records: Vec<CdcRecord>) -> Result<()> {
-        crate::topic::append(self.log.as_ref(), topic, records).await
-    }
-
-    fn with_host(&self, e: Error) -> Error {
+    pub(super) fn with_host(&self, e: Error) -> Error {
         match e {
             Error::Source {
                 source_name,
@@ -256,16 +101,15 @@ impl MysqlSource {
         }
     }
 
-    /// Streams the binlog from `state.resume` until shutdown (false) or a resync request
-    /// (true).
-    async fn stream(
+    /// Streams the binlog from `state.resume` until shutdown or a resync request.
+    pub(super) async fn stream_binlog(
         &self,
         mut tables: Vec<SourceTable>,
         tails: HashMap<String, TopicTail>,
-        state: &mut SourceState,
-        pending: &mut Pending,
+        state: &mut SourceState<BinlogPos>,
+        pending: &mut Pending<BinlogPos>,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<bool> {
+    ) -> Result<StreamEnd> {
         let (mut stream, server, by_gtid) = self.open_stream(state).await?;
         let by_name: HashMap<String, usize> = tables
             .iter()
@@ -310,7 +154,7 @@ impl MysqlSource {
                     _ = shutdown.changed() => None,
                     // An idle binlog still looks for resync requests.
                     _ = tokio::time::sleep(STATE_SAVE_INTERVAL) => {
-                        if tx.changes.is_empty() && !state::resync_requests(&self.state_path)?.is_empty() {
+                        if tx.changes.is_empty() && !state::resync_requests(&self.context.state_path)?.is_empty() {
                             resync = true;
                             break;
                         }
@@ -321,7 +165,7 @@ impl MysqlSource {
                     biased;
                     next = stream.next() => next,
                     _ = tokio::time::sleep_until(deadline) => {
-                        pending.send(&self.log, &self.config.name, state).await?;
+                        pending.send(&self.context.log, &self.config.name, state).await?;
                         continue;
                     }
                 },
@@ -334,7 +178,7 @@ impl MysqlSource {
                     if text.contains("1236") {
                         return Err(self.lost(state, by_gtid.as_ref(), text));
                     }
-                    state::save(&self.state_path, state)?;
+                    state::save(&self.context.state_path, state)?;
                     return Err(self.source_err("reading the binlog", e));
                 }
             };
@@ -567,18 +411,24 @@ impl MysqlSource {
                         // A huge transaction goes out in parts; the resume position stays
                         // at its start.
                         pending.add(self.records(&mut tx, None), None);
-                        pending.flush(&self.log, &self.config.name, state).await?;
+                        pending
+                            .flush(&self.context.log, &self.config.name, state)
+                            .await?;
                     }
                 }
                 _ => {}
             }
             if pending.due() {
-                pending.send(&self.log, &self.config.name, state).await?;
+                pending
+                    .send(&self.context.log, &self.config.name, state)
+                    .await?;
             }
             if last_save.elapsed() >= STATE_SAVE_INTERVAL {
-                state::save(&self.state_path, state)?;
+                state::save(&self.context.state_path, state)?;
                 last_save = Instant::now();
-                if !state::resync_requests(&self.state_path)?.is_empty() && tx.changes.is_empty() {
+                if !state::resync_requests(&self.context.state_path)?.is_empty()
+                    && tx.changes.is_empty()
+                {
                     resync = true;
                     break;
                 }
@@ -586,8 +436,10 @@ impl MysqlSource {
         }
         // Shutdown (or a resync): committed transactions go out; the unfinished one is
         // re-read from `resume` on the next start.
-        pending.flush(&self.log, &self.config.name, state).await?;
-        state::save(&self.state_path, state)?;
+        pending
+            .flush(&self.context.log, &self.config.name, state)
+            .await?;
+        state::save(&self.context.state_path, state)?;
         let _ = stream.close().await;
         if let Some(c) = catalog {
             let _ = c.disconnect().await;
@@ -597,11 +449,15 @@ impl MysqlSource {
         } else {
             tracing::info!(source = %self.config.name, position = %state.resume, "cdc source stopped");
         }
-        Ok(resync)
+        Ok(if resync {
+            StreamEnd::Resync
+        } else {
+            StreamEnd::Shutdown
+        })
     }
 
     /// Stops streaming `table` (the others go on) until it is re-snapshotted.
-    fn stop_table(&self, state: &mut SourceState, table: &str, message: String) {
+    fn stop_table(&self, state: &mut SourceState<BinlogPos>, table: &str, message: String) {
         tracing::error!(source = %self.config.name, table, error = %message, "cdc table stopped until `strata cdc resync`");
         state.tables.entry(table.to_string()).or_default().error = Some(message);
     }
@@ -612,8 +468,8 @@ impl MysqlSource {
         &self,
         tx: &mut Transaction,
         xid: Option<u64>,
-        pending: &mut Pending,
-        state: &mut SourceState,
+        pending: &mut Pending<BinlogPos>,
+        state: &mut SourceState<BinlogPos>,
         cursor: &mut Cursor,
         log_pos: u64,
     ) {
@@ -665,7 +521,7 @@ fn binlog_file_name(raw: &str) -> String {
 }
 
 /// Connection options (session in UTC, utf8mb4), the database and `host:port`.
-pub fn connect_opts(config: &SourceConfig) -> Result<(Opts, String, String)> {
+pub fn connect_opts(config: &SourceCommon) -> Result<(Opts, String, String)> {
     let opts = Opts::from_url(&config.url).map_err(|e| Error::Unsupported {
         table: config.name.clone(),
         message: format!("bad url {}: {e}", redact_url(&config.url)),
@@ -682,7 +538,7 @@ pub fn connect_opts(config: &SourceConfig) -> Result<(Opts, String, String)> {
 /// Reads the current schema and every row of `tables` (all configured tables when empty),
 /// for `strata cdc verify`.
 pub async fn read_tables(
-    config: &SourceConfig,
+    config: &SourceCommon,
     tables: &[String],
 ) -> Result<Vec<(SourceTable, Vec<Row>)>> {
     let (opts, database, host) = connect_opts(config)?;
@@ -716,26 +572,6 @@ struct Transaction {
     rows: HashMap<String, u64>,
     /// Schema records and truncates from DDL, after the changes.
     extra: Vec<(String, CdcRecord)>,
-}
-
-/// The snapshot's chunk reads on this source's connection.
-struct Chunks<'a> {
-    source: &'a MysqlSource,
-    conn: &'a mut Conn,
-    tables: &'a [SourceTable],
-}
-
-impl crate::snapshot::ChunkReader for Chunks<'_> {
-    async fn read_chunk(
-        &mut self,
-        table: usize,
-        after: Option<&[Value]>,
-        limit: usize,
-    ) -> Result<Vec<Row>> {
-        read_chunk(self.conn, &self.tables[table], after, limit)
-            .await
-            .map_err(|e| self.source.with_host(e))
-    }
 }
 
 /// The configured tables a DDL statement names (by identifier, any case, quoted or not).

@@ -4,7 +4,7 @@
 
 use std::str::FromStr;
 
-use strata_core::config::{redact_url, SourceConfig};
+use strata_core::config::{redact_url, SourceCommon};
 use tokio_postgres::{Client, NoTls};
 
 use crate::error::{Error, Result};
@@ -35,7 +35,7 @@ impl std::fmt::Debug for Connect {
 
 impl Connect {
     /// Parses the URL; connects nothing.
-    pub fn new(config: &SourceConfig) -> Result<Connect> {
+    pub fn new(config: &SourceCommon) -> Result<Connect> {
         let mut pg =
             tokio_postgres::Config::from_str(&config.url).map_err(|e| Error::Unsupported {
                 table: config.name.clone(),
@@ -145,7 +145,7 @@ pub fn classify_code(
 mod tests {
     use super::*;
 
-    fn config(url: &str) -> SourceConfig {
+    fn config(url: &str) -> strata_core::config::SourceConfig {
         strata_core::config::Config::from_toml(&format!(
             "[[sources]]\nname = \"pg\"\nkind = \"postgres\"\nurl = \"{url}\"\ntables = [\"t\"]\n"
         ))

@@ -7,8 +7,8 @@ use strata_core::cdc::{format_time, parse_time, Row, Value};
 
 use super::pgoutput::Datum;
 use super::schema::{ElemKind, PgKind, SourceColumn, SourceTable};
+use crate::decode::normalize_decimal;
 use crate::error::{Error, Result};
-use crate::mysql::decode::normalize_decimal;
 
 const DAYS_TO_EPOCH_FROM_CE: i32 = 719_163;
 

@@ -4,8 +4,10 @@
 //! (`source.rs`).
 
 pub mod config;
+pub mod connector;
 pub mod decode;
 pub mod pgoutput;
+pub mod position;
 #[cfg(test)]
 mod props;
 pub mod replication;

@@ -7,7 +7,7 @@
 use strata_core::cdc::{Row, Value};
 use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
-use strata_core::config::SourceConfig;
+use strata_core::config::SourceCommon;
 
 use super::config::Connect;
 use super::decode::{decode, to_text};
@@ -112,7 +112,7 @@ pub async fn read_all(client: &Client, table: &SourceTable) -> Result<Vec<Row>> 
 /// Reads the current schema and every row of `tables` (all configured tables when empty),
 /// for `strata cdc verify`.
 pub async fn read_tables(
-    config: &SourceConfig,
+    config: &SourceCommon,
     tables: &[String],
 ) -> Result<Vec<(SourceTable, Vec<Row>)>> {
     let connect = Connect::new(config)?;

@@ -1,5 +1,6 @@
-//! The PostgreSQL source loop: publication and slot (created if missing) → snapshot (chunked
-//! by primary key, resumable) → the slot's changes, decoded from pgoutput. Every change becomes
+//! The PostgreSQL change stream: the slot's changes, decoded from pgoutput (the runtime's
+//! loop, `runtime.rs`, runs the snapshot before it; `connector.rs` in this folder sets up the
+//! publication and the slot and plugs this source into that loop). Every change becomes
 //! a [`CdcRecord::Change`] on `cdc.<source>.<table>` (one partition, commit order).
 //!
 //! The slot is streamed over a replication connection (`replication.rs`): the server pushes
@@ -14,26 +15,24 @@
 //! source (the MariaDB source's argument, ADR 0007).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use strata_bus::Log;
-use strata_core::cdc::{CdcRecord, Change, Op, Row, SourcePosition, TableSchema, Truncate, Value};
-use strata_core::config::{OnPositionLost, SnapshotMode, SourceConfig};
+use strata_core::cdc::{CdcRecord, Change, Op, Row, SourcePosition, TableSchema, Truncate};
+use strata_core::config::PostgresSourceConfig;
 use tokio::sync::watch;
 use tokio_postgres::Client;
 
 use super::config::Connect;
 use super::decode::image;
 use super::pgoutput::{self, lsn_key, lsn_text, parse_lsn, Message, OldTuple};
+use super::position::Lsn;
 use super::replication::{Event, Replication};
-use super::schema::{from_relation, load_table, quote_ident, shape_of, Shape, SourceTable};
-use super::snapshot::read_chunk;
+use super::schema::{from_relation, quote_ident, shape_of, Shape, SourceTable};
 use crate::batch::Pending;
+use crate::connector::{Context, StreamEnd};
 use crate::error::{Error, Result};
-use crate::state::{self, BinlogPos, Phase, SourceState};
-use crate::topic::{self, TopicTail};
+use crate::state::{self, SourceState};
+use crate::topic::TopicTail;
 
 /// How often the server hears what is confirmed while changes flow.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
@@ -43,12 +42,11 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const STATE_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 /// A configured PostgreSQL source.
 pub struct PostgresSource {
-    config: SourceConfig,
-    log: Arc<dyn Log>,
-    state_path: PathBuf,
-    connect: Connect,
-    slot: String,
-    publication: String,
+    pub(super) config: PostgresSourceConfig,
+    pub(super) context: Context,
+    pub(super) connect: Connect,
+    pub(super) slot: String,
+    pub(super) publication: String,
 }
 
 /// A relation as the stream describes it, tied to a configured table.
@@ -77,212 +75,21 @@ fn no_position() -> SourcePosition {
     }
 }
 
-/// The snapshot's chunk reads on this source's connection.
-struct Chunks<'a> {
-    source: &'a PostgresSource,
-    client: &'a Client,
-    tables: &'a [SourceTable],
-}
-
-impl crate::snapshot::ChunkReader for Chunks<'_> {
-    async fn read_chunk(
-        &mut self,
-        table: usize,
-        after: Option<&[Value]>,
-        limit: usize,
-    ) -> Result<Vec<Row>> {
-        read_chunk(self.client, &self.tables[table], after, limit)
-            .await
-            .map_err(|e| self.source.with_host(e))
-    }
-}
-
-/// `(lsn, position)` of a slot: where the server will next decode from.
-fn pos_of(lsn: u64) -> BinlogPos {
-    BinlogPos::at(lsn_text(lsn), lsn)
-}
-
 impl PostgresSource {
-    /// Checks the URL and prepares; connects nothing.
-    pub fn new(
-        config: &SourceConfig,
-        log: Arc<dyn Log>,
-        data_dir: &std::path::Path,
-    ) -> Result<Self> {
-        Ok(PostgresSource {
-            connect: Connect::new(config)?,
-            config: config.clone(),
-            log,
-            state_path: state::state_path(data_dir, &config.name),
-            slot: config.slot_name(),
-            publication: config.publication_name(),
-        })
-    }
-
     pub fn name(&self) -> &str {
         &self.config.name
     }
 
-    fn err(&self, what: &str, e: tokio_postgres::Error) -> Error {
+    pub(super) fn err(&self, what: &str, e: tokio_postgres::Error) -> Error {
         self.connect.err(what, &e)
     }
 
-    /// Runs until `shutdown` turns true; reconnects with backoff after source failures.
-    pub async fn run(self, shutdown: watch::Receiver<bool>) -> Result<()> {
-        let this = &self;
-        crate::retry::run_with_backoff(
-            &self.config.name,
-            &self.state_path,
-            shutdown,
-            |mut rx| async move { this.run_once(&mut rx).await },
-        )
-        .await
-    }
-
-    async fn run_once(&self, shutdown: &mut watch::Receiver<bool>) -> Result<()> {
-        loop {
-            match self.attempt(shutdown).await {
-                // A re-snapshot asked for while streaming starts the next attempt.
-                Ok(true) => {}
-                Ok(false) => return Ok(()),
-                Err(e @ Error::PositionLost { .. })
-                    if self.config.on_position_lost == OnPositionLost::Resnapshot =>
-                {
-                    tracing::warn!(source = %self.config.name, error = %e, "re-snapshotting every table (on_position_lost = \"resnapshot\")");
-                    let client = self.connect.connect().await?;
-                    // An invalidated slot cannot be read again: a new one starts now.
-                    client
-                        .query(
-                            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
-                             WHERE slot_name = $1",
-                            &[&self.slot],
-                        )
-                        .await
-                        .map_err(|e| self.err("dropping the lost replication slot", e))?;
-                    let start = self.create_slot(&client).await?;
-                    state::resnapshot_all(&self.state_path, &self.config, pos_of(start), &e)?;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Connect, snapshot what needs it, stream. Returns true when streaming stopped for a
-    /// `strata cdc resync` request.
-    async fn attempt(&self, shutdown: &mut watch::Receiver<bool>) -> Result<bool> {
-        let client = self.connect.connect().await?;
-        let mut tables = Vec::new();
-        for t in &self.config.tables {
-            tables.push(load_table(&client, &self.config.name, t).await?);
-        }
-        for t in &tables {
-            if t.replica_identity == b'n'
-                || (t.schema.primary_key.is_empty() && t.replica_identity != b'f')
-            {
-                tracing::warn!(source = %self.config.name, table = t.name(), "table has no primary key or replica identity: the server rejects its updates and deletes while it is published; set REPLICA IDENTITY FULL");
-            }
-        }
-        self.ensure_publication(&client, &tables).await?;
-        let slot = self.slot_position(&client).await?;
-        let mut state = match (state::load(&self.state_path)?, slot) {
-            (Some(s), Some(_)) => s,
-            (Some(s), None) => {
-                return Err(Error::PositionLost {
-                    source_name: self.config.name.clone(),
-                    position: s.resume.file.clone(),
-                    message: format!(
-                        "replication slot {} does not exist (dropped, or invalidated by max_slot_wal_keep_size)",
-                        self.slot
-                    ),
-                    state: self.state_path.display().to_string(),
-                })
-            }
-            (None, slot) => {
-                let start = match slot {
-                    // A slot left from an earlier run: everything after its confirmed point is
-                    // streamed after the new snapshot, which converges the same way.
-                    Some(lsn) => lsn,
-                    None => self.create_slot(&client).await?,
-                };
-                let phase = match self.config.snapshot {
-                    SnapshotMode::Initial => Phase::Snapshot,
-                    SnapshotMode::Never => Phase::Stream,
-                };
-                let mut s = SourceState::new(phase, pos_of(start));
-                state::save(&self.state_path, &mut s)?;
-                tracing::info!(source = %self.config.name, slot = %self.slot, position = %lsn_text(start), ?phase, "cdc source initialised");
-                s
-            }
-        };
-        self.plan_resnapshots(&client, &mut state).await?;
-        // The schema last sent is what the stream's relation messages are compared with;
-        // the catalog's goes first only when the topic has none or the table is snapshotted.
-        let mut tails = HashMap::new();
-        for t in &tables {
-            let topic = self.config.topic(t.name());
-            self.log
-                .ensure_topic(&topic, 1)
-                .await
-                .map_err(|e| Error::bus(format!("creating topic {topic}"), e))?;
-            let tail = topic::read_tail(self.log.as_ref(), &topic).await?;
-            if tail.schema.is_none()
-                || (state.snapshotting(t.name()) && tail.schema.as_ref() != Some(&t.schema))
-            {
-                topic::append(
-                    self.log.as_ref(),
-                    &topic,
-                    vec![CdcRecord::Schema(t.schema.clone())],
-                )
-                .await?;
-            }
-            tails.insert(t.name().to_string(), tail);
-        }
-        let schemas: Vec<&TableSchema> = tables.iter().map(|t| &t.schema).collect();
-        let snapshot = crate::snapshot::Snapshot {
-            log: self.log.as_ref(),
-            config: &self.config,
-            state_path: &self.state_path,
-            position_file: |p| lsn_key(p.pos),
-        };
-        let mut reader = Chunks {
-            source: self,
-            client: &client,
-            tables: &tables,
-        };
-        if !snapshot
-            .run(&schemas, &mut reader, &mut state, shutdown)
-            .await?
-        {
-            return Ok(false);
-        }
-        if state.phase == Phase::Snapshot {
-            state.phase = Phase::Stream;
-            state.resume = state.snapshot_start.clone();
-            state::save(&self.state_path, &mut state)?;
-            tracing::info!(source = %self.config.name, position = %state.resume.file, "snapshot done, streaming");
-        }
-        let mut pending = Pending::default();
-        let streamed = self
-            .stream(&client, tables, tails, &mut state, &mut pending, shutdown)
-            .await;
-        pending.abandon().await;
-        streamed
-    }
-
-    /// Records the re-snapshots due: tables `strata cdc resync` asked for, and tables added
-    /// to the config after the source's snapshot. Each starts at the current WAL position;
-    /// the slot still streams everything after the resume position, which converges.
-    async fn plan_resnapshots(&self, client: &Client, state: &mut SourceState) -> Result<()> {
-        let due = state::due_resnapshots(&self.state_path, &self.config, state)?;
-        if !due.is_empty() {
-            let start = pos_of(self.current_lsn(client).await?);
-            state::begin_resnapshots(&self.state_path, &self.config.name, state, &due, start)?;
-        }
-        state::clear_resync_requests(&self.state_path)
-    }
-
     /// Creates the publication for the tables, or adds the tables it lacks.
-    async fn ensure_publication(&self, client: &Client, tables: &[SourceTable]) -> Result<()> {
+    pub(super) async fn ensure_publication(
+        &self,
+        client: &Client,
+        tables: &[SourceTable],
+    ) -> Result<()> {
         let exists = client
             .query_opt(
                 "SELECT puballtables FROM pg_publication WHERE pubname = $1",
@@ -354,7 +161,7 @@ impl PostgresSource {
 
     /// The slot's confirmed position, None when it does not exist. A slot of another plugin,
     /// database, or one the server invalidated is an error.
-    async fn slot_position(&self, client: &Client) -> Result<Option<u64>> {
+    pub(super) async fn slot_position(&self, client: &Client) -> Result<Option<u64>> {
         let row = client
             .query_opt(
                 "SELECT plugin::text, database::text, confirmed_flush_lsn::text, \
@@ -390,14 +197,14 @@ impl PostgresSource {
                     "replication slot {} was invalidated (wal_status lost): drop it",
                     self.slot
                 ),
-                state: self.state_path.display().to_string(),
+                state: self.context.state_path.display().to_string(),
             });
         }
         Ok(get(2)?.as_deref().and_then(parse_lsn))
     }
 
     /// Creates the logical slot; returns its consistent point.
-    async fn create_slot(&self, client: &Client) -> Result<u64> {
+    pub(super) async fn create_slot(&self, client: &Client) -> Result<u64> {
         let row = client
             .query_one(
                 "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
@@ -414,7 +221,7 @@ impl PostgresSource {
         Ok(lsn)
     }
 
-    fn with_host(&self, e: Error) -> Error {
+    pub(super) fn with_host(&self, e: Error) -> Error {
         match e {
             Error::Source {
                 source_name,
@@ -429,20 +236,18 @@ impl PostgresSource {
         }
     }
 
-    /// Streams the slot's changes over a replication connection until shutdown.
-    async fn stream(
+    /// Streams the slot's changes over a replication connection until shutdown or a resync
+    /// request.
+    pub(super) async fn stream_slot(
         &self,
         client: &Client,
         mut tables: Vec<SourceTable>,
         tails: HashMap<String, TopicTail>,
-        state: &mut SourceState,
-        pending: &mut Pending,
+        state: &mut SourceState<Lsn>,
+        pending: &mut Pending<Lsn>,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<bool> {
-        let mut confirmed = self
-            .slot_position(client)
-            .await?
-            .unwrap_or(state.resume.pos);
+    ) -> Result<StreamEnd> {
+        let mut confirmed = self.slot_position(client).await?.unwrap_or(state.resume.0);
         let mut skip_until: HashMap<usize, SourcePosition> = tables
             .iter()
             .enumerate()
@@ -513,8 +318,8 @@ impl PostgresSource {
                 Ok(Step::Event(Event::Keepalive { wal_end, reply })) => {
                     // Everything before `wal_end` was decoded; between transactions with
                     // nothing buffered, none of it is ours to wait for.
-                    if !in_tx && pending.is_empty() && wal_end > state.resume.pos {
-                        state.resume = pos_of(wal_end);
+                    if !in_tx && pending.is_empty() && wal_end > state.resume.0 {
+                        state.resume = Lsn(wal_end);
                     }
                     if reply {
                         told = 0;
@@ -524,7 +329,7 @@ impl PostgresSource {
                 }
                 Ok(Step::Event(Event::Data { wal_start, data })) => (wal_start, Some(data)),
                 Ok(Step::Ended) => {
-                    state::save(&self.state_path, state)?;
+                    state::save(&self.context.state_path, state)?;
                     return Err(Error::Source {
                         source_name: self.config.name.clone(),
                         host: self.connect.host.clone(),
@@ -532,7 +337,7 @@ impl PostgresSource {
                     });
                 }
                 Err(e) => {
-                    state::save(&self.state_path, state)?;
+                    state::save(&self.context.state_path, state)?;
                     return Err(self.slot_lost(state, e));
                 }
             };
@@ -645,11 +450,13 @@ impl PostgresSource {
             // Due batches go to the bus while the next gathers; a tick also settles the flush
             // in flight, which moves the position confirmed below.
             if pending.due() || ticked {
-                pending.send(&self.log, &self.config.name, state).await?;
+                pending
+                    .send(&self.context.log, &self.config.name, state)
+                    .await?;
             }
             // What the bus holds (or never needed) is confirmed to the server, which may then
             // recycle the WAL before it.
-            confirmed = confirmed.max(state.resume.pos);
+            confirmed = confirmed.max(state.resume.0);
             if (confirmed > told && last_status.elapsed() >= STATUS_INTERVAL)
                 || last_status.elapsed() >= KEEPALIVE_INTERVAL
             {
@@ -658,9 +465,9 @@ impl PostgresSource {
                 last_status = Instant::now();
             }
             if last_save.elapsed() >= STATE_SAVE_INTERVAL {
-                state::save(&self.state_path, state)?;
+                state::save(&self.context.state_path, state)?;
                 last_save = Instant::now();
-                if !in_tx && !state::resync_requests(&self.state_path)?.is_empty() {
+                if !in_tx && !state::resync_requests(&self.context.state_path)?.is_empty() {
                     resync = true;
                     break;
                 }
@@ -668,19 +475,22 @@ impl PostgresSource {
         }
         // Shutdown (or a resync): committed transactions go out; the unfinished one is
         // streamed again from the confirmed position on the next start.
-        pending.flush(&self.log, &self.config.name, state).await?;
-        state::save(&self.state_path, state)?;
-        let _ = repl.confirm(confirmed.max(state.resume.pos)).await;
+        pending
+            .flush(&self.context.log, &self.config.name, state)
+            .await?;
+        state::save(&self.context.state_path, state)?;
+        let _ = repl.confirm(confirmed.max(state.resume.0)).await;
         if resync {
-            tracing::info!(source = %self.config.name, position = %state.resume.file, "streaming paused for a re-snapshot");
+            tracing::info!(source = %self.config.name, position = %state.resume, "streaming paused for a re-snapshot");
+            Ok(StreamEnd::Resync)
         } else {
-            tracing::info!(source = %self.config.name, position = %state.resume.file, "cdc source stopped");
+            tracing::info!(source = %self.config.name, position = %state.resume, "cdc source stopped");
+            Ok(StreamEnd::Shutdown)
         }
-        Ok(resync)
     }
 
     /// A replication error that says the slot is gone or invalidated is a lost position.
-    fn slot_lost(&self, state: &SourceState, e: Error) -> Error {
+    fn slot_lost(&self, state: &SourceState<Lsn>, e: Error) -> Error {
         let text = e.to_string();
         // Slot gone (42704 "replication slot … does not exist") or invalidated (55000 "cannot
         // read from logical replication slot … invalidated"); other errors keep their meaning.
@@ -693,13 +503,13 @@ impl PostgresSource {
         }
         Error::PositionLost {
             source_name: self.config.name.clone(),
-            position: state.resume.file.clone(),
+            position: state.resume.to_string(),
             message: text,
-            state: self.state_path.display().to_string(),
+            state: self.context.state_path.display().to_string(),
         }
     }
 
-    async fn current_lsn(&self, client: &Client) -> Result<u64> {
+    pub(super) async fn current_lsn(&self, client: &Client) -> Result<u64> {
         let row = client
             .query_one("SELECT pg_current_wal_lsn()::text", &[])
             .await
@@ -717,8 +527,8 @@ impl PostgresSource {
         tx: &mut Transaction,
         tables: &[SourceTable],
         skip_until: &mut HashMap<usize, SourcePosition>,
-        pending: &mut Pending,
-        state: &mut SourceState,
+        pending: &mut Pending<Lsn>,
+        state: &mut SourceState<Lsn>,
         end_lsn: u64,
     ) {
         let txid = format!("xid:{}", tx.xid);
@@ -758,9 +568,9 @@ impl PostgresSource {
             records.push((self.config.topic(tables[table].name()), record));
         }
         if records.is_empty() {
-            pending.pass(pos_of(end_lsn), state);
+            pending.pass(Lsn(end_lsn), state);
         } else {
-            pending.add(records, Some(pos_of(end_lsn)));
+            pending.add(records, Some(Lsn(end_lsn)));
         }
     }
 }

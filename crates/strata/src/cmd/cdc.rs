@@ -8,7 +8,6 @@ use iceberg::{NamespaceIdent, TableIdent};
 use strata_cdc::merge::{applied_in, STOPPED_PROPERTY};
 use strata_cdc::state::{self, Phase};
 use strata_cdc::verify::{compare, Report};
-use strata_core::config::SourceKind;
 use strata_table::Lake;
 
 use super::load_config;
@@ -32,7 +31,9 @@ pub async fn status(path: &Path) -> Result<()> {
     let lake = Lake::open(&config).await.context("opening the lake")?;
     let now = chrono::Utc::now().timestamp_micros();
     for source in &config.sources {
-        let st = state::load(&state::state_path(&config.data.dir, &source.name))?;
+        let status = strata_cdc::status(source, &config.data.dir)?;
+        let position = status.as_ref().map(|s| s.position.clone());
+        let st = status.map(|s| s.state);
         match &st {
             None => println!("source {}: not started", source.name),
             Some(s) => {
@@ -41,12 +42,7 @@ pub async fn status(path: &Path) -> Result<()> {
                     Phase::Stream => "streaming",
                 };
                 let age_s = (now / 1000 - s.updated_ms).max(0) as f64 / 1e3;
-                let position = match source.kind {
-                    SourceKind::Mysql => format!("binlog position {}", s.resume),
-                    SourceKind::Postgres => {
-                        format!("slot {} at {}", source.slot_name(), s.resume.file)
-                    }
-                };
+                let position = position.as_deref().unwrap_or_default();
                 println!(
                     "source {}: {phase}, {position}, {} changes ({:.0} changes/s, measured {age_s:.0}s ago), last source commit {}, last error: {}",
                     source.name,

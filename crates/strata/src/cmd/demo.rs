@@ -723,13 +723,12 @@ async fn land_rows_via_source(
         .iter()
         .find(|s| s.name == demo_db::SOURCE)
         .context("the demo's source is not in the config")?;
-    let state_path = strata_cdc::state::state_path(&config.data.dir, &source.name);
     let started = Instant::now();
     let limit = Duration::from_secs(300);
     // The rest goes in once the snapshot is done, so it takes the stream's path.
     let mut waited = false;
     loop {
-        let st = strata_cdc::state::load(&state_path)?;
+        let st = strata_cdc::status(source, &config.data.dir)?.map(|s| s.state);
         if st
             .as_ref()
             .is_some_and(|s| s.phase == strata_cdc::state::Phase::Stream)
@@ -770,7 +769,7 @@ async fn land_rows_via_source(
     }
     let started = Instant::now();
     loop {
-        let st = strata_cdc::state::load(&state_path)?;
+        let st = strata_cdc::status(source, &config.data.dir)?.map(|s| s.state);
         let streaming = st
             .as_ref()
             .is_some_and(|s| s.phase == strata_cdc::state::Phase::Stream);

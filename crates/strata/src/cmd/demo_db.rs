@@ -374,7 +374,7 @@ mod tests {
         .unwrap();
         let c = strata_core::Config::load(&path).unwrap();
         assert_eq!(c.sources.len(), 1);
-        assert_eq!(c.sources[0].kind, SourceKind::Postgres);
+        assert_eq!(c.sources[0].kind(), SourceKind::Postgres);
         assert_eq!(c.sources[0].tables.len(), 6);
         assert_eq!(configured_url(&c), Some("postgres://u:p@127.0.0.1:1/app"));
         std::fs::remove_dir_all(dir).unwrap();
