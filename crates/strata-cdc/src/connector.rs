@@ -1,4 +1,4 @@
-//! The shape of a change source (ADR 0032a). A connector implements the typed
+//! The shape of a change source (ADR 0033). A connector implements the typed
 //! [`Connector`] trait: its configuration, its own position type, a snapshot reader and a
 //! change stream from a position. The runtime holds any connector as the object-safe
 //! [`DynConnector`] / [`DynSource`] (built by [`registry`](crate::registry)) and runs every

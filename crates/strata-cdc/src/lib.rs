@@ -2,7 +2,7 @@
 //! change stream) and puts every row change on bus topic `cdc.<source>.<table>` as a
 //! [`strata_core::cdc::CdcRecord`]; the ODS merger (`merge/`) applies them to the lake.
 //!
-//! A kind of source is a connector (ADR 0032a): a module implementing the typed
+//! A kind of source is a connector (ADR 0033): a module implementing the typed
 //! [`connector::Connector`] trait (its config, its own [`connector::Position`] type, a snapshot
 //! reader, a change stream from a position), registered in `registry.rs`. The runtime holds
 //! any of them as a `Box<dyn DynConnector>` / `Box<dyn DynSource>` and runs them all with one

@@ -1,4 +1,4 @@
-//! The one loop every connector runs (ADR 0032a): attempts one after another with bounded
+//! The one loop every connector runs (ADR 0033): attempts one after another with bounded
 //! backoff after retryable failures (`retry.rs`), until shutdown or a failure no retry can
 //! help. One attempt: connect and read the catalog, load the state (migrating an old state
 //! file) or start one, plan the re-snapshots due, put each table's schema on its topic, run the

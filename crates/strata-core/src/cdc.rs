@@ -139,7 +139,7 @@ impl Op {
 }
 
 /// Where in its source's stream a change comes from: the bus coordinate every connector
-/// writes, whatever its own position type (ADR 0032a). The connector's resume position lives
+/// writes, whatever its own position type (ADR 0033). The connector's resume position lives
 /// in its state file; this is what each record carries.
 ///
 /// Ordering rule (derived, field by field): `file` as text, then `pos`, then `row`, then
