@@ -186,7 +186,7 @@ fn kafka_broker_down_answers_503() {
 /// A broker that comes back *empty* (tansu's memory storage) re-creates the topic with a new
 /// topic id, and librdkafka 2.12.1's metadata cache can then crash the process (SIGSEGV in
 /// `rd_kafka_metadata_cache_find`; upstream confluentinc/librdkafka#4964, #5280): that case is
-/// documented in the README, not tested.
+/// documented in docs/scale-out.md, not tested.
 #[test]
 fn kafka_broker_restart_recovers_by_itself() {
     let Some(s3) = S3Server::start() else {
