@@ -1,5 +1,12 @@
 //! The `Log` contract of the Kafka backend, against a real tansu broker on loopback.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 mod broker;
 
 use std::collections::BTreeMap;

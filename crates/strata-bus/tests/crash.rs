@@ -2,6 +2,13 @@
 //! acknowledged position; the parent kills it with SIGKILL at an arbitrary moment, reopens the
 //! log, and checks that every acknowledged record is there, exactly once.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};

@@ -2,6 +2,13 @@
 //! acknowledged, `health` says so, and once space is freed the log takes appends again by
 //! itself — every acknowledged record exactly once, nothing of a failed append left behind.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 mod smallfs;
 
 use std::collections::{HashMap, HashSet};

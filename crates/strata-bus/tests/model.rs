@@ -1,6 +1,13 @@
 //! Model-based test of the embedded log: random appends, reads, commits and reopens (with
 //! and without a clean close), checked against a plain in-memory model.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -2,6 +2,13 @@
 //! main at fa17186, against MariaDB 10.11 and PostgreSQL 15, copied from `<data>/cdc/` into
 //! `fixtures/state-v1/`) load, resume at the same position and are rewritten in format 2.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 use std::path::PathBuf;
 
 use strata_cdc::mysql::gtid::GtidState;

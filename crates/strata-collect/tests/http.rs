@@ -1,5 +1,12 @@
 //! The collector over real HTTP on loopback, producing to a real `EmbeddedLog`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -3,6 +3,13 @@
 //! is there instead is `hmac:<hex>`, the same for the same value and key, different under another
 //! key.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 mod common;
 
 use std::path::Path;

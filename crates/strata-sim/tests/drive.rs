@@ -1,5 +1,12 @@
 //! `drive` against a tiny HTTP server on 127.0.0.1 that counts what it receives.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,13 @@
 //! Every generated event is a valid Segment call with the fields the collector requires and
 //! the properties the catalogue promises.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 use chrono::NaiveDate;
 use serde_json::Value;
 use strata_sim::{World, WorldConfig};

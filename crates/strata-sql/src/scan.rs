@@ -251,10 +251,10 @@ fn deal(tasks: Vec<FileScanTask>, split: Split) -> Vec<Vec<FileScanTask>> {
     pieces.sort_by_key(|p| Reverse(p.length));
     let mut dealt: Vec<(u64, Vec<FileScanTask>)> = vec![(0, Vec::new()); partitions];
     for piece in pieces {
-        let (bytes, list) = dealt
-            .iter_mut()
-            .min_by_key(|(bytes, _)| *bytes)
-            .expect("at least one partition");
+        // `partitions` is at least 1 (clamped above), so there is always a partition to take it.
+        let Some((bytes, list)) = dealt.iter_mut().min_by_key(|(bytes, _)| *bytes) else {
+            break;
+        };
         *bytes += piece.length;
         list.push(piece);
     }

@@ -189,7 +189,7 @@ impl Shared {
     }
 
     fn add_reader(&self) {
-        *self.readers.lock().expect("readers lock") += 1;
+        *self.readers.lock().unwrap_or_else(|e| e.into_inner()) += 1;
     }
 
     fn partitions(&self) -> usize {
@@ -198,7 +198,7 @@ impl Shared {
 
     /// Every partition of the input, computed concurrently, each batch reserved.
     async fn fill(&self, context: Arc<TaskContext>) -> Result<Filled> {
-        let readers = *self.readers.lock().expect("readers lock");
+        let readers = *self.readers.lock().unwrap_or_else(|e| e.into_inner());
         let consumer = MemoryConsumer::new(format!("SharedExec({})", self.input.name()))
             .register(context.memory_pool());
         let mut tasks = Vec::with_capacity(self.partitions());
@@ -249,7 +249,7 @@ impl Shared {
         let taken = match filled {
             Filled::TooBig => None,
             Filled::Held(parts) => {
-                let mut parts = parts.lock().expect("shared parts lock");
+                let mut parts = parts.lock().unwrap_or_else(|e| e.into_inner());
                 match parts.get_mut(p) {
                     Some(part) if part.left > 0 => {
                         part.left -= 1;
@@ -308,7 +308,7 @@ impl fmt::Debug for SharedExec {
 
 impl DisplayAs for SharedExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let readers = *self.state.readers.lock().expect("readers lock");
+        let readers = *self.state.readers.lock().unwrap_or_else(|e| e.into_inner());
         write!(f, "SharedExec: readers={readers}")
     }
 }

@@ -23,6 +23,13 @@
 //! empty strings; `rowsort` sorts the printed rows before comparing. The type letters after
 //! `query` document the columns and are checked for count only.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;

@@ -3,6 +3,13 @@
 //! batch encoded as Parquet (zstd, the settings of every data file Strata writes) into memory.
 //! Prints events/s for both steps besides criterion's report.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "benchmark: criterion closures cannot return errors"
+)]
+
 use std::sync::Arc;
 use std::time::Instant;
 

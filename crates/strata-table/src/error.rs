@@ -2,26 +2,8 @@
 
 use std::fmt;
 
-/// Whose fault an error is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    /// The user's input: bad SQL, an unknown table or snapshot.
-    User,
-    /// Something outside this process: files, the catalog database, the bus.
-    External,
-    /// A bug or broken invariant inside Strata.
-    Internal,
-}
-
-impl fmt::Display for Fault {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Fault::User => "user",
-            Fault::External => "external",
-            Fault::Internal => "internal",
-        })
-    }
-}
+/// Whose fault an error is: the one definition, shared with every crate.
+pub use strata_core::Fault;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -3,6 +3,13 @@
 //! orphans, with every table file on S3 and only the catalog on disk; and a clear error at open
 //! when S3 cannot be reached.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 mod s3server;
 
 use std::path::Path;

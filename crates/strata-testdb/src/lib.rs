@@ -6,6 +6,13 @@
 //! - [`MariaDb`]: MariaDB with ROW binlog and FULL row images, database `app`, user `cdc`
 //! - [`Postgres`]: PostgreSQL 15 with `wal_level = logical`, database `app` owned by `cdc`
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test support: a server that cannot start fails the test or benchmark that asked for it"
+)]
+
 mod mariadb;
 mod postgres;
 

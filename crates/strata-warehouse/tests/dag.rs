@@ -1,6 +1,13 @@
 //! The warehouse end to end on a real lake in a temp dir: a small project over an ODS table,
 //! run for two dates, re-run, broken on purpose.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};

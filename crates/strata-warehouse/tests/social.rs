@@ -2,6 +2,13 @@
 //! two days of events. Every expected number below was worked out by hand from the rows here.
 //! The CTR samples of day 2 must not see a value planted later on day 2 (point-in-time test).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -5,6 +5,13 @@
 //! `strata cdc resync` (`common/cdc.rs`) keep the ODS equal; resuming by GTID follows a
 //! failover from a primary to its replica, exactly once (ADR 0025).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 mod common;
 
 use std::process::Command;

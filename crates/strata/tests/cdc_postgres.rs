@@ -4,6 +4,13 @@
 //! cdc verify`); SIGKILLs of the strata process mid-stream neither lose nor duplicate a change;
 //! schema changes, TRUNCATE and `strata cdc resync` (`common/cdc.rs`) keep the ODS equal.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 mod common;
 
 use std::process::Command;

@@ -1,6 +1,13 @@
 //! Crash safety: a client keeps sending while the server is SIGKILLed and restarted several
 //! times. Afterwards every acknowledged event is in the lake exactly once.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 mod common;
 
 use std::collections::HashSet;

@@ -1,6 +1,13 @@
 //! `strata dag` / `strata dq` through the real binary: a broken project is refused before
 //! anything runs, a good one runs, and the history commands show it.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 mod common;
 
 use std::process::Command;

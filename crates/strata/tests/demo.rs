@@ -2,6 +2,13 @@
 //! through the CDC path (bus topics, ODS merger), the reference warehouse for both days with
 //! every check passing, and a config left behind that `strata sql` uses.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 mod common;
 
 use std::process::Command;

@@ -3,6 +3,13 @@
 //! real connector (snapshot + binlog / logical replication) carries them into ODS, and every
 //! ODS and warehouse table ends the same as the built-in path's for the same seed.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 mod common;
 
 use std::path::Path;

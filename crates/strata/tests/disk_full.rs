@@ -4,6 +4,13 @@
 //! `/health` says not ready; afterwards both recover without a restart, and every acknowledged
 //! event is in the lake exactly once. A second test fills only the catalog's disk.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 mod common;
 
 #[path = "../../strata-bus/tests/smallfs/mod.rs"]

@@ -1,5 +1,12 @@
 //! End to end on the real binary: HTTP → bus → lake → `strata sql`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 mod common;
 
 use std::time::Duration;

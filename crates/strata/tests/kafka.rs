@@ -1,6 +1,13 @@
 //! The Kafka bus end to end on the real binary: HTTP → collector → Kafka (a real tansu
 //! broker) → lake sink → `strata sql`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 mod common;
 
 use std::collections::HashSet;

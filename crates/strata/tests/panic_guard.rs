@@ -4,6 +4,13 @@
 //! 500; a task that keeps panicking stops the server in order with the reason, and nothing
 //! acknowledged is lost.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,5 +1,12 @@
 //! `strata privacy forget` on the real binary, while `strata serve` runs and takes events.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 mod common;
 
 use std::process::{Command, Output};

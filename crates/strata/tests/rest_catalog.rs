@@ -3,6 +3,13 @@
 //! after ingest, commit requirements (409), malformed bodies (400), and REST commits racing
 //! the lake sink.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 mod common;
 
 use std::time::Duration;

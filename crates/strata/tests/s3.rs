@@ -3,6 +3,13 @@
 //! unreachable; and S3 going away under load and coming back (the bus keeps accepting, the lake
 //! sink retries and catches up, nothing lost or doubled).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 mod common;
 
 use std::collections::HashSet;

@@ -5,6 +5,13 @@
 //! `s3_path_style = false` with such an endpoint is a configuration error, reported by
 //! `strata check` and refused by `serve` at start — with a message, never a panic.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 mod common;
 
 use std::process::{Command, Output};

@@ -4,6 +4,13 @@
 //! every REST catalog route, expiry, column masking by role in SQL and in the catalog, and the
 //! access log.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

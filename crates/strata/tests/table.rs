@@ -1,5 +1,12 @@
 //! `strata table …` on the real binary, and the background compaction inside `strata serve`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 mod common;
 
 use std::collections::HashSet;

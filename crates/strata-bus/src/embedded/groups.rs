@@ -7,8 +7,8 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use super::fsutil::{validate_name, write_atomic};
 use super::partition::lock;
+use super::{replace_file, validate_name};
 use crate::error::{Error, Result};
 use crate::log::{Offset, Offsets, Partition};
 
@@ -72,7 +72,7 @@ impl Groups {
         let bytes = serde_json::to_vec_pretty(&file)
             .map_err(|e| Error::Invalid(format!("encoding group {group}: {e}")))?;
         let path = self.path(group);
-        tokio::task::spawn_blocking(move || write_atomic(&path, &bytes))
+        tokio::task::spawn_blocking(move || replace_file(&path, &bytes))
             .await
             .map_err(|e| {
                 Error::io("group commit thread", std::io::Error::other(e.to_string()))

@@ -14,7 +14,6 @@
 //! Durability: `append` returns after its records are fsync'd (see `partition.rs` for the
 //! group-commit writer). Readers only see fsync'd records.
 
-mod fsutil;
 mod groups;
 mod partition;
 mod segment;
@@ -36,7 +35,6 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use self::fsutil::{fsync_dir, validate_name, write_atomic};
 use self::groups::Groups;
 use self::partition::{lock, open_partition, AppendReq, PartitionLog, Pending, WriterConfig};
 use self::segment::{frame_len, MAX_RECORD_BYTES};
@@ -408,7 +406,7 @@ impl Log for EmbeddedLog {
             };
             let bytes = serde_json::to_vec(&meta)
                 .map_err(|e| Error::Invalid(format!("encoding topic metadata: {e}")))?;
-            write_atomic(&dir.join("topic.json"), &bytes)?;
+            replace_file(&dir.join("topic.json"), &bytes)?;
             fsync_dir(&root)?;
             Ok(t)
         })
@@ -634,10 +632,45 @@ impl Log for EmbeddedLog {
         match needed {
             // A commit failed for want of space: ready again once the disk has room for it
             // (the next append then clears the state for good).
-            Some(n) if !fsutil::has_room(&self.dir, n.saturating_add(HEALTH_MARGIN_BYTES)) => {
+            Some(n)
+                if !strata_core::fsutil::has_room(
+                    &self.dir,
+                    n.saturating_add(HEALTH_MARGIN_BYTES),
+                ) =>
+            {
                 Health::StorageFull
             }
             _ => Health::Ready,
         }
+    }
+}
+
+/// [`strata_core::fsutil::fsync_dir`] with the bus's error (a full disk is `StorageFull`).
+fn fsync_dir(dir: &Path) -> Result<()> {
+    strata_core::fsutil::fsync_dir(dir)
+        .map_err(|e| Error::io(format!("fsync directory {}", dir.display()), e))
+}
+
+/// [`strata_core::fsutil::replace_file`] with the bus's error (a full disk is `StorageFull`).
+fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    strata_core::fsutil::replace_file(path, bytes)
+        .map_err(|e| Error::io(format!("replacing {}", path.display()), e))
+}
+
+/// Topic and group names become path components: keep them to a safe alphabet (Kafka's).
+fn validate_name(kind: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "{kind} name {name:?} must be 1-249 characters of [A-Za-z0-9._-]"
+        )))
     }
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::fsutil::fsync_dir;
+use super::fsync_dir;
 use super::segment::{encode, FrameReader, Next, Segment, INDEX_INTERVAL};
 use crate::error::{Error, Result};
 use crate::log::{Offset, Partition, Record, StoredRecord};

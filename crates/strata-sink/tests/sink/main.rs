@@ -1,6 +1,13 @@
 //! The event lake sink end to end over an in-memory bus: exactly-once commits, positions,
 //! crashes, conflicts, the dead-letter table.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 #[path = "../../../strata-table/tests/common/mod.rs"]
 mod common;
 pub use common::*;

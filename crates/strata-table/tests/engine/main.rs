@@ -3,6 +3,13 @@
 //! (`strata-sql`) and some tables are filled through the event sink (`strata-sink`), which is
 //! why these are integration tests: they link one copy of this crate with both.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 #[path = "../common/mod.rs"]
 mod common;
 pub use common::*;

@@ -246,23 +246,23 @@ pub async fn replay(
     changes: &[RowChange],
     mut progress: impl FnMut(u64),
 ) -> Result<()> {
-    let schema_of = |t: Table| -> &TableSchema {
-        &schemas
+    let schema_of = |t: Table| -> Result<&TableSchema> {
+        schemas
             .iter()
             .find(|(x, _)| *x == t)
-            .expect("every table has a schema")
-            .1
+            .map(|(_, s)| s)
+            .with_context(|| format!("the demo has no schema for table {}", t.name()))
     };
     let mut done = 0u64;
     for chunk in changes.chunks(TX_CHANGES) {
         let mut statements = Vec::new();
         let mut insert: Option<(Table, Vec<String>)> = None;
         for c in chunk {
-            let schema = schema_of(c.table);
+            let schema = schema_of(c.table)?;
             let name = db.ident(&schema.table);
             if c.op != Op::Insert || insert.as_ref().is_some_and(|(t, _)| *t != c.table) {
                 if let Some((t, rows)) = insert.take() {
-                    statements.push(insert_sql(db, schema_of(t), &rows));
+                    statements.push(insert_sql(db, schema_of(t)?, &rows));
                 }
             }
             match (c.op, &c.before, &c.after) {
@@ -270,9 +270,8 @@ pub async fn replay(
                     let v = db.values(schema, after)?;
                     let (_, rows) = insert.get_or_insert_with(|| (c.table, Vec::new()));
                     rows.push(v);
-                    if rows.len() >= INSERT_ROWS {
-                        let (t, rows) = insert.take().expect("just pushed");
-                        statements.push(insert_sql(db, schema_of(t), &rows));
+                    if let Some((_, rows)) = insert.take_if(|(_, rows)| rows.len() >= INSERT_ROWS) {
+                        statements.push(insert_sql(db, schema, &rows));
                     }
                 }
                 (Op::Update, Some(before), Some(after)) => {
@@ -302,7 +301,7 @@ pub async fn replay(
             }
         }
         if let Some((t, rows)) = insert.take() {
-            statements.push(insert_sql(db, schema_of(t), &rows));
+            statements.push(insert_sql(db, schema_of(t)?, &rows));
         }
         db.transaction(&statements).await?;
         done += chunk.len() as u64;

@@ -103,11 +103,8 @@ where
 pub async fn catch_handler_panics(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let inject = fault::for_request(&req);
     let run = AssertUnwindSafe(async move {
-        if inject {
-            panic!("injected handler panic (STRATA_TEST_PANIC)");
-        }
+        fault::at_request(&req);
         next.run(req).await
     })
     .catch_unwind()
@@ -163,6 +160,10 @@ mod fault {
             .collect()
     }
 
+    #[allow(
+        clippy::panic,
+        reason = "fault injection for tests (debug builds, opt-in): a real panic is what is tested"
+    )]
     pub fn at_start(task: &str) {
         static FIRED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
         let Some(always) = requested()
@@ -182,9 +183,17 @@ mod fault {
         }
     }
 
-    pub fn for_request(req: &axum::extract::Request) -> bool {
-        req.headers().contains_key("x-strata-test-panic")
+    /// Panics when the request carries `x-strata-test-panic` and `http` is requested.
+    #[allow(
+        clippy::panic,
+        reason = "fault injection for tests (debug builds, opt-in): a real panic is what is tested"
+    )]
+    pub fn at_request(req: &axum::extract::Request) {
+        if req.headers().contains_key("x-strata-test-panic")
             && requested().iter().any(|(t, _)| t == "http")
+        {
+            panic!("injected handler panic (STRATA_TEST_PANIC)");
+        }
     }
 }
 
@@ -192,7 +201,5 @@ mod fault {
 mod fault {
     pub fn at_start(_task: &str) {}
 
-    pub fn for_request(_req: &axum::extract::Request) -> bool {
-        false
-    }
+    pub fn at_request(_req: &axum::extract::Request) {}
 }
