@@ -1,6 +1,6 @@
 //! `strata demo --mysql URL` / `--postgres URL`: the simulated app's business tables live in a
 //! real database. The demo creates them there (from the same table definitions the built-in
-//! path uses, [`super::demo::sim_schema`]), replays the world's change log into them as SQL
+//! path uses, [`super::demo::sim_db::sim_schema`]), replays the world's change log into them as SQL
 //! inserts, updates and deletes in commit order, and adds a `[[sources]]` entry to
 //! `DIR/strata.toml`, so the real connector (snapshot, then binlog or logical replication)
 //! carries the rows into the same `ods.ods_<table>` tables.

@@ -1,0 +1,209 @@
+//! `strata demo`: the whole platform on the embedded defaults with nothing installed. It
+//! generates a social app, sends its events through the real collector over HTTP (each with its
+//! simulated time), puts the business database's changes through the CDC path (bus topics, ODS merger), runs the reference warehouse for the
+//! simulated days, and prints what it built and how to explore it.
+//!
+//! [`run`] is the flow, step by step. The reference project it writes is in `project.rs`; the
+//! simulated app database as CDC describes it (schemas, row images) in `sim_db.rs`; the
+//! built-in path of its changes (bus topics, ODS merger) in `land.rs`; the `--mysql` /
+//! `--postgres` path through a real connector in `source.rs`; what it prints in `report.rs`.
+
+mod land;
+mod project;
+mod report;
+pub(super) mod sim_db;
+mod source;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use strata_core::config::SourceKind;
+use strata_sim::{drive_with, DriveOptions, DriveStats, World, WorldConfig};
+use strata_table::Lake;
+use strata_warehouse::backfill::backfill;
+use strata_warehouse::{Project, RunOptions};
+
+use super::demo_db::RowChange;
+use super::{apps, init, load_config, serve};
+use crate::cli::DemoArgs;
+use land::land_rows;
+use project::{set_project, write_project};
+use report::{bar, progress, step, summary};
+use source::{land_rows_via_source, prepare_database};
+
+const WRITE_KEY: &str = "demo-write-key";
+
+pub async fn run(args: DemoArgs) -> Result<()> {
+    let started = Instant::now();
+    let dir = args.data_dir.clone();
+    let config_path = dir.join("strata.toml");
+    if !config_path.exists() {
+        init::run(&dir, false)?;
+    }
+    let project = write_project(&dir)?;
+    set_project(&config_path)?;
+    let mut config = load_config(&config_path)?;
+    config.lake.flush_interval = Duration::from_secs(1);
+    if !apps::has_key(&config, WRITE_KEY)? {
+        apps::create(&config_path, "demo".into(), Some(WRITE_KEY.into()), None)?;
+    }
+
+    step(&format!(
+        "1/4 generating a social app: {} users, {} day(s), ~{} events per active user a day, seed {}",
+        args.users, args.days, args.events_per_user, args.seed
+    ));
+    let world_config = WorldConfig {
+        events_per_user: args.events_per_user,
+        ..WorldConfig::ending_today(args.seed, args.users, args.days)
+    };
+    world_config.validate()?;
+    let world = {
+        let c = world_config.clone();
+        tokio::task::spawn_blocking(move || World::generate(&c)).await?
+    };
+    // One pass over the simulated days (the driver would start another lap after it).
+    let events = world.events().count() as u64;
+    println!(
+        "    {} users, {} posts, {events} events, window {} .. {}",
+        world.user_count(),
+        world.post_count(),
+        world_config.start_date,
+        world_config.start_date + chrono::Days::new(u64::from(args.days))
+    );
+
+    // With --mysql/--postgres the business tables live in that database: create them, write
+    // the first half of the change log (the connector's snapshot reads it), configure the
+    // source, and let `serve` below run the connector next to the collector.
+    let real = match (&args.mysql, &args.postgres) {
+        (Some(u), _) => Some((SourceKind::Mysql, u.clone())),
+        (None, Some(u)) => Some((SourceKind::Postgres, u.clone())),
+        (None, None) => None,
+    };
+    let mut pending_changes: Vec<RowChange> = Vec::new();
+    let mut database = None;
+    if let Some((kind, url)) = &real {
+        let (db, rest) = prepare_database(&config_path, &config, &world, *kind, url).await?;
+        pending_changes = rest;
+        database = Some(db);
+        config = load_config(&config_path)?;
+        config.lake.flush_interval = Duration::from_secs(1);
+    }
+
+    step("2/4 sending the events through the collector (Segment API over HTTP)");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let server = {
+        let mut c = config.clone();
+        c.server.listen = "127.0.0.1:0".parse()?;
+        tokio::spawn(serve::serve_until(
+            c,
+            async move {
+                let _ = stop_rx.await;
+            },
+            Some(addr_tx),
+        ))
+    };
+    let addr = addr_rx.await.context("the collector did not start")?;
+    let mut opts = DriveOptions::new(&format!("http://{addr}"), WRITE_KEY);
+    opts.rate = 0;
+    opts.duration = Duration::from_secs(24 * 3600);
+    opts.connections = args.connections.max(1);
+    opts.seed = args.seed;
+    opts.users = args.users;
+    opts.days = args.days;
+    opts.events_per_user = args.events_per_user;
+    opts.max_events = Some(events);
+    let stats = Arc::new(DriveStats::default());
+    let drive = {
+        let (opts, stats) = (opts.clone(), stats.clone());
+        tokio::spawn(async move { drive_with(&opts, stats).await })
+    };
+    tokio::pin!(drive);
+    let report = loop {
+        tokio::select! {
+            r = &mut drive => break r??,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                let s = stats.snapshot();
+                progress(&bar(s.acked, events, "events"));
+            }
+        }
+    };
+    eprintln!();
+    println!(
+        "    {} events acknowledged at {:.0} events/s (ack p99 {:.1} ms)",
+        report.stats.acked, report.events_per_sec, report.latency_p99_ms
+    );
+    let counts = if let (Some((kind, url)), Some(db)) = (&real, database.as_mut()) {
+        step(&format!(
+            "3/4 the business database in {} through the {} connector (snapshot, then {}) into ODS",
+            strata_core::config::redact_url(url),
+            match kind {
+                SourceKind::Mysql => "MySQL/MariaDB",
+                SourceKind::Postgres => "PostgreSQL",
+            },
+            match kind {
+                SourceKind::Mysql => "the row binlog",
+                SourceKind::Postgres => "logical replication",
+            }
+        ));
+        let counts = land_rows_via_source(&config, db, &pending_changes).await;
+        // Graceful stop either way: the lake sink drains the bus and commits.
+        let _ = stop_tx.send(());
+        server.await??;
+        counts?
+    } else {
+        let _ = stop_tx.send(());
+        server.await??;
+        let lake = Lake::open(&config).await?;
+        step(
+            "3/4 the business database's changes through the CDC path: bus topics cdc.sim.*, then the ODS merger",
+        );
+        land_rows(&config, &lake, &world).await?
+    };
+    let lake = Lake::open(&config).await?;
+    for (table, n) in &counts {
+        println!("    ods.ods_{table:<10} {n:>8} rows");
+    }
+
+    step("4/4 running the reference warehouse (models/social) for each simulated day");
+    let existing = strata_sql::list_tables(lake.catalog().as_ref())
+        .await?
+        .into_iter()
+        .collect();
+    let project = Project::load(&project, &existing)?;
+    let from = world_config.start_date;
+    let to = from + chrono::Days::new(u64::from(args.days.saturating_sub(1)));
+    let mut opts = RunOptions::new(from);
+    opts.retry_backoff = Duration::from_secs(1);
+    let b = backfill(&lake, &project, from, to, &opts).await?;
+    for d in &b.skipped {
+        println!("    {d}: built by an earlier demo run");
+    }
+    for r in &b.runs {
+        let checks: usize = r.models.iter().map(|m| m.checks.len()).sum();
+        let passed: usize = r
+            .models
+            .iter()
+            .map(|m| m.checks.iter().filter(|c| c.status == "pass").count())
+            .sum();
+        println!(
+            "    {}: {} in {:.1}s, {} models, checks {passed}/{checks} passed",
+            r.date,
+            r.status,
+            r.elapsed.as_secs_f64(),
+            r.models.len()
+        );
+    }
+    if let Some(bad) = b.runs.iter().find(|r| !r.succeeded()) {
+        bail!(
+            "the warehouse run for {} {}: see `strata dag logs {} -c {}`",
+            bad.date,
+            bad.status,
+            bad.run_id,
+            config_path.display()
+        );
+    }
+
+    summary(&lake, &config_path, started).await
+}
