@@ -11,7 +11,7 @@ use std::path::Path;
 
 use strata_bus::Log;
 use strata_core::cdc::{CdcRecord, Change, Op, Truncate};
-use strata_core::config::SourceCommon;
+use crate::config::SourceCommon;
 use tokio::sync::watch;
 
 use crate::connector::{CatalogTable, Connector, Position};

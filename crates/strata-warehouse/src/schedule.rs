@@ -10,7 +10,7 @@ use arrow::array::{Array, TimestampMicrosecondArray};
 use chrono::{DateTime, NaiveDate, Utc};
 use iceberg::TableIdent;
 use strata_bus::Log;
-use strata_core::config::WarehouseConfig;
+use crate::config::WarehouseConfig;
 use strata_core::cron::Cron;
 use strata_sql::SqlSession;
 use strata_table::Lake;

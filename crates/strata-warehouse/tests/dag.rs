@@ -14,7 +14,7 @@ use strata_cdc::merge::{cdc_lag, CdcMerger, CdcTable};
 use strata_core::cdc::{
     CdcRecord, Change, ColumnSchema, ColumnType, Op, SourcePosition, TableSchema, Value,
 };
-use strata_core::config::WarehouseConfig;
+use strata_warehouse::config::WarehouseConfig;
 use strata_core::event::{BusRecord, Event, EVENTS_TOPIC};
 use strata_sink::LakeSink;
 use strata_sql::{format_batches, OutputFormat, SqlSession};

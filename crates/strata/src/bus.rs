@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use strata_bus::embedded::{EmbeddedLog, EmbeddedOptions};
 use strata_bus::Log;
 use strata_bus_kafka::{KafkaLog, KafkaOptions};
-use strata_core::config::BusKind;
-use strata_core::Config;
+use strata_bus::config::BusKind;
+use crate::config::Config;
 
 /// The embedded bus as `[bus]` configures it.
 pub fn embedded_options(config: &Config) -> EmbeddedOptions {

@@ -26,7 +26,7 @@ use iceberg::spec::{Operation, TableMetadataBuilder, UnboundPartitionSpec};
 use iceberg::{NamespaceIdent, TableCreation, TableIdent};
 use strata_bus::{Log, Offsets};
 use strata_core::cdc::{CdcRecord, Change, Op, TableSchema, Truncate, Value};
-use strata_core::config::SourceConfig;
+use crate::config::SourceConfig;
 use tokio::sync::watch;
 
 use super::schema::{

@@ -4,7 +4,7 @@
 
 use mysql_async::Conn;
 use strata_core::cdc::{Row, TableSchema, Value};
-use strata_core::config::{MysqlSourceConfig, SourceKind};
+use crate::config::{MysqlSourceConfig, SourceKind};
 
 use super::position::BinlogPos;
 use super::schema::SourceTable;

@@ -6,7 +6,7 @@
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Row as MyRow};
 use strata_core::cdc::SourcePosition;
-use strata_core::config::ResumeMode;
+use crate::config::ResumeMode;
 
 use super::gtid::{Gtid, GtidState, Held, HeldPart, MariadbPos, MysqlSet};
 use super::position::BinlogPos;

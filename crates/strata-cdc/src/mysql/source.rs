@@ -27,7 +27,7 @@ use mysql_async::binlog::value::BinlogValue;
 use mysql_async::binlog::BinlogChecksumAlg;
 use mysql_async::{Conn, Opts, OptsBuilder};
 use strata_core::cdc::{CdcRecord, Change, Op, Row, SourcePosition, Truncate};
-use strata_core::config::{redact_url, MysqlSourceConfig, SourceCommon};
+use crate::config::{redact_url, MysqlSourceConfig, SourceCommon};
 use tokio::sync::watch;
 
 use super::decode::{decode, Origin};

@@ -4,7 +4,7 @@
 //! missing slot as a lost position, and a new slot after one.
 
 use strata_core::cdc::{Row, TableSchema, Value};
-use strata_core::config::{PostgresSourceConfig, SourceKind};
+use crate::config::{PostgresSourceConfig, SourceKind};
 use tokio_postgres::Client;
 
 use super::config::Connect;

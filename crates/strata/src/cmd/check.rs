@@ -16,7 +16,7 @@ pub fn run(path: &Path) -> Result<()> {
     }
     let mut shown = config.clone();
     for s in &mut shown.sources {
-        s.url = strata_core::config::redact_url(&s.url);
+        s.url = strata_core::redact::redact_url(&s.url);
     }
     for secret in [
         &mut shown.lake.s3_secret_access_key,

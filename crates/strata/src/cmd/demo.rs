@@ -18,8 +18,8 @@ use strata_core::cdc::{
     CdcRecord, Change as CdcChange, ColumnSchema, ColumnType, Op as CdcOp, Row as CdcRow,
     SourcePosition, TableSchema, Value,
 };
-use strata_core::config::SourceKind;
-use strata_core::Config;
+use strata_cdc::config::SourceKind;
+use crate::config::Config;
 use strata_sim::{drive_with, DriveOptions, DriveStats, World, WorldConfig};
 use strata_sim::{Op, Row, Table};
 use strata_sql::{format_batches, OutputFormat, SqlSession};
@@ -188,7 +188,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let counts = if let (Some((kind, url)), Some(db)) = (&real, database.as_mut()) {
         step(&format!(
             "3/4 the business database in {} through the {} connector (snapshot, then {}) into ODS",
-            strata_core::config::redact_url(url),
+            strata_core::redact::redact_url(url),
             match kind {
                 SourceKind::Mysql => "MySQL/MariaDB",
                 SourceKind::Postgres => "PostgreSQL",
@@ -206,13 +206,13 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     } else {
         let _ = stop_tx.send(());
         server.await??;
-        let lake = Lake::open(&config).await?;
+        let lake = Lake::open(&config.lake_options()).await?;
         step(
             "3/4 the business database's changes through the CDC path: bus topics cdc.sim.*, then the ODS merger",
         );
         land_rows(&config, &lake, &world).await?
     };
-    let lake = Lake::open(&config).await?;
+    let lake = Lake::open(&config.lake_options()).await?;
     for (table, n) in &counts {
         println!("    ods.ods_{table:<10} {n:>8} rows");
     }
@@ -646,7 +646,7 @@ async fn prepare_database(
     kind: SourceKind,
     url: &str,
 ) -> Result<(Database, Vec<RowChange>)> {
-    let shown = strata_core::config::redact_url(url);
+    let shown = strata_core::redact::redact_url(url);
     let mut db = Database::connect(kind, url).await?;
     match demo_db::configured_url(config) {
         Some(u) if u == url => {
@@ -661,7 +661,7 @@ async fn prepare_database(
             "{} has a source named {:?} already (url {}); use another --data-dir",
             config_path.display(),
             demo_db::SOURCE,
-            strata_core::config::redact_url(other)
+            strata_core::redact::redact_url(other)
         ),
         None => {}
     }
@@ -672,7 +672,7 @@ async fn prepare_database(
             existing.join(", ")
         );
     }
-    let lake = Lake::open(config).await?;
+    let lake = Lake::open(&config.lake_options()).await?;
     for t in Table::ALL {
         let ident = TableIdent::new(
             NamespaceIdent::new("ods".into()),
@@ -762,7 +762,7 @@ async fn land_rows_via_source(
         demo_db::replay(db, &schemas, rest, |n| progress(&bar(n, total, "changes"))).await?;
         eprintln!();
     }
-    let lake = Lake::open(config).await?;
+    let lake = Lake::open(&config.lake_options()).await?;
     let mut expected = Vec::new();
     for t in Table::ALL {
         expected.push((t.name().to_string(), db.count(t.name()).await?));

@@ -39,7 +39,7 @@ use iceberg::spec::{DataContentType, Operation};
 use iceberg::table::Table;
 use iceberg::TableIdent;
 use serde::Serialize;
-use strata_core::config::PrivacyConfig;
+use crate::config::PrivacyConfig;
 
 use crate::error::{Error, Result};
 use crate::lake::Lake;

@@ -28,7 +28,7 @@ use std::str::FromStr;
 use iceberg::spec::Struct;
 use iceberg::table::Table;
 use iceberg::{Catalog, TableIdent};
-use strata_core::config::LakeConfig;
+use crate::config::LakeConfig;
 use tokio::sync::watch;
 
 use super::compact::{compact, CompactOptions, CompactReport};
