@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-pub use strata_core::redact::redact_url;
 use strata_core::error::{Error, Result};
+pub use strata_core::redact::redact_url;
 
 /// The kind of database a CDC source reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

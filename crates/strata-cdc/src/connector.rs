@@ -15,11 +15,11 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::config::{SourceCommon, SourceKind};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use strata_bus::Log;
 use strata_core::cdc::{Row, SourcePosition, TableSchema, Value};
-use crate::config::{SourceCommon, SourceKind};
 use tokio::sync::watch;
 
 use crate::batch::Pending;

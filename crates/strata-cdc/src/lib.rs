@@ -46,8 +46,8 @@ pub use error::{Error, Result};
 use std::path::Path;
 use std::sync::Arc;
 
-use strata_core::cdc::{Row, TableSchema};
 use crate::config::SourceConfig;
+use strata_core::cdc::{Row, TableSchema};
 
 /// A configured source of any kind, built and ready to run (`strata serve`).
 pub struct Source(Box<dyn DynSource>);

@@ -7,8 +7,8 @@
 
 use std::collections::HashMap;
 
-use strata_core::cdc::CdcRecord;
 use crate::config::{OnPositionLost, SnapshotMode};
+use strata_core::cdc::CdcRecord;
 use tokio::sync::watch;
 
 use crate::batch::Pending;

@@ -19,9 +19,9 @@ use axum::http::Request;
 use base64::Engine;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use strata_bus::{Log, Offsets, Partition, Position, Record, StoredRecord};
+use strata_collect::config::CollectorOptions as Config;
 use strata_collect::Collector;
 use strata_core::apps::{App, Apps};
-use strata_collect::config::CollectorOptions as Config;
 use tower::ServiceExt;
 
 const EVENTS: usize = 100;

@@ -65,8 +65,7 @@ impl Collector {
         if let Some(pii) = &pii {
             tracing::info!(apps = ?pii.app_names(), "collector hashes pii fields before the bus");
         }
-        log.ensure_topic(EVENTS_TOPIC, config.partitions)
-            .await?;
+        log.ensure_topic(EVENTS_TOPIC, config.partitions).await?;
         let c = &config.collector;
         let dedup = Dedup::new(c.dedup_window, c.dedup_capacity);
         let warmed = dedup

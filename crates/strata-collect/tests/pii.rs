@@ -10,12 +10,12 @@ use std::sync::Arc;
 
 use common::*;
 use serde_json::json;
+use strata_bus::config::RecordFormat;
 use strata_bus::embedded::EmbeddedOptions;
 use strata_bus::Log;
+use strata_collect::config::CollectorOptions as Config;
 use strata_collect::{sign, Collector};
 use strata_core::apps::pii::{PiiConfig, PiiKey};
-use strata_bus::config::RecordFormat;
-use strata_collect::config::CollectorOptions as Config;
 use strata_core::{BusRecord, Event};
 
 const KEY_A: &str = "key-a-0123456789abcdef0123456789abcdef";

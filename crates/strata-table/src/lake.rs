@@ -26,8 +26,8 @@ use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
-use crate::config::{CatalogKind, LakeOptions};
 use crate::catalog_client::RestCatalog;
+use crate::config::{CatalogKind, LakeOptions};
 use crate::error::{Error, Result};
 use crate::retry::Backoff;
 use crate::s3::{S3Storage, S3StorageFactory};
@@ -127,9 +127,7 @@ impl Lake {
                     )
                     .await
                 }
-                CatalogKind::Rest => {
-                    Self::try_open_rest(config, &storage, runtime.clone()).await
-                }
+                CatalogKind::Rest => Self::try_open_rest(config, &storage, runtime.clone()).await,
             };
             match opened {
                 Ok(lake) => return Ok(lake),

@@ -11,6 +11,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::s3::S3Settings;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -24,7 +25,6 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjPath;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
 use serde::{Deserialize, Serialize};
-use crate::config::s3::S3Settings;
 use tokio::io::AsyncWriteExt;
 
 /// One object of a listing.

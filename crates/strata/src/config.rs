@@ -60,10 +60,28 @@ pub struct Config {
     pub privacy: PrivacyConfig,
 }
 
+/// Problems as one message: a single problem as it is, several one per line after their count.
+/// `None` when there are none.
+pub fn report(problems: &[String]) -> Option<String> {
+    match problems {
+        [] => None,
+        [one] => Some(one.clone()),
+        many => Some(format!("{} problems:\n{}", many.len(), many.join("\n"))),
+    }
+}
+
 impl Config {
     /// Loads `path` (which may be absent) and then `STRATA_<SECTION>__<KEY>` environment
     /// overrides, resolves relative paths against the config file's directory and validates.
     pub fn load(path: &Path) -> Result<Self> {
+        let config = Self::load_unchecked(path)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// [`Config::load`] without [`Config::validate`]: a file that parses, for `strata check`,
+    /// which adds its own checks and reports every problem together.
+    pub fn load_unchecked(path: &Path) -> Result<Self> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if path.exists() {
             figment = figment.merge(Toml::file(path));
@@ -88,11 +106,11 @@ impl Config {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         config.resolve_paths(&base);
-        config.validate()?;
         Ok(config)
     }
 
-    /// Parses a config from TOML text alone (no env, no path resolution). For tests and `check`.
+    /// Parses a config from TOML text alone (no env, no path resolution), validated.
+    #[cfg(test)]
     pub fn from_toml(text: &str) -> Result<Self> {
         let config: Config = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::string(text))
@@ -114,11 +132,9 @@ impl Config {
     /// Pure checks of values that parse but make no sense: every problem of every section, in
     /// one error (one line each; a count first when there are several).
     pub fn validate(&self) -> Result<()> {
-        let problems = self.validate_all();
-        match problems.len() {
-            0 => Ok(()),
-            1 => Err(Error::user(problems.concat())),
-            n => Err(Error::user(format!("{n} problems:\n{}", problems.join("\n")))),
+        match report(&self.validate_all()) {
+            None => Ok(()),
+            Some(text) => Err(Error::user(text)),
         }
     }
 

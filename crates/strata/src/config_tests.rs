@@ -193,8 +193,7 @@ fn kafka_bus_parses_and_validates() {
 
     let err = Config::from_toml("[bus]\nkind = \"kafka\"\n").unwrap_err();
     assert!(err.to_string().contains("bus.brokers"), "{err}");
-    let err =
-        Config::from_toml("[bus]\nkind = \"kafka\"\nbrokers = \"localhost\"\n").unwrap_err();
+    let err = Config::from_toml("[bus]\nkind = \"kafka\"\nbrokers = \"localhost\"\n").unwrap_err();
     assert!(err.to_string().contains("HOST:PORT"), "{err}");
     let err = Config::from_toml(
         "[bus]\nkind = \"kafka\"\nbrokers = \"h:1\"\n[bus.librdkafka]\nacks = \"1\"\n",
@@ -323,7 +322,9 @@ fn every_problem_is_reported_at_once() {
 
 #[test]
 fn an_empty_role_list_is_one_problem_not_two() {
-    let err = Config::from_toml("[server]\nroles = []\n").unwrap_err().to_string();
+    let err = Config::from_toml("[server]\nroles = []\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("server.roles is empty"), "{err}");
     assert!(!err.contains("embedded bus"), "{err}");
 }

@@ -3,8 +3,8 @@
 //! anything, so every change after its consistent point is streamed after the snapshot), a
 //! missing slot as a lost position, and a new slot after one.
 
-use strata_core::cdc::{Row, TableSchema, Value};
 use crate::config::{PostgresSourceConfig, SourceKind};
+use strata_core::cdc::{Row, TableSchema, Value};
 use tokio_postgres::Client;
 
 use super::config::Connect;

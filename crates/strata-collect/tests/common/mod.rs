@@ -13,9 +13,9 @@ use base64::Engine;
 use mmdb_writer::{Value, Writer};
 use strata_bus::embedded::{EmbeddedLog, EmbeddedOptions};
 use strata_bus::Log;
+use strata_collect::config::CollectorOptions as Config;
 use strata_collect::Collector;
 use strata_core::apps::{App, Apps};
-use strata_collect::config::CollectorOptions as Config;
 use strata_core::BusRecord;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -88,7 +88,9 @@ pub fn setup(dir: &Path) -> Config {
 }
 
 pub async fn open_log(config: &Config, options: EmbeddedOptions) -> Arc<EmbeddedLog> {
-    EmbeddedLog::open(&config.data_dir.join("bus"), options).await.unwrap()
+    EmbeddedLog::open(&config.data_dir.join("bus"), options)
+        .await
+        .unwrap()
 }
 
 /// A GeoLite2-City-shaped database knowing 81.2.69.0/24 (Paris, Île-de-France, FR).

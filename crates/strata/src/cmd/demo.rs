@@ -9,17 +9,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::config::Config;
 use anyhow::{bail, Context, Result};
 use arrow::array::AsArray;
 use iceberg::{NamespaceIdent, TableIdent};
 use strata_bus::{Log, Record};
+use strata_cdc::config::SourceKind;
 use strata_cdc::merge::{CdcMerger, CdcTable};
 use strata_core::cdc::{
     CdcRecord, Change as CdcChange, ColumnSchema, ColumnType, Op as CdcOp, Row as CdcRow,
     SourcePosition, TableSchema, Value,
 };
-use strata_cdc::config::SourceKind;
-use crate::config::Config;
 use strata_sim::{drive_with, DriveOptions, DriveStats, World, WorldConfig};
 use strata_sim::{Op, Row, Table};
 use strata_sql::{format_batches, OutputFormat, SqlSession};

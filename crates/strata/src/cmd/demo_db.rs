@@ -9,8 +9,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use mysql_async::prelude::Queryable;
-use strata_core::cdc::{ColumnType, Row as CdcRow, TableSchema, Value};
 use strata_cdc::config::SourceKind;
+use strata_core::cdc::{ColumnType, Row as CdcRow, TableSchema, Value};
 use strata_core::redact::redact_url;
 use strata_sim::{Op, Table};
 

@@ -47,7 +47,9 @@ pub async fn run(command: PrivacyCommand) -> Result<()> {
 
 async fn forget(args: ForgetArgs) -> Result<()> {
     let config = load_config(&args.config.config)?;
-    let lake = Lake::open(&config.lake_options()).await.context("opening the lake")?;
+    let lake = Lake::open(&config.lake_options())
+        .await
+        .context("opening the lake")?;
     let mut ids = args.users.clone();
     ids.sort();
     ids.dedup();

@@ -19,8 +19,8 @@ use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use strata_bus::Log;
 use strata_cdc::merge::{CdcMerger, CdcTable};
-use strata_collect::Collector;
 use strata_collect::config::Role;
+use strata_collect::Collector;
 use strata_sink::LakeSink;
 use strata_sql::audit::AuditLog;
 use strata_table::table::maintain::auto_compact;
@@ -73,7 +73,11 @@ pub async fn serve_until(
 
     // Collector-only processes never open the lake: they need no catalog and no storage.
     let lake = if runs(Role::Sink) || runs(Role::Warehouse) {
-        Some(Lake::open(&config.lake_options()).await.context("opening the lake")?)
+        Some(
+            Lake::open(&config.lake_options())
+                .await
+                .context("opening the lake")?,
+        )
     } else {
         None
     };

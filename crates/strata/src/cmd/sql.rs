@@ -4,8 +4,8 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use anyhow::Result;
 use crate::config::Config;
+use anyhow::Result;
 use strata_sql::audit::{AccessRecord, Outcome, Surface};
 use strata_sql::masking::{load_or_create_key, Masking};
 use strata_sql::{format_batches, OutputFormat, SqlSession};

@@ -45,7 +45,9 @@ pub async fn run(command: TableCommand) -> Result<()> {
 
 async fn open(config: &std::path::Path) -> Result<(crate::config::Config, Lake)> {
     let config = load_config(config)?;
-    let lake = Lake::open(&config.lake_options()).await.context("opening the lake")?;
+    let lake = Lake::open(&config.lake_options())
+        .await
+        .context("opening the lake")?;
     Ok((config, lake))
 }
 
