@@ -503,6 +503,7 @@ mod tests {
     use super::*;
 
     /// The `sources` list of a `strata.toml`, each entry validated.
+    #[derive(Debug)]
     struct Config {
         sources: Vec<SourceConfig>,
     }

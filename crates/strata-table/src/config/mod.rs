@@ -78,9 +78,9 @@ impl CatalogConfig {
                     ));
                 }
                 if !(uri.starts_with("http://") || uri.starts_with("https://")) {
-                    return Err(String::from(format!(
+                    return Err(format!(
                         "catalog.uri must be an http:// or https:// URL, not {uri:?}"
-                    )));
+                    ));
                 }
                 if self.timeout.is_zero() {
                     return Err(String::from("catalog.timeout must be positive"));
