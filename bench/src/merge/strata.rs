@@ -45,8 +45,7 @@ pub fn mode_name(mode: WriteMode) -> &'static str {
 
 /// Opens (creating) a lake under `dir`.
 pub async fn open_lake(dir: &Path) -> Result<Lake> {
-    let mut config = strata_core::Config::default();
-    config.data.dir = dir.to_path_buf();
+    let config = strata_table::config::LakeOptions::new(dir);
     Ok(Lake::open(&config).await?)
 }
 

@@ -3,6 +3,7 @@
 //! [`Log`] is the only thing producers and consumers see. [`embedded::EmbeddedLog`] keeps
 //! segments under `<data>/bus`; a Kafka backend can implement the same trait.
 
+pub mod config;
 pub mod embedded;
 pub mod error;
 pub mod log;

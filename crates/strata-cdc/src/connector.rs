@@ -6,7 +6,7 @@
 //! stream; retry with backoff; re-snapshot when the server lost the position.
 //!
 //! Adding a kind: a module implementing [`Connector`] (and its config struct and variant in
-//! `strata_core::sources`), and one entry in [`registry::connector`](crate::registry::connector).
+//! `crate::config`), and one entry in [`registry::connector`](crate::registry::connector).
 
 use std::collections::HashMap;
 use std::fmt::{Debug, Display};
@@ -15,11 +15,11 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::config::{SourceCommon, SourceKind};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use strata_bus::Log;
 use strata_core::cdc::{Row, SourcePosition, TableSchema, Value};
-use strata_core::config::{SourceCommon, SourceKind};
 use tokio::sync::watch;
 
 use crate::batch::Pending;
@@ -102,7 +102,7 @@ pub struct StreamStart<'a, C: Connector> {
 pub trait Connector: Sized + Send + Sync + 'static {
     /// The `kind = "…"` of its `[[sources]]` entries.
     const KIND: SourceKind;
-    /// What the user writes (`strata_core::sources`); the shared settings by deref.
+    /// What the user writes (`crate::config`); the shared settings by deref.
     type Config: std::ops::Deref<Target = SourceCommon> + Clone + Send + Sync + 'static;
     /// Where its stream resumes.
     type Position: Position;

@@ -25,6 +25,7 @@
 //!   batch, schema evolution, lag)
 
 pub mod batch;
+pub mod config;
 pub mod connector;
 pub mod decode;
 pub mod error;
@@ -45,8 +46,8 @@ pub use error::{Error, Result};
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::config::SourceConfig;
 use strata_core::cdc::{Row, TableSchema};
-use strata_core::config::SourceConfig;
 
 /// A configured source of any kind, built and ready to run (`strata serve`).
 pub struct Source(Box<dyn DynSource>);

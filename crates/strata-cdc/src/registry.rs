@@ -1,7 +1,7 @@
 //! Every kind of change source, by its `kind = "…"`: the one place a new connector is
 //! registered.
 
-use strata_core::config::SourceConfig;
+use crate::config::SourceConfig;
 
 use crate::connector::{Configured, DynConnector};
 

@@ -7,8 +7,8 @@
 
 use std::collections::HashMap;
 
+use crate::config::{OnPositionLost, SnapshotMode};
 use strata_core::cdc::CdcRecord;
-use strata_core::config::{OnPositionLost, SnapshotMode};
 use tokio::sync::watch;
 
 use crate::batch::Pending;

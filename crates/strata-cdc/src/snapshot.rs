@@ -9,9 +9,9 @@
 
 use std::path::Path;
 
+use crate::config::SourceCommon;
 use strata_bus::Log;
 use strata_core::cdc::{CdcRecord, Change, Op, Truncate};
-use strata_core::config::SourceCommon;
 use tokio::sync::watch;
 
 use crate::connector::{CatalogTable, Connector, Position};

@@ -11,9 +11,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::config::SourceCommon;
 use serde::{Deserialize, Serialize};
 use strata_core::cdc::Value;
-use strata_core::config::SourceCommon;
 
 use crate::connector::Position;
 use crate::error::{Error, Result};
@@ -210,8 +210,7 @@ pub fn due_resnapshots<P: Clone>(
     state: &SourceState<P>,
 ) -> Result<Vec<String>> {
     let mut due = resync_requests(path)?;
-    if config.snapshot == strata_core::config::SnapshotMode::Initial && state.phase == Phase::Stream
-    {
+    if config.snapshot == crate::config::SnapshotMode::Initial && state.phase == Phase::Stream {
         due.extend(
             config
                 .tables

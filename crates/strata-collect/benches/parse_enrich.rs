@@ -26,9 +26,9 @@ use axum::http::Request;
 use base64::Engine;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use strata_bus::{Log, Offsets, Partition, Position, Record, StoredRecord};
+use strata_collect::config::CollectorOptions as Config;
 use strata_collect::Collector;
 use strata_core::apps::{App, Apps};
-use strata_core::Config;
 use tower::ServiceExt;
 
 const EVENTS: usize = 100;
@@ -128,8 +128,7 @@ fn collector(
         created_at: "2026-11-22T00:00:00Z".into(),
     })
     .unwrap();
-    let mut config = Config::default();
-    config.data.dir = dir.to_path_buf();
+    let mut config = Config::new(dir);
     apps.save(&config.apps_path()).unwrap();
     // Events dated 2026-11-22 stay valid whenever the bench runs.
     config.collector.max_event_age = Duration::from_secs(3650 * 86_400);

@@ -8,8 +8,8 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 use serde_json::{json, Value};
+use strata_bus::config::RecordFormat;
 use strata_core::apps::pii::{PiiKey, PiiPath};
-use strata_core::config::RecordFormat;
 use strata_core::event::{encode_collected_event, BusRecordView};
 use strata_core::EventView;
 

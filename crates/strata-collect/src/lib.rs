@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use strata_bus::Log;
 use strata_core::event::EVENTS_TOPIC;
-use strata_core::Config;
 use tokio::sync::Semaphore;
 
 mod auth;
+pub mod config;
 mod decode;
 mod dedup;
 mod enrich;
@@ -30,6 +30,7 @@ pub use error::{Error, Result};
 pub use routes::health;
 
 use auth::AppRegistry;
+use config::CollectorOptions;
 use dedup::Dedup;
 use enrich::{Geo, UaCache};
 use pii::Pii;
@@ -37,7 +38,7 @@ use validate::Limits;
 
 /// The collector's shared state. Build one with [`Collector::new`], serve [`Collector::router`].
 pub struct Collector {
-    config: Config,
+    config: CollectorOptions,
     limits: Limits,
     apps: AppRegistry,
     geo: Option<Geo>,
@@ -51,8 +52,8 @@ pub struct Collector {
 
 impl Collector {
     /// Opens the app registry, the geo database and the PII key, ensures the `events` topic
-    /// (`bus.partitions`) and warms the dedup set from the topic's tail.
-    pub async fn new(config: &Config, log: Arc<dyn Log>) -> Result<Arc<Collector>> {
+    /// (`partitions`) and warms the dedup set from the topic's tail.
+    pub async fn new(config: &CollectorOptions, log: Arc<dyn Log>) -> Result<Arc<Collector>> {
         let apps = AppRegistry::open(&config.apps_path())?;
         let geo = config
             .collector
@@ -60,12 +61,11 @@ impl Collector {
             .as_deref()
             .map(Geo::open)
             .transpose()?;
-        let pii = Pii::from_config(&config.collector.pii, &config.data.dir)?;
+        let pii = Pii::from_config(&config.collector.pii, &config.data_dir)?;
         if let Some(pii) = &pii {
             tracing::info!(apps = ?pii.app_names(), "collector hashes pii fields before the bus");
         }
-        log.ensure_topic(EVENTS_TOPIC, config.bus.partitions)
-            .await?;
+        log.ensure_topic(EVENTS_TOPIC, config.partitions).await?;
         let c = &config.collector;
         let dedup = Dedup::new(c.dedup_window, c.dedup_capacity);
         let warmed = dedup

@@ -333,7 +333,7 @@ impl Collector {
         let mut record_keys = Vec::with_capacity(built.len());
         let timestamp_ms = server_ts / 1000;
         let mut next_key = keys.iter().zip(seen);
-        let format = self.config.bus.record_format;
+        let format = self.config.record_format;
         for b in built {
             let (key, value) = match b {
                 Ok((mut event, ua)) => {

@@ -17,12 +17,13 @@ use std::sync::Arc;
 
 use common::*;
 use serde_json::json;
+use strata_bus::config::RecordFormat;
 use strata_bus::embedded::EmbeddedOptions;
 use strata_bus::Log;
+use strata_collect::config::CollectorOptions as Config;
 use strata_collect::{sign, Collector};
 use strata_core::apps::pii::{PiiConfig, PiiKey};
-use strata_core::config::RecordFormat;
-use strata_core::{BusRecord, Config, Event};
+use strata_core::{BusRecord, Event};
 
 const KEY_A: &str = "key-a-0123456789abcdef0123456789abcdef";
 const KEY_B: &str = "key-b-0123456789abcdef0123456789abcdef";
@@ -184,7 +185,7 @@ async fn raw_pii_never_reaches_the_bus_in_either_record_format() {
     for format in [RecordFormat::Binary, RecordFormat::Json] {
         let dir = tempfile::tempdir().unwrap();
         let mut config = pii_setup(dir.path(), KEY_A);
-        config.bus.record_format = format;
+        config.record_format = format;
         let log = open_log(&config, EmbeddedOptions::default()).await;
         let server = Server::start(&config, log.clone()).await;
         post_everything(&server).await;
@@ -333,7 +334,7 @@ async fn the_collector_refuses_to_start_with_a_bad_pii_setup() {
 
     // A key inside the data directory.
     let mut inside = good.clone();
-    let key_file = inside.data.dir.join("pii.key");
+    let key_file = inside.data_dir.join("pii.key");
     std::fs::write(&key_file, KEY_A).unwrap();
     inside.collector.pii.key_file = Some(key_file);
     let e = refused(inside).await;

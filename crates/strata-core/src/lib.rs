@@ -1,5 +1,6 @@
-//! Strata's shared model: configuration, the event and dead-letter records that travel on the
-//! bus, the app registry, the clock and the core error type.
+//! Strata's shared model: the `[data]` and `[governance]` config sections, the event and
+//! dead-letter records that travel on the bus, the app registry, the clock and the core error
+//! type. Every other config section lives in the crate that reads it (ADR 0035).
 
 pub mod apps;
 pub mod cdc;
@@ -12,11 +13,9 @@ mod event_codec;
 pub mod fsutil;
 pub mod governance;
 pub mod names;
-pub mod s3;
-pub mod sources;
+pub mod redact;
 pub mod time;
 pub mod tokens;
 
-pub use config::Config;
 pub use error::{Error, Fault, Result};
 pub use event::{BusRecord, BusRecordView, Event, EventView, RecordError, Rejected};

@@ -15,6 +15,7 @@
 //! the client of this API, for `[catalog] kind = "rest"`, is `strata_table::catalog_client`.
 
 mod commit;
+pub mod config;
 mod error;
 mod namespaces;
 mod tables;

@@ -13,15 +13,14 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
 use tower::ServiceExt;
 
-use strata_core::Config as StrataConfig;
 use strata_sql::audit::AuditLog;
+use strata_table::config::LakeOptions;
 use strata_table::Lake;
 
 use crate::{self as rest, NewToken, RestSettings, Scope, Tokens};
 
-fn config(dir: &Path) -> StrataConfig {
-    let mut c = StrataConfig::default();
-    c.data.dir = dir.to_path_buf();
+fn config(dir: &Path) -> LakeOptions {
+    let mut c = LakeOptions::new(dir);
     c.lake.flush_interval = std::time::Duration::from_millis(50);
     c
 }
@@ -58,7 +57,9 @@ fn catalog() -> Catalog {
     tokens.save(&tokens_path).unwrap();
     let settings = RestSettings {
         tokens_path,
-        locations: config.location_policy().unwrap(),
+        locations: crate::config::CatalogServerConfig::default()
+            .location_policy(&config.warehouse_location())
+            .unwrap(),
         governance: Default::default(),
         audit: AuditLog::disabled(),
     };

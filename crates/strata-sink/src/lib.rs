@@ -22,9 +22,9 @@ use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::spec::Struct;
 use iceberg::table::Table;
 use strata_bus::{Log, Offsets, StoredRecord};
-use strata_core::config::LakeConfig;
 use strata_core::event::EVENTS_TOPIC;
 use strata_core::BusRecordView;
+use strata_table::config::LakeConfig;
 use tokio::sync::watch;
 
 use strata_table::batch::{

@@ -31,6 +31,7 @@
 )]
 
 use std::path::{Path, PathBuf};
+use strata_table::config::LakeOptions;
 
 use arrow::array::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -147,8 +148,7 @@ async fn run_file(path: &Path) {
     let name = path.display();
     let text = std::fs::read_to_string(path).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = strata_core::Config::default();
-    config.data.dir = dir.path().to_path_buf();
+    let config = LakeOptions::new(dir.path());
     let lake = Lake::open(&config).await.unwrap();
     let session = SqlSession::new(&lake).await.unwrap();
     for record in parse(&text) {

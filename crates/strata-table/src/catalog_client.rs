@@ -129,7 +129,7 @@ impl RestCatalog {
     /// overrides) goes into every later path. An unreachable or refusing catalog fails here
     /// with the URI and the reason.
     pub async fn connect(
-        config: &strata_core::config::CatalogConfig,
+        config: &crate::config::CatalogConfig,
         file_io: FileIO,
     ) -> iceberg::Result<RestCatalog> {
         let uri = config.uri.trim().trim_end_matches('/').to_string();

@@ -27,6 +27,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{ConnectOptions, Connection};
 
 use crate::catalog_client::RestCatalog;
+use crate::config::{CatalogKind, LakeOptions};
 use crate::error::{Error, Result};
 use crate::retry::Backoff;
 use crate::s3::{S3Storage, S3StorageFactory};
@@ -74,7 +75,7 @@ impl Lake {
     ///
     /// On S3 the bucket is probed first: an unreachable endpoint, a missing bucket or refused
     /// credentials fail here with an error naming the endpoint and bucket.
-    pub async fn open(config: &strata_core::Config) -> Result<Lake> {
+    pub async fn open(config: &LakeOptions) -> Result<Lake> {
         let catalog_path = config.catalog_path();
         if let Some(parent) = catalog_path.parent() {
             if !parent.as_os_str().is_empty() {
@@ -117,7 +118,7 @@ impl Lake {
         let mut backoff = Backoff::new(8);
         loop {
             let opened = match config.catalog.kind {
-                strata_core::config::CatalogKind::Sql => {
+                CatalogKind::Sql => {
                     Self::try_open(
                         &catalog_path,
                         &storage,
@@ -126,16 +127,14 @@ impl Lake {
                     )
                     .await
                 }
-                strata_core::config::CatalogKind::Rest => {
-                    Self::try_open_rest(config, &storage, runtime.clone()).await
-                }
+                CatalogKind::Rest => Self::try_open_rest(config, &storage, runtime.clone()).await,
             };
             match opened {
                 Ok(lake) => return Ok(lake),
                 Err(e) if e.retryable() && backoff.can_retry() => {
                     let catalog = match config.catalog.kind {
-                        strata_core::config::CatalogKind::Sql => catalog_path.display().to_string(),
-                        strata_core::config::CatalogKind::Rest => config.catalog.uri.clone(),
+                        CatalogKind::Sql => catalog_path.display().to_string(),
+                        CatalogKind::Rest => config.catalog.uri.clone(),
                     };
                     tracing::warn!(error = %e, %catalog, "opening lake failed, retrying");
                     backoff.wait().await;
@@ -184,7 +183,7 @@ impl Lake {
     /// missing. The sink's lock goes in the data directory (the warehouse may be another
     /// Strata's); a second sink elsewhere is fenced by the table positions instead.
     async fn try_open_rest(
-        config: &strata_core::Config,
+        config: &LakeOptions,
         storage: &Storage,
         runtime: Arc<RuntimeEnv>,
     ) -> Result<Lake> {
@@ -193,7 +192,7 @@ impl Lake {
             .await
             .map_err(|e| Error::iceberg("opening the REST catalog", e))?;
         let rest = Arc::new(rest);
-        let lock_dir = absolute_dir(&config.data.dir)?;
+        let lock_dir = absolute_dir(&config.data_dir)?;
         let lake = Lake {
             catalog: rest.clone(),
             catalog_name: config.lake.catalog_name.clone(),
@@ -456,7 +455,7 @@ async fn prepare_sqlite(path: &Path) -> Result<()> {
 /// A fair spill pool of `lake.query_memory_limit` (operators that can spill share it evenly;
 /// the error names the largest consumers when a query still does not fit) and spill files under
 /// `lake.spill_dir`.
-fn query_runtime(config: &strata_core::Config) -> Result<Arc<RuntimeEnv>> {
+fn query_runtime(config: &LakeOptions) -> Result<Arc<RuntimeEnv>> {
     let spill = config.spill_dir();
     std::fs::create_dir_all(&spill)
         .map_err(|e| Error::io(format!("creating spill dir {}", spill.display()), e))?;

@@ -22,6 +22,7 @@
 
 pub mod batch;
 pub mod catalog_client;
+pub mod config;
 pub mod dialect;
 pub mod error;
 pub mod lake;

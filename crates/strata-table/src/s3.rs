@@ -11,6 +11,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::s3::S3Settings;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -24,7 +25,6 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjPath;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
 use serde::{Deserialize, Serialize};
-use strata_core::s3::S3Settings;
 use tokio::io::AsyncWriteExt;
 
 /// One object of a listing.
@@ -454,7 +454,7 @@ mod tests {
             session_token: None,
             path_style,
             allow_http: false,
-            part_size: strata_core::s3::MIN_PART_SIZE,
+            part_size: crate::config::s3::MIN_PART_SIZE,
             max_retries: 0,
             retry_timeout: Duration::from_secs(1),
         }

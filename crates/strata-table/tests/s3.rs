@@ -18,27 +18,26 @@ use std::time::Duration;
 use arrow::array::{Array, Int64Array};
 use arrow::record_batch::RecordBatch;
 use s3server::{S3Server, ACCESS_KEY, REGION, SECRET_KEY};
-use strata_core::Config;
 use strata_sql::SqlSession;
+use strata_table::config::LakeOptions;
 use strata_table::table::maintain::{compact, expire_snapshots, remove_orphans, CompactOptions};
 use strata_table::Lake;
 
 const BUCKET: &str = "strata-lake-test";
 
-fn config(dir: &Path, endpoint: &str) -> Config {
-    let mut c = Config::default();
-    c.data.dir = dir.to_path_buf();
+fn config(dir: &Path, endpoint: &str) -> LakeOptions {
+    let mut c = LakeOptions::new(dir);
     c.lake.warehouse = format!("s3://{BUCKET}/wh").into();
     c.lake.s3_endpoint = endpoint.to_string();
     c.lake.s3_region = REGION.to_string();
     c.lake.s3_access_key_id = ACCESS_KEY.to_string();
     c.lake.s3_secret_access_key = SECRET_KEY.to_string();
-    c.lake.s3_path_style = strata_core::s3::PathStyle::Path;
+    c.lake.s3_path_style = strata_table::config::s3::PathStyle::Path;
     // S3's smallest part, so a ~6 MiB Parquet file goes up as a multipart upload.
     c.lake.s3_part_size = 5 * 1024 * 1024;
     c.lake.s3_max_retries = 2;
     c.lake.s3_retry_timeout = Duration::from_secs(10);
-    c.validate().expect("valid S3 config");
+    c.lake.validate().expect("valid S3 config");
     c
 }
 

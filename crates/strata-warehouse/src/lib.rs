@@ -14,6 +14,7 @@ pub mod alert;
 pub mod audit;
 pub mod backfill;
 pub mod checks;
+pub mod config;
 mod error;
 pub mod project;
 mod repeats;

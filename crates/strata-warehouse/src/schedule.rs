@@ -6,11 +6,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::WarehouseConfig;
 use arrow::array::{Array, TimestampMicrosecondArray};
 use chrono::{DateTime, NaiveDate, Utc};
 use iceberg::TableIdent;
 use strata_bus::Log;
-use strata_core::config::WarehouseConfig;
 use strata_core::cron::Cron;
 use strata_sql::SqlSession;
 use strata_table::Lake;

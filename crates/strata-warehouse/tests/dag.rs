@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use strata_table::config::LakeOptions;
 
 use chrono::{NaiveDate, Utc};
 use iceberg::{NamespaceIdent, TableIdent};
@@ -21,20 +22,19 @@ use strata_cdc::merge::{cdc_lag, CdcMerger, CdcTable};
 use strata_core::cdc::{
     CdcRecord, Change, ColumnSchema, ColumnType, Op, SourcePosition, TableSchema, Value,
 };
-use strata_core::config::WarehouseConfig;
 use strata_core::event::{BusRecord, Event, EVENTS_TOPIC};
 use strata_sink::LakeSink;
 use strata_sql::{format_batches, OutputFormat, SqlSession};
 use strata_table::Lake;
 use strata_warehouse::alert::Alerter;
 use strata_warehouse::backfill::backfill;
+use strata_warehouse::config::WarehouseConfig;
 use strata_warehouse::schedule::{scheduled_run, sentinel, CdcInputs, Inputs};
 use strata_warehouse::{run, ModelStatus, Project, RunOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn lake(dir: &Path) -> Lake {
-    let mut config = strata_core::Config::default();
-    config.data.dir = dir.to_path_buf();
+    let config = LakeOptions::new(dir);
     Lake::open(&config).await.unwrap()
 }
 
@@ -560,7 +560,7 @@ async fn sentinel_waits_for_cdc_tables_to_catch_up() {
     .await
     .unwrap();
     let (_stop, drain) = tokio::sync::watch::channel(true);
-    let sink_config = strata_core::config::LakeConfig::default();
+    let sink_config = strata_table::config::LakeConfig::default();
     LakeSink::new(&lake, log.clone(), &sink_config)
         .await
         .unwrap()
@@ -676,8 +676,7 @@ async fn sentinel_waits_for_cdc_tables_to_catch_up() {
 #[tokio::test]
 async fn unique_checks_count_exactly_when_the_hashes_do_not_fit_in_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = strata_core::Config::default();
-    config.data.dir = dir.path().join("data");
+    let mut config = LakeOptions::new(dir.path().join("data"));
     // 1,000,000 hashes need 8 MB; the whole pool is 4 MiB, enough for the GROUP BY to spill.
     config.lake.query_memory_limit = 4 << 20;
     let lake = Lake::open(&config).await.unwrap();

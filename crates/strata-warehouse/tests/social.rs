@@ -12,6 +12,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use strata_table::config::LakeOptions;
 
 use chrono::NaiveDate;
 use strata_sql::{format_batches, OutputFormat, SqlSession};
@@ -179,8 +180,7 @@ async fn seed(lake: &Lake) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reference_warehouse_gives_hand_checked_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = strata_core::Config::default();
-    config.data.dir = dir.path().to_path_buf();
+    let config = LakeOptions::new(dir.path());
     let lake = Lake::open(&config).await.unwrap();
     seed(&lake).await;
     let existing: HashSet<String> = strata_sql::list_tables(lake.catalog().as_ref())

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::Config;
 use anyhow::{Context, Result};
+use strata_bus::config::BusKind;
 use strata_bus::embedded::{EmbeddedLog, EmbeddedOptions};
 use strata_bus::Log;
 use strata_bus_kafka::{KafkaLog, KafkaOptions};
-use strata_core::config::BusKind;
-use strata_core::Config;
 
 /// The embedded bus as `[bus]` configures it.
 pub fn embedded_options(config: &Config) -> EmbeddedOptions {

@@ -476,7 +476,7 @@ pub struct ServeArgs {
     /// What this process runs, comma-separated (overrides server.roles; default all):
     /// collector, sink, cdc, warehouse. Splitting them across processes needs the Kafka bus.
     #[arg(long, value_delimiter = ',')]
-    pub roles: Option<Vec<strata_core::config::Role>>,
+    pub roles: Option<Vec<strata_collect::config::Role>>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -4,6 +4,7 @@
 mod bus;
 mod cli;
 mod cmd;
+mod config;
 
 use clap::Parser;
 

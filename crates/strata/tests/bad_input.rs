@@ -147,3 +147,33 @@ fn signed_apps_require_a_valid_fresh_signature() {
     );
     server.stop();
 }
+
+/// `strata check` reports every problem of a config at once, one line each naming its key:
+/// three sections' own checks and a file the config names that is missing.
+#[test]
+fn check_reports_every_problem_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("strata.toml");
+    std::fs::write(
+        &path,
+        "[bus]\npartitions = 0\n[collector]\ngeoip_db = \"/nonexistent/geo.mmdb\"\n\
+         [lake]\nflush_max_rows = 0\n[warehouse]\nalert_webhook = \"ftp://x\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(strata_bin())
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for line in [
+        "error: 4 problems:",
+        "bus.partitions must be between 1 and 1024",
+        "lake.flush_max_rows must be positive",
+        "warehouse.alert_webhook must be an http:// or https:// URL",
+        "collector.geoip_db: /nonexistent/geo.mmdb does not exist",
+    ] {
+        assert!(err.lines().any(|l| l == line), "{line}: {err}");
+    }
+}

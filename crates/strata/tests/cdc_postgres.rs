@@ -444,11 +444,12 @@ fn pg_replication_connection_authenticates_and_reports_refusals() {
          CREATE ROLE cdc_plain LOGIN REPLICATION PASSWORD 'plainsecret';",
     );
     let connect = |url: &str| {
-        let config = strata_core::config::Config::from_toml(&format!(
-            "[[sources]]\nname = \"pg\"\nkind = \"postgres\"\nurl = \"{url}\"\ntables = [\"t\"]\n"
+        let source: strata_cdc::config::SourceConfig = toml::from_str(&format!(
+            "name = \"pg\"\nkind = \"postgres\"\nurl = \"{url}\"\ntables = [\"t\"]\n"
         ))
         .unwrap();
-        Connect::new(&config.sources[0]).unwrap()
+        source.validate().unwrap();
+        Connect::new(&source).unwrap()
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

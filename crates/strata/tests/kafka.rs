@@ -407,7 +407,15 @@ fn two_collectors_and_one_writer_exactly_once() {
         all.len() as i64
     );
     for e in &collector_envs {
-        let config = strata_core::Config::load(&e.config).expect("config");
+        #[derive(serde::Deserialize)]
+        struct LakeSection {
+            #[serde(default)]
+            lake: strata_table::config::LakeConfig,
+        }
+        let text = std::fs::read_to_string(&e.config).expect("config");
+        let parsed: LakeSection = toml::from_str(&text).expect("config");
+        let mut config = strata_table::config::LakeOptions::new(e.data());
+        config.lake = parsed.lake;
         assert!(
             !config.catalog_path().exists() && !config.warehouse_dir().exists(),
             "a collector-only process opened a lake"

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::config::SourceConfig;
 use datafusion::common::Column;
 use datafusion::logical_expr::{col, lit, Expr};
 use datafusion::prelude::SessionContext;
@@ -26,7 +27,6 @@ use iceberg::spec::{Operation, TableMetadataBuilder, UnboundPartitionSpec};
 use iceberg::{NamespaceIdent, TableCreation, TableIdent};
 use strata_bus::{Log, Offsets};
 use strata_core::cdc::{CdcRecord, Change, Op, TableSchema, Truncate, Value};
-use strata_core::config::SourceConfig;
 use tokio::sync::watch;
 
 use super::schema::{

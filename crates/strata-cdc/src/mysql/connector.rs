@@ -2,9 +2,9 @@
 //! connection per attempt, the binlog end as the start of snapshots and re-snapshots, GTID
 //! positions filled into states saved before they were tracked.
 
+use crate::config::{MysqlSourceConfig, SourceKind};
 use mysql_async::Conn;
 use strata_core::cdc::{Row, TableSchema, Value};
-use strata_core::config::{MysqlSourceConfig, SourceKind};
 
 use super::position::BinlogPos;
 use super::schema::SourceTable;

@@ -3,10 +3,10 @@
 //! starts), GTID positions of states saved before GTIDs were tracked, the `resume` setting,
 //! and the MariaDB session variables or MySQL GTID set that start the stream (ADR 0025).
 
+use crate::config::ResumeMode;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Row as MyRow};
 use strata_core::cdc::SourcePosition;
-use strata_core::config::ResumeMode;
 
 use super::gtid::{Gtid, GtidState, Held, HeldPart, MariadbPos, MysqlSet};
 use super::position::BinlogPos;

@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::config::{redact_url, MysqlSourceConfig, SourceCommon};
 use futures::StreamExt;
 use mysql_async::binlog::events::{EventData, RowsEventData};
 use mysql_async::binlog::row::BinlogRow;
@@ -27,7 +28,6 @@ use mysql_async::binlog::value::BinlogValue;
 use mysql_async::binlog::BinlogChecksumAlg;
 use mysql_async::{Conn, Opts, OptsBuilder};
 use strata_core::cdc::{CdcRecord, Change, Op, Row, SourcePosition, Truncate};
-use strata_core::config::{redact_url, MysqlSourceConfig, SourceCommon};
 use tokio::sync::watch;
 
 use super::decode::{decode, Origin};

@@ -4,7 +4,7 @@
 
 use std::str::FromStr;
 
-use strata_core::config::{redact_url, SourceCommon};
+use crate::config::{redact_url, SourceCommon};
 use tokio_postgres::{Client, NoTls};
 
 use crate::error::{Error, Result};
@@ -145,13 +145,13 @@ pub fn classify_code(
 mod tests {
     use super::*;
 
-    fn config(url: &str) -> strata_core::config::SourceConfig {
-        strata_core::config::Config::from_toml(&format!(
-            "[[sources]]\nname = \"pg\"\nkind = \"postgres\"\nurl = \"{url}\"\ntables = [\"t\"]\n"
+    fn config(url: &str) -> crate::config::SourceConfig {
+        let source: crate::config::SourceConfig = toml::from_str(&format!(
+            "name = \"pg\"\nkind = \"postgres\"\nurl = \"{url}\"\ntables = [\"t\"]\n"
         ))
-        .unwrap()
-        .sources
-        .remove(0)
+        .unwrap();
+        source.validate().unwrap();
+        source
     }
 
     #[test]

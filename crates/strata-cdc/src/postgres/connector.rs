@@ -3,8 +3,8 @@
 //! anything, so every change after its consistent point is streamed after the snapshot), a
 //! missing slot as a lost position, and a new slot after one.
 
+use crate::config::{PostgresSourceConfig, SourceKind};
 use strata_core::cdc::{Row, TableSchema, Value};
-use strata_core::config::{PostgresSourceConfig, SourceKind};
 use tokio_postgres::Client;
 
 use super::config::Connect;

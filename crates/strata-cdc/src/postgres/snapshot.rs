@@ -7,7 +7,7 @@
 use strata_core::cdc::{Row, Value};
 use tokio_postgres::{Client, SimpleQueryMessage, SimpleQueryRow};
 
-use strata_core::config::SourceCommon;
+use crate::config::SourceCommon;
 
 use super::config::Connect;
 use super::decode::{decode, to_text};

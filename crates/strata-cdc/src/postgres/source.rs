@@ -17,8 +17,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::config::PostgresSourceConfig;
 use strata_core::cdc::{CdcRecord, Change, Op, Row, SourcePosition, TableSchema, Truncate};
-use strata_core::config::PostgresSourceConfig;
 use tokio::sync::watch;
 use tokio_postgres::Client;
 

@@ -13,9 +13,10 @@ use base64::Engine;
 use mmdb_writer::{Value, Writer};
 use strata_bus::embedded::{EmbeddedLog, EmbeddedOptions};
 use strata_bus::Log;
+use strata_collect::config::CollectorOptions as Config;
 use strata_collect::Collector;
 use strata_core::apps::{App, Apps};
-use strata_core::{BusRecord, Config};
+use strata_core::BusRecord;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -74,8 +75,7 @@ pub fn setup(dir: &Path) -> Config {
         })
         .unwrap();
     }
-    let mut config = Config::default();
-    config.data.dir = dir.join("data");
+    let mut config = Config::new(dir.join("data"));
     apps.save(&config.apps_path()).unwrap();
     let geo = dir.join("city.mmdb");
     std::fs::write(&geo, geo_db()).unwrap();
@@ -83,12 +83,14 @@ pub fn setup(dir: &Path) -> Config {
     config.server.max_body_bytes = MAX_BODY;
     config.collector.max_event_bytes = 8 * 1024;
     config.server.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
-    config.bus.partitions = 2;
+    config.partitions = 2;
     config
 }
 
 pub async fn open_log(config: &Config, options: EmbeddedOptions) -> Arc<EmbeddedLog> {
-    EmbeddedLog::open(&config.bus_dir(), options).await.unwrap()
+    EmbeddedLog::open(&config.data_dir.join("bus"), options)
+        .await
+        .unwrap()
 }
 
 /// A GeoLite2-City-shaped database knowing 81.2.69.0/24 (Paris, Île-de-France, FR).

@@ -212,31 +212,3 @@ fn a_key_inside_the_data_directory_is_refused_however_it_is_spelled() {
         .to_string();
     assert!(e.contains("inside the data directory"), "{e}");
 }
-
-#[test]
-fn config_toml_shape() {
-    let outside = tempfile::tempdir().unwrap();
-    let file = outside.path().join("pii.key");
-    std::fs::write(&file, KEY).unwrap();
-    let text = format!(
-        "[collector.pii]\nkey_file = {:?}\npaths = [\"traits.email\"]\n\
-         [collector.pii.apps]\nshop = [\"properties.phone_number\"]\n",
-        file.display().to_string()
-    );
-    let c = crate::config::Config::from_toml(&text).unwrap();
-    assert_eq!(c.collector.pii.paths, ["traits.email"]);
-    assert_eq!(c.collector.pii.apps["shop"], ["properties.phone_number"]);
-    let e = crate::config::Config::from_toml(
-        "[collector.pii]\nkey_file = \"/nonexistent/pii.key\"\npaths = [\"traits\"]\n",
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        e.contains("2 problems") && e.contains("cannot be read"),
-        "{e}"
-    );
-    let e = crate::config::Config::from_toml("[collector.pii]\nkeyfile = \"x\"\n")
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("keyfile"), "{e}");
-}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use arrow::array::AsArray;
 use strata_bus::embedded::{EmbeddedLog, EmbeddedOptions};
 use strata_bus::{Log, Offsets, Record};
-use strata_core::config::RecordFormat;
+use strata_core::event::RecordFormat;
 use strata_core::event::EVENTS_TOPIC;
 use tokio::sync::watch;
 
@@ -67,7 +67,7 @@ fn expected(from: usize, to: usize) -> (i64, i64) {
     ((to - from) as i64 - rejected, rejected)
 }
 
-fn sink_config(dir: &std::path::Path, flush_max_rows: usize) -> strata_core::Config {
+fn sink_config(dir: &std::path::Path, flush_max_rows: usize) -> LakeOptions {
     let mut c = config(dir);
     c.lake.flush_max_rows = flush_max_rows;
     c.lake.flush_interval = Duration::from_millis(20);
@@ -77,7 +77,7 @@ fn sink_config(dir: &std::path::Path, flush_max_rows: usize) -> strata_core::Con
 fn start(
     lake: &Lake,
     log: Arc<dyn Log>,
-    c: &strata_core::Config,
+    c: &LakeOptions,
 ) -> (
     watch::Sender<bool>,
     tokio::task::JoinHandle<strata_table::Result<()>>,

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 pub use arrow::array::{Array, Int64Array};
 pub use arrow::record_batch::RecordBatch;
-pub use strata_core::{BusRecord, Config, Event, Rejected};
+pub use strata_core::{BusRecord, Event, Rejected};
+pub use strata_table::config::LakeOptions;
 
 pub use strata_sql::SqlSession;
 pub use strata_table::Lake;
@@ -21,9 +22,8 @@ pub use strata_table::Lake;
 /// 2026-11-22T10:30:00Z in epoch microseconds.
 pub const T0: i64 = 1_795_343_400_000_000;
 
-pub fn config(dir: &Path) -> Config {
-    let mut c = Config::default();
-    c.data.dir = dir.to_path_buf();
+pub fn config(dir: &Path) -> LakeOptions {
+    let mut c = LakeOptions::new(dir);
     c.lake.flush_interval = Duration::from_millis(50);
     c
 }

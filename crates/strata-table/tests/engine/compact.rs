@@ -17,7 +17,7 @@ use iceberg::writer::file_writer::ParquetWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use iceberg::TableIdent;
 use parquet::file::properties::WriterProperties;
-use strata_core::config::LakeConfig;
+use strata_table::config::LakeConfig;
 
 use crate::dml::{create_users, rows, users};
 use crate::*;

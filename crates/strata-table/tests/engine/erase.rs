@@ -14,9 +14,10 @@ use arrow::array::{Array, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use strata_bus::{Log, Record};
-use strata_core::config::{PrivacyConfig, RecordFormat};
+use strata_core::event::RecordFormat;
 use strata_core::event::EVENTS_TOPIC;
 use strata_core::{BusRecord, Event};
+use strata_table::config::PrivacyConfig;
 use tokio::sync::watch;
 
 use crate::memlog::MemLog;

@@ -309,7 +309,7 @@ async fn background_expiry_follows_lake_config_and_table_properties() {
             .snapshots()
             .len()
     };
-    let mut config = strata_core::config::LakeConfig::default();
+    let mut config = strata_table::config::LakeConfig::default();
     // Nothing is old enough under the default hour: no metadata is written.
     let location = lake
         .load_table(&ident)

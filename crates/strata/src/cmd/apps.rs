@@ -36,7 +36,7 @@ pub fn create(
 }
 
 /// Whether an app with write key `key` is registered.
-pub fn has_key(config: &strata_core::Config, key: &str) -> Result<bool> {
+pub fn has_key(config: &crate::config::Config, key: &str) -> Result<bool> {
     Ok(Apps::load(&config.apps_path())?.by_write_key(key).is_some())
 }
 
@@ -71,7 +71,7 @@ pub fn list(config: &Path) -> Result<()> {
 }
 
 /// The `[collector.pii]` paths hashed in `app`'s events, comma-separated; `-` for none.
-fn pii_paths(config: &strata_core::Config, app: &str) -> Result<String> {
+fn pii_paths(config: &crate::config::Config, app: &str) -> Result<String> {
     let paths = config.collector.pii.paths_for(app)?;
     if paths.is_empty() {
         return Ok("-".into());

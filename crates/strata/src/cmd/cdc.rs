@@ -28,7 +28,9 @@ pub async fn status(path: &Path) -> Result<()> {
         println!("no [[sources]] configured");
         return Ok(());
     }
-    let lake = Lake::open(&config).await.context("opening the lake")?;
+    let lake = Lake::open(&config.lake_options())
+        .await
+        .context("opening the lake")?;
     let now = chrono::Utc::now().timestamp_micros();
     for source in &config.sources {
         let status = strata_cdc::status(source, &config.data.dir)?;
@@ -158,7 +160,9 @@ pub async fn verify(
         Some(t) => vec![t.to_string()],
         None => source.tables.clone(),
     };
-    let lake = Lake::open(&config).await.context("opening the lake")?;
+    let lake = Lake::open(&config.lake_options())
+        .await
+        .context("opening the lake")?;
     let deadline = wait.map(|w| Instant::now() + w);
     loop {
         let reports = check_once(&lake, source, &tables).await?;
@@ -181,7 +185,7 @@ pub async fn verify(
 
 pub(crate) async fn check_once(
     lake: &Lake,
-    source: &strata_core::config::SourceConfig,
+    source: &strata_cdc::config::SourceConfig,
     tables: &[String],
 ) -> Result<Vec<Report>> {
     let read = strata_cdc::read_tables(source, tables)

@@ -1,22 +1,33 @@
-//! `strata check`: validate the config offline and show what is in effect.
+//! `strata check`: validate the config offline and show what is in effect. Every problem is
+//! reported at once, one line each: each section's own checks, the checks that span
+//! sections, librdkafka's judgement of `[bus.librdkafka]` and the files the config names.
 
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use super::load_config;
+use crate::config::Config;
 
 pub fn run(path: &Path) -> Result<()> {
-    let config = load_config(path)?;
-    crate::bus::validate(&config)?;
+    let config = Config::load_unchecked(path)?;
+    let mut problems = config.validate_all();
+    if let Err(e) = crate::bus::validate(&config) {
+        problems.push(format!("{e:#}"));
+    }
     if let Some(db) = &config.collector.geoip_db {
         if !db.exists() {
-            bail!("collector.geoip_db: {} does not exist", db.display());
+            problems.push(format!(
+                "collector.geoip_db: {} does not exist",
+                db.display()
+            ));
         }
+    }
+    if let Some(report) = crate::config::report(&problems) {
+        bail!(report);
     }
     let mut shown = config.clone();
     for s in &mut shown.sources {
-        s.url = strata_core::config::redact_url(&s.url);
+        s.url = strata_core::redact::redact_url(&s.url);
     }
     for secret in [
         &mut shown.lake.s3_secret_access_key,

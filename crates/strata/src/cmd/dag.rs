@@ -160,7 +160,7 @@ fn yesterday() -> NaiveDate {
     (Utc::now() - chrono::Duration::days(1)).date_naive()
 }
 
-async fn open(arg: &ProjectArg) -> Result<(strata_core::Config, Lake, Project)> {
+async fn open(arg: &ProjectArg) -> Result<(crate::config::Config, Lake, Project)> {
     let config = load_config(&arg.config.config)?;
     let dir = match &arg.project {
         Some(p) => p.clone(),
@@ -171,7 +171,7 @@ async fn open(arg: &ProjectArg) -> Result<(strata_core::Config, Lake, Project)> 
         }
         None => config.warehouse.project.clone(),
     };
-    let lake = Lake::open(&config).await?;
+    let lake = Lake::open(&config.lake_options()).await?;
     let existing: HashSet<String> = strata_sql::list_tables(lake.catalog().as_ref())
         .await?
         .into_iter()
@@ -246,7 +246,7 @@ fn print_run(r: &DagRun) {
 
 async fn query(config: &std::path::Path, sql: &str) -> Result<()> {
     let config = load_config(config)?;
-    let lake = Lake::open(&config).await?;
+    let lake = Lake::open(&config.lake_options()).await?;
     let session = SqlSession::new(&lake).await?;
     match session.run(sql).await {
         Ok(batches) => {

@@ -9,8 +9,9 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use mysql_async::prelude::Queryable;
+use strata_cdc::config::SourceKind;
 use strata_core::cdc::{ColumnType, Row as CdcRow, TableSchema, Value};
-use strata_core::config::{redact_url, SourceKind};
+use strata_core::redact::redact_url;
 use strata_sim::{Op, Table};
 
 /// The demo's `[[sources]]` name: topics `cdc.app.<table>`.
@@ -339,7 +340,7 @@ pub fn source_toml(kind: SourceKind, url: &str) -> String {
 
 /// Whether strata.toml has the demo's source already (an earlier demo run) — and with which
 /// URL.
-pub fn configured_url(config: &strata_core::Config) -> Option<&str> {
+pub fn configured_url(config: &crate::config::Config) -> Option<&str> {
     config
         .sources
         .iter()
@@ -371,7 +372,7 @@ mod tests {
             "postgres://u:p@127.0.0.1:1/app",
         )
         .unwrap();
-        let c = strata_core::Config::load(&path).unwrap();
+        let c = crate::config::Config::load(&path).unwrap();
         assert_eq!(c.sources.len(), 1);
         assert_eq!(c.sources[0].kind(), SourceKind::Postgres);
         assert_eq!(c.sources[0].tables.len(), 6);

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
+use crate::config::DEFAULT_TOML;
 use anyhow::{bail, Context, Result};
-use strata_core::config::DEFAULT_TOML;
 
 pub fn run(dir: &Path, force: bool) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -15,7 +15,7 @@ pub fn run(dir: &Path, force: bool) -> Result<()> {
         );
     }
     std::fs::write(&path, DEFAULT_TOML).with_context(|| format!("writing {}", path.display()))?;
-    let config = strata_core::Config::load(&path)?;
+    let config = crate::config::Config::load(&path)?;
     std::fs::create_dir_all(&config.data.dir)
         .with_context(|| format!("creating {}", config.data.dir.display()))?;
     println!("wrote {}", path.display());

@@ -106,7 +106,7 @@ pub fn output_format(format: Format) -> strata_sql::OutputFormat {
 /// Records an administrative command in `audit.access_log` (when `governance.audit` is on).
 /// The command has already happened: a failure to record it is a warning, not an error.
 pub async fn audit_admin(
-    config: &strata_core::Config,
+    config: &crate::config::Config,
     action: String,
     object: Option<String>,
     detail: Option<String>,
@@ -119,7 +119,7 @@ pub async fn audit_admin(
     record.object = object;
     record.detail = detail;
     let result = async {
-        let lake = strata_table::Lake::open(config).await?;
+        let lake = strata_table::Lake::open(&config.lake_options()).await?;
         strata_sql::audit::append(&lake, &[record]).await
     }
     .await;
@@ -129,6 +129,6 @@ pub async fn audit_admin(
 }
 
 /// Loads the config with a message that says what to do when it is missing.
-pub fn load_config(path: &std::path::Path) -> Result<strata_core::Config> {
-    Ok(strata_core::Config::load(path)?)
+pub fn load_config(path: &std::path::Path) -> Result<crate::config::Config> {
+    Ok(crate::config::Config::load(path)?)
 }

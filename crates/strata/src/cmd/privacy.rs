@@ -35,7 +35,7 @@ pub trait UserDataStore: Send + Sync {
 
 /// The per-user stores besides the lake that `config` enables. Empty until the online store
 /// exists.
-fn other_stores(_config: &strata_core::Config) -> Vec<Box<dyn UserDataStore>> {
+fn other_stores(_config: &crate::config::Config) -> Vec<Box<dyn UserDataStore>> {
     Vec::new()
 }
 
@@ -47,7 +47,9 @@ pub async fn run(command: PrivacyCommand) -> Result<()> {
 
 async fn forget(args: ForgetArgs) -> Result<()> {
     let config = load_config(&args.config.config)?;
-    let lake = Lake::open(&config).await.context("opening the lake")?;
+    let lake = Lake::open(&config.lake_options())
+        .await
+        .context("opening the lake")?;
     let mut ids = args.users.clone();
     ids.sort();
     ids.dedup();

@@ -19,8 +19,8 @@ use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use strata_bus::Log;
 use strata_cdc::merge::{CdcMerger, CdcTable};
+use strata_collect::config::Role;
 use strata_collect::Collector;
-use strata_core::config::Role;
 use strata_sink::LakeSink;
 use strata_sql::audit::AuditLog;
 use strata_table::table::maintain::auto_compact;
@@ -61,7 +61,7 @@ async fn finished<T>(task: &mut Task<T>) -> std::result::Result<T, tokio::task::
 /// completes, then stops in order. `listening` receives the bound address (for in-process
 /// callers like `strata demo`).
 pub async fn serve_until(
-    config: strata_core::Config,
+    config: crate::config::Config,
     shutdown: impl std::future::Future<Output = ()>,
     listening: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
 ) -> Result<()> {
@@ -73,7 +73,11 @@ pub async fn serve_until(
 
     // Collector-only processes never open the lake: they need no catalog and no storage.
     let lake = if runs(Role::Sink) || runs(Role::Warehouse) {
-        Some(Lake::open(&config).await.context("opening the lake")?)
+        Some(
+            Lake::open(&config.lake_options())
+                .await
+                .context("opening the lake")?,
+        )
     } else {
         None
     };
@@ -215,7 +219,7 @@ pub async fn serve_until(
     };
 
     let router = if runs(Role::Collector) {
-        let collector = Collector::new(&config, log.clone())
+        let collector = Collector::new(&config.collector_options(), log.clone())
             .await
             .context("starting the collector")?;
         collector.router()

@@ -4,8 +4,8 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
+use crate::config::Config;
 use anyhow::Result;
-use strata_core::Config;
 use strata_sql::audit::{AccessRecord, Outcome, Surface};
 use strata_sql::masking::{load_or_create_key, Masking};
 use strata_sql::{format_batches, OutputFormat, SqlSession};
@@ -88,7 +88,7 @@ pub async fn run(args: SqlArgs) -> Result<()> {
             .role(role)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    let lake = Lake::open(&config).await?;
+    let lake = Lake::open(&config.lake_options()).await?;
     let format = output_format(args.format);
     let runner = Runner {
         lake,

@@ -43,9 +43,11 @@ pub async fn run(command: TableCommand) -> Result<()> {
     result
 }
 
-async fn open(config: &std::path::Path) -> Result<(strata_core::Config, Lake)> {
+async fn open(config: &std::path::Path) -> Result<(crate::config::Config, Lake)> {
     let config = load_config(config)?;
-    let lake = Lake::open(&config).await.context("opening the lake")?;
+    let lake = Lake::open(&config.lake_options())
+        .await
+        .context("opening the lake")?;
     Ok((config, lake))
 }
 

@@ -59,7 +59,7 @@ pub async fn create(config: &Path, name: String, request: CreateRequest) -> Resu
     println!("{token}");
     if !config.catalog_server.enabled {
         eprintln!("note: catalog_server.enabled = false in this config: /iceberg is not served");
-    } else if config.catalog.kind == strata_core::config::CatalogKind::Rest {
+    } else if config.catalog.kind == strata_table::config::CatalogKind::Rest {
         eprintln!(
             "note: catalog.kind = \"rest\" in this config: /iceberg is not served (the tables are in {})",
             config.catalog.uri

@@ -34,12 +34,12 @@ mod keys;
 
 use std::collections::{HashMap, HashSet};
 
+use crate::config::PrivacyConfig;
 use arrow::array::RecordBatch;
 use iceberg::spec::{DataContentType, Operation};
 use iceberg::table::Table;
 use iceberg::TableIdent;
 use serde::Serialize;
-use strata_core::config::PrivacyConfig;
 
 use crate::error::{Error, Result};
 use crate::lake::Lake;

@@ -25,10 +25,10 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
+use crate::config::LakeConfig;
 use iceberg::spec::Struct;
 use iceberg::table::Table;
 use iceberg::{Catalog, TableIdent};
-use strata_core::config::LakeConfig;
 use tokio::sync::watch;
 
 use super::compact::{compact, CompactOptions, CompactReport};

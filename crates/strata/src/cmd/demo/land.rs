@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::Config;
 use anyhow::Result;
 use iceberg::{NamespaceIdent, TableIdent};
 use strata_bus::{Log, Record};
 use strata_cdc::merge::{CdcMerger, CdcTable};
 use strata_core::cdc::{CdcRecord, Change as CdcChange, Op as CdcOp, SourcePosition};
-use strata_core::Config;
 use strata_sim::{Op, Table, World};
 use strata_sql::SqlSession;
 use strata_table::Lake;

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use strata_core::config::SourceKind;
+use strata_cdc::config::SourceKind;
 use strata_sim::{drive_with, DriveOptions, DriveStats, World, WorldConfig};
 use strata_table::Lake;
 use strata_warehouse::backfill::backfill;
@@ -137,7 +137,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let counts = if let (Some((kind, url)), Some(db)) = (&real, database.as_mut()) {
         step(&format!(
             "3/4 the business database in {} through the {} connector (snapshot, then {}) into ODS",
-            strata_core::config::redact_url(url),
+            strata_core::redact::redact_url(url),
             match kind {
                 SourceKind::Mysql => "MySQL/MariaDB",
                 SourceKind::Postgres => "PostgreSQL",
@@ -155,13 +155,13 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     } else {
         let _ = stop_tx.send(());
         server.await??;
-        let lake = Lake::open(&config).await?;
+        let lake = Lake::open(&config.lake_options()).await?;
         step(
             "3/4 the business database's changes through the CDC path: bus topics cdc.sim.*, then the ODS merger",
         );
         land_rows(&config, &lake, &world).await?
     };
-    let lake = Lake::open(&config).await?;
+    let lake = Lake::open(&config.lake_options()).await?;
     for (table, n) in &counts {
         println!("    ods.ods_{table:<10} {n:>8} rows");
     }

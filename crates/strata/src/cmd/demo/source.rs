@@ -4,11 +4,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::config::Config;
 use anyhow::{bail, Context, Result};
 use iceberg::{NamespaceIdent, TableIdent};
+use strata_cdc::config::SourceKind;
 use strata_core::cdc::TableSchema;
-use strata_core::config::SourceKind;
-use strata_core::Config;
 use strata_sim::{Table, World};
 use strata_sql::SqlSession;
 use strata_table::Lake;
@@ -28,7 +28,7 @@ pub(super) async fn prepare_database(
     kind: SourceKind,
     url: &str,
 ) -> Result<(Database, Vec<RowChange>)> {
-    let shown = strata_core::config::redact_url(url);
+    let shown = strata_core::redact::redact_url(url);
     let mut db = Database::connect(kind, url).await?;
     match demo_db::configured_url(config) {
         Some(u) if u == url => {
@@ -43,7 +43,7 @@ pub(super) async fn prepare_database(
             "{} has a source named {:?} already (url {}); use another --data-dir",
             config_path.display(),
             demo_db::SOURCE,
-            strata_core::config::redact_url(other)
+            strata_core::redact::redact_url(other)
         ),
         None => {}
     }
@@ -54,7 +54,7 @@ pub(super) async fn prepare_database(
             existing.join(", ")
         );
     }
-    let lake = Lake::open(config).await?;
+    let lake = Lake::open(&config.lake_options()).await?;
     for t in Table::ALL {
         let ident = TableIdent::new(
             NamespaceIdent::new("ods".into()),
@@ -144,7 +144,7 @@ pub(super) async fn land_rows_via_source(
         demo_db::replay(db, &schemas, rest, |n| progress(&bar(n, total, "changes"))).await?;
         eprintln!();
     }
-    let lake = Lake::open(config).await?;
+    let lake = Lake::open(&config.lake_options()).await?;
     let mut expected = Vec::new();
     for t in Table::ALL {
         expected.push((t.name().to_string(), db.count(t.name()).await?));

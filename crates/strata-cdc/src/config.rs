@@ -9,15 +9,16 @@
 //! here against [`SourceCommon::KEYS`] and each kind's `KEYS` (a test keeps the lists equal to
 //! the structs' fields).
 //!
-//! Self-contained on purpose: it moves into `strata-cdc` when each crate owns its config
-//! section (issue #31, phase 2).
+//! Parsed as the `sources` list of `strata.toml` (the root config lives in the `strata`
+//! binary, which also checks that names and targets are unique across sources).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::error::{Error, Result};
+use strata_core::error::{Error, Result};
+pub use strata_core::redact::redact_url;
 
 /// The kind of database a CDC source reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,7 +194,7 @@ impl SourceCommon {
 
     /// The bus topic carrying the changes of `table`.
     pub fn topic(&self, table: &str) -> String {
-        crate::cdc::topic(&self.name, table)
+        strata_core::cdc::topic(&self.name, table)
     }
 
     /// `(namespace, name)` of the ODS table `table` lands in.
@@ -497,28 +498,33 @@ pub fn deserialize_list<'de, D: Deserializer<'de>>(
         .map_err(serde::de::Error::custom)
 }
 
-/// The URL with its password replaced by `***`, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (authority, path) = match rest.split_once('/') {
-        Some((a, p)) => (a, format!("/{p}")),
-        None => (rest, String::new()),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}{path}")
-        }
-        None => url.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+
+    /// The `sources` list of a `strata.toml`, each entry validated.
+    #[derive(Debug)]
+    struct Config {
+        sources: Vec<SourceConfig>,
+    }
+
+    impl Config {
+        fn from_toml(text: &str) -> Result<Config> {
+            #[derive(Deserialize)]
+            struct Root {
+                #[serde(deserialize_with = "deserialize_list")]
+                sources: Vec<SourceConfig>,
+            }
+            let root: Root =
+                toml::from_str(text).map_err(|e| Error::user(format!("invalid config: {e}")))?;
+            for s in &root.sources {
+                s.validate()?;
+            }
+            Ok(Config {
+                sources: root.sources,
+            })
+        }
+    }
 
     const MYSQL: &str = "[[sources]]\nname = \"app\"\nkind = \"mysql\"\nurl = \"mysql://u@h/db\"\ntables = [\"users\"]\n";
     const PG: &str = "[[sources]]\nname = \"pg\"\nkind = \"postgres\"\nurl = \"postgres://u@h/db\"\ntables = [\"users\"]\ntargets = { users = \"ods.pg_users\" }\n";

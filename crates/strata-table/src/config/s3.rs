@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::LakeConfig;
-use crate::error::{Error, Result};
+use super::LakeConfig;
+use strata_core::error::{Error, Result};
 
 /// `lake.s3_path_style`: how requests name the bucket.
 ///
