@@ -192,6 +192,6 @@ impl CollectorOptions {
 
     /// `<data>/apps.json`, the registry of apps and their write keys.
     pub fn apps_path(&self) -> PathBuf {
-        self.data_dir.join("apps.json")
+        strata_core::apps::registry_path(&self.data_dir)
     }
 }

@@ -7,11 +7,17 @@
 
 pub mod pii;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+
+/// `<data>/apps.json`: where the registry of a data directory lives (the collector reads it,
+/// `strata apps` writes it).
+pub fn registry_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("apps.json")
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct App {

@@ -238,7 +238,7 @@ impl Config {
 
     /// `<data>/apps.json`, the registry of apps and their write keys.
     pub fn apps_path(&self) -> PathBuf {
-        self.data.dir.join("apps.json")
+        strata_core::apps::registry_path(&self.data.dir)
     }
 
     /// `<data>/mask.key`, the key of the `hash` column mask (made on first use).
