@@ -1,0 +1,62 @@
+//! What a storage backend provides: a KV namespaced by view, with an atomic read of a view's
+//! metadata together with a batch of its entries. Versioning lives above it (`store.rs`), so
+//! both backends behave the same by construction.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+
+/// A batch of entries: (entity key, encoded entry).
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+#[async_trait]
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// `embedded` or `redis`.
+    fn kind(&self) -> &'static str;
+
+    /// The view's metadata and the entries of `keys` (in their order), read atomically: one
+    /// read transaction on the embedded store, one command (`MGET`) on Redis.
+    async fn read(
+        &self,
+        view: &str,
+        keys: &[Vec<u8>],
+    ) -> Result<(Option<Vec<u8>>, Vec<Option<Vec<u8>>>)>;
+
+    /// Replaces the view's metadata.
+    async fn put_meta(&self, view: &str, meta: Vec<u8>) -> Result<()>;
+
+    /// Writes a batch of entries (one transaction embedded, one pipeline on Redis).
+    async fn put(&self, view: &str, entries: Entries) -> Result<()>;
+
+    /// Up to `limit` entries of the view from `cursor` (`None`: the start); the cursor to
+    /// continue from, `None` when the scan is complete. Entries written during a scan may or
+    /// may not be returned; none that existed throughout is missed.
+    async fn scan(
+        &self,
+        view: &str,
+        cursor: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Result<(Entries, Option<Vec<u8>>)>;
+
+    /// Removes entries outright (erasure); how many existed.
+    async fn delete(&self, view: &str, keys: &[Vec<u8>]) -> Result<u64>;
+
+    /// Removes a view: its metadata and every entry.
+    async fn drop_view(&self, view: &str) -> Result<()>;
+
+    /// The views that have metadata.
+    async fn views(&self) -> Result<Vec<String>>;
+
+    /// Whether the store answers (health checks).
+    async fn ping(&self) -> Result<()>;
+
+    /// Takes the view's sync lock for `owner`, or extends it when `owner` holds it; false when
+    /// another owner holds it. A holder that dies loses it: at once on the embedded store (a
+    /// file lock), after `lease` on Redis.
+    async fn try_lock(&self, view: &str, owner: &str, lease: Duration) -> Result<bool>;
+
+    /// Releases the lock if `owner` holds it.
+    async fn unlock(&self, view: &str, owner: &str) -> Result<()>;
+}

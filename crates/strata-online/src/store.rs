@@ -1,0 +1,479 @@
+//! [`OnlineStore`]: versioned feature rows over a [`Backend`]. Lookups read a view's metadata
+//! and entries in one atomic read and answer what the published version holds; a sync
+//! ([`SyncWriter`]) writes a new version beside it and publishes it with one metadata write.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::backend::{Backend, Entries};
+use crate::config::{OnlineConfig, OnlineKind};
+use crate::entry::{Entry, SlotState};
+use crate::error::{Error, Result};
+use crate::meta::{Column, Pending, Published, SourceSnapshots, ViewMeta, FORMAT};
+use crate::value::{decode_row, encode_row, Value};
+
+/// How long a sync's lock lasts on Redis without a write renewing it.
+const LOCK_LEASE: Duration = Duration::from_secs(600);
+/// A sync records its progress in the metadata every this many rows.
+const PROGRESS_EVERY: u64 = 50_000;
+
+/// What a lookup found for one entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupStatus {
+    Present,
+    /// Not in the published version (never materialized, or removed from the source).
+    NotFound,
+}
+
+/// One entity's row in the published version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lookup {
+    pub status: LookupStatus,
+    /// Event time of the row (µs since the epoch); what TTLs count from.
+    pub event_ts: Option<i64>,
+    /// The row's values by feature name order of `columns`.
+    pub values: Vec<Value>,
+    /// The schema the row was written with.
+    pub columns: Arc<Vec<Column>>,
+}
+
+/// A lookup's answer: the version it read and one [`Lookup`] per key.
+#[derive(Debug, Clone)]
+pub struct ViewRows {
+    /// `None` when the view was never published.
+    pub published: Option<Published>,
+    pub rows: Vec<Lookup>,
+}
+
+/// The versioned online store. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct OnlineStore {
+    backend: Arc<dyn Backend>,
+    /// Parsed metadata by view, with the bytes it was parsed from: a lookup re-parses only
+    /// when a sync changed them.
+    parsed: Arc<Mutex<HashMap<String, (Vec<u8>, Arc<ParsedMeta>)>>>,
+}
+
+#[derive(Debug)]
+struct ParsedMeta {
+    meta: ViewMeta,
+    schemas: HashMap<u32, Arc<Vec<Column>>>,
+}
+
+/// The canonical key of an entity: its key columns' values as text, joined by U+001F.
+pub fn entity_key<S: AsRef<str>>(parts: &[S]) -> Vec<u8> {
+    let mut key = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            key.push(0x1f);
+        }
+        key.extend_from_slice(p.as_ref().as_bytes());
+    }
+    key
+}
+
+impl OnlineStore {
+    pub fn new(backend: Arc<dyn Backend>) -> OnlineStore {
+        OnlineStore {
+            backend,
+            parsed: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Opens the store `config` names (`data_dir` holds the embedded one).
+    pub async fn open(config: &OnlineConfig, data_dir: &Path) -> Result<OnlineStore> {
+        config.validate().map_err(Error::Config)?;
+        let backend: Arc<dyn Backend> = match config.kind {
+            OnlineKind::Embedded => Arc::new(crate::lmdb::LmdbBackend::open(
+                &config.embedded_path(data_dir),
+                config.max_size_gib,
+            )?),
+            OnlineKind::Redis => crate::redis::RedisBackend::connect(config).await?,
+        };
+        Ok(OnlineStore::new(backend))
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.backend.kind()
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        self.backend.ping().await
+    }
+
+    /// The views with metadata in the store.
+    pub async fn views(&self) -> Result<Vec<String>> {
+        self.backend.views().await
+    }
+
+    /// The view's metadata (`None`: never synced).
+    pub async fn meta(&self, view: &str) -> Result<Option<ViewMeta>> {
+        let (meta, _) = self.backend.read(view, &[]).await?;
+        meta.map(|m| parse_meta(&m).map(|p| p.meta)).transpose()
+    }
+
+    /// The rows of `keys` in the view's published version, in one atomic read.
+    pub async fn lookup(&self, view: &str, keys: &[Vec<u8>]) -> Result<ViewRows> {
+        let (meta, entries) = self.backend.read(view, keys).await?;
+        let Some(meta) = meta else {
+            return Ok(ViewRows {
+                published: None,
+                rows: keys.iter().map(|_| not_found()).collect(),
+            });
+        };
+        let parsed = self.parsed(view, meta)?;
+        let published = parsed.meta.published_version();
+        let mut rows = Vec::with_capacity(keys.len());
+        for entry in entries {
+            let Some(bytes) = entry else {
+                rows.push(not_found());
+                continue;
+            };
+            let entry = Entry::decode(&bytes)?;
+            match entry.visible(published).map(|s| &s.state) {
+                Some(SlotState::Row {
+                    schema,
+                    event_ts,
+                    values,
+                }) => {
+                    let columns = parsed.schemas.get(schema).cloned().ok_or_else(|| {
+                        Error::Corrupt(format!("view {view}: a row names unknown schema {schema}"))
+                    })?;
+                    rows.push(Lookup {
+                        status: LookupStatus::Present,
+                        event_ts: Some(*event_ts),
+                        values: decode_row(values)?,
+                        columns,
+                    });
+                }
+                Some(SlotState::Deleted) | None => rows.push(not_found()),
+            }
+        }
+        Ok(ViewRows {
+            published: parsed.meta.published.clone(),
+            rows,
+        })
+    }
+
+    fn parsed(&self, view: &str, bytes: Vec<u8>) -> Result<Arc<ParsedMeta>> {
+        let mut cache = self
+            .parsed
+            .lock()
+            .map_err(|_| Error::Corrupt("metadata cache poisoned".into()))?;
+        if let Some((raw, parsed)) = cache.get(view) {
+            if *raw == bytes {
+                return Ok(parsed.clone());
+            }
+        }
+        let parsed = Arc::new(parse_meta(&bytes)?);
+        cache.insert(view.to_string(), (bytes, parsed.clone()));
+        Ok(parsed)
+    }
+
+    /// Starts a sync of `view` writing rows of `columns`, reading `sources` (the snapshots it
+    /// will reflect). `full`: the sync writes every entity, and entities it does not write are
+    /// removed when it publishes. Fails when another sync of the view holds its lock.
+    pub async fn begin_sync(
+        &self,
+        view: &str,
+        columns: &[Column],
+        sources: SourceSnapshots,
+        full: bool,
+        batch_rows: usize,
+    ) -> Result<SyncWriter> {
+        let owner = format!(
+            "{}-{}",
+            std::process::id(),
+            Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        );
+        if !self.backend.try_lock(view, &owner, LOCK_LEASE).await? {
+            return Err(Error::Invalid(format!(
+                "another sync of view {view} is running (one sync per view at a time)"
+            )));
+        }
+        let mut meta = self.meta(view).await?.unwrap_or_default();
+        let version = meta.next_version.max(meta.published_version() + 1);
+        if let Some(p) = &meta.pending {
+            tracing::warn!(
+                view,
+                killed_version = p.version,
+                version,
+                "an earlier sync did not finish: its rows are written over"
+            );
+        }
+        meta.next_version = version + 1;
+        let schema = meta.schema_id(columns);
+        let mode = if full { "full" } else { "incremental" }.to_string();
+        meta.pending = Some(Pending {
+            version,
+            sources: sources.clone(),
+            mode: mode.clone(),
+            started_at: Utc::now(),
+            written: 0,
+            expected: None,
+        });
+        self.backend.put_meta(view, encode_meta(&meta)?).await?;
+        Ok(SyncWriter {
+            store: self.clone(),
+            view: view.to_string(),
+            owner,
+            meta,
+            version,
+            schema,
+            full,
+            batch_rows: batch_rows.max(1),
+            written: 0,
+            since_progress: 0,
+        })
+    }
+
+    /// Removes the entities `keys` from `view` outright, in every version (erasure).
+    pub async fn forget(&self, view: &str, keys: &[Vec<u8>]) -> Result<u64> {
+        self.backend.delete(view, keys).await
+    }
+
+    /// Removes a view and everything in it.
+    pub async fn drop_view(&self, view: &str) -> Result<()> {
+        self.backend.drop_view(view).await
+    }
+}
+
+fn not_found() -> Lookup {
+    Lookup {
+        status: LookupStatus::NotFound,
+        event_ts: None,
+        values: Vec::new(),
+        columns: Arc::new(Vec::new()),
+    }
+}
+
+fn parse_meta(bytes: &[u8]) -> Result<ParsedMeta> {
+    let meta: ViewMeta =
+        serde_json::from_slice(bytes).map_err(|e| Error::Corrupt(format!("view metadata: {e}")))?;
+    if meta.format > FORMAT {
+        return Err(Error::Corrupt(format!(
+            "view metadata format {} is newer than this Strata reads ({FORMAT})",
+            meta.format
+        )));
+    }
+    let schemas = meta
+        .schemas
+        .iter()
+        .map(|(id, c)| (*id, Arc::new(c.clone())))
+        .collect();
+    Ok(ParsedMeta { meta, schemas })
+}
+
+fn encode_meta(meta: &ViewMeta) -> Result<Vec<u8>> {
+    serde_json::to_vec(meta).map_err(|e| Error::Corrupt(format!("encoding view metadata: {e}")))
+}
+
+/// One row a sync writes: the entity key, its event time (µs) and its values in the sync's
+/// column order; `None` values remove the entity.
+#[derive(Debug, Clone)]
+pub struct SyncRow {
+    pub key: Vec<u8>,
+    pub event_ts: i64,
+    pub values: Option<Vec<Value>>,
+}
+
+/// A sync in progress. Nothing it writes is visible until [`SyncWriter::publish`]; dropped
+/// or killed, it leaves the published version as it was.
+#[derive(Debug)]
+pub struct SyncWriter {
+    store: OnlineStore,
+    view: String,
+    owner: String,
+    meta: ViewMeta,
+    version: u64,
+    schema: u32,
+    full: bool,
+    batch_rows: usize,
+    written: u64,
+    since_progress: u64,
+}
+
+impl SyncWriter {
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    pub fn batch_rows(&self) -> usize {
+        self.batch_rows
+    }
+
+    /// Records how many rows the sync expects (for progress in `features status`).
+    pub async fn expect(&mut self, rows: u64) -> Result<()> {
+        if let Some(p) = &mut self.meta.pending {
+            p.expected = Some(rows);
+        }
+        self.store
+            .backend
+            .put_meta(&self.view, encode_meta(&self.meta)?)
+            .await
+    }
+
+    /// Writes one batch. Where a key comes twice (in the batch, or already written by this
+    /// sync), the row with the later event time wins, so rows may come in any order.
+    pub async fn write(&mut self, rows: Vec<SyncRow>) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        // Later event time wins inside the batch.
+        let mut latest: HashMap<Vec<u8>, SyncRow> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            match latest.get(&row.key) {
+                Some(have) if have.event_ts > row.event_ts => {}
+                _ => {
+                    latest.insert(row.key.clone(), row);
+                }
+            }
+        }
+        let rows: Vec<SyncRow> = latest.into_values().collect();
+        let keys: Vec<Vec<u8>> = rows.iter().map(|r| r.key.clone()).collect();
+        let (_, existing) = self.store.backend.read(&self.view, &keys).await?;
+        let published = self.meta.published_version();
+        let mut out: Entries = Vec::with_capacity(rows.len());
+        for (row, old) in rows.into_iter().zip(existing) {
+            let old = old.map(|b| Entry::decode(&b)).transpose()?;
+            if let Some(old) = &old {
+                // Written by this sync already with a later row: keep that one.
+                if old.current.version == self.version {
+                    if let SlotState::Row { event_ts, .. } = old.current.state {
+                        if event_ts > row.event_ts {
+                            continue;
+                        }
+                    }
+                }
+            }
+            let state = match &row.values {
+                Some(values) => {
+                    let mut encoded = Vec::with_capacity(values.len() * 4);
+                    encode_row(values, &mut encoded);
+                    SlotState::Row {
+                        schema: self.schema,
+                        event_ts: row.event_ts,
+                        values: encoded,
+                    }
+                }
+                None => SlotState::Deleted,
+            };
+            out.push((
+                row.key,
+                Entry::next(old, published, self.version, state).encode(),
+            ));
+        }
+        let n = out.len() as u64;
+        self.store.backend.put(&self.view, out).await?;
+        self.written += n;
+        self.since_progress += n;
+        if self.since_progress >= PROGRESS_EVERY {
+            self.since_progress = 0;
+            if let Some(p) = &mut self.meta.pending {
+                p.written = self.written;
+            }
+            self.store
+                .backend
+                .put_meta(&self.view, encode_meta(&self.meta)?)
+                .await?;
+            // Keeps the Redis lease alive through long syncs.
+            self.store
+                .backend
+                .try_lock(&self.view, &self.owner, LOCK_LEASE)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Makes the version visible: for a full sync, first removes every entity it did not
+    /// write; then one metadata write switches readers over. Returns what was published.
+    pub async fn publish(mut self) -> Result<Published> {
+        let published_before = self.meta.published_version();
+        let mut entities: u64 = 0;
+        let mut cursor: Option<Vec<u8>> = None;
+        // Count the entities of the new version, and (full syncs) remove the ones not written.
+        loop {
+            let (batch, next) = self
+                .store
+                .backend
+                .scan(&self.view, cursor.take(), self.batch_rows)
+                .await?;
+            let mut removals: Entries = Vec::new();
+            for (key, bytes) in batch {
+                let entry = Entry::decode(&bytes)?;
+                if entry.current.version == self.version {
+                    if matches!(entry.current.state, SlotState::Row { .. }) {
+                        entities += 1;
+                    }
+                    continue;
+                }
+                let visible_row = matches!(
+                    entry.visible(published_before).map(|s| &s.state),
+                    Some(SlotState::Row { .. })
+                );
+                if !visible_row {
+                    continue;
+                }
+                if self.full {
+                    removals.push((
+                        key,
+                        Entry::next(
+                            Some(entry),
+                            published_before,
+                            self.version,
+                            SlotState::Deleted,
+                        )
+                        .encode(),
+                    ));
+                } else {
+                    entities += 1;
+                }
+            }
+            if !removals.is_empty() {
+                self.store.backend.put(&self.view, removals).await?;
+            }
+            match next {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        let pending = self.meta.pending.take();
+        let published = Published {
+            version: self.version,
+            schema: self.schema,
+            sources: pending
+                .as_ref()
+                .map(|p| p.sources.clone())
+                .unwrap_or_default(),
+            entities,
+            written: self.written,
+            mode: if self.full { "full" } else { "incremental" }.to_string(),
+            started_at: pending.map_or_else(Utc::now, |p| p.started_at),
+            published_at: Utc::now(),
+        };
+        self.meta.published = Some(published.clone());
+        self.store
+            .backend
+            .put_meta(&self.view, encode_meta(&self.meta)?)
+            .await?;
+        self.store.backend.unlock(&self.view, &self.owner).await?;
+        Ok(published)
+    }
+
+    /// Gives the sync up (its rows stay invisible) and releases the lock.
+    pub async fn abandon(self) -> Result<()> {
+        self.store.backend.unlock(&self.view, &self.owner).await
+    }
+}
