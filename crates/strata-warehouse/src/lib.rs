@@ -5,6 +5,7 @@
 //! - `project.rs`: loading and checking a project; dependencies inferred from the SQL; order
 //! - `checks.rs`: the data-quality checks
 //! - `run.rs`: materializing models and running the DAG (parallel, retries, deadlines)
+//! - `step.rs`: DAG tasks that are not SQL models (feature syncs, training), run in order
 //! - `backfill.rs`: a date range, resumable
 //! - `audit.rs`: `audit.dag_runs`, `audit.model_runs`, `audit.dq_results`
 //! - `schedule.rs`, `alert.rs`: the cron schedule inside `strata serve`, the input sentinel,
@@ -20,7 +21,9 @@ pub mod project;
 mod repeats;
 pub mod run;
 pub mod schedule;
+pub mod step;
 
 pub use error::{Error, Result};
 pub use project::{Materialized, Model, ModelConfig, Project};
 pub use run::{run, DagRun, ModelOutcome, ModelStatus, RunOptions};
+pub use step::{Step, StepError, StepSource};

@@ -185,6 +185,9 @@ pub struct Project {
     pub settings: Settings,
     /// In dependency order: every model after the models it reads.
     pub models: Vec<Model>,
+    /// Tasks that are not SQL models (feature syncs, training), each after the models it
+    /// names ([`Project::attach_steps`]).
+    pub steps: Vec<std::sync::Arc<dyn crate::step::Step>>,
 }
 
 /// Run-date parameters a model may use.
@@ -369,7 +372,47 @@ impl Project {
             root: root.to_path_buf(),
             settings,
             models,
+            steps: Vec::new(),
         })
+    }
+
+    /// Adds steps to the project: each must have a name no model or other step has, and run
+    /// after models the project has. Every problem is reported.
+    pub fn attach_steps(
+        &mut self,
+        steps: Vec<std::sync::Arc<dyn crate::step::Step>>,
+    ) -> Result<()> {
+        let mut problems = Vec::new();
+        let mut names: HashSet<String> = self.models.iter().map(|m| m.name.clone()).collect();
+        names.extend(self.steps.iter().map(|s| s.name().to_string()));
+        for step in &steps {
+            if !names.insert(step.name().to_string()) {
+                problems.push(format!("step {}: the name is taken", step.name()));
+            }
+            for after in step.after() {
+                if self.model(after).is_none() {
+                    problems.push(format!(
+                        "step {} runs after model {after}, which the project does not have",
+                        step.name()
+                    ));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Plan(problems.join("\n")));
+        }
+        self.steps.extend(steps);
+        Ok(())
+    }
+
+    /// The steps that run with a selection of models: those whose models are all selected.
+    pub fn selected_steps(&self, models: &[&Model]) -> Vec<std::sync::Arc<dyn crate::step::Step>> {
+        let chosen: HashSet<&str> = models.iter().map(|m| m.name.as_str()).collect();
+        self.steps
+            .iter()
+            .filter(|s| s.after().iter().all(|a| chosen.contains(a.as_str())))
+            .cloned()
+            .collect()
     }
 
     pub fn model(&self, name: &str) -> Option<&Model> {

@@ -22,6 +22,7 @@ use crate::audit::{self, DagRunRow, DqRow, ModelRunRow};
 use crate::checks::{run_check, CheckResult};
 use crate::error::{Error, Result};
 use crate::project::{Materialized, Model, Project};
+use crate::step::{Step, StepError};
 
 /// How a DAG run is done.
 #[derive(Clone, Debug)]
@@ -112,26 +113,32 @@ pub async fn run(lake: &Lake, project: &Project, opts: &RunOptions) -> Result<Da
         &uuid::Uuid::now_v7().simple().to_string()[..12]
     );
     audit::ensure_tables(lake).await?;
-    let selected = project.select(opts.select.as_deref())?;
-    let names: HashSet<String> = selected.iter().map(|m| m.name.clone()).collect();
+    let selected_models = project.select(opts.select.as_deref())?;
+    let steps = project.selected_steps(&selected_models);
+    let selected: Vec<Node<'_>> = selected_models
+        .iter()
+        .map(|m| Node::Model(m))
+        .chain(steps.iter().map(|s| Node::Step(s.clone())))
+        .collect();
+    let names: HashSet<String> = selected.iter().map(|n| n.name().to_string()).collect();
     let session = Arc::new(SqlSession::new(lake).await?);
     let parallelism = opts
         .parallelism
         .unwrap_or(project.settings.parallelism)
         .max(1);
-    tracing::info!(%run_id, date = %opts.date, models = selected.len(), parallelism, "dag run started");
+    tracing::info!(%run_id, date = %opts.date, models = selected_models.len(), steps = steps.len(), parallelism, "dag run started");
 
     let mut outcomes: HashMap<String, ModelOutcome> = HashMap::new();
     let mut running: JoinSet<(String, ModelOutcome)> = JoinSet::new();
     let mut in_flight: HashSet<String> = HashSet::new();
     let deadline = started + opts.deadline;
     loop {
-        // Skip models whose upstream (within the selection) did not succeed.
+        // Skip nodes whose upstream (within the selection) did not succeed.
         for m in &selected {
-            if outcomes.contains_key(&m.name) || in_flight.contains(&m.name) {
+            if outcomes.contains_key(m.name()) || in_flight.contains(m.name()) {
                 continue;
             }
-            let failed_up = m.upstream.iter().find(|u| {
+            let failed_up = m.upstream().iter().find(|u| {
                 names.contains(*u)
                     && outcomes
                         .get(*u)
@@ -139,8 +146,8 @@ pub async fn run(lake: &Lake, project: &Project, opts: &RunOptions) -> Result<Da
             });
             if let Some(up) = failed_up {
                 outcomes.insert(
-                    m.name.clone(),
-                    skipped(&m.name, format!("upstream model {up} did not succeed")),
+                    m.name().to_string(),
+                    skipped(m.name(), format!("upstream model {up} did not succeed")),
                 );
             }
         }
@@ -149,32 +156,47 @@ pub async fn run(lake: &Lake, project: &Project, opts: &RunOptions) -> Result<Da
             if running.len() >= parallelism {
                 break;
             }
-            if outcomes.contains_key(&m.name) || in_flight.contains(&m.name) {
+            if outcomes.contains_key(m.name()) || in_flight.contains(m.name()) {
                 continue;
             }
             let ready = m
-                .upstream
+                .upstream()
                 .iter()
                 .all(|u| !names.contains(u) || outcomes.contains_key(u));
             if !ready {
                 continue;
             }
-            in_flight.insert(m.name.clone());
-            let model = (*m).clone();
+            in_flight.insert(m.name().to_string());
             let lake = lake.clone();
-            let session = session.clone();
             let opts = opts.clone();
             let run_id = run_id.clone();
-            let retries = model.config.retries.unwrap_or(project.settings.retries);
-            let timeout = model
-                .config
-                .timeout
-                .unwrap_or(project.settings.model_timeout);
-            running.spawn(async move {
-                let outcome =
-                    run_model(&lake, &session, &model, &opts, &run_id, retries, timeout).await;
-                (model.name.clone(), outcome)
-            });
+            match m {
+                Node::Model(model) => {
+                    let model = (*model).clone();
+                    let session = session.clone();
+                    let retries = model.config.retries.unwrap_or(project.settings.retries);
+                    let timeout = model
+                        .config
+                        .timeout
+                        .unwrap_or(project.settings.model_timeout);
+                    running.spawn(async move {
+                        let outcome =
+                            run_model(&lake, &session, &model, &opts, &run_id, retries, timeout)
+                                .await;
+                        (model.name.clone(), outcome)
+                    });
+                }
+                Node::Step(step) => {
+                    let step = step.clone();
+                    let retries = project.settings.retries;
+                    let timeout = project.settings.model_timeout;
+                    running.spawn(async move {
+                        let outcome =
+                            run_step(&lake, step.as_ref(), &opts, &run_id, retries, timeout).await;
+                        (step.name().to_string(), outcome)
+                    });
+                }
+            }
         }
         if running.is_empty() {
             break;
@@ -217,8 +239,8 @@ pub async fn run(lake: &Lake, project: &Project, opts: &RunOptions) -> Result<Da
                 }
                 for m in &selected {
                     outcomes
-                        .entry(m.name.clone())
-                        .or_insert_with(|| skipped(&m.name, "the run's deadline passed".into()));
+                        .entry(m.name().to_string())
+                        .or_insert_with(|| skipped(m.name(), "the run's deadline passed".into()));
                 }
                 break;
             }
@@ -226,7 +248,7 @@ pub async fn run(lake: &Lake, project: &Project, opts: &RunOptions) -> Result<Da
     }
     let models: Vec<ModelOutcome> = selected
         .iter()
-        .filter_map(|m| outcomes.remove(&m.name))
+        .filter_map(|m| outcomes.remove(m.name()))
         .collect();
     let ok = models
         .iter()
@@ -284,6 +306,91 @@ pub async fn run(lake: &Lake, project: &Project, opts: &RunOptions) -> Result<Da
         models,
         elapsed: started.elapsed(),
     })
+}
+
+/// A node of the run: a SQL model or a step.
+enum Node<'a> {
+    Model(&'a Model),
+    Step(Arc<dyn Step>),
+}
+
+impl Node<'_> {
+    fn name(&self) -> &str {
+        match self {
+            Node::Model(m) => &m.name,
+            Node::Step(s) => s.name(),
+        }
+    }
+
+    fn upstream(&self) -> &std::collections::BTreeSet<String> {
+        match self {
+            Node::Model(m) => &m.upstream,
+            Node::Step(s) => s.after(),
+        }
+    }
+}
+
+/// One step with retries (retryable failures only, with the run's backoff) and its audit rows.
+async fn run_step(
+    lake: &Lake,
+    step: &dyn Step,
+    opts: &RunOptions,
+    run_id: &str,
+    retries: u32,
+    timeout: Duration,
+) -> ModelOutcome {
+    let started = Instant::now();
+    let mut attempt = 0;
+    let mut runs = Vec::new();
+    let result = loop {
+        attempt += 1;
+        let begun = Utc::now();
+        let result = match tokio::time::timeout(timeout, step.run(lake, opts.date)).await {
+            Ok(r) => r,
+            Err(_) => Err(StepError {
+                message: format!(
+                    "step deadline ({}) passed",
+                    humantime::format_duration(timeout)
+                ),
+                retryable: true,
+            }),
+        };
+        runs.push(ModelRunRow {
+            run_id: run_id.to_string(),
+            model: step.name().to_string(),
+            run_date: opts.date,
+            attempt: attempt as i32,
+            started_at: begun,
+            ended_at: Utc::now(),
+            status: if result.is_ok() { "success" } else { "failed" }.to_string(),
+            rows_written: *result.as_ref().unwrap_or(&0) as i64,
+            error: result.as_ref().err().map(|e| e.to_string()),
+        });
+        match result {
+            Err(e) if attempt <= retries && e.retryable => {
+                let wait = opts.retry_backoff * 2u32.saturating_pow(attempt - 1);
+                tracing::warn!(step = %step.name(), attempt, error = %e, "step failed, retrying in {wait:?}");
+                tokio::time::sleep(wait).await;
+            }
+            other => break other,
+        }
+    };
+    if let Err(e) = audit::record_model_runs(lake, &runs).await {
+        tracing::error!(step = %step.name(), error = %e, "recording step runs failed");
+    }
+    let (status, rows_written, error) = match result {
+        Ok(rows) => (ModelStatus::Success, rows, None),
+        Err(e) => (ModelStatus::Failed, 0, Some(e.message)),
+    };
+    ModelOutcome {
+        model: step.name().to_string(),
+        status,
+        attempts: attempt,
+        rows_written,
+        elapsed: started.elapsed(),
+        error,
+        checks: Vec::new(),
+    }
 }
 
 fn skipped(name: &str, why: String) -> ModelOutcome {

@@ -20,6 +20,7 @@ use crate::alert::Alerter;
 use crate::error::{Error, Result};
 use crate::project::Project;
 use crate::run::{run, DagRun, ModelStatus, RunOptions};
+use crate::step::StepSource;
 
 /// The CDC-fed ODS tables a run waits on: each must trail its bus topic by at most
 /// `warehouse.sentinel_cdc_max_lag` before the DAG starts.
@@ -35,6 +36,7 @@ pub async fn scheduler(
     lake: Lake,
     config: WarehouseConfig,
     cdc: Option<CdcInputs>,
+    steps: Option<StepSource>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     if config.project.as_os_str().is_empty() || config.schedule.trim().is_empty() {
@@ -64,7 +66,7 @@ pub async fn scheduler(
             return;
         }
         let date = (next - chrono::Duration::days(i64::from(config.lag_days))).date_naive();
-        let run_once = scheduled_run(&lake, &config, cdc.as_ref(), &alerter, date);
+        let run_once = scheduled_run(&lake, &config, cdc.as_ref(), steps.as_ref(), &alerter, date);
         tokio::select! {
             _ = run_once => {}
             _ = shutdown.changed() => return,
@@ -77,6 +79,7 @@ pub async fn scheduled_run(
     lake: &Lake,
     config: &WarehouseConfig,
     cdc: Option<&CdcInputs>,
+    steps: Option<&StepSource>,
     alerter: &Alerter,
     date: NaiveDate,
 ) -> Option<DagRun> {
@@ -99,7 +102,14 @@ pub async fn scheduled_run(
             ))
             .await;
     }
-    let project = match load_project(lake, config).await {
+    let loaded = load_project(lake, config).await.and_then(|mut p| {
+        if let Some(steps) = steps {
+            let steps = steps(&p).map_err(Error::Plan)?;
+            p.attach_steps(steps)?;
+        }
+        Ok(p)
+    });
+    let project = match loaded {
         Ok(p) => p,
         Err(e) => {
             alerter

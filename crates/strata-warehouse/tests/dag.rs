@@ -479,6 +479,7 @@ async fn scheduled_run_alerts_missing_inputs_and_failed_checks_to_the_webhook() 
         &lake,
         &config,
         None,
+        None,
         &Alerter::new(&url),
         date("2026-11-21"),
     )

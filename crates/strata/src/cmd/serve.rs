@@ -141,6 +141,7 @@ pub async fn serve_until(
                                 log: bus.clone(),
                                 tables,
                             }),
+                        None,
                         rx.clone(),
                     )
                 },

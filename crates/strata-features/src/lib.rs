@@ -1,0 +1,13 @@
+//! The feature store: feature views declared beside a project's models
+//! (`models/<project>/features/*.toml`), materialized from the lake into the online store
+//! (`strata-online`), served over a Feast-compatible HTTP API inside `strata serve`.
+//!
+//! - `view.rs`: view files, checking them against the lake;
+//! - `materialize.rs`: syncing a view (incremental from Iceberg snapshots, atomic, bounded memory);
+//! - `step.rs`: the sync as a warehouse DAG step after the view's source model.
+
+pub mod error;
+pub mod view;
+
+pub use error::{Error, Result};
+pub use view::{load_views, FeatureView, ResolvedView};
