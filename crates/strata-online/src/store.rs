@@ -2,7 +2,8 @@
 //! and entries in one atomic read and answer what the published version holds; a sync
 //! ([`SyncWriter`]) writes a new version beside it and publishes it with one metadata write.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -403,46 +404,70 @@ impl SyncWriter {
         let published_before = self.meta.published_version();
         let mut entities: u64 = 0;
         let mut cursor: Option<Vec<u8>> = None;
-        // Count the entities of the new version, and (full syncs) remove the ones not written.
+        // A backend whose scan may return an entry twice (Redis) must not count it twice.
+        let mut counted = self.store.backend.scan_may_repeat().then(Fingerprints::new);
+        // Count the entities of the new version; roll back what killed syncs left; (full
+        // syncs) remove the entities not written.
         loop {
             let (batch, next) = self
                 .store
                 .backend
                 .scan(&self.view, cursor.take(), self.batch_rows)
                 .await?;
-            let mut removals: Entries = Vec::new();
+            let mut rewrites: Entries = Vec::new();
             for (key, bytes) in batch {
                 let entry = Entry::decode(&bytes)?;
-                if entry.current.version == self.version {
-                    if matches!(entry.current.state, SlotState::Row { .. }) {
-                        entities += 1;
-                    }
-                    continue;
-                }
-                let visible_row = matches!(
-                    entry.visible(published_before).map(|s| &s.state),
-                    Some(SlotState::Row { .. })
-                );
-                if !visible_row {
-                    continue;
-                }
-                if self.full {
-                    removals.push((
-                        key,
-                        Entry::next(
-                            Some(entry),
-                            published_before,
-                            self.version,
-                            SlotState::Deleted,
-                        )
-                        .encode(),
-                    ));
+                let present = if entry.current.version == self.version {
+                    matches!(entry.current.state, SlotState::Row { .. })
                 } else {
+                    let before = entry.visible(published_before).cloned();
+                    let visible_row = matches!(
+                        before.as_ref().map(|s| &s.state),
+                        Some(SlotState::Row { .. })
+                    );
+                    // Written by a sync that never published (killed): its row must not
+                    // become visible with this version, whose number is higher.
+                    let killed = entry.current.version > published_before;
+                    if self.full {
+                        if visible_row || killed {
+                            rewrites.push((
+                                key.clone(),
+                                Entry::next(
+                                    Some(entry),
+                                    published_before,
+                                    self.version,
+                                    SlotState::Deleted,
+                                )
+                                .encode(),
+                            ));
+                        }
+                        false
+                    } else {
+                        if killed {
+                            // Back to what the published version sees, for every version.
+                            let rolled_back = match before {
+                                Some(slot) => Entry {
+                                    current: slot,
+                                    previous: None,
+                                },
+                                None => Entry::next(
+                                    Some(entry),
+                                    published_before,
+                                    self.version,
+                                    SlotState::Deleted,
+                                ),
+                            };
+                            rewrites.push((key.clone(), rolled_back.encode()));
+                        }
+                        visible_row
+                    }
+                };
+                if present && counted.as_mut().is_none_or(|seen| seen.insert(&key)) {
                     entities += 1;
                 }
             }
-            if !removals.is_empty() {
-                self.store.backend.put(&self.view, removals).await?;
+            if !rewrites.is_empty() {
+                self.store.backend.put(&self.view, rewrites).await?;
             }
             match next {
                 Some(c) => cursor = Some(c),
@@ -475,5 +500,29 @@ impl SyncWriter {
     /// Gives the sync up (its rows stay invisible) and releases the lock.
     pub async fn abandon(self) -> Result<()> {
         self.store.backend.unlock(&self.view, &self.owner).await
+    }
+}
+
+/// 128-bit fingerprints of the keys a scan returned, to count each entity once when the
+/// backend's scan may repeat an entry: 16 bytes an entity, and two keys would have to agree
+/// on two independent 64-bit hashes to be confused.
+struct Fingerprints {
+    hashers: (RandomState, RandomState),
+    seen: HashSet<u128>,
+}
+
+impl Fingerprints {
+    fn new() -> Fingerprints {
+        Fingerprints {
+            hashers: (RandomState::new(), RandomState::new()),
+            seen: HashSet::new(),
+        }
+    }
+
+    /// False when `key` was seen before.
+    fn insert(&mut self, key: &[u8]) -> bool {
+        let a = self.hashers.0.hash_one(key);
+        let b = self.hashers.1.hash_one(key);
+        self.seen.insert((u128::from(a) << 64) | u128::from(b))
     }
 }
