@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,8 +57,11 @@ pub struct OnlineStore {
     backend: Arc<dyn Backend>,
     /// Parsed metadata by view, with the bytes it was parsed from: a lookup re-parses only
     /// when a sync changed them.
-    parsed: Arc<Mutex<HashMap<String, (Vec<u8>, Arc<ParsedMeta>)>>>,
+    parsed: Arc<Mutex<MetaCache>>,
 }
+
+/// Parsed metadata by view, with the bytes it was parsed from.
+type MetaCache = HashMap<String, (Vec<u8>, Arc<ParsedMeta>)>;
 
 #[derive(Debug)]
 struct ParsedMeta {
@@ -190,10 +194,13 @@ impl OnlineStore {
         full: bool,
         batch_rows: usize,
     ) -> Result<SyncWriter> {
+        // Unique per sync even for two syncs begun in one process at the same instant.
+        static SYNCS: AtomicU64 = AtomicU64::new(0);
         let owner = format!(
-            "{}-{}",
+            "{}-{}-{}",
             std::process::id(),
-            Utc::now().timestamp_nanos_opt().unwrap_or_default()
+            Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+            SYNCS.fetch_add(1, Ordering::Relaxed)
         );
         if !self.backend.try_lock(view, &owner, LOCK_LEASE).await? {
             return Err(Error::Invalid(format!(
