@@ -101,6 +101,12 @@ impl RedisBackend {
                 }
             }
         }
+        if raw.starts_with("rediss://") {
+            // rustls needs a process-wide crypto provider; when no other part of Strata
+            // installed one, ring (already what the HTTP clients use) is. An error only says
+            // one is installed already.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         let client = redis::Client::open(info)
             .map_err(|e| Error::Config(format!("online.url {url}: {}", e)))?;
         // Each attempt and each response is bounded by the timeout; reconnection retries

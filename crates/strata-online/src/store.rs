@@ -7,7 +7,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
@@ -240,6 +240,7 @@ impl OnlineStore {
             batch_rows: batch_rows.max(1),
             written: 0,
             since_progress: 0,
+            renewed: Instant::now(),
         })
     }
 
@@ -307,6 +308,8 @@ pub struct SyncWriter {
     batch_rows: usize,
     written: u64,
     since_progress: u64,
+    /// When the lock was last taken or extended.
+    renewed: Instant,
 }
 
 impl SyncWriter {
@@ -339,6 +342,7 @@ impl SyncWriter {
         if rows.is_empty() {
             return Ok(());
         }
+        self.keep_lock(false).await?;
         // Later event time wins inside the batch.
         let mut latest: HashMap<Vec<u8>, SyncRow> = HashMap::with_capacity(rows.len());
         for row in rows {
@@ -396,18 +400,37 @@ impl SyncWriter {
                 .backend
                 .put_meta(&self.view, encode_meta(&self.meta)?)
                 .await?;
-            // Keeps the Redis lease alive through long syncs.
-            self.store
-                .backend
-                .try_lock(&self.view, &self.owner, LOCK_LEASE)
-                .await?;
         }
+        Ok(())
+    }
+
+    /// Extends the sync's lock (the Redis lease) when a quarter of it has passed; an error
+    /// when the lease ran out and the lock is gone, as another sync may hold it now.
+    async fn keep_lock(&mut self, always: bool) -> Result<()> {
+        if !always && self.renewed.elapsed() < LOCK_LEASE / 4 {
+            return Ok(());
+        }
+        if !self
+            .store
+            .backend
+            .try_lock(&self.view, &self.owner, LOCK_LEASE)
+            .await?
+        {
+            return Err(Error::Invalid(format!(
+                "the sync of view {} lost its lock (its lease ran out): another sync may be \
+                 running; this one stops without publishing",
+                self.view
+            )));
+        }
+        self.renewed = Instant::now();
         Ok(())
     }
 
     /// Makes the version visible: for a full sync, first removes every entity it did not
     /// write; then one metadata write switches readers over. Returns what was published.
     pub async fn publish(mut self) -> Result<Published> {
+        // Only the lock's holder publishes (checked again before the switch).
+        self.keep_lock(true).await?;
         let published_before = self.meta.published_version();
         let mut entities: u64 = 0;
         let mut cursor: Option<Vec<u8>> = None;
@@ -424,6 +447,13 @@ impl SyncWriter {
             let mut rewrites: Entries = Vec::new();
             for (key, bytes) in batch {
                 let entry = Entry::decode(&bytes)?;
+                if entry.current.version > self.version {
+                    return Err(Error::Invalid(format!(
+                        "view {}: a newer sync (version {}) wrote while this one (version {}) \
+                         ran; this one stops without publishing",
+                        self.view, entry.current.version, self.version
+                    )));
+                }
                 let present = if entry.current.version == self.version {
                     matches!(entry.current.state, SlotState::Row { .. })
                 } else {
@@ -496,6 +526,7 @@ impl SyncWriter {
             published_at: Utc::now(),
         };
         self.meta.published = Some(published.clone());
+        self.keep_lock(true).await?;
         self.store
             .backend
             .put_meta(&self.view, encode_meta(&self.meta)?)

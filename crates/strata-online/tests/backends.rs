@@ -924,3 +924,46 @@ async fn publish_counts_each_entity_once_when_a_scan_repeats_keys(h: &Harness) {
     w.write(rows).await.unwrap();
     assert_eq!(w.publish().await.unwrap().entities, 21);
 }
+
+#[tokio::test]
+async fn redis_a_sync_that_lost_its_lock_does_not_publish() {
+    let Some(h) = Harness::redis() else { return };
+    let store = h.open().await;
+    full_sync(&store, "users", vec![row(1, 1, 10)]).await;
+    let mut stale = store
+        .begin_sync("users", &columns(), sources(2), false, 10)
+        .await
+        .unwrap();
+    stale.write(vec![row(1, 2, 20)]).await.unwrap();
+    // Its lease runs out (its process hung); another sync takes the view.
+    let store = h.holder_died(store, "users").await;
+    let mut next = store
+        .begin_sync("users", &columns(), sources(3), false, 10)
+        .await
+        .unwrap();
+    next.write(vec![row(1, 3, 30)]).await.unwrap();
+    let err = stale.publish().await.unwrap_err();
+    assert!(err.to_string().contains("lost its lock"), "{err}");
+    assert_eq!(clicks(&store, "users", &[1]).await, vec![Some(1)]);
+    next.publish().await.unwrap();
+    assert_eq!(clicks(&store, "users", &[1]).await, vec![Some(3)]);
+}
+
+#[tokio::test]
+async fn redis_tls_to_a_plain_server_is_an_error_not_a_hang() {
+    let Some(h) = Harness::redis() else { return };
+    let Kind::Redis(server) = &h.kind else {
+        unreachable!()
+    };
+    let config = OnlineConfig {
+        url: Some(format!("rediss://127.0.0.1:{}", server.port)),
+        ..h.config.clone()
+    };
+    let opened = tokio::time::timeout(
+        Duration::from_secs(10),
+        OnlineStore::open(&config, h.data.path()),
+    )
+    .await
+    .expect("a TLS handshake with a plain server returns");
+    assert!(opened.is_err());
+}
