@@ -45,7 +45,7 @@ export STRATA_TEST_REQUIRE_S3=1
 # --- Disk-full tests mount a small tmpfs (CI runs as root): without the permission they fail ---
 export STRATA_TEST_REQUIRE_MOUNT=1
 
-# --- MariaDB and PostgreSQL 15 (the CDC tests start their own servers from these binaries) ---
+# --- MariaDB, PostgreSQL 15 and Redis (tests start their own servers from these binaries) ---
 apt_pkgs=()
 if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
   apt_pkgs+=(mariadb-server)
@@ -53,6 +53,11 @@ fi
 if [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
   apt_pkgs+=(postgresql)
 fi
+# Redis for the online store's conformance suite (crates/strata-online/tests/backends.rs)
+if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then
+  apt_pkgs+=(redis-server)
+fi
+export STRATA_TEST_REQUIRE_REDIS=1
 if [ "${#apt_pkgs[@]}" -gt 0 ]; then
   log "installing ${apt_pkgs[*]}"
   apt-get update

@@ -32,13 +32,22 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// Up to `limit` entries of the view from `cursor` (`None`: the start); the cursor to
     /// continue from, `None` when the scan is complete. Entries written during a scan may or
-    /// may not be returned; none that existed throughout is missed.
+    /// may not be returned; none that existed throughout is missed. One call returns an entry
+    /// at most once; a later call of the same scan may return it again where
+    /// [`Backend::scan_may_repeat`] says so (a caller that counts must deduplicate). A call may
+    /// return no entries and still a cursor to continue from.
     async fn scan(
         &self,
         view: &str,
         cursor: Option<Vec<u8>>,
         limit: usize,
     ) -> Result<(Entries, Option<Vec<u8>>)>;
+
+    /// Whether a scan may return an entry in more than one call: false on the embedded store
+    /// (key order), true on Redis (`SCAN` repeats keys when Redis shrinks its table).
+    fn scan_may_repeat(&self) -> bool {
+        false
+    }
 
     /// Removes entries outright (erasure); how many existed.
     async fn delete(&self, view: &str, keys: &[Vec<u8>]) -> Result<u64>;

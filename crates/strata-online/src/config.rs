@@ -24,7 +24,8 @@ pub struct OnlineConfig {
     /// `embedded` (default) or `redis`.
     pub kind: OnlineKind,
     /// Redis URL for `kind = "redis"`: `redis://[user:password@]host:port[/db]`
-    /// (`rediss://` for TLS). The password may instead come from `STRATA_ONLINE_PASSWORD`.
+    /// (`rediss://` for TLS). When the URL has no password, it comes from the environment
+    /// variable `STRATA_ONLINE_PASSWORD` if set, so it need not be written in the config.
     pub url: Option<String>,
     /// Prefix of every Redis key, so several deployments can share one Redis.
     pub prefix: String,

@@ -2,10 +2,12 @@
 //! and entries in one atomic read and answer what the published version holds; a sync
 //! ([`SyncWriter`]) writes a new version beside it and publishes it with one metadata write.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
@@ -55,8 +57,11 @@ pub struct OnlineStore {
     backend: Arc<dyn Backend>,
     /// Parsed metadata by view, with the bytes it was parsed from: a lookup re-parses only
     /// when a sync changed them.
-    parsed: Arc<Mutex<HashMap<String, (Vec<u8>, Arc<ParsedMeta>)>>>,
+    parsed: Arc<Mutex<MetaCache>>,
 }
+
+/// Parsed metadata by view, with the bytes it was parsed from.
+type MetaCache = HashMap<String, (Vec<u8>, Arc<ParsedMeta>)>;
 
 #[derive(Debug)]
 struct ParsedMeta {
@@ -189,10 +194,13 @@ impl OnlineStore {
         full: bool,
         batch_rows: usize,
     ) -> Result<SyncWriter> {
+        // Unique per sync even for two syncs begun in one process at the same instant.
+        static SYNCS: AtomicU64 = AtomicU64::new(0);
         let owner = format!(
-            "{}-{}",
+            "{}-{}-{}",
             std::process::id(),
-            Utc::now().timestamp_nanos_opt().unwrap_or_default()
+            Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+            SYNCS.fetch_add(1, Ordering::Relaxed)
         );
         if !self.backend.try_lock(view, &owner, LOCK_LEASE).await? {
             return Err(Error::Invalid(format!(
@@ -232,6 +240,7 @@ impl OnlineStore {
             batch_rows: batch_rows.max(1),
             written: 0,
             since_progress: 0,
+            renewed: Instant::now(),
         })
     }
 
@@ -299,6 +308,8 @@ pub struct SyncWriter {
     batch_rows: usize,
     written: u64,
     since_progress: u64,
+    /// When the lock was last taken or extended.
+    renewed: Instant,
 }
 
 impl SyncWriter {
@@ -331,6 +342,7 @@ impl SyncWriter {
         if rows.is_empty() {
             return Ok(());
         }
+        self.keep_lock(false).await?;
         // Later event time wins inside the batch.
         let mut latest: HashMap<Vec<u8>, SyncRow> = HashMap::with_capacity(rows.len());
         for row in rows {
@@ -388,61 +400,111 @@ impl SyncWriter {
                 .backend
                 .put_meta(&self.view, encode_meta(&self.meta)?)
                 .await?;
-            // Keeps the Redis lease alive through long syncs.
-            self.store
-                .backend
-                .try_lock(&self.view, &self.owner, LOCK_LEASE)
-                .await?;
         }
+        Ok(())
+    }
+
+    /// Extends the sync's lock (the Redis lease) when a quarter of it has passed; an error
+    /// when the lease ran out and the lock is gone, as another sync may hold it now.
+    async fn keep_lock(&mut self, always: bool) -> Result<()> {
+        if !always && self.renewed.elapsed() < LOCK_LEASE / 4 {
+            return Ok(());
+        }
+        if !self
+            .store
+            .backend
+            .try_lock(&self.view, &self.owner, LOCK_LEASE)
+            .await?
+        {
+            return Err(Error::Invalid(format!(
+                "the sync of view {} lost its lock (its lease ran out): another sync may be \
+                 running; this one stops without publishing",
+                self.view
+            )));
+        }
+        self.renewed = Instant::now();
         Ok(())
     }
 
     /// Makes the version visible: for a full sync, first removes every entity it did not
     /// write; then one metadata write switches readers over. Returns what was published.
     pub async fn publish(mut self) -> Result<Published> {
+        // Only the lock's holder publishes (checked again before the switch).
+        self.keep_lock(true).await?;
         let published_before = self.meta.published_version();
         let mut entities: u64 = 0;
         let mut cursor: Option<Vec<u8>> = None;
-        // Count the entities of the new version, and (full syncs) remove the ones not written.
+        // A backend whose scan may return an entry twice (Redis) must not count it twice.
+        let mut counted = self.store.backend.scan_may_repeat().then(Fingerprints::new);
+        // Count the entities of the new version; roll back what killed syncs left; (full
+        // syncs) remove the entities not written.
         loop {
             let (batch, next) = self
                 .store
                 .backend
                 .scan(&self.view, cursor.take(), self.batch_rows)
                 .await?;
-            let mut removals: Entries = Vec::new();
+            let mut rewrites: Entries = Vec::new();
             for (key, bytes) in batch {
                 let entry = Entry::decode(&bytes)?;
-                if entry.current.version == self.version {
-                    if matches!(entry.current.state, SlotState::Row { .. }) {
-                        entities += 1;
-                    }
-                    continue;
+                if entry.current.version > self.version {
+                    return Err(Error::Invalid(format!(
+                        "view {}: a newer sync (version {}) wrote while this one (version {}) \
+                         ran; this one stops without publishing",
+                        self.view, entry.current.version, self.version
+                    )));
                 }
-                let visible_row = matches!(
-                    entry.visible(published_before).map(|s| &s.state),
-                    Some(SlotState::Row { .. })
-                );
-                if !visible_row {
-                    continue;
-                }
-                if self.full {
-                    removals.push((
-                        key,
-                        Entry::next(
-                            Some(entry),
-                            published_before,
-                            self.version,
-                            SlotState::Deleted,
-                        )
-                        .encode(),
-                    ));
+                let present = if entry.current.version == self.version {
+                    matches!(entry.current.state, SlotState::Row { .. })
                 } else {
+                    let before = entry.visible(published_before).cloned();
+                    let visible_row = matches!(
+                        before.as_ref().map(|s| &s.state),
+                        Some(SlotState::Row { .. })
+                    );
+                    // Written by a sync that never published (killed): its row must not
+                    // become visible with this version, whose number is higher.
+                    let killed = entry.current.version > published_before;
+                    if self.full {
+                        if visible_row || killed {
+                            rewrites.push((
+                                key.clone(),
+                                Entry::next(
+                                    Some(entry),
+                                    published_before,
+                                    self.version,
+                                    SlotState::Deleted,
+                                )
+                                .encode(),
+                            ));
+                        }
+                        false
+                    } else {
+                        if killed {
+                            // Back to what the published version sees, for every version.
+                            let rolled_back = match before {
+                                Some(slot) => Entry {
+                                    current: slot,
+                                    previous: None,
+                                },
+                                None => Entry::next(
+                                    Some(entry),
+                                    published_before,
+                                    self.version,
+                                    SlotState::Deleted,
+                                ),
+                            };
+                            rewrites.push((key.clone(), rolled_back.encode()));
+                        }
+                        visible_row
+                    }
+                };
+                if present && counted.as_mut().is_none_or(|seen| seen.insert(&key)) {
                     entities += 1;
                 }
             }
-            if !removals.is_empty() {
-                self.store.backend.put(&self.view, removals).await?;
+            if !rewrites.is_empty() {
+                self.store.backend.put(&self.view, rewrites).await?;
             }
             match next {
                 Some(c) => cursor = Some(c),
@@ -464,6 +526,7 @@ impl SyncWriter {
             published_at: Utc::now(),
         };
         self.meta.published = Some(published.clone());
+        self.keep_lock(true).await?;
         self.store
             .backend
             .put_meta(&self.view, encode_meta(&self.meta)?)
@@ -475,5 +538,29 @@ impl SyncWriter {
     /// Gives the sync up (its rows stay invisible) and releases the lock.
     pub async fn abandon(self) -> Result<()> {
         self.store.backend.unlock(&self.view, &self.owner).await
+    }
+}
+
+/// 128-bit fingerprints of the keys a scan returned, to count each entity once when the
+/// backend's scan may repeat an entry: 16 bytes an entity, and two keys would have to agree
+/// on two independent 64-bit hashes to be confused.
+struct Fingerprints {
+    hashers: (RandomState, RandomState),
+    seen: HashSet<u128>,
+}
+
+impl Fingerprints {
+    fn new() -> Fingerprints {
+        Fingerprints {
+            hashers: (RandomState::new(), RandomState::new()),
+            seen: HashSet::new(),
+        }
+    }
+
+    /// False when `key` was seen before.
+    fn insert(&mut self, key: &[u8]) -> bool {
+        let a = self.hashers.0.hash_one(key);
+        let b = self.hashers.1.hash_one(key);
+        self.seen.insert((u128::from(a) << 64) | u128::from(b))
     }
 }
