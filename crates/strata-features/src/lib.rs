@@ -6,8 +6,13 @@
 //! - `materialize.rs`: syncing a view (incremental from Iceberg snapshots, atomic, bounded memory);
 //! - `step.rs`: the sync as a warehouse DAG step after the view's source model.
 
+mod convert;
 pub mod error;
+pub mod materialize;
+pub mod step;
 pub mod view;
 
 pub use error::{Error, Result};
+pub use step::{sync_steps, SyncStep};
+pub use materialize::{materialize, SyncOptions, SyncReport};
 pub use view::{load_views, FeatureView, ResolvedView};

@@ -23,6 +23,7 @@ use strata_core::config::DataConfig;
 use strata_core::error::{Error, Result};
 use strata_core::governance::GovernanceConfig;
 use strata_core::names::LocationPolicy;
+use strata_online::OnlineConfig;
 use strata_rest::config::CatalogServerConfig;
 use strata_table::config::s3::S3Settings;
 use strata_table::config::{CatalogConfig, LakeConfig, LakeOptions, PrivacyConfig};
@@ -58,6 +59,8 @@ pub struct Config {
     pub governance: GovernanceConfig,
     /// Which columns identify a person, for erasure (`strata privacy forget`).
     pub privacy: PrivacyConfig,
+    /// The online feature store: embedded (LMDB under the data directory) or Redis.
+    pub online: OnlineConfig,
 }
 
 /// Problems as one message: a single problem as it is, several one per line after their count.
@@ -127,6 +130,9 @@ impl Config {
         if !self.warehouse.project.as_os_str().is_empty() && self.warehouse.project.is_relative() {
             self.warehouse.project = base.join(&self.warehouse.project);
         }
+        if let Some(path) = self.online.path.as_mut().filter(|p| p.is_relative()) {
+            *path = base.join(&*path);
+        }
     }
 
     /// Pure checks of values that parse but make no sense: every problem of every section, in
@@ -159,6 +165,11 @@ impl Config {
             section(source.validate().map_err(|e| vec![e.to_string()]));
         }
         section(self.privacy.validate());
+        section(
+            self.online
+                .validate()
+                .map_err(|e| e.lines().map(str::to_string).collect()),
+        );
         problems.extend(self.cross_section_problems());
         problems
     }

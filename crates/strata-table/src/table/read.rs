@@ -138,14 +138,27 @@ pub async fn read_located(
     deleted: Option<&HashSet<i64>>,
     schema: &SchemaRef,
 ) -> Result<Vec<RecordBatch>> {
+    stream_located(table, file, deleted.cloned(), schema)?
+        .try_collect()
+        .await
+}
+
+/// [`read_located`] as a stream of batches: one batch of the file in memory at a time, so a
+/// reader of a large file (a feature sync) holds a bounded amount of it.
+pub fn stream_located(
+    table: &Table,
+    file: &LiveFile,
+    deleted: Option<HashSet<i64>>,
+    schema: &SchemaRef,
+) -> Result<futures::stream::BoxStream<'static, Result<RecordBatch>>> {
     let metadata = table.metadata();
     let current = metadata.current_schema().clone();
     // The columns `schema` asks for (a located schema, possibly projected), by field id. With
     // none asked for (only `_file` / `_pos`), the first column is read to count the rows.
-    let wanted: Vec<&Field> = schema
+    let wanted: Vec<Field> = schema
         .fields()
         .iter()
-        .map(|f| f.as_ref())
+        .map(|f| f.as_ref().clone())
         .filter(|f| f.name() != FILE_COLUMN && f.name() != POS_COLUMN)
         .collect();
     let mut field_ids = Vec::with_capacity(wanted.len().max(1));
@@ -178,53 +191,74 @@ pub async fn read_located(
         .build();
     let reader = table.reader_builder().build();
     let tasks = Box::pin(futures::stream::once(async { Ok(task) }));
+    let path = file.path().to_string();
     let stream = reader
         .read(tasks)
-        .map_err(|e| Error::iceberg(format!("reading {}", file.path()), e))?
+        .map_err(|e| Error::iceberg(format!("reading {path}"), e))?
         .stream();
-    let batches: Vec<RecordBatch> = stream
-        .try_collect()
-        .await
-        .map_err(|e| Error::iceberg(format!("reading {}", file.path()), e))?;
-    let mut out = Vec::with_capacity(batches.len());
+    let schema = schema.clone();
     let mut pos: i64 = 0;
-    for batch in batches {
-        let n = batch.num_rows();
-        let mut columns: Vec<ArrayRef> = if counting_only {
-            Vec::new()
-        } else {
-            batch
-                .columns()
+    let located = stream
+        .map_err(move |e| Error::iceberg("reading a data file", e))
+        .and_then(move |batch| {
+            let n = batch.num_rows();
+            let start = pos;
+            pos += n as i64;
+            let result = locate(
+                batch,
+                &wanted,
+                counting_only,
+                &path,
+                start,
+                deleted.as_ref(),
+                &schema,
+            );
+            futures::future::ready(result)
+        })
+        .try_filter(|b| futures::future::ready(b.num_rows() > 0));
+    Ok(Box::pin(located))
+}
+
+/// One batch of a data file, starting at row `start`, as located rows with deletes applied.
+fn locate(
+    batch: RecordBatch,
+    wanted: &[Field],
+    counting_only: bool,
+    path: &str,
+    start: i64,
+    deleted: Option<&HashSet<i64>>,
+    schema: &SchemaRef,
+) -> Result<RecordBatch> {
+    let n = batch.num_rows();
+    let mut columns: Vec<ArrayRef> = if counting_only {
+        Vec::new()
+    } else {
+        batch
+            .columns()
+            .iter()
+            .zip(wanted.iter())
+            .map(|(c, f)| plain_column(c, f.data_type()))
+            .collect::<Result<_>>()?
+    };
+    columns.push(Arc::new(DictionaryArray::<Int32Type>::new(
+        Int32Array::from(vec![0; n]),
+        Arc::new(StringArray::from(vec![path])),
+    )));
+    let positions = Int64Array::from_iter_values(start..start + n as i64);
+    columns.push(Arc::new(positions.clone()));
+    let located = RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| Error::arrow(format!("reading {path}"), e))?;
+    match deleted {
+        Some(deleted) if !deleted.is_empty() => {
+            let keep: BooleanArray = positions
                 .iter()
-                .zip(wanted.iter())
-                .map(|(c, f)| plain_column(c, f.data_type()))
-                .collect::<Result<_>>()?
-        };
-        columns.push(Arc::new(DictionaryArray::<Int32Type>::new(
-            Int32Array::from(vec![0; n]),
-            Arc::new(StringArray::from(vec![file.path()])),
-        )));
-        let positions = Int64Array::from_iter_values(pos..pos + n as i64);
-        pos += n as i64;
-        columns.push(Arc::new(positions.clone()));
-        let located = RecordBatch::try_new(schema.clone(), columns)
-            .map_err(|e| Error::arrow(format!("reading {}", file.path()), e))?;
-        let located = match deleted {
-            Some(deleted) if !deleted.is_empty() => {
-                let keep: BooleanArray = positions
-                    .iter()
-                    .map(|p| p.map(|p| !deleted.contains(&p)))
-                    .collect();
-                arrow::compute::filter_record_batch(&located, &keep)
-                    .map_err(|e| Error::arrow("applying position deletes", e))?
-            }
-            _ => located,
-        };
-        if located.num_rows() > 0 {
-            out.push(located);
+                .map(|p| p.map(|p| !deleted.contains(&p)))
+                .collect();
+            arrow::compute::filter_record_batch(&located, &keep)
+                .map_err(|e| Error::arrow("applying position deletes", e))
         }
+        _ => Ok(located),
     }
-    Ok(out)
 }
 
 /// The reader returns identity-partition columns as run-end encoded constants; expand them

@@ -1,0 +1,99 @@
+//! A view's sync as a warehouse DAG step: `features.<view>`, after the model that writes the
+//! view's source (the seed's 04:30 sync right after the ADS models). A failed sync is a failed
+//! step: retried when a retry can help (the store was down), recorded, alerted on.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use strata_online::OnlineStore;
+use strata_table::Lake;
+use strata_warehouse::{Project, Step, StepError};
+
+use crate::materialize::{materialize, SyncOptions};
+use crate::view::FeatureView;
+
+#[derive(Debug)]
+pub struct SyncStep {
+    name: String,
+    view: FeatureView,
+    store: OnlineStore,
+    options: SyncOptions,
+    after: BTreeSet<String>,
+}
+
+#[async_trait]
+impl Step for SyncStep {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &str {
+        "feature_sync"
+    }
+
+    fn after(&self) -> &BTreeSet<String> {
+        &self.after
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "sync feature view {} ({}, entity {}) to the online store",
+            self.view.name,
+            self.view.source.describe(),
+            self.view.entity.join(", ")
+        )
+    }
+
+    async fn run(&self, lake: &Lake, _date: NaiveDate) -> Result<u64, StepError> {
+        materialize(lake, &self.store, &self.view, &self.options)
+            .await
+            .map(|r| r.written)
+            .map_err(|e| StepError {
+                message: e.to_string(),
+                retryable: e.retryable(),
+            })
+    }
+}
+
+/// The sync steps of `views` (online ones) in `project`: each after the models that write
+/// the tables it reads (or the models its `after` names).
+pub fn sync_steps(
+    project: &Project,
+    views: &[FeatureView],
+    store: &OnlineStore,
+    options: &SyncOptions,
+) -> Result<Vec<Arc<dyn Step>>, String> {
+    let mut steps: Vec<Arc<dyn Step>> = Vec::new();
+    let mut problems = Vec::new();
+    for view in views.iter().filter(|v| v.online) {
+        let after: BTreeSet<String> = match &view.after {
+            Some(names) => names.iter().cloned().collect(),
+            None => match view.reads() {
+                Ok(reads) => project
+                    .models
+                    .iter()
+                    .filter(|m| reads.contains(&m.table()))
+                    .map(|m| m.name.clone())
+                    .collect(),
+                Err(e) => {
+                    problems.push(e.to_string());
+                    continue;
+                }
+            },
+        };
+        steps.push(Arc::new(SyncStep {
+            name: format!("features.{}", view.name),
+            view: view.clone(),
+            store: store.clone(),
+            options: options.clone(),
+            after,
+        }));
+    }
+    if problems.is_empty() {
+        Ok(steps)
+    } else {
+        Err(problems.join("\n"))
+    }
+}
