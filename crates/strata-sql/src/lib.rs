@@ -14,6 +14,9 @@
 //! `'device.model'`). `key_hash(a, b, …)` is a 64-bit hash of its arguments (equal values hash
 //! equal; distinct ones may collide), for a cheap first pass over duplicate keys.
 //!
+//! `point_in_time(label, label_ts, features, keys, feature_ts[, ttl[, prefix]])` joins a
+//! feature table onto a label table point-in-time correctly (see [`point_in_time`]).
+//!
 //! # Changing the lake
 //!
 //! `CREATE NAMESPACE|SCHEMA`, `DROP NAMESPACE|SCHEMA`, `CREATE [OR REPLACE] TABLE … [PARTITIONED
@@ -99,7 +102,7 @@ mod lake_catalog;
 pub mod masking;
 mod ordering;
 mod overlay;
-mod point_in_time;
+pub mod point_in_time;
 mod rewrite;
 pub mod scan;
 mod share;

@@ -174,7 +174,7 @@ impl Source {
         })
     }
 
-    fn from_sql(&self) -> String {
+    fn relation(&self) -> String {
         match self {
             Source::Table { sql, .. } => sql.clone(),
             Source::Query(q) => format!("({q}) AS __pit_src"),
@@ -266,7 +266,7 @@ fn parse_ttl(text: &str) -> Result<i64> {
         ))
     };
     let words: Vec<&str> = text.split_whitespace().collect();
-    if words.is_empty() || words.len() % 2 != 0 {
+    if words.is_empty() || !words.len().is_multiple_of(2) {
         return Err(bad("expected pairs of a number and a unit"));
     }
     let mut total: i64 = 0;
@@ -517,9 +517,9 @@ fn join_sql(call: &Call, label: &Schema, features: &Schema) -> Result<String> {
         select = select.join(", "),
         label_row = label_row.join(", "),
         row = quote(ROW_COLUMN),
-        label = call.label.from_sql(),
+        label = call.label.relation(),
         feature_select = feature_select.join(", "),
-        features = call.features.from_sql(),
+        features = call.features.relation(),
         on = on.join(" AND "),
         pick = pick.join(", "),
         at = quote(AT_COLUMN),
@@ -608,6 +608,61 @@ impl VisitorMut for PointAt {
     }
 }
 
+/// A table or query a `point_in_time(…)` call reads, for tools that trace what a statement
+/// reads (a warehouse model's upstream tables): the call's name is no table, its tables are
+/// inside string arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallSource {
+    /// A table name as written (`ads.ads_user_features`), to resolve like any table name.
+    Table(ObjectName),
+    /// A query text; the tables it reads are found the same way.
+    Query(String),
+}
+
+/// Whether a relation name is this function's (`FROM point_in_time(…)` is no table).
+pub fn is_point_in_time(name: &ObjectName) -> bool {
+    is_call(name)
+}
+
+/// The label and feature sources of every `point_in_time(…)` call in `query`, in order; a
+/// call whose arguments are not string literals (an error when it runs) reads nothing here.
+pub fn sources_read(query: &datafusion::sql::sqlparser::ast::Query) -> Vec<CallSource> {
+    use datafusion::sql::sqlparser::ast::{Visit, Visitor};
+    struct Sources(Vec<CallSource>);
+    impl Visitor for Sources {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table {
+                name,
+                args: Some(args),
+                ..
+            } = factor
+            {
+                if let (true, Ok(args)) = (is_call(name), literal_args(args)) {
+                    for text in [args.first(), args.get(2)].into_iter().flatten() {
+                        match Source::parse("table", text) {
+                            Ok(Source::Query(q)) => self.0.push(CallSource::Query(q)),
+                            Ok(Source::Table { .. }) => {
+                                if let Ok(name) = Parser::new(&TimeTravelDialect)
+                                    .try_with_sql(text.trim())
+                                    .and_then(|mut p| p.parse_object_name(false))
+                                {
+                                    self.0.push(CallSource::Table(name));
+                                }
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut sources = Sources(Vec::new());
+    let _ = query.visit(&mut sources);
+    sources.0
+}
+
 type PlanFuture<'a> = Pin<Box<dyn Future<Output = Result<LogicalPlan>> + Send + 'a>>;
 
 impl SqlSession {
@@ -670,7 +725,7 @@ impl SqlSession {
             }
         }
         let plan = self
-            .plan_sql(&format!("SELECT * FROM {}", source.from_sql()), registered)
+            .plan_sql(&format!("SELECT * FROM {}", source.relation()), registered)
             .await
             .map_err(|e| {
                 Error::Invalid(format!(

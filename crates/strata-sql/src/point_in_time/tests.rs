@@ -108,3 +108,46 @@ fn clashing_feature_names_take_the_table_name() {
     let e = join_sql(&call, &label, &text_time).unwrap_err().to_string();
     assert!(e.contains("must be a TIMESTAMP or a DATE"), "{e}");
 }
+
+#[test]
+fn sources_read_finds_the_tables_inside_the_arguments() {
+    let sql = "SELECT * FROM point_in_time('ads.s', 'ts', 'SELECT * FROM ads.uf WHERE dt > DATE ''2026-01-01''', 'k', 'dt') AS p \
+               JOIN other.t ON true";
+    let statement = DFParser::parse_sql_with_dialect(sql, &TimeTravelDialect)
+        .unwrap()
+        .pop_front()
+        .unwrap();
+    let DFStatement::Statement(s) = statement else {
+        panic!("not a statement")
+    };
+    let datafusion::sql::sqlparser::ast::Statement::Query(q) = *s else {
+        panic!("not a query")
+    };
+    let found = sources_read(&q);
+    assert_eq!(
+        found,
+        vec![
+            CallSource::Table(ObjectName::from(vec![
+                datafusion::sql::sqlparser::ast::Ident::new("ads"),
+                datafusion::sql::sqlparser::ast::Ident::new("s")
+            ])),
+            CallSource::Query("SELECT * FROM ads.uf WHERE dt > DATE '2026-01-01'".to_string()),
+        ]
+    );
+    assert!(is_point_in_time(&ObjectName::from(vec![
+        datafusion::sql::sqlparser::ast::Ident::new("POINT_IN_TIME")
+    ])));
+}
+
+#[test]
+fn the_function_refuses_calls_it_did_not_prepare() {
+    let f = PointInTime::default();
+    let e = f
+        .call(&[Expr::Literal(
+            ScalarValue::Utf8(Some("ads.labels".to_string())),
+            None,
+        )])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("prepared by Strata's SQL session"), "{e}");
+}
