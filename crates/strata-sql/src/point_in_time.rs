@@ -28,8 +28,9 @@
 //! - No matching row: the feature columns are NULL.
 //! - Output: every label column as it is, then the feature table's columns except its key
 //!   and time columns, named `<prefix><column>` (a name already taken becomes
-//!   `<feature table>__<column>`), then `<prefix>feature_ts` (without a prefix:
-//!   `__feature_ts`), the availability time of the row used (NULL when none), a TIMESTAMP.
+//!   `<feature table>__<column>`, `features__<column>` for a query text), then
+//!   `<prefix>feature_ts` (without a prefix: `__feature_ts`, renamed the same way when taken),
+//!   the availability time of the row used (NULL when none), a TIMESTAMP.
 //! - Several feature rows with one key and one availability time (a duplicate in the feature
 //!   table): one of them is used, which one is not defined.
 //!
@@ -447,8 +448,8 @@ fn join_sql(call: &Call, label: &Schema, features: &Schema) -> Result<String> {
 
     // Output names: the label's columns, then the features', then the availability time.
     let mut taken: BTreeSet<String> = label.fields().iter().map(|f| f.name().clone()).collect();
-    let mut name_for = |column: &str| -> Result<String> {
-        let wanted = format!("{}{column}", call.prefix);
+    // `wanted`, else `<feature table>__<column>`.
+    let mut name_for = |wanted: String, column: &str| -> Result<String> {
         let name = if taken.contains(&wanted) {
             format!("{}__{column}", call.features.short())
         } else {
@@ -474,12 +475,13 @@ fn join_sql(call: &Call, label: &Schema, features: &Schema) -> Result<String> {
         .map(|f| format!("l.{}", quote(f.name())))
         .collect();
     for c in &feature_columns {
-        select.push(format!("f.{} AS {}", quote(c), quote(&name_for(c)?)));
+        let name = name_for(format!("{}{c}", call.prefix), c)?;
+        select.push(format!("f.{} AS {}", quote(c), quote(&name)));
     }
     let ts_name = if call.prefix.is_empty() {
-        name_for("__feature_ts")?
+        name_for("__feature_ts".to_string(), "feature_ts")?
     } else {
-        name_for("feature_ts")?
+        name_for(format!("{}feature_ts", call.prefix), "feature_ts")?
     };
     select.push(format!("f.{} AS {}", quote(AT_COLUMN), quote(&ts_name)));
 
