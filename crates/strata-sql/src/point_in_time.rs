@@ -396,11 +396,15 @@ fn no_duplicates(schema: &Schema, source: &Source) -> Result<()> {
 fn join_sql(call: &Call, label: &Schema, features: &Schema) -> Result<String> {
     no_duplicates(label, &call.label)?;
     no_duplicates(features, &call.features)?;
-    for reserved in [ROW_COLUMN, AT_COLUMN] {
-        if label.fields().iter().any(|f| f.name() == reserved) {
+    for (schema, source, reserved) in [
+        (label, &call.label, ROW_COLUMN),
+        (label, &call.label, AT_COLUMN),
+        (features, &call.features, AT_COLUMN),
+    ] {
+        if schema.fields().iter().any(|f| f.name() == reserved) {
             return Err(Error::Invalid(format!(
-                "{NAME}: the label table has a column named {reserved}, a name {NAME} uses \
-                 itself; rename it"
+                "{NAME}: {} has a column named {reserved}, a name {NAME} uses itself; rename it",
+                source.describe()
             )));
         }
     }
