@@ -14,6 +14,9 @@
 //! `'device.model'`). `key_hash(a, b, …)` is a 64-bit hash of its arguments (equal values hash
 //! equal; distinct ones may collide), for a cheap first pass over duplicate keys.
 //!
+//! `point_in_time(label, label_ts, features, keys, feature_ts[, ttl[, prefix]])` joins a
+//! feature table onto a label table point-in-time correctly (see [`point_in_time`]).
+//!
 //! # Changing the lake
 //!
 //! `CREATE NAMESPACE|SCHEMA`, `DROP NAMESPACE|SCHEMA`, `CREATE [OR REPLACE] TABLE … [PARTITIONED
@@ -99,6 +102,7 @@ mod lake_catalog;
 pub mod masking;
 mod ordering;
 mod overlay;
+pub mod point_in_time;
 mod rewrite;
 pub mod scan;
 mod share;
@@ -153,6 +157,8 @@ pub struct SqlSession {
     counter: AtomicU64,
     /// Set for a session run as a role: tables read through its masks, queries only.
     masking: Option<Arc<masking::Masking>>,
+    /// The `point_in_time(…)` table function and the views prepared for it.
+    point_in_time: Arc<point_in_time::PointInTime>,
 }
 
 impl SqlSession {
@@ -188,6 +194,8 @@ impl SqlSession {
         let ctx = SessionContext::new_with_state(state);
         json::register(&ctx);
         key_hash::register(&ctx);
+        let point_in_time = Arc::new(point_in_time::PointInTime::default());
+        ctx.register_udtf(point_in_time::NAME, point_in_time.clone());
         let overlay = Arc::new(OverlayCatalog::new(
             lake_provider(&catalog, masking.clone()).await?,
         ));
@@ -207,6 +215,7 @@ impl SqlSession {
             tt_schema,
             counter: AtomicU64::new(0),
             masking,
+            point_in_time,
         })
     }
 
@@ -344,6 +353,10 @@ impl SqlSession {
         mut statement: DFStatement,
         registered: &mut Vec<String>,
     ) -> Result<datafusion::dataframe::DataFrame> {
+        // `point_in_time(…)` calls get their views first (held until this statement is planned).
+        let _point_in_time = self
+            .prepare_point_in_time(&mut statement, registered)
+            .await?;
         // Pass 1: collect versioned table references, in visiting order.
         let mut collect = Collect::default();
         visit_statement(&mut statement, &mut collect);

@@ -129,7 +129,7 @@ fn rewrite(tokens: Vec<Token>) -> Result<Prepared> {
             partitioned_by = Some(
                 tokens[open + 1..close]
                     .iter()
-                    .map(|t| t.to_string())
+                    .map(render)
                     .collect::<String>(),
             );
             skip_until = close + 1;
@@ -160,9 +160,24 @@ fn rewrite(tokens: Vec<Token>) -> Result<Prepared> {
         out.push(t.clone());
     }
     Ok(Prepared {
-        sql: out.iter().map(|t| t.to_string()).collect(),
+        sql: out.iter().map(render).collect(),
         partitioned_by,
     })
+}
+
+/// A token as SQL text. The tokenizer's own rendering writes a literal or quoted identifier's
+/// value between quotes as it is, so `'it''s'` would come back as `'it's'`: quotes inside are
+/// doubled again here.
+fn render(token: &Token) -> String {
+    match token {
+        Token::SingleQuotedString(s) => format!("'{}'", s.replace('\'', "''")),
+        Token::DoubleQuotedString(s) => format!("\"{}\"", s.replace('"', "\"\"")),
+        Token::Word(w) => match w.quote_style {
+            Some(q @ ('"' | '`')) => format!("{q}{}{q}", w.value.replace(q, &format!("{q}{q}"))),
+            _ => token.to_string(),
+        },
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -198,5 +213,8 @@ mod tests {
         // Not touched inside literals or outside CREATE TABLE.
         let q = prepare("SELECT 'PARTITIONED BY (x)', 'INSERT *'").unwrap();
         assert_eq!(q[0].sql, "SELECT 'PARTITIONED BY (x)', 'INSERT *'");
+        // Quotes inside literals and quoted names survive.
+        let q = prepare(r#"SELECT 'it''s' AS "a""b" FROM t"#).unwrap();
+        assert_eq!(q[0].sql, r#"SELECT 'it''s' AS "a""b" FROM t"#);
     }
 }
