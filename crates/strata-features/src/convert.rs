@@ -67,11 +67,19 @@ fn list_value(array: &ArrayRef, row: usize, ty: FeatureType) -> Result<Value> {
     Ok(match ty {
         FeatureType::Int64List => {
             let a = cast(&items, &DataType::Int64)?;
-            Value::Int64List(a.as_primitive::<arrow::datatypes::Int64Type>().iter().collect())
+            Value::Int64List(
+                a.as_primitive::<arrow::datatypes::Int64Type>()
+                    .iter()
+                    .collect(),
+            )
         }
         FeatureType::Float64List => {
             let a = cast(&items, &DataType::Float64)?;
-            Value::Float64List(a.as_primitive::<arrow::datatypes::Float64Type>().iter().collect())
+            Value::Float64List(
+                a.as_primitive::<arrow::datatypes::Float64Type>()
+                    .iter()
+                    .collect(),
+            )
         }
         FeatureType::StringList => {
             let a = cast(&items, &DataType::Utf8)?;
@@ -87,14 +95,23 @@ fn list_value(array: &ArrayRef, row: usize, ty: FeatureType) -> Result<Value> {
             let a: &Float32Array = a.as_primitive::<arrow::datatypes::Float32Type>();
             Value::Vector(a.iter().map(|x| x.unwrap_or(f32::NAN)).collect())
         }
-        other => return Err(Error::Plan(format!("{} is not a list type", other.as_str()))),
+        other => {
+            return Err(Error::Plan(format!(
+                "{} is not a list type",
+                other.as_str()
+            )))
+        }
     })
 }
 
 fn value(col: &Col, row: usize) -> Result<Value> {
     Ok(match col {
-        Col::Bool(a) => (!a.is_null(row)).then(|| Value::Bool(a.value(row))).unwrap_or(Value::Null),
-        Col::Int(a) => (!a.is_null(row)).then(|| Value::Int64(a.value(row))).unwrap_or(Value::Null),
+        Col::Bool(a) => (!a.is_null(row))
+            .then(|| Value::Bool(a.value(row)))
+            .unwrap_or(Value::Null),
+        Col::Int(a) => (!a.is_null(row))
+            .then(|| Value::Int64(a.value(row)))
+            .unwrap_or(Value::Null),
         Col::Float(a) => (!a.is_null(row))
             .then(|| Value::Float64(a.value(row)))
             .unwrap_or(Value::Null),
@@ -104,7 +121,9 @@ fn value(col: &Col, row: usize) -> Result<Value> {
         Col::Timestamp(a) => (!a.is_null(row))
             .then(|| Value::Timestamp(a.value(row)))
             .unwrap_or(Value::Null),
-        Col::Date(a) => (!a.is_null(row)).then(|| Value::Date(a.value(row))).unwrap_or(Value::Null),
+        Col::Date(a) => (!a.is_null(row))
+            .then(|| Value::Date(a.value(row)))
+            .unwrap_or(Value::Null),
         Col::List(a, ty) if a.is_null(row) => {
             let _ = ty;
             Value::Null

@@ -13,6 +13,6 @@ pub mod step;
 pub mod view;
 
 pub use error::{Error, Result};
-pub use step::{sync_steps, SyncStep};
 pub use materialize::{materialize, SyncOptions, SyncReport};
+pub use step::{sync_steps, StoreRef, SyncStep};
 pub use view::{load_views, FeatureView, ResolvedView};

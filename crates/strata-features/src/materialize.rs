@@ -202,10 +202,22 @@ pub async fn materialize(
                 .and_then(|p| p.sources.get(&name).copied());
             let added = base.and_then(|b| appended_since(&loaded, b));
             let mut writer = store
-                .begin_sync(&view.name, &columns, sources, added.is_none(), options.batch_rows)
+                .begin_sync(
+                    &view.name,
+                    &columns,
+                    sources,
+                    added.is_none(),
+                    options.batch_rows,
+                )
                 .await?;
-            report.mode = if added.is_some() { "incremental" } else { "full" }.to_string();
-            let run = sync_table(&loaded, &resolved, added.as_ref(), &mut writer, &mut report).await;
+            report.mode = if added.is_some() {
+                "incremental"
+            } else {
+                "full"
+            }
+            .to_string();
+            let run =
+                sync_table(&loaded, &resolved, added.as_ref(), &mut writer, &mut report).await;
             finish(writer, run, &mut report).await?;
         }
         Source::Query(sql) => {
@@ -311,9 +323,7 @@ async fn sync_table(
     let fields: Vec<Field> = located
         .fields()
         .iter()
-        .filter(|f| {
-            wanted.contains(f.name()) || f.name() == FILE_COLUMN || f.name() == POS_COLUMN
-        })
+        .filter(|f| wanted.contains(f.name()) || f.name() == FILE_COLUMN || f.name() == POS_COLUMN)
         .map(|f| f.as_ref().clone())
         .collect();
     let schema: SchemaRef = Arc::new(Schema::new(fields));
@@ -371,4 +381,63 @@ async fn sync_query(
         batcher.push(converted.rows).await?;
     }
     batcher.flush().await
+}
+
+/// Checks every view against the lake before anything runs: sources exist, columns exist and
+/// can be served. A source a project model will write (`produced`) but that is not built yet
+/// is not an error; it is returned as a note. Every problem is returned.
+pub async fn check_views(
+    lake: &Lake,
+    views: &[FeatureView],
+    produced: &HashSet<String>,
+) -> (Vec<String>, Vec<String>) {
+    let mut problems = Vec::new();
+    let mut notes = Vec::new();
+    for view in views {
+        let reads = match view.reads() {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(e.to_string());
+                continue;
+            }
+        };
+        let mut unbuilt = Vec::new();
+        for table in &reads {
+            let Some((ns, t)) = table.split_once('.') else {
+                continue;
+            };
+            let exists = match TableIdent::from_strs([ns, t]) {
+                Ok(ident) => lake.load_table(&ident).await.is_ok(),
+                Err(_) => false,
+            };
+            if !exists {
+                if produced.contains(table) {
+                    unbuilt.push(table.clone());
+                } else {
+                    problems.push(format!(
+                        "feature view {} ({}): source table {table} does not exist and no model writes it",
+                        view.name, view.file
+                    ));
+                }
+            }
+        }
+        if !unbuilt.is_empty() {
+            notes.push(format!(
+                "feature view {}: columns checked once {} is built",
+                view.name,
+                unbuilt.join(", ")
+            ));
+            continue;
+        }
+        if problems
+            .iter()
+            .any(|p| p.contains(&format!("feature view {} (", view.name)))
+        {
+            continue;
+        }
+        if let Err(e) = resolve(lake, view).await {
+            problems.push(e.to_string());
+        }
+    }
+    (problems, notes)
 }

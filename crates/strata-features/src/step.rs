@@ -7,18 +7,40 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
-use strata_online::OnlineStore;
+use std::path::PathBuf;
+
+use strata_online::{OnlineConfig, OnlineStore};
 use strata_table::Lake;
 use strata_warehouse::{Project, Step, StepError};
 
 use crate::materialize::{materialize, SyncOptions};
 use crate::view::FeatureView;
 
+/// The store a step writes to: open already (inside `strata serve`), or opened when the step
+/// runs (so `strata dag plan` needs no reachable Redis).
+#[derive(Debug, Clone)]
+pub enum StoreRef {
+    Open(OnlineStore),
+    Config {
+        config: OnlineConfig,
+        data_dir: PathBuf,
+    },
+}
+
+impl StoreRef {
+    pub async fn get(&self) -> crate::Result<OnlineStore> {
+        match self {
+            StoreRef::Open(store) => Ok(store.clone()),
+            StoreRef::Config { config, data_dir } => Ok(OnlineStore::open(config, data_dir).await?),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct SyncStep {
     name: String,
     view: FeatureView,
-    store: OnlineStore,
+    store: StoreRef,
     options: SyncOptions,
     after: BTreeSet<String>,
 }
@@ -47,13 +69,15 @@ impl Step for SyncStep {
     }
 
     async fn run(&self, lake: &Lake, _date: NaiveDate) -> Result<u64, StepError> {
-        materialize(lake, &self.store, &self.view, &self.options)
+        let failed = |e: crate::Error| StepError {
+            message: e.to_string(),
+            retryable: e.retryable(),
+        };
+        let store = self.store.get().await.map_err(failed)?;
+        materialize(lake, &store, &self.view, &self.options)
             .await
             .map(|r| r.written)
-            .map_err(|e| StepError {
-                message: e.to_string(),
-                retryable: e.retryable(),
-            })
+            .map_err(failed)
     }
 }
 
@@ -62,7 +86,7 @@ impl Step for SyncStep {
 pub fn sync_steps(
     project: &Project,
     views: &[FeatureView],
-    store: &OnlineStore,
+    store: &StoreRef,
     options: &SyncOptions,
 ) -> Result<Vec<Arc<dyn Step>>, String> {
     let mut steps: Vec<Arc<dyn Step>> = Vec::new();

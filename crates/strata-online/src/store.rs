@@ -361,12 +361,20 @@ impl SyncWriter {
         for (row, old) in rows.into_iter().zip(existing) {
             let old = old.map(|b| Entry::decode(&b)).transpose()?;
             if let Some(old) = &old {
-                // Written by this sync already with a later row: keep that one.
-                if old.current.version == self.version {
-                    if let SlotState::Row { event_ts, .. } = old.current.state {
-                        if event_ts > row.event_ts {
-                            continue;
-                        }
+                // A later row wins: one this sync wrote already, or — in an incremental sync,
+                // which only adds to the published version — the row that version serves (a
+                // late-arriving older day must not replace a newer one). A full sync rebuilds
+                // the view, so what was published before does not count.
+                let have = if old.current.version == self.version {
+                    Some(&old.current)
+                } else if self.full {
+                    None
+                } else {
+                    old.visible(published)
+                };
+                if let Some(SlotState::Row { event_ts, .. }) = have.map(|s| &s.state) {
+                    if *event_ts > row.event_ts && row.values.is_some() {
+                        continue;
                     }
                 }
             }

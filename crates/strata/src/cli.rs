@@ -91,6 +91,51 @@ pub enum Command {
         #[command(subcommand)]
         command: PrivacyCommand,
     },
+    /// The feature store: views declared in <project>/features/*.toml, synced from the lake
+    /// to the online store that `serve` answers `/get-online-features` from.
+    Features {
+        #[command(subcommand)]
+        command: FeaturesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FeaturesCommand {
+    /// The project's feature views, checked against the lake: entity, source, features, TTL.
+    List(FeaturesArgs),
+    /// Sync views (default: every online view) from the lake to the online store: only what
+    /// changed since the last sync when the source only had appends, all of it otherwise.
+    /// Readers see the previous version until a view's sync completes. Safe while `serve` runs.
+    Materialize {
+        #[command(flatten)]
+        args: FeaturesArgs,
+        /// Views to sync (default: every online view).
+        #[arg(value_name = "VIEW")]
+        views: Vec<String>,
+        /// Read the sources in full even where an incremental sync is possible.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Per view: the version served, the lake snapshot it reflects, entities, when it was
+    /// synced, how far it trails the lake, and any sync in progress (or killed).
+    Status(FeaturesArgs),
+    /// One entity's features as the online store serves them (KEY: the entity's key values,
+    /// comma-separated for several key columns).
+    Get {
+        #[command(flatten)]
+        args: FeaturesArgs,
+        view: String,
+        key: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct FeaturesArgs {
+    #[command(flatten)]
+    pub project: ProjectArg,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

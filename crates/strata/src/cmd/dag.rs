@@ -15,8 +15,19 @@ use crate::cli::{DagCommand, DqCommand, ProjectArg};
 pub async fn run(command: DagCommand) -> Result<()> {
     match command {
         DagCommand::Plan { project } => {
-            let (_, _, project) = open(&project).await?;
+            let (_, lake, project) = open(&project).await?;
             print_plan(&project);
+            // Feature views are checked against the lake before anything runs.
+            let views = strata_features::load_views(&project.root)?;
+            let produced = project.models.iter().map(|m| m.table()).collect();
+            let (problems, notes) =
+                strata_features::materialize::check_views(&lake, &views, &produced).await;
+            for n in &notes {
+                println!("     note: {n}");
+            }
+            if let Some(report) = crate::config::report(&problems) {
+                bail!(report);
+            }
             Ok(())
         }
         DagCommand::Compile {
@@ -160,7 +171,7 @@ fn yesterday() -> NaiveDate {
     (Utc::now() - chrono::Duration::days(1)).date_naive()
 }
 
-async fn open(arg: &ProjectArg) -> Result<(crate::config::Config, Lake, Project)> {
+pub(super) async fn open(arg: &ProjectArg) -> Result<(crate::config::Config, Lake, Project)> {
     let config = load_config(&arg.config.config)?;
     let dir = match &arg.project {
         Some(p) => p.clone(),
@@ -176,9 +187,28 @@ async fn open(arg: &ProjectArg) -> Result<(crate::config::Config, Lake, Project)
         .await?
         .into_iter()
         .collect();
-    let project = Project::load(&dir, &existing)
+    let mut project = Project::load(&dir, &existing)
         .with_context(|| format!("warehouse project {}", dir.display()))?;
+    attach_feature_steps(&config, &mut project)?;
     Ok((config, lake, project))
+}
+
+/// The project's feature views become sync steps after their source models.
+fn attach_feature_steps(config: &crate::config::Config, project: &mut Project) -> Result<()> {
+    let views = strata_features::load_views(&project.root)
+        .with_context(|| format!("feature views of {}", project.root.display()))?;
+    let store = strata_features::StoreRef::Config {
+        config: config.online.clone(),
+        data_dir: config.data.dir.clone(),
+    };
+    let options = strata_features::SyncOptions {
+        batch_rows: config.online.batch_rows,
+        full: false,
+    };
+    let steps = strata_features::sync_steps(project, &views, &store, &options)
+        .map_err(anyhow::Error::msg)?;
+    project.attach_steps(steps)?;
+    Ok(())
 }
 
 fn print_plan(project: &Project) {
@@ -199,6 +229,23 @@ fn print_plan(project: &Project) {
         if !m.config.checks.is_empty() {
             let checks: Vec<String> = m.config.checks.iter().map(|c| c.label()).collect();
             println!("     checks: {}", checks.join(", "));
+        }
+    }
+    if !project.steps.is_empty() {
+        println!("{} steps after their models:", project.steps.len());
+        for s in &project.steps {
+            let after: Vec<&str> = s.after().iter().map(String::as_str).collect();
+            println!(
+                "     {:<32} {:<12} after {}: {}",
+                s.name(),
+                s.kind(),
+                if after.is_empty() {
+                    "-".to_string()
+                } else {
+                    after.join(", ")
+                },
+                s.describe()
+            );
         }
     }
 }

@@ -6,6 +6,7 @@ mod check;
 mod dag;
 mod demo;
 mod demo_db;
+mod features;
 mod init;
 mod privacy;
 mod serve;
@@ -91,6 +92,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         },
         Command::Table { command } => table::run(command).await,
         Command::Privacy { command } => privacy::run(command).await,
+        Command::Features { command } => features::run(command).await,
     }
 }
 

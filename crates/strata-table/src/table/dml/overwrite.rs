@@ -227,6 +227,12 @@ async fn commit_replacing(
     if change.is_empty() {
         return Ok(outcome);
     }
+    // Nothing replaced (an incremental model's first run for a date): by the Iceberg spec this
+    // is an append ("only data files were added"), which incremental readers — feature
+    // syncs — can take without rereading the table.
+    if change.removed.is_empty() {
+        change.operation = Operation::Append;
+    }
     if replace_partitions {
         change
             .properties
