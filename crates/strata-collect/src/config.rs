@@ -43,10 +43,18 @@ pub enum Role {
     Cdc,
     /// The warehouse DAG on its schedule.
     Warehouse,
+    /// The feature-serving API (`/get-online-features`, `/v1/features`) over the online store.
+    Features,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Collector, Role::Sink, Role::Cdc, Role::Warehouse];
+    pub const ALL: [Role; 5] = [
+        Role::Collector,
+        Role::Sink,
+        Role::Cdc,
+        Role::Warehouse,
+        Role::Features,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -54,6 +62,7 @@ impl Role {
             Role::Sink => "sink",
             Role::Cdc => "cdc",
             Role::Warehouse => "warehouse",
+            Role::Features => "features",
         }
     }
 }
@@ -65,7 +74,7 @@ impl std::str::FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.name() == s.trim())
-            .ok_or_else(|| format!("unknown role {s:?} (collector, sink, cdc, warehouse)"))
+            .ok_or_else(|| format!("unknown role {s:?} (collector, sink, cdc, warehouse, features)"))
     }
 }
 
@@ -142,7 +151,7 @@ impl ServerConfig {
         }
         if self.roles.is_empty() {
             problems.push(
-                "server.roles is empty: name at least one of collector, sink, cdc, warehouse"
+                "server.roles is empty: name at least one of collector, sink, cdc, warehouse, features"
                     .to_string(),
             );
         }

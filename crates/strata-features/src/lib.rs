@@ -7,6 +7,7 @@
 //! - `step.rs`: the sync as a warehouse DAG step after the view's source model.
 
 mod convert;
+pub mod erase;
 pub mod error;
 pub mod materialize;
 pub mod step;

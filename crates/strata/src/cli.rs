@@ -519,7 +519,7 @@ pub struct ServeArgs {
     #[arg(long, value_parser = humantime::parse_duration)]
     pub flush_interval: Option<Duration>,
     /// What this process runs, comma-separated (overrides server.roles; default all):
-    /// collector, sink, cdc, warehouse. Splitting them across processes needs the Kafka bus.
+    /// collector, sink, cdc, warehouse, features. Splitting them across processes needs the Kafka bus.
     #[arg(long, value_delimiter = ',')]
     pub roles: Option<Vec<strata_collect::config::Role>>,
 }

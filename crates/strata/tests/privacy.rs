@@ -83,7 +83,7 @@ fn forget_while_serve_runs() {
     assert_eq!(report["users"], 3, "{report}");
     assert_eq!(report["complete"], true, "{report}");
     assert_eq!(report["rows_removed"], 24 + 1, "{report}");
-    assert_eq!(report["online_store"], "none (not built yet)");
+    assert_eq!(report["online_store"], "none (no feature views)");
     let tables = report["lake"]["tables"].as_array().unwrap();
     let events = tables
         .iter()

@@ -20,9 +20,8 @@ const NOTES: [&str; 3] = [
     "warehouse aggregates that counted these users without naming them are recomputed by the next DAG run; dead letters (ods.ods_event_rejected.raw) are not searched",
 ];
 
-/// A store outside the lake that keeps data per user and must forget it with the lake. The
-/// online feature store (a separate issue) is to implement it and be listed in
-/// [`other_stores`]; none exists yet, and the report says so.
+/// A store outside the lake that keeps data per user and must forget it with the lake (the
+/// online feature store), listed in [`other_stores`].
 pub trait UserDataStore: Send + Sync {
     /// Shown in the report.
     fn name(&self) -> &str;
@@ -33,10 +32,55 @@ pub trait UserDataStore: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Result<u64>> + Send + 'a>>;
 }
 
-/// The per-user stores besides the lake that `config` enables. Empty until the online store
-/// exists.
-fn other_stores(_config: &crate::config::Config) -> Vec<Box<dyn UserDataStore>> {
-    Vec::new()
+/// The per-user stores besides the lake that `config` enables: the online feature store,
+/// when the warehouse project declares feature views.
+fn other_stores(config: &crate::config::Config) -> Vec<Box<dyn UserDataStore>> {
+    if config.warehouse.project.as_os_str().is_empty() {
+        return Vec::new();
+    }
+    vec![Box::new(OnlineFeatures {
+        config: config.clone(),
+    })]
+}
+
+/// The online feature store: entities of views keyed by a `[privacy]` user column.
+struct OnlineFeatures {
+    config: crate::config::Config,
+}
+
+impl UserDataStore for OnlineFeatures {
+    fn name(&self) -> &str {
+        "online feature store"
+    }
+
+    fn forget<'a>(
+        &'a self,
+        ids: &'a [String],
+    ) -> Pin<Box<dyn Future<Output = Result<u64>> + Send + 'a>> {
+        Box::pin(async move {
+            let views = strata_features::load_views(&self.config.warehouse.project)?;
+            if views.is_empty() {
+                return Ok(0);
+            }
+            let store =
+                strata_online::OnlineStore::open(&self.config.online, &self.config.data.dir)
+                    .await?;
+            let privacy = &self.config.privacy;
+            let removed = strata_features::erase::forget_users(
+                &store,
+                &views,
+                |view| match &view.source {
+                    strata_features::view::Source::Table { namespace, table } => privacy
+                        .columns_for(&format!("{namespace}.{table}"))
+                        .to_vec(),
+                    strata_features::view::Source::Query(_) => privacy.user_columns.clone(),
+                },
+                ids,
+            )
+            .await?;
+            Ok(removed)
+        })
+    }
 }
 
 pub async fn run(command: PrivacyCommand) -> Result<()> {
@@ -71,7 +115,7 @@ async fn forget(args: ForgetArgs) -> Result<()> {
             "rows_removed": report.rows_removed(),
             "complete": report.complete() && failed_stores == 0,
             "lake": report,
-            "online_store": if stores.is_empty() { json!("none (not built yet)") } else { json!(stores) },
+            "online_store": if stores.is_empty() { json!("none (no feature views)") } else { json!(stores) },
             "notes": NOTES,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -145,7 +189,7 @@ fn print_report(report: &ErasureReport, stores: &[serde_json::Value]) {
         }
     }
     if stores.is_empty() {
-        println!("online store: none (not built yet)");
+        println!("online store: none (no feature views)");
     } else {
         for s in stores {
             println!("store: {s}");

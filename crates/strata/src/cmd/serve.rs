@@ -46,6 +46,23 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     serve_until(config, shutdown_signal(), None).await
 }
 
+/// The feature views' sync steps, built each time the scheduler loads the project (so edited
+/// view files take effect at the next run), writing to the store `serve` holds open.
+fn feature_steps(
+    store: strata_online::OnlineStore,
+    config: &crate::config::Config,
+) -> strata_warehouse::StepSource {
+    let options = strata_features::SyncOptions {
+        batch_rows: config.online.batch_rows,
+        full: false,
+    };
+    let store = strata_features::StoreRef::Open(store);
+    std::sync::Arc::new(move |project: &strata_warehouse::Project| {
+        let views = strata_features::load_views(&project.root).map_err(|e| e.to_string())?;
+        strata_features::sync_steps(project, &views, &store, &options)
+    })
+}
+
 /// A background task of `serve`, `None` when this process does not run its role.
 type Task<T> = Option<tokio::task::JoinHandle<T>>;
 
@@ -114,6 +131,16 @@ pub async fn serve_until(
         }
         _ => None,
     };
+    // The online store: written by the DAG's feature syncs, read by the feature API.
+    let online = if runs(Role::Warehouse) || runs(Role::Features) {
+        Some(
+            strata_online::OnlineStore::open(&config.online, &config.data.dir)
+                .await
+                .context("opening the online store")?,
+        )
+    } else {
+        None
+    };
     // The warehouse DAG on its schedule (returns at once when no project is configured).
     let (stop_warehouse, warehouse_shutdown) = watch::channel(false);
     let warehouse_task = match (&lake, runs(Role::Warehouse)) {
@@ -127,6 +154,7 @@ pub async fn serve_until(
             let bus = log.clone();
             let (lake, warehouse) = (lake.clone(), config.warehouse.clone());
             let rx = warehouse_shutdown.clone();
+            let steps = online.clone().map(|store| feature_steps(store, &config));
             Some(spawn_guarded(
                 "warehouse_scheduler",
                 warehouse_shutdown,
@@ -141,7 +169,7 @@ pub async fn serve_until(
                                 log: bus.clone(),
                                 tables,
                             }),
-                        None,
+                        steps.clone(),
                         rx.clone(),
                     )
                 },
