@@ -74,7 +74,9 @@ impl std::str::FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.name() == s.trim())
-            .ok_or_else(|| format!("unknown role {s:?} (collector, sink, cdc, warehouse, features)"))
+            .ok_or_else(|| {
+                format!("unknown role {s:?} (collector, sink, cdc, warehouse, features)")
+            })
     }
 }
 

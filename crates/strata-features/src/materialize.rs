@@ -286,6 +286,7 @@ impl Batcher<'_> {
             self.writer.write(batch).await?;
             metrics::counter!("strata_features_sync_rows_total", "view" => self.view.clone())
                 .increment(n);
+            pause_for_crash_tests(&self.view, self.writer.written()).await;
             if self.last_progress.elapsed() >= Duration::from_secs(5) {
                 self.last_progress = Instant::now();
                 tracing::info!(view = %self.view, written = self.writer.written(), "feature sync progress");
@@ -301,6 +302,22 @@ impl Batcher<'_> {
         metrics::counter!("strata_features_sync_rows_total", "view" => self.view.clone())
             .increment(n);
         Ok(())
+    }
+}
+
+/// `STRATA_TEST_SYNC_PAUSE=<view>:<rows>` stops a sync of `view` for good once it has written
+/// `rows` rows, after saying so on stderr: the crash tests `kill -9` the process there, in the
+/// middle of a sync, deterministically.
+async fn pause_for_crash_tests(view: &str, written: u64) {
+    let Ok(spec) = std::env::var("STRATA_TEST_SYNC_PAUSE") else {
+        return;
+    };
+    let Some((name, rows)) = spec.split_once(':') else {
+        return;
+    };
+    if name == view && rows.parse::<u64>().is_ok_and(|r| written >= r) {
+        eprintln!("sync of {view} paused after {written} rows (STRATA_TEST_SYNC_PAUSE)");
+        std::future::pending::<()>().await;
     }
 }
 

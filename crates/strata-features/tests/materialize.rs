@@ -243,14 +243,35 @@ async fn erasure_removes_users_from_views_keyed_by_them() {
     let lake = lake(dir.path()).await;
     let store = store(dir.path()).await;
     sql(&lake, "CREATE NAMESPACE ads").await;
-    sql(&lake, "CREATE TABLE ads.uf (user_id BIGINT, ctr_7d DOUBLE, dt DATE)").await;
-    sql(&lake, "INSERT INTO ads.uf VALUES (1, 0.1, DATE '2026-11-20'), (2, 0.2, DATE '2026-11-20')").await;
-    sql(&lake, "CREATE TABLE ads.pair (user_id BIGINT, post_id BIGINT, score DOUBLE)").await;
-    sql(&lake, "INSERT INTO ads.pair VALUES (1, 10, 0.5), (1, 11, 0.6), (2, 10, 0.7)").await;
+    sql(
+        &lake,
+        "CREATE TABLE ads.uf (user_id BIGINT, ctr_7d DOUBLE, dt DATE)",
+    )
+    .await;
+    sql(
+        &lake,
+        "INSERT INTO ads.uf VALUES (1, 0.1, DATE '2026-11-20'), (2, 0.2, DATE '2026-11-20')",
+    )
+    .await;
+    sql(
+        &lake,
+        "CREATE TABLE ads.pair (user_id BIGINT, post_id BIGINT, score DOUBLE)",
+    )
+    .await;
+    sql(
+        &lake,
+        "INSERT INTO ads.pair VALUES (1, 10, 0.5), (1, 11, 0.6), (2, 10, 0.7)",
+    )
+    .await;
     let uf = view("uf", USER_VIEW);
-    let pair = view("pair", "entity = [\"user_id\", \"post_id\"]\nsource = \"ads.pair\"");
+    let pair = view(
+        "pair",
+        "entity = [\"user_id\", \"post_id\"]\nsource = \"ads.pair\"",
+    );
     for v in [&uf, &pair] {
-        materialize(&lake, &store, v, &SyncOptions::default()).await.unwrap();
+        materialize(&lake, &store, v, &SyncOptions::default())
+            .await
+            .unwrap();
     }
     let removed = strata_features::erase::forget_users(
         &store,
@@ -262,9 +283,15 @@ async fn erasure_removes_users_from_views_keyed_by_them() {
     .unwrap();
     assert_eq!(removed, 3);
     assert_eq!(value(&store, "uf", "1", "ctr_7d").await, None);
-    assert_eq!(value(&store, "uf", "2", "ctr_7d").await, Some(Value::Float64(0.2)));
+    assert_eq!(
+        value(&store, "uf", "2", "ctr_7d").await,
+        Some(Value::Float64(0.2))
+    );
     let rows = store
-        .lookup("pair", &[entity_key(&["1", "10"]), entity_key(&["2", "10"])])
+        .lookup(
+            "pair",
+            &[entity_key(&["1", "10"]), entity_key(&["2", "10"])],
+        )
         .await
         .unwrap();
     assert_eq!(rows.rows[0].status, LookupStatus::NotFound);
