@@ -31,7 +31,9 @@ pub enum Error {
     Forbidden(String),
     /// A declared view that was never materialized: nothing to serve yet. The operator's; a
     /// retry helps once `strata features materialize VIEW` ran. HTTP 503.
-    #[error("feature view {0} has not been materialized yet: run `strata features materialize {0}`")]
+    #[error(
+        "feature view {0} has not been materialized yet: run `strata features materialize {0}`"
+    )]
     NotMaterialized(String),
     /// A bug or the server's environment (its token file cannot be read). HTTP 500.
     #[error("{0}")]

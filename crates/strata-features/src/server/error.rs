@@ -129,7 +129,9 @@ mod tests {
             .unwrap()
             .contains("strata features materialize user_features"));
 
-        let (s, j) = answer(Error::Internal("reading /srv/data/catalog_tokens.json".into()));
+        let (s, j) = answer(Error::Internal(
+            "reading /srv/data/catalog_tokens.json".into(),
+        ));
         assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!j.to_string().contains("/srv"), "{j}");
 
@@ -137,6 +139,9 @@ mod tests {
             answer(Error::Unauthorized("x".into())).0,
             StatusCode::UNAUTHORIZED
         );
-        assert_eq!(answer(Error::Forbidden("x".into())).0, StatusCode::FORBIDDEN);
+        assert_eq!(
+            answer(Error::Forbidden("x".into())).0,
+            StatusCode::FORBIDDEN
+        );
     }
 }

@@ -205,7 +205,12 @@ pub(crate) fn respond(
         };
         let indexes: Vec<usize> = match feature {
             None => (0..answer.features.len()).collect(),
-            Some(f) => answer.features.iter().position(|x| x == f).into_iter().collect(),
+            Some(f) => answer
+                .features
+                .iter()
+                .position(|x| x == f)
+                .into_iter()
+                .collect(),
         };
         for i in indexes {
             let feature = &answer.features[i];

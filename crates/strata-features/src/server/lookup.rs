@@ -123,7 +123,10 @@ impl FeatureServer {
                 rows.rows,
                 &masks,
                 &self.mask_key,
-                served.view.ttl.map(|t| i64::try_from(t.as_micros()).unwrap_or(i64::MAX)),
+                served
+                    .view
+                    .ttl
+                    .map(|t| i64::try_from(t.as_micros()).unwrap_or(i64::MAX)),
                 now,
             );
             metrics::entities(name, &answer.rows);
@@ -261,11 +264,7 @@ fn view_keys(served: &ServedView, entities: &Entities, n: usize) -> Result<Vec<V
 }
 
 /// One entity column value as key text: integers in decimal, text as it is.
-fn key_text(
-    column: &str,
-    value: &serde_json::Value,
-    kind: Option<KeyKind>,
-) -> Result<String> {
+fn key_text(column: &str, value: &serde_json::Value, kind: Option<KeyKind>) -> Result<String> {
     use serde_json::Value as J;
     let bad = |what: &str| {
         Error::BadRequest(format!(
@@ -316,8 +315,10 @@ fn answer(
 ) -> ViewAnswer {
     let n = rows.len();
     let f = features.len();
-    let feature_masks: Vec<Option<MaskKind>> =
-        features.iter().map(|name| masks.get(name).copied()).collect();
+    let feature_masks: Vec<Option<MaskKind>> = features
+        .iter()
+        .map(|name| masks.get(name).copied())
+        .collect();
     let mut values = vec![Vec::with_capacity(n); f];
     let mut statuses = vec![Vec::with_capacity(n); f];
     let mut row_status = Vec::with_capacity(n);

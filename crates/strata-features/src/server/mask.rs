@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, Date32Array, Float32Array, Float64Array, ListArray, ListBuilder,
-    StringArray, StringBuilder, TimestampMicrosecondArray,
+    Array, ArrayRef, Date32Array, Float32Array, Float64Array, ListArray, ListBuilder, StringArray,
+    StringBuilder, TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Float64Type, Int64Type};
 use strata_core::governance::{GovernanceConfig, MaskKind};
@@ -75,12 +75,14 @@ pub(crate) fn value_text(value: &Value) -> Option<String> {
         Value::Float64(f) => Arc::new(Float64Array::from(vec![*f])),
         Value::Timestamp(us) => Arc::new(TimestampMicrosecondArray::from(vec![*us])),
         Value::Date(d) => Arc::new(Date32Array::from(vec![*d])),
-        Value::Int64List(v) => Arc::new(ListArray::from_iter_primitive::<Int64Type, _, _>(
-            vec![Some(v.clone())],
-        )),
-        Value::Float64List(v) => Arc::new(ListArray::from_iter_primitive::<Float64Type, _, _>(
-            vec![Some(v.clone())],
-        )),
+        Value::Int64List(v) => Arc::new(ListArray::from_iter_primitive::<Int64Type, _, _>(vec![
+            Some(v.clone()),
+        ])),
+        Value::Float64List(v) => {
+            Arc::new(ListArray::from_iter_primitive::<Float64Type, _, _>(vec![
+                Some(v.clone()),
+            ]))
+        }
         Value::StringList(v) => {
             let mut b = ListBuilder::new(StringBuilder::new());
             for s in v {

@@ -246,7 +246,10 @@ pub(super) async fn get_feature_by_query(
     State(server): State<Arc<FeatureServer>>,
     headers: HeaderMap,
     Path(view): Path<String>,
-    query: std::result::Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+    query: std::result::Result<
+        Query<Vec<(String, String)>>,
+        axum::extract::rejection::QueryRejection,
+    >,
 ) -> Response {
     let started = Instant::now();
     let mut audit = Audit::new("get_feature");
