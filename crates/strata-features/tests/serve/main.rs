@@ -11,4 +11,6 @@
 
 mod errors;
 mod feast;
+mod governance;
+mod redis;
 mod support;
