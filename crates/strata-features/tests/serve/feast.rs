@@ -12,7 +12,7 @@ use crate::support::*;
 /// Feast's feature-server docs (`docs/reference/feature-servers/python-feature-server.md`):
 /// `driver_hourly_stats` with `conv_rate`, `acc_rate`, `avg_daily_trips` for drivers
 /// 1001–1003, event time 2021-12-31T23:00:00Z.
-async fn driver_hourly_stats(env: &Env) {
+pub async fn driver_hourly_stats(env: &Env) {
     let at = ts("2021-12-31T23:00:00Z");
     fill(
         &env.store,
@@ -55,7 +55,20 @@ async fn driver_hourly_stats(env: &Env) {
     .await;
 }
 
-fn driver_view() -> strata_features::FeatureView {
+/// Feast's documented feature service: every feature of `driver_hourly_stats`.
+pub fn driver_activity() -> FeatureService {
+    FeatureService {
+        name: "driver_activity".into(),
+        file: "features/services/driver_activity.toml".into(),
+        description: String::new(),
+        features: vec![ServiceFeature {
+            view: "driver_hourly_stats".into(),
+            feature: None,
+        }],
+    }
+}
+
+pub fn driver_view() -> strata_features::FeatureView {
     view(
         "driver_hourly_stats",
         "entity = \"driver_id\"\nsource = \"driver.driver_stats\"",
@@ -67,16 +80,11 @@ async fn feasts_documented_example_answers_in_feasts_shape() {
     let env = Env::embedded().await;
     driver_hourly_stats(&env).await;
     let token = env.token("feed", &[Scope::Serve], &[], None);
-    let service = FeatureService {
-        name: "driver_activity".into(),
-        file: "features/services/driver_activity.toml".into(),
-        description: String::new(),
-        features: vec![ServiceFeature {
-            view: "driver_hourly_stats".into(),
-            feature: None,
-        }],
-    };
-    let base = start(env.server(vec![driver_view()]).with_services(vec![service])).await;
+    let base = start(
+        env.server(vec![driver_view()])
+            .with_services(vec![driver_activity()]),
+    )
+    .await;
     let client = Client::new(&base, Some(&token));
 
     // The request of Feast's docs, byte for byte.

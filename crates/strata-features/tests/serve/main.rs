@@ -11,6 +11,7 @@
 
 mod errors;
 mod feast;
+mod feast_client;
 mod governance;
 mod redis;
 mod support;
