@@ -252,7 +252,7 @@ impl RedisServer {
         };
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(bin)
+        let mut child = Command::new(bin)
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
@@ -271,6 +271,8 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("redis-server did not listen on port {port}");
     }
 
