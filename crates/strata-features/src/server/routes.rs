@@ -259,6 +259,18 @@ pub(super) async fn get_feature_by_query(
         let served = server.served(&token, &view)?;
         let Query(pairs) =
             query.map_err(|e| Error::BadRequest(format!("malformed query string: {e}")))?;
+        if pairs.is_empty() {
+            return Err(Error::BadRequest(format!(
+                "give the entity as query parameters: /v1/features/{view}?{}",
+                served
+                    .view
+                    .entity
+                    .iter()
+                    .map(|c| format!("{c}=…"))
+                    .collect::<Vec<_>>()
+                    .join("&")
+            )));
+        }
         let mut columns = Vec::new();
         for (name, value) in pairs {
             if columns.iter().any(|(n, _): &(String, _)| *n == name) {
