@@ -419,7 +419,13 @@ async fn human_endpoints_list_views_and_answer_one_entity() {
     assert_eq!(pair["entity"], json!({"user_id": 1, "topic": "a,b"}));
     let (status, err) = client.get("/v1/features/pair").await;
     assert_eq!(status, 400, "{err}");
-    assert!(err["error"].as_str().unwrap().contains("?user_id=…&topic=…"), "{err}");
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("?user_id=…&topic=…"),
+        "{err}"
+    );
     let (status, err) = client.get("/v1/features/pair/1").await;
     assert_eq!(status, 400, "{err}");
     assert!(err["error"]
