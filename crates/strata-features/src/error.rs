@@ -16,6 +16,28 @@ pub enum Error {
     Online(#[from] strata_online::Error),
     #[error("i/o error ({context}): {message}")]
     Io { context: String, message: String },
+    /// A serving request is wrong (unknown view or feature, a bad entity, malformed JSON).
+    /// The client's; a retry does not help. HTTP 400.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A serving request's body is larger than the server takes. The client's. HTTP 413.
+    #[error("{0}")]
+    TooLarge(String),
+    /// No bearer token, or an unknown, revoked or expired one. The client's. HTTP 401.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The token may not do this (scope, namespace grants, role). The client's. HTTP 403.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A declared view that was never materialized: nothing to serve yet. The operator's; a
+    /// retry helps once `strata features materialize VIEW` ran. HTTP 503.
+    #[error(
+        "feature view {0} has not been materialized yet: run `strata features materialize {0}`"
+    )]
+    NotMaterialized(String),
+    /// A bug or the server's environment (its token file cannot be read). HTTP 500.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -39,7 +61,14 @@ impl Error {
             Error::Lake(e) => e.retryable(),
             Error::Online(e) => e.retryable(),
             Error::Io { .. } => true,
-            Error::View { .. } | Error::Plan(_) => false,
+            Error::NotMaterialized(_) => true,
+            Error::View { .. }
+            | Error::Plan(_)
+            | Error::BadRequest(_)
+            | Error::TooLarge(_)
+            | Error::Unauthorized(_)
+            | Error::Forbidden(_)
+            | Error::Internal(_) => false,
         }
     }
 }

@@ -315,7 +315,7 @@ impl FeatureView {
         let mut entity = Vec::new();
         for e in &self.entity {
             match field(e) {
-                Some(f) if matches!(key_kind(f.data_type()), Some(_)) => entity.push(f),
+                Some(f) if key_kind(f.data_type()).is_some() => entity.push(f),
                 Some(f) => problems.push(format!(
                     "entity column {e} is {}, not an integer or text",
                     f.data_type()

@@ -146,7 +146,10 @@ fn mask_with(
     Ok(ColumnarValue::Array(out))
 }
 
-fn hash_value(key: &[u8], value: &str) -> String {
+/// The `hash` mask of `value`'s text: `mask:` + hex HMAC-SHA256 keyed with the lake's mask key.
+/// Other surfaces that serve lake data (the feature server) use it so a value masks the same
+/// everywhere.
+pub fn hash_value(key: &[u8], value: &str) -> String {
     let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(key) {
         Ok(m) => m,
         // HMAC takes keys of any length; this cannot happen.
@@ -156,7 +159,8 @@ fn hash_value(key: &[u8], value: &str) -> String {
     format!("mask:{}", hex::encode(mac.finalize().into_bytes()))
 }
 
-fn partial_value(value: &str) -> String {
+/// The `partial` mask of `value`'s text: `*` for every character but the last four.
+pub fn partial_value(value: &str) -> String {
     let n = value.chars().count();
     if n <= 4 {
         return "*".repeat(n);
