@@ -194,7 +194,10 @@ pub(super) async fn open(arg: &ProjectArg) -> Result<(crate::config::Config, Lak
 }
 
 /// The project's feature views become sync steps after their source models.
-fn attach_feature_steps(config: &crate::config::Config, project: &mut Project) -> Result<()> {
+pub(super) fn attach_feature_steps(
+    config: &crate::config::Config,
+    project: &mut Project,
+) -> Result<()> {
     let views = strata_features::load_views(&project.root)
         .with_context(|| format!("feature views of {}", project.root.display()))?;
     let store = strata_features::StoreRef::Config {

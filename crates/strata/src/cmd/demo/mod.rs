@@ -166,12 +166,13 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         println!("    ods.ods_{table:<10} {n:>8} rows");
     }
 
-    step("4/4 running the reference warehouse (models/social) for each simulated day");
+    step("4/4 running the reference warehouse (models/social) for each simulated day, syncing its feature views to the online store");
     let existing = strata_sql::list_tables(lake.catalog().as_ref())
         .await?
         .into_iter()
         .collect();
-    let project = Project::load(&project, &existing)?;
+    let mut project = Project::load(&project, &existing)?;
+    super::dag::attach_feature_steps(&config, &mut project)?;
     let from = world_config.start_date;
     let to = from + chrono::Days::new(u64::from(args.days.saturating_sub(1)));
     let mut opts = RunOptions::new(from);
@@ -205,5 +206,33 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         );
     }
 
+    features(&config, &config_path).await?;
     summary(&lake, &config_path, started).await
+}
+
+/// What the DAG's sync steps put in the online store, and how to read it over HTTP.
+async fn features(config: &crate::config::Config, config_path: &std::path::Path) -> Result<()> {
+    let store = strata_online::OnlineStore::open(&config.online, &config.data.dir).await?;
+    let views = strata_features::load_views(&config.warehouse.project)?;
+    println!(
+        "
+online feature store ({}):",
+        store.kind()
+    );
+    for view in &views {
+        match store.meta(&view.name).await?.and_then(|m| m.published) {
+            Some(p) => println!(
+                "    {:<16} version {:<3} {:>8} entities  ({} sync)",
+                view.name, p.version, p.entities, p.mode
+            ),
+            None => println!("    {:<16} not synced", view.name),
+        }
+    }
+    let c = config_path.display();
+    println!("read one user's features from the running server:");
+    println!("  strata serve -c {c} &");
+    println!("  TOKEN=$(strata tokens create demo-reader --scope serve -c {c})");
+    println!("  curl -s -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8080/v1/features/user_features/1");
+    println!("  curl -s -H \"Authorization: Bearer $TOKEN\" -d '{{\"features\": [\"user_features:ctr_7d\", \"u2u_cf:similar_users\"], \"entities\": {{\"user_id\": [1, 2]}}}}' http://127.0.0.1:8080/get-online-features");
+    Ok(())
 }

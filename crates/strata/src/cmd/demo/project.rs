@@ -55,6 +55,18 @@ pub(super) const SOCIAL: &[(&str, &str)] = &[
         "ads/ads_recall_u2u_cf.sql",
         include_str!("../../../../../models/social/ads/ads_recall_u2u_cf.sql"),
     ),
+    (
+        "features/user_features.toml",
+        include_str!("../../../../../models/social/features/user_features.toml"),
+    ),
+    (
+        "features/post_features.toml",
+        include_str!("../../../../../models/social/features/post_features.toml"),
+    ),
+    (
+        "features/u2u_cf.toml",
+        include_str!("../../../../../models/social/features/u2u_cf.toml"),
+    ),
 ];
 
 /// Writes the reference project under DIR/models/social (not overwriting edits).
