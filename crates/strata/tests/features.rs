@@ -1,8 +1,8 @@
 //! The feature store through the real binary: `strata features materialize` killed with
 //! SIGKILL in the middle of a sync leaves the previous version served (read by another
 //! process), `features status` shows the unfinished sync, and the next run completes it
-//! without doubling anything; `dag plan` lists the sync steps and names a view's missing
-//! columns before anything runs.
+//! without doubling anything; `dag plan` lists the sync steps, and it and `strata check` name
+//! a view's missing columns before anything runs.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -8,9 +8,10 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::Config;
 
-pub fn run(path: &Path) -> Result<()> {
+pub async fn run(path: &Path) -> Result<()> {
     let config = Config::load_unchecked(path)?;
     let mut problems = config.validate_all();
+    problems.extend(feature_view_problems(&config).await);
     if let Err(e) = crate::bus::validate(&config) {
         problems.push(format!("{e:#}"));
     }
@@ -58,4 +59,40 @@ pub fn run(path: &Path) -> Result<()> {
     println!("{text}");
     eprintln!("config ok");
     Ok(())
+}
+
+/// The warehouse project's feature views: each file on its own, and — when the lake is local
+/// (embedded catalog, files on disk: nothing to contact) — against the lake's tables.
+async fn feature_view_problems(config: &Config) -> Vec<String> {
+    let root = &config.warehouse.project;
+    if root.as_os_str().is_empty() || !root.is_dir() {
+        return Vec::new();
+    }
+    let views = match strata_features::load_views(root) {
+        Ok(v) => v,
+        Err(e) => return e.to_string().lines().map(str::to_string).collect(),
+    };
+    let local = config.catalog.kind == strata_table::config::CatalogKind::Sql
+        && matches!(config.lake_s3(), Ok(None));
+    if views.is_empty() || !local || !config.data.dir.is_dir() {
+        return Vec::new();
+    }
+    let Ok(lake) = strata_table::Lake::open(&config.lake_options()).await else {
+        return Vec::new();
+    };
+    let existing = strata_sql::list_tables(lake.catalog().as_ref())
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let produced = match strata_warehouse::Project::load(root, &existing) {
+        Ok(p) => p.models.iter().map(|m| m.table()).collect(),
+        Err(_) => Default::default(),
+    };
+    let (problems, notes) =
+        strata_features::materialize::check_views(&lake, &views, &produced).await;
+    for n in notes {
+        eprintln!("note: {n}");
+    }
+    problems
 }

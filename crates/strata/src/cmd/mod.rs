@@ -75,7 +75,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => demo::run(args).await,
         Command::Dag { command } => dag::run(command).await,
         Command::Dq { command } => dag::dq(command).await,
-        Command::Check { config } => check::run(&config.config),
+        Command::Check { config } => check::run(&config.config).await,
         Command::Cdc { command } => match command {
             CdcCommand::Status { config } => cdc::status(&config.config).await,
             CdcCommand::Verify {
