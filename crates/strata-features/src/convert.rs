@@ -105,29 +105,25 @@ fn list_value(array: &ArrayRef, row: usize, ty: FeatureType) -> Result<Value> {
 }
 
 fn value(col: &Col, row: usize) -> Result<Value> {
+    let null = match col {
+        Col::Bool(a) => a.is_null(row),
+        Col::Int(a) => a.is_null(row),
+        Col::Float(a) => a.is_null(row),
+        Col::Text(a) => a.is_null(row),
+        Col::Timestamp(a) => a.is_null(row),
+        Col::Date(a) => a.is_null(row),
+        Col::List(a, _) => a.is_null(row),
+    };
+    if null {
+        return Ok(Value::Null);
+    }
     Ok(match col {
-        Col::Bool(a) => (!a.is_null(row))
-            .then(|| Value::Bool(a.value(row)))
-            .unwrap_or(Value::Null),
-        Col::Int(a) => (!a.is_null(row))
-            .then(|| Value::Int64(a.value(row)))
-            .unwrap_or(Value::Null),
-        Col::Float(a) => (!a.is_null(row))
-            .then(|| Value::Float64(a.value(row)))
-            .unwrap_or(Value::Null),
-        Col::Text(a) => (!a.is_null(row))
-            .then(|| Value::String(a.value(row).to_string()))
-            .unwrap_or(Value::Null),
-        Col::Timestamp(a) => (!a.is_null(row))
-            .then(|| Value::Timestamp(a.value(row)))
-            .unwrap_or(Value::Null),
-        Col::Date(a) => (!a.is_null(row))
-            .then(|| Value::Date(a.value(row)))
-            .unwrap_or(Value::Null),
-        Col::List(a, ty) if a.is_null(row) => {
-            let _ = ty;
-            Value::Null
-        }
+        Col::Bool(a) => Value::Bool(a.value(row)),
+        Col::Int(a) => Value::Int64(a.value(row)),
+        Col::Float(a) => Value::Float64(a.value(row)),
+        Col::Text(a) => Value::String(a.value(row).to_string()),
+        Col::Timestamp(a) => Value::Timestamp(a.value(row)),
+        Col::Date(a) => Value::Date(a.value(row)),
         Col::List(a, ty) => list_value(a, row, *ty)?,
     })
 }
