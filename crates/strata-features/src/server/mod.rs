@@ -1,6 +1,6 @@
 //! The feature server inside `strata serve`: Feast's feature-server protocol
 //! (`POST /get-online-features`), a plain `GET /v1/features/{view}/{key}` for people and
-//! curl, and `GET /v1/features` listing the views. Reference: `docs/online-store.md`,
+//! curl, and `GET /v1/features` listing the views. Reference: `docs/features.md`,
 //! "Serving API".
 //!
 //! - `feast.rs`: the protocol's request and response shapes;
