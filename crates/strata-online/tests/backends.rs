@@ -11,9 +11,6 @@
 )]
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use strata_online::backend::{Backend, Entries};
@@ -25,94 +22,7 @@ use strata_online::{
 
 // ---------------------------------------------------------------- servers and harness
 
-fn redis_server_bin() -> Option<PathBuf> {
-    if let Ok(bin) = std::env::var("STRATA_REDIS_SERVER_BIN") {
-        return Some(PathBuf::from(bin));
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("redis-server"))
-            .find(|p| p.is_file())
-    })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A `redis-server` of this test: no persistence, its files in a temp dir, killed on drop.
-struct RedisServer {
-    bin: PathBuf,
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    /// `None` (after saying why) when no server binary is here and none is required.
-    fn start() -> Option<RedisServer> {
-        let Some(bin) = redis_server_bin() else {
-            assert!(
-                std::env::var("STRATA_TEST_REQUIRE_REDIS").as_deref() != Ok("1"),
-                "STRATA_TEST_REQUIRE_REDIS=1 but no redis-server (set STRATA_REDIS_SERVER_BIN \
-                 or put redis-server on PATH)"
-            );
-            eprintln!(
-                "skipping the Redis half: no redis-server on PATH or in STRATA_REDIS_SERVER_BIN"
-            );
-            return None;
-        };
-        let mut server = RedisServer {
-            bin,
-            port: free_port(),
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-        };
-        server.spawn();
-        Some(server)
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new(&self.bin)
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("redis-server did not listen on port {}", self.port);
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use strata_testdb::RedisServer;
 
 enum Kind {
     Embedded,
@@ -664,7 +574,7 @@ async fn redis_down_is_unavailable_quickly_and_the_store_recovers() {
     assert!(matches!(begin.unwrap_err(), Error::Unavailable(_)));
 
     // Back on the same port (empty: it keeps nothing on disk), the same store reconnects.
-    server.spawn();
+    server.restart();
     let mut back = false;
     for _ in 0..100 {
         if store.ping().await.is_ok() {
@@ -748,40 +658,10 @@ async fn redis_lock_lease_expires_and_only_its_owner_extends_or_releases_it() {
 
 #[tokio::test]
 async fn redis_password_comes_from_the_environment_when_the_url_has_none() {
-    let Some(bin) = redis_server_bin() else {
-        assert!(std::env::var("STRATA_TEST_REQUIRE_REDIS").as_deref() != Ok("1"));
+    // A password-protected server.
+    let Some(server) = RedisServer::start_with(&["--requirepass", "envpass"]) else {
         return;
     };
-    let mut server = RedisServer {
-        bin,
-        port: free_port(),
-        dir: tempfile::tempdir().unwrap(),
-        child: None,
-    };
-    // A password-protected server: started by hand with --requirepass.
-    let child = Command::new(&server.bin)
-        .args(["--bind", "127.0.0.1", "--port", &server.port.to_string()])
-        .args([
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--requirepass",
-            "envpass",
-        ])
-        .arg("--dir")
-        .arg(server.dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    server.child = Some(child);
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", server.port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
     let config = OnlineConfig {
         kind: OnlineKind::Redis,
         url: Some(server.url()),
@@ -797,7 +677,7 @@ async fn redis_password_comes_from_the_environment_when_the_url_has_none() {
     store.ping().await.unwrap();
     // A password in the URL wins over the environment.
     let wrong = OnlineConfig {
-        url: Some(format!("redis://:wrong@127.0.0.1:{}", server.port)),
+        url: Some(format!("redis://:wrong@127.0.0.1:{}", server.port())),
         ..config.clone()
     };
     let err = OnlineStore::open(&wrong, dir.path()).await.unwrap_err();
@@ -956,7 +836,7 @@ async fn redis_tls_to_a_plain_server_is_an_error_not_a_hang() {
         unreachable!()
     };
     let config = OnlineConfig {
-        url: Some(format!("rediss://127.0.0.1:{}", server.port)),
+        url: Some(format!("rediss://127.0.0.1:{}", server.port())),
         ..h.config.clone()
     };
     let opened = tokio::time::timeout(
@@ -966,4 +846,13 @@ async fn redis_tls_to_a_plain_server_is_an_error_not_a_hang() {
     .await
     .expect("a TLS handshake with a plain server returns");
     assert!(opened.is_err());
+}
+
+/// A loopback port nothing listens on (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

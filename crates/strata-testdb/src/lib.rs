@@ -5,6 +5,7 @@
 //!
 //! - [`MariaDb`]: MariaDB with ROW binlog and FULL row images, database `app`, user `cdc`
 //! - [`Postgres`]: PostgreSQL 15 with `wal_level = logical`, database `app` owned by `cdc`
+//! - [`RedisServer`]: Redis without persistence (skips when none is installed, unless required)
 
 #![allow(
     clippy::unwrap_used,
@@ -15,9 +16,11 @@
 
 mod mariadb;
 mod postgres;
+mod redis;
 
 pub use mariadb::MariaDb;
 pub use postgres::Postgres;
+pub use redis::RedisServer;
 
 use std::net::TcpListener;
 

@@ -5,9 +5,8 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use strata_core::tokens::{NewToken, Scope, Tokens};
@@ -211,90 +210,4 @@ pub fn column<'a>(answer: &'a serde_json::Value, name: &str) -> &'a serde_json::
 
 // ---------------------------------------------------------------- redis
 
-fn redis_server_bin() -> Option<PathBuf> {
-    if let Ok(bin) = std::env::var("STRATA_REDIS_SERVER_BIN") {
-        return Some(PathBuf::from(bin));
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("redis-server"))
-            .find(|p| p.is_file())
-    })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A `redis-server` of this test: no persistence, its files in a temp dir, killed on drop.
-pub struct RedisServer {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    /// `None` (after saying why) when no server binary is here and none is required
-    /// (`STRATA_TEST_REQUIRE_REDIS=1` makes a missing server a failure).
-    pub fn start() -> Option<RedisServer> {
-        let Some(bin) = redis_server_bin() else {
-            assert!(
-                std::env::var("STRATA_TEST_REQUIRE_REDIS").as_deref() != Ok("1"),
-                "STRATA_TEST_REQUIRE_REDIS=1 but no redis-server (set STRATA_REDIS_SERVER_BIN \
-                 or put redis-server on PATH)"
-            );
-            eprintln!("skipping: no redis-server on PATH or in STRATA_REDIS_SERVER_BIN");
-            return None;
-        };
-        let port = free_port();
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(bin)
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(RedisServer {
-                    port,
-                    dir,
-                    child: Some(child),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("redis-server did not listen on port {port}");
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Kills the server (SIGKILL) and waits for it.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+pub use strata_testdb::RedisServer;
