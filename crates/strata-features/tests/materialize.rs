@@ -59,10 +59,31 @@ ttl = "3d"
 "#;
 
 #[tokio::test]
-async fn first_sync_is_full_then_appends_sync_incrementally_and_overwrites_in_full() {
+async fn first_sync_is_full_then_appends_sync_incrementally_and_deletes_in_full() {
     let dir = tempfile::tempdir().unwrap();
-    let lake = lake(dir.path()).await;
     let store = store(dir.path()).await;
+    sync_scenario(dir.path(), store).await;
+}
+
+/// The same syncs into Redis: the store behaves the same on both.
+#[tokio::test]
+async fn the_same_syncs_into_redis() {
+    let Some(server) = strata_testdb::RedisServer::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = OnlineConfig {
+        kind: strata_online::config::OnlineKind::Redis,
+        url: Some(server.url()),
+        ..OnlineConfig::default()
+    };
+    let store = OnlineStore::open(&config, dir.path()).await.unwrap();
+    assert_eq!(store.kind(), "redis");
+    sync_scenario(dir.path(), store).await;
+}
+
+async fn sync_scenario(dir: &Path, store: OnlineStore) {
+    let lake = lake(dir).await;
     sql(&lake, "CREATE NAMESPACE ads").await;
     sql(&lake, "CREATE TABLE ads.uf (user_id BIGINT, ctr_7d DOUBLE, clicks BIGINT, dt DATE) PARTITIONED BY (dt)").await;
     sql(&lake, "INSERT INTO ads.uf VALUES (1, 0.1, 10, DATE '2026-11-20'), (2, 0.2, 20, DATE '2026-11-20'), (3, 0.3, 30, DATE '2026-11-20')").await;
