@@ -645,28 +645,55 @@ fn tables_read(query: &Query) -> BTreeSet<String> {
     let _ = query.visit(&mut ctes);
     let mut out = BTreeSet::new();
     let _ = visit_relations(query, |name: &ObjectName| {
-        let parts: Vec<String> = name
-            .0
-            .iter()
-            .map(|p| match p {
-                ObjectNamePart::Identifier(i) if i.quote_style.is_some() => i.value.clone(),
-                ObjectNamePart::Identifier(i) => i.value.to_lowercase(),
-                other => other.to_string(),
-            })
-            .collect();
-        let table = match parts.as_slice() {
-            [t] if ctes.0.contains(t) => None,
-            [t] => Some(t.clone()),
-            [ns, t] => Some(format!("{ns}.{t}")),
-            [_, ns, t] => Some(format!("{ns}.{t}")),
-            _ => None,
-        };
-        if let Some(t) = table {
+        // `FROM point_in_time(…)` is a table function, not a table: what it reads is in its
+        // arguments, added below.
+        if strata_sql::point_in_time::is_point_in_time(name) {
+            return std::ops::ControlFlow::<()>::Continue(());
+        }
+        if let Some(t) = table_name(name, &ctes.0) {
             out.insert(t);
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
+    for source in strata_sql::point_in_time::sources_read(query) {
+        match source {
+            strata_sql::point_in_time::CallSource::Table(name) => {
+                if let Some(t) = table_name(&name, &HashSet::new()) {
+                    out.insert(t);
+                }
+            }
+            strata_sql::point_in_time::CallSource::Query(text) => {
+                if let Ok(statements) = Parser::parse_sql(&TimeTravelDialect, &text) {
+                    for statement in statements {
+                        if let Statement::Query(q) = statement {
+                            out.extend(tables_read(&q));
+                        }
+                    }
+                }
+            }
+        }
+    }
     out
+}
+
+/// `namespace.table` (or a bare name) of a relation; `None` for a CTE's name.
+fn table_name(name: &ObjectName, ctes: &HashSet<String>) -> Option<String> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| match p {
+            ObjectNamePart::Identifier(i) if i.quote_style.is_some() => i.value.clone(),
+            ObjectNamePart::Identifier(i) => i.value.to_lowercase(),
+            other => other.to_string(),
+        })
+        .collect();
+    match parts.as_slice() {
+        [t] if ctes.contains(t) => None,
+        [t] => Some(t.clone()),
+        [ns, t] => Some(format!("{ns}.{t}")),
+        [_, ns, t] => Some(format!("{ns}.{t}")),
+        _ => None,
+    }
 }
 
 /// Dependency order (Kahn); a cycle is an error that lists it.

@@ -720,3 +720,120 @@ SELECT k, dt FROM ods.many WHERE dt = $run_date
         [("fail".to_string(), "7 duplicated keys".to_string())]
     );
 }
+
+/// A step that counts its runs and fails (retryable or not) as told.
+#[derive(Debug)]
+struct CountingStep {
+    name: String,
+    after: std::collections::BTreeSet<String>,
+    runs: Arc<std::sync::atomic::AtomicU32>,
+    fail: Option<bool>,
+}
+
+#[async_trait::async_trait]
+impl strata_warehouse::Step for CountingStep {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &str {
+        "test"
+    }
+    fn after(&self) -> &std::collections::BTreeSet<String> {
+        &self.after
+    }
+    fn describe(&self) -> String {
+        "counts".into()
+    }
+    async fn run(&self, lake: &Lake, _date: NaiveDate) -> Result<u64, strata_warehouse::StepError> {
+        self.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // It runs after its model: the model's table exists and is filled.
+        let n = sql(lake, "SELECT count(*) AS n FROM ads.ads_pit").await;
+        assert!(n.contains('\n'), "{n}");
+        match self.fail {
+            None => Ok(7),
+            Some(retryable) => Err(strata_warehouse::StepError {
+                message: "the store is down".into(),
+                retryable,
+            }),
+        }
+    }
+}
+
+#[tokio::test]
+async fn point_in_time_models_depend_on_their_arguments_and_steps_run_after_their_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(dir.path()).await;
+    seed(&lake).await;
+    let root = dir.path().join("project");
+    write(
+        &root,
+        "dwd/dwd_labels.sql",
+        "SELECT user_id, ts FROM ods.clicks",
+    );
+    write(
+        &root,
+        "dws/dws_feats.sql",
+        "SELECT user_id, count(*) AS n, max(ts) AS at FROM ods.clicks GROUP BY user_id",
+    );
+    write(
+        &root,
+        "ads/ads_pit.sql",
+        "SELECT * FROM point_in_time('dwd.dwd_labels', 'ts', 'SELECT user_id, n, at FROM dws.dws_feats', 'user_id', 'at')",
+    );
+    let mut p = Project::load(&root, &existing(&lake).await).unwrap();
+    let pit = p.model("ads_pit").unwrap();
+    assert_eq!(
+        pit.upstream,
+        ["dwd_labels".to_string(), "dws_feats".to_string()].into(),
+        "the tables inside point_in_time's arguments are dependencies"
+    );
+    let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let failing_runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    p.attach_steps(vec![
+        Arc::new(CountingStep {
+            name: "sync.ok".into(),
+            after: ["ads_pit".to_string()].into(),
+            runs: runs.clone(),
+            fail: None,
+        }),
+        Arc::new(CountingStep {
+            name: "sync.down".into(),
+            after: ["ads_pit".to_string()].into(),
+            runs: failing_runs.clone(),
+            fail: Some(true),
+        }),
+    ])
+    .unwrap();
+    let err = p
+        .clone()
+        .attach_steps(vec![Arc::new(CountingStep {
+            name: "ads_pit".into(),
+            after: ["nope".to_string()].into(),
+            runs: runs.clone(),
+            fail: None,
+        })])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the name is taken") && err.contains("model nope"),
+        "{err}"
+    );
+
+    let mut o = opts("2026-11-22");
+    o.retry_backoff = Duration::from_millis(10);
+    let r = run(&lake, &p, &o).await.unwrap();
+    let step = |n: &str| r.models.iter().find(|m| m.model == n).unwrap().clone();
+    assert_eq!(step("sync.ok").status, ModelStatus::Success);
+    assert_eq!(step("sync.ok").rows_written, 7);
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // A retryable failure is retried with the project's retries (2), then fails the run.
+    assert_eq!(step("sync.down").status, ModelStatus::Failed);
+    assert_eq!(failing_runs.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert_eq!(r.status, "failed");
+    let recorded = sql(
+        &lake,
+        "SELECT count(*) AS n FROM audit.model_runs WHERE model = 'sync.down'",
+    )
+    .await;
+    assert!(recorded.contains('3'), "{recorded}");
+}
