@@ -3,6 +3,7 @@
 //! benchmark ([`merge`]) and the suite's report ([`suite`]).
 
 pub mod cdc;
+pub mod features;
 pub mod merge;
 pub mod suite;
 
@@ -209,6 +210,27 @@ impl Conn {
             addr,
             line: String::new(),
         })
+    }
+
+    /// The address the connection goes to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// POSTs `body`, returns the status and the response body.
+    pub async fn post_read(&mut self, path: &str, auth: &str, body: &[u8]) -> Result<(u16, Vec<u8>)> {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        );
+        let stream = self.reader.get_mut();
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body).await?;
+        let (status, len) = self.read_status_and_headers().await?;
+        let mut out = vec![0u8; len];
+        self.reader.read_exact(&mut out).await?;
+        Ok((status, out))
     }
 
     /// POSTs `body`, reads the whole response, returns the status.
