@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds in release mode and runs the benchmark suite; reports go to bench/results/.
 #
-#   bash bench/run.sh                 # every suite: ingest, merge, dag, cdc
+#   bash bench/run.sh                 # every suite: ingest, merge, dag, cdc, features
 #   bash bench/run.sh merge           # one suite; latest.{json,md} keeps the others' last figures
 #   MERGE_ROWS=200k MERGE_CHANGES=20k bash bench/run.sh merge    # the one-minute smoke size
 #
@@ -9,11 +9,13 @@
 # MERGE_CHANGES, MERGE_CHUNK_ROWS, MERGE_MODES, MERGE_PEERS, MERGE_READ_RUNS,
 # MERGE_PEER_TIMEOUT_SECS (merge; see `merge-bench --help`); DAG_USERS, DAG_DAYS,
 # DAG_EVENTS_PER_USER, DAG_CONNECTIONS, DAG_PEER_MEMORY (dag); CDC_ENGINES, CDC_WORKLOAD, CDC_SECONDS, CDC_ALONE_SECONDS,
-# CDC_TABLES, CDC_TABLE_SIZE, CDC_THREADS, CDC_COMMIT_INTERVAL (cdc; see `cdc-bench --help`).
+# CDC_TABLES, CDC_TABLE_SIZE, CDC_THREADS, CDC_COMMIT_INTERVAL (cdc; see `cdc-bench --help`);
+# FEATURES_USERS, FEATURES_POSTS, FEATURES_RATE, FEATURES_SECONDS, FEATURES_CONNECTIONS,
+# FEATURES_FEAST_USERS, FEATURES_WORK_DIR, FEAST_VENV (features; see `features-bench --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUITES=("$@")
-[ ${#SUITES[@]} -eq 0 ] && SUITES=(ingest merge dag cdc)
+[ ${#SUITES[@]} -eq 0 ] && SUITES=(ingest merge dag cdc features)
 TARGET="${CARGO_TARGET_DIR:-target}/release"
 
 log() { printf '\n=== %s\n' "$*" >&2; }
@@ -66,8 +68,34 @@ for suite in "${SUITES[@]}"; do
       log "cdc"
       "$TARGET/cdc-bench" --strata "$TARGET/strata" --out bench/results
       ;;
+    features)
+      # A real redis-server (Debian), redis-py from the peers' venv, and Feast with its Redis
+      # online store in a venv of its own (its pins clash with the other peers').
+      if ! command -v redis-server >/dev/null 2>&1; then
+        log "installing redis-server"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server
+      fi
+      peers_venv
+      FEAST_VENV="${FEAST_VENV:-bench/.venv-feast}"
+      feast_args=()
+      if [ ! -x "$FEAST_VENV/bin/python" ] || ! "$FEAST_VENV/bin/python" -c 'import feast, redis' 2>/dev/null; then
+        log "creating Feast's venv at $FEAST_VENV"
+        python3 -m venv "$FEAST_VENV" &&
+          "$FEAST_VENV/bin/pip" install --quiet --disable-pip-version-check 'feast[redis]==0.67.0' ||
+          log "Feast did not install: the report says so"
+      fi
+      if "$FEAST_VENV/bin/python" -c 'import feast, redis' 2>/dev/null; then
+        feast_args=(--feast-python "$FEAST_VENV/bin/python")
+      else
+        feast_args=(--feast-skipped "pip install 'feast[redis]==0.67.0' failed")
+      fi
+      log "features"
+      "$TARGET/features-bench" --redis-server "$(command -v redis-server)" \
+        --python "$VENV/bin/python" "${feast_args[@]}" --out bench/results
+      ;;
     *)
-      echo "unknown suite $suite (ingest, merge, dag, cdc)" >&2
+      echo "unknown suite $suite (ingest, merge, dag, cdc, features)" >&2
       exit 2
       ;;
   esac

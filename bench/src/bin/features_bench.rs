@@ -10,19 +10,28 @@
 //! `bash bench/run.sh features` builds it in release mode, installs the peers and calls it.
 //! The subcommands `materialize` and `serve` are the child processes the run starts.
 
-use std::net::{SocketAddr, TcpListener};
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray};
+use arrow::datatypes::{Field, Schema};
+use parquet::arrow::ArrowWriter;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 use strata_bench::features::data::{self, changed_on, GenValue, Kind, TableShape};
-use strata_bench::features::load::{quantile_ms, BodyFn, OpenLoop};
-use strata_bench::{machine, self_rss_mib, suite};
-use strata_features::materialize::{materialize, SyncOptions};
+use strata_bench::features::load::{BodyFn, OpenLoop};
+use strata_bench::features::redis_server::RedisServer;
+use strata_bench::features::answers::{check_answer, feast_body, feed_ids, user_lookup_ids};
+use strata_bench::features::{report, serve};
+use strata_bench::{machine, self_rss_mib, suite, Conn};
+use strata_core::tokens::{NewToken, Scope, Tokens};
+use strata_features::materialize::{materialize, resolve, SyncOptions};
+use strata_features::FeatureServer;
 use strata_features::view::{load_views, FeatureView};
 use strata_online::config::OnlineKind;
 use strata_online::{entity_key, LookupStatus, OnlineConfig, OnlineStore, Value as FValue};
@@ -48,6 +57,22 @@ enum Cmd {
     /// (child) Materializes one view and prints its report as JSON.
     #[command(hide = true)]
     Materialize(MaterializeArgs),
+    /// (child) Serves the views over HTTP on 127.0.0.1 and prints `listening ADDR`.
+    #[command(hide = true)]
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    #[arg(long)]
+    lake: PathBuf,
+    #[arg(long)]
+    models: PathBuf,
+    /// The token file (`catalog_tokens.json`).
+    #[arg(long)]
+    tokens: PathBuf,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -101,6 +126,9 @@ struct RunArgs {
     /// Python with feast[redis] for the Feast peer.
     #[arg(long, env = "FEATURES_FEAST_PYTHON")]
     feast_python: Option<PathBuf>,
+    /// Why the Feast peer is not run (written in the report).
+    #[arg(long)]
+    feast_skipped: Option<String>,
     /// Users Feast materializes (its own materialization is slow).
     #[arg(long, env = "FEATURES_FEAST_USERS", default_value = "100k", value_parser = suite::parse_count)]
     feast_users: u64,
@@ -134,6 +162,7 @@ fn main() -> Result<()> {
         .build()?;
     match cli.cmd {
         Some(Cmd::Materialize(a)) => rt.block_on(materialize_child(a)),
+        Some(Cmd::Serve(a)) => rt.block_on(serve_child(a)),
         None => rt.block_on(run(cli.run)),
     }
 }
@@ -184,6 +213,29 @@ async fn materialize_child(a: MaterializeArgs) -> Result<()> {
             "peak_rss_mib": peak,
         })
     );
+    Ok(())
+}
+
+/// The views the benchmark serves.
+const VIEWS: [&str; 2] = ["user_features", "post_features"];
+
+async fn serve_child(a: ServeArgs) -> Result<()> {
+    let times = serve::install_recorder()?;
+    let lake = Lake::open(&LakeOptions::new(&a.lake)).await?;
+    let store = open_store(&a.store).await?;
+    let mut views = Vec::new();
+    let mut resolved = Vec::new();
+    for name in VIEWS {
+        let view = find_view(&a.models, name)?;
+        resolved.push(resolve(&lake, &view).await?);
+        views.push(view);
+    }
+    let server = FeatureServer::new(store, views, a.tokens).with_resolved(&resolved);
+    let app = serve::with_times_route(server.router(), times);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("listening {}", listener.local_addr()?);
+    std::io::stdout().flush()?;
+    axum::serve(listener, app).await?;
     Ok(())
 }
 
@@ -280,8 +332,7 @@ async fn steps(ctx: &Ctx) -> Result<()> {
     // 1. Data.
     let lake = Lake::open(&LakeOptions::new(&ctx.lake_dir)).await?;
     let start = Instant::now();
-    data::create_table(&lake, &ctx.user).await?;
-    data::create_table(&lake, &ctx.post).await?;
+    data::create_tables(&lake, &[&ctx.user, &ctx.post]).await?;
     let users: Vec<u64> = (1..=a.users).collect();
     let posts: Vec<u64> = (1..=a.posts).collect();
     data::append_day(&lake, &ctx.user, &users, 0, ctx.dt[0]).await?;
@@ -367,11 +418,36 @@ async fn steps(ctx: &Ctx) -> Result<()> {
     }
 
     if !a.skip_lookups {
+        let token = bench_token(&ctx.work.join("catalog_tokens.json"))?;
+        let mut lookups = serde_json::Map::new();
+        let mut stores = vec![("embedded", embedded.clone())];
+        if let Some(redis) = &redis {
+            stores.push((
+                "redis",
+                StoreArgs {
+                    online_path: None,
+                    redis_url: Some(redis.url()),
+                },
+            ));
+        }
+        for (label, store) in &stores {
+            match http_lookups(ctx, store, label, &token, &mut lookups, &mut failures).await {
+                Ok(()) => {}
+                Err(e) => {
+                    eprintln!("lookups against {label}: {e:#}");
+                    failures.push(format!("lookups against {label}: {e:#}"));
+                }
+            }
+        }
+        report["lookups"] = Value::Object(lookups);
         if let (Some(redis), Some(python)) = (&redis, &a.python) {
             report["redis_py"] = redis_py_peer(ctx, redis, python)?;
         }
-        if let Some(feast) = &a.feast_python {
-            report["feast"] = match feast_peer(ctx, feast) {
+        if let Some(reason) = &a.feast_skipped {
+            report["feast"] = json!({ "error": reason });
+        }
+        if let (Some(redis), Some(feast)) = (&redis, &a.feast_python) {
+            report["feast"] = match feast_peer(ctx, redis, feast) {
                 Ok(v) => v,
                 Err(e) => {
                     eprintln!("feast: {e:#}");
@@ -383,7 +459,7 @@ async fn steps(ctx: &Ctx) -> Result<()> {
 
     report["failures"] = json!(failures);
     report["load_at_end"] = load_average();
-    let md = markdown(ctx, &report);
+    let md = report::markdown(&report);
     println!("{md}");
     let path = suite::write_report(&a.out, "features", &report, &md)?;
     eprintln!("report: {}", path.display());
@@ -490,74 +566,196 @@ async fn check_store(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Redis and the peers
+// Lookups over HTTP
 
-/// A redis-server in a temp dir on a free loopback port, stopped on drop.
-struct RedisServer {
+/// A token with the `serve` scope in a new token file at `path`.
+fn bench_token(path: &Path) -> Result<String> {
+    let mut tokens = Tokens::load(path)?;
+    let token = tokens.create(
+        "features-bench",
+        NewToken {
+            scopes: vec![Scope::Serve],
+            ..NewToken::default()
+        },
+    )?;
+    tokens.save(path)?;
+    Ok(token)
+}
+
+/// The serve child, stopped on drop.
+struct ServerChild {
     child: Child,
-    port: u16,
+    addr: SocketAddr,
 }
 
-impl RedisServer {
-    fn start(bin: &str, dir: &Path) -> Result<RedisServer> {
-        std::fs::create_dir_all(dir)?;
-        let port = free_port()?;
-        let child = Command::new(bin)
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .arg("--dir")
-            .arg(dir)
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {bin}"))?;
-        let mut server = RedisServer { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(server);
-            }
-            if let Some(status) = server.child.try_wait()? {
-                bail!("{bin} exited: {status}");
-            }
-            if Instant::now() > deadline {
-                bail!("{bin} did not listen on {port} within 10 s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
+impl ServerChild {
+    fn start(ctx: &Ctx, store: &StoreArgs, tokens: &Path) -> Result<ServerChild> {
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .arg("serve")
+            .arg("--lake")
+            .arg(&ctx.lake_dir)
+            .arg("--models")
+            .arg(&ctx.args.models)
+            .arg("--tokens")
+            .arg(tokens)
+            .args(store_args(store))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        let Some(addr) = line.trim().strip_prefix("listening ") else {
+            child.kill().ok();
+            child.wait().ok();
+            bail!("the server child did not start (said {line:?})");
+        };
+        let addr = addr.parse()?;
+        Ok(ServerChild { child, addr })
+    }
+
+    async fn server_times(&self) -> Result<Value> {
+        let mut conn = Conn::connect(self.addr).await?;
+        let (status, body) = conn.get("/bench/server-times").await?;
+        if status != 200 {
+            bail!("/bench/server-times answered {status}");
         }
+        Ok(serde_json::from_str(&body)?)
     }
 
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    async fn conn(&self) -> Result<redis::aio::MultiplexedConnection> {
-        let client = redis::Client::open(self.url())?;
-        Ok(client.get_multiplexed_async_connection().await?)
-    }
-
-    async fn used_memory_mib(&self) -> Result<f64> {
-        let mut c = self.conn().await?;
-        let info: String = redis::cmd("INFO").arg("memory").query_async(&mut c).await?;
-        let bytes = info
-            .lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(f64::NAN);
-        Ok(bytes / 1048576.0)
+    fn peak_rss_mib(&self) -> Option<f64> {
+        strata_bench::peak_rss_mib(self.child.id())
     }
 }
 
-impl Drop for RedisServer {
+impl Drop for ServerChild {
     fn drop(&mut self) {
         self.child.kill().ok();
         self.child.wait().ok();
     }
 }
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// Single-user lookups at the fixed rate, flat out, and feed requests, against one store.
+async fn http_lookups(
+    ctx: &Ctx,
+    store: &StoreArgs,
+    label: &str,
+    token: &str,
+    out: &mut serde_json::Map<String, Value>,
+    failures: &mut Vec<String>,
+) -> Result<()> {
+    let a = &ctx.args;
+    let server = ServerChild::start(ctx, store, &ctx.work.join("catalog_tokens.json"))?;
+    let auth = format!("Bearer {token}");
+    let user_refs: Vec<String> = ctx
+        .user
+        .features()
+        .iter()
+        .take(USER_LOOKUP_FEATURES)
+        .map(|f| format!("user_features:{f}"))
+        .collect();
+    let post_refs: Vec<String> = ctx
+        .post
+        .features()
+        .iter()
+        .map(|f| format!("post_features:{f}"))
+        .collect();
+
+    // The answers are right before anything is timed.
+    let ids = user_lookup_ids(a.users);
+    let mut conn = Conn::connect(server.addr).await?;
+    let day_of_user = |id: u64| user_day(ctx, id, true);
+    let mut bad = 0;
+    for i in 0..50 {
+        let id = ids(i);
+        let (status, body) = conn
+            .post_read("/get-online-features", &auth, &feast_body(&user_refs, "user_id", &[id]))
+            .await?;
+        if status != 200 {
+            bail!("lookup answered {status}: {}", String::from_utf8_lossy(&body));
+        }
+        bad += check_answer(&body, &ctx.user, &user_refs, &[id], &day_of_user)?;
+    }
+    let feed = feed_ids(a.posts, a.feed_posts, 0);
+    let (status, body) = conn
+        .post_read("/get-online-features", &auth, &feast_body(&post_refs, "post_id", &feed))
+        .await?;
+    if status != 200 {
+        bail!("feed lookup answered {status}: {}", String::from_utf8_lossy(&body));
+    }
+    bad += check_answer(&body, &ctx.post, &post_refs, &feed, &|_| 0)?;
+    if bad > 0 {
+        failures.push(format!("{label}: {bad} wrong values over HTTP"));
+    }
+    eprintln!("{label}: HTTP answers checked, {bad} wrong values");
+
+    let prefix = format!(
+        "{{\"features\":{},\"entities\":{{\"user_id\":[",
+        serde_json::to_string(&user_refs)?
+    );
+    let user_body: BodyFn = Arc::new(move |i| format!("{prefix}{}]}}}}", ids(i)).into_bytes());
+    let user_load = |rate: f64, secs: u64, connections: usize| OpenLoop {
+        addr: server.addr,
+        path: "/get-online-features".to_string(),
+        auth: auth.clone(),
+        rate,
+        duration: Duration::from_secs(secs),
+        connections,
+        max_requests: None,
+        body: user_body.clone(),
+    };
+    // Warm-up (connections, page cache), not reported.
+    user_load(a.rate, 3, a.connections).run().await?;
+    server.server_times().await?;
+
+    let result = user_load(a.rate, a.seconds, a.connections).run().await?;
+    let mut fig = result.figures(a.rate);
+    add_server_times(&mut fig, &server.server_times().await?);
+    eprintln!("{label} user lookups at {}/s: {}", a.rate, fig);
+    out.insert(format!("{label}: user, 100 features, fixed rate"), fig);
+
+    let result = user_load(0.0, 10, a.connections).run().await?;
+    let mut fig = result.figures(0.0);
+    add_server_times(&mut fig, &server.server_times().await?);
+    eprintln!("{label} user lookups flat out: {}", fig);
+    out.insert(format!("{label}: user, 100 features, flat out"), fig);
+
+    let (posts, n) = (a.posts, a.feed_posts);
+    let feed_run = OpenLoop {
+        addr: server.addr,
+        path: "/get-online-features".to_string(),
+        auth: auth.clone(),
+        rate: 0.0,
+        duration: Duration::from_secs(600),
+        connections: 1,
+        max_requests: Some(a.feed_requests),
+        body: Arc::new(move |i| feast_body(&post_refs, "post_id", &feed_ids(posts, n, i + 1))),
+    };
+    let result = feed_run.run().await?;
+    let mut fig = result.figures(0.0);
+    add_server_times(&mut fig, &server.server_times().await?);
+    eprintln!("{label} feed of {n} posts: {}", fig);
+    out.insert(format!("{label}: {n} posts, one connection"), fig);
+    out.insert(
+        format!("{label}: server peak RSS MiB"),
+        json!(server.peak_rss_mib()),
+    );
+    Ok(())
 }
+
+fn add_server_times(fig: &mut Value, times: &Value) {
+    if let Some(t) = times.as_object().and_then(|m| m.values().next()) {
+        fig["server_p50_ms"] = t["p50_ms"].clone();
+        fig["server_p99_ms"] = t["p99_ms"].clone();
+        fig["server_p999_ms"] = t["p999_ms"].clone();
+        fig["server_count"] = t["count"].clone();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis and the peers
+
 
 /// The peer's data: one hash per user (`peer:u:<id>`, the first 100 features of the row
 /// served after both days) and per post (`peer:p:<id>`, every feature), values as text.
@@ -616,8 +814,83 @@ fn redis_py_peer(ctx: &Ctx, redis: &RedisServer, python: &Path) -> Result<Value>
     Ok(v)
 }
 
-fn feast_peer(_ctx: &Ctx, _python: &Path) -> Result<Value> {
-    bail!("not run yet")
+/// A Parquet file of `ids`' rows as served after both days: the key, the first `features`
+/// features, and `event_timestamp` (noon UTC of the row's `dt`), for Feast's file source.
+fn write_feast_parquet(
+    ctx: &Ctx,
+    shape: &TableShape,
+    ids: &[u64],
+    features: usize,
+    path: &Path,
+    day_of: &dyn Fn(u64) -> u32,
+) -> Result<()> {
+    let keep: Vec<usize> = (0..shape.columns.len().min(features + 1)).collect();
+    let mut writer: Option<ArrowWriter<std::fs::File>> = None;
+    for day in [0u32, 1] {
+        let day_ids: Vec<u64> = ids.iter().copied().filter(|&i| day_of(i) == day).collect();
+        for chunk in day_ids.chunks(data::BATCH_ROWS as usize) {
+            let batch = data::batch(shape, chunk, day, ctx.dt[day as usize])?.project(&keep)?;
+            let ts = i64::from(ctx.dt[day as usize]) * 86_400_000_000 + 43_200_000_000;
+            let ts: ArrayRef = Arc::new(
+                TimestampMicrosecondArray::from(vec![ts; chunk.len()]).with_timezone("UTC"),
+            );
+            let mut fields: Vec<Field> =
+                batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields.push(Field::new("event_timestamp", ts.data_type().clone(), false));
+            let mut columns = batch.columns().to_vec();
+            columns.push(ts);
+            let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+            if writer.is_none() {
+                writer = Some(ArrowWriter::try_new(
+                    std::fs::File::create(path)?,
+                    batch.schema(),
+                    None,
+                )?);
+            }
+            if let Some(w) = writer.as_mut() {
+                w.write(&batch)?;
+            }
+        }
+    }
+    writer.context("no rows for Feast")?.close()?;
+    Ok(())
+}
+
+fn feast_peer(ctx: &Ctx, redis: &RedisServer, python: &Path) -> Result<Value> {
+    let dir = ctx.work.join("feast");
+    std::fs::create_dir_all(&dir)?;
+    let a = &ctx.args;
+    let users: Vec<u64> = (1..=a.feast_users.min(a.users)).collect();
+    let posts: Vec<u64> = (1..=a.posts).collect();
+    let users_path = dir.join("users.parquet");
+    let posts_path = dir.join("posts.parquet");
+    write_feast_parquet(ctx, &ctx.user, &users, USER_LOOKUP_FEATURES, &users_path, &|id| {
+        user_day(ctx, id, true)
+    })?;
+    write_feast_parquet(ctx, &ctx.post, &posts, usize::MAX, &posts_path, &|_| 0)?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/feast_peer.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg("--work")
+        .arg(dir.join("repo"))
+        .arg("--users-parquet")
+        .arg(&users_path)
+        .arg("--posts-parquet")
+        .arg(&posts_path)
+        .args(["--port", &redis.port.to_string()])
+        .args(["--seconds", &a.seconds.to_string()])
+        .args(["--feed-posts", &a.feed_posts.to_string()])
+        .args(["--feed-requests", &a.feed_requests.min(100).to_string()])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running the Feast peer")?;
+    if !out.status.success() {
+        bail!("the Feast peer failed: {}", out.status);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(text.lines().last().context("no output")?)?;
+    eprintln!("feast: {v}");
+    Ok(v)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -647,105 +920,4 @@ fn dir_mib(dir: &Path) -> f64 {
     walk(dir) as f64 / 1048576.0
 }
 
-fn f(v: &Value) -> String {
-    match v.as_f64() {
-        Some(x) if x >= 100.0 => format!("{x:.0}"),
-        Some(x) if x >= 10.0 => format!("{x:.1}"),
-        Some(x) => format!("{x:.2}"),
-        None => "–".to_string(),
-    }
-}
 
-fn markdown(ctx: &Ctx, r: &Value) -> String {
-    let a = &ctx.args;
-    let mut md = String::from("# Feature store\n\n");
-    md.push_str(&format!(
-        "{} users × {} columns of `ads.ads_user_features`, {} posts × {} columns of `ads.ads_post_features`, \
-         generated into a lake in {} s. Machine: {} cores ({}), load average {} at the start and {} at the end; \
-         other engineers' builds shared the cores, so the figures are noisy.\n\n",
-        a.users,
-        ctx.user.columns.len(),
-        a.posts,
-        ctx.post.columns.len(),
-        f(&r["generation"]["secs"]),
-        r["machine"]["cpus"],
-        r["machine"]["cpu"].as_str().unwrap_or(""),
-        r["load_at_start"].as_str().unwrap_or("?"),
-        r["load_at_end"].as_str().unwrap_or("?"),
-    ));
-    md.push_str("## Materialization (each sync in its own process)\n\n");
-    md.push_str("| store | view | mode | rows read | rows written | s | rows/s | peak RSS MiB |\n|---|---|---|---|---|---|---|---|\n");
-    for (store, key) in [("embedded", "materialize_embedded"), ("redis", "materialize_redis")] {
-        if let Some(m) = r[key].as_object() {
-            for (name, v) in m {
-                md.push_str(&format!(
-                    "| {store} | {name} | {} | {} | {} | {} | {} | {} |\n",
-                    v["report"]["mode"].as_str().unwrap_or("?"),
-                    v["report"]["rows_read"],
-                    v["report"]["written"],
-                    f(&v["secs"]),
-                    f(&v["rows_per_sec"]),
-                    f(&v["peak_rss_mib"]),
-                ));
-            }
-        }
-    }
-    md.push_str(&format!(
-        "\nEmbedded store on disk: {} MiB. Redis used memory after Strata's syncs: {} MiB, after the peer's hashes too: {} MiB.\n",
-        f(&r["embedded_store_mib"]),
-        f(&r["redis_used_after_strata_mib"]),
-        f(&r["redis_used_after_peer_mib"]),
-    ));
-    if let Some(lookups) = r["lookups"].as_object() {
-        md.push_str("\n## Lookups\n\n");
-        md.push_str("| run | target /s | achieved /s | p50 ms | p99 ms | p999 ms | server p99 ms | errors |\n|---|---|---|---|---|---|---|---|\n");
-        for (name, v) in lookups {
-            md.push_str(&lookup_row(name, v));
-        }
-    }
-    for (peer, key) in [("redis-py", "redis_py"), ("feast", "feast")] {
-        if let Some(runs) = r[key].as_object() {
-            md.push_str(&format!("\n## Peer: {peer}\n\n"));
-            if let Some(e) = runs.get("error") {
-                md.push_str(&format!("Not measured: {}\n", e.as_str().unwrap_or("?")));
-                continue;
-            }
-            md.push_str("| run | target /s | achieved /s | p50 ms | p99 ms | p999 ms | server p99 ms | errors |\n|---|---|---|---|---|---|---|---|\n");
-            for (name, v) in runs {
-                if v.is_object() {
-                    md.push_str(&lookup_row(name, v));
-                }
-            }
-            if let Some(note) = runs.get("note").and_then(|n| n.as_str()) {
-                md.push_str(&format!("\n{note}\n"));
-            }
-        }
-    }
-    if let Some(failures) = r["failures"].as_array() {
-        if !failures.is_empty() {
-            md.push_str("\n## Wrong results\n\n");
-            for x in failures {
-                md.push_str(&format!("- {}\n", x.as_str().unwrap_or("?")));
-            }
-        }
-    }
-    md
-}
-
-fn lookup_row(name: &str, v: &Value) -> String {
-    format!(
-        "| {name} | {} | {} | {} | {} | {} | {} | {} |\n",
-        f(&v["target_rate"]),
-        f(&v["throughput"]),
-        f(&v["p50_ms"]),
-        f(&v["p99_ms"]),
-        f(&v["p999_ms"]),
-        f(&v["server_p99_ms"]),
-        v["errors"].as_u64().unwrap_or(0) + v["bad_status"].as_u64().unwrap_or(0),
-    )
-}
-
-#[allow(dead_code)]
-fn unused(_: SocketAddr, _: BodyFn, _: OpenLoop, _: Arc<()>) -> f64 {
-    quantile_ms(&[], 0.5)
-}

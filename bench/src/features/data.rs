@@ -211,30 +211,34 @@ pub fn batch(shape: &TableShape, ids: &[u64], day: u32, dt_days: i32) -> Result<
     Ok(RecordBatch::try_new(shape.schema(), arrays)?)
 }
 
-/// Creates the table (`PARTITIONED BY (dt)`) through Strata's SQL.
-pub async fn create_table(lake: &Lake, shape: &TableShape) -> Result<()> {
+/// Creates the namespace and the tables (`PARTITIONED BY (dt)`) through Strata's SQL, in a
+/// new lake.
+pub async fn create_tables(lake: &Lake, shapes: &[&TableShape]) -> Result<()> {
     let session = SqlSession::new(lake).await?;
-    session
-        .run(&format!(
-            "CREATE NAMESPACE IF NOT EXISTS {}",
-            shape.namespace
-        ))
-        .await
-        .ok();
-    let cols: Vec<String> = shape
-        .columns
-        .iter()
-        .map(|(n, k)| format!("{n} {}", k.sql()))
-        .collect();
-    session
-        .run(&format!(
-            "CREATE TABLE {}.{} ({}) PARTITIONED BY (dt)",
-            shape.namespace,
-            shape.name,
-            cols.join(", ")
-        ))
-        .await
-        .with_context(|| format!("creating {}.{}", shape.namespace, shape.name))?;
+    let mut namespaces: Vec<&str> = shapes.iter().map(|s| s.namespace.as_str()).collect();
+    namespaces.dedup();
+    for ns in namespaces {
+        session
+            .run(&format!("CREATE NAMESPACE {ns}"))
+            .await
+            .with_context(|| format!("creating namespace {ns}"))?;
+    }
+    for shape in shapes {
+        let cols: Vec<String> = shape
+            .columns
+            .iter()
+            .map(|(n, k)| format!("{n} {}", k.sql()))
+            .collect();
+        session
+            .run(&format!(
+                "CREATE TABLE {}.{} ({}) PARTITIONED BY (dt)",
+                shape.namespace,
+                shape.name,
+                cols.join(", ")
+            ))
+            .await
+            .with_context(|| format!("creating {}.{}", shape.namespace, shape.name))?;
+    }
     Ok(())
 }
 

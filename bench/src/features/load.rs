@@ -27,6 +27,8 @@ pub struct OpenLoop {
     pub rate: f64,
     pub duration: Duration,
     pub connections: usize,
+    /// Stop after this many requests (else when `duration` is over).
+    pub max_requests: Option<u64>,
     pub body: BodyFn,
 }
 
@@ -58,10 +60,14 @@ impl OpenLoop {
             let path = self.path.clone();
             let auth = self.auth.clone();
             let rate = self.rate;
+            let max = self.max_requests.unwrap_or(u64::MAX);
             tasks.push(tokio::spawn(async move {
                 let mut out = LoadResult::default();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= max {
+                        break;
+                    }
                     let due = if rate > 0.0 {
                         start + Duration::from_secs_f64(i as f64 / rate)
                     } else {
@@ -88,7 +94,7 @@ impl OpenLoop {
                         Err(_) => {
                             out.errors += 1;
                             // The connection is in an unknown state: open a new one.
-                            match Conn::connect(conn_addr(&conn)).await {
+                            match Conn::connect(conn.addr()).await {
                                 Ok(c) => conn = c,
                                 Err(_) => break,
                             }
@@ -115,10 +121,6 @@ impl OpenLoop {
         all.service_us.sort_unstable();
         Ok(all)
     }
-}
-
-fn conn_addr(conn: &Conn) -> SocketAddr {
-    conn.addr()
 }
 
 /// The `p` quantile (0..1) of sorted samples, in ms.
