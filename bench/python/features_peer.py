@@ -86,7 +86,7 @@ async def main():
     p.add_argument("--users", type=int, required=True)
     p.add_argument("--posts", type=int, required=True)
     p.add_argument("--features", type=int, default=100)
-    p.add_argument("--rate", type=float, default=5000)
+    p.add_argument("--rate", default="5000,2000", help="comma-separated rates, one run each")
     p.add_argument("--seconds", type=float, default=20)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--feed-posts", type=int, default=1200)
@@ -114,9 +114,11 @@ async def main():
         return all(len(r) > 0 for r in rows)
 
     out = {}
-    await load(pool, user, a.rate, 3, a.concurrency)  # warm-up
-    out["redis-py: user, 100 features, fixed rate"] = await load(
-        pool, user, a.rate, a.seconds, a.concurrency)
+    rates = [float(r) for r in a.rate.split(",") if r]
+    await load(pool, user, rates[0], 3, a.concurrency)  # warm-up
+    for rate in rates:
+        out[f"redis-py: user, 100 features, {rate:g}/s"] = await load(
+            pool, user, rate, a.seconds, a.concurrency)
     out["redis-py: user, 100 features, flat out"] = await load(
         pool, user, 0, 10, a.concurrency)
     feed_pool = aioredis.ConnectionPool(host="127.0.0.1", port=a.port, max_connections=1)

@@ -132,9 +132,9 @@ struct RunArgs {
     /// Users Feast materializes (its own materialization is slow).
     #[arg(long, env = "FEATURES_FEAST_USERS", default_value = "100k", value_parser = suite::parse_count)]
     feast_users: u64,
-    /// Lookups per second of the fixed-rate runs.
-    #[arg(long, env = "FEATURES_RATE", default_value_t = 5000.0)]
-    rate: f64,
+    /// Lookups per second of the fixed-rate runs (one run per rate).
+    #[arg(long, env = "FEATURES_RATE", value_delimiter = ',', default_value = "5000,2000")]
+    rate: Vec<f64>,
     /// Seconds of each fixed-rate run.
     #[arg(long, env = "FEATURES_SECONDS", default_value_t = 20)]
     seconds: u64,
@@ -411,6 +411,7 @@ async fn steps(ctx: &Ctx) -> Result<()> {
         check_store(ctx, &store, &mut failures, true).await?;
         report["materialize_redis"] = Value::Object(mat);
         report["redis_used_after_strata_mib"] = json!(redis.used_memory_mib().await?);
+        report["redis_user_features_meta_bytes"] = json!(redis.strlen("strata:user_features:m").await?);
         let start = Instant::now();
         populate_peer(ctx, redis).await?;
         report["peer_populate_secs"] = json!(start.elapsed().as_secs_f64());
@@ -706,14 +707,17 @@ async fn http_lookups(
         body: user_body.clone(),
     };
     // Warm-up (connections, page cache), not reported.
-    user_load(a.rate, 3, a.connections).run().await?;
+    let first = a.rate.first().copied().unwrap_or(1000.0);
+    user_load(first, 3, a.connections).run().await?;
     server.server_times().await?;
 
-    let result = user_load(a.rate, a.seconds, a.connections).run().await?;
-    let mut fig = result.figures(a.rate);
-    add_server_times(&mut fig, &server.server_times().await?);
-    eprintln!("{label} user lookups at {}/s: {}", a.rate, fig);
-    out.insert(format!("{label}: user, 100 features, fixed rate"), fig);
+    for &rate in &a.rate {
+        let result = user_load(rate, a.seconds, a.connections).run().await?;
+        let mut fig = result.figures(rate);
+        add_server_times(&mut fig, &server.server_times().await?);
+        eprintln!("{label} user lookups at {rate}/s: {fig}");
+        out.insert(format!("{label}: user, 100 features, {rate}/s"), fig);
+    }
 
     let result = user_load(0.0, 10, a.connections).run().await?;
     let mut fig = result.figures(0.0);
@@ -788,6 +792,10 @@ async fn populate_peer(ctx: &Ctx, redis: &RedisServer) -> Result<()> {
     Ok(())
 }
 
+fn rates(r: &[f64]) -> String {
+    r.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
+}
+
 fn redis_py_peer(ctx: &Ctx, redis: &RedisServer, python: &Path) -> Result<Value> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/features_peer.py");
     let a = &ctx.args;
@@ -797,7 +805,7 @@ fn redis_py_peer(ctx: &Ctx, redis: &RedisServer, python: &Path) -> Result<Value>
         .args(["--users", &a.users.to_string()])
         .args(["--posts", &a.posts.to_string()])
         .args(["--features", &USER_LOOKUP_FEATURES.to_string()])
-        .args(["--rate", &a.rate.to_string()])
+        .args(["--rate", &rates(&a.rate)])
         .args(["--seconds", &a.seconds.to_string()])
         .args(["--concurrency", &a.connections.to_string()])
         .args(["--feed-posts", &a.feed_posts.to_string()])
@@ -824,7 +832,8 @@ fn write_feast_parquet(
     path: &Path,
     day_of: &dyn Fn(u64) -> u32,
 ) -> Result<()> {
-    let keep: Vec<usize> = (0..shape.columns.len().min(features + 1)).collect();
+    // The key and the features, without `dt` (the last column).
+    let keep: Vec<usize> = (0..(shape.columns.len() - 1).min(features.saturating_add(1))).collect();
     let mut writer: Option<ArrowWriter<std::fs::File>> = None;
     for day in [0u32, 1] {
         let day_ids: Vec<u64> = ids.iter().copied().filter(|&i| day_of(i) == day).collect();

@@ -51,6 +51,12 @@ impl RedisServer {
         Ok(client.get_multiplexed_async_connection().await?)
     }
 
+    /// STRLEN of `key`.
+    pub async fn strlen(&self, key: &str) -> Result<u64> {
+        let mut c = self.conn().await?;
+        Ok(redis::cmd("STRLEN").arg(key).query_async(&mut c).await?)
+    }
+
     pub async fn used_memory_mib(&self) -> Result<f64> {
         let mut c = self.conn().await?;
         let info: String = redis::cmd("INFO").arg("memory").query_async(&mut c).await?;

@@ -46,10 +46,12 @@ pub fn markdown(r: &Value) -> String {
         }
     }
     md.push_str(&format!(
-        "\nEmbedded store on disk: {} MiB. Redis used memory after Strata's syncs: {} MiB, after the peer's hashes too: {} MiB.\n",
+        "\nEmbedded store on disk: {} MiB. Redis used memory after Strata's syncs: {} MiB, after the peer's hashes too: {} MiB. \
+         Strata's `user_features` metadata in Redis (read by every lookup's MGET): {} bytes.\n",
         f(&r["embedded_store_mib"]),
         f(&r["redis_used_after_strata_mib"]),
         f(&r["redis_used_after_peer_mib"]),
+        r["redis_user_features_meta_bytes"],
     ));
     if let Some(lookups) = r["lookups"].as_object() {
         md.push_str("\n## Lookups\n\n");
