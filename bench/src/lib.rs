@@ -218,7 +218,12 @@ impl Conn {
     }
 
     /// POSTs `body`, returns the status and the response body.
-    pub async fn post_read(&mut self, path: &str, auth: &str, body: &[u8]) -> Result<(u16, Vec<u8>)> {
+    pub async fn post_read(
+        &mut self,
+        path: &str,
+        auth: &str,
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>)> {
         let head = format!(
             "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             self.addr,

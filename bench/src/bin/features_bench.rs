@@ -20,19 +20,19 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use arrow::array::{Array, ArrayRef, RecordBatch, TimestampMicrosecondArray};
 use arrow::datatypes::{Field, Schema};
-use parquet::arrow::ArrowWriter;
 use clap::{Args, Parser, Subcommand};
+use parquet::arrow::ArrowWriter;
 use serde_json::{json, Value};
+use strata_bench::features::answers::{check_answer, feast_body, feed_ids, user_lookup_ids};
 use strata_bench::features::data::{self, changed_on, GenValue, Kind, TableShape};
 use strata_bench::features::load::{BodyFn, OpenLoop};
 use strata_bench::features::redis_server::RedisServer;
-use strata_bench::features::answers::{check_answer, feast_body, feed_ids, user_lookup_ids};
 use strata_bench::features::{report, serve};
 use strata_bench::{machine, self_rss_mib, suite, Conn};
 use strata_core::tokens::{NewToken, Scope, Tokens};
 use strata_features::materialize::{materialize, resolve, SyncOptions};
-use strata_features::FeatureServer;
 use strata_features::view::{load_views, FeatureView};
+use strata_features::FeatureServer;
 use strata_online::config::OnlineKind;
 use strata_online::{entity_key, LookupStatus, OnlineConfig, OnlineStore, Value as FValue};
 use strata_table::config::LakeOptions;
@@ -44,7 +44,9 @@ const USER_LOOKUP_FEATURES: usize = 100;
 const CHECK_SAMPLE: u64 = 2_000;
 
 #[derive(Parser, Debug)]
-#[command(about = "Feature store benchmark: materialization and online lookups vs redis-py and Feast")]
+#[command(
+    about = "Feature store benchmark: materialization and online lookups vs redis-py and Feast"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -133,7 +135,12 @@ struct RunArgs {
     #[arg(long, env = "FEATURES_FEAST_USERS", default_value = "100k", value_parser = suite::parse_count)]
     feast_users: u64,
     /// Lookups per second of the fixed-rate runs (one run per rate).
-    #[arg(long, env = "FEATURES_RATE", value_delimiter = ',', default_value = "5000,2000")]
+    #[arg(
+        long,
+        env = "FEATURES_RATE",
+        value_delimiter = ',',
+        default_value = "5000,2000"
+    )]
     rate: Vec<f64>,
     /// Seconds of each fixed-rate run.
     #[arg(long, env = "FEATURES_SECONDS", default_value_t = 20)]
@@ -199,9 +206,11 @@ async fn materialize_child(a: MaterializeArgs) -> Result<()> {
     let lake = Lake::open(&LakeOptions::new(&a.lake)).await?;
     let store = open_store(&a.store).await?;
     let view = find_view(&a.models, &a.view)?;
+    let sampler = RssSampler::start();
     let start = Instant::now();
     let report = materialize(&lake, &store, &view, &SyncOptions::default()).await?;
     let secs = start.elapsed().as_secs_f64();
+    let (anon, file) = sampler.stop();
     let (rss_end, peak) = self_rss_mib();
     println!(
         "{}",
@@ -211,9 +220,54 @@ async fn materialize_child(a: MaterializeArgs) -> Result<()> {
             "rss_start_mib": rss_start,
             "rss_end_mib": rss_end,
             "peak_rss_mib": peak,
+            "peak_rss_anon_mib": anon,
+            "peak_rss_file_mib": file,
         })
     );
     Ok(())
+}
+
+/// Samples this process's RssAnon (heap, stacks) and RssFile (mapped files: the embedded
+/// store's LMDB map counts here once its pages are touched, though the kernel can drop them
+/// as page cache) every 20 ms; VmHWM alone cannot tell them apart.
+struct RssSampler {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(f64, f64)>,
+}
+
+impl RssSampler {
+    fn start() -> RssSampler {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut anon, mut file) = (0f64, 0f64);
+            loop {
+                if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+                    let kib = |key: &str| {
+                        status
+                            .lines()
+                            .find_map(|l| l.strip_prefix(key))
+                            .and_then(|v| v.split_whitespace().next())
+                            .and_then(|v| v.parse::<f64>().ok())
+                            .unwrap_or(0.0)
+                    };
+                    anon = anon.max(kib("RssAnon:") / 1024.0);
+                    file = file.max(kib("RssFile:") / 1024.0);
+                }
+                if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    return (anon, file);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        RssSampler { stop, thread }
+    }
+
+    /// (peak RssAnon, peak RssFile) in MiB.
+    fn stop(self) -> (f64, f64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or((f64::NAN, f64::NAN))
+    }
 }
 
 /// The views the benchmark serves.
@@ -406,12 +460,19 @@ async fn steps(ctx: &Ctx) -> Result<()> {
             redis_url: Some(redis.url()),
         };
         let mut mat = serde_json::Map::new();
-        mat.insert("user_features_full".into(), sync(ctx, &store, "user_features")?);
-        mat.insert("post_features_full".into(), sync(ctx, &store, "post_features")?);
+        mat.insert(
+            "user_features_full".into(),
+            sync(ctx, &store, "user_features")?,
+        );
+        mat.insert(
+            "post_features_full".into(),
+            sync(ctx, &store, "post_features")?,
+        );
         check_store(ctx, &store, &mut failures, true).await?;
         report["materialize_redis"] = Value::Object(mat);
         report["redis_used_after_strata_mib"] = json!(redis.used_memory_mib().await?);
-        report["redis_user_features_meta_bytes"] = json!(redis.strlen("strata:user_features:m").await?);
+        report["redis_user_features_meta_bytes"] =
+            json!(redis.strlen("strata:user_features:m").await?);
         let start = Instant::now();
         populate_peer(ctx, redis).await?;
         report["peer_populate_secs"] = json!(start.elapsed().as_secs_f64());
@@ -421,6 +482,7 @@ async fn steps(ctx: &Ctx) -> Result<()> {
     if !a.skip_lookups {
         let token = bench_token(&ctx.work.join("catalog_tokens.json"))?;
         let mut lookups = serde_json::Map::new();
+        let mut server_rss = serde_json::Map::new();
         let mut stores = vec![("embedded", embedded.clone())];
         if let Some(redis) = &redis {
             stores.push((
@@ -432,7 +494,17 @@ async fn steps(ctx: &Ctx) -> Result<()> {
             ));
         }
         for (label, store) in &stores {
-            match http_lookups(ctx, store, label, &token, &mut lookups, &mut failures).await {
+            match http_lookups(
+                ctx,
+                store,
+                label,
+                &token,
+                &mut lookups,
+                &mut server_rss,
+                &mut failures,
+            )
+            .await
+            {
                 Ok(()) => {}
                 Err(e) => {
                     eprintln!("lookups against {label}: {e:#}");
@@ -441,6 +513,7 @@ async fn steps(ctx: &Ctx) -> Result<()> {
             }
         }
         report["lookups"] = Value::Object(lookups);
+        report["server_peak_rss_mib"] = Value::Object(server_rss);
         if let (Some(redis), Some(python)) = (&redis, &a.python) {
             report["redis_py"] = redis_py_peer(ctx, redis, python)?;
         }
@@ -496,11 +569,13 @@ fn sync(ctx: &Ctx, store: &StoreArgs, view: &str) -> Result<Value> {
         "embedded"
     };
     eprintln!(
-        "materialize {view} → {kind}: {} ({} rows read, {written} written) in {secs:.1} s = {:.0} rows/s, peak RSS {:.0} MiB",
+        "materialize {view} → {kind}: {} ({} rows read, {written} written) in {secs:.1} s = {:.0} rows/s, peak RSS {:.0} MiB (anon {:.0}, file {:.0})",
         out["report"]["mode"],
         out["report"]["rows_read"],
         out["rows_per_sec"].as_f64().unwrap_or(0.0),
-        out["peak_rss_mib"].as_f64().unwrap_or(f64::NAN)
+        out["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
+        out["peak_rss_anon_mib"].as_f64().unwrap_or(f64::NAN),
+        out["peak_rss_file_mib"].as_f64().unwrap_or(f64::NAN),
     );
     Ok(out)
 }
@@ -559,7 +634,10 @@ async fn check_store(
         }
         let what = format!("{view} in {}", online.kind());
         if bad > 0 {
-            failures.push(format!("{what}: {bad} wrong or missing values in a sample of {} entities", ids.len()));
+            failures.push(format!(
+                "{what}: {bad} wrong or missing values in a sample of {} entities",
+                ids.len()
+            ));
         }
         eprintln!("check {what}: {} entities, {bad} wrong values", ids.len());
     }
@@ -644,6 +722,7 @@ async fn http_lookups(
     label: &str,
     token: &str,
     out: &mut serde_json::Map<String, Value>,
+    server_rss: &mut serde_json::Map<String, Value>,
     failures: &mut Vec<String>,
 ) -> Result<()> {
     let a = &ctx.args;
@@ -671,19 +750,33 @@ async fn http_lookups(
     for i in 0..50 {
         let id = ids(i);
         let (status, body) = conn
-            .post_read("/get-online-features", &auth, &feast_body(&user_refs, "user_id", &[id]))
+            .post_read(
+                "/get-online-features",
+                &auth,
+                &feast_body(&user_refs, "user_id", &[id]),
+            )
             .await?;
         if status != 200 {
-            bail!("lookup answered {status}: {}", String::from_utf8_lossy(&body));
+            bail!(
+                "lookup answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
         }
         bad += check_answer(&body, &ctx.user, &user_refs, &[id], &day_of_user)?;
     }
     let feed = feed_ids(a.posts, a.feed_posts, 0);
     let (status, body) = conn
-        .post_read("/get-online-features", &auth, &feast_body(&post_refs, "post_id", &feed))
+        .post_read(
+            "/get-online-features",
+            &auth,
+            &feast_body(&post_refs, "post_id", &feed),
+        )
         .await?;
     if status != 200 {
-        bail!("feed lookup answered {status}: {}", String::from_utf8_lossy(&body));
+        bail!(
+            "feed lookup answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
     }
     bad += check_answer(&body, &ctx.post, &post_refs, &feed, &|_| 0)?;
     if bad > 0 {
@@ -741,10 +834,7 @@ async fn http_lookups(
     add_server_times(&mut fig, &server.server_times().await?);
     eprintln!("{label} feed of {n} posts: {}", fig);
     out.insert(format!("{label}: {n} posts, one connection"), fig);
-    out.insert(
-        format!("{label}: server peak RSS MiB"),
-        json!(server.peak_rss_mib()),
-    );
+    server_rss.insert(label.to_string(), json!(server.peak_rss_mib()));
     Ok(())
 }
 
@@ -760,13 +850,18 @@ fn add_server_times(fig: &mut Value, times: &Value) {
 // ---------------------------------------------------------------------------------------------
 // Redis and the peers
 
-
 /// The peer's data: one hash per user (`peer:u:<id>`, the first 100 features of the row
 /// served after both days) and per post (`peer:p:<id>`, every feature), values as text.
 async fn populate_peer(ctx: &Ctx, redis: &RedisServer) -> Result<()> {
     let mut conn = redis.conn().await?;
     for (shape, prefix, n, features, is_user) in [
-        (&ctx.user, "peer:u:", ctx.args.users, USER_LOOKUP_FEATURES, true),
+        (
+            &ctx.user,
+            "peer:u:",
+            ctx.args.users,
+            USER_LOOKUP_FEATURES,
+            true,
+        ),
         (&ctx.post, "peer:p:", ctx.args.posts, usize::MAX, false),
     ] {
         let names = shape.features();
@@ -793,7 +888,10 @@ async fn populate_peer(ctx: &Ctx, redis: &RedisServer) -> Result<()> {
 }
 
 fn rates(r: &[f64]) -> String {
-    r.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
+    r.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn redis_py_peer(ctx: &Ctx, redis: &RedisServer, python: &Path) -> Result<Value> {
@@ -843,8 +941,12 @@ fn write_feast_parquet(
             let ts: ArrayRef = Arc::new(
                 TimestampMicrosecondArray::from(vec![ts; chunk.len()]).with_timezone("UTC"),
             );
-            let mut fields: Vec<Field> =
-                batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+            let mut fields: Vec<Field> = batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
             fields.push(Field::new("event_timestamp", ts.data_type().clone(), false));
             let mut columns = batch.columns().to_vec();
             columns.push(ts);
@@ -873,9 +975,14 @@ fn feast_peer(ctx: &Ctx, redis: &RedisServer, python: &Path) -> Result<Value> {
     let posts: Vec<u64> = (1..=a.posts).collect();
     let users_path = dir.join("users.parquet");
     let posts_path = dir.join("posts.parquet");
-    write_feast_parquet(ctx, &ctx.user, &users, USER_LOOKUP_FEATURES, &users_path, &|id| {
-        user_day(ctx, id, true)
-    })?;
+    write_feast_parquet(
+        ctx,
+        &ctx.user,
+        &users,
+        USER_LOOKUP_FEATURES,
+        &users_path,
+        &|id| user_day(ctx, id, true),
+    )?;
     write_feast_parquet(ctx, &ctx.post, &posts, usize::MAX, &posts_path, &|_| 0)?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/feast_peer.py");
     let out = Command::new(python)
@@ -928,5 +1035,3 @@ fn dir_mib(dir: &Path) -> f64 {
     }
     walk(dir) as f64 / 1048576.0
 }
-
-

@@ -181,31 +181,36 @@ pub fn changed_on(id: u64, day: u32, changed_pct: u64) -> bool {
 pub fn batch(shape: &TableShape, ids: &[u64], day: u32, dt_days: i32) -> Result<RecordBatch> {
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(shape.columns.len());
     for (col, (_, kind)) in shape.columns.iter().enumerate() {
-        let array: ArrayRef = if col == 0 {
-            Arc::new(Int64Array::from_iter_values(ids.iter().map(|&i| i as i64)))
-        } else {
-            match kind {
-                Kind::Date => Arc::new(Date32Array::from(vec![dt_days; ids.len()])),
-                Kind::BigInt => Arc::new(Int64Array::from_iter_values(ids.iter().map(|&id| {
-                    match value(*kind, id, col, day) {
-                        GenValue::Int(v) => v,
-                        _ => 0,
+        let array: ArrayRef =
+            if col == 0 {
+                Arc::new(Int64Array::from_iter_values(ids.iter().map(|&i| i as i64)))
+            } else {
+                match kind {
+                    Kind::Date => Arc::new(Date32Array::from(vec![dt_days; ids.len()])),
+                    Kind::BigInt => {
+                        Arc::new(Int64Array::from_iter_values(ids.iter().map(
+                            |&id| match value(*kind, id, col, day) {
+                                GenValue::Int(v) => v,
+                                _ => 0,
+                            },
+                        )))
                     }
-                }))),
-                Kind::Double => Arc::new(Float64Array::from_iter_values(ids.iter().map(|&id| {
-                    match value(*kind, id, col, day) {
-                        GenValue::Float(v) => v,
-                        _ => 0.0,
+                    Kind::Double => Arc::new(Float64Array::from_iter_values(ids.iter().map(
+                        |&id| match value(*kind, id, col, day) {
+                            GenValue::Float(v) => v,
+                            _ => 0.0,
+                        },
+                    ))),
+                    Kind::Text => {
+                        Arc::new(StringArray::from_iter_values(ids.iter().map(
+                            |&id| match value(*kind, id, col, day) {
+                                GenValue::Text(v) => v,
+                                _ => "",
+                            },
+                        )))
                     }
-                }))),
-                Kind::Text => Arc::new(StringArray::from_iter_values(ids.iter().map(|&id| {
-                    match value(*kind, id, col, day) {
-                        GenValue::Text(v) => v,
-                        _ => "",
-                    }
-                }))),
-            }
-        };
+                }
+            };
         arrays.push(array);
     }
     Ok(RecordBatch::try_new(shape.schema(), arrays)?)

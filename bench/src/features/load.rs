@@ -88,8 +88,10 @@ impl OpenLoop {
                                 out.bad_status += 1;
                                 out.first_bad_status.get_or_insert(status);
                             }
-                            out.latency_us.push(done.duration_since(due).as_micros() as u64);
-                            out.service_us.push(done.duration_since(sent).as_micros() as u64);
+                            out.latency_us
+                                .push(done.duration_since(due).as_micros() as u64);
+                            out.service_us
+                                .push(done.duration_since(sent).as_micros() as u64);
                         }
                         Err(_) => {
                             out.errors += 1;

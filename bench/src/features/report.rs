@@ -29,18 +29,23 @@ pub fn markdown(r: &Value) -> String {
         r["load_at_end"].as_str().unwrap_or("?"),
     ));
     md.push_str("## Materialization (each sync in its own process)\n\n");
-    md.push_str("| store | view | mode | rows read | rows written | s | rows/s | peak RSS MiB |\n|---|---|---|---|---|---|---|---|\n");
-    for (store, key) in [("embedded", "materialize_embedded"), ("redis", "materialize_redis")] {
+    md.push_str("| store | view | mode | rows read | rows written | s | rows/s | peak RSS MiB (VmHWM) | peak RssAnon MiB | peak RssFile MiB |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    for (store, key) in [
+        ("embedded", "materialize_embedded"),
+        ("redis", "materialize_redis"),
+    ] {
         if let Some(m) = r[key].as_object() {
             for (name, v) in m {
                 md.push_str(&format!(
-                    "| {store} | {name} | {} | {} | {} | {} | {} | {} |\n",
+                    "| {store} | {name} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                     v["report"]["mode"].as_str().unwrap_or("?"),
                     v["report"]["rows_read"],
                     v["report"]["written"],
                     f(&v["secs"]),
                     f(&v["rows_per_sec"]),
                     f(&v["peak_rss_mib"]),
+                    f(&v["peak_rss_anon_mib"]),
+                    f(&v["peak_rss_file_mib"]),
                 ));
             }
         }
@@ -59,6 +64,16 @@ pub fn markdown(r: &Value) -> String {
         for (name, v) in lookups {
             md.push_str(&lookup_row(name, v));
         }
+        if let Some(rss) = r["server_peak_rss_mib"].as_object() {
+            let parts: Vec<String> = rss
+                .iter()
+                .map(|(store, v)| format!("{store} {} MiB", f(v)))
+                .collect();
+            md.push_str(&format!(
+                "\nServer process peak RSS (VmHWM, includes the mapped store file): {}.\n",
+                parts.join(", ")
+            ));
+        }
     }
     for (peer, key) in [("redis-py", "redis_py"), ("feast", "feast")] {
         if let Some(runs) = r[key].as_object() {
@@ -69,9 +84,15 @@ pub fn markdown(r: &Value) -> String {
             }
             md.push_str("| run | target /s | achieved /s | p50 ms | p99 ms | p999 ms | server p99 ms | errors |\n|---|---|---|---|---|---|---|---|\n");
             for (name, v) in runs {
-                if v.is_object() {
+                if v.get("p50_ms").is_some() {
                     md.push_str(&lookup_row(name, v));
                 }
+            }
+            if let Some(m) = runs.get("materialize") {
+                md.push_str(&format!(
+                    "\nFeast's own materialization (file offline store → Redis): {} users and {} posts in {} s = {} rows/s.\n",
+                    m["users"], m["posts"], f(&m["secs"]), f(&m["rows_per_sec"])
+                ));
             }
             if let Some(note) = runs.get("note").and_then(|n| n.as_str()) {
                 md.push_str(&format!("\n{note}\n"));
