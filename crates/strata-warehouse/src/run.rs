@@ -340,41 +340,21 @@ async fn run_step(
     timeout: Duration,
 ) -> ModelOutcome {
     let started = Instant::now();
-    let mut attempt = 0;
-    let mut runs = Vec::new();
-    let result = loop {
-        attempt += 1;
-        let begun = Utc::now();
-        let result = match tokio::time::timeout(timeout, step.run(lake, opts.date)).await {
-            Ok(r) => r,
-            Err(_) => Err(StepError {
-                message: format!(
-                    "step deadline ({}) passed",
-                    humantime::format_duration(timeout)
-                ),
-                retryable: true,
-            }),
-        };
-        runs.push(ModelRunRow {
-            run_id: run_id.to_string(),
-            model: step.name().to_string(),
-            run_date: opts.date,
-            attempt: attempt as i32,
-            started_at: begun,
-            ended_at: Utc::now(),
-            status: if result.is_ok() { "success" } else { "failed" }.to_string(),
-            rows_written: *result.as_ref().unwrap_or(&0) as i64,
-            error: result.as_ref().err().map(|e| e.to_string()),
-        });
-        match result {
-            Err(e) if attempt <= retries && e.retryable => {
-                let wait = opts.retry_backoff * 2u32.saturating_pow(attempt - 1);
-                tracing::warn!(step = %step.name(), attempt, error = %e, "step failed, retrying in {wait:?}");
-                tokio::time::sleep(wait).await;
-            }
-            other => break other,
-        }
-    };
+    let (result, attempt, runs) = with_retries(
+        step.name(),
+        "step",
+        opts,
+        run_id,
+        retries,
+        timeout,
+        |e: &StepError| e.retryable,
+        |message| StepError {
+            message,
+            retryable: true,
+        },
+        || step.run(lake, opts.date),
+    )
+    .await;
     if let Err(e) = audit::record_model_runs(lake, &runs).await {
         tracing::error!(step = %step.name(), error = %e, "recording step runs failed");
     }
@@ -416,41 +396,18 @@ async fn run_model(
     timeout: Duration,
 ) -> ModelOutcome {
     let started = Instant::now();
-    let mut attempt = 0;
-    let mut runs = Vec::new();
-    let (result, attempts) = loop {
-        attempt += 1;
-        let begun = Utc::now();
-        let result =
-            match tokio::time::timeout(timeout, materialize(lake, session, model, opts.date)).await
-            {
-                Ok(r) => r,
-                Err(_) => Err(Error::Run(format!(
-                    "model deadline ({}) passed",
-                    humantime::format_duration(timeout)
-                ))),
-            };
-        runs.push(ModelRunRow {
-            run_id: run_id.to_string(),
-            model: model.name.clone(),
-            run_date: opts.date,
-            attempt: attempt as i32,
-            started_at: begun,
-            ended_at: Utc::now(),
-            status: if result.is_ok() { "success" } else { "failed" }.to_string(),
-            rows_written: *result.as_ref().unwrap_or(&0) as i64,
-            error: result.as_ref().err().map(|e| e.to_string()),
-        });
-        match result {
-            Ok(rows) => break (Ok(rows), attempt),
-            Err(e) if attempt <= retries && retryable(&e) => {
-                let wait = opts.retry_backoff * 2u32.saturating_pow(attempt - 1);
-                tracing::warn!(model = %model.name, attempt, error = %e, "model failed, retrying in {wait:?}");
-                tokio::time::sleep(wait).await;
-            }
-            Err(e) => break (Err(e), attempt),
-        }
-    };
+    let (result, attempts, mut runs) = with_retries(
+        &model.name,
+        "model",
+        opts,
+        run_id,
+        retries,
+        timeout,
+        retryable,
+        Error::Run,
+        || materialize(lake, session, model, opts.date),
+    )
+    .await;
     let mut outcome = ModelOutcome {
         model: model.name.clone(),
         status: ModelStatus::Failed,
@@ -512,6 +469,60 @@ async fn run_model(
         tracing::error!(model = %model.name, error = %e, "recording check results failed");
     }
     outcome
+}
+
+/// Runs `task` (a model's materialization or a step) until it succeeds, fails in a way
+/// `retryable` says a retry cannot help, or has had `retries` retries (the first after
+/// `opts.retry_backoff`, doubling); each attempt bounded by `timeout` (`timed_out` makes its
+/// error) and described by a `ModelRunRow`. The result, the attempts made, and the rows.
+#[allow(clippy::too_many_arguments)]
+async fn with_retries<E, Fut>(
+    name: &str,
+    kind: &str,
+    opts: &RunOptions,
+    run_id: &str,
+    retries: u32,
+    timeout: Duration,
+    retryable: impl Fn(&E) -> bool,
+    timed_out: impl Fn(String) -> E,
+    task: impl Fn() -> Fut,
+) -> (std::result::Result<u64, E>, u32, Vec<ModelRunRow>)
+where
+    E: std::fmt::Display,
+    Fut: std::future::Future<Output = std::result::Result<u64, E>>,
+{
+    let mut attempt = 0;
+    let mut runs = Vec::new();
+    loop {
+        attempt += 1;
+        let begun = Utc::now();
+        let result = match tokio::time::timeout(timeout, task()).await {
+            Ok(r) => r,
+            Err(_) => Err(timed_out(format!(
+                "{kind} deadline ({}) passed",
+                humantime::format_duration(timeout)
+            ))),
+        };
+        runs.push(ModelRunRow {
+            run_id: run_id.to_string(),
+            model: name.to_string(),
+            run_date: opts.date,
+            attempt: attempt as i32,
+            started_at: begun,
+            ended_at: Utc::now(),
+            status: if result.is_ok() { "success" } else { "failed" }.to_string(),
+            rows_written: *result.as_ref().unwrap_or(&0) as i64,
+            error: result.as_ref().err().map(|e| e.to_string()),
+        });
+        match result {
+            Err(e) if attempt <= retries && retryable(&e) => {
+                let wait = opts.retry_backoff * 2u32.saturating_pow(attempt - 1);
+                tracing::warn!(%kind, %name, attempt, error = %e, "{kind} failed, retrying in {wait:?}");
+                tokio::time::sleep(wait).await;
+            }
+            other => return (other, attempt, runs),
+        }
+    }
 }
 
 /// Errors in the model itself (bad SQL, wrong columns) do not get better by retrying.
