@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::view::{views_dir, FeatureView, Selection};
+use crate::view::{toml_files, views_dir, FeatureView, Selection};
 
 /// What a service file says.
 #[derive(Debug, Clone, Deserialize)]
@@ -59,25 +59,10 @@ pub fn services_dir(project_root: &Path) -> PathBuf {
 /// Loads every `features/services/*.toml` of the project at `project_root` (none: an empty
 /// list), checked against `views`. Every problem is reported, one per line.
 pub fn load_services(project_root: &Path, views: &[FeatureView]) -> Result<Vec<FeatureService>> {
-    let dir = services_dir(project_root);
-    if !dir.is_dir() {
-        return Ok(Vec::new());
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| Error::io(format!("reading {}", dir.display()), e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
     let mut services = Vec::new();
     let mut problems = Vec::new();
     let mut names = HashSet::new();
-    for path in files {
-        let rel = path
-            .strip_prefix(project_root)
-            .unwrap_or(&path)
-            .display()
-            .to_string();
+    for (path, rel) in toml_files(&services_dir(project_root), project_root)? {
         let loaded = std::fs::read_to_string(&path)
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))
             .and_then(|text| {

@@ -162,25 +162,10 @@ pub fn views_dir(project_root: &Path) -> PathBuf {
 /// Loads every `features/*.toml` of the project at `project_root` (none: an empty list).
 /// Every problem is reported, one per line.
 pub fn load_views(project_root: &Path) -> Result<Vec<FeatureView>> {
-    let dir = views_dir(project_root);
-    if !dir.is_dir() {
-        return Ok(Vec::new());
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| Error::io(format!("reading {}", dir.display()), e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
     let mut views = Vec::new();
     let mut problems = Vec::new();
     let mut names = HashSet::new();
-    for path in files {
-        let rel = path
-            .strip_prefix(project_root)
-            .unwrap_or(&path)
-            .display()
-            .to_string();
+    for (path, rel) in toml_files(&views_dir(project_root), project_root)? {
         match load_view(&path, &rel) {
             Ok(v) => {
                 if !names.insert(v.name.clone()) {
@@ -196,6 +181,31 @@ pub fn load_views(project_root: &Path) -> Result<Vec<FeatureView>> {
     } else {
         Err(Error::Plan(problems.join("\n")))
     }
+}
+
+/// The `*.toml` files directly in `dir` (none when it does not exist), in name order, each with
+/// its path relative to `project_root` for messages.
+pub(crate) fn toml_files(dir: &Path, project_root: &Path) -> Result<Vec<(PathBuf, String)>> {
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(format!("reading {}", dir.display()), e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    Ok(files
+        .into_iter()
+        .map(|path| {
+            let rel = path
+                .strip_prefix(project_root)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            (path, rel)
+        })
+        .collect())
 }
 
 fn load_view(path: &Path, rel: &str) -> Result<FeatureView> {
