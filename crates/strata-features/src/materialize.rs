@@ -155,6 +155,12 @@ fn appended_since(table: &Table, base: i64) -> Option<HashSet<i64>> {
     None
 }
 
+/// What a sync reads: a loaded table (its name as `reads()` writes it), or a query.
+enum Input<'a> {
+    Table(String, Box<Table>),
+    Query(&'a str),
+}
+
 /// Syncs `view` into `store`.
 pub async fn materialize(
     lake: &Lake,
@@ -163,9 +169,30 @@ pub async fn materialize(
     options: &SyncOptions,
 ) -> Result<SyncReport> {
     let started = Instant::now();
-    let resolved = resolve(lake, view).await?;
+    // A table source is loaded once: its schema, its snapshot and its files come from the
+    // same metadata.
+    let input = match &view.source {
+        Source::Table { namespace, table } => Input::Table(
+            format!("{namespace}.{table}"),
+            Box::new(load(lake, namespace, table, view).await?),
+        ),
+        Source::Query(sql) => Input::Query(sql),
+    };
+    let (resolved, sources) = match &input {
+        Input::Table(name, table) => (
+            view.resolve(&table_arrow_schema(table)?)?,
+            [(
+                name.clone(),
+                table.metadata().current_snapshot_id().unwrap_or(-1),
+            )]
+            .into(),
+        ),
+        Input::Query(_) => (
+            resolve(lake, view).await?,
+            current_sources(lake, view).await?,
+        ),
+    };
     let columns = resolved.columns();
-    let sources = current_sources(lake, view).await?;
     let meta = store.meta(&view.name).await?.unwrap_or_default();
     let same_schema = meta
         .published
@@ -191,10 +218,8 @@ pub async fn materialize(
             return Ok(report);
         }
     }
-    match &view.source {
-        Source::Table { namespace, table } => {
-            let loaded = load(lake, namespace, table, view).await?;
-            let name = format!("{namespace}.{table}");
+    match input {
+        Input::Table(name, loaded) => {
             let base = meta
                 .published
                 .as_ref()
@@ -220,7 +245,7 @@ pub async fn materialize(
                 sync_table(&loaded, &resolved, added.as_ref(), &mut writer, &mut report).await;
             finish(writer, run, &mut report).await?;
         }
-        Source::Query(sql) => {
+        Input::Query(sql) => {
             let mut writer = store
                 .begin_sync(&view.name, &columns, sources, true, options.batch_rows)
                 .await?;
