@@ -324,6 +324,7 @@ fn answer(
     let mut row_status = Vec::with_capacity(n);
     let mut timestamps = Vec::with_capacity(n);
     let mut event_ts = Vec::with_capacity(n);
+    let mut last_formatted: Option<(i64, String)> = None;
     // Where each feature sits in a row, per schema the rows were written with.
     let mut layouts: Vec<(*const Vec<Column>, Vec<Option<usize>>)> = Vec::new();
     for row in rows {
@@ -337,7 +338,15 @@ fn answer(
         row_status.push(status);
         event_ts.push(row.event_ts);
         timestamps.push(match row.event_ts {
-            Some(ts) if status != Status::NotFound => event_timestamp(ts),
+            Some(ts) if status != Status::NotFound => match &last_formatted {
+                // Rows of one sync mostly share their event time: format it once.
+                Some((at, text)) if *at == ts => text.clone(),
+                _ => {
+                    let text = event_timestamp(ts);
+                    last_formatted = Some((ts, text.clone()));
+                    text
+                }
+            },
             _ => EPOCH.to_string(),
         });
         if status != Status::Present {
