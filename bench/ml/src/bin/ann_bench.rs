@@ -1,0 +1,2 @@
+//! Placeholder until the benchmark lands (issue #26).
+fn main() {}

@@ -1,0 +1,1 @@
+//! Vector index (issue #26): see the crate description.

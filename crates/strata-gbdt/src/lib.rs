@@ -1,0 +1,1 @@
+//! Gradient-boosted decision trees (issue #26): see the crate description.

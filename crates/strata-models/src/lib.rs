@@ -1,0 +1,1 @@
+//! Models (issue #26): see the crate description.

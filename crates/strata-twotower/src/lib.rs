@@ -1,0 +1,1 @@
+//! Two-tower retrieval model (issue #26): see the crate description.
