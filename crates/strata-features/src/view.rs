@@ -185,7 +185,7 @@ pub fn load_views(project_root: &Path) -> Result<Vec<FeatureView>> {
 
 /// The `*.toml` files directly in `dir` (none when it does not exist), in name order, each with
 /// its path relative to `project_root` for messages.
-pub(crate) fn toml_files(dir: &Path, project_root: &Path) -> Result<Vec<(PathBuf, String)>> {
+pub fn toml_files(dir: &Path, project_root: &Path) -> Result<Vec<(PathBuf, String)>> {
     if !dir.is_dir() {
         return Ok(Vec::new());
     }
@@ -475,7 +475,7 @@ pub fn feature_type(t: &DataType) -> Option<FeatureType> {
 }
 
 /// The tables a SQL query reads (`namespace.table`, lowercased; bare names are `ods.`).
-fn tables_in_query(sql: &str) -> std::result::Result<BTreeSet<String>, String> {
+pub fn tables_in_query(sql: &str) -> std::result::Result<BTreeSet<String>, String> {
     use datafusion::sql::sqlparser::ast::{visit_relations, ObjectName};
     use datafusion::sql::sqlparser::parser::Parser;
     let statements = Parser::parse_sql(&strata_sql::TimeTravelDialect, sql)

@@ -49,6 +49,8 @@ pub struct Lake {
     pointers: Pointers,
     /// Memory pool and spill files shared by every SQL session of the process.
     runtime: Arc<RuntimeEnv>,
+    /// Reads and writes files under the warehouse (local or S3), outside any table.
+    factory: Arc<dyn StorageFactory>,
 }
 
 /// Where table pointers are swapped.
@@ -174,6 +176,7 @@ impl Lake {
             lock_dir: storage.lock_dir.clone(),
             pointers: Pointers::Sql(pool),
             runtime,
+            factory: storage.factory.clone(),
         };
         lake.ensure_tables().await?;
         Ok(lake)
@@ -201,6 +204,7 @@ impl Lake {
             lock_dir,
             pointers: Pointers::Rest(rest),
             runtime,
+            factory: storage.factory.clone(),
         };
         lake.ensure_tables().await?;
         Ok(lake)
@@ -407,6 +411,12 @@ impl Lake {
     /// The S3 storage when the lake is on S3 (for listing, which iceberg's `FileIO` lacks).
     pub fn s3(&self) -> Option<&S3Storage> {
         self.s3.as_ref()
+    }
+
+    /// A `FileIO` for files under the warehouse that belong to no table (model artifacts):
+    /// paths are absolute (`<warehouse>/…`), local or `s3://`.
+    pub fn file_io(&self) -> iceberg::io::FileIO {
+        iceberg::io::FileIOBuilder::new(self.factory.clone()).build()
     }
 
     /// A local directory for the lake's lock files.

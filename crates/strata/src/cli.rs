@@ -97,6 +97,75 @@ pub enum Command {
         #[command(subcommand)]
         command: FeaturesCommand,
     },
+    /// Models declared in <project>/ml/*.toml (GBDT rankers, two-tower recall): train them from
+    /// the lake, list their versions, promote, roll back, canary. `serve` answers
+    /// `POST /v1/recall/knn` from the promoted two-tower version.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// The project's models: kind, source, promoted version, canary, the promoted version's
+    /// validation metrics.
+    List(ModelsArgs),
+    /// One model's versions (data window, rows, metrics, the gate's verdict) and its
+    /// deployment history.
+    Show {
+        #[command(flatten)]
+        args: ModelsArgs,
+        name: String,
+    },
+    /// Train a model for a run date: validation on the run date's days, training on the days
+    /// before. The new version is promoted when its validation metric is not worse than the
+    /// promoted one's by more than the model's tolerance; otherwise it stays a candidate and
+    /// an alert says why.
+    Train {
+        #[command(flatten)]
+        args: ModelsArgs,
+        name: String,
+        /// The run date (default: the newest day in the model's rows).
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
+        /// Training threads (default: the model file's, else one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Serve VERSION to everyone (a canary of it ends).
+    Promote {
+        #[command(flatten)]
+        args: ModelsArgs,
+        name: String,
+        version: i64,
+    },
+    /// Go back to the version promoted before the current one (or to VERSION).
+    Rollback {
+        #[command(flatten)]
+        args: ModelsArgs,
+        name: String,
+        version: Option<i64>,
+    },
+    /// Serve VERSION to PERCENT % of users (chosen by a stable hash of the user), the promoted
+    /// version to the rest. `--percent 0` ends the canary.
+    Canary {
+        #[command(flatten)]
+        args: ModelsArgs,
+        name: String,
+        version: i64,
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+        percent: u8,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    #[command(flatten)]
+    pub project: ProjectArg,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 
 /// The token `headers` present, verified against the token file at `path` (401 when none
 /// or a bad one; 500 when the file cannot be read).
-pub(crate) fn authenticate(headers: &HeaderMap, path: &Path) -> Result<Token> {
+pub fn authenticate(headers: &HeaderMap, path: &Path) -> Result<Token> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -44,7 +44,7 @@ pub(crate) fn authenticate(headers: &HeaderMap, path: &Path) -> Result<Token> {
 }
 
 /// 403 unless `token` has the `serve` scope (or `admin`).
-pub(crate) fn require_serve(token: &Token) -> Result<()> {
+pub fn require_serve(token: &Token) -> Result<()> {
     if token.has(Scope::Serve) {
         return Ok(());
     }
@@ -62,7 +62,7 @@ pub(crate) fn require_serve(token: &Token) -> Result<()> {
 
 /// 403 unless `token` may read every table of `reads` (`namespace.table`); `reads` is an
 /// error when the view's source cannot be told (only admin tokens read such a view).
-pub(crate) fn check_reads(
+pub fn check_reads(
     token: &Token,
     view: &str,
     reads: &std::result::Result<Vec<String>, String>,

@@ -27,7 +27,7 @@ use strata_sql::audit::AuditLog;
 use crate::service::FeatureService;
 use crate::view::{key_kind, FeatureView, KeyKind, ResolvedView};
 
-mod auth;
+pub mod auth;
 pub mod error;
 pub mod feast;
 mod lookup;

@@ -193,7 +193,8 @@ pub(super) async fn open(arg: &ProjectArg) -> Result<(crate::config::Config, Lak
     Ok((config, lake, project))
 }
 
-/// The project's feature views become sync steps after their source models.
+/// The project's feature views become sync steps after their source models, and its models
+/// training steps after theirs.
 pub(super) fn attach_feature_steps(
     config: &crate::config::Config,
     project: &mut Project,
@@ -208,10 +209,25 @@ pub(super) fn attach_feature_steps(
         batch_rows: config.online.batch_rows,
         full: false,
     };
-    let steps = strata_features::sync_steps(project, &views, &store, &options)
+    let mut steps = strata_features::sync_steps(project, &views, &store, &options)
         .map_err(anyhow::Error::msg)?;
+    steps.extend(model_steps(config, project).map_err(anyhow::Error::msg)?);
     project.attach_steps(steps)?;
     Ok(())
+}
+
+/// The project's models (`<project>/ml/*.toml`) as training steps after their sample models.
+pub(super) fn model_steps(
+    config: &crate::config::Config,
+    project: &Project,
+) -> std::result::Result<Vec<std::sync::Arc<dyn strata_warehouse::Step>>, String> {
+    let models = strata_models::load_models(&project.root).map_err(|e| e.to_string())?;
+    let options = strata_models::TrainOptions {
+        actor: "dag".to_string(),
+        alert_webhook: config.warehouse.alert_webhook.clone(),
+        ..strata_models::TrainOptions::default()
+    };
+    strata_models::step::train_steps(project, &models, &options)
 }
 
 fn print_plan(project: &Project) {

@@ -7,6 +7,7 @@ mod dag;
 mod demo;
 mod demo_db;
 mod features;
+mod models;
 mod init;
 mod privacy;
 mod serve;
@@ -93,6 +94,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Table { command } => table::run(command).await,
         Command::Privacy { command } => privacy::run(command).await,
         Command::Features { command } => features::run(command).await,
+        Command::Models { command } => models::run(command).await,
     }
 }
 

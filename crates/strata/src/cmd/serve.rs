@@ -46,7 +46,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     serve_until(config, shutdown_signal(), None).await
 }
 
-/// The feature views' sync steps, built each time the scheduler loads the project (so edited
+/// The feature views' sync steps and the models' training steps, built each time the scheduler loads the project (so edited
 /// view files take effect at the next run), writing to the store `serve` holds open.
 fn feature_steps(
     store: strata_online::OnlineStore,
@@ -57,9 +57,12 @@ fn feature_steps(
         full: false,
     };
     let store = strata_features::StoreRef::Open(store);
+    let config = config.clone();
     std::sync::Arc::new(move |project: &strata_warehouse::Project| {
         let views = strata_features::load_views(&project.root).map_err(|e| e.to_string())?;
-        strata_features::sync_steps(project, &views, &store, &options)
+        let mut steps = strata_features::sync_steps(project, &views, &store, &options)?;
+        steps.extend(super::dag::model_steps(&config, project)?);
+        Ok(steps)
     })
 }
 
@@ -106,6 +109,42 @@ async fn feature_router(
             .with_resolved(&resolved)
             .router(),
     )
+}
+
+/// How often `serve` re-reads which model versions serve (`audit.model_deployments`).
+const MODEL_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The kNN recall API over the project's two-tower models (none without a project or without
+/// such models). Their promoted versions load now; a refresh task follows promotions.
+async fn model_router(
+    config: &crate::config::Config,
+    lake: &Lake,
+    store: strata_online::OnlineStore,
+    audit: AuditLog,
+) -> Result<Option<axum::Router>> {
+    let root = &config.warehouse.project;
+    if root.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let specs = strata_models::load_models(root).context("loading models")?;
+    let server = strata_models::serve::ModelServer::new(
+        lake.clone(),
+        store,
+        specs,
+        config.data.dir.join("models"),
+        config.catalog_tokens_path(),
+    )
+    .with_audit(audit);
+    if server.model_names().is_empty() {
+        return Ok(None);
+    }
+    for problem in server.refresh().await {
+        tracing::warn!(problem = %problem, "model not loaded yet");
+    }
+    tracing::info!(models = ?server.model_names(), "serving kNN recall");
+    let server = std::sync::Arc::new(server);
+    server.spawn_refresh(MODEL_REFRESH);
+    Ok(Some(server.router()))
 }
 
 /// A background task of `serve`, `None` when this process does not run its role.
@@ -362,6 +401,12 @@ pub async fn serve_until(
     if let (true, Some(store)) = (runs(Role::Features), &online) {
         router = router
             .merge(feature_router(&config, lake.as_ref(), store.clone(), audit.clone()).await?);
+        // kNN recall from the promoted two-tower versions (polled from the registry).
+        if let Some(lake) = &lake {
+            if let Some(models) = model_router(&config, lake, store.clone(), audit.clone()).await? {
+                router = router.merge(models);
+            }
+        }
     }
     // Outermost: a handler that panics (the collector's, the catalog's, /metrics) answers 500.
     let router = router.layer(axum::middleware::from_fn(catch_handler_panics));

@@ -166,7 +166,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         println!("    ods.ods_{table:<10} {n:>8} rows");
     }
 
-    step("4/4 running the reference warehouse (models/social) for each simulated day, syncing its feature views to the online store");
+    step("4/4 running the reference warehouse (models/social) for each simulated day, syncing its feature views to the online store and training its models");
     let existing = strata_sql::list_tables(lake.catalog().as_ref())
         .await?
         .into_iter()
@@ -207,7 +207,56 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     }
 
     features(&config, &config_path).await?;
+    models(&config, &lake, &config_path).await?;
     summary(&lake, &config_path, started).await
+}
+
+/// What the DAG's training steps put in the registry, and how to ask for recall.
+async fn models(
+    config: &crate::config::Config,
+    lake: &Lake,
+    config_path: &std::path::Path,
+) -> Result<()> {
+    let specs = strata_models::load_models(&config.warehouse.project)?;
+    println!("\nmodels (trained by the DAG after their samples, validated on the later day):");
+    for spec in &specs {
+        let versions = strata_models::registry::versions(lake, &spec.name).await?;
+        let deployed = strata_models::registry::current(
+            &strata_models::registry::deployments(lake, &spec.name).await?,
+        );
+        let promoted = deployed
+            .promoted
+            .and_then(|v| versions.iter().find(|r| r.version == v));
+        match promoted {
+            Some(v) => {
+                let metrics: Vec<String> = v
+                    .metrics
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with("valid_") && k.as_str() != "trees")
+                    .map(|(k, x)| format!("{k} {x:.3}"))
+                    .collect();
+                println!(
+                    "    {:<12} {:<9} v{} promoted ({} version(s)); {}",
+                    spec.name,
+                    spec.kind.as_str(),
+                    v.version,
+                    versions.len(),
+                    metrics.join(", ")
+                );
+            }
+            None => println!(
+                "    {:<12} {:<9} no promoted version ({} trained)",
+                spec.name,
+                spec.kind.as_str(),
+                versions.len()
+            ),
+        }
+    }
+    let c = config_path.display();
+    println!("recall posts for a user from the promoted two-tower version (same server and token):");
+    println!("  curl -s -H \"Authorization: Bearer $TOKEN\" -d '{{\"user_id\": 1, \"k\": 10}}' http://127.0.0.1:8080/v1/recall/knn");
+    println!("  strata models list -c {c}        strata models show two_tower -c {c}");
+    Ok(())
 }
 
 /// What the DAG's sync steps put in the online store, and how to read it over HTTP.

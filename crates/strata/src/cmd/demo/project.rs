@@ -67,6 +67,14 @@ pub(super) const SOCIAL: &[(&str, &str)] = &[
         "features/u2u_cf.toml",
         include_str!("../../../../../models/social/features/u2u_cf.toml"),
     ),
+    (
+        "ml/ctr_ranker.toml",
+        include_str!("../../../../../models/social/ml/ctr_ranker.toml"),
+    ),
+    (
+        "ml/two_tower.toml",
+        include_str!("../../../../../models/social/ml/two_tower.toml"),
+    ),
 ];
 
 /// Writes the reference project under DIR/models/social (not overwriting edits).
