@@ -1,0 +1,395 @@
+//! The trained model and its flat, lock-free scorer.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bins::{category_code, BinMapper, FeatureSpec};
+use crate::dataset::Dataset;
+use crate::error::{GbdtError, Result};
+use crate::hist::bit;
+use crate::objective::sigmoid;
+use crate::params::{Objective, Params};
+
+/// Version of the serialized model; bumped on any incompatible change.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A training-time tree over bins (node children: `>= 0` node, `< 0` leaf `!child`).
+#[derive(Debug, Clone)]
+pub(crate) struct BinTree {
+    pub nodes: Vec<BinNode>,
+    pub leaf_values: Vec<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct BinNode {
+    pub feature: u32,
+    pub left_bins: [u64; 4],
+    pub left: i32,
+    pub right: i32,
+    pub gain: f64,
+}
+
+impl BinTree {
+    /// The leaf a binned row falls in.
+    pub(crate) fn leaf_of(&self, bins: &[Vec<u8>], row: usize) -> usize {
+        if self.nodes.is_empty() {
+            return 0;
+        }
+        let mut c = 0i32;
+        while c >= 0 {
+            let n = &self.nodes[c as usize];
+            c = if bit(&n.left_bins, bins[n.feature as usize][row]) {
+                n.left
+            } else {
+                n.right
+            };
+        }
+        !c as usize
+    }
+}
+
+const DEFAULT_LEFT: u8 = 1;
+const CATEGORICAL: u8 = 2;
+
+/// One split of the flat scorer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Node {
+    /// Feature index into the row.
+    #[serde(rename = "f")]
+    feature: u32,
+    /// Numeric: values `<= threshold` go left.
+    #[serde(rename = "t")]
+    threshold: f32,
+    /// Children: `>= 0` a node index (global), `< 0` a leaf `!child` (global).
+    #[serde(rename = "l")]
+    left: i32,
+    #[serde(rename = "r")]
+    right: i32,
+    /// Bit 0: missing (and, for categorical, every code not in the set) goes left;
+    /// bit 1: categorical split.
+    #[serde(rename = "k")]
+    flags: u8,
+    /// Categorical: index into `cat_sets`.
+    #[serde(rename = "c")]
+    cat: u32,
+}
+
+/// A trained model: trees as flat arrays over raw feature values (NaN = missing), so scoring
+/// needs no bins, no locks and no allocation per row. `&Model` is shared freely across threads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Model {
+    format_version: u32,
+    objective: Objective,
+    features: Vec<FeatureSpec>,
+    base_score: f64,
+    /// Root of each tree (encoded like a child).
+    roots: Vec<i32>,
+    nodes: Vec<Node>,
+    /// Split gain of each node (importance).
+    gains: Vec<f64>,
+    leaves: Vec<f64>,
+    /// Per categorical split: `(offset, words)` into `cat_words`; bit `code` set means the code
+    /// goes to the side opposite the default.
+    cat_sets: Vec<(u32, u32)>,
+    cat_words: Vec<u32>,
+    /// The parameters the model was trained with.
+    params: Params,
+}
+
+/// A feature's share of the model: total split gain and split count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureImportance {
+    /// Feature name.
+    pub name: String,
+    /// Sum of the gains of the splits on it.
+    pub gain: f64,
+    /// Number of splits on it.
+    pub splits: u32,
+}
+
+impl Model {
+    pub(crate) fn from_trees(params: &Params, ds: &Dataset, base: f64, trees: &[BinTree]) -> Self {
+        let mut m = Model {
+            format_version: FORMAT_VERSION,
+            objective: params.objective,
+            features: ds.specs.to_vec(),
+            base_score: base,
+            roots: Vec::with_capacity(trees.len()),
+            nodes: Vec::new(),
+            gains: Vec::new(),
+            leaves: Vec::new(),
+            cat_sets: Vec::new(),
+            cat_words: Vec::new(),
+            params: params.clone(),
+        };
+        for t in trees {
+            let node_base = m.nodes.len() as i32;
+            let leaf_base = m.leaves.len() as i32;
+            let map = |c: i32| {
+                if c >= 0 {
+                    c + node_base
+                } else {
+                    !(!c + leaf_base)
+                }
+            };
+            m.roots.push(if t.nodes.is_empty() {
+                !leaf_base
+            } else {
+                node_base
+            });
+            for n in &t.nodes {
+                let default_left = bit(&n.left_bins, 0);
+                let mut node = Node {
+                    feature: n.feature,
+                    threshold: 0.0,
+                    left: map(n.left),
+                    right: map(n.right),
+                    flags: if default_left { DEFAULT_LEFT } else { 0 },
+                    cat: 0,
+                };
+                match &ds.mappers[n.feature as usize] {
+                    BinMapper::Numeric { upper } => {
+                        // Left bins are 1..=t (plus 0 when missing goes left).
+                        let t = (1..upper.len())
+                            .take_while(|b| bit(&n.left_bins, *b as u8))
+                            .count();
+                        node.threshold = upper[t.saturating_sub(1).min(upper.len() - 1)];
+                        if t == 0 {
+                            node.threshold = f32::NEG_INFINITY;
+                        }
+                    }
+                    BinMapper::Categorical { codes } => {
+                        let flipped: Vec<u32> = codes
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| bit(&n.left_bins, (*i + 1) as u8) != default_left)
+                            .map(|(_, c)| *c)
+                            .collect();
+                        let words = flipped.iter().max().map_or(0, |m| m / 32 + 1);
+                        let offset = m.cat_words.len() as u32;
+                        m.cat_words
+                            .extend(std::iter::repeat_n(0u32, words as usize));
+                        for c in flipped {
+                            m.cat_words[(offset + c / 32) as usize] |= 1 << (c % 32);
+                        }
+                        node.flags |= CATEGORICAL;
+                        node.cat = m.cat_sets.len() as u32;
+                        m.cat_sets.push((offset, words));
+                    }
+                }
+                m.nodes.push(node);
+                m.gains.push(n.gain);
+            }
+            m.leaves.extend_from_slice(&t.leaf_values);
+        }
+        m
+    }
+
+    /// The objective the model was trained for.
+    pub fn objective(&self) -> Objective {
+        self.objective
+    }
+
+    /// Features a row must have, in order.
+    pub fn features(&self) -> &[FeatureSpec] {
+        &self.features
+    }
+
+    /// Number of trees.
+    pub fn num_trees(&self) -> usize {
+        self.roots.len()
+    }
+
+    /// The parameters the model was trained with.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    #[inline]
+    fn goes_left(&self, n: &Node, v: f32) -> bool {
+        let default_left = n.flags & DEFAULT_LEFT != 0;
+        if n.flags & CATEGORICAL == 0 {
+            if v.is_nan() {
+                default_left
+            } else {
+                v <= n.threshold
+            }
+        } else {
+            let flipped = category_code(v).is_some_and(|code| {
+                let (off, words) = self.cat_sets[n.cat as usize];
+                let w = code / 32;
+                w < words && (self.cat_words[(off + w) as usize] >> (code % 32)) & 1 == 1
+            });
+            default_left != flipped
+        }
+    }
+
+    #[inline]
+    fn tree_value(&self, root: i32, row: &[f32]) -> f64 {
+        let mut c = root;
+        while c >= 0 {
+            let n = &self.nodes[c as usize];
+            c = if self.goes_left(n, row[n.feature as usize]) {
+                n.left
+            } else {
+                n.right
+            };
+        }
+        self.leaves[!c as usize]
+    }
+
+    fn check_row(&self, len: usize) -> Result<()> {
+        if len != self.features.len() {
+            return Err(GbdtError::InvalidData(format!(
+                "a row has {len} values, the model {} features",
+                self.features.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The raw score (log-odds for binary) of one row of raw values in feature order.
+    pub fn predict_raw_row(&self, row: &[f32]) -> Result<f32> {
+        self.check_row(row.len())?;
+        let mut s = self.base_score;
+        for &root in &self.roots {
+            s += self.tree_value(root, row);
+        }
+        Ok(s as f32)
+    }
+
+    /// The prediction of one row: a probability for binary, the ranking score for lambdarank.
+    pub fn predict_row(&self, row: &[f32]) -> Result<f32> {
+        self.predict_raw_row(row).map(|s| self.transform(s))
+    }
+
+    fn transform(&self, raw: f32) -> f32 {
+        match self.objective {
+            Objective::Binary => sigmoid(raw as f64) as f32,
+            Objective::Lambdarank => raw,
+        }
+    }
+
+    /// Raw scores of row-major `rows` (`n_features` values each) into `out` (one per row).
+    /// Rows are scored in blocks, tree by tree, so each tree stays in cache.
+    pub fn predict_raw_batch(
+        &self,
+        rows: &[f32],
+        n_features: usize,
+        out: &mut [f32],
+    ) -> Result<()> {
+        self.check_row(n_features)?;
+        if n_features == 0 || rows.len() != out.len() * n_features {
+            return Err(GbdtError::InvalidData(format!(
+                "{} values are not {} rows of {n_features} features",
+                rows.len(),
+                out.len()
+            )));
+        }
+        const BLOCK: usize = 64;
+        let mut acc = [0f64; BLOCK];
+        for (block_rows, block_out) in rows.chunks(BLOCK * n_features).zip(out.chunks_mut(BLOCK)) {
+            let k = block_out.len();
+            acc[..k].fill(self.base_score);
+            for &root in &self.roots {
+                for (a, row) in acc[..k].iter_mut().zip(block_rows.chunks_exact(n_features)) {
+                    *a += self.tree_value(root, row);
+                }
+            }
+            for (o, a) in block_out.iter_mut().zip(&acc[..k]) {
+                *o = *a as f32;
+            }
+        }
+        Ok(())
+    }
+
+    /// Predictions (probabilities for binary) of row-major `rows` into `out`.
+    pub fn predict_batch(&self, rows: &[f32], n_features: usize, out: &mut [f32]) -> Result<()> {
+        self.predict_raw_batch(rows, n_features, out)?;
+        if self.objective == Objective::Binary {
+            for o in out.iter_mut() {
+                *o = self.transform(*o);
+            }
+        }
+        Ok(())
+    }
+
+    /// Gain and split count per feature, in feature order.
+    pub fn feature_importance(&self) -> Vec<FeatureImportance> {
+        let mut out: Vec<FeatureImportance> = self
+            .features
+            .iter()
+            .map(|f| FeatureImportance {
+                name: f.name.clone(),
+                gain: 0.0,
+                splits: 0,
+            })
+            .collect();
+        for (n, g) in self.nodes.iter().zip(&self.gains) {
+            if let Some(fi) = out.get_mut(n.feature as usize) {
+                fi.gain += g;
+                fi.splits += 1;
+            }
+        }
+        out
+    }
+
+    /// The model as JSON bytes (stable for a given model: the same training gives the same bytes).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(self).map_err(|e| GbdtError::InvalidModel(format!("serialize: {e}")))
+    }
+
+    /// Reads a model written by [`Self::to_bytes`], checking that it is well formed (so scoring
+    /// it cannot index out of bounds or loop).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let m: Model =
+            serde_json::from_slice(bytes).map_err(|e| GbdtError::InvalidModel(e.to_string()))?;
+        m.check()?;
+        Ok(m)
+    }
+
+    fn check(&self) -> Result<()> {
+        let bad = |msg: String| Err(GbdtError::InvalidModel(msg));
+        if self.format_version != FORMAT_VERSION {
+            return bad(format!(
+                "format version {} (this build reads {FORMAT_VERSION})",
+                self.format_version
+            ));
+        }
+        if self.gains.len() != self.nodes.len() {
+            return bad("gains and nodes differ in length".into());
+        }
+        let nl = self.leaves.len() as i64;
+        let nn = self.nodes.len() as i64;
+        let child_ok = |from: i64, c: i32| {
+            if c >= 0 {
+                (c as i64) > from && (c as i64) < nn
+            } else {
+                (!c as i64) < nl
+            }
+        };
+        for &r in &self.roots {
+            if !child_ok(-1, r) {
+                return bad(format!("tree root {r} out of range"));
+            }
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            if n.feature as usize >= self.features.len() {
+                return bad(format!("node {i} splits on missing feature {}", n.feature));
+            }
+            // Children always come after their parent: no loops.
+            if !child_ok(i as i64, n.left) || !child_ok(i as i64, n.right) {
+                return bad(format!("node {i} has a child out of range"));
+            }
+            if n.flags & CATEGORICAL != 0 {
+                let Some(&(off, words)) = self.cat_sets.get(n.cat as usize) else {
+                    return bad(format!("node {i} has no category set"));
+                };
+                if off as usize + words as usize > self.cat_words.len() {
+                    return bad(format!("node {i} category set out of range"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
