@@ -77,8 +77,10 @@ pub struct TrainConfig {
     #[serde(default = "default_seed")]
     pub seed: u64,
     /// Sampling-bias correction (Yi et al. 2019): subtract ln(frequency) of each candidate item
-    /// from its logit, so popular items are not over-penalised as in-batch negatives.
-    #[serde(default)]
+    /// from its logit, so popular items are not over-penalised as in-batch negatives. Without
+    /// it the towers learn popularity-free affinities (NDCG@10 on the synthetic test drops from
+    /// 0.21 to 0.06).
+    #[serde(default = "default_true")]
     pub log_q: bool,
     /// Extra negatives per step drawn uniformly from the item catalogue (shared by the batch).
     #[serde(default)]
@@ -113,6 +115,9 @@ fn default_temperature() -> f64 {
 fn default_seed() -> u64 {
     42
 }
+fn default_true() -> bool {
+    true
+}
 fn default_threads() -> usize {
     1
 }
@@ -138,7 +143,7 @@ impl TrainConfig {
             temperature: default_temperature(),
             weight_decay: 0.0,
             seed: default_seed(),
-            log_q: false,
+            log_q: true,
             sampled_negatives: 0,
             threads: default_threads(),
             max_valid_users: default_max_valid_users(),
