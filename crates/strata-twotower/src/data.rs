@@ -104,6 +104,25 @@ impl Batch {
         self.user_id.len()
     }
 
+    /// Every column (and the weights) as long as `user_id`, without a spec.
+    pub fn check_lengths(&self) -> Result<()> {
+        let rows = self.rows();
+        let lens = std::iter::once(self.item_id.len())
+            .chain(self.weight.iter().map(Vec::len))
+            .chain(self.user.numeric.iter().map(Vec::len))
+            .chain(self.user.categorical.iter().map(Vec::len))
+            .chain(self.item.numeric.iter().map(Vec::len))
+            .chain(self.item.categorical.iter().map(Vec::len));
+        for len in lens {
+            if len != rows {
+                return Err(Error::Input(format!(
+                    "ragged batch: a column has {len} values, user_id has {rows}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Shape check against the specs (every column as long as `user_id`, weights finite and
     /// non-negative).
     pub fn check(&self, user: &TowerSpec, item: &TowerSpec) -> Result<()> {
@@ -194,24 +213,26 @@ pub struct InMemory {
 }
 
 impl InMemory {
-    /// Rows in the stored order every pass.
-    pub fn new(data: Batch) -> Self {
+    /// Rows in the stored order every pass. A ragged batch (columns of different lengths) is
+    /// an input error.
+    pub fn new(data: Batch) -> Result<Self> {
+        data.check_lengths()?;
         let order = (0..data.rows()).collect();
-        InMemory {
+        Ok(InMemory {
             data,
             order,
             pos: 0,
             shuffle: None,
             passes: 0,
-        }
+        })
     }
 
     /// Rows in a new random order each pass, fixed by `seed`.
-    pub fn shuffled(data: Batch, seed: u64) -> Self {
-        InMemory {
+    pub fn shuffled(data: Batch, seed: u64) -> Result<Self> {
+        Ok(InMemory {
             shuffle: Some(seed),
-            ..InMemory::new(data)
-        }
+            ..InMemory::new(data)?
+        })
     }
 }
 

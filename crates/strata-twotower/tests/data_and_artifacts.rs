@@ -8,7 +8,10 @@ use std::collections::HashMap;
 use common::World;
 use strata_twotower::*;
 
-fn drain(source: &mut dyn ExampleSource, max_rows: usize) -> Vec<(u64, u64, f32, Vec<f32>, Vec<u64>)> {
+fn drain(
+    source: &mut dyn ExampleSource,
+    max_rows: usize,
+) -> Vec<(u64, u64, f32, Vec<f32>, Vec<u64>)> {
     source.reset().unwrap();
     let mut rows = Vec::new();
     while let Some(b) = source.next_batch(max_rows).unwrap() {
@@ -18,8 +21,18 @@ fn drain(source: &mut dyn ExampleSource, max_rows: usize) -> Vec<(u64, u64, f32,
                 b.user_id[r],
                 b.item_id[r],
                 b.weight.as_ref().map_or(1.0, |w| w[r]),
-                b.user.numeric.iter().chain(&b.item.numeric).map(|c| c[r]).collect(),
-                b.user.categorical.iter().chain(&b.item.categorical).map(|c| c[r]).collect(),
+                b.user
+                    .numeric
+                    .iter()
+                    .chain(&b.item.numeric)
+                    .map(|c| c[r])
+                    .collect(),
+                b.user
+                    .categorical
+                    .iter()
+                    .chain(&b.item.categorical)
+                    .map(|c| c[r])
+                    .collect(),
             ));
         }
     }
@@ -43,7 +56,7 @@ fn spill_file_returns_every_row_once_per_pass_in_a_seeded_order() {
     let make = |seed| {
         let mut w = SpillWriter::new(&world.user_spec(), &world.item_spec(), None).unwrap();
         // Written in two pushes.
-        let mut first = InMemory::new(batch.clone());
+        let mut first = InMemory::new(batch.clone()).unwrap();
         first.reset().unwrap();
         w.push(&first.next_batch(100).unwrap().unwrap()).unwrap();
         w.push(&first.next_batch(1000).unwrap().unwrap()).unwrap();
@@ -52,14 +65,22 @@ fn spill_file_returns_every_row_once_per_pass_in_a_seeded_order() {
     };
     let mut spill = make(4);
     assert_eq!(spill.rows(), 210);
-    let expected = drain(&mut InMemory::new(batch.clone()), 1000);
+    let expected = drain(&mut InMemory::new(batch.clone()).unwrap(), 1000);
     let pass1 = drain(&mut spill, 32);
     let pass2 = drain(&mut spill, 32);
     // NaN != NaN, so compare through Debug strings.
     assert_eq!(key(&pass1), key(&expected));
     assert_eq!(key(&pass2), key(&expected));
-    assert_ne!(format!("{pass1:?}"), format!("{pass2:?}"), "two passes, one order");
-    assert_ne!(format!("{pass1:?}"), format!("{expected:?}"), "not shuffled");
+    assert_ne!(
+        format!("{pass1:?}"),
+        format!("{pass2:?}"),
+        "two passes, one order"
+    );
+    assert_ne!(
+        format!("{pass1:?}"),
+        format!("{expected:?}"),
+        "not shuffled"
+    );
     // The same seed replays the same passes.
     let mut again = make(4);
     assert_eq!(format!("{:?}", drain(&mut again, 32)), format!("{pass1:?}"));
@@ -82,12 +103,29 @@ fn spill_writer_refuses_a_batch_that_does_not_match_the_specs() {
 }
 
 #[test]
+fn a_ragged_batch_is_refused_up_front() {
+    let world = World::new(4, 50, 3, 1);
+    let mut batch = world.examples(2, 2);
+    batch.user.categorical[0].pop();
+    assert!(matches!(InMemory::new(batch), Err(Error::Input(_))));
+    let mut batch = world.examples(2, 2);
+    batch.weight = Some(vec![1.0]);
+    assert!(matches!(InMemory::shuffled(batch, 1), Err(Error::Input(_))));
+}
+
+#[test]
 fn in_memory_shuffles_per_pass_when_asked() {
     let world = World::new(4, 50, 10, 1);
     let batch = world.examples(5, 2);
-    let plain = drain(&mut InMemory::new(batch.clone()), 7);
-    assert_eq!(format!("{plain:?}"), format!("{:?}", drain(&mut InMemory::new(batch.clone()), 50)));
-    let mut shuffled = InMemory::shuffled(batch, 3);
+    let plain = drain(&mut InMemory::new(batch.clone()).unwrap(), 7);
+    assert_eq!(
+        format!("{plain:?}"),
+        format!(
+            "{:?}",
+            drain(&mut InMemory::new(batch.clone()).unwrap(), 50)
+        )
+    );
+    let mut shuffled = InMemory::shuffled(batch, 3).unwrap();
     let a = drain(&mut shuffled, 7);
     let b = drain(&mut shuffled, 7);
     assert_eq!(key(&a), key(&plain));
@@ -126,7 +164,7 @@ fn config_validation_lists_every_problem() {
         assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
     }
     // train() refuses it before reading any data.
-    let mut source = InMemory::new(world.examples(1, 1));
+    let mut source = InMemory::new(world.examples(1, 1)).unwrap();
     assert!(matches!(
         train(&cfg, &mut source, None, None, |_| {}),
         Err(Error::Config(_))
@@ -158,7 +196,14 @@ fn config_from_toml_rejects_unknown_fields_and_fills_defaults() {
 fn empty_training_data_is_an_input_error() {
     let world = World::new(4, 50, 1, 1);
     let empty = Batch::for_specs(&world.user_spec(), &world.item_spec());
-    let err = train(&world.config(), &mut InMemory::new(empty), None, None, |_| {}).unwrap_err();
+    let err = train(
+        &world.config(),
+        &mut InMemory::new(empty).unwrap(),
+        None,
+        None,
+        |_| {},
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::Input(_)), "{err}");
 }
 
@@ -170,14 +215,16 @@ fn damaged_artifacts_are_clear_errors() {
     let mut progress = Vec::new();
     let (model, report) = train(
         &cfg,
-        &mut InMemory::new(world.examples(5, 2)),
+        &mut InMemory::new(world.examples(5, 2)).unwrap(),
         None,
         None,
         |p| progress.push(p.clone()),
     )
     .unwrap();
     assert_eq!(report.rows, 50);
-    assert!(progress.iter().any(|p| p.phase == Phase::Train && p.epoch == 1 && p.rows_total == 50));
+    assert!(progress
+        .iter()
+        .any(|p| p.phase == Phase::Train && p.epoch == 1 && p.rows_total == 50));
     let dir = tempfile::tempdir().unwrap();
     model.save(dir.path()).unwrap();
     let weights = dir.path().join(WEIGHTS_FILE);
@@ -208,7 +255,10 @@ fn damaged_artifacts_are_clear_errors() {
 
     // Missing files: an I/O error naming the path.
     let err = TwoTower::load(&dir.path().join("nope")).unwrap_err();
-    assert!(matches!(err, Error::Io { .. }) && err.to_string().contains("nope"), "{err}");
+    assert!(
+        matches!(err, Error::Io { .. }) && err.to_string().contains("nope"),
+        "{err}"
+    );
 
     // A save over an old one replaces it whole.
     std::fs::write(&spec, &json).unwrap();

@@ -13,17 +13,33 @@ fn world() -> World {
     World::new(10, 1000, 300, 7)
 }
 
-fn fit(world: &World, cfg: &TrainConfig) -> (TwoTower, TrainReport) {
-    let mut source = InMemory::shuffled(world.examples(25, 11), 5);
-    let mut valid = InMemory::new(world.examples(5, 99));
+/// Trains on 25 positives per user, validates on 5 more. `blind`: the user features carry no
+/// preference (a model that cannot personalise, which the quality check must reject).
+fn fit(world: &World, cfg: &TrainConfig, blind: bool) -> (TwoTower, TrainReport) {
+    let blinded = |mut b: Batch| {
+        if blind {
+            for col in &mut b.user.numeric {
+                col.iter_mut().for_each(|v| *v = 1.0);
+            }
+        }
+        b
+    };
+    let mut source = InMemory::shuffled(blinded(world.examples(25, 11)), 5).unwrap();
+    let mut valid = InMemory::new(blinded(world.examples(5, 99))).unwrap();
     let items = world.catalogue();
     train(cfg, &mut source, Some(&mut valid), Some(&items), |_| {}).unwrap()
+}
+
+/// The quality bar: clearly above popularity's recall@100.
+fn beats_popularity(report: &TrainReport) -> bool {
+    let (valid, pop) = (report.valid.unwrap(), report.popularity.unwrap());
+    valid.recall_at_100 >= 1.5 * pop.recall_at_100 && valid.recall_at_100 >= pop.recall_at_100 + 0.2
 }
 
 #[test]
 fn beats_popularity_on_planted_preferences() {
     let world = world();
-    let (model, report) = fit(&world, &world.config());
+    let (model, report) = fit(&world, &world.config(), false);
     let valid = report.valid.unwrap();
     let pop = report.popularity.unwrap();
     eprintln!(
@@ -32,8 +48,7 @@ fn beats_popularity_on_planted_preferences() {
     );
     assert_eq!(valid.users, 300);
     assert!(
-        valid.recall_at_100 >= 1.5 * pop.recall_at_100
-            && valid.recall_at_100 >= pop.recall_at_100 + 0.2,
+        beats_popularity(&report),
         "two-tower recall@100 {} vs popularity {}",
         valid.recall_at_100,
         pop.recall_at_100
@@ -65,9 +80,24 @@ fn beats_popularity_on_planted_preferences() {
 }
 
 #[test]
+fn a_model_blind_to_user_preferences_fails_the_quality_bar() {
+    let world = world();
+    let mut cfg = world.config();
+    cfg.epochs = 2;
+    let (_, report) = fit(&world, &cfg, true);
+    eprintln!(
+        "blind {:?} popularity {:?}",
+        report.valid, report.popularity
+    );
+    assert!(!beats_popularity(&report));
+}
+
+#[test]
 fn loss_decreases() {
     let world = world();
-    let (_, report) = fit(&world, &world.config());
+    let mut cfg = world.config();
+    cfg.epochs = 3;
+    let (_, report) = fit(&world, &cfg, false);
     let losses: Vec<f64> = report.epochs.iter().map(|e| e.loss).collect();
     // Uniform over a batch of 128 is ln(128) = 4.85.
     assert!(losses[0] < 128f64.ln(), "{losses:?}");
@@ -107,7 +137,7 @@ fn plain_rust_user_tower_matches_candle_and_survives_save_load() {
     let mut cfg = world.config();
     cfg.epochs = 1;
     cfg.hidden = vec![24, 12];
-    let mut source = InMemory::new(world.examples(10, 1));
+    let mut source = InMemory::new(world.examples(10, 1)).unwrap();
     let (model, _) = train(&cfg, &mut source, None, None, |_| {}).unwrap();
 
     let mut users = Columns::for_spec(&cfg.user);
