@@ -1,0 +1,721 @@
+//! Training: a scan pass (numeric statistics, item frequencies, the catalogue), then epochs of
+//! softmax cross-entropy over in-batch (and optionally uniformly sampled) negatives.
+//!
+//! The MLPs are candle `Var`s updated by AdamW. Embedding tables stay in plain `Vec<f32>`s:
+//! each step gathers the rows it needs into a small leaf tensor, and after the backward pass a
+//! lazy (sparse) Adam updates only those rows, so a step costs the same with 1k or 10M buckets.
+
+use std::collections::{HashMap, HashSet};
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
+use serde::Serialize;
+
+use crate::config::{TowerSpec, TrainConfig};
+use crate::data::{Batch, Columns, ExampleSource, ItemTable};
+use crate::error::{Error, Result};
+use crate::metrics::{ndcg_at_k, recall_at_k, select_top_k};
+use crate::model::{column_rows, mlp_forward, salts, Layer, Tower, TwoTower};
+use crate::prep::Moments;
+use crate::rng::Rng;
+
+/// What the trainer is doing, for a progress bar or a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// First pass: statistics and item frequencies (`rows_total` is not known yet).
+    Scan,
+    Train,
+    /// Scoring the validation users after an epoch.
+    Validate,
+}
+
+/// Reported to the caller's callback during training.
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    pub phase: Phase,
+    /// 1-based; 0 during the scan.
+    pub epoch: usize,
+    pub epochs: usize,
+    /// Rows done in this pass, and rows per pass (0 while scanning).
+    pub rows_done: u64,
+    pub rows_total: u64,
+    /// Mean training loss of the epoch so far.
+    pub loss: f64,
+    /// Set after the validation of an epoch.
+    pub valid: Option<Validation>,
+}
+
+/// Retrieval quality on the validation users: mean over users with at least one positive in
+/// the catalogue, ranking the whole catalogue.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Validation {
+    pub users: usize,
+    pub recall_at_100: f64,
+    pub ndcg_at_10: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EpochReport {
+    pub epoch: usize,
+    pub loss: f64,
+    pub valid: Option<Validation>,
+}
+
+/// What training saw and achieved (for the model registry).
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainReport {
+    /// Training rows per epoch.
+    pub rows: u64,
+    /// Distinct items among the training rows.
+    pub distinct_items: usize,
+    /// Items ranked by validation and sampled as negatives.
+    pub catalogue_items: usize,
+    pub steps: u64,
+    pub epochs: Vec<EpochReport>,
+    /// The final model's validation (the last epoch's).
+    pub valid: Option<Validation>,
+    /// The same validation for the most popular training items (the baseline to beat).
+    pub popularity: Option<Validation>,
+}
+
+const K_RECALL: usize = 100;
+const K_NDCG: usize = 10;
+/// Added to the logit of a candidate that is the row's own item at another position (an
+/// "accidental hit"), so it is not treated as a negative.
+const MASKED: f32 = -1.0e4;
+
+/// Trains a model. `train` is read once for statistics, then once per epoch; `valid` (rows
+/// strictly later than training's) is read once and scored after each epoch; `items` is the
+/// catalogue to rank and sample negatives from (default: the items seen in training, with
+/// their first-seen features). `progress` is called about a hundred times per epoch.
+pub fn train(
+    cfg: &TrainConfig,
+    train: &mut dyn ExampleSource,
+    valid: Option<&mut dyn ExampleSource>,
+    items: Option<&ItemTable>,
+    mut progress: impl FnMut(&Progress) + Send,
+) -> Result<(TwoTower, TrainReport)> {
+    cfg.validate()?;
+    let threads = if cfg.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        cfg.threads
+    };
+    // candle's kernels run on the current rayon pool: a pool of our own fixes their threads.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::Resources(format!("starting {threads} training threads: {e}")))?;
+    pool.install(|| Trainer::run(cfg, train, valid, items, &mut progress))
+}
+
+struct Scan {
+    rows: u64,
+    counts: HashMap<u64, u64>,
+    catalogue: ItemTable,
+    user: Tower,
+    item: Tower,
+}
+
+/// The training state of one tower: the plain tower (tables, preprocessing) and its MLP.
+struct TowerState {
+    tower: Tower,
+    dense: Vec<(Var, Var)>,
+    adam: Vec<SparseAdam>,
+}
+
+struct Trainer<'a> {
+    cfg: &'a TrainConfig,
+    user: TowerState,
+    item: TowerState,
+    optimizer: AdamW,
+    step: u64,
+    rng: Rng,
+}
+
+impl Trainer<'_> {
+    fn run(
+        cfg: &TrainConfig,
+        train: &mut dyn ExampleSource,
+        valid: Option<&mut dyn ExampleSource>,
+        items: Option<&ItemTable>,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<(TwoTower, TrainReport)> {
+        let scan = scan(cfg, train, items, progress)?;
+        let valid_set = match valid {
+            Some(source) => Some(ValidSet::read(cfg, source, &scan.catalogue)?),
+            None => None,
+        };
+        let popularity = valid_set
+            .as_ref()
+            .map(|v| v.popularity(&scan.counts, &scan.catalogue));
+        tracing::info!(
+            rows = scan.rows,
+            distinct_items = scan.counts.len(),
+            catalogue_items = scan.catalogue.len(),
+            valid_users = valid_set.as_ref().map_or(0, |v| v.user_ids.len()),
+            "two-tower scan done"
+        );
+
+        let user = TowerState::new(scan.user, cfg, 1)?;
+        let item = TowerState::new(scan.item, cfg, 2)?;
+        let vars = user.vars().chain(item.vars()).collect();
+        let optimizer = AdamW::new(
+            vars,
+            ParamsAdamW {
+                lr: cfg.learning_rate,
+                weight_decay: cfg.weight_decay,
+                ..ParamsAdamW::default()
+            },
+        )?;
+        let mut t = Trainer {
+            cfg,
+            user,
+            item,
+            optimizer,
+            step: 0,
+            rng: Rng::derive(cfg.seed, 3),
+        };
+        let log_q = cfg.log_q.then(|| LogQ {
+            counts: &scan.counts,
+            rows: scan.rows as f64,
+        });
+        let report_every = (scan.rows / cfg.batch_size as u64 / 100).max(1);
+        let mut epochs = Vec::new();
+        for epoch in 1..=cfg.epochs {
+            train.reset()?;
+            let (mut rows_done, mut loss_sum, mut steps) = (0u64, 0f64, 0u64);
+            while let Some(batch) = train.next_batch(cfg.batch_size)? {
+                batch.check(&cfg.user, &cfg.item)?;
+                if batch.rows() < 2 {
+                    continue; // no negative in a batch of one
+                }
+                let loss = t.step(&batch, &scan.catalogue, log_q.as_ref())?;
+                rows_done += batch.rows() as u64;
+                loss_sum += loss * batch.rows() as f64;
+                steps += 1;
+                if steps % report_every == 0 {
+                    progress(&Progress {
+                        phase: Phase::Train,
+                        epoch,
+                        epochs: cfg.epochs,
+                        rows_done,
+                        rows_total: scan.rows,
+                        loss: loss_sum / rows_done as f64,
+                        valid: None,
+                    });
+                }
+            }
+            let loss = if rows_done > 0 {
+                loss_sum / rows_done as f64
+            } else {
+                f64::NAN
+            };
+            let mut report = Progress {
+                phase: Phase::Validate,
+                epoch,
+                epochs: cfg.epochs,
+                rows_done,
+                rows_total: scan.rows,
+                loss,
+                valid: None,
+            };
+            let valid = match &valid_set {
+                Some(v) => {
+                    progress(&report);
+                    Some(v.evaluate(&t.user.snapshot()?, &t.item.snapshot()?, &scan.catalogue)?)
+                }
+                None => None,
+            };
+            tracing::info!(
+                epoch,
+                loss,
+                recall_at_100 = valid.map(|v| v.recall_at_100),
+                ndcg_at_10 = valid.map(|v| v.ndcg_at_10),
+                "two-tower epoch done"
+            );
+            report.phase = Phase::Train;
+            report.valid = valid;
+            progress(&report);
+            epochs.push(EpochReport { epoch, loss, valid });
+        }
+        let model = TwoTower {
+            user: t.user.snapshot()?,
+            item: t.item.snapshot()?,
+            temperature: cfg.temperature,
+        };
+        let report = TrainReport {
+            rows: scan.rows,
+            distinct_items: scan.counts.len(),
+            catalogue_items: scan.catalogue.len(),
+            steps: t.step,
+            valid: epochs.last().and_then(|e| e.valid),
+            epochs,
+            popularity,
+        };
+        Ok((model, report))
+    }
+
+    /// One optimisation step; returns the batch's loss.
+    fn step(&mut self, batch: &Batch, catalogue: &ItemTable, log_q: Option<&LogQ>) -> Result<f64> {
+        let b = batch.rows();
+        // Uniform negatives from the catalogue, shared by the batch.
+        let sampled: Vec<usize> = (0..self.cfg.sampled_negatives)
+            .map(|_| self.rng.below(catalogue.len()))
+            .collect();
+        let mut item_cols = batch.item.clone();
+        let mut item_ids = batch.item_id.clone();
+        for &r in &sampled {
+            item_cols.push_row(&catalogue.features, r);
+            item_ids.push(catalogue.ids[r]);
+        }
+        let n = item_ids.len();
+
+        let (xu, user_rows) = self.user.input(&batch.user, b)?;
+        let (xi, item_rows) = self.item.input(&item_cols, n)?;
+        let u = mlp_forward(&self.user.dense_tensors(), &xu)?;
+        let v = mlp_forward(&self.item.dense_tensors(), &xi)?;
+
+        // Additive logit terms: accidental hits masked, and the logQ correction.
+        let mut bias = vec![0f32; b * n];
+        let weight_sum: f32 = (0..b).map(|i| batch.weight(i)).sum();
+        if weight_sum <= 0.0 {
+            return Ok(0.0);
+        }
+        let mut select = vec![0f32; b * n];
+        let correction: Vec<f32> = match log_q {
+            Some(q) => (0..n)
+                .map(|j| {
+                    if j < b {
+                        q.ln_inclusion(item_ids[j], b)
+                    } else {
+                        (sampled.len() as f64 / catalogue.len() as f64).ln() as f32
+                    }
+                })
+                .collect(),
+            None => vec![0.0; n],
+        };
+        for i in 0..b {
+            for j in 0..n {
+                bias[i * n + j] = if j != i && item_ids[j] == batch.item_id[i] {
+                    MASKED
+                } else {
+                    -correction[j]
+                };
+            }
+            select[i * n + i] = batch.weight(i) / weight_sum;
+        }
+        let bias = Tensor::from_vec(bias, (b, n), &Device::Cpu)?;
+        let select = Tensor::from_vec(select, (b, n), &Device::Cpu)?;
+        let logits = (u.matmul(&v.t()?)? * (1.0 / self.cfg.temperature))?.add(&bias)?;
+        let log_softmax = candle_nn::ops::log_softmax(&logits, 1)?;
+        let loss = log_softmax.mul(&select)?.sum_all()?.neg()?;
+
+        let grads = loss.backward()?;
+        self.optimizer.step(&grads)?;
+        self.step += 1;
+        let (lr, t) = (self.cfg.learning_rate as f32, self.step);
+        self.user.update_tables(&grads, &user_rows, lr, t)?;
+        self.item.update_tables(&grads, &item_rows, lr, t)?;
+        Ok(f64::from(loss.to_scalar::<f32>()?))
+    }
+}
+
+/// Item frequencies for the logQ correction.
+struct LogQ<'a> {
+    counts: &'a HashMap<u64, u64>,
+    rows: f64,
+}
+
+impl LogQ<'_> {
+    /// ln of the chance that `item` is among `batch` rows drawn by frequency.
+    fn ln_inclusion(&self, item: u64, batch: usize) -> f32 {
+        let count = self.counts.get(&item).copied().unwrap_or(1).max(1) as f64;
+        (batch as f64 * count / self.rows).ln() as f32
+    }
+}
+
+/// Gathered embedding rows of one categorical feature for a step: the leaf tensor the
+/// gradient arrives at, and which table row each of its rows came from.
+struct Gathered {
+    var: Var,
+    rows: Vec<usize>,
+}
+
+impl TowerState {
+    fn new(tower: Tower, cfg: &TrainConfig, stream: u64) -> Result<Self> {
+        let mut rng = Rng::derive(cfg.seed, stream);
+        let mut tower = tower;
+        // Embeddings: N(0, 0.1²). Layers: He-normal before a ReLU, LeCun-normal for the last.
+        for (c, cat) in tower.spec.categorical.iter().enumerate() {
+            tower.tables[c] = (0..cat.buckets * cat.dim)
+                .map(|_| (rng.normal() * 0.1) as f32)
+                .collect();
+        }
+        let mut widths = vec![tower.spec.input_width()];
+        widths.extend(&cfg.hidden);
+        widths.push(cfg.dim);
+        tower.layers = widths
+            .windows(2)
+            .enumerate()
+            .map(|(l, w)| {
+                let gain = if l + 2 < widths.len() { 2.0 } else { 1.0 };
+                let std = (gain / w[0] as f64).sqrt();
+                Layer {
+                    inputs: w[0],
+                    outputs: w[1],
+                    w: (0..w[0] * w[1])
+                        .map(|_| (rng.normal() * std) as f32)
+                        .collect(),
+                    b: vec![0.0; w[1]],
+                }
+            })
+            .collect();
+        let dense = tower
+            .layers
+            .iter()
+            .map(|l| {
+                Ok((
+                    Var::from_slice(&l.w, (l.outputs, l.inputs), &Device::Cpu)?,
+                    Var::from_slice(&l.b, l.outputs, &Device::Cpu)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let adam = tower
+            .tables
+            .iter()
+            .map(|t| SparseAdam::new(t.len()))
+            .collect();
+        Ok(TowerState { tower, dense, adam })
+    }
+
+    fn vars(&self) -> impl Iterator<Item = Var> + '_ {
+        self.dense.iter().flat_map(|(w, b)| [w.clone(), b.clone()])
+    }
+
+    fn dense_tensors(&self) -> Vec<(Tensor, Tensor)> {
+        self.dense
+            .iter()
+            .map(|(w, b)| (w.as_tensor().clone(), b.as_tensor().clone()))
+            .collect()
+    }
+
+    /// The `rows × input` tensor of a step: normalised numerics (constants) and gathered
+    /// embedding rows (leaves that receive gradients).
+    fn input(&self, cols: &Columns, rows: usize) -> Result<(Tensor, Vec<Gathered>)> {
+        let tower = &self.tower;
+        let mut parts = Vec::new();
+        let n_num = tower.spec.numeric.len();
+        if n_num > 0 {
+            let mut x = vec![0f32; rows * n_num];
+            for (c, col) in cols.numeric.iter().enumerate() {
+                for (r, v) in col.iter().enumerate() {
+                    x[r * n_num + c] = tower.prep.apply(c, *v);
+                }
+            }
+            parts.push(Tensor::from_vec(x, (rows, n_num), &Device::Cpu)?);
+        }
+        let mut gathered = Vec::new();
+        for (c, cat) in tower.spec.categorical.iter().enumerate() {
+            let idx: Vec<usize> = cols.categorical[c]
+                .iter()
+                .map(|v| tower.row(c, *v))
+                .collect();
+            let mut x = Vec::with_capacity(rows * cat.dim);
+            for r in &idx {
+                x.extend_from_slice(&tower.tables[c][r * cat.dim..(r + 1) * cat.dim]);
+            }
+            let var = Var::from_vec(x, (rows, cat.dim), &Device::Cpu)?;
+            parts.push(var.as_tensor().clone());
+            gathered.push(Gathered { var, rows: idx });
+        }
+        Ok((Tensor::cat(&parts, 1)?, gathered))
+    }
+
+    fn update_tables(
+        &mut self,
+        grads: &candle_core::backprop::GradStore,
+        gathered: &[Gathered],
+        lr: f32,
+        step: u64,
+    ) -> Result<()> {
+        for (c, g) in gathered.iter().enumerate() {
+            let Some(grad) = grads.get(g.var.as_tensor()) else {
+                continue;
+            };
+            let grad = grad.flatten_all()?.to_vec1::<f32>()?;
+            let dim = self.tower.spec.categorical[c].dim;
+            self.adam[c].update(&mut self.tower.tables[c], dim, &g.rows, &grad, lr, step);
+        }
+        Ok(())
+    }
+
+    /// The tower with the current MLP weights copied out of candle.
+    fn snapshot(&self) -> Result<Tower> {
+        let mut tower = self.tower.clone();
+        for (layer, (w, b)) in tower.layers.iter_mut().zip(&self.dense) {
+            layer.w = w.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+            layer.b = b.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+        }
+        Ok(tower)
+    }
+}
+
+/// Lazy Adam for embedding tables: only the rows a step touched are updated (their moments
+/// too); bias correction uses the global step.
+struct SparseAdam {
+    m: Vec<f32>,
+    v: Vec<f32>,
+}
+
+const BETA1: f32 = 0.9;
+const BETA2: f32 = 0.999;
+const EPS: f32 = 1e-8;
+
+impl SparseAdam {
+    fn new(len: usize) -> Self {
+        SparseAdam {
+            m: vec![0.0; len],
+            v: vec![0.0; len],
+        }
+    }
+
+    fn update(
+        &mut self,
+        table: &mut [f32],
+        dim: usize,
+        rows: &[usize],
+        grad: &[f32],
+        lr: f32,
+        step: u64,
+    ) {
+        // Sum the gradient of rows gathered more than once (first-appearance order: the
+        // result does not depend on hash iteration order).
+        let mut slot: HashMap<usize, usize> = HashMap::new();
+        let mut unique = Vec::new();
+        let mut acc: Vec<f32> = Vec::new();
+        for (i, &r) in rows.iter().enumerate() {
+            let s = *slot.entry(r).or_insert_with(|| {
+                unique.push(r);
+                acc.extend(std::iter::repeat_n(0.0, dim));
+                unique.len() - 1
+            });
+            for (a, g) in acc[s * dim..(s + 1) * dim]
+                .iter_mut()
+                .zip(&grad[i * dim..(i + 1) * dim])
+            {
+                *a += g;
+            }
+        }
+        let t = step.min(i32::MAX as u64) as i32;
+        let c1 = 1.0 - BETA1.powi(t);
+        let c2 = 1.0 - BETA2.powi(t);
+        for (s, &r) in unique.iter().enumerate() {
+            for k in 0..dim {
+                let (at, g) = (r * dim + k, acc[s * dim + k]);
+                self.m[at] = BETA1 * self.m[at] + (1.0 - BETA1) * g;
+                self.v[at] = BETA2 * self.v[at] + (1.0 - BETA2) * g * g;
+                let m_hat = self.m[at] / c1;
+                let v_hat = self.v[at] / c2;
+                table[at] -= lr * m_hat / (v_hat.sqrt() + EPS);
+            }
+        }
+    }
+}
+
+/// The first pass: numeric statistics, item counts, and the catalogue if none was given.
+fn scan(
+    cfg: &TrainConfig,
+    source: &mut dyn ExampleSource,
+    items: Option<&ItemTable>,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Scan> {
+    let mut user_m = Moments::new(cfg.user.numeric.len());
+    let mut item_m = Moments::new(cfg.item.numeric.len());
+    let mut counts: HashMap<u64, u64> = HashMap::new();
+    let mut catalogue = ItemTable {
+        ids: Vec::new(),
+        features: Columns::for_spec(&cfg.item),
+    };
+    let mut rows = 0u64;
+    source.reset()?;
+    let mut batches = 0u64;
+    while let Some(batch) = source.next_batch(cfg.batch_size.max(4096))? {
+        batch.check(&cfg.user, &cfg.item)?;
+        for (c, col) in batch.user.numeric.iter().enumerate() {
+            user_m.add_column(c, col);
+        }
+        for (c, col) in batch.item.numeric.iter().enumerate() {
+            item_m.add_column(c, col);
+        }
+        for (r, id) in batch.item_id.iter().enumerate() {
+            let n = counts.entry(*id).or_insert(0);
+            if *n == 0 && items.is_none() {
+                catalogue.ids.push(*id);
+                catalogue.features.push_row(&batch.item, r);
+            }
+            *n += 1;
+        }
+        rows += batch.rows() as u64;
+        batches += 1;
+        if batches % 64 == 0 {
+            progress(&Progress {
+                phase: Phase::Scan,
+                epoch: 0,
+                epochs: cfg.epochs,
+                rows_done: rows,
+                rows_total: 0,
+                loss: f64::NAN,
+                valid: None,
+            });
+        }
+    }
+    if rows < 2 {
+        return Err(Error::Input(format!(
+            "the training data has {rows} rows; at least 2 are needed"
+        )));
+    }
+    if let Some(items) = items {
+        items
+            .features
+            .check(&cfg.item, "catalogue", items.ids.len())?;
+        if items.is_empty() {
+            return Err(Error::Input("the item catalogue is empty".into()));
+        }
+        catalogue = items.clone();
+    }
+    let tower = |spec: &TowerSpec, prep| Tower {
+        salts: salts(spec),
+        spec: spec.clone(),
+        prep,
+        tables: vec![Vec::new(); spec.categorical.len()],
+        layers: Vec::new(),
+    };
+    Ok(Scan {
+        rows,
+        counts,
+        catalogue,
+        user: tower(&cfg.user, user_m.finish()),
+        item: tower(&cfg.item, item_m.finish()),
+    })
+}
+
+/// Validation users: one feature row each (their first in the data) and their positives.
+struct ValidSet {
+    user_ids: Vec<u64>,
+    users: Columns,
+    positives: Vec<HashSet<u64>>,
+}
+
+impl ValidSet {
+    fn read(
+        cfg: &TrainConfig,
+        source: &mut dyn ExampleSource,
+        catalogue: &ItemTable,
+    ) -> Result<Self> {
+        let known: HashSet<u64> = catalogue.ids.iter().copied().collect();
+        let mut index: HashMap<u64, usize> = HashMap::new();
+        let mut set = ValidSet {
+            user_ids: Vec::new(),
+            users: Columns::for_spec(&cfg.user),
+            positives: Vec::new(),
+        };
+        source.reset()?;
+        while let Some(batch) = source.next_batch(4096)? {
+            batch.check(&cfg.user, &cfg.item)?;
+            for r in 0..batch.rows() {
+                let user = batch.user_id[r];
+                let slot = match index.get(&user) {
+                    Some(s) => *s,
+                    None if set.user_ids.len() < cfg.max_valid_users => {
+                        index.insert(user, set.user_ids.len());
+                        set.user_ids.push(user);
+                        set.users.push_row(&batch.user, r);
+                        set.positives.push(HashSet::new());
+                        set.user_ids.len() - 1
+                    }
+                    None => continue,
+                };
+                if known.contains(&batch.item_id[r]) {
+                    set.positives[slot].insert(batch.item_id[r]);
+                }
+            }
+        }
+        Ok(set)
+    }
+
+    /// Mean metrics over users with positives, given each user's ranked list.
+    fn score(&self, ranked: impl Fn(usize) -> Result<Vec<u64>>) -> Result<Validation> {
+        let (mut users, mut recall, mut ndcg) = (0usize, 0f64, 0f64);
+        for (u, pos) in self.positives.iter().enumerate() {
+            if pos.is_empty() {
+                continue;
+            }
+            let list = ranked(u)?;
+            users += 1;
+            recall += recall_at_k(&list, pos, K_RECALL);
+            ndcg += ndcg_at_k(&list, pos, K_NDCG);
+        }
+        let n = users.max(1) as f64;
+        Ok(Validation {
+            users,
+            recall_at_100: recall / n,
+            ndcg_at_10: ndcg / n,
+        })
+    }
+
+    fn popularity(&self, counts: &HashMap<u64, u64>, catalogue: &ItemTable) -> Validation {
+        let scores: Vec<f32> = catalogue
+            .ids
+            .iter()
+            .map(|id| counts.get(id).copied().unwrap_or(0) as f32)
+            .collect();
+        let top: Vec<u64> = select_top_k(&catalogue.ids, &scores, K_RECALL, &HashSet::new())
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        // The closure cannot fail.
+        self.score(|_| Ok(top.clone())).unwrap_or(Validation {
+            users: 0,
+            recall_at_100: 0.0,
+            ndcg_at_10: 0.0,
+        })
+    }
+
+    fn evaluate(&self, user: &Tower, item: &Tower, catalogue: &ItemTable) -> Result<Validation> {
+        let dim = user.output_width();
+        let v = item.embed(&catalogue.features, &item.dense_tensors()?)?;
+        let v = Tensor::from_vec(v, (catalogue.len(), dim), &Device::Cpu)?;
+        let vt = v.t()?.contiguous()?;
+        let u = user.embed(&self.users, &user.dense_tensors()?)?;
+        let n_users = column_rows_or(&self.users, self.user_ids.len());
+        let u = Tensor::from_vec(u, (n_users, dim), &Device::Cpu)?;
+        // Score users in chunks: a chunk × catalogue matrix at a time.
+        let chunk = (1usize << 22) / catalogue.len().max(1);
+        let chunk = chunk.clamp(1, 1024);
+        let mut lists: Vec<Vec<u64>> = Vec::with_capacity(n_users);
+        let mut start = 0;
+        while start < n_users {
+            let end = (start + chunk).min(n_users);
+            let scores = u.narrow(0, start, end - start)?.matmul(&vt)?;
+            for row in scores.to_dtype(DType::F32)?.to_vec2::<f32>()? {
+                lists.push(
+                    select_top_k(&catalogue.ids, &row, K_RECALL, &HashSet::new())
+                        .into_iter()
+                        .map(|(id, _)| id)
+                        .collect(),
+                );
+            }
+            start = end;
+        }
+        self.score(|u| Ok(lists[u].clone()))
+    }
+}
+
+fn column_rows_or(cols: &Columns, fallback: usize) -> usize {
+    match column_rows(cols) {
+        0 => fallback,
+        n => n,
+    }
+}
