@@ -4,8 +4,14 @@
 //!   (preferential attachment: power-law degrees; follow-backs make mutual pairs), orders and
 //!   messages between mutual follows, over `days` simulated days — all from one seed.
 //! - [`World::events`] yields the Segment events those users send, in time order, with daily
-//!   and hourly cycles and Zipf-distributed post popularity (see [`events`] for the catalogue
-//!   and the timestamp rule).
+//!   and hourly cycles; the feed mixes followed authors' recent posts, Zipf-popular posts
+//!   and posts on the user's favourite tags (see [`events`] for the catalogue and the
+//!   timestamp rule).
+//! - Hidden [`preferences`]: each user's taste over the post tags, each post's quality, and
+//!   affinity to followed authors decide what the organic feed shows and what users click,
+//!   like and dwell on. They never appear in events or rows; [`World::score_list`] judges any
+//!   ranked list against them (expected clicks, likes, dwell), [`World::react`] simulates a
+//!   user reading one.
 //! - [`World::changes`] yields the business-row changes (insert/update/delete) that build the
 //!   app's own tables, for the CDC path ([`rows`]).
 //! - [`drive`] posts the events to any Segment-compatible `/v1/batch` endpoint at a given rate
@@ -19,6 +25,7 @@ pub mod drive;
 pub mod error;
 pub mod events;
 mod http;
+pub mod preferences;
 pub mod rng;
 pub mod rows;
 pub mod schedule;
@@ -27,5 +34,6 @@ pub mod world;
 pub use drive::{drive, drive_with, DriveOptions, DriveReport, DriveStats, StatsSnapshot};
 pub use error::{Error, Result};
 pub use events::{Call, Event, EventStream, Properties};
+pub use preferences::{ListScore, Preferences, Reaction};
 pub use rows::{Change, Changes, Op, Row, Table};
 pub use world::{World, WorldConfig};

@@ -2,9 +2,11 @@
 //! simulator needs.
 //!
 //! Cross-platform determinism: generation only uses integer arithmetic and the IEEE-754
-//! operations that are correctly rounded everywhere (`+ - * /` and `sqrt`), never `ln`, `exp`
-//! or `powf`, whose results may differ between libm implementations. The same seed therefore
-//! gives bit-identical output on every platform.
+//! operations that are correctly rounded everywhere (`+ - * /` and `sqrt`), never the
+//! standard `ln`, `exp` or `powf`, whose results may differ between libm implementations.
+//! Where the simulator needs a logarithm or an exponential it uses [`ln`] and [`exp`] below,
+//! which are built from those operations only. The same seed therefore gives bit-identical
+//! output on every platform.
 
 /// splitmix64 step: used to expand seeds and to mix tuples into a seed.
 pub fn splitmix64(state: &mut u64) -> u64 {
@@ -109,6 +111,23 @@ impl Rng {
         (1.0 / (1.0 - u).sqrt()).min(cap)
     }
 
+    /// Standard normal (Marsaglia's polar method, with this module's [`ln`]).
+    pub fn normal(&mut self) -> f64 {
+        loop {
+            let x = 2.0 * self.f64() - 1.0;
+            let y = 2.0 * self.f64() - 1.0;
+            let s = x * x + y * y;
+            if s > 0.0 && s < 1.0 {
+                return x * (-2.0 * ln(s) / s).sqrt();
+            }
+        }
+    }
+
+    /// Exponential with mean 1 (`-ln(1 - u)`).
+    pub fn exponential(&mut self) -> f64 {
+        -ln(1.0 - self.f64())
+    }
+
     /// Fisher–Yates shuffle.
     pub fn shuffle<T>(&mut self, items: &mut [T]) {
         for i in (1..items.len()).rev() {
@@ -149,14 +168,122 @@ impl Zipf {
 
     /// A rank in `0..n` (0 is the most likely); 0 when empty.
     pub fn sample(&self, rng: &mut Rng) -> usize {
-        let Some(&total) = self.cdf.last() else {
+        self.sample_first(self.cdf.len(), rng)
+    }
+
+    /// A rank in `0..m` from Zipf(1) over the first `m` ranks only (`m` is clamped to the
+    /// number of ranks): the CDF of a shorter Zipf is a prefix of this one, so one table
+    /// serves every list length. 0 when empty.
+    pub fn sample_first(&self, m: usize, rng: &mut Rng) -> usize {
+        let cdf = &self.cdf[..m.min(self.cdf.len())];
+        let Some(&total) = cdf.last() else {
             return 0;
         };
         let u = rng.f64() * total;
-        self.cdf
-            .partition_point(|&c| c <= u)
-            .min(self.cdf.len() - 1)
+        cdf.partition_point(|&c| c <= u).min(cdf.len() - 1)
     }
+}
+
+/// ln 2 split for exact range reduction (Cody–Waite): `LN2_HI` has trailing zero bits so
+/// `k * LN2_HI` is exact for |k| < 2^11.
+const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
+const LN2: f64 = std::f64::consts::LN_2;
+
+/// `e^x` from `+ - * /` only (range reduction by powers of two and a degree-13 Taylor
+/// polynomial; relative error below 1e-15), so it is bit-identical on every platform.
+/// Saturates to 0 below -700 and to `e^700` above 700.
+pub fn exp(x: f64) -> f64 {
+    if x.is_nan() {
+        return x;
+    }
+    let x = x.clamp(-700.0, 700.0);
+    let k = (x * std::f64::consts::LOG2_E).round();
+    let r = (x - k * LN2_HI) - k * LN2_LO;
+    // Horner for sum r^i / i!, i = 0..=13 (|r| <= 0.35: the remainder is below 1e-17).
+    let mut p = EXP_COEFFS[0];
+    for &c in &EXP_COEFFS[1..] {
+        p = p * r + c;
+    }
+    // 2^k is exact as a bit pattern for k in [-1022, 1023]; apply it in two halves so
+    // k = -1010 (x near -700) stays a normal number.
+    let k = k as i64;
+    let (k1, k2) = (k / 2, k - k / 2);
+    p * pow2(k1) * pow2(k2)
+}
+
+/// `1 / i!` for i = 13 down to 0 (constant divisions, correctly rounded at compile time).
+const EXP_COEFFS: [f64; 14] = {
+    let mut c = [0.0; 14];
+    let mut i = 0;
+    while i < 14 {
+        let mut f = 1.0;
+        let mut k = 2;
+        while k <= 13 - i {
+            f *= k as f64;
+            k += 1;
+        }
+        c[i] = 1.0 / f;
+        i += 1;
+    }
+    c
+};
+
+/// `1 / (2i + 1)` for i = 11 down to 0.
+const LN_COEFFS: [f64; 12] = {
+    let mut c = [0.0; 12];
+    let mut i = 0;
+    while i < 12 {
+        c[i] = 1.0 / (2 * (11 - i) + 1) as f64;
+        i += 1;
+    }
+    c
+};
+
+/// `2^k` for `k` in [-1022, 1023], exact.
+fn pow2(k: i64) -> f64 {
+    f64::from_bits(((k.clamp(-1022, 1023) + 1023) as u64) << 52)
+}
+
+/// Natural logarithm from `+ - * /` only (exponent from the bits, then the `atanh` series on
+/// a mantissa within [1/sqrt 2, sqrt 2]); bit-identical on every platform. `ln(x <= 0)` is
+/// `-inf` (NaN stays NaN).
+pub fn ln(x: f64) -> f64 {
+    if x.is_nan() {
+        return x;
+    }
+    if x <= 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if x.is_infinite() {
+        return x;
+    }
+    // Subnormals: scale up by 2^64 first.
+    let (x, bias) = if x < f64::MIN_POSITIVE {
+        (x * 18_446_744_073_709_551_616.0, -64.0)
+    } else {
+        (x, 0.0)
+    };
+    let bits = x.to_bits();
+    let mut e = ((bits >> 52) & 0x7ff) as i64 - 1023;
+    let mut m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
+    if m > std::f64::consts::SQRT_2 {
+        m /= 2.0;
+        e += 1;
+    }
+    let s = (m - 1.0) / (m + 1.0);
+    let s2 = s * s;
+    // 2 * (s + s^3/3 + ... + s^23/23); |s| <= 0.172, so the remainder is below 1e-18.
+    let mut p = 0.0;
+    for &c in &LN_COEFFS {
+        p = c + p * s2;
+    }
+    (e as f64 + bias) * LN2 + 2.0 * s * p
+}
+
+/// The logistic function `1 / (1 + e^-x)`, with this module's [`exp`].
+pub fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + exp(-x))
 }
 
 #[cfg(test)]
@@ -186,6 +313,62 @@ mod tests {
             assert!((-5..=5).contains(&x));
         }
         assert_eq!(r.below(0), 0);
+    }
+
+    #[test]
+    fn exp_and_ln_match_the_standard_library_closely() {
+        let mut r = Rng::new(3);
+        for _ in 0..100_000 {
+            let x = (r.f64() - 0.5) * 80.0;
+            let (a, b) = (exp(x), x.exp());
+            assert!(((a - b) / b).abs() < 1e-14, "exp({x}) = {a}, std {b}");
+            let y = r.f64() * 1e6 + 1e-9;
+            let (a, b) = (ln(y), y.ln());
+            assert!(
+                (a - b).abs() <= 1e-14 * b.abs().max(1.0),
+                "ln({y}) = {a}, std {b}"
+            );
+        }
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(ln(1.0), 0.0);
+        assert!((ln(1e-310) - 1e-310f64.ln()).abs() < 1e-12);
+        assert_eq!(exp(-1e9), exp(-700.0));
+        assert!(exp(-700.0) > 0.0);
+        assert_eq!(ln(0.0), f64::NEG_INFINITY);
+        assert!((sigmoid(0.0) - 0.5).abs() < 1e-15);
+        assert!(sigmoid(40.0) <= 1.0 && sigmoid(-40.0) > 0.0);
+    }
+
+    #[test]
+    fn normal_has_mean_zero_and_unit_variance() {
+        let mut r = Rng::new(9);
+        let n = 200_000;
+        let (mut sum, mut sq) = (0.0, 0.0);
+        for _ in 0..n {
+            let x = r.normal();
+            sum += x;
+            sq += x * x;
+        }
+        let mean = sum / f64::from(n);
+        let var = sq / f64::from(n) - mean * mean;
+        assert!(mean.abs() < 0.01, "mean {mean}");
+        assert!((var - 1.0).abs() < 0.02, "variance {var}");
+    }
+
+    #[test]
+    fn zipf_prefix_samples_stay_in_the_prefix() {
+        let z = Zipf::new(1000);
+        let mut r = Rng::new(5);
+        let mut zero = 0;
+        for _ in 0..10_000 {
+            let k = z.sample_first(10, &mut r);
+            assert!(k < 10);
+            zero += usize::from(k == 0);
+        }
+        // P(0) = 1 / H(10) = 0.34.
+        assert!((3000..3800).contains(&zero), "{zero}");
+        assert_eq!(z.sample_first(0, &mut r), 0);
+        assert!(z.sample_first(5000, &mut r) < 1000);
     }
 
     #[test]

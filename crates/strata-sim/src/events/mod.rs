@@ -8,6 +8,7 @@
 //! land as separate days in the lake — as long as they are within the collector's
 //! `max_event_age` and not in the future (see [`crate::WorldConfig::ending_today`]).
 
+mod feed;
 mod stream;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};

@@ -7,9 +7,9 @@ use std::collections::{BinaryHeap, VecDeque};
 
 use super::{Call, DeviceContext, Event, Properties, Traits};
 use crate::catalog::{
-    AGE_BANDS, APP_VERSIONS, COUNTRIES, FEEDS, FEED_WEIGHTS, GENDERS, POST_KINDS, PRODUCTS,
-    SHARE_CHANNELS, TAGS, WEB,
+    AGE_BANDS, APP_VERSIONS, COUNTRIES, GENDERS, POST_KINDS, PRODUCTS, SHARE_CHANNELS, TAGS, WEB,
 };
+use crate::preferences::draw_reaction;
 use crate::rng::{mix, Rng};
 use crate::schedule::{sessions, Session, DAY_SECS};
 use crate::world::{ProfileState, World};
@@ -58,6 +58,8 @@ struct Cursor {
     context: DeviceContext,
     /// The profile as of this session (edits in it update it).
     profile: ProfileState,
+    /// Posts created by the last step (a search hint).
+    created: u32,
 }
 
 /// Time-ordered Segment events of a [`World`]; see [`World::events`].
@@ -227,6 +229,7 @@ impl EventStream<'_> {
                 country: rec.country,
             },
             profile,
+            created: 0,
         };
         let session_id = format!(
             "{:016x}",
@@ -409,25 +412,16 @@ impl Cursor {
         }
     }
 
-    /// One browsing step: an impression, sometimes a click with dwell, like, comment, share.
+    /// One browsing step: an impression from the feed mix ([`super::feed`]), and sometimes a
+    /// click with dwell, like, comment, share, with chances from the user's hidden
+    /// preferences ([`crate::preferences`]).
     fn step(&mut self, w: &World) {
         let t = self.next_step_us;
-        let rng = &mut self.rng;
-        let feed = FEEDS[rng.weighted(&FEED_WEIGHTS)];
         let now_secs = ((t - w.epoch_micros) / 1_000_000) as u32;
-        let mut post = None;
-        for _ in 0..6 {
-            let rank = w.post_zipf.sample(rng);
-            let Some(&p) = w.popularity.get(rank) else {
-                break;
-            };
-            if w.posts[p as usize].at <= now_secs {
-                post = Some(p);
-                break;
-            }
-        }
-        let gap = 1_000_000 + rng.below(7_000_000) as i64;
-        let Some(p) = post else {
+        self.created = super::feed::created_by(w, now_secs, self.created);
+        let shown = super::feed::pick(w, self.user, now_secs, self.created, &mut self.rng);
+        let gap = 1_000_000 + self.rng.below(7_000_000) as i64;
+        let Some((p, feed)) = shown else {
             self.next_step_us = t + gap;
             return;
         };
@@ -447,16 +441,13 @@ impl Cursor {
             },
         );
         let mut last = t;
-        if self.rng.chance(0.2) {
-            let click = t + 500_000 + self.rng.below(3_500_000) as i64;
-            let dwell_ms = (2000.0 * self.rng.pareto2(60.0)) as u64;
-            let dwell_us = dwell_ms as i64 * 1000;
-            let like = self.rng.chance(0.35);
-            let comment = self.rng.chance(0.08);
-            let share = self.rng.chance(0.05);
-            let comment_id = self.rng.next_u64() >> 12;
-            let length = 1 + self.rng.below(200) as u32;
-            let channel = SHARE_CHANNELS[self.rng.below(SHARE_CHANNELS.len() as u64) as usize];
+        let outcome = w
+            .appeal(self.user, p, now_secs)
+            .and_then(|a| draw_reaction(&mut self.rng, &a, position));
+        if let Some(o) = outcome {
+            let click = t + o.click_delay_us;
+            let dwell_us = o.dwell_ms as i64 * 1000;
+            let channel = SHARE_CHANNELS[o.channel % SHARE_CHANNELS.len()];
             self.push(
                 click,
                 Call::Track,
@@ -473,7 +464,7 @@ impl Cursor {
                 "/post",
                 "https://social.example/post",
             );
-            if like {
+            if o.like {
                 self.push(
                     click + dwell_us / 2,
                     Call::Track,
@@ -481,19 +472,19 @@ impl Cursor {
                     Properties::PostLiked { post_id, author_id },
                 );
             }
-            if comment {
+            if o.comment {
                 self.push(
                     click + dwell_us * 3 / 4,
                     Call::Track,
                     "Comment Posted",
                     Properties::CommentPosted {
                         post_id,
-                        comment_id,
-                        length,
+                        comment_id: o.comment_id,
+                        length: o.comment_len,
                     },
                 );
             }
-            if share {
+            if o.share {
                 self.push(
                     click + dwell_us * 7 / 8,
                     Call::Track,
@@ -505,7 +496,10 @@ impl Cursor {
                 click + dwell_us,
                 Call::Track,
                 "Dwell",
-                Properties::Dwell { post_id, dwell_ms },
+                Properties::Dwell {
+                    post_id,
+                    dwell_ms: o.dwell_ms,
+                },
             );
             last = click + dwell_us;
         }

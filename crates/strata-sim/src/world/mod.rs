@@ -15,6 +15,7 @@ use crate::catalog::{
     self, AGE_WEIGHTS, APP_VERSION_WEIGHTS, GENDER_WEIGHTS, POST_KIND_WEIGHTS, TAGS,
 };
 use crate::error::{Error, Result};
+use crate::preferences::Preferences;
 use crate::rng::{Rng, Zipf};
 use crate::schedule::{sessions, Session, DAY_SECS};
 
@@ -237,6 +238,18 @@ pub struct World {
     pub(crate) refunds_by_time: Vec<u32>,
     /// Messages by time.
     pub(crate) messages: Vec<MessageRec>,
+    /// Post indexes by author, each author's in creation order:
+    /// `posts_by_author[author_offsets[u]..author_offsets[u + 1]]` are user u's posts.
+    pub(crate) posts_by_author: Vec<u32>,
+    /// See `posts_by_author` (users + 1 entries).
+    pub(crate) author_offsets: Vec<u32>,
+    /// Post indexes by tag, each tag's from most to least popular:
+    /// `posts_by_tag[tag_offsets[t]..tag_offsets[t + 1]]` are the posts tagged `TAGS[t]`.
+    pub(crate) posts_by_tag: Vec<u32>,
+    /// See `posts_by_tag` (`TAGS.len() + 1` entries).
+    pub(crate) tag_offsets: Vec<u32>,
+    /// The hidden preferences (never emitted).
+    pub(crate) prefs: Preferences,
 }
 
 /// Stream tags for [`Rng::derive`].
@@ -278,15 +291,69 @@ impl World {
             orders: Vec::new(),
             refunds_by_time: Vec::new(),
             messages: Vec::new(),
+            posts_by_author: Vec::new(),
+            author_offsets: Vec::new(),
+            posts_by_tag: Vec::new(),
+            tag_offsets: Vec::new(),
+            prefs: Preferences::default(),
         };
         let seed = world.config.seed;
         world.gen_users();
         graph::generate(&mut world, Rng::derive(seed, &[TAG_GRAPH]));
         world.gen_posts();
+        world.index_posts();
         activity::edits(&mut world, Rng::derive(seed, &[TAG_EDITS]));
         activity::orders(&mut world, Rng::derive(seed, &[TAG_ORDERS]));
         activity::messages(&mut world, Rng::derive(seed, &[TAG_MESSAGES]));
+        // Drawn last and on their own streams: the public world does not depend on them.
+        world.prefs = Preferences::generate(&world, seed);
         world
+    }
+
+    /// The posts of user index `author`, in creation order.
+    pub(crate) fn posts_of(&self, author: u32) -> &[u32] {
+        let u = author as usize;
+        match (self.author_offsets.get(u), self.author_offsets.get(u + 1)) {
+            (Some(&a), Some(&b)) => &self.posts_by_author[a as usize..b as usize],
+            _ => &[],
+        }
+    }
+
+    /// The posts tagged `TAGS[tag]`, most popular first.
+    pub(crate) fn posts_tagged(&self, tag: u8) -> &[u32] {
+        let t = usize::from(tag);
+        match (self.tag_offsets.get(t), self.tag_offsets.get(t + 1)) {
+            (Some(&a), Some(&b)) => &self.posts_by_tag[a as usize..b as usize],
+            _ => &[],
+        }
+    }
+
+    /// Builds `posts_by_author` and `posts_by_tag` (counting sort: posts are already in
+    /// creation order, `popularity` in popularity order).
+    fn index_posts(&mut self) {
+        let posts = &self.posts;
+        let (by_author, author_offsets) = csr(
+            self.users.len(),
+            posts
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.author as usize, i as u32)),
+        );
+        let (by_tag, tag_offsets) = csr(
+            TAGS.len(),
+            self.popularity.iter().flat_map(|&i| {
+                let p = &posts[i as usize];
+                let tags = &p.tags[..usize::from(p.ntags).min(3)];
+                tags.iter()
+                    .enumerate()
+                    .filter(|&(k, t)| !tags[..k].contains(t))
+                    .map(move |(_, &t)| (usize::from(t) % TAGS.len(), i))
+            }),
+        );
+        self.posts_by_author = by_author;
+        self.author_offsets = author_offsets;
+        self.posts_by_tag = by_tag;
+        self.tag_offsets = tag_offsets;
     }
 
     /// The config this world was generated from.
@@ -347,7 +414,8 @@ impl World {
         d
     }
 
-    /// A 64-bit digest of every record (FNV-1a): equal for equal worlds.
+    /// A 64-bit digest of every public record (FNV-1a): equal for equal worlds. The hidden
+    /// preferences are not in it ([`Preferences::digest`] covers them).
     pub fn digest(&self) -> u64 {
         let mut h = Fnv::default();
         h.u64(self.epoch_micros as u64);
@@ -553,6 +621,25 @@ impl World {
         self.posts = posts;
         self.popularity = popularity;
     }
+}
+
+/// Groups `(key, value)` pairs by key in `0..n`, keeping their order within a key: the values
+/// and `n + 1` offsets (`values[offsets[k]..offsets[k + 1]]` belong to key k).
+fn csr(n: usize, pairs: impl Iterator<Item = (usize, u32)> + Clone) -> (Vec<u32>, Vec<u32>) {
+    let mut offsets = vec![0u32; n + 1];
+    for (k, _) in pairs.clone() {
+        offsets[k + 1] += 1;
+    }
+    for i in 0..n {
+        offsets[i + 1] += offsets[i];
+    }
+    let mut next = offsets.clone();
+    let mut values = vec![0u32; offsets[n] as usize];
+    for (k, v) in pairs {
+        values[next[k] as usize] = v;
+        next[k] += 1;
+    }
+    (values, offsets)
 }
 
 /// FNV-1a, 64 bits.
