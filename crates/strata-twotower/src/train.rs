@@ -177,7 +177,7 @@ impl Trainer<'_> {
             step: 0,
             rng: Rng::derive(cfg.seed, 3),
         };
-        let log_q = cfg.log_q.then(|| LogQ {
+        let log_q = cfg.log_q.then_some(LogQ {
             counts: &scan.counts,
             rows: scan.rows as f64,
         });
@@ -195,7 +195,7 @@ impl Trainer<'_> {
                 rows_done += batch.rows() as u64;
                 loss_sum += loss * batch.rows() as f64;
                 steps += 1;
-                if steps % report_every == 0 {
+                if steps.is_multiple_of(report_every) {
                     progress(&Progress {
                         phase: Phase::Train,
                         epoch,
@@ -559,7 +559,7 @@ fn scan(
         }
         rows += batch.rows() as u64;
         batches += 1;
-        if batches % 64 == 0 {
+        if batches.is_multiple_of(64) {
             progress(&Progress {
                 phase: Phase::Scan,
                 epoch: 0,

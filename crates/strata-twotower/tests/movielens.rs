@@ -19,6 +19,12 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use strata_twotower::*;
 
+/// `STRATA_TEST_MOVIELENS_USER_ID=1`: the user tower also embeds the user id (matrix
+/// factorisation-like; every per-user-split test user is in training).
+fn with_user_id() -> bool {
+    std::env::var("STRATA_TEST_MOVIELENS_USER_ID").is_ok_and(|v| v == "1")
+}
+
 struct Rating {
     movie: u64,
     year: f32,
@@ -94,9 +100,18 @@ impl<'a> Data<'a> {
     fn user_spec(&self) -> TowerSpec {
         let mut numeric: Vec<String> = self.genres.iter().map(|g| format!("share_{g}")).collect();
         numeric.extend(["positives".into(), "ratings".into(), "mean_rating".into()]);
+        let categorical = if with_user_id() {
+            vec![Categorical {
+                name: "user_id".into(),
+                buckets: 2048,
+                dim: 32,
+            }]
+        } else {
+            vec![]
+        };
         TowerSpec {
             numeric,
-            categorical: vec![],
+            categorical,
         }
     }
 
@@ -123,8 +138,8 @@ impl<'a> Data<'a> {
         (num, vec![r.movie])
     }
 
-    /// Online-style features of a user's training history.
-    fn user_row(&self, history: &[&Rating]) -> (Vec<f32>, Vec<u64>) {
+    /// Online-style features of a user's training history (and the id, when asked).
+    fn user_row(&self, user: u64, history: &[&Rating]) -> (Vec<f32>, Vec<u64>) {
         let pos: Vec<&&Rating> = history.iter().filter(|r| r.rating >= 4.0).collect();
         let mut num: Vec<f32> = self
             .genres
@@ -140,7 +155,7 @@ impl<'a> Data<'a> {
         } else {
             history.iter().map(|r| r.rating).sum::<f32>() / history.len() as f32
         });
-        (num, vec![])
+        (num, if with_user_id() { vec![user] } else { vec![] })
     }
 
     fn catalogue(&self) -> ItemTable {
@@ -179,7 +194,7 @@ fn run(data: &Data, train_set: &[&Rating], test_set: &[&Rating], label: &str) ->
     }
     let user_features: HashMap<u64, (Vec<f32>, Vec<u64>)> = history
         .iter()
-        .map(|(u, h)| (*u, data.user_row(h)))
+        .map(|(u, h)| (*u, data.user_row(*u, h)))
         .collect();
     let (user_spec, item_spec) = (data.user_spec(), data.item_spec());
     let mut batch = Batch::for_specs(&user_spec, &item_spec);
@@ -207,6 +222,16 @@ fn run(data: &Data, train_set: &[&Rating], test_set: &[&Rating], label: &str) ->
     let (model, report) = train(&cfg, &mut source, None, Some(&items), |_| {}).unwrap();
     let seconds = started.elapsed().as_secs_f64();
     let vectors = model.item_vectors(&items.features).unwrap();
+    // One request's cost on the plain-Rust path (a figure, not an assertion).
+    let (num, cat) = user_features.values().next().unwrap();
+    let mut out = vec![0f32; model.dim()];
+    let calls = 20_000;
+    let t = std::time::Instant::now();
+    for _ in 0..calls {
+        model.user_vector_into(num, cat, &mut out).unwrap();
+        std::hint::black_box(&out);
+    }
+    let per_call_us = t.elapsed().as_secs_f64() * 1e6 / calls as f64;
 
     let mut counts: HashMap<u64, u64> = HashMap::new();
     for r in train_set.iter().filter(|r| r.rating >= 4.0) {
@@ -269,7 +294,7 @@ fn run(data: &Data, train_set: &[&Rating], test_set: &[&Rating], label: &str) ->
         s.ndcg /= s.users.max(1) as f64;
     }
     eprintln!(
-        "movielens {label}: {} training positives, {} epochs in {seconds:.1} s, loss {:.3} -> {:.3}; {} test users\n  two-tower  recall@100 {:.4}  ndcg@10 {:.4}\n  popularity recall@100 {:.4}  ndcg@10 {:.4}\n  ratio {:.2}",
+        "movielens {label}: {} training positives, {} epochs in {seconds:.1} s, loss {:.3} -> {:.3}; {} test users; user_vector {per_call_us:.1} µs\n  two-tower  recall@100 {:.4}  ndcg@10 {:.4}\n  popularity recall@100 {:.4}  ndcg@10 {:.4}\n  ratio {:.2}",
         report.rows,
         cfg.epochs,
         report.epochs[0].loss,
