@@ -7,6 +7,9 @@
 //!   cargo test --release -p strata-twotower --test movielens -- --ignored --nocapture
 //! ```
 //!
+//! Knobs: `STRATA_TEST_MOVIELENS_EPOCHS` (10), `STRATA_TEST_MOVIELENS_TEMPERATURE` (0.05),
+//! `STRATA_TEST_MOVIELENS_USER_ID=1` (embed the user id too).
+//!
 //! Positives are ratings ≥ 4. Two splits, both "train on the past, rank the later ratings":
 //! per user (each user's last 20 % of positives by time are held out) and global (a timestamp
 //! cutoff at the 80th percentile; scored on users with history before it). The user tower sees
@@ -212,7 +215,8 @@ fn run(data: &Data, train_set: &[&Rating], test_set: &[&Rating], label: &str) ->
     cfg.epochs = std::env::var("STRATA_TEST_MOVIELENS_EPOCHS").map_or(10, |v| v.parse().unwrap());
     cfg.batch_size = 256;
     cfg.learning_rate = 0.003;
-    cfg.temperature = 0.05;
+    cfg.temperature =
+        std::env::var("STRATA_TEST_MOVIELENS_TEMPERATURE").map_or(0.05, |v| v.parse().unwrap());
     cfg.threads = 2;
     let mut spill = SpillWriter::new(&cfg.user, &cfg.item, None).unwrap();
     spill.push(&batch).unwrap();
