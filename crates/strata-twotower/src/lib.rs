@@ -37,6 +37,7 @@ mod prep;
 mod rng;
 mod spill;
 mod train;
+mod valid;
 
 pub use artifact::{SPEC_FILE, WEIGHTS_FILE};
 pub use config::{Categorical, TowerSpec, TrainConfig};

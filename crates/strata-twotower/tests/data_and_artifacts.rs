@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use common::World;
 use strata_twotower::*;
 
-fn drain(
-    source: &mut dyn ExampleSource,
-    max_rows: usize,
-) -> Vec<(u64, u64, f32, Vec<f32>, Vec<u64>)> {
+/// One example as (user, item, weight, numerics, categoricals).
+type Row = (u64, u64, f32, Vec<f32>, Vec<u64>);
+
+fn drain(source: &mut dyn ExampleSource, max_rows: usize) -> Vec<Row> {
     source.reset().unwrap();
     let mut rows = Vec::new();
     while let Some(b) = source.next_batch(max_rows).unwrap() {
@@ -39,7 +39,7 @@ fn drain(
     rows
 }
 
-fn key(rows: &[(u64, u64, f32, Vec<f32>, Vec<u64>)]) -> HashMap<String, usize> {
+fn key(rows: &[Row]) -> HashMap<String, usize> {
     let mut m = HashMap::new();
     for r in rows {
         *m.entry(format!("{r:?}")).or_insert(0) += 1;
