@@ -52,7 +52,9 @@ pub fn split(date: NaiveDate, train_days: u32, valid_days: u32) -> (Window, Wind
 
 /// `sql` cut to the days of `window` on `column` (a DATE column), optionally ordered.
 pub fn windowed(sql: &str, column: &str, window: Window, order_by: Option<&str>) -> String {
-    let order = order_by.map(|o| format!(" ORDER BY {o}")).unwrap_or_default();
+    let order = order_by
+        .map(|o| format!(" ORDER BY {o}"))
+        .unwrap_or_default();
     format!(
         "SELECT * FROM ({sql}) AS strata_training_rows \
          WHERE {column} >= DATE '{}' AND {column} <= DATE '{}'{order}",
@@ -139,10 +141,16 @@ pub fn u64s(batch: &RecordBatch, name: &str, out: &mut Vec<u64>) -> Result<()> {
     let a = column(batch, name)?;
     match a.data_type() {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-            let a = cast(a, &DataType::Utf8)
-                .map_err(|e| Error::Plan(format!("column {name}: {e}")))?;
+            let a =
+                cast(a, &DataType::Utf8).map_err(|e| Error::Plan(format!("column {name}: {e}")))?;
             let a = a.as_string::<i32>();
-            out.extend((0..a.len()).map(|i| if a.is_null(i) { 0 } else { hash_str(a.value(i)) }));
+            out.extend((0..a.len()).map(|i| {
+                if a.is_null(i) {
+                    0
+                } else {
+                    hash_str(a.value(i))
+                }
+            }));
         }
         t if t.is_integer() || matches!(t, DataType::Boolean | DataType::Date32) => {
             let a = cast(a, &DataType::Int64)

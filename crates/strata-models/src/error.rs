@@ -23,8 +23,6 @@ pub enum Error {
     #[error(transparent)]
     Lake(#[from] strata_table::Error),
     #[error(transparent)]
-    Sql(#[from] strata_sql::Error),
-    #[error(transparent)]
     Features(#[from] strata_features::Error),
     #[error("i/o error ({context}): {message}")]
     Io { context: String, message: String },

@@ -189,9 +189,9 @@ pub async fn record_version(lake: &Lake, r: &VersionRow) -> Result<()> {
             strings([r.name.as_str()].into_iter()),
             Arc::new(Int64Array::from(vec![r.version])),
             strings([r.kind.as_str()].into_iter()),
-            Arc::new(TimestampMicrosecondArray::from(vec![
-                r.trained_at.timestamp_micros()
-            ])),
+            Arc::new(TimestampMicrosecondArray::from(vec![r
+                .trained_at
+                .timestamp_micros()])),
             d(r.run_date),
             d(r.train_from),
             d(r.train_to),
@@ -230,7 +230,9 @@ pub async fn record_deployment(lake: &Lake, r: &DeploymentRow) -> Result<()> {
         deployments_schema(),
         vec![
             strings([r.name.as_str()].into_iter()),
-            Arc::new(TimestampMicrosecondArray::from(vec![r.at.timestamp_micros()])),
+            Arc::new(TimestampMicrosecondArray::from(vec![r
+                .at
+                .timestamp_micros()])),
             strings([r.action.as_str()].into_iter()),
             Arc::new(Int64Array::from(vec![r.promoted])),
             Arc::new(Int64Array::from(vec![r.canary])),
@@ -277,8 +279,12 @@ pub async fn versions(lake: &Lake, name: &str) -> Result<Vec<VersionRow>> {
             s("artifact")?,
         );
         let i = |n| col::<Int64Array>(b, n);
-        let (version, train_rows, valid_rows, duration) =
-            (i("version")?, i("train_rows")?, i("valid_rows")?, i("duration_ms")?);
+        let (version, train_rows, valid_rows, duration) = (
+            i("version")?,
+            i("train_rows")?,
+            i("valid_rows")?,
+            i("duration_ms")?,
+        );
         let dd = |n| col::<Date32Array>(b, n);
         let (run_date, tf, tt, vf, vt) = (
             dd("run_date")?,
@@ -605,7 +611,11 @@ mod tests {
         assert!(gate("auc", true, Some(0.696), Some((1, Some(0.7))), 0.005).is_ok());
         let e = gate("auc", true, Some(0.69), Some((1, Some(0.7))), 0.005).unwrap_err();
         assert!(e.contains("worse than promoted version 1"), "{e}");
-        assert!(gate("logloss", false, Some(0.5), Some((1, Some(0.49))), 0.005).unwrap_err().contains("worse"));
+        assert!(
+            gate("logloss", false, Some(0.5), Some((1, Some(0.49))), 0.005)
+                .unwrap_err()
+                .contains("worse")
+        );
         assert!(gate("logloss", false, Some(0.49), Some((1, Some(0.5))), 0.005).is_ok());
         assert!(gate("auc", true, Some(f64::NAN), None, 0.005).is_err());
     }
@@ -628,7 +638,10 @@ mod tests {
             }
         }
         // 10 % of 10,000 users, within a few standard deviations (sd = 30).
-        assert!((880..=1120).contains(&canary), "{canary} users on the canary");
+        assert!(
+            (880..=1120).contains(&canary),
+            "{canary} users on the canary"
+        );
         // Raising the percent keeps everyone already on the canary there.
         let wider = Deployment {
             canary_percent: 30,

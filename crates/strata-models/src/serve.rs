@@ -159,7 +159,10 @@ impl ModelServer {
             return Ok(());
         }
         let mut versions = HashMap::new();
-        for v in [deployment.promoted, deployment.canary].into_iter().flatten() {
+        for v in [deployment.promoted, deployment.canary]
+            .into_iter()
+            .flatten()
+        {
             let loaded = match old.versions.get(&v) {
                 Some(l) => l.clone(),
                 None => Arc::new(self.load(name, v).await?),
@@ -284,7 +287,10 @@ pub fn parse_filter(
             "created_after" => {
                 let micros = match &v {
                     J::Number(n) => n.as_i64().ok_or_else(|| {
-                        Error::BadRequest("filter.created_after must be an integer (epoch µs) or RFC 3339 text".into())
+                        Error::BadRequest(
+                            "filter.created_after must be an integer (epoch µs) or RFC 3339 text"
+                                .into(),
+                        )
                     })?,
                     J::String(s) => chrono::DateTime::parse_from_rfc3339(s)
                         .map_err(|e| {
@@ -306,9 +312,13 @@ pub fn parse_filter(
             _ => {
                 let value = |v: &J| -> Result<strata_ann::PayloadValue> {
                     match v {
-                        J::Number(n) => n.as_i64().map(strata_ann::PayloadValue::Int).ok_or_else(
-                            || Error::BadRequest(format!("filter.{k}: {n} is not an integer")),
-                        ),
+                        J::Number(n) => {
+                            n.as_i64()
+                                .map(strata_ann::PayloadValue::Int)
+                                .ok_or_else(|| {
+                                    Error::BadRequest(format!("filter.{k}: {n} is not an integer"))
+                                })
+                        }
                         J::String(s) => Ok(strata_ann::PayloadValue::Str(s.clone())),
                         _ => Err(Error::BadRequest(format!(
                             "filter.{k}: a value must be an integer or text"
@@ -344,8 +354,8 @@ async fn user_inputs(
         .ok_or_else(|| Error::Internal("not a two-tower model".into()))?;
     let mut numeric = vec![f32::NAN; tt.user.numeric.len()];
     let mut categorical = vec![0u64; tt.user.categorical.len()];
-    let needs_view = !tt.user.numeric.is_empty()
-        || tt.user.categorical.iter().any(|c| c.name() != tt.user.id);
+    let needs_view =
+        !tt.user.numeric.is_empty() || tt.user.categorical.iter().any(|c| c.name() != tt.user.id);
     let mut found = HashMap::new();
     if needs_view {
         let view = tt.user.view.as_deref().ok_or_else(|| {
@@ -470,8 +480,7 @@ async fn answer(
         (None, 1) => server.model_names().remove(0),
         (None, 0) => {
             return Err(Error::NotReady(
-                "no two-tower model is declared in the project (models/<project>/ml/*.toml)"
-                    .into(),
+                "no two-tower model is declared in the project (models/<project>/ml/*.toml)".into(),
             ))
         }
         (None, _) => {
@@ -509,17 +518,15 @@ async fn answer(
         .clone();
     let (user, query) = match (req.user_id.as_ref(), req.vector) {
         (Some(_), Some(_)) => {
-            return Err(Error::BadRequest(
-                "give user_id or vector, not both".into(),
-            ))
+            return Err(Error::BadRequest("give user_id or vector, not both".into()))
         }
         (None, None) => return Err(Error::BadRequest("give user_id or vector".into())),
         (Some(u), None) => (Some(user_text(u)?), None),
         (None, Some(v)) => (None, Some(v)),
     };
     let route_key = user.clone().unwrap_or_default();
-    let (version, canary) = registry::route(&snapshot.deployment, &name, &route_key)
-        .ok_or_else(|| {
+    let (version, canary) =
+        registry::route(&snapshot.deployment, &name, &route_key).ok_or_else(|| {
             Error::NotReady(format!(
                 "model {name} has no promoted version yet: train it (`strata models train {name}`)"
             ))
@@ -614,7 +621,7 @@ mod tests {
         .unwrap();
         let f = parse_filter(Some(raw)).unwrap();
         assert_eq!(f.exclude_ids, vec![1, 2]);
-        assert_eq!(f.created_after, Some(1_764_547_200_000_000));
+        assert_eq!(f.created_after, Some(1_796_083_200_000_000));
         assert_eq!(f.must.len(), 2);
         for bad in [
             r#"{"created_after": "yesterday"}"#,

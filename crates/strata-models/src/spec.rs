@@ -379,7 +379,7 @@ impl ModelSpec {
                 }
                 if f.label.is_none() {
                     return Err(bad(
-                        "a gbdt model needs label (the column to predict)".into(),
+                        "a gbdt model needs label (the column to predict)".into()
                     ));
                 }
                 None
@@ -491,8 +491,7 @@ pub fn load_models(project_root: &Path) -> Result<Vec<ModelSpec>> {
     let mut models = Vec::new();
     let mut problems = Vec::new();
     let mut names = HashSet::new();
-    for (path, rel) in strata_features::view::toml_files(&models_dir(project_root), project_root)?
-    {
+    for (path, rel) in strata_features::view::toml_files(&models_dir(project_root), project_root)? {
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().to_string())
@@ -568,7 +567,9 @@ train_days = 3
             ),
         ];
         for (text, want) in cases {
-            let e = ModelSpec::parse("m", "ml/m.toml", text).unwrap_err().to_string();
+            let e = ModelSpec::parse("m", "ml/m.toml", text)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(want), "{text:?}: {e}");
             assert!(e.starts_with("ml/m.toml"), "{e}");
         }

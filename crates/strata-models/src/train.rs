@@ -23,7 +23,7 @@ use strata_table::{table, Lake};
 use crate::data::{self, Window};
 use crate::error::{Error, Result};
 use crate::registry::{self, Manifest, Verdict, VersionRow};
-use crate::spec::{CategoricalInput, Features, Kind, ModelSpec, Tower};
+use crate::spec::{Features, Kind, ModelSpec, Tower};
 
 /// How a training run is asked for.
 #[derive(Debug, Clone)]
@@ -177,7 +177,9 @@ pub async fn train(
         .tempdir()
         .map_err(|e| Error::io("creating a training directory", e))?;
     let trained = match spec.kind {
-        Kind::Gbdt => train_gbdt(lake, spec, opts, train_w, valid_w, work.path(), &progress).await?,
+        Kind::Gbdt => {
+            train_gbdt(lake, spec, opts, train_w, valid_w, work.path(), &progress).await?
+        }
         Kind::TwoTower => {
             train_two_tower(lake, spec, opts, train_w, valid_w, work.path(), &progress).await?
         }
@@ -209,15 +211,15 @@ pub async fn train(
             .and_then(|r| r.gate_value);
         (v, value)
     });
-    let (verdict, reason) = match registry::gate(&metric, higher, value, current, spec.promote.tolerance)
-    {
-        Ok(why) if spec.promote.auto => (Verdict::Promoted, why),
-        Ok(why) => (
-            Verdict::Candidate,
-            format!("{why}; auto-promotion is off (promote with `strata models promote`)"),
-        ),
-        Err(why) => (Verdict::Candidate, why),
-    };
+    let (verdict, reason) =
+        match registry::gate(&metric, higher, value, current, spec.promote.tolerance) {
+            Ok(why) if spec.promote.auto => (Verdict::Promoted, why),
+            Ok(why) => (
+                Verdict::Candidate,
+                format!("{why}; auto-promotion is off (promote with `strata models promote`)"),
+            ),
+            Err(why) => (Verdict::Candidate, why),
+        };
     let row = VersionRow {
         name: spec.name.clone(),
         version,
@@ -421,7 +423,9 @@ fn gbdt_batch(
             Some(
                 days.iter()
                     .zip(&ids)
-                    .map(|(d, id)| id.rotate_left(17) ^ (*d as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                    .map(|(d, id)| {
+                        id.rotate_left(17) ^ (*d as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                    })
                     .collect(),
             )
         }
@@ -545,7 +549,9 @@ async fn train_gbdt(
     .map_err(gbdt_err)?;
 
     let mut scores = vec![0f32; vlabels.len()];
-    model.predict_batch(&raw, nf, &mut scores).map_err(gbdt_err)?;
+    model
+        .predict_batch(&raw, nf, &mut scores)
+        .map_err(gbdt_err)?;
     let mut metrics = BTreeMap::new();
     match params.objective {
         strata_gbdt::Objective::Binary => {
@@ -626,11 +632,7 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
 }
 
 /// The columns of one tower of a batch.
-fn tower_columns(
-    tower: &Tower,
-    b: &RecordBatch,
-    out: &mut strata_twotower::Columns,
-) -> Result<()> {
+fn tower_columns(tower: &Tower, b: &RecordBatch, out: &mut strata_twotower::Columns) -> Result<()> {
     for (i, n) in tower.numeric.iter().enumerate() {
         data::f32s(b, n, &mut out.numeric[i])?;
     }
@@ -675,7 +677,9 @@ async fn read_catalogue(
     let mut payload = Vec::new();
     for p in &tt.items.payload {
         let f = schema.field_with_name(p).map_err(|_| {
-            Error::Plan(format!("[items] payload column {p} is not in the catalogue"))
+            Error::Plan(format!(
+                "[items] payload column {p} is not in the catalogue"
+            ))
         })?;
         let col = match f.data_type() {
             t if t.is_integer() => PayloadColumn::Int(Vec::new()),
@@ -716,7 +720,7 @@ async fn read_catalogue(
                     let a = arrow::compute::cast(a, &DataType::Utf8)
                         .map_err(|e| Error::Plan(format!("payload column {name}: {e}")))?;
                     let a = arrow::array::AsArray::as_string::<i32>(&a);
-                    v.extend((0..a.len()).map(|i| {
+                    v.extend((0..arrow::array::Array::len(a)).map(|i| {
                         if arrow::array::Array::is_null(a, i) {
                             String::new()
                         } else {
@@ -755,8 +759,11 @@ async fn train_two_tower(
     let sql = spec.source.sql();
 
     // Training pairs → a spill file (read once per epoch, shuffled).
-    let (_, mut rows) =
-        data::stream(lake, &data::windowed(&sql, &spec.split.column, train_w, None)).await?;
+    let (_, mut rows) = data::stream(
+        lake,
+        &data::windowed(&sql, &spec.split.column, train_w, None),
+    )
+    .await?;
     let mut spill =
         strata_twotower::SpillWriter::new(&cfg.user, &cfg.item, Some(dir.parent().unwrap_or(dir)))
             .map_err(tt_err)?;
@@ -773,8 +780,11 @@ async fn train_two_tower(
     }
     let mut spill = spill.finish(cfg.seed).map_err(tt_err)?;
 
-    let (_, mut rows) =
-        data::stream(lake, &data::windowed(&sql, &spec.split.column, valid_w, None)).await?;
+    let (_, mut rows) = data::stream(
+        lake,
+        &data::windowed(&sql, &spec.split.column, valid_w, None),
+    )
+    .await?;
     let mut valid = strata_twotower::Batch::for_specs(&cfg.user, &cfg.item);
     while let Some(b) = data::next(&mut rows).await? {
         let batch = pairs_batch(&tt, &cfg, &b)?;
@@ -785,13 +795,23 @@ async fn train_two_tower(
         for (d, s) in valid.user.numeric.iter_mut().zip(batch.user.numeric) {
             d.extend(s);
         }
-        for (d, s) in valid.user.categorical.iter_mut().zip(batch.user.categorical) {
+        for (d, s) in valid
+            .user
+            .categorical
+            .iter_mut()
+            .zip(batch.user.categorical)
+        {
             d.extend(s);
         }
         for (d, s) in valid.item.numeric.iter_mut().zip(batch.item.numeric) {
             d.extend(s);
         }
-        for (d, s) in valid.item.categorical.iter_mut().zip(batch.item.categorical) {
+        for (d, s) in valid
+            .item
+            .categorical
+            .iter_mut()
+            .zip(batch.item.categorical)
+        {
             d.extend(s);
         }
     }
@@ -824,7 +844,10 @@ async fn train_two_tower(
     let dir_owned = dir.to_path_buf();
     let (model_report, catalogue) = tokio::task::spawn_blocking(move || {
         let mut last = Instant::now();
-        let mut valid_source = strata_twotower::InMemory::new(valid);
+        let mut valid_source = match strata_twotower::InMemory::new(valid) {
+            Ok(v) => v,
+            Err(e) => return (Err(e), catalogue),
+        };
         let out = strata_twotower::train(
             &cfg_train,
             &mut spill,
@@ -918,9 +941,7 @@ async fn train_two_tower(
             index.len(),
             started.elapsed().as_secs_f64()
         ));
-        index
-            .save(&dir_owned.join("index"))
-            .map_err(ann_err)?;
+        index.save(&dir_owned.join("index")).map_err(ann_err)?;
         model
             .save(&dir_owned.join("tower"))
             .map_err(|e| Error::Train(format!("saving the towers: {e}")))?;
@@ -973,11 +994,13 @@ async fn write_embeddings(
     table::create_table(lake, &ident, &schema, None, HashMap::new()).await?;
     let mut batches = Vec::new();
     for chunk in (0..ids.len()).collect::<Vec<_>>().chunks(65_536) {
-        let mut list = ListBuilder::new(Float32Builder::new())
-            .with_field(Arc::new(Field::new("element", DataType::Float32, true)));
+        let mut list = ListBuilder::new(Float32Builder::new()).with_field(Arc::new(Field::new(
+            "element",
+            DataType::Float32,
+            true,
+        )));
         for &i in chunk {
-            list.values()
-                .append_slice(&vectors[i * dim..(i + 1) * dim]);
+            list.values().append_slice(&vectors[i * dim..(i + 1) * dim]);
             list.append(true);
         }
         let cols: Vec<ArrayRef> = vec![

@@ -363,6 +363,10 @@ pub struct DemoArgs {
     /// Seed of the simulated world (the same seed builds the same app).
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Build the warehouse and sync the features but train no model (benchmarks train once,
+    /// for the last day, with `strata models train`).
+    #[arg(long)]
+    pub skip_models: bool,
     /// Mean events per active user per simulated day (session length).
     #[arg(long, default_value_t = 40)]
     pub events_per_user: u32,
@@ -616,13 +620,16 @@ pub struct SqlArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct SimArgs {
+    #[command(subcommand)]
+    pub command: Option<SimCommand>,
     /// Base URL of the collector (plain http), e.g. `http://127.0.0.1:8080`. Only this is contacted.
-    #[arg(long)]
-    pub target: String,
+    #[arg(long, required = true)]
+    pub target: Option<String>,
     /// Write key of the app to send as (see `strata apps create`).
-    #[arg(long, env = "STRATA_WRITE_KEY")]
-    pub write_key: String,
+    #[arg(long, env = "STRATA_WRITE_KEY", required = true)]
+    pub write_key: Option<String>,
     /// Events per second (token bucket); 0 = as fast as the target acknowledges.
     #[arg(long, default_value_t = 1000)]
     pub rate: u64,
@@ -651,4 +658,42 @@ pub struct SimArgs {
     /// Stop after this many events even if `--duration` has not passed.
     #[arg(long)]
     pub max_events: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Score ranked lists against the simulated users' hidden preferences (which never reach
+    /// the lake): reads JSON lines `{"user_id": 1, "post_ids": [5, 9, …]}` (optionally
+    /// `"at": "2026-12-05T12:00:00Z"`) from FILE or stdin, prints one JSON line per list with
+    /// its expected clicks, likes, CTR and its share of the best possible list's clicks, then
+    /// the means. The world must be the one the lake was built from (`strata demo`'s seed,
+    /// users and days: 7, 2000, 3 by default).
+    Score(SimScoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimScoreArgs {
+    /// Seed of the simulated world.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Simulated users.
+    #[arg(long, default_value_t = 2000)]
+    pub users: u32,
+    /// Simulated days (ending yesterday, UTC, as in `strata demo`).
+    #[arg(long, default_value_t = 3)]
+    pub days: u32,
+    /// Mean events per active user per simulated day.
+    #[arg(long, default_value_t = 40)]
+    pub events_per_user: u32,
+    /// The first simulated day, when the world did not end yesterday.
+    #[arg(long)]
+    pub start_date: Option<chrono::NaiveDate>,
+    /// Lists without `at` are scored at this time (default: the end of the simulated window).
+    #[arg(long)]
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+    /// JSON-lines file of lists (default: stdin).
+    pub file: Option<PathBuf>,
+    /// Print only the means.
+    #[arg(long)]
+    pub summary: bool,
 }

@@ -189,7 +189,7 @@ pub(super) async fn open(arg: &ProjectArg) -> Result<(crate::config::Config, Lak
         .collect();
     let mut project = Project::load(&dir, &existing)
         .with_context(|| format!("warehouse project {}", dir.display()))?;
-    attach_feature_steps(&config, &mut project)?;
+    attach_feature_steps(&config, &mut project, true)?;
     Ok((config, lake, project))
 }
 
@@ -198,6 +198,7 @@ pub(super) async fn open(arg: &ProjectArg) -> Result<(crate::config::Config, Lak
 pub(super) fn attach_feature_steps(
     config: &crate::config::Config,
     project: &mut Project,
+    with_models: bool,
 ) -> Result<()> {
     let views = strata_features::load_views(&project.root)
         .with_context(|| format!("feature views of {}", project.root.display()))?;
@@ -211,7 +212,9 @@ pub(super) fn attach_feature_steps(
     };
     let mut steps = strata_features::sync_steps(project, &views, &store, &options)
         .map_err(anyhow::Error::msg)?;
-    steps.extend(model_steps(config, project).map_err(anyhow::Error::msg)?);
+    if with_models {
+        steps.extend(model_steps(config, project).map_err(anyhow::Error::msg)?);
+    }
     project.attach_steps(steps)?;
     Ok(())
 }

@@ -157,7 +157,8 @@ async fn show(args: &ModelsArgs, name: &str) -> Result<()> {
         spec.name,
         spec.kind.as_str(),
         spec.file,
-        d.promoted.map_or_else(|| "none".into(), |v| format!("v{v}")),
+        d.promoted
+            .map_or_else(|| "none".into(), |v| format!("v{v}")),
         match d.canary {
             Some(v) if d.canary_percent > 0 => format!("v{v} at {}%", d.canary_percent),
             _ => "none".into(),
@@ -265,7 +266,8 @@ async fn change(lake: &Lake, row: DeploymentRow) -> Result<()> {
         "{}: {} → promoted {}, canary {}",
         row.name,
         row.action,
-        row.promoted.map_or_else(|| "none".into(), |v| format!("v{v}")),
+        row.promoted
+            .map_or_else(|| "none".into(), |v| format!("v{v}")),
         match row.canary {
             Some(v) if row.canary_percent > 0 => format!("v{v} at {}%", row.canary_percent),
             _ => "none".into(),
@@ -289,7 +291,11 @@ async fn promote(args: &ModelsArgs, name: &str, version: i64) -> Result<()> {
             action: "promote".into(),
             promoted: Some(version),
             canary,
-            canary_percent: if canary.is_some() { d.canary_percent } else { 0 },
+            canary_percent: if canary.is_some() {
+                d.canary_percent
+            } else {
+                0
+            },
             actor: actor(),
             reason: Some("promoted by hand".into()),
         },
@@ -321,7 +327,8 @@ async fn rollback(args: &ModelsArgs, name: &str, version: Option<i64>) -> Result
             actor: actor(),
             reason: Some(format!(
                 "rolled back from {}",
-                d.promoted.map_or_else(|| "none".into(), |v| format!("v{v}"))
+                d.promoted
+                    .map_or_else(|| "none".into(), |v| format!("v{v}"))
             )),
         },
     )

@@ -7,12 +7,19 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use strata_sim::{drive_with, DriveOptions, DriveReport, DriveStats};
 
-use crate::cli::SimArgs;
+use crate::cli::{SimArgs, SimCommand, SimScoreArgs};
 
 pub async fn run(args: SimArgs) -> Result<()> {
+    if let Some(SimCommand::Score(score_args)) = args.command {
+        return tokio::task::spawn_blocking(move || score(&score_args))
+            .await
+            .context("scoring thread")?;
+    }
     let opts = DriveOptions {
-        target: args.target,
-        write_key: args.write_key,
+        target: args.target.context("--target is required")?,
+        write_key: args
+            .write_key
+            .context("--write-key (or STRATA_WRITE_KEY) is required")?,
         rate: args.rate,
         duration: args.duration,
         batch: args.batch,
@@ -78,4 +85,93 @@ fn print_report(r: &DriveReport) {
         "ack latency  p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms",
         r.latency_p50_ms, r.latency_p99_ms, r.latency_p999_ms
     );
+}
+
+/// One list to score.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScoreLine {
+    user_id: u64,
+    post_ids: Vec<u64>,
+    #[serde(default)]
+    at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// `strata sim score`: expected engagement of ranked lists under the hidden preferences.
+fn score(args: &SimScoreArgs) -> Result<()> {
+    use std::io::BufRead;
+    let mut config = strata_sim::WorldConfig::ending_today(args.seed, args.users, args.days);
+    config.events_per_user = args.events_per_user;
+    if let Some(start) = args.start_date {
+        config.start_date = start;
+    }
+    config.validate()?;
+    eprintln!(
+        "sim score: generating the world ({} users, {} days from {}, seed {})",
+        config.users, config.days, config.start_date, config.seed
+    );
+    let world = strata_sim::World::generate(&config);
+    let end = config.start_date + chrono::Days::new(u64::from(config.days));
+    let default_at = args.at.map(|t| t.timestamp_micros()).unwrap_or_else(|| {
+        end.and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_micros()
+            - 1
+    });
+    let input: Box<dyn BufRead> = match &args.file {
+        Some(path) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufReader::new(std::io::stdin())),
+    };
+    let (mut n, mut clicks, mut likes, mut ctr, mut share) = (0u64, 0.0, 0.0, 0.0, 0.0);
+    for (i, line) in input.lines().enumerate() {
+        let line = line.context("reading the lists")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let l: ScoreLine = serde_json::from_str(&line).with_context(|| {
+            format!(
+                "line {}: expected {{\"user_id\": N, \"post_ids\": [...]}}",
+                i + 1
+            )
+        })?;
+        let at = l.at.map_or(default_at, |t| t.timestamp_micros());
+        let s = world.score_list(l.user_id, &l.post_ids, at);
+        let norm = world.normalised_clicks(l.user_id, &l.post_ids, at);
+        n += 1;
+        clicks += s.expected_clicks;
+        likes += s.expected_likes;
+        ctr += s.expected_ctr;
+        share += norm;
+        if !args.summary {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "user_id": l.user_id,
+                    "shown": s.shown,
+                    "eligible": s.eligible,
+                    "expected_clicks": s.expected_clicks,
+                    "expected_likes": s.expected_likes,
+                    "expected_ctr": s.expected_ctr,
+                    "share_of_ideal": norm,
+                })
+            );
+        }
+    }
+    if n == 0 {
+        anyhow::bail!("no lists to score (JSON lines of {{\"user_id\": N, \"post_ids\": [...]}})");
+    }
+    let n_f = n as f64;
+    println!(
+        "{}",
+        serde_json::json!({
+            "lists": n,
+            "mean_expected_clicks": clicks / n_f,
+            "mean_expected_likes": likes / n_f,
+            "mean_expected_ctr": ctr / n_f,
+            "mean_share_of_ideal": share / n_f,
+        })
+    );
+    Ok(())
 }

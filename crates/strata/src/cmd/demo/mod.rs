@@ -172,7 +172,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         .into_iter()
         .collect();
     let mut project = Project::load(&project, &existing)?;
-    super::dag::attach_feature_steps(&config, &mut project)?;
+    super::dag::attach_feature_steps(&config, &mut project, !args.skip_models)?;
     let from = world_config.start_date;
     let to = from + chrono::Days::new(u64::from(args.days.saturating_sub(1)));
     let mut opts = RunOptions::new(from);
@@ -207,7 +207,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     }
 
     features(&config, &config_path).await?;
-    models(&config, &lake, &config_path).await?;
+    if !args.skip_models {
+        models(&config, &lake, &config_path).await?;
+    }
     summary(&lake, &config_path, started).await
 }
 
@@ -253,7 +255,9 @@ async fn models(
         }
     }
     let c = config_path.display();
-    println!("recall posts for a user from the promoted two-tower version (same server and token):");
+    println!(
+        "recall posts for a user from the promoted two-tower version (same server and token):"
+    );
     println!("  curl -s -H \"Authorization: Bearer $TOKEN\" -d '{{\"user_id\": 1, \"k\": 10}}' http://127.0.0.1:8080/v1/recall/knn");
     println!("  strata models list -c {c}        strata models show two_tower -c {c}");
     Ok(())
