@@ -209,11 +209,8 @@ impl Model {
     fn goes_left(&self, n: &Node, v: f32) -> bool {
         let default_left = n.flags & DEFAULT_LEFT != 0;
         if n.flags & CATEGORICAL == 0 {
-            if v.is_nan() {
-                default_left
-            } else {
-                v <= n.threshold
-            }
+            // Branch-free: NaN compares false, then takes the default side.
+            (v <= n.threshold) | (v.is_nan() & default_left)
         } else {
             let flipped = category_code(v).is_some_and(|code| {
                 let (off, words) = self.cat_sets[n.cat as usize];
@@ -286,14 +283,36 @@ impl Model {
                 out.len()
             )));
         }
+        // Blocks of rows walk each tree in lockstep: the rows' walks are independent, so the
+        // CPU overlaps their loads and branches instead of waiting on one walk at a time.
         const BLOCK: usize = 64;
         let mut acc = [0f64; BLOCK];
+        let mut cur = [0i32; BLOCK];
         for (block_rows, block_out) in rows.chunks(BLOCK * n_features).zip(out.chunks_mut(BLOCK)) {
             let k = block_out.len();
             acc[..k].fill(self.base_score);
             for &root in &self.roots {
-                for (a, row) in acc[..k].iter_mut().zip(block_rows.chunks_exact(n_features)) {
-                    *a += self.tree_value(root, row);
+                cur[..k].fill(root);
+                loop {
+                    let mut active = false;
+                    for (j, c) in cur[..k].iter_mut().enumerate() {
+                        if *c >= 0 {
+                            let n = &self.nodes[*c as usize];
+                            let v = block_rows[j * n_features + n.feature as usize];
+                            *c = if self.goes_left(n, v) {
+                                n.left
+                            } else {
+                                n.right
+                            };
+                            active = true;
+                        }
+                    }
+                    if !active {
+                        break;
+                    }
+                }
+                for (a, c) in acc[..k].iter_mut().zip(&cur[..k]) {
+                    *a += self.leaves[!*c as usize];
                 }
             }
             for (o, a) in block_out.iter_mut().zip(&acc[..k]) {
