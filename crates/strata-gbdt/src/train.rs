@@ -139,9 +139,7 @@ fn train_impl(
             scores[r as usize] += tree.leaf_values[tree.leaf_of(&train.bins, r as usize)];
         }
         if let (Some(v), Some(vs)) = (valid, valid_scores.as_mut()) {
-            for (r, s) in vs.iter_mut().enumerate() {
-                *s += tree.leaf_values[tree.leaf_of(&v.bins, r)];
-            }
+            add_tree(&tree, &v.bins, vs, threads);
         }
         trees.push(tree);
         let last_round = it + 1 == params.num_trees;
@@ -289,18 +287,60 @@ fn gradients(
             });
         }
         Objective::Lambdarank => {
-            for w in ds.groups.windows(2) {
-                let (a, b) = (w[0] as usize, w[1] as usize);
-                objective::lambdarank_group(
-                    &scores[a..b],
-                    &ds.labels[a..b],
-                    params,
-                    discounts,
-                    &mut gh[a..b],
-                );
+            // Queries are independent: split them into contiguous runs, one per thread.
+            let groups = &ds.groups;
+            let nq = groups.len().saturating_sub(1);
+            let per = nq.div_ceil(threads.max(1)).max(1);
+            let run = |q0: usize, q1: usize, out: &mut [[f32; 2]]| {
+                let base = groups[q0] as usize;
+                for q in q0..q1 {
+                    let (a, b) = (groups[q] as usize, groups[q + 1] as usize);
+                    objective::lambdarank_group(
+                        &scores[a..b],
+                        &ds.labels[a..b],
+                        params,
+                        discounts,
+                        &mut out[a - base..b - base],
+                    );
+                }
+            };
+            if threads <= 1 || gh.len() < 2 * GRADIENT_CHUNK {
+                run(0, nq, gh);
+                return;
             }
+            std::thread::scope(|s| {
+                let mut rest = gh;
+                let mut q0 = 0;
+                while q0 < nq {
+                    let q1 = (q0 + per).min(nq);
+                    let len = (groups[q1] - groups[q0]) as usize;
+                    let (mine, tail) = rest.split_at_mut(len);
+                    rest = tail;
+                    let run = &run;
+                    s.spawn(move || run(q0, q1, mine));
+                    q0 = q1;
+                }
+            });
         }
     }
+}
+
+fn add_tree(tree: &BinTree, bins: &[Vec<u8>], scores: &mut [f64], threads: usize) {
+    let work = |start: usize, chunk: &mut [f64]| {
+        for (i, s) in chunk.iter_mut().enumerate() {
+            *s += tree.leaf_values[tree.leaf_of(bins, start + i)];
+        }
+    };
+    if threads <= 1 || scores.len() < 2 * GRADIENT_CHUNK {
+        work(0, scores);
+        return;
+    }
+    let per = scores.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        for (c, chunk) in scores.chunks_mut(per).enumerate() {
+            s.spawn(move || work(c * per, chunk));
+        }
+    });
 }
 
 fn evaluate(params: &Params, ds: &Dataset, scores: &[f64]) -> f64 {
