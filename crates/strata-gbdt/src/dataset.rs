@@ -335,10 +335,7 @@ impl DatasetBuilder {
             .specs
             .iter()
             .zip(&self.pending)
-            .map(|(s, col)| match s.kind {
-                FeatureKind::Numeric => BinMapper::fit_numeric(col, self.max_bin),
-                FeatureKind::Categorical => BinMapper::fit_categorical(col, self.max_bin),
-            })
+            .map(|(s, col)| BinMapper::fit(s.kind, col, self.max_bin))
             .collect();
         let mappers = Arc::new(mappers);
         self.set_mappers(mappers.clone());
