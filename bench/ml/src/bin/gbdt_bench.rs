@@ -53,6 +53,9 @@ struct Args {
     min_data_in_leaf: u32,
     #[arg(long, default_value_t = 255)]
     max_bin: u32,
+    /// Training rows sampled (uniformly) to fit our bins; LightGBM's default is 200,000.
+    #[arg(long, default_value_t = 200_000)]
+    bin_sample_rows: u32,
     /// Repetitions of the 1,200-row scoring measurement.
     #[arg(long, default_value_t = 2000)]
     latency_reps: usize,
@@ -62,6 +65,9 @@ struct Args {
     /// The peer script.
     #[arg(long, default_value = "bench/python/gbdt_lightgbm.py")]
     peer_script: PathBuf,
+    /// Also write our model (JSON) here.
+    #[arg(long)]
+    save_model: Option<PathBuf>,
     /// Directory for the markdown report.
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
@@ -373,6 +379,7 @@ fn main() -> Result<()> {
         learning_rate: args.learning_rate,
         min_data_in_leaf: args.min_data_in_leaf,
         max_bin: args.max_bin,
+        bin_sample_rows: args.bin_sample_rows,
         threads: args.threads,
         ..Params::default()
     };
@@ -415,6 +422,9 @@ fn main() -> Result<()> {
     })?;
     let train_s = report.elapsed.as_secs_f64();
     let bytes = model.to_bytes()?;
+    if let Some(p) = &args.save_model {
+        std::fs::write(p, &bytes)?;
+    }
     let model = Model::from_bytes(&bytes)?;
     let mut preds = vec![0f32; valid_labels.len()];
     model.predict_batch(&valid_rows_raw, nf, &mut preds)?;
