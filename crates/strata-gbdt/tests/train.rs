@@ -465,3 +465,28 @@ fn bins_fitted_elsewhere_give_the_same_model_as_bins_fitted_from_the_first_rows(
     wrong[0] = BinMapper::fit_categorical(&[1.0, 2.0], 255);
     assert!(DatasetBuilder::with_mappers(specs, wrong).is_err());
 }
+
+#[test]
+fn a_model_is_shared_by_threads_without_locks() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Model>();
+    let params = Params {
+        num_trees: 10,
+        ..Params::default()
+    };
+    let t = xor(2000, 9);
+    let d = build(&num_specs(3), &params, &t, None);
+    let (m, _) = train(&params, &d, None, &mut |_| {}).unwrap();
+    let want = predict_all(&m, &t);
+    let rows = rows_of(&t);
+    std::thread::scope(|s| {
+        for k in 0..4 {
+            let (m, rows, want) = (&m, &rows, &want);
+            s.spawn(move || {
+                for (i, row) in rows.chunks(3).enumerate().skip(k).step_by(4) {
+                    assert_eq!(m.predict_row(row).unwrap(), want[i]);
+                }
+            });
+        }
+    });
+}

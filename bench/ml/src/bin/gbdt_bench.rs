@@ -520,6 +520,15 @@ fn main() -> Result<()> {
         fmt(pj("predict_1200_p99_ms"), 3)
     ));
     md.push_str(&format!(
+        "| predict 1,200 rows min ms (1 thread) | {:.3} | {} | {} |\n",
+        lat.first().copied().unwrap_or(f64::NAN),
+        fmt(pj("predict_1200_min_ms"), 3),
+        fmt(
+            pj("predict_1200_min_ms").map(|p| lat.first().copied().unwrap_or(f64::NAN) / p),
+            3
+        )
+    ));
+    md.push_str(&format!(
         "| predict 1 row p50 µs | {:.2} | {} | |\n",
         percentile(&single, 0.5),
         fmt(pj("predict_1_p50_us"), 2)
