@@ -329,7 +329,7 @@ impl Model {
         }
         // Blocks of rows walk each tree in lockstep: the rows' walks are independent, so the
         // CPU overlaps their loads and branches instead of waiting on one walk at a time.
-        const BLOCK: usize = 64;
+        const BLOCK: usize = 16;
         let mut acc = [0f64; BLOCK];
         let mut cur = [0i32; BLOCK];
         for (block_rows, block_out) in rows.chunks(BLOCK * n_features).zip(out.chunks_mut(BLOCK)) {
