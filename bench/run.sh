@@ -11,7 +11,9 @@
 # DAG_EVENTS_PER_USER, DAG_CONNECTIONS, DAG_PEER_MEMORY (dag); CDC_ENGINES, CDC_WORKLOAD, CDC_SECONDS, CDC_ALONE_SECONDS,
 # CDC_TABLES, CDC_TABLE_SIZE, CDC_THREADS, CDC_COMMIT_INTERVAL (cdc; see `cdc-bench --help`);
 # FEATURES_USERS, FEATURES_POSTS, FEATURES_RATE, FEATURES_SECONDS, FEATURES_CONNECTIONS,
-# FEATURES_FEAST_USERS, FEATURES_WORK_DIR, FEAST_VENV (features; see `features-bench --help`).
+# FEATURES_FEAST_USERS, FEATURES_WORK_DIR, FEAST_VENV (features; see `features-bench --help`);
+# GBDT_DATA (Parquet file or directory; default /work/data/ctr, else a synthetic file),
+# GBDT_VALID_FROM, GBDT_THREADS, GBDT_TREES, GBDT_VENV (gbdt; see `gbdt-bench --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUITES=("$@")
@@ -21,7 +23,14 @@ TARGET="${CARGO_TARGET_DIR:-target}/release"
 log() { printf '\n=== %s\n' "$*" >&2; }
 
 # One invocation: two would resolve features differently and compile every dependency twice.
-cargo build --release -p strata -p strata-bench
+# The model suites (gbdt) need neither the server nor strata-bench: skip that build for them.
+needs_core=0
+for s in "${SUITES[@]}"; do
+  case "$s" in gbdt) ;; *) needs_core=1 ;; esac
+done
+if [ "$needs_core" = 1 ]; then
+  cargo build --release -p strata -p strata-bench
+fi
 
 # The peers (pyiceberg, DuckDB: MERGE and DAG) and the tansu Kafka broker come from one venv with pinned versions.
 VENV="${MERGE_VENV:-bench/.venv}"
@@ -94,8 +103,30 @@ for suite in "${SUITES[@]}"; do
       "$TARGET/features-bench" --redis-server "$(command -v redis-server)" \
         --python "$VENV/bin/python" "${feast_args[@]}" --out bench/results
       ;;
+    gbdt)
+      # LightGBM (the peer) in a venv of its own, pinned by requirements-ml-gbdt.txt.
+      GBDT_VENV="${GBDT_VENV:-bench/.venv-gbdt}"
+      GBDT_REQS=bench/python/requirements-ml-gbdt.txt
+      if [ ! -x "$GBDT_VENV/bin/python" ] || ! cmp -s "$GBDT_REQS" "$GBDT_VENV/.requirements.txt"; then
+        log "creating the GBDT peer's venv at $GBDT_VENV"
+        python3 -m venv "$GBDT_VENV"
+        "$GBDT_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$GBDT_REQS"
+        cp "$GBDT_REQS" "$GBDT_VENV/.requirements.txt"
+      fi
+      cargo build --release -p strata-ml-bench --bin gbdt-bench
+      GBDT_DATA="${GBDT_DATA:-/work/data/ctr}"
+      if [ ! -e "$GBDT_DATA" ]; then
+        GBDT_DATA="${TMPDIR:-/tmp}/gbdt-synthetic.parquet"
+        log "no ads_sample_ctr export: generating $GBDT_DATA"
+        "$GBDT_VENV/bin/python" bench/python/gbdt_lightgbm.py --make-synthetic "$GBDT_DATA" --rows 1000000
+      fi
+      log "gbdt"
+      "$TARGET/gbdt-bench" --data "$GBDT_DATA" --valid-from "${GBDT_VALID_FROM:-2026-12-05}" \
+        --threads "${GBDT_THREADS:-2}" --trees "${GBDT_TREES:-100}" \
+        --python "$GBDT_VENV/bin/python" --out bench/results
+      ;;
     *)
-      echo "unknown suite $suite (ingest, merge, dag, cdc, features)" >&2
+      echo "unknown suite $suite (ingest, merge, dag, cdc, features, gbdt)" >&2
       exit 2
       ;;
   esac

@@ -118,6 +118,14 @@ impl BinMapper {
         BinMapper::Categorical { codes }
     }
 
+    /// Fits the mapper of a feature of `kind` from a sample of its column.
+    pub fn fit(kind: FeatureKind, sample: &[f32], max_bin: u32) -> BinMapper {
+        match kind {
+            FeatureKind::Numeric => BinMapper::fit_numeric(sample, max_bin),
+            FeatureKind::Categorical => BinMapper::fit_categorical(sample, max_bin),
+        }
+    }
+
     /// Number of bins, the missing bin included.
     pub fn num_bins(&self) -> usize {
         match self {

@@ -128,6 +128,45 @@ impl DatasetBuilder {
         b
     }
 
+    /// A builder that bins with mappers fitted elsewhere (e.g. [`BinMapper::fit_numeric`] on a
+    /// random sample of the whole table), so no row is held as f32 and the bins do not depend on
+    /// which rows come first.
+    pub fn with_mappers(specs: Vec<FeatureSpec>, mappers: Vec<BinMapper>) -> Result<Self> {
+        if specs.len() != mappers.len() {
+            return Err(GbdtError::InvalidData(format!(
+                "{} features but {} bin mappers",
+                specs.len(),
+                mappers.len()
+            )));
+        }
+        for (s, m) in specs.iter().zip(&mappers) {
+            let ok = match m {
+                BinMapper::Numeric { upper } => {
+                    s.kind == FeatureKind::Numeric
+                        && !upper.is_empty()
+                        && upper.len() < 256
+                        && upper.windows(2).all(|w| w[0] < w[1])
+                        && upper.last() == Some(&f32::INFINITY)
+                }
+                BinMapper::Categorical { codes } => {
+                    s.kind == FeatureKind::Categorical
+                        && codes.len() < 256
+                        && codes.iter().all(|c| *c < crate::bins::MAX_CATEGORY_CODE)
+                }
+            };
+            if !ok {
+                return Err(GbdtError::InvalidData(format!(
+                    "the bin mapper of feature {:?} does not fit it (kind, order or size)",
+                    s.name
+                )));
+            }
+        }
+        let mut b = DatasetBuilder::new(specs, &Params::default())?;
+        b.pending = Vec::new();
+        b.set_mappers(Arc::new(mappers));
+        Ok(b)
+    }
+
     fn set_mappers(&mut self, mappers: Arc<Vec<BinMapper>>) {
         self.cat_lookup = mappers.iter().map(|m| m.category_lookup()).collect();
         self.mappers = Some(mappers);
@@ -296,10 +335,7 @@ impl DatasetBuilder {
             .specs
             .iter()
             .zip(&self.pending)
-            .map(|(s, col)| match s.kind {
-                FeatureKind::Numeric => BinMapper::fit_numeric(col, self.max_bin),
-                FeatureKind::Categorical => BinMapper::fit_categorical(col, self.max_bin),
-            })
+            .map(|(s, col)| BinMapper::fit(s.kind, col, self.max_bin))
             .collect();
         let mappers = Arc::new(mappers);
         self.set_mappers(mappers.clone());

@@ -98,34 +98,71 @@ pub(crate) fn build(
     });
 }
 
+/// Rows below which one accumulator is used (zeroing four costs more than it saves).
+const MULTI_ACC_MIN_ROWS: usize = 4096;
+
 fn one_feature(col: &[u8], rows: Option<&[u32]>, gh: &[[f32; 2]], h: &mut [Sum]) {
     h.fill(Sum::default());
-    // Bins are < 256 by construction; a 256-entry scratch avoids bounds checks in the loop.
-    let mut acc = [[0f64; 2]; 256];
-    let mut cnt = [0u32; 256];
-    match rows {
-        Some(rows) => {
-            for (r, x) in rows.iter().zip(gh) {
-                let b = col[*r as usize] as usize;
-                acc[b][0] += x[0] as f64;
-                acc[b][1] += x[1] as f64;
-                cnt[b] += 1;
-            }
+    if gh.len() < MULTI_ACC_MIN_ROWS {
+        // Bins are < 256 by construction; a 256-entry scratch avoids bounds checks.
+        let mut acc = [[0f64; 2]; 256];
+        let mut cnt = [0u32; 256];
+        let mut add = |b: u8, x: &[f32; 2]| {
+            let b = b as usize;
+            acc[b][0] += x[0] as f64;
+            acc[b][1] += x[1] as f64;
+            cnt[b] += 1;
+        };
+        match rows {
+            Some(rows) => rows
+                .iter()
+                .zip(gh)
+                .for_each(|(r, x)| add(col[*r as usize], x)),
+            None => col.iter().zip(gh).for_each(|(b, x)| add(*b, x)),
         }
-        None => {
-            for (b, x) in col.iter().zip(gh) {
-                let b = *b as usize;
-                acc[b][0] += x[0] as f64;
-                acc[b][1] += x[1] as f64;
-                cnt[b] += 1;
-            }
+        for (b, s) in h.iter_mut().enumerate() {
+            *s = Sum {
+                g: acc[b][0],
+                h: acc[b][1],
+                n: cnt[b],
+            };
         }
+        return;
+    }
+    // Four accumulators, row i going to i % 4: consecutive rows in the same bin no longer wait on
+    // each other's store. They are merged in a fixed order, so results stay deterministic.
+    let mut acc = [[[0f64; 2]; 256]; 4];
+    let mut cnt = [[0u32; 256]; 4];
+    let bin_of = |i: usize| -> usize {
+        match rows {
+            Some(rows) => col[rows[i] as usize] as usize,
+            None => col[i] as usize,
+        }
+    };
+    let n = gh.len();
+    let mut i = 0;
+    while i + 4 <= n {
+        for k in 0..4 {
+            let b = bin_of(i + k) as u8 as usize;
+            let x = gh[i + k];
+            acc[k][b][0] += x[0] as f64;
+            acc[k][b][1] += x[1] as f64;
+            cnt[k][b] += 1;
+        }
+        i += 4;
+    }
+    while i < n {
+        let b = bin_of(i) as u8 as usize;
+        acc[0][b][0] += gh[i][0] as f64;
+        acc[0][b][1] += gh[i][1] as f64;
+        cnt[0][b] += 1;
+        i += 1;
     }
     for (b, s) in h.iter_mut().enumerate() {
         *s = Sum {
-            g: acc[b][0],
-            h: acc[b][1],
-            n: cnt[b],
+            g: ((acc[0][b][0] + acc[1][b][0]) + acc[2][b][0]) + acc[3][b][0],
+            h: ((acc[0][b][1] + acc[1][b][1]) + acc[2][b][1]) + acc[3][b][1],
+            n: cnt[0][b] + cnt[1][b] + cnt[2][b] + cnt[3][b],
         };
     }
 }
@@ -229,6 +266,12 @@ fn numeric(h: &[Sum], f: usize, total: &Sum, rules: &Rules) -> Option<SplitCand>
         };
         for (t, bin) in h.iter().enumerate().take(nb - 1).skip(1) {
             left.add(bin);
+            // Thresholds up to the next non-empty bin split this leaf's rows alike; take the
+            // highest (as LightGBM does): values unseen in training between the two sides then
+            // go left, which generalises better for features that grow over time (counters, ages).
+            if h[t + 1].n == 0 {
+                continue;
+            }
             if left.n < rules.min_data {
                 continue;
             }
@@ -339,4 +382,69 @@ fn categorical(h: &[Sum], f: usize, total: &Sum, rules: &Rules) -> Option<SplitC
         left,
         right,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> Rules {
+        Rules::new(&Params {
+            min_data_in_leaf: 1,
+            ..Params::default()
+        })
+    }
+
+    #[test]
+    fn a_threshold_in_an_empty_gap_sits_at_its_upper_end() {
+        let s = |g: f64, n: u32| Sum {
+            g,
+            h: n as f64 * 0.25,
+            n,
+        };
+        // Bins 2 and 3 are empty in this leaf: thresholds 1, 2 and 3 split it alike.
+        let h = [
+            s(0.0, 0),
+            s(-10.0, 50),
+            s(0.0, 0),
+            s(0.0, 0),
+            s(10.0, 50),
+            s(1.0, 5),
+        ];
+        let total = Sum {
+            g: 1.0,
+            h: 105.0 * 0.25,
+            n: 105,
+        };
+        let c = numeric(&h, 0, &total, &rules()).unwrap();
+        let left: Vec<u8> = (0..6).filter(|b| bit(&c.left_bins, *b)).collect();
+        // No missing values in training: missing goes with the larger side (right, 55 rows).
+        assert_eq!(left, vec![1, 2, 3]);
+        assert_eq!(c.left.n, 50);
+    }
+
+    #[test]
+    fn four_accumulators_sum_like_one() {
+        let n = 10_000;
+        let col: Vec<u8> = (0..n).map(|i| ((i * 7) % 5) as u8).collect();
+        let gh: Vec<[f32; 2]> = (0..n).map(|i| [(i % 13) as f32 - 6.0, 0.25]).collect();
+        let rows: Vec<u32> = (0..n as u32).filter(|r| r % 3 != 0).collect();
+        let ordered: Vec<[f32; 2]> = rows.iter().map(|r| gh[*r as usize]).collect();
+        for (rows, gh) in [(None, &gh), (Some(rows.as_slice()), &ordered)] {
+            let mut h = vec![Sum::default(); 5];
+            one_feature(&col, rows, gh, &mut h);
+            let mut want = vec![Sum::default(); 5];
+            for (i, x) in gh.iter().enumerate() {
+                let r = rows.map_or(i, |rows| rows[i] as usize);
+                let b = col[r] as usize;
+                want[b].g += x[0] as f64;
+                want[b].h += x[1] as f64;
+                want[b].n += 1;
+            }
+            for (a, b) in h.iter().zip(&want) {
+                assert_eq!(a.n, b.n);
+                assert!((a.g - b.g).abs() < 1e-9 && (a.h - b.h).abs() < 1e-9);
+            }
+        }
+    }
 }

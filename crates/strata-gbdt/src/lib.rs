@@ -3,7 +3,9 @@
 //! - **Data**: [`DatasetBuilder`] takes batches of f32 columns or rows (categorical features as
 //!   integer codes, NaN = missing) with labels, optional weights and optional query ids, and
 //!   stores them as one byte per value (u8 bins, column-major). Only the first
-//!   [`Params::bin_sample_rows`] rows are held as f32, to fit the bins. A validation set is
+//!   [`Params::bin_sample_rows`] rows are held as f32, to fit the bins; when rows arrive in
+//!   an order that drifts (by date, say), fit the bins from a random sample instead
+//!   ([`BinMapper::fit`]) and start with [`DatasetBuilder::with_mappers`]. A validation set is
 //!   built with [`DatasetBuilder::like`] the training set.
 //! - **Training**: [`train`] grows trees leaf-wise from gradient histograms (the smaller child is
 //!   built, the larger is parent minus smaller), learns a default direction for missing values

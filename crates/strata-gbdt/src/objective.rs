@@ -80,8 +80,7 @@ pub(crate) fn lambdarank_group(
     let mut sum_lambdas = 0.0;
     for i in 0..trunc {
         let di = order[i];
-        for j in (i + 1)..n {
-            let dj = order[j];
+        for (j, &dj) in order.iter().enumerate().skip(i + 1) {
             if labels[di] == labels[dj] {
                 continue;
             }

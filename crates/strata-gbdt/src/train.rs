@@ -22,8 +22,9 @@ pub struct Progress {
     pub num_trees: u32,
     /// Name of the metrics below: `logloss` (binary) or `ndcg@k` (lambdarank).
     pub metric: String,
-    /// The metric on the training rows.
-    pub train_metric: f64,
+    /// The metric on the training rows: every 10th round and the last (it costs a pass over
+    /// the training set), else None.
+    pub train_metric: Option<f64>,
     /// The metric on the validation rows, when a validation set was given.
     pub valid_metric: Option<f64>,
     /// Time since training started.
@@ -41,7 +42,7 @@ pub struct TrainReport {
     pub stopped_early: bool,
     /// Name of the metrics below.
     pub metric: String,
-    /// Training metric after the last kept tree.
+    /// Training metric of the final model.
     pub train_metric: f64,
     /// Validation metric after the last kept tree.
     pub valid_metric: Option<f64>,
@@ -107,8 +108,7 @@ fn train_impl(
     let mut bag: Option<Vec<u32>> = None;
     let mut out_of_bag: Vec<u32> = Vec::new();
     let all_feats: Vec<usize> = (0..nf).collect();
-    let mut best: Option<(usize, f64, f64)> = None; // (trees, valid metric, train metric)
-    let mut last_train_metric = f64::NAN;
+    let mut best: Option<(usize, f64)> = None; // (trees, valid metric)
     let mut last_valid_metric = None;
     let mut stopped_early = false;
     let mut rounds = 0;
@@ -139,17 +139,16 @@ fn train_impl(
             scores[r as usize] += tree.leaf_values[tree.leaf_of(&train.bins, r as usize)];
         }
         if let (Some(v), Some(vs)) = (valid, valid_scores.as_mut()) {
-            for (r, s) in vs.iter_mut().enumerate() {
-                *s += tree.leaf_values[tree.leaf_of(&v.bins, r)];
-            }
+            add_tree(&tree, &v.bins, vs, threads);
         }
         trees.push(tree);
-        let train_metric = evaluate(params, train, &scores);
+        let last_round = it + 1 == params.num_trees;
+        let train_metric =
+            ((it + 1) % 10 == 0 || last_round).then(|| evaluate(params, train, &scores));
         let valid_metric = match (valid, &valid_scores) {
             (Some(v), Some(vs)) => Some(evaluate(params, v, vs)),
             _ => None,
         };
-        last_train_metric = train_metric;
         last_valid_metric = valid_metric;
         progress(&Progress {
             iteration: it + 1,
@@ -164,7 +163,7 @@ fn train_impl(
                 best.as_ref()
                     .is_none_or(|b| if higher_is_better { vm > b.1 } else { vm < b.1 });
             if better {
-                best = Some((trees.len(), vm, train_metric));
+                best = Some((trees.len(), vm));
             } else if params.early_stopping_rounds > 0 {
                 if let Some(b) = best {
                     if trees.len() - b.0 >= params.early_stopping_rounds as usize {
@@ -176,12 +175,20 @@ fn train_impl(
         }
     }
     if params.early_stopping_rounds > 0 {
-        if let Some((keep, vm, tm)) = best {
-            trees.truncate(keep);
+        if let Some((keep, vm)) = best {
+            if keep < trees.len() {
+                // Take the dropped trees' values back out of the training scores.
+                for t in &trees[keep..] {
+                    for (r, s) in scores.iter_mut().enumerate() {
+                        *s -= t.leaf_values[t.leaf_of(&train.bins, r)];
+                    }
+                }
+                trees.truncate(keep);
+            }
             last_valid_metric = Some(vm);
-            last_train_metric = tm;
         }
     }
+    let last_train_metric = evaluate(params, train, &scores);
     let model = Model::from_trees(params, train, base, &trees);
     let report = TrainReport {
         trees: trees.len() as u32,
@@ -280,18 +287,60 @@ fn gradients(
             });
         }
         Objective::Lambdarank => {
-            for w in ds.groups.windows(2) {
-                let (a, b) = (w[0] as usize, w[1] as usize);
-                objective::lambdarank_group(
-                    &scores[a..b],
-                    &ds.labels[a..b],
-                    params,
-                    discounts,
-                    &mut gh[a..b],
-                );
+            // Queries are independent: split them into contiguous runs, one per thread.
+            let groups = &ds.groups;
+            let nq = groups.len().saturating_sub(1);
+            let per = nq.div_ceil(threads.max(1)).max(1);
+            let run = |q0: usize, q1: usize, out: &mut [[f32; 2]]| {
+                let base = groups[q0] as usize;
+                for q in q0..q1 {
+                    let (a, b) = (groups[q] as usize, groups[q + 1] as usize);
+                    objective::lambdarank_group(
+                        &scores[a..b],
+                        &ds.labels[a..b],
+                        params,
+                        discounts,
+                        &mut out[a - base..b - base],
+                    );
+                }
+            };
+            if threads <= 1 || gh.len() < 2 * GRADIENT_CHUNK {
+                run(0, nq, gh);
+                return;
             }
+            std::thread::scope(|s| {
+                let mut rest = gh;
+                let mut q0 = 0;
+                while q0 < nq {
+                    let q1 = (q0 + per).min(nq);
+                    let len = (groups[q1] - groups[q0]) as usize;
+                    let (mine, tail) = rest.split_at_mut(len);
+                    rest = tail;
+                    let run = &run;
+                    s.spawn(move || run(q0, q1, mine));
+                    q0 = q1;
+                }
+            });
         }
     }
+}
+
+fn add_tree(tree: &BinTree, bins: &[Vec<u8>], scores: &mut [f64], threads: usize) {
+    let work = |start: usize, chunk: &mut [f64]| {
+        for (i, s) in chunk.iter_mut().enumerate() {
+            *s += tree.leaf_values[tree.leaf_of(bins, start + i)];
+        }
+    };
+    if threads <= 1 || scores.len() < 2 * GRADIENT_CHUNK {
+        work(0, scores);
+        return;
+    }
+    let per = scores.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        for (c, chunk) in scores.chunks_mut(per).enumerate() {
+            s.spawn(move || work(c * per, chunk));
+        }
+    });
 }
 
 fn evaluate(params: &Params, ds: &Dataset, scores: &[f64]) -> f64 {
@@ -609,7 +658,7 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             ((state >> 40) as f32) / (1u64 << 24) as f32
         };
-        let mut cols = vec![Vec::new(), Vec::new(), Vec::new()];
+        let mut cols = [Vec::new(), Vec::new(), Vec::new()];
         let mut y = Vec::new();
         for i in 0..n {
             let a = if u() < 0.2 { f32::NAN } else { u() };

@@ -418,3 +418,75 @@ fn bad_params_and_data_are_clear_errors() {
         .to_string();
     assert!(e.contains("not contiguous"), "{e}");
 }
+
+#[test]
+fn lambdarank_is_thread_count_independent() {
+    // 2,000 queries: enough rows for the lambdas to be split across threads.
+    let (t, q) = ranking(2000, 31);
+    let bytes = |threads: u32| {
+        let p = Params {
+            objective: Objective::Lambdarank,
+            num_trees: 5,
+            bagging_fraction: 0.5,
+            bagging_freq: 1,
+            threads,
+            ..Params::default()
+        };
+        let d = build_ranked(&p, &t, &q, None);
+        let m = train(&p, &d, None, &mut |_| {}).unwrap().0;
+        String::from_utf8(m.to_bytes().unwrap()).unwrap()
+    };
+    let one = bytes(1);
+    let two = bytes(2).replace("\"threads\":2", "\"threads\":1");
+    assert!(one == two, "thread count changed the ranking model");
+}
+
+#[test]
+fn bins_fitted_elsewhere_give_the_same_model_as_bins_fitted_from_the_first_rows() {
+    use strata_gbdt::BinMapper;
+    let t = xor(4000, 8);
+    let params = Params {
+        num_trees: 5,
+        ..Params::default()
+    };
+    let specs = num_specs(3);
+    let fitted = build(&specs, &params, &t, None);
+    let mappers: Vec<BinMapper> = t.0.iter().map(|c| BinMapper::fit_numeric(c, 255)).collect();
+    assert_eq!(mappers, fitted.bin_mappers());
+    let mut b = DatasetBuilder::with_mappers(specs.clone(), mappers.clone()).unwrap();
+    let cols: Vec<&[f32]> = t.0.iter().map(|c| c.as_slice()).collect();
+    b.push_columns(&cols, &t.1, None, None).unwrap();
+    let given = b.finish().unwrap();
+    let m1 = train(&params, &fitted, None, &mut |_| {}).unwrap().0;
+    let m2 = train(&params, &given, None, &mut |_| {}).unwrap().0;
+    assert_eq!(m1, m2);
+    // A categorical mapper for a numeric feature is refused.
+    let mut wrong = mappers;
+    wrong[0] = BinMapper::fit_categorical(&[1.0, 2.0], 255);
+    assert!(DatasetBuilder::with_mappers(specs, wrong).is_err());
+}
+
+#[test]
+fn a_model_is_shared_by_threads_without_locks() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Model>();
+    let params = Params {
+        num_trees: 10,
+        ..Params::default()
+    };
+    let t = xor(2000, 9);
+    let d = build(&num_specs(3), &params, &t, None);
+    let (m, _) = train(&params, &d, None, &mut |_| {}).unwrap();
+    let want = predict_all(&m, &t);
+    let rows = rows_of(&t);
+    std::thread::scope(|s| {
+        for k in 0..4 {
+            let (m, rows, want) = (&m, &rows, &want);
+            s.spawn(move || {
+                for (i, row) in rows.chunks(3).enumerate().skip(k).step_by(4) {
+                    assert_eq!(m.predict_row(row).unwrap(), want[i]);
+                }
+            });
+        }
+    });
+}
