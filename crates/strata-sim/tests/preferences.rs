@@ -285,6 +285,13 @@ fn oracle_beats_popularity_beats_random() {
     assert!((oracle - 1.0).abs() < 1e-9, "oracle {oracle}");
     assert!(pop < 0.8 * oracle, "popularity {pop} vs oracle {oracle}");
     assert!(random < 0.8 * pop, "random {random} vs popularity {pop}");
+    // The library's own yardstick tells the same story with the world's popularity order.
+    let b = w.baseline_scores(50, k, at, 1);
+    assert_eq!((b.users, b.ideal), (50, 1.0));
+    assert!(b.popular < 0.8 && b.random < 0.8 * b.popular, "{b:?}");
+    let popular = w.popular_list(k, at);
+    assert_eq!(popular.len(), k);
+    assert!(popular.iter().all(|p| existing.binary_search(p).is_ok()));
 }
 
 #[test]

@@ -3,11 +3,12 @@
 //! Each impression comes from one of three sources:
 //! - **following**: one of the 5 most recent posts of an account the user follows;
 //! - **popular**: a post drawn Zipf(1) over the world's global popularity order;
-//! - **interest**: a post on one of the user's favourite tags (drawn by interest), half the
-//!   time Zipf(1) over that tag's posts in popularity order, half the time uniformly.
+//! - **interest**: a post on one of the user's favourite tags (drawn by interest), Zipf(1)
+//!   over that tag's posts in the tag's own trending order (which leans to the global
+//!   popularity order without copying it; see `World::posts_tagged`).
 //!
 //! The `following` feed uses the first, `explore` the second, and `home` mixes all three
-//! (interest 45%, popular 35%, following 20%). A source with nothing to show falls back to
+//! (interest 50%, popular 30%, following 20%). A source with nothing to show falls back to
 //! interest, then popular. So the lake's impressions and clicks carry the tastes a model can
 //! learn, while global popularity stays a strong baseline.
 
@@ -16,7 +17,7 @@ use crate::rng::Rng;
 use crate::world::World;
 
 /// Share of each source in the `home` feed: interest, popular, following.
-const HOME_MIX: [u32; 3] = [45, 35, 20];
+const HOME_MIX: [u32; 3] = [50, 30, 20];
 /// How many of an author's latest posts the following source picks from.
 const RECENT_POSTS: usize = 5;
 /// Attempts per source before it gives up.
@@ -108,11 +109,7 @@ fn interest(w: &World, user: u32, created: u32, rng: &mut Rng) -> Option<u32> {
         return None;
     }
     for _ in 0..TRIES {
-        let k = if rng.chance(0.5) {
-            w.post_zipf.sample_first(posts.len(), rng)
-        } else {
-            rng.below(posts.len() as u64) as usize
-        };
+        let k = w.post_zipf.sample_first(posts.len(), rng);
         let p = posts[k.min(posts.len() - 1)];
         if p < created {
             return Some(p);

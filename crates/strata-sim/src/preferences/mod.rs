@@ -26,7 +26,7 @@
 
 mod score;
 
-pub use score::{ListScore, Reaction};
+pub use score::{Baselines, ListScore, Reaction};
 
 use crate::catalog::{AGE_BANDS, COUNTRIES, TAGS};
 use crate::rng::{self, Rng, Zipf};

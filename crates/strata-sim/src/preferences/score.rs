@@ -30,6 +30,19 @@ pub struct ListScore {
     pub expected_ctr: f64,
 }
 
+/// Reference figures from [`World::baseline_scores`]: mean normalised clicks per user.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Baselines {
+    /// Users scored.
+    pub users: usize,
+    /// The ideal list (1, or 0 when no post exists yet).
+    pub ideal: f64,
+    /// The globally most popular posts.
+    pub popular: f64,
+    /// Random existing posts.
+    pub random: f64,
+}
+
 /// A simulated user's reaction to one entry of a list (see [`World::react`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reaction {
@@ -126,6 +139,49 @@ impl World {
         self.score_list(user_id, post_ids, at_micros)
             .expected_clicks
             / best
+    }
+
+    /// The `k` globally most popular posts existing at `at_micros`, in the world's popularity
+    /// order (the order the `explore` feed draws from): the non-personalised baseline.
+    pub fn popular_list(&self, k: usize, at_micros: i64) -> Vec<u64> {
+        let Some(at) = self.compact_time(at_micros) else {
+            return Vec::new();
+        };
+        self.popularity
+            .iter()
+            .filter(|&&p| self.posts.get(p as usize).is_some_and(|r| r.at <= at))
+            .take(k)
+            .map(|&p| u64::from(p) + 1)
+            .collect()
+    }
+
+    /// Mean [`World::normalised_clicks`] of top-`k` lists over `users` users spread evenly over
+    /// the world, at `at_micros`: the ideal list (1 by definition), the popular list and a
+    /// random list of existing posts (random draws from `seed`). The yardstick a recommender's
+    /// figure is read against.
+    pub fn baseline_scores(&self, users: usize, k: usize, at_micros: i64, seed: u64) -> Baselines {
+        let mut b = Baselines::default();
+        let Some(at) = self.compact_time(at_micros) else {
+            return b;
+        };
+        let existing = self.posts.partition_point(|p| p.at <= at) as u64;
+        let n = self.users.len();
+        let users = users.clamp(1, n.max(1));
+        let popular = self.popular_list(k, at_micros);
+        let mut rng = Rng::derive(self.config.seed, &[TAG_REACT, seed, u64::MAX]);
+        for i in 0..users {
+            let user_id = (i * n / users) as u64 + 1;
+            let random: Vec<u64> = (0..k).map(|_| rng.below(existing) + 1).collect();
+            b.ideal += if existing > 0 { 1.0 } else { 0.0 };
+            b.popular += self.normalised_clicks(user_id, &popular, at_micros);
+            b.random += self.normalised_clicks(user_id, &random, at_micros);
+        }
+        let m = users as f64;
+        b.users = users;
+        b.ideal /= m;
+        b.popular /= m;
+        b.random /= m;
+        b
     }
 
     /// How `user_id` reacts to being shown `post_ids` (best first) at `at_micros`: one

@@ -16,7 +16,7 @@ use crate::catalog::{
 };
 use crate::error::{Error, Result};
 use crate::preferences::Preferences;
-use crate::rng::{Rng, Zipf};
+use crate::rng::{mix, Rng, Zipf};
 use crate::schedule::{sessions, Session, DAY_SECS};
 
 /// What world to simulate. Same config → byte-identical world, events and changes.
@@ -243,7 +243,8 @@ pub struct World {
     pub(crate) posts_by_author: Vec<u32>,
     /// See `posts_by_author` (users + 1 entries).
     pub(crate) author_offsets: Vec<u32>,
-    /// Post indexes by tag, each tag's from most to least popular:
+    /// Post indexes by tag, each tag's from most to least trending in that tag (an order of
+    /// its own, not the global popularity):
     /// `posts_by_tag[tag_offsets[t]..tag_offsets[t + 1]]` are the posts tagged `TAGS[t]`.
     pub(crate) posts_by_tag: Vec<u32>,
     /// See `posts_by_tag` (`TAGS.len() + 1` entries).
@@ -259,6 +260,7 @@ const TAG_POSTS: u64 = 3;
 const TAG_EDITS: u64 = 4;
 const TAG_ORDERS: u64 = 5;
 const TAG_MESSAGES: u64 = 6;
+const TAG_TAG_TRENDS: u64 = 7;
 
 impl World {
     /// Generates the world for `config` (call [`WorldConfig::validate`] first to get a
@@ -319,7 +321,7 @@ impl World {
         }
     }
 
-    /// The posts tagged `TAGS[tag]`, most popular first.
+    /// The posts tagged `TAGS[tag]`, most trending in the tag first.
     pub(crate) fn posts_tagged(&self, tag: u8) -> &[u32] {
         let t = usize::from(tag);
         match (self.tag_offsets.get(t), self.tag_offsets.get(t + 1)) {
@@ -350,6 +352,26 @@ impl World {
                     .map(move |(_, &t)| (usize::from(t) % TAGS.len(), i))
             }),
         );
+        // Each tag trends partly on its own: a post's place in its tag's list (built in global
+        // popularity order) is multiplied by a per-(tag, post) factor of 1 to 16, so a topic's
+        // head leans to the global head without being a copy of it.
+        let mut by_tag = by_tag;
+        let seed = self.config.seed;
+        for t in 0..TAGS.len() {
+            let (a, b) = (tag_offsets[t] as usize, tag_offsets[t + 1] as usize);
+            let mut keyed: Vec<(u64, u32)> = by_tag[a..b]
+                .iter()
+                .enumerate()
+                .map(|(k, &p)| {
+                    let jitter = 1 + mix(seed, &[TAG_TAG_TRENDS, t as u64, u64::from(p)]) % 16;
+                    ((k as u64 + 1) * jitter, p)
+                })
+                .collect();
+            keyed.sort_unstable();
+            for (slot, (_, p)) in by_tag[a..b].iter_mut().zip(keyed) {
+                *slot = p;
+            }
+        }
         self.posts_by_author = by_author;
         self.author_offsets = author_offsets;
         self.posts_by_tag = by_tag;
