@@ -61,17 +61,28 @@ pub async fn run(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The warehouse project's feature views: each file on its own, and — when the lake is local
+/// The warehouse project's model files and feature views: each file on its own, and — when the lake is local
 /// (embedded catalog, files on disk: nothing to contact) — against the lake's tables.
 async fn feature_view_problems(config: &Config) -> Vec<String> {
     let root = &config.warehouse.project;
     if root.as_os_str().is_empty() || !root.is_dir() {
         return Vec::new();
     }
+    // Model files (`ml/*.toml`): each checked on its own, `[params]` included.
+    let mut model_problems: Vec<String> = match strata_models::load_models(root) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.to_string().lines().map(str::to_string).collect(),
+    };
     let views = match strata_features::load_views(root) {
         Ok(v) => v,
-        Err(e) => return e.to_string().lines().map(str::to_string).collect(),
+        Err(e) => {
+            model_problems.extend(e.to_string().lines().map(str::to_string));
+            return model_problems;
+        }
     };
+    if !model_problems.is_empty() {
+        return model_problems;
+    }
     let local = config.catalog.kind == strata_table::config::CatalogKind::Sql
         && matches!(config.lake_s3(), Ok(None));
     if views.is_empty() || !local || !config.data.dir.is_dir() {
