@@ -11,7 +11,8 @@
 # DAG_EVENTS_PER_USER, DAG_CONNECTIONS, DAG_PEER_MEMORY (dag); CDC_ENGINES, CDC_WORKLOAD, CDC_SECONDS, CDC_ALONE_SECONDS,
 # CDC_TABLES, CDC_TABLE_SIZE, CDC_THREADS, CDC_COMMIT_INTERVAL (cdc; see `cdc-bench --help`);
 # FEATURES_USERS, FEATURES_POSTS, FEATURES_RATE, FEATURES_SECONDS, FEATURES_CONNECTIONS,
-# FEATURES_FEAST_USERS, FEATURES_WORK_DIR, FEAST_VENV (features; see `features-bench --help`).
+# FEATURES_FEAST_USERS, FEATURES_WORK_DIR, FEAST_VENV (features; see `features-bench --help`);
+# ANN_SIZES, ANN_QUERIES, ANN_THREADS, ANN_EF_CONSTRUCTION, ANN_EF, ANN_VENV (ann; see `ann-bench --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUITES=("$@")
@@ -21,7 +22,12 @@ TARGET="${CARGO_TARGET_DIR:-target}/release"
 log() { printf '\n=== %s\n' "$*" >&2; }
 
 # One invocation: two would resolve features differently and compile every dependency twice.
-cargo build --release -p strata -p strata-bench
+# The model suites (ann) need only their own light package, not the strata binary.
+needs_strata=0
+for suite in "${SUITES[@]}"; do
+  case "$suite" in ann) ;; *) needs_strata=1 ;; esac
+done
+[ "$needs_strata" = 1 ] && cargo build --release -p strata -p strata-bench
 
 # The peers (pyiceberg, DuckDB: MERGE and DAG) and the tansu Kafka broker come from one venv with pinned versions.
 VENV="${MERGE_VENV:-bench/.venv}"
@@ -94,8 +100,23 @@ for suite in "${SUITES[@]}"; do
       "$TARGET/features-bench" --redis-server "$(command -v redis-server)" \
         --python "$VENV/bin/python" "${feast_args[@]}" --out bench/results
       ;;
+    ann)
+      # Vector index vs exact search, faiss-cpu and usearch (venv of their own, pinned).
+      # ANN_SIZES=100k,1m adds the 1M run (~10 min more on 2 cores); see `ann-bench --help`.
+      cargo build --release -p strata-ml-bench --bin ann-bench
+      ANN_VENV="${ANN_VENV:-bench/.venv-ml-ann}"
+      ANN_REQS=bench/python/requirements-ml-ann.txt
+      if [ ! -x "$ANN_VENV/bin/python" ] || ! cmp -s "$ANN_REQS" "$ANN_VENV/.requirements.txt"; then
+        log "creating the ANN peers' venv at $ANN_VENV"
+        python3 -m venv "$ANN_VENV"
+        "$ANN_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$ANN_REQS"
+        cp "$ANN_REQS" "$ANN_VENV/.requirements.txt"
+      fi
+      log "ann"
+      "$TARGET/ann-bench" --python "$ANN_VENV/bin/python" --out bench/results
+      ;;
     *)
-      echo "unknown suite $suite (ingest, merge, dag, cdc, features)" >&2
+      echo "unknown suite $suite (ingest, merge, dag, cdc, features, ann)" >&2
       exit 2
       ;;
   esac

@@ -103,6 +103,14 @@ impl Index {
         &self.params
     }
 
+    /// Changes the search defaults of a built or opened index (before sharing it): the `ef`
+    /// of a search that gives none, and the estimated match count at or below which a
+    /// filtered search is exact. Both are saved with the index.
+    pub fn set_search_defaults(&mut self, ef_search: usize, exact_threshold: usize) {
+        self.params.ef_search = ef_search.max(1);
+        self.params.exact_threshold = exact_threshold;
+    }
+
     /// Number of items.
     pub fn len(&self) -> usize {
         self.ids.len()
