@@ -115,7 +115,9 @@ pub struct IndexParams {
     pub seed: u64,
     /// A filtered search whose estimated matches are at most this many scans them exactly
     /// instead of walking the graph (Qdrant's "full scan threshold"): a selective filter
-    /// then costs little and never loses recall.
+    /// then costs little and never loses recall. Above it, a filter is still answered exactly
+    /// when scanning its matches costs less than the walk would (about `ef` / selectivity
+    /// nodes). 0 turns the exact path off: every search walks the graph (for measurements).
     #[serde(default = "default_exact_threshold")]
     pub exact_threshold: usize,
     /// The declared payload fields.

@@ -306,8 +306,8 @@ fn run_size(args: &Args, n: usize, work: &Path) -> Result<Value> {
     .iter()
     .enumerate()
     {
-        let path = index.plan(&filters(n, &top, 0)[fi].1)?;
         for (&k, &ef) in ks.iter().zip(&efs) {
+            let path = index.plan(&filters(n, &top, 0)[fi].1, k, Some(ef))?;
             let mut lat = Vec::with_capacity(nq);
             let mut cpu = Vec::with_capacity(nq);
             let mut rec = 0.0;
@@ -378,7 +378,7 @@ fn run_size(args: &Args, n: usize, work: &Path) -> Result<Value> {
             .unwrap_or_else(|e| json!({"skipped": format!("{e:#}")})),
     };
     let _ = std::fs::remove_dir_all(&dir);
-    let plan_selective = index.plan(&filters(n, &top, 0)[2].1)?;
+    let plan_selective = index.plan(&filters(n, &top, 0)[2].1, 100, None)?;
     Ok(json!({
         "items": n, "dim": dim, "queries": nq, "m": args.m,
         "ef_construction": args.ef_construction, "threads": args.threads,
