@@ -42,8 +42,9 @@ struct Args {
     m: usize,
     #[arg(long, env = "ANN_EF_CONSTRUCTION", default_value_t = 100)]
     ef_construction: usize,
-    /// k values searched, with the `ef` used for each (same order).
-    #[arg(long, default_value = "10,100,1000")]
+    /// k values searched, with the `ef` used for each (same order); a k may repeat with
+    /// another ef (an ef sweep: `--k 10,10 --ef 64,128`).
+    #[arg(long, env = "ANN_K", default_value = "10,100,1000")]
     k: String,
     #[arg(long, env = "ANN_EF", default_value = "64,128,1500")]
     ef: String,
