@@ -13,7 +13,8 @@
 # FEATURES_USERS, FEATURES_POSTS, FEATURES_RATE, FEATURES_SECONDS, FEATURES_CONNECTIONS,
 # FEATURES_FEAST_USERS, FEATURES_WORK_DIR, FEAST_VENV (features; see `features-bench --help`);
 # GBDT_DATA (Parquet file or directory; default /work/data/ctr, else a synthetic file),
-# GBDT_VALID_FROM, GBDT_THREADS, GBDT_TREES, GBDT_VENV (gbdt; see `gbdt-bench --help`).
+# GBDT_VALID_FROM, GBDT_THREADS, GBDT_TREES, GBDT_VENV (gbdt; see `gbdt-bench --help`);
+# ANN_SIZES, ANN_QUERIES, ANN_THREADS, ANN_K, ANN_EF_CONSTRUCTION, ANN_EF, ANN_VENV (ann; see `ann-bench --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUITES=("$@")
@@ -23,10 +24,10 @@ TARGET="${CARGO_TARGET_DIR:-target}/release"
 log() { printf '\n=== %s\n' "$*" >&2; }
 
 # One invocation: two would resolve features differently and compile every dependency twice.
-# The model suites (gbdt) need neither the server nor strata-bench: skip that build for them.
+# The model suites (gbdt, ann) need only their own light package, not the strata binary.
 needs_core=0
 for s in "${SUITES[@]}"; do
-  case "$s" in gbdt) ;; *) needs_core=1 ;; esac
+  case "$s" in gbdt|ann) ;; *) needs_core=1 ;; esac
 done
 if [ "$needs_core" = 1 ]; then
   cargo build --release -p strata -p strata-bench
@@ -125,8 +126,23 @@ for suite in "${SUITES[@]}"; do
         --threads "${GBDT_THREADS:-2}" --trees "${GBDT_TREES:-100}" \
         --python "$GBDT_VENV/bin/python" --out bench/results
       ;;
+    ann)
+      # Vector index vs exact search, faiss-cpu and usearch (venv of their own, pinned).
+      # ANN_SIZES=100k,1m adds the 1M run (~10 min more on 2 cores); see `ann-bench --help`.
+      cargo build --release -p strata-ml-bench --bin ann-bench
+      ANN_VENV="${ANN_VENV:-bench/.venv-ml-ann}"
+      ANN_REQS=bench/python/requirements-ml-ann.txt
+      if [ ! -x "$ANN_VENV/bin/python" ] || ! cmp -s "$ANN_REQS" "$ANN_VENV/.requirements.txt"; then
+        log "creating the ANN peers' venv at $ANN_VENV"
+        python3 -m venv "$ANN_VENV"
+        "$ANN_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$ANN_REQS"
+        cp "$ANN_REQS" "$ANN_VENV/.requirements.txt"
+      fi
+      log "ann"
+      "$TARGET/ann-bench" --python "$ANN_VENV/bin/python" --out bench/results
+      ;;
     *)
-      echo "unknown suite $suite (ingest, merge, dag, cdc, features, gbdt)" >&2
+      echo "unknown suite $suite (ingest, merge, dag, cdc, features, gbdt, ann)" >&2
       exit 2
       ;;
   esac

@@ -103,6 +103,14 @@ impl Index {
         &self.params
     }
 
+    /// Changes the search defaults of a built or opened index (before sharing it): the `ef`
+    /// of a search that gives none, and the estimated match count at or below which a
+    /// filtered search is exact. Both are saved with the index.
+    pub fn set_search_defaults(&mut self, ef_search: usize, exact_threshold: usize) {
+        self.params.ef_search = ef_search.max(1);
+        self.params.exact_threshold = exact_threshold;
+    }
+
     /// Number of items.
     pub fn len(&self) -> usize {
         self.ids.len()
@@ -176,7 +184,7 @@ impl Index {
         )
     }
 
-    fn plan_compiled(&self, f: &CompiledFilter<'_>) -> SearchPath {
+    fn plan_compiled(&self, f: &CompiledFilter<'_>, ef: usize) -> SearchPath {
         let n = self.ids.len();
         if f.never || n == 0 {
             return SearchPath::Empty;
@@ -194,23 +202,34 @@ impl Index {
         let estimated = ((n as f64 * fraction) as usize)
             .min(upper)
             .saturating_sub(f.excluded());
-        if estimated <= self.params.exact_threshold {
+        // The walk must hold `ef` matching nodes, so it visits about ef / selectivity nodes
+        // and scores each one's layer-0 links; the exact path checks `upper` items and scores
+        // the matches. Whichever costs less, and always exact below the threshold.
+        let selectivity = estimated.max(1) as f64 / n as f64;
+        let walk = ef as f64 / selectivity * self.graph.m0 as f64;
+        let threshold = self.params.exact_threshold;
+        if threshold > 0 && (estimated <= threshold || (upper as f64) <= walk) {
             SearchPath::Exact { scanned: upper }
         } else {
             SearchPath::Graph { estimated }
         }
     }
 
-    /// How a search with this filter would be answered, without searching.
-    pub fn plan(&self, filter: &Filter) -> Result<SearchPath> {
+    /// How a search with this filter, `k` and `ef` would be answered, without searching.
+    pub fn plan(&self, filter: &Filter, k: usize, ef: Option<usize>) -> Result<SearchPath> {
         let f = self.compile(filter)?;
-        Ok(self.plan_compiled(&f))
+        Ok(self.plan_compiled(&f, self.effective_ef(k, ef)))
+    }
+
+    fn effective_ef(&self, k: usize, ef: Option<usize>) -> usize {
+        ef.unwrap_or(self.params.ef_search).max(k)
     }
 
     /// The `k` items closest to `query` that pass `filter`, best first (fewer when fewer
     /// pass). `ef` is the candidate list size (default `params.ef_search`; at least `k`):
     /// higher finds more of the true neighbours and costs more. A filter whose matches are
-    /// estimated at most `params.exact_threshold` is answered exactly.
+    /// estimated at most `params.exact_threshold`, or fewer than the nodes a filtered walk
+    /// would score, is answered exactly (see [`Index::plan`]).
     pub fn search(
         &self,
         query: &[f32],
@@ -223,13 +242,11 @@ impl Index {
         if k == 0 {
             return Ok(Vec::new());
         }
-        match self.plan_compiled(&f) {
+        let ef = self.effective_ef(k, ef);
+        match self.plan_compiled(&f, ef) {
             SearchPath::Empty => Ok(Vec::new()),
             SearchPath::Exact { .. } => Ok(self.exact_compiled(&q, k, &f)),
-            SearchPath::Graph { .. } => {
-                let ef = ef.unwrap_or(self.params.ef_search).max(k);
-                Ok(self.graph_search(&q, k, ef, &f))
-            }
+            SearchPath::Graph { .. } => Ok(self.graph_search(&q, k, ef, &f)),
         }
     }
 

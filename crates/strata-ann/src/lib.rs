@@ -12,7 +12,7 @@
 //! let hits = handle.load().search(&query, 100, &filter, None)?;  // Vec<Hit { id, score }>
 //! ```
 //!
-//! Design notes: `docs/adr/0040b-own-hnsw-with-payload-index.md`; user-facing behaviour:
+//! Design notes: `docs/adr/0042-own-hnsw-with-payload-index.md`; user-facing behaviour:
 //! `docs/vector-index.md`.
 
 mod build;

@@ -10,7 +10,7 @@ use crate::error::{AnnError, Result};
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// Maximum inner product, what two-tower embeddings are trained for. Vectors are kept as
-    /// given (not normalised); the graph is built on the MIPS-to-L2 reduction (ADR 0040b), so
+    /// given (not normalised); the graph is built on the MIPS-to-L2 reduction (ADR 0042), so
     /// a long vector does not swallow its neighbours' links.
     Dot,
     /// Cosine similarity: vectors and queries are normalised to unit length, then compared by
@@ -115,7 +115,9 @@ pub struct IndexParams {
     pub seed: u64,
     /// A filtered search whose estimated matches are at most this many scans them exactly
     /// instead of walking the graph (Qdrant's "full scan threshold"): a selective filter
-    /// then costs little and never loses recall.
+    /// then costs little and never loses recall. Above it, a filter is still answered exactly
+    /// when scanning its matches costs less than the walk would (about `ef` / selectivity
+    /// nodes). 0 turns the exact path off: every search walks the graph (for measurements).
     #[serde(default = "default_exact_threshold")]
     pub exact_threshold: usize,
     /// The declared payload fields.

@@ -286,8 +286,9 @@ fn decode(bytes: &[u8]) -> Result<Index, String> {
                 if size > body.len() {
                     return Err("dictionary size is impossible for the file size".into());
                 }
-                let mut dict = Vec::with_capacity(size);
-                let mut lookup = HashMap::with_capacity(size);
+                // No capacity from the file: a forged size must not reserve memory.
+                let mut dict = Vec::new();
+                let mut lookup = HashMap::new();
                 for i in 0..size {
                     let len = c.u32("dictionary entry")? as usize;
                     let s = std::str::from_utf8(c.take(len, "dictionary entry")?)

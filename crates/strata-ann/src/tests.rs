@@ -295,7 +295,7 @@ fn filtered_graph_walk_returns_only_matches_with_high_recall() {
     let q = &qs[0];
     for f in filters(&vectors, q) {
         assert!(matches!(
-            index.plan(&f).unwrap(),
+            index.plan(&f, 10, None).unwrap(),
             SearchPath::Graph { .. } | SearchPath::Empty
         ));
         let r = mean_recall(&index, &vectors, &qs, Metric::Dot, 10, &f);
@@ -332,17 +332,33 @@ fn a_selective_filter_is_answered_exactly() {
         ..Default::default()
     };
     // 100 items have lang ja: the scan checks exactly those.
-    assert_eq!(index.plan(&ja).unwrap(), SearchPath::Exact { scanned: 100 });
-    let broad = Filter {
+    assert_eq!(
+        index.plan(&ja, 10, None).unwrap(),
+        SearchPath::Exact { scanned: 100 }
+    );
+    // lang en (every third item, ~1,300) is above the threshold, but scoring them costs less
+    // than a walk that must find 64 of them (~64 × 3 × 32 scores): exact by cost.
+    let en = Filter {
         must: vec![FieldCondition::eq("lang", PayloadValue::Str("en".into()))],
         ..Default::default()
     };
+    let en_count = (0..4000).filter(|&i| passes(i, &en)).count();
+    assert!(en_count > 500);
+    assert_eq!(
+        index.plan(&en, 10, None).unwrap(),
+        SearchPath::Exact { scanned: en_count }
+    );
+    // Excluding one item leaves 3,999 to match: the walk (about 64 × 32 scores) is cheaper.
+    let broad = Filter {
+        exclude_ids: vec![1000],
+        ..Default::default()
+    };
     assert!(matches!(
-        index.plan(&broad).unwrap(),
+        index.plan(&broad, 10, None).unwrap(),
         SearchPath::Graph { .. }
     ));
     for f in filters(&vectors, q) {
-        let plan = index.plan(&f).unwrap();
+        let plan = index.plan(&f, 10, None).unwrap();
         if let SearchPath::Exact { .. } = plan {
             for k in [10, 1000] {
                 let got: Vec<u64> = index
@@ -357,6 +373,20 @@ fn a_selective_filter_is_answered_exactly() {
     }
     // The exact path with k above the matches returns every match.
     assert_eq!(index.search(q, 1000, &ja, None).unwrap().len(), 100);
+    // With the threshold at 0 the same filter walks the graph, and still finds every match.
+    let mut index = index;
+    index.set_search_defaults(64, 0);
+    assert!(matches!(
+        index.plan(&ja, 10, None).unwrap(),
+        SearchPath::Graph { .. }
+    ));
+    let got: Vec<u64> = index
+        .search(q, 1000, &ja, None)
+        .unwrap()
+        .iter()
+        .map(|h| h.id)
+        .collect();
+    assert_eq!(got, brute(&vectors, Metric::Dot, q, 1000, &ja));
 }
 
 #[test]
@@ -396,7 +426,10 @@ fn a_filter_that_matches_nothing_returns_nothing() {
         must: vec![FieldCondition::eq("lang", PayloadValue::Str("xx".into()))],
         ..Default::default()
     };
-    assert_eq!(index.plan(&unknown_value).unwrap(), SearchPath::Empty);
+    assert_eq!(
+        index.plan(&unknown_value, 10, None).unwrap(),
+        SearchPath::Empty
+    );
     assert!(index
         .search(q, 10, &unknown_value, None)
         .unwrap()

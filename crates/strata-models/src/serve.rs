@@ -561,7 +561,7 @@ async fn answer(
     };
     let index = loaded.index.clone();
     let path = index
-        .plan(&filter)
+        .plan(&filter, req.k, req.ef)
         .map_err(|e| Error::BadRequest(format!("filter: {e}")))?;
     let hits = index
         .search(&query, req.k, &filter, req.ef)
