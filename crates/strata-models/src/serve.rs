@@ -285,28 +285,27 @@ pub fn parse_filter(
                 core.insert(k, v);
             }
             "created_after" => {
-                let micros = match &v {
-                    J::Number(n) => n.as_i64().ok_or_else(|| {
-                        Error::BadRequest(
+                let micros =
+                    match &v {
+                        J::Number(n) => n.as_i64().ok_or_else(|| {
+                            Error::BadRequest(
                             "filter.created_after must be an integer (epoch µs) or RFC 3339 text"
                                 .into(),
                         )
-                    })?,
-                    J::String(s) => chrono::DateTime::parse_from_rfc3339(s)
-                        .map_err(|e| {
-                            Error::BadRequest(format!(
-                                "filter.created_after {s:?} is not RFC 3339 ({e})"
-                            ))
-                        })?
-                        .timestamp_micros(),
-                    J::Null => continue,
-                    _ => {
-                        return Err(Error::BadRequest(
+                        })?,
+                        J::String(s) => chrono::DateTime::parse_from_rfc3339(s)
+                            .map_err(|e| {
+                                Error::BadRequest(format!(
+                                    "filter.created_after {s:?} is not RFC 3339 ({e})"
+                                ))
+                            })?
+                            .timestamp_micros(),
+                        J::Null => continue,
+                        _ => return Err(Error::BadRequest(
                             "filter.created_after must be an integer (epoch µs) or RFC 3339 text"
                                 .into(),
-                        ))
-                    }
-                };
+                        )),
+                    };
                 core.insert(k, J::from(micros));
             }
             _ => {
