@@ -104,4 +104,77 @@ fn demo_builds_every_layer() {
         sql("SELECT count(*) - count(DISTINCT message_id) AS dup FROM ods.ods_event"),
         "dup\n0\n"
     );
+    // The DAG trained both reference models on day 2 (training on day 1) and promoted them.
+    assert_eq!(
+        sql("SELECT count(*) AS promoted FROM audit.model_versions WHERE verdict = 'promoted'"),
+        "promoted\n2\n"
+    );
+    let models = |args: &[&str]| {
+        let out = Command::new(strata_bin())
+            .arg("models")
+            .args(args)
+            .arg("-c")
+            .arg(&config)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, list, err) = models(&["list", "--json"]);
+    assert!(ok, "{err}");
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    for m in list.as_array().unwrap() {
+        assert_eq!(m["promoted"], 1, "{m}");
+    }
+    // Train again by hand, canary the new version, then roll back to the first.
+    let (ok, out, err) = models(&["train", "ctr_ranker", "--json"]);
+    assert!(ok, "{err}");
+    let trained: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(trained["version"], 2);
+    assert_eq!(trained["verdict"], "promoted", "{trained}");
+    let (ok, _, err) = models(&["canary", "ctr_ranker", "2", "--percent", "20"]);
+    assert!(!ok && err.contains("already promoted"), "{err}");
+    let (ok, _, err) = models(&["rollback", "ctr_ranker"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = models(&["canary", "ctr_ranker", "2", "--percent", "20"]);
+    assert!(ok, "{err}");
+    let (ok, show, err) = models(&["show", "ctr_ranker", "--json"]);
+    assert!(ok, "{err}");
+    let show: serde_json::Value = serde_json::from_str(&show).unwrap();
+    assert_eq!(show["current"]["promoted"], 1, "{show}");
+    assert_eq!(show["current"]["canary"], 2, "{show}");
+    assert_eq!(show["current"]["canary_percent"], 20, "{show}");
+    let (ok, _, err) = models(&["promote", "ctr_ranker", "9"]);
+    assert!(!ok && err.contains("no version 9"), "{err}");
+
+    // The simulator scores lists against the same world's hidden preferences.
+    let mut score = Command::new(strata_bin())
+        .args([
+            "sim",
+            "score",
+            "--users",
+            "150",
+            "--days",
+            "2",
+            "--seed",
+            "3",
+            "--summary",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = score.stdin.take().unwrap();
+        writeln!(stdin, r#"{{"user_id": 1, "post_ids": [1, 2, 3]}}"#).unwrap();
+    }
+    let out = score.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["lists"], 1);
+    assert!(summary["mean_expected_clicks"].as_f64().unwrap() >= 0.0);
 }
