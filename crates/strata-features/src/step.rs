@@ -95,12 +95,7 @@ pub fn sync_steps(
         let after: BTreeSet<String> = match &view.after {
             Some(names) => names.iter().cloned().collect(),
             None => match view.reads() {
-                Ok(reads) => project
-                    .models
-                    .iter()
-                    .filter(|m| reads.contains(&m.table()))
-                    .map(|m| m.name.clone())
-                    .collect(),
+                Ok(reads) => project.writers_of(&reads),
                 Err(e) => {
                     problems.push(e.to_string());
                     continue;

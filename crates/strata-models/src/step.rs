@@ -89,12 +89,7 @@ pub fn train_steps(
         let after: BTreeSet<String> = match &spec.after {
             Some(names) => names.iter().cloned().collect(),
             None => match spec.reads() {
-                Ok(reads) => project
-                    .models
-                    .iter()
-                    .filter(|m| reads.contains(&m.table()))
-                    .map(|m| m.name.clone())
-                    .collect(),
+                Ok(reads) => project.writers_of(&reads),
                 Err(e) => {
                     problems.push(format!("{}: {e}", spec.file));
                     continue;

@@ -655,6 +655,16 @@ fn pairs_batch(
     Ok(batch)
 }
 
+/// Appends `src`'s rows to `dst` (same tower spec).
+fn append_columns(dst: &mut strata_twotower::Columns, src: strata_twotower::Columns) {
+    for (d, s) in dst.numeric.iter_mut().zip(src.numeric) {
+        d.extend(s);
+    }
+    for (d, s) in dst.categorical.iter_mut().zip(src.categorical) {
+        d.extend(s);
+    }
+}
+
 /// The item catalogue with its payload, read from `[items]`.
 pub struct Catalogue {
     pub items: strata_twotower::ItemTable,
@@ -788,32 +798,10 @@ async fn train_two_tower(
     let mut valid = strata_twotower::Batch::for_specs(&cfg.user, &cfg.item);
     while let Some(b) = data::next(&mut rows).await? {
         let batch = pairs_batch(&tt, &cfg, &b)?;
-        for r in 0..batch.rows() {
-            valid.user_id.push(batch.user_id[r]);
-            valid.item_id.push(batch.item_id[r]);
-        }
-        for (d, s) in valid.user.numeric.iter_mut().zip(batch.user.numeric) {
-            d.extend(s);
-        }
-        for (d, s) in valid
-            .user
-            .categorical
-            .iter_mut()
-            .zip(batch.user.categorical)
-        {
-            d.extend(s);
-        }
-        for (d, s) in valid.item.numeric.iter_mut().zip(batch.item.numeric) {
-            d.extend(s);
-        }
-        for (d, s) in valid
-            .item
-            .categorical
-            .iter_mut()
-            .zip(batch.item.categorical)
-        {
-            d.extend(s);
-        }
+        valid.user_id.extend(batch.user_id);
+        valid.item_id.extend(batch.item_id);
+        append_columns(&mut valid.user, batch.user);
+        append_columns(&mut valid.item, batch.item);
     }
     let valid_rows = valid.rows() as u64;
     if valid_rows == 0 {

@@ -238,6 +238,16 @@ pub fn render(sql: &str, date: NaiveDate) -> std::result::Result<String, String>
 }
 
 impl Project {
+    /// The names of the project's models that write any of `tables` (`namespace.table`): what
+    /// a step reading them runs after.
+    pub fn writers_of(&self, tables: &BTreeSet<String>) -> BTreeSet<String> {
+        self.models
+            .iter()
+            .filter(|m| tables.contains(&m.table()))
+            .map(|m| m.name.clone())
+            .collect()
+    }
+
     /// Loads and checks the project at `root`. `existing` = tables already in the lake
     /// (`namespace.table`). Every problem found is reported, one per line.
     pub fn load(root: &Path, existing: &HashSet<String>) -> Result<Project> {
