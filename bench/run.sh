@@ -14,7 +14,9 @@
 # FEATURES_FEAST_USERS, FEATURES_WORK_DIR, FEAST_VENV (features; see `features-bench --help`);
 # GBDT_DATA (Parquet file or directory; default /work/data/ctr, else a synthetic file),
 # GBDT_VALID_FROM, GBDT_THREADS, GBDT_TREES, GBDT_VENV (gbdt; see `gbdt-bench --help`);
-# ANN_SIZES, ANN_QUERIES, ANN_THREADS, ANN_K, ANN_EF_CONSTRUCTION, ANN_EF, ANN_VENV (ann; see `ann-bench --help`).
+# ANN_SIZES, ANN_QUERIES, ANN_THREADS, ANN_K, ANN_EF_CONSTRUCTION, ANN_EF, ANN_VENV (ann; see `ann-bench --help`);
+# RECALL_USERS (default 20000), RECALL_DAYS (8), RECALL_SEED (7), RECALL_WORK_DIR (recall; not
+# in the default list: `bash bench/run.sh recall`; see `recall-bench --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUITES=("$@")
@@ -141,8 +143,17 @@ for suite in "${SUITES[@]}"; do
       log "ann"
       "$TARGET/ann-bench" --python "$ANN_VENV/bin/python" --out bench/results
       ;;
+    recall)
+      # Quality on the simulator's world: a demo lake, one two-tower and one GBDT training,
+      # then held-out clicks and hidden preferences in process. No peer venv needed.
+      log "recall"
+      recall_args=()
+      [ -n "${RECALL_WORK_DIR:-}" ] && recall_args=(--work-dir "$RECALL_WORK_DIR" --keep)
+      "$TARGET/recall-bench" --strata "$TARGET/strata" --users "${RECALL_USERS:-20000}" \
+        --days "${RECALL_DAYS:-8}" --seed "${RECALL_SEED:-7}" "${recall_args[@]}" --out bench/results
+      ;;
     *)
-      echo "unknown suite $suite (ingest, merge, dag, cdc, features, gbdt, ann)" >&2
+      echo "unknown suite $suite (ingest, merge, dag, cdc, features, gbdt, ann, recall)" >&2
       exit 2
       ;;
   esac
