@@ -75,12 +75,14 @@ struct Node {
 
 /// The scorer's 16-byte node (four per cache line): feature index in the low 30 bits of `fk`,
 /// bit 30 default-left, bit 31 categorical (then `thr` holds the category-set index as bits).
+/// `child[1]` is taken when the row goes left, `child[0]` otherwise: indexing by the
+/// comparison's result keeps the walk free of unpredictable branches. Leaves are nodes too,
+/// whose children are themselves, so every walk of a tree takes the tree's depth in steps.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 struct FastNode {
     fk: u32,
     thr: f32,
-    left: i32,
-    right: i32,
+    child: [u32; 2],
 }
 
 const FK_FEATURE: u32 = (1 << 30) - 1;
@@ -108,9 +110,15 @@ pub struct Model {
     cat_words: Vec<u32>,
     /// The parameters the model was trained with.
     params: Params,
-    /// `nodes` in the scorer's compact form (rebuilt on load).
+    /// `nodes` then `leaves` in the scorer's compact form (rebuilt on load).
     #[serde(skip)]
     fast: Vec<FastNode>,
+    /// Per `fast` entry: the leaf's value (0 for a split).
+    #[serde(skip)]
+    fast_value: Vec<f64>,
+    /// Per tree: its root in `fast` and its depth (steps from the root to its deepest leaf).
+    #[serde(skip)]
+    fast_trees: Vec<(u32, u32)>,
 }
 
 /// A feature's share of the model: total split gain and split count.
@@ -139,6 +147,8 @@ impl Model {
             cat_words: Vec::new(),
             params: params.clone(),
             fast: Vec::new(),
+            fast_value: Vec::new(),
+            fast_trees: Vec::new(),
         };
         for t in trees {
             let node_base = m.nodes.len() as i32;
@@ -204,7 +214,17 @@ impl Model {
         m
     }
 
+    /// Builds the scorer's form: split `i` at `fast[i]`, leaf `l` at `fast[nodes + l]`. Call
+    /// only on a checked model (children in range, no cycles).
     fn build_fast(&mut self) {
+        let leaf_at = self.nodes.len() as u32;
+        let at = |c: i32| {
+            if c >= 0 {
+                c as u32
+            } else {
+                leaf_at + !c as u32
+            }
+        };
         self.fast = self
             .nodes
             .iter()
@@ -222,9 +242,39 @@ impl Model {
                 FastNode {
                     fk,
                     thr,
-                    left: n.left,
-                    right: n.right,
+                    child: [at(n.right), at(n.left)],
                 }
+            })
+            .collect();
+        self.fast_value = vec![0.0; self.fast.len()];
+        for (l, &v) in self.leaves.iter().enumerate() {
+            let me = leaf_at + l as u32;
+            // Reads feature 0 (any row that reaches a leaf has one) and stays put either way.
+            self.fast.push(FastNode {
+                fk: 0,
+                thr: f32::INFINITY,
+                child: [me, me],
+            });
+            self.fast_value.push(v);
+        }
+        let mut stack = Vec::new();
+        self.fast_trees = self
+            .roots
+            .iter()
+            .map(|&root| {
+                let mut depth = 0;
+                stack.clear();
+                stack.push((root, 0u32));
+                while let Some((c, d)) = stack.pop() {
+                    match usize::try_from(c).ok().and_then(|i| self.nodes.get(i)) {
+                        Some(n) => {
+                            stack.push((n.left, d + 1));
+                            stack.push((n.right, d + 1));
+                        }
+                        None => depth = depth.max(d),
+                    }
+                }
+                (at(root), depth)
             })
             .collect();
     }
@@ -265,18 +315,20 @@ impl Model {
         }
     }
 
+    /// One step of a walk: the child of `at` that `row` goes to.
+    #[inline(always)]
+    fn step(&self, at: u32, row: &[f32]) -> u32 {
+        let n = &self.fast[at as usize];
+        n.child[usize::from(self.goes_left(n, row[(n.fk & FK_FEATURE) as usize]))]
+    }
+
     #[inline]
-    fn tree_value(&self, root: i32, row: &[f32]) -> f64 {
+    fn tree_value(&self, (root, depth): (u32, u32), row: &[f32]) -> f64 {
         let mut c = root;
-        while c >= 0 {
-            let n = &self.fast[c as usize];
-            c = if self.goes_left(n, row[(n.fk & FK_FEATURE) as usize]) {
-                n.left
-            } else {
-                n.right
-            };
+        for _ in 0..depth {
+            c = self.step(c, row);
         }
-        self.leaves[!c as usize]
+        self.fast_value[c as usize]
     }
 
     fn check_row(&self, len: usize) -> Result<()> {
@@ -293,8 +345,8 @@ impl Model {
     pub fn predict_raw_row(&self, row: &[f32]) -> Result<f32> {
         self.check_row(row.len())?;
         let mut s = self.base_score;
-        for &root in &self.roots {
-            s += self.tree_value(root, row);
+        for &tree in &self.fast_trees {
+            s += self.tree_value(tree, row);
         }
         Ok(s as f32)
     }
@@ -327,36 +379,24 @@ impl Model {
                 out.len()
             )));
         }
-        // Blocks of rows walk each tree in lockstep: the rows' walks are independent, so the
-        // CPU overlaps their loads and branches instead of waiting on one walk at a time.
+        // Blocks of rows walk each tree in lockstep, every walk for the tree's depth (a walk
+        // that reached its leaf stays there): the walks are independent and branch-free, so
+        // the CPU overlaps their loads instead of waiting on, and mispredicting, one at a time.
         const BLOCK: usize = 16;
         let mut acc = [0f64; BLOCK];
-        let mut cur = [0i32; BLOCK];
+        let mut cur = [0u32; BLOCK];
         for (block_rows, block_out) in rows.chunks(BLOCK * n_features).zip(out.chunks_mut(BLOCK)) {
             let k = block_out.len();
             acc[..k].fill(self.base_score);
-            for &root in &self.roots {
+            for &(root, depth) in &self.fast_trees {
                 cur[..k].fill(root);
-                loop {
-                    let mut active = false;
+                for _ in 0..depth {
                     for (j, c) in cur[..k].iter_mut().enumerate() {
-                        if *c >= 0 {
-                            let n = &self.fast[*c as usize];
-                            let v = block_rows[j * n_features + (n.fk & FK_FEATURE) as usize];
-                            *c = if self.goes_left(n, v) {
-                                n.left
-                            } else {
-                                n.right
-                            };
-                            active = true;
-                        }
-                    }
-                    if !active {
-                        break;
+                        *c = self.step(*c, &block_rows[j * n_features..(j + 1) * n_features]);
                     }
                 }
                 for (a, c) in acc[..k].iter_mut().zip(&cur[..k]) {
-                    *a += self.leaves[!*c as usize];
+                    *a += self.fast_value[*c as usize];
                 }
             }
             for (o, a) in block_out.iter_mut().zip(&acc[..k]) {
