@@ -233,7 +233,7 @@ impl World {
     }
 
     /// Microseconds since 1970 → compact seconds (`None` before the world's epoch).
-    fn compact_time(&self, at_micros: i64) -> Option<u32> {
+    pub(crate) fn compact_time(&self, at_micros: i64) -> Option<u32> {
         let secs = at_micros
             .checked_sub(self.epoch_micros)?
             .div_euclid(1_000_000);
