@@ -1,5 +1,5 @@
 /*
-description = "A wide per-user feature table: 135 features over 1, 7 and 30-day windows ending on the run date, for every user active in the last 30 days. Each day is its own partition, so a sample taken on day D joins the partition of D - 1 and never sees data from D or later."
+description = "A wide per-user feature table: 135 activity features over 1, 7 and 30-day windows ending on the run date, plus the user's three most engaged tags over 30 days (their interests, for the recall model's user tower), for every user active in the last 30 days. Each day is its own partition, so a sample taken on day D joins the partition of D - 1 and never sees data from D or later."
 materialized = "incremental"
 partition_by = "dt"
 tags = ["daily", "ads", "features"]
@@ -28,6 +28,7 @@ right = "SELECT count(DISTINCT user_id) FROM dws.dws_user_daily WHERE dt > $run_
 */
 -- Generated layout: for each metric of dws_user_daily, sum / max / per-day average over 1, 7
 -- and 30 days, plus active days, CTR and like rate per window.
+WITH base AS (
 SELECT
   d.user_id,
   count(DISTINCT CASE WHEN d.dt > $run_date - INTERVAL '1' DAY AND d.dt <= $run_date THEN d.dt END) AS active_days_1d,
@@ -169,3 +170,38 @@ SELECT
 FROM dws.dws_user_daily d
 WHERE d.dt > $run_date - INTERVAL '30' DAY AND d.dt <= $run_date
 GROUP BY d.user_id
+),
+-- Interests: the tags of the posts a user clicked or liked in the 30 days, most engaged first
+-- (ties by tag name, so a rerun gives the same row).
+post_tags AS (
+  SELECT post_id, unnest(string_to_array(tags, ',')) AS tag
+  FROM dwd.dwd_post
+  WHERE tags IS NOT NULL AND tags <> ''
+),
+tag_engagement AS (
+  SELECT a.user_id, t.tag, count(*) AS n
+  FROM dwd.dwd_user_action a
+  JOIN post_tags t ON t.post_id = a.post_id
+  WHERE a.dt > $run_date - INTERVAL '30' DAY AND a.dt <= $run_date
+    AND a.action IN ('Post Clicked', 'Post Liked')
+  GROUP BY a.user_id, t.tag
+),
+ranked AS (
+  SELECT user_id, tag, n,
+         row_number() OVER (PARTITION BY user_id ORDER BY n DESC, tag) AS r,
+         sum(n) OVER (PARTITION BY user_id) AS total
+  FROM tag_engagement
+),
+interests AS (
+  SELECT user_id,
+         max(CASE WHEN r = 1 THEN tag END) AS tag_1_30d,
+         max(CASE WHEN r = 2 THEN tag END) AS tag_2_30d,
+         max(CASE WHEN r = 3 THEN tag END) AS tag_3_30d,
+         CAST(max(CASE WHEN r = 1 THEN n END) AS DOUBLE) / max(total) AS tag_1_share_30d
+  FROM ranked
+  GROUP BY user_id
+)
+SELECT base.*, i.tag_1_30d, i.tag_2_30d, i.tag_3_30d,
+       COALESCE(i.tag_1_share_30d, 0.0) AS tag_1_share_30d
+FROM base
+LEFT JOIN interests i ON i.user_id = base.user_id
