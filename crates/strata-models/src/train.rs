@@ -388,6 +388,72 @@ struct GbdtBatch {
     queries: Option<Vec<u64>>,
 }
 
+/// A bottom-k sample of rows by a seeded hash of their values: the same rows whatever order
+/// they arrive in, at most `k` of them held.
+struct BinSample {
+    k: usize,
+    seed: u64,
+    /// Max-heap on the hash: the top is the first row to give up.
+    heap: std::collections::BinaryHeap<(u64, usize)>,
+    /// Row-major values of the kept rows; slot `i` of the heap's `(hash, i)`.
+    rows: Vec<f32>,
+    width: usize,
+}
+
+impl BinSample {
+    fn new(k: usize, width: usize, seed: u64) -> Self {
+        BinSample {
+            k: k.max(1),
+            seed,
+            heap: std::collections::BinaryHeap::new(),
+            rows: Vec::new(),
+            width,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Offers every row of column-major `columns`.
+    fn offer(&mut self, columns: &[Vec<f32>]) {
+        let n = columns.first().map_or(0, Vec::len);
+        for r in 0..n {
+            let mut h = self.seed ^ 0x9E37_79B9_7F4A_7C15;
+            for c in columns {
+                h = (h ^ u64::from(c[r].to_bits())).wrapping_mul(0x0100_0000_01B3);
+                h ^= h >> 29;
+            }
+            if self.heap.len() < self.k {
+                let slot = self.heap.len();
+                self.rows.extend(columns.iter().map(|c| c[r]));
+                self.heap.push((h, slot));
+            } else if let Some(&(top, slot)) = self.heap.peek() {
+                if h < top {
+                    self.heap.pop();
+                    for (i, c) in columns.iter().enumerate() {
+                        self.rows[slot * self.width + i] = c[r];
+                    }
+                    self.heap.push((h, slot));
+                }
+            }
+        }
+    }
+
+    /// One bin mapper per feature from the sampled rows.
+    fn fit(&self, specs: &[strata_gbdt::FeatureSpec], max_bin: u32) -> Vec<strata_gbdt::BinMapper> {
+        let n = self.heap.len();
+        specs
+            .iter()
+            .enumerate()
+            .map(|(f, spec)| {
+                let column: Vec<f32> = (0..n).map(|r| self.rows[r * self.width + f]).collect();
+                strata_gbdt::BinMapper::fit(spec.kind, &column, max_bin)
+            })
+            .collect()
+    }
+}
+
 fn gbdt_batch(
     spec: &ModelSpec,
     features: &[(String, bool)],
@@ -455,11 +521,8 @@ async fn train_gbdt(
         .group
         .as_ref()
         .map(|g| format!("{}, {g}", spec.split.column));
-    let (schema, mut rows) = data::stream(
-        lake,
-        &data::windowed(&sql, &spec.split.column, train_w, order.as_deref()),
-    )
-    .await?;
+    let train_sql = data::windowed(&sql, &spec.split.column, train_w, order.as_deref());
+    let (schema, mut rows) = data::stream(lake, &train_sql).await?;
     let features = gbdt_features(spec, &schema)?;
     let specs: Vec<strata_gbdt::FeatureSpec> = features
         .iter()
@@ -472,8 +535,27 @@ async fn train_gbdt(
         })
         .collect();
     let gbdt_err = |e: strata_gbdt::GbdtError| Error::Train(format!("model {}: {e}", spec.name));
-    let mut builder = strata_gbdt::DatasetBuilder::new(specs, &params).map_err(gbdt_err)?;
+
+    // Pass 1: the bins are fitted from a sample of the whole window, not its first rows (which
+    // would be its earliest days). The sample keeps the rows of smallest seeded hash, so it
+    // does not depend on the order the scan returns rows in.
     let mut dicts = BTreeMap::new();
+    let mut sample = BinSample::new(params.bin_sample_rows as usize, features.len(), params.seed);
+    while let Some(b) = data::next(&mut rows).await? {
+        let batch = gbdt_batch(spec, &features, &mut dicts, &b)?;
+        sample.offer(&batch.columns);
+    }
+    let mappers = sample.fit(&specs, params.max_bin);
+    progress(&format!(
+        "{}: bins fitted from {} sampled rows",
+        spec.name,
+        sample.len()
+    ));
+
+    // Pass 2: every row, binned.
+    let (_, mut rows) = data::stream(lake, &train_sql).await?;
+    let mut builder =
+        strata_gbdt::DatasetBuilder::with_mappers(specs, mappers).map_err(gbdt_err)?;
     let mut train_rows = 0u64;
     let mut label_sum = 0f64;
     while let Some(b) = data::next(&mut rows).await? {
@@ -1005,4 +1087,47 @@ async fn write_embeddings(
     }
     table::append(lake, &ident, batches).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BinSample;
+    use strata_gbdt::{BinMapper, FeatureSpec};
+
+    /// Two columns of `n` rows: a day number that grows through the window, and noise.
+    fn rows(n: usize) -> Vec<(f32, f32)> {
+        (0..n)
+            .map(|i| ((i / 100) as f32, ((i * 7919) % 1013) as f32))
+            .collect()
+    }
+
+    fn sample(rows: &[(f32, f32)], k: usize) -> (usize, Vec<BinMapper>) {
+        let mut s = BinSample::new(k, 2, 42);
+        for chunk in rows.chunks(37) {
+            s.offer(&[
+                chunk.iter().map(|r| r.0).collect(),
+                chunk.iter().map(|r| r.1).collect(),
+            ]);
+        }
+        let specs = [FeatureSpec::numeric("day"), FeatureSpec::numeric("x")];
+        (s.len(), s.fit(&specs, 255))
+    }
+
+    #[test]
+    fn bin_sample_ignores_row_order_and_spans_the_window() {
+        let forward = rows(5000);
+        let mut backward = forward.clone();
+        backward.reverse();
+        let (n, a) = sample(&forward, 500);
+        assert_eq!(n, 500);
+        assert_eq!(a, sample(&backward, 500).1);
+        // The first 500 rows would hold days 0-4 only; the sample reaches the last days.
+        let BinMapper::Numeric { upper } = &a[0] else {
+            panic!("numeric mapper expected");
+        };
+        let finite: Vec<f32> = upper.iter().copied().filter(|v| v.is_finite()).collect();
+        assert!(finite.last().is_some_and(|&v| v >= 40.0), "{finite:?}");
+        // Fewer rows than k: all are kept.
+        assert_eq!(sample(&forward[..100], 500).0, 100);
+    }
 }
