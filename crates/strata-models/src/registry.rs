@@ -395,6 +395,28 @@ fn quote(name: &str) -> String {
 }
 
 /// The lake location of a version's artifacts.
+/// Holds the lake's lock for numbering `name`'s versions until dropped: a `strata models
+/// train` and the DAG's training of the same model on one machine take turns between reading
+/// the highest version and recording theirs, so both cannot claim one number (and write one
+/// artifact directory). The lock is a file under the lake's local lock directory; processes
+/// on other machines sharing an S3 lake are not covered (run training from one scheduler).
+pub async fn lock_versions(lake: &Lake, name: &str) -> Result<std::fs::File> {
+    let path = lake.lock_dir().join(format!(".strata-model-{name}.lock"));
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        file.lock()
+            .map_err(|e| Error::io(format!("locking {}", path.display()), e))?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("version lock task: {e}")))?
+}
+
 pub fn artifact_location(lake: &Lake, name: &str, version: i64) -> String {
     format!(
         "{}/_models/{name}/v{version}",

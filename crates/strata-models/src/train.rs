@@ -186,6 +186,8 @@ pub async fn train(
     };
 
     registry::ensure_tables(lake).await?;
+    // Held until the version row is recorded (dropped at the end of this function).
+    let _numbering = registry::lock_versions(lake, &spec.name).await?;
     let existing = registry::versions(lake, &spec.name).await?;
     let version = registry::next_version(&existing);
     let location = registry::artifact_location(lake, &spec.name, version);

@@ -161,6 +161,24 @@ async fn gbdt_trains_on_earlier_days_validates_on_the_run_date_and_is_determinis
     assert_eq!(versions[0].gate_metric, "auc");
     let state = registry::current(&registry::deployments(&lake, "ctr").await.unwrap());
     assert_eq!(state.promoted, Some(2));
+
+    // Two trainings at once (the CLI beside the DAG) take turns numbering: versions 3 and 4,
+    // each with its own artifacts.
+    let (o1, o2) = (opts(day(5)), opts(day(5)));
+    let (c, d) = tokio::join!(
+        strata_models::train(&lake, &spec, &o1, quiet()),
+        strata_models::train(&lake, &spec, &o2, quiet())
+    );
+    let mut numbers = [c.unwrap().version, d.unwrap().version];
+    numbers.sort_unstable();
+    assert_eq!(numbers, [3, 4]);
+    let versions = registry::versions(&lake, "ctr").await.unwrap();
+    let mut recorded: Vec<i64> = versions.iter().map(|v| v.version).collect();
+    recorded.sort_unstable();
+    assert_eq!(recorded, [1, 2, 3, 4]);
+    for v in [3, 4] {
+        registry::download(&lake, "ctr", v, &cache).await.unwrap();
+    }
 }
 
 #[tokio::test]
