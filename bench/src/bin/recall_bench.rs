@@ -642,13 +642,18 @@ async fn evaluate(args: &Args, work: &Path, project: &Path, outcome: &Value) -> 
     let day_start = valid.and_time(NaiveTime::MIN).and_utc().timestamp_micros();
     let day_end = day_start + 86_400_000_000;
     let started = Instant::now();
+    // Restricted to the catalogue every method ranks from (posts created before the day).
+    let catalogue: HashSet<u64> = item_ids.iter().copied().collect();
     let oracle: HashMap<u64, Vec<u64>> = users
         .iter()
         .map(|&u| {
-            (
-                u,
-                world.organic_list(u, K, day_start, day_end, ORACLE_DRAWS, args.seed),
-            )
+            let list = world.organic_list(u, 3 * K, day_start, day_end, ORACLE_DRAWS, args.seed);
+            let list: Vec<u64> = list
+                .into_iter()
+                .filter(|p| catalogue.contains(p))
+                .take(K)
+                .collect();
+            (u, list)
         })
         .collect();
     eprintln!(
@@ -658,7 +663,7 @@ async fn evaluate(args: &Args, work: &Path, project: &Path, outcome: &Value) -> 
     );
     methods.push(Method {
         name: "organic_oracle",
-        what: format!("not a method, the ceiling: the organic feed's {ORACLE_DRAWS} simulated impressions of the day × hidden click chance (World::organic_list)"),
+        what: format!("not a method, the ceiling: the organic feed's {ORACLE_DRAWS} simulated impressions of the day × hidden click chance (World::organic_list), posts before the day"),
         lists: oracle,
     });
 
