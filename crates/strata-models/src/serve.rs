@@ -1,5 +1,6 @@
 //! Model serving inside `strata serve`: the versions the registry says serve (promoted and
-//! canary) loaded in memory, and `POST /v1/recall/knn`.
+//! canary) loaded in memory, `POST /v1/recall/knn` for two-tower models, and the routing,
+//! user vectors and GBDT scorers the feed (`strata-feed`) asks for.
 //!
 //! **Swaps are atomic.** A model's loaded state (its deployment and every version it needs,
 //! towers and ANN index) is one immutable snapshot behind an `Arc`. A request takes the
@@ -27,18 +28,59 @@ use strata_table::Lake;
 
 use crate::error::{Error, Result};
 use crate::registry::{self, Deployment};
-use crate::spec::{Kind, ModelSpec};
+use crate::spec::{Kind, ModelSpec, OnlineInput};
+use crate::train::GbdtInputs;
 
 /// The largest `k` a kNN request may ask for.
 pub const MAX_K: usize = 10_000;
 /// The largest request body taken (bytes).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
-/// One loaded two-tower version: its towers and its index.
+/// One loaded version.
 pub struct LoadedVersion {
     pub version: i64,
-    pub tower: strata_twotower::TwoTower,
-    pub index: Arc<strata_ann::Index>,
+    pub artifact: Artifact,
+}
+
+/// What a loaded version holds, by kind.
+pub enum Artifact {
+    /// Towers and the version's ANN index.
+    TwoTower {
+        tower: strata_twotower::TwoTower,
+        index: Arc<strata_ann::Index>,
+    },
+    /// The flat scorer and how request values map to its inputs.
+    Gbdt {
+        model: strata_gbdt::Model,
+        inputs: GbdtInputs,
+    },
+}
+
+impl LoadedVersion {
+    /// The towers and index of a two-tower version.
+    pub fn two_tower(&self) -> Option<(&strata_twotower::TwoTower, &Arc<strata_ann::Index>)> {
+        match &self.artifact {
+            Artifact::TwoTower { tower, index } => Some((tower, index)),
+            Artifact::Gbdt { .. } => None,
+        }
+    }
+
+    /// The scorer and input mapping of a GBDT version.
+    pub fn gbdt(&self) -> Option<(&strata_gbdt::Model, &GbdtInputs)> {
+        match &self.artifact {
+            Artifact::Gbdt { model, inputs } => Some((model, inputs)),
+            Artifact::TwoTower { .. } => None,
+        }
+    }
+}
+
+/// The version serving one user.
+#[derive(Clone)]
+pub struct Routed {
+    pub version: i64,
+    /// Served as the canary for the user's bucket.
+    pub canary: bool,
+    pub loaded: Arc<LoadedVersion>,
 }
 
 /// What serves one model now.
@@ -50,6 +92,8 @@ pub struct Snapshot {
 
 struct Served {
     spec: ModelSpec,
+    /// Versions kept loaded besides the deployment's (an experiment variant pins them).
+    pinned: Vec<i64>,
     /// Tables the model reads (its training rows and catalogue): a token must be granted
     /// their namespaces.
     reads: std::result::Result<Vec<String>, String>,
@@ -76,8 +120,8 @@ impl std::fmt::Debug for ModelServer {
 }
 
 impl ModelServer {
-    /// Serves the two-tower models of `specs` (the others are trained, not served here).
-    /// Artifacts are downloaded into `cache` (e.g. `<data>/models`).
+    /// Serves the models of `specs` (two-tower: kNN recall and user vectors; GBDT: scorers for
+    /// the feed). Artifacts are downloaded into `cache` (e.g. `<data>/models`).
     pub fn new(
         lake: Lake,
         store: OnlineStore,
@@ -87,7 +131,6 @@ impl ModelServer {
     ) -> ModelServer {
         let models = specs
             .into_iter()
-            .filter(|s| s.kind == Kind::TwoTower)
             .map(|spec| {
                 let reads: std::result::Result<Vec<String>, String> = spec
                     .reads()
@@ -97,6 +140,7 @@ impl ModelServer {
                     spec.name.clone(),
                     Served {
                         spec,
+                        pinned: Vec::new(),
                         reads,
                         current: RwLock::new(Arc::new(Snapshot::default())),
                     },
@@ -119,11 +163,105 @@ impl ModelServer {
         self
     }
 
+    /// Keeps `version` of `model` loaded whatever the deployment says (an experiment variant
+    /// serves it). Call before the first refresh.
+    pub fn pin(&mut self, model: &str, version: i64) {
+        if let Some(s) = self.models.get_mut(model) {
+            if !s.pinned.contains(&version) {
+                s.pinned.push(version);
+            }
+        }
+    }
+
     /// The names of the served models.
     pub fn model_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.models.keys().cloned().collect();
         names.sort();
         names
+    }
+
+    /// The names of the served two-tower models (what `/v1/recall/knn` answers for).
+    pub fn two_tower_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .models
+            .iter()
+            .filter(|(_, s)| s.spec.kind == Kind::TwoTower)
+            .map(|(n, _)| n.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// A served model's declaration.
+    pub fn spec(&self, model: &str) -> Option<&ModelSpec> {
+        self.models.get(model).map(|s| &s.spec)
+    }
+
+    /// Where a served GBDT's inputs come from online (`[online]` in its file).
+    pub fn online_inputs(
+        &self,
+        model: &str,
+    ) -> Option<&std::collections::BTreeMap<String, OnlineInput>> {
+        self.models.get(model).map(|s| &s.spec.online)
+    }
+
+    /// 403 unless `token` may read the tables `model` reads.
+    pub fn authorize(&self, token: &strata_core::tokens::Token, model: &str) -> Result<()> {
+        match self.models.get(model) {
+            Some(s) => Ok(strata_features::server::auth::check_reads(
+                token, model, &s.reads,
+            )?),
+            None => Ok(()),
+        }
+    }
+
+    /// The version of `model` that serves `user`: `pinned` when given (it must be loaded:
+    /// see [`ModelServer::pin`]), else the canary for the user's bucket or the promoted one.
+    pub fn route(&self, model: &str, user: &str, pinned: Option<i64>) -> Result<Routed> {
+        let snapshot = self.snapshot(model).ok_or_else(|| {
+            Error::NotReady(format!(
+                "model {model} is not declared in the project (models/<project>/ml/{model}.toml)"
+            ))
+        })?;
+        let (version, canary) = match pinned {
+            Some(v) => (v, false),
+            None => registry::route(&snapshot.deployment, model, user).ok_or_else(|| {
+                Error::NotReady(format!(
+                    "model {model} has no promoted version yet: train it (`strata models train {model}`)"
+                ))
+            })?,
+        };
+        let loaded = snapshot.versions.get(&version).cloned().ok_or_else(|| {
+            Error::NotReady(format!(
+                "model {model} version {version} is not loaded (yet: the server refreshes every few seconds)"
+            ))
+        })?;
+        Ok(Routed {
+            version,
+            canary,
+            loaded,
+        })
+    }
+
+    /// The user tower's vector for `user` (features from the online store), and whether the
+    /// user had a feature row (a user without one gets the id embedding and missing
+    /// numerics).
+    pub async fn user_vector(
+        &self,
+        model: &str,
+        tower: &strata_twotower::TwoTower,
+        user: &str,
+    ) -> Result<(Vec<f32>, bool)> {
+        let spec = &self
+            .models
+            .get(model)
+            .ok_or_else(|| Error::NotReady(format!("model {model} is not served")))?
+            .spec;
+        let (numeric, categorical, found) = user_inputs(&self.store, spec, user).await?;
+        let v = tower
+            .user_vector(&numeric, &categorical)
+            .map_err(|e| Error::Internal(format!("user tower: {e}")))?;
+        Ok((v, found))
     }
 
     /// The snapshot serving `model` now.
@@ -155,17 +293,23 @@ impl ModelServer {
             .read()
             .map_err(|_| Error::Internal("model state lock poisoned".into()))?
             .clone();
-        if old.deployment == deployment {
+        if old.deployment == deployment
+            && served.pinned.iter().all(|v| old.versions.contains_key(v))
+        {
             return Ok(());
         }
         let mut versions = HashMap::new();
         for v in [deployment.promoted, deployment.canary]
             .into_iter()
             .flatten()
+            .chain(served.pinned.iter().copied())
         {
+            if versions.contains_key(&v) {
+                continue;
+            }
             let loaded = match old.versions.get(&v) {
                 Some(l) => l.clone(),
-                None => Arc::new(self.load(name, v).await?),
+                None => Arc::new(self.load(name, served.spec.kind, v).await?),
             };
             versions.insert(v, loaded);
         }
@@ -188,18 +332,34 @@ impl ModelServer {
         Ok(())
     }
 
-    async fn load(&self, name: &str, version: i64) -> Result<LoadedVersion> {
+    async fn load(&self, name: &str, kind: Kind, version: i64) -> Result<LoadedVersion> {
         let dir = registry::download(&self.lake, name, version, &self.cache).await?;
         tokio::task::spawn_blocking(move || -> Result<LoadedVersion> {
-            let tower = strata_twotower::TwoTower::load(&dir.join("tower"))
-                .map_err(|e| Error::Registry(format!("version {version}: towers: {e}")))?;
-            let index = strata_ann::Index::open(&dir.join("index"))
-                .map_err(|e| Error::Registry(format!("version {version}: index: {e}")))?;
-            Ok(LoadedVersion {
-                version,
-                tower,
-                index: Arc::new(index),
-            })
+            let artifact = match kind {
+                Kind::TwoTower => {
+                    let tower = strata_twotower::TwoTower::load(&dir.join("tower"))
+                        .map_err(|e| Error::Registry(format!("version {version}: towers: {e}")))?;
+                    let index = strata_ann::Index::open(&dir.join("index"))
+                        .map_err(|e| Error::Registry(format!("version {version}: index: {e}")))?;
+                    Artifact::TwoTower {
+                        tower,
+                        index: Arc::new(index),
+                    }
+                }
+                Kind::Gbdt => {
+                    let read = |f: &str| {
+                        std::fs::read(dir.join(f)).map_err(|e| {
+                            Error::Registry(format!("version {version}: reading {f}: {e}"))
+                        })
+                    };
+                    let model = strata_gbdt::Model::from_bytes(&read("model.json")?)
+                        .map_err(|e| Error::Registry(format!("version {version}: model: {e}")))?;
+                    let inputs: GbdtInputs = serde_json::from_slice(&read("inputs.json")?)
+                        .map_err(|e| Error::Registry(format!("version {version}: inputs: {e}")))?;
+                    Artifact::Gbdt { model, inputs }
+                }
+            };
+            Ok(LoadedVersion { version, artifact })
         })
         .await
         .map_err(|e| Error::Internal(format!("loading thread: {e}")))?
@@ -346,7 +506,7 @@ async fn user_inputs(
     store: &OnlineStore,
     spec: &ModelSpec,
     user: &str,
-) -> Result<(Vec<f32>, Vec<u64>)> {
+) -> Result<(Vec<f32>, Vec<u64>, bool)> {
     let tt = spec
         .two_tower
         .as_ref()
@@ -400,7 +560,7 @@ async fn user_inputs(
             }
         };
     }
-    Ok((numeric, categorical))
+    Ok((numeric, categorical, !found.is_empty()))
 }
 
 fn user_text(v: &serde_json::Value) -> Result<String> {
@@ -474,9 +634,10 @@ async fn answer(
     strata_features::server::auth::require_serve(token)?;
     let req: KnnRequest = serde_json::from_slice(body)
         .map_err(|e| Error::BadRequest(format!("request body: {e}")))?;
-    let name = match (&req.model, server.models.len()) {
+    let knn_models = server.two_tower_names();
+    let name = match (&req.model, knn_models.len()) {
         (Some(m), _) => m.clone(),
-        (None, 1) => server.model_names().remove(0),
+        (None, 1) => knn_models[0].clone(),
         (None, 0) => {
             return Err(Error::NotReady(
                 "no two-tower model is declared in the project (models/<project>/ml/*.toml)".into(),
@@ -485,16 +646,20 @@ async fn answer(
         (None, _) => {
             return Err(Error::BadRequest(format!(
                 "name the model: one of {}",
-                server.model_names().join(", ")
+                knn_models.join(", ")
             )))
         }
     };
-    let served = server.models.get(&name).ok_or_else(|| {
-        Error::BadRequest(format!(
-            "unknown model {name:?}: served are {}",
-            server.model_names().join(", ")
-        ))
-    })?;
+    let served = server
+        .models
+        .get(&name)
+        .filter(|s| s.spec.kind == Kind::TwoTower)
+        .ok_or_else(|| {
+            Error::BadRequest(format!(
+                "unknown two-tower model {name:?}: served are {}",
+                knn_models.join(", ")
+            ))
+        })?;
     strata_features::server::auth::check_reads(token, &name, &served.reads)?;
     if req.k == 0 || req.k > MAX_K {
         return Err(Error::BadRequest(format!(
@@ -535,13 +700,16 @@ async fn answer(
             "model {name} version {version} is not loaded yet (the server refreshes every few seconds)"
         ))
     })?;
+    let (tower, index) = loaded
+        .two_tower()
+        .ok_or_else(|| Error::Internal(format!("model {name} loaded without its towers")))?;
     let query = match (query, user) {
         (Some(v), _) => {
-            if v.len() != loaded.tower.dim() {
+            if v.len() != tower.dim() {
                 return Err(Error::BadRequest(format!(
                     "vector has {} values; model {name} version {version} embeds in {}",
                     v.len(),
-                    loaded.tower.dim()
+                    tower.dim()
                 )));
             }
             if v.iter().any(|x| !x.is_finite()) {
@@ -550,15 +718,14 @@ async fn answer(
             v
         }
         (None, Some(u)) => {
-            let (numeric, categorical) = user_inputs(&server.store, &served.spec, &u).await?;
-            loaded
-                .tower
+            let (numeric, categorical, _) = user_inputs(&server.store, &served.spec, &u).await?;
+            tower
                 .user_vector(&numeric, &categorical)
                 .map_err(|e| Error::Internal(format!("user tower: {e}")))?
         }
         (None, None) => return Err(Error::BadRequest("give user_id or vector".into())),
     };
-    let index = loaded.index.clone();
+    let index = index.clone();
     let path = index
         .plan(&filter, req.k, req.ef)
         .map_err(|e| Error::BadRequest(format!("filter: {e}")))?;

@@ -26,7 +26,7 @@
 //! columns), `[item]` (id and columns) and `[items]` (the catalogue every item embedding is
 //! computed for, with the payload fields kNN filters use). See `docs/models.md`.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -241,6 +241,8 @@ struct ModelFile {
     index: IndexSettings,
     #[serde(default)]
     seed: Option<u64>,
+    #[serde(default)]
+    online: toml::Table,
 }
 
 /// Where training rows come from.
@@ -318,6 +320,19 @@ pub struct ModelSpec {
     pub two_tower: Option<TwoTowerSpec>,
     /// Seed of every random choice in training.
     pub seed: u64,
+    /// GBDT served online (the feed's ranker): where each input comes from at request time
+    /// (`[online]`: feature → `"view.column"` or a constant). An input not named is missing.
+    pub online: BTreeMap<String, OnlineInput>,
+}
+
+/// Where a served GBDT input comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OnlineInput {
+    /// A column of an online feature view, keyed by the view's entity (the user or the item).
+    Column { view: String, column: String },
+    /// The same value for every request (e.g. 0 where training rows had `COALESCE(x, 0)` and
+    /// no online view carries `x`).
+    Constant(f64),
 }
 
 impl ModelSpec {
@@ -370,6 +385,39 @@ impl ModelSpec {
             }
             None => Features::AllBut(f.exclude),
         };
+        let mut online = BTreeMap::new();
+        for (feature, v) in &f.online {
+            let input = match v {
+                toml::Value::String(s) => match s.split_once('.') {
+                    Some((view, column))
+                        if !view.is_empty() && !column.is_empty() && !column.contains('.') =>
+                    {
+                        OnlineInput::Column {
+                            view: view.to_string(),
+                            column: column.to_string(),
+                        }
+                    }
+                    _ => {
+                        return Err(bad(format!(
+                            "online.{feature} = {s:?}: give \"view.column\" or a number"
+                        )))
+                    }
+                },
+                toml::Value::Integer(i) => OnlineInput::Constant(*i as f64),
+                toml::Value::Float(x) => OnlineInput::Constant(*x),
+                other => {
+                    return Err(bad(format!(
+                        "online.{feature} = {other}: give \"view.column\" or a number"
+                    )))
+                }
+            };
+            online.insert(feature.clone(), input);
+        }
+        if !online.is_empty() && f.kind != Kind::Gbdt {
+            return Err(bad(
+                "[online] maps a GBDT model's inputs; a two-tower model reads [user].view".into(),
+            ));
+        }
         let two_tower = match f.kind {
             Kind::Gbdt => {
                 if f.user.is_some() || f.item.is_some() || f.items.is_some() {
@@ -448,6 +496,7 @@ impl ModelSpec {
             promote: f.promote,
             two_tower,
             seed: f.seed.unwrap_or(42),
+            online,
         };
         crate::train::check_params(&spec).map_err(|e| bad(e.to_string()))?;
         Ok(spec)

@@ -1,0 +1,776 @@
+//! One feed request: experiment assignment → candidate sources (each on its own budget) →
+//! merge and filters → GBDT ranking on user and post features fetched in one batch →
+//! diversity re-ranking → the answer, the seen cache, and a `Feed Served` event.
+//!
+//! A stage that runs out of time or fails degrades instead of failing the request: a slow
+//! source is dropped, a missing ranker falls back to the sources' own order, a user without
+//! features gets the cold-start pool. The answer lists every stage with its time and outcome.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use strata_models::serve::{LoadedVersion, ModelServer};
+use strata_online::{LookupStatus, OnlineStore, Value};
+
+use crate::catalog::Catalog;
+use crate::config::{ExperimentConfig, FeedConfig, SourceConfig, VariantConfig};
+use crate::error::{Error, Result};
+use crate::events::ImpressionLog;
+use crate::rerank::rerank;
+use crate::seen::SeenCache;
+
+/// A feed request.
+#[derive(Debug, Clone, Default)]
+pub struct FeedRequest {
+    pub user_id: String,
+    pub n: Option<usize>,
+    /// Where the feed is shown (e.g. `home`), recorded with the impressions.
+    pub surface: Option<String>,
+    pub country: Option<String>,
+    pub app_version: Option<String>,
+}
+
+/// One item of the answer.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FeedItem {
+    pub post_id: u64,
+    pub author_id: u64,
+    /// 1-based.
+    pub position: usize,
+    /// The ranker's score (a click probability), or the merged sources' score without one.
+    pub score: f64,
+    /// Every source that proposed it.
+    pub sources: Vec<&'static str>,
+}
+
+/// A model that served the request.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ServedModel {
+    pub name: String,
+    pub version: i64,
+    /// Served as the model's canary for this user's bucket.
+    pub canary: bool,
+}
+
+/// The experiment variant the user is in.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Assignment {
+    pub experiment: String,
+    pub variant: String,
+}
+
+/// One stage's time and outcome.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Stage {
+    pub name: String,
+    pub ms: f64,
+    /// `ok`, `timeout`, `error`, `skipped` or `empty`.
+    pub status: &'static str,
+    /// Candidates it gave (sources), rows it scored (rank).
+    pub count: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The answer to `GET /v1/feed`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeedResponse {
+    pub request_id: String,
+    pub user_id: String,
+    pub items: Vec<FeedItem>,
+    pub ranker: Option<ServedModel>,
+    pub recall: Option<ServedModel>,
+    pub experiment: Option<Assignment>,
+    /// The user had no features: the cold-start pool served.
+    pub cold_start: bool,
+    /// What did not run as configured (a source that timed out, no ranker...).
+    pub degraded: Vec<String>,
+    pub stages: Vec<Stage>,
+    pub ms: f64,
+}
+
+/// A candidate while it is merged and ranked.
+#[derive(Debug, Clone)]
+struct Candidate {
+    post: u64,
+    sources: Vec<&'static str>,
+    /// Reciprocal-rank fusion of its ranks in the sources that proposed it.
+    fused: f64,
+}
+
+/// The feed: built once per process, shared by request handlers.
+pub struct FeedService {
+    config: FeedConfig,
+    experiments: Vec<ExperimentConfig>,
+    models: Arc<ModelServer>,
+    store: OnlineStore,
+    /// View name → its entity column, for the ranker's online inputs.
+    view_entities: HashMap<String, String>,
+    catalog: RwLock<Arc<Catalog>>,
+    seen: SeenCache,
+    impressions: Option<ImpressionLog>,
+}
+
+impl std::fmt::Debug for FeedService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedService")
+            .field("recall_model", &self.config.recall_model)
+            .field("ranker_model", &self.config.ranker_model)
+            .finish()
+    }
+}
+
+/// Reciprocal-rank fusion constant.
+const RRF_K: f64 = 60.0;
+
+impl FeedService {
+    pub fn new(
+        config: FeedConfig,
+        experiments: Vec<ExperimentConfig>,
+        models: Arc<ModelServer>,
+        store: OnlineStore,
+        view_entities: HashMap<String, String>,
+        impressions: Option<ImpressionLog>,
+    ) -> FeedService {
+        let seen = SeenCache::new(config.filters.seen_ttl_secs, config.filters.seen_max_users);
+        FeedService {
+            config,
+            experiments,
+            models,
+            store,
+            view_entities,
+            catalog: RwLock::new(Arc::new(Catalog::default())),
+            seen,
+            impressions,
+        }
+    }
+
+    pub fn config(&self) -> &FeedConfig {
+        &self.config
+    }
+
+    pub fn models(&self) -> &Arc<ModelServer> {
+        &self.models
+    }
+
+    /// Swaps in a newly loaded catalogue.
+    pub fn set_catalog(&self, catalog: Arc<Catalog>) {
+        if let Ok(mut c) = self.catalog.write() {
+            *c = catalog;
+        }
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|_| Arc::new(Catalog::default()))
+    }
+
+    /// The variant of the enabled experiment `user` is in (stable for the experiment's life).
+    pub fn assign(&self, user: &str) -> Option<(&ExperimentConfig, &VariantConfig)> {
+        let e = self.experiments.iter().find(|e| e.enabled)?;
+        let b = strata_models::registry::bucket(&format!("experiment:{}", e.name), user);
+        let mut upto = 0;
+        for v in &e.variants {
+            upto += v.share;
+            if b < upto {
+                return Some((e, v));
+            }
+        }
+        e.variants.last().map(|v| (e, v))
+    }
+
+    /// Serves one feed.
+    pub async fn feed(&self, req: FeedRequest) -> Result<FeedResponse> {
+        let started = Instant::now();
+        let budget = Duration::from_millis(self.config.budget_ms);
+        let deadline = started + budget;
+        if req.user_id.is_empty() || req.user_id.len() > 256 {
+            return Err(Error::BadRequest(
+                "user_id is required (at most 256 characters)".into(),
+            ));
+        }
+        let n = req.n.unwrap_or(self.config.default_n);
+        if n == 0 || n > self.config.max_n {
+            return Err(Error::BadRequest(format!(
+                "n must be between 1 and {}",
+                self.config.max_n
+            )));
+        }
+        let request_id = new_request_id();
+        let now = strata_core::time::now_micros();
+        let user_num: Option<u64> = req.user_id.parse().ok();
+        let catalog = self.catalog();
+
+        let assignment = self.assign(&req.user_id);
+        let cfg = match assignment {
+            Some((_, v)) => self.config.with_variant(v),
+            None => self.config.clone(),
+        };
+        let variant = assignment.map(|(_, v)| v);
+        let mut stages = Vec::new();
+        let mut degraded = Vec::new();
+
+        // Excluded before ranking: seen, own, blocked (and, later, unknown = deleted).
+        let seen: HashSet<u64> = if cfg.filters.seen {
+            user_num
+                .map(|u| self.seen.seen(u, now))
+                .unwrap_or_default()
+                .into_iter()
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        let blocked: HashSet<u64> = match (cfg.filters.blocked_authors, user_num) {
+            (true, Some(u)) => catalog.blocks.get(&u).cloned().unwrap_or_default(),
+            _ => HashSet::new(),
+        };
+
+        // Recall model: the version for this user (the variant may pin one).
+        let recall = self.models.route(
+            &cfg.recall_model,
+            &req.user_id,
+            variant.and_then(|v| v.recall_version),
+        );
+
+        // Sources, concurrently, each within its budget and the request's.
+        let t = Instant::now();
+        let (ann, u2u, following, trending) = tokio::join!(
+            self.timed("ann", &cfg.sources.ann, deadline, async {
+                let Ok(loaded) = &recall else {
+                    return Err(recall
+                        .as_ref()
+                        .err()
+                        .map(ToString::to_string)
+                        .unwrap_or_default());
+                };
+                self.ann(loaded, &req.user_id, cfg.sources.ann.k, &seen)
+                    .await
+            }),
+            self.timed("u2u", &cfg.sources.u2u, deadline, async {
+                self.u2u(&catalog, &cfg, &req.user_id, cfg.sources.u2u.k)
+                    .await
+            }),
+            self.timed("following", &cfg.sources.following, deadline, async {
+                Ok(following(&catalog, user_num, cfg.sources.following.k))
+            }),
+            self.timed("trending", &cfg.sources.trending, deadline, async {
+                Ok(head(&catalog.trending, cfg.sources.trending.k))
+            }),
+        );
+        let mut results = vec![ann, u2u, following, trending];
+        // The user is cold when the recall model found no features for them (or, without a
+        // recall model, when no personal source found anything).
+        let personal = results[..3].iter().map(|r| r.1.len()).sum::<usize>();
+        let cold = match &results[0].0.detail {
+            Some(d) if d.contains("no features") => true,
+            _ => personal == 0,
+        };
+        if cold {
+            let pool = req
+                .country
+                .as_deref()
+                .map(str::to_string)
+                .or_else(|| user_num.and_then(|u| catalog.countries.get(&u).cloned()))
+                .and_then(|c| catalog.popular_by_country.get(&c))
+                .filter(|p| p.len() >= cfg.sources.cold_start.k.min(50))
+                .unwrap_or(&catalog.popular);
+            let k = cfg.sources.cold_start.k;
+            results.push(
+                self.timed("cold_start", &cfg.sources.cold_start, deadline, async {
+                    Ok(head(pool, k))
+                })
+                .await,
+            );
+        }
+        for (stage, _) in &results {
+            if matches!(stage.status, "timeout" | "error") {
+                degraded.push(format!(
+                    "source {} {}{}",
+                    stage.name,
+                    stage.status,
+                    stage
+                        .detail
+                        .as_ref()
+                        .map(|d| format!(": {d}"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        let source_ms = t.elapsed().as_secs_f64() * 1e3;
+
+        // Merge: reciprocal-rank fusion over sources; filters.
+        let t = Instant::now();
+        let mut merged: HashMap<u64, Candidate> = HashMap::new();
+        let mut dropped = [0usize; 4];
+        for (stage, ids) in &results {
+            let name = source_name(&stage.name);
+            for (rank, &p) in ids.iter().enumerate() {
+                let c = merged.entry(p).or_insert_with(|| Candidate {
+                    post: p,
+                    sources: Vec::new(),
+                    fused: 0.0,
+                });
+                if !c.sources.contains(&name) {
+                    c.sources.push(name);
+                    c.fused += 1.0 / (RRF_K + rank as f64 + 1.0);
+                }
+            }
+        }
+        let mut candidates: Vec<Candidate> = merged
+            .into_values()
+            .filter(|c| {
+                let Some(post) = catalog.posts.get(&c.post) else {
+                    dropped[0] += 1;
+                    return false;
+                };
+                if cfg.filters.own_posts && Some(post.author) == user_num {
+                    dropped[1] += 1;
+                    return false;
+                }
+                if blocked.contains(&post.author) {
+                    dropped[2] += 1;
+                    return false;
+                }
+                if seen.contains(&c.post) {
+                    dropped[3] += 1;
+                    return false;
+                }
+                true
+            })
+            .collect();
+        candidates.sort_unstable_by(|a, b| b.fused.total_cmp(&a.fused).then(a.post.cmp(&b.post)));
+        candidates.truncate(cfg.max_candidates);
+        stages.extend(results.iter().map(|(s, _)| s.clone()));
+        stages.push(Stage {
+            name: "merge_filter".into(),
+            ms: t.elapsed().as_secs_f64() * 1e3,
+            status: "ok",
+            count: candidates.len(),
+            detail: Some(format!(
+                "dropped {} deleted, {} own, {} blocked, {} seen",
+                dropped[0], dropped[1], dropped[2], dropped[3]
+            )),
+        });
+
+        // Rank.
+        let t = Instant::now();
+        let mut ranker_served = None;
+        let no_ranker = variant.is_some_and(|v| v.no_ranker);
+        let scores: Vec<f64> = if no_ranker {
+            stages.push(skipped("rank", "the variant ranks by the sources' order"));
+            candidates.iter().map(|c| c.fused).collect()
+        } else if Instant::now() >= deadline {
+            degraded.push("rank skipped: the request's budget was spent".into());
+            stages.push(skipped("rank", "budget spent"));
+            candidates.iter().map(|c| c.fused).collect()
+        } else {
+            match self.models.route(
+                &cfg.ranker_model,
+                &req.user_id,
+                variant.and_then(|v| v.ranker_version),
+            ) {
+                Ok(routed) => {
+                    match self
+                        .rank(&routed.loaded, &cfg.ranker_model, &req.user_id, &candidates)
+                        .await
+                    {
+                        Ok(s) => {
+                            ranker_served = Some(ServedModel {
+                                name: cfg.ranker_model.clone(),
+                                version: routed.version,
+                                canary: routed.canary,
+                            });
+                            stages.push(Stage {
+                                name: "rank".into(),
+                                ms: t.elapsed().as_secs_f64() * 1e3,
+                                status: "ok",
+                                count: candidates.len(),
+                                detail: None,
+                            });
+                            s
+                        }
+                        Err(e) => {
+                            degraded.push(format!("rank failed ({e}): sources' order"));
+                            stages.push(errored("rank", t, e.to_string()));
+                            candidates.iter().map(|c| c.fused).collect()
+                        }
+                    }
+                }
+                Err(e) => {
+                    degraded.push(format!("no ranker ({e}): sources' order"));
+                    stages.push(errored("rank", t, e.to_string()));
+                    candidates.iter().map(|c| c.fused).collect()
+                }
+            }
+        };
+        let mut ranked: Vec<(usize, f64)> = scores.iter().copied().enumerate().collect();
+        ranked.sort_unstable_by(|a, b| {
+            b.1.total_cmp(&a.1)
+                .then(candidates[a.0].post.cmp(&candidates[b.0].post))
+        });
+        let ranked_posts: Vec<(u64, f64)> = ranked
+            .iter()
+            .map(|&(i, s)| (candidates[i].post, s))
+            .collect();
+
+        // Re-rank for diversity.
+        let t = Instant::now();
+        let picked = rerank(&catalog, &ranked_posts, n, &cfg.rerank);
+        stages.push(Stage {
+            name: "rerank".into(),
+            ms: t.elapsed().as_secs_f64() * 1e3,
+            status: "ok",
+            count: picked.len(),
+            detail: None,
+        });
+        let items: Vec<FeedItem> = picked
+            .iter()
+            .enumerate()
+            .map(|(pos, &r)| {
+                let (i, score) = ranked[r];
+                let c = &candidates[i];
+                FeedItem {
+                    post_id: c.post,
+                    author_id: catalog.posts.get(&c.post).map_or(0, |p| p.author),
+                    position: pos + 1,
+                    score,
+                    sources: c.sources.clone(),
+                }
+            })
+            .collect();
+
+        if let Some(u) = user_num {
+            let ids: Vec<u64> = items.iter().map(|i| i.post_id).collect();
+            self.seen.record(u, &ids, now);
+        }
+        let recall_served = recall.ok().map(|r| ServedModel {
+            name: cfg.recall_model.clone(),
+            version: r.version,
+            canary: r.canary,
+        });
+        let response = FeedResponse {
+            request_id,
+            user_id: req.user_id.clone(),
+            items,
+            ranker: ranker_served,
+            recall: recall_served,
+            experiment: assignment.map(|(e, v)| Assignment {
+                experiment: e.name.clone(),
+                variant: v.name.clone(),
+            }),
+            cold_start: cold,
+            degraded,
+            stages,
+            ms: started.elapsed().as_secs_f64() * 1e3,
+        };
+        metrics::histogram!("strata_feed_sources_seconds").record(source_ms / 1e3);
+        metrics::histogram!("strata_feed_duration_seconds").record(started.elapsed().as_secs_f64());
+        if let Some(log) = &self.impressions {
+            log.record(&response, &req, now);
+        }
+        Ok(response)
+    }
+
+    /// Runs one source within its budget (and what is left of the request's).
+    async fn timed(
+        &self,
+        name: &str,
+        c: &SourceConfig,
+        deadline: Instant,
+        f: impl std::future::Future<Output = std::result::Result<Vec<u64>, String>>,
+    ) -> (Stage, Vec<u64>) {
+        let t = Instant::now();
+        if !c.enabled {
+            return (skipped(name, "disabled"), Vec::new());
+        }
+        let left = deadline.saturating_duration_since(t);
+        let budget = Duration::from_millis(c.budget_ms).min(left);
+        let (status, detail, ids) = match tokio::time::timeout(budget, f).await {
+            Ok(Ok(ids)) if ids.is_empty() => ("empty", None, ids),
+            Ok(Ok(ids)) => ("ok", None, ids),
+            Ok(Err(e)) => ("error", Some(e), Vec::new()),
+            Err(_) => (
+                "timeout",
+                Some(format!("over its {} ms budget", budget.as_millis())),
+                Vec::new(),
+            ),
+        };
+        metrics::histogram!("strata_feed_source_seconds", "source" => name.to_string())
+            .record(t.elapsed().as_secs_f64());
+        (
+            Stage {
+                name: name.to_string(),
+                ms: t.elapsed().as_secs_f64() * 1e3,
+                status,
+                count: ids.len(),
+                detail,
+            },
+            ids,
+        )
+    }
+
+    /// Vector recall: the user tower on the user's online features, then the index with the
+    /// seen posts excluded inside the search.
+    async fn ann(
+        &self,
+        loaded: &strata_models::serve::Routed,
+        user: &str,
+        k: usize,
+        seen: &HashSet<u64>,
+    ) -> std::result::Result<Vec<u64>, String> {
+        let (tower, index) = loaded
+            .loaded
+            .two_tower()
+            .ok_or_else(|| "the recall model is not a two-tower model".to_string())?;
+        let (vector, found) = self
+            .models
+            .user_vector(&self.config.recall_model, tower, user)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !found {
+            return Err("no features for this user".into());
+        }
+        let filter = strata_ann::Filter {
+            exclude_ids: seen.iter().copied().collect(),
+            ..strata_ann::Filter::default()
+        };
+        let hits = index
+            .search(&vector, k, &filter, None)
+            .map_err(|e| e.to_string())?;
+        Ok(hits.into_iter().map(|h| h.id).collect())
+    }
+
+    /// Posts recently engaged by the user's most similar users, by summed similarity.
+    async fn u2u(
+        &self,
+        catalog: &Catalog,
+        cfg: &FeedConfig,
+        user: &str,
+        k: usize,
+    ) -> std::result::Result<Vec<u64>, String> {
+        let view = &cfg.catalog.u2u_view;
+        let rows = self
+            .store
+            .lookup(view, &[strata_online::entity_key(&[user])])
+            .await
+            .map_err(|e| format!("reading {view}: {e}"))?;
+        let Some(row) = rows
+            .rows
+            .first()
+            .filter(|r| r.status == LookupStatus::Present)
+        else {
+            return Ok(Vec::new());
+        };
+        let get = |name: &str| {
+            row.columns
+                .iter()
+                .position(|c| c.name == name)
+                .and_then(|i| row.values.get(i))
+        };
+        let (Some(Value::Int64List(users)), scores) = (get("similar_users"), get("similar_scores"))
+        else {
+            return Err(format!("{view} has no similar_users list"));
+        };
+        let scores: Vec<f64> = match scores {
+            Some(Value::Float64List(s)) => s.iter().map(|x| x.unwrap_or(0.0)).collect(),
+            _ => vec![1.0; users.len()],
+        };
+        let mut acc: HashMap<u64, f64> = HashMap::new();
+        for (i, u) in users.iter().enumerate() {
+            let Some(u) = u else { continue };
+            let sim = scores.get(i).copied().unwrap_or(1.0);
+            for (rank, p) in catalog
+                .interactions
+                .get(&(*u as u64))
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
+                // Newer engagement counts a little more.
+                *acc.entry(*p).or_default() += sim / (1.0 + rank as f64 / 10.0);
+            }
+        }
+        let mut v: Vec<(u64, f64)> = acc.into_iter().collect();
+        v.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(v.into_iter().take(k).map(|(p, _)| p).collect())
+    }
+
+    /// Scores candidates with the GBDT: its inputs mapped to online views (`[online]` in the
+    /// model file), user rows and post rows fetched one batch per view.
+    async fn rank(
+        &self,
+        loaded: &LoadedVersion,
+        model: &str,
+        user: &str,
+        candidates: &[Candidate],
+    ) -> Result<Vec<f64>> {
+        let (gbdt, inputs) = loaded
+            .gbdt()
+            .ok_or_else(|| Error::Internal(format!("{model} is not a GBDT model")))?;
+        let online = self
+            .models
+            .online_inputs(model)
+            .ok_or_else(|| Error::Internal(format!("model {model} is not served")))?;
+        let nf = inputs.features.len();
+        let mut rows = vec![f32::NAN; candidates.len() * nf];
+        // Which views to read, and for which entity.
+        let mut by_view: HashMap<&str, Vec<(usize, &str)>> = HashMap::new();
+        for (f, (name, _)) in inputs.features.iter().enumerate() {
+            match online.get(name) {
+                Some(strata_models::spec::OnlineInput::Column { view, column }) => {
+                    by_view
+                        .entry(view.as_str())
+                        .or_default()
+                        .push((f, column.as_str()));
+                }
+                Some(strata_models::spec::OnlineInput::Constant(x)) => {
+                    for r in 0..candidates.len() {
+                        rows[r * nf + f] = *x as f32;
+                    }
+                }
+                None => {}
+            }
+        }
+        let post_keys: Vec<Vec<u8>> = candidates
+            .iter()
+            .map(|c| strata_online::entity_key(&[c.post.to_string()]))
+            .collect();
+        for (view, wanted) in by_view {
+            let entity = self
+                .view_entities
+                .get(view)
+                .map(String::as_str)
+                .unwrap_or_default();
+            let per_post = entity != "user_id";
+            let keys = if per_post {
+                post_keys.clone()
+            } else {
+                vec![strata_online::entity_key(&[user])]
+            };
+            let got = self
+                .store
+                .lookup(view, &keys)
+                .await
+                .map_err(|e| Error::Internal(format!("reading {view}: {e}")))?;
+            for (k, row) in got.rows.iter().enumerate() {
+                if row.status != LookupStatus::Present {
+                    continue;
+                }
+                for &(f, column) in &wanted {
+                    let Some(i) = row.columns.iter().position(|c| c.name == column) else {
+                        continue;
+                    };
+                    let categorical = inputs.features[f].1;
+                    let v = input_value(
+                        &row.values[i],
+                        categorical
+                            .then(|| inputs.categories.get(&inputs.features[f].0))
+                            .flatten(),
+                    );
+                    if per_post {
+                        rows[k * nf + f] = v;
+                    } else {
+                        for r in 0..candidates.len() {
+                            rows[r * nf + f] = v;
+                        }
+                    }
+                }
+            }
+        }
+        let mut out = vec![0f32; candidates.len()];
+        if !candidates.is_empty() {
+            gbdt.predict_batch(&rows, nf, &mut out)
+                .map_err(|e| Error::Internal(format!("scoring: {e}")))?;
+        }
+        Ok(out.into_iter().map(f64::from).collect())
+    }
+}
+
+/// An online value as a model input: numbers as they are, categories by the model's codes
+/// (unknown → missing).
+fn input_value(v: &Value, codes: Option<&HashMap<String, u32>>) -> f32 {
+    match (v, codes) {
+        (Value::Int64(x), None) => *x as f32,
+        (Value::Float64(x), None) => *x as f32,
+        (Value::Bool(b), None) => f32::from(u8::from(*b)),
+        (Value::Date(d), None) => *d as f32,
+        (Value::Timestamp(t), None) => *t as f32,
+        (Value::String(s), Some(c)) => c.get(s).map_or(f32::NAN, |&x| x as f32),
+        (Value::Int64(x), Some(c)) => c.get(&x.to_string()).map_or(f32::NAN, |&x| x as f32),
+        (Value::Bool(b), Some(c)) => c.get(&b.to_string()).map_or(f32::NAN, |&x| x as f32),
+        _ => f32::NAN,
+    }
+}
+
+fn head(list: &[(u64, f64)], k: usize) -> Vec<u64> {
+    list.iter().take(k).map(|(p, _)| *p).collect()
+}
+
+/// Recent posts of followed authors, newest first, round-robin over authors so one prolific
+/// account does not fill the pool.
+fn following(catalog: &Catalog, user: Option<u64>, k: usize) -> Vec<u64> {
+    let Some(authors) = user.and_then(|u| catalog.follows.get(&u)) else {
+        return Vec::new();
+    };
+    let mut posts: Vec<(usize, i64, u64)> = Vec::new();
+    for a in authors {
+        for (rank, p) in catalog
+            .by_author
+            .get(a)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let at = catalog.posts.get(p).map_or(0, |x| x.created_at);
+            posts.push((rank, -at, *p));
+        }
+    }
+    posts.sort_unstable();
+    posts.into_iter().take(k).map(|(_, _, p)| p).collect()
+}
+
+fn source_name(s: &str) -> &'static str {
+    crate::config::SOURCES
+        .iter()
+        .find(|n| **n == s)
+        .copied()
+        .unwrap_or("other")
+}
+
+fn skipped(name: &str, why: &str) -> Stage {
+    Stage {
+        name: name.to_string(),
+        ms: 0.0,
+        status: "skipped",
+        count: 0,
+        detail: Some(why.to_string()),
+    }
+}
+
+fn errored(name: &str, t: Instant, e: String) -> Stage {
+    Stage {
+        name: name.to_string(),
+        ms: t.elapsed().as_secs_f64() * 1e3,
+        status: "error",
+        count: 0,
+        detail: Some(e),
+    }
+}
+
+/// A request id: time-ordered and unique within and across processes (time, pid, counter).
+fn new_request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "f{:x}-{:x}-{n:x}",
+        strata_core::time::now_micros(),
+        std::process::id()
+    )
+}

@@ -1,0 +1,22 @@
+//! The feed API: `GET /v1/feed` answers a user's feed in one call, in-process.
+//!
+//! - [`config`]: `[feed]` and `[[experiments]]`.
+//! - [`catalog`]: the in-memory catalogue loaded from the lake (posts, follows, trending...).
+//! - [`feed`]: the request pipeline (sources → merge and filters → rank → re-rank).
+//! - [`rerank`]: author caps and MMR.
+//! - [`seen`]: the last-recommended cache.
+//! - [`events`]: `Feed Served` events onto the bus.
+//! - [`server`]: the HTTP route and the catalogue refresh.
+
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod feed;
+pub mod rerank;
+pub mod seen;
+pub mod server;
+
+pub use config::{ExperimentConfig, FeedConfig, VariantConfig};
+pub use error::{Error, Result};
+pub use feed::{FeedRequest, FeedResponse, FeedService};
