@@ -32,15 +32,22 @@ impl FeedServer {
 }
 
 /// Loads the catalogue now and then every `refresh_secs` (a failed reload keeps the old
-/// one and is logged).
+/// one and is logged). The task ends once the service is dropped (the server stopped): it
+/// holds the service only while it reloads, so the bus the service writes to is released.
 pub fn spawn_catalog_refresh(
-    service: Arc<FeedService>,
+    service: &Arc<FeedService>,
     lake: strata_table::Lake,
 ) -> tokio::task::JoinHandle<()> {
+    let weak = Arc::downgrade(service);
+    let every = Duration::from_secs(service.config().catalog.refresh_secs.max(1));
     tokio::spawn(async move {
-        let every = Duration::from_secs(service.config().catalog.refresh_secs.max(1));
         loop {
-            refresh_catalog(&service, &lake).await;
+            {
+                let Some(service) = weak.upgrade() else {
+                    return;
+                };
+                refresh_catalog(&service, &lake).await;
+            }
             tokio::time::sleep(every).await;
         }
     })
@@ -63,7 +70,12 @@ pub async fn refresh_catalog(service: &FeedService, lake: &strata_table::Lake) -
             warnings
         }
         Err(e) => {
-            tracing::warn!(error = %e, "feed: loading the catalogue failed; serving the previous one");
+            if service.catalog().loaded_at == 0 {
+                // A new deployment whose warehouse has not run yet: not an alarm.
+                tracing::info!(error = %e, "feed: no catalogue yet (the warehouse has not built its tables)");
+            } else {
+                tracing::warn!(error = %e, "feed: reloading the catalogue failed; serving the previous one");
+            }
             vec![e.to_string()]
         }
     }

@@ -61,6 +61,10 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     /// The online feature store: embedded (LMDB under the data directory) or Redis.
     pub online: OnlineConfig,
+    /// The feed API (`GET /v1/feed`): models, candidate sources, filters, re-ranking.
+    pub feed: strata_feed::FeedConfig,
+    /// A/B experiments over feeds (`[[experiments]]`, none by default).
+    pub experiments: Vec<strata_feed::ExperimentConfig>,
 }
 
 /// Problems as one message: a single problem as it is, several one per line after their count.
@@ -170,6 +174,7 @@ impl Config {
                 .validate()
                 .map_err(|e| e.lines().map(str::to_string).collect()),
         );
+        problems.extend(self.feed.problems(&self.experiments));
         problems.extend(self.cross_section_problems());
         problems
     }

@@ -114,29 +114,42 @@ async fn feature_router(
 /// How often `serve` re-reads which model versions serve (`audit.model_deployments`).
 const MODEL_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The kNN recall API over the project's two-tower models (none without a project or without
-/// such models). Their promoted versions load now; a refresh task follows promotions.
+/// The kNN recall API over the project's two-tower models and the feed API (none without a
+/// project or without models). Promoted versions load now; a refresh task follows
+/// promotions, another reloads the feed's catalogue.
 async fn model_router(
     config: &crate::config::Config,
     lake: &Lake,
     store: strata_online::OnlineStore,
     audit: AuditLog,
+    log: Arc<dyn Log>,
 ) -> Result<Option<axum::Router>> {
     let root = &config.warehouse.project;
     if root.as_os_str().is_empty() {
         return Ok(None);
     }
     let specs = strata_models::load_models(root).context("loading models")?;
-    let server = strata_models::serve::ModelServer::new(
+    let mut server = strata_models::serve::ModelServer::new(
         lake.clone(),
-        store,
+        store.clone(),
         specs,
         config.data.dir.join("models"),
         config.catalog_tokens_path(),
     )
-    .with_audit(audit);
+    .with_audit(audit.clone());
     if server.model_names().is_empty() {
         return Ok(None);
+    }
+    // Versions an experiment variant pins stay loaded beside the deployment's.
+    for e in config.experiments.iter().filter(|e| e.enabled) {
+        for v in &e.variants {
+            if let Some(r) = v.ranker_version {
+                server.pin(&config.feed.ranker_model, r);
+            }
+            if let Some(r) = v.recall_version {
+                server.pin(&config.feed.recall_model, r);
+            }
+        }
     }
     for problem in server.refresh().await {
         tracing::warn!(problem = %problem, "model not loaded yet");
@@ -144,7 +157,38 @@ async fn model_router(
     tracing::info!(models = ?server.model_names(), "serving kNN recall");
     let server = std::sync::Arc::new(server);
     server.spawn_refresh(MODEL_REFRESH);
-    Ok(Some(server.router()))
+    let mut router = server.clone().router();
+    if config.feed.enabled {
+        let views = strata_features::view::load_views(root).context("loading feature views")?;
+        let entities = views
+            .iter()
+            .filter_map(|v| v.entity.first().map(|e| (v.name.clone(), e.clone())))
+            .collect();
+        let impressions = config.feed.log_impressions.then(|| {
+            strata_feed::events::ImpressionLog::new(
+                log,
+                config.feed.app.clone(),
+                config.bus.record_format,
+            )
+        });
+        let service = Arc::new(strata_feed::FeedService::new(
+            config.feed.clone(),
+            config.experiments.clone(),
+            server,
+            store,
+            entities,
+            impressions,
+        ));
+        strata_feed::server::spawn_catalog_refresh(&service, lake.clone());
+        let feed = Arc::new(strata_feed::server::FeedServer {
+            service,
+            tokens_path: config.catalog_tokens_path(),
+            audit,
+        });
+        router = router.merge(feed.router());
+        tracing::info!("serving the feed (GET /v1/feed)");
+    }
+    Ok(Some(router))
 }
 
 /// A background task of `serve`, `None` when this process does not run its role.
@@ -403,7 +447,9 @@ pub async fn serve_until(
             .merge(feature_router(&config, lake.as_ref(), store.clone(), audit.clone()).await?);
         // kNN recall from the promoted two-tower versions (polled from the registry).
         if let Some(lake) = &lake {
-            if let Some(models) = model_router(&config, lake, store.clone(), audit.clone()).await? {
+            if let Some(models) =
+                model_router(&config, lake, store.clone(), audit.clone(), log.clone()).await?
+            {
                 router = router.merge(models);
             }
         }

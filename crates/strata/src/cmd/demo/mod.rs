@@ -209,6 +209,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     features(&config, &config_path).await?;
     if !args.skip_models {
         models(&config, &lake, &config_path).await?;
+        feed(&config, &lake).await?;
     }
     summary(&lake, &config_path, started).await
 }
@@ -260,6 +261,94 @@ async fn models(
     );
     println!("  curl -s -H \"Authorization: Bearer $TOKEN\" -d '{{\"user_id\": 1, \"k\": 10}}' http://127.0.0.1:8080/v1/recall/knn");
     println!("  strata models list -c {c}        strata models show two_tower -c {c}");
+    Ok(())
+}
+
+/// One feed served in-process from what the demo built (the promoted models, the online
+/// store, the catalogue), and how to ask the running server for one.
+async fn feed(config: &crate::config::Config, lake: &Lake) -> Result<()> {
+    let store = strata_online::OnlineStore::open(&config.online, &config.data.dir).await?;
+    let specs = strata_models::load_models(&config.warehouse.project)?;
+    let server = strata_models::serve::ModelServer::new(
+        lake.clone(),
+        store.clone(),
+        specs,
+        config.data.dir.join("models"),
+        config.catalog_tokens_path(),
+    );
+    for problem in server.refresh().await {
+        println!("    (model not loaded: {problem})");
+    }
+    let views = strata_features::load_views(&config.warehouse.project)?;
+    let entities = views
+        .iter()
+        .filter_map(|v| v.entity.first().map(|e| (v.name.clone(), e.clone())))
+        .collect();
+    let mut feed_config = config.feed.clone();
+    // In-process and cold: the budget of a warm server is not the point here.
+    feed_config.budget_ms = 10_000;
+    for s in [
+        &mut feed_config.sources.ann,
+        &mut feed_config.sources.u2u,
+        &mut feed_config.sources.following,
+        &mut feed_config.sources.trending,
+        &mut feed_config.sources.cold_start,
+    ] {
+        s.budget_ms = 10_000;
+    }
+    let service = strata_feed::FeedService::new(
+        feed_config,
+        Vec::new(),
+        Arc::new(server),
+        store,
+        entities,
+        None,
+    );
+    for w in strata_feed::server::refresh_catalog(&service, lake).await {
+        println!("    (feed catalogue: {w})");
+    }
+    let answer = service
+        .feed(strata_feed::FeedRequest {
+            user_id: "1".into(),
+            n: Some(5),
+            ..strata_feed::FeedRequest::default()
+        })
+        .await
+        .context("serving a demo feed")?;
+    println!(
+        "\nfeed for user 1 (recall → rank → re-rank; ranker {}, recall {}):",
+        answer.ranker.as_ref().map_or_else(
+            || "none".to_string(),
+            |m| format!("{} v{}", m.name, m.version)
+        ),
+        answer.recall.as_ref().map_or_else(
+            || "none".to_string(),
+            |m| format!("{} v{}", m.name, m.version)
+        ),
+    );
+    for item in &answer.items {
+        println!(
+            "    #{} post {:<6} author {:<6} score {:.3}  from {}",
+            item.position,
+            item.post_id,
+            item.author_id,
+            item.score,
+            item.sources.join("+")
+        );
+    }
+    let stages: Vec<String> = answer
+        .stages
+        .iter()
+        .map(|s| format!("{} {} {}", s.name, s.status, s.count))
+        .collect();
+    println!("    stages: {}", stages.join(", "));
+    for d in &answer.degraded {
+        println!("    degraded: {d}");
+    }
+    println!("ask the running server for a feed (same token):");
+    println!(
+        "  curl -s -H \"Authorization: Bearer $TOKEN\" 'http://127.0.0.1:8080/v1/feed?user_id=1&n=10'"
+    );
     Ok(())
 }
 
