@@ -131,7 +131,7 @@ fn popular(w: &World, created: u32, rng: &mut Rng) -> Option<u32> {
 }
 
 /// Stream tag of [`World::organic_list`]'s draws.
-const TAG_ORGANIC: u64 = 0x0E6A_41C;
+const TAG_ORGANIC: u64 = 0x00E6_A41C;
 
 impl World {
     /// The `k` posts `user_id` is most likely to click through the app's own organic feed
