@@ -204,6 +204,13 @@ impl FeedService {
         let now = strata_core::time::now_micros();
         let user_num: Option<u64> = req.user_id.parse().ok();
         let catalog = self.catalog();
+        if catalog.loaded_at == 0 {
+            return Err(Error::NotReady(
+                "the feed's catalogue is not loaded yet (it loads at start and every \
+                 feed.catalog.refresh_secs; the warehouse must have built its tables)"
+                    .into(),
+            ));
+        }
 
         let assignment = self.assign(&req.user_id);
         let cfg = match assignment {

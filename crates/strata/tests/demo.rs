@@ -1,6 +1,7 @@
 //! `strata demo` end to end on a small world: events through the real collector, business rows
 //! through the CDC path (bus topics, ODS merger), the reference warehouse for both days with
-//! every check passing, and a config left behind that `strata sql` uses.
+//! every check passing, models trained and promoted, a feed served, and a config left behind
+//! that `strata sql` and `strata serve` use.
 
 #![allow(
     clippy::unwrap_used,
@@ -13,7 +14,7 @@ mod common;
 
 use std::process::Command;
 
-use common::strata_bin;
+use common::{get_with, strata_bin, Env};
 
 #[test]
 fn demo_builds_every_layer() {
@@ -177,4 +178,103 @@ fn demo_builds_every_layer() {
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["lists"], 1);
     assert!(summary["mean_expected_clicks"].as_f64().unwrap() >= 0.0);
+
+    // The demo served user 1 a feed in-process, ranked by the promoted GBDT.
+    assert!(
+        stdout.contains("feed for user 1") && stdout.contains("#1 post"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("/v1/feed?user_id=1"), "{stdout}");
+    served_feed(Env { dir, config });
+}
+
+/// `strata serve` on the demo's data answers `GET /v1/feed` for a token with the serve scope,
+/// never repeats what it just served, refuses bad requests, and every served feed lands in
+/// `ods.ods_event` as a `Feed Served` event carrying the request id.
+fn served_feed(env: Env) {
+    let out = Command::new(strata_bin())
+        .args(["tokens", "create", "feed-reader", "--scope", "serve", "-c"])
+        .arg(&env.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let auth = [("Authorization", format!("Bearer {token}"))];
+    let server = env.serve("1s");
+    let get = |path: &str, auth: &[(&str, String)]| {
+        let r = get_with(server.addr, path, auth).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_str(&r.body).unwrap_or(serde_json::Value::Null);
+        (r.status, body)
+    };
+
+    assert_eq!(get("/v1/feed?user_id=2", &[]).0, 401);
+    // The catalogue loads at start: 503 until then.
+    let started = std::time::Instant::now();
+    let first = loop {
+        let (status, body) = get("/v1/feed?user_id=2&n=5&surface=home", &auth);
+        if status == 200 {
+            break body;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "no feed after 60 s: {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let items = first["items"].as_array().unwrap();
+    assert_eq!(items.len(), 5, "{first}");
+    assert_eq!(first["ranker"]["name"], "ctr_ranker", "{first}");
+    assert_eq!(first["recall"]["name"], "two_tower", "{first}");
+    let request_id = first["request_id"].as_str().unwrap().to_string();
+    for (i, item) in items.iter().enumerate() {
+        assert_eq!(item["position"], i + 1);
+        assert_ne!(item["author_id"], 2, "the user's own posts are filtered");
+        assert!(!item["sources"].as_array().unwrap().is_empty());
+    }
+    // The seen cache: the next feed shows none of these again.
+    let (status, second) = get("/v1/feed?user_id=2&n=5", &auth);
+    assert_eq!(status, 200, "{second}");
+    let ids = |b: &serde_json::Value| -> Vec<u64> {
+        b["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["post_id"].as_u64().unwrap())
+            .collect()
+    };
+    let again = ids(&second);
+    assert!(
+        ids(&first).iter().all(|p| !again.contains(p)),
+        "{first}\n{second}"
+    );
+    for bad in [
+        "/v1/feed",
+        "/v1/feed?user_id=2&n=0",
+        "/v1/feed?user_id=2&n=ten",
+        "/v1/feed?user_id=2&colour=red",
+    ] {
+        let (status, body) = get(bad, &auth);
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(
+            body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{body}"
+        );
+    }
+    // The served feed lands in the lake as an event with its request id and items.
+    env.wait_count(
+        &format!(
+            "SELECT count(*) AS n FROM ods.ods_event WHERE event = 'Feed Served' \
+             AND message_id = '{request_id}' AND properties LIKE '%\"request_id\":\"{request_id}\"%' \
+             AND properties LIKE '%\"surface\":\"home\"%' AND user_id = '2'"
+        ),
+        1,
+        std::time::Duration::from_secs(60),
+    );
+    server.stop();
 }

@@ -313,9 +313,21 @@ pub fn post(
 }
 
 pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
+    get_with(addr, path, &[])
+}
+
+pub fn get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, String)],
+) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
     stream.write_all(req.as_bytes())?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
