@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod feed;
+pub mod report;
 pub mod rerank;
 pub mod seen;
 pub mod server;

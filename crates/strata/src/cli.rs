@@ -104,6 +104,26 @@ pub enum Command {
         #[command(subcommand)]
         command: ModelsCommand,
     },
+    /// A/B experiments over feeds (`[[experiments]]` in strata.toml): per variant,
+    /// impressions, CTR and likes per impression with confidence intervals, from the lake.
+    Experiments {
+        #[command(subcommand)]
+        command: ExperimentsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExperimentsCommand {
+    /// The experiments in strata.toml, their variants and shares.
+    List(ModelsArgs),
+    /// Per variant: users, feeds, impressions, clicks, CTR and likes per impression with 95 %
+    /// intervals (delta method over users) and the difference to the control, from the
+    /// `Feed Served` events and the clicks and likes after them in `ods.ods_event`.
+    Report {
+        #[command(flatten)]
+        args: ModelsArgs,
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,7 +14,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{get_with, strata_bin, Env};
+use common::{basic_auth, get_with, post, strata_bin, Env};
 
 #[test]
 fn demo_builds_every_layer() {
@@ -190,8 +190,16 @@ fn demo_builds_every_layer() {
 
 /// `strata serve` on the demo's data answers `GET /v1/feed` for a token with the serve scope,
 /// never repeats what it just served, refuses bad requests, and every served feed lands in
-/// `ods.ods_event` as a `Feed Served` event carrying the request id.
+/// `ods.ods_event` as a `Feed Served` event carrying the request id. An A/B experiment splits
+/// users stickily, and `strata experiments report` joins the clicks sent back with the feeds.
 fn served_feed(env: Env) {
+    let mut text = std::fs::read_to_string(&env.config).unwrap();
+    text.push_str(
+        "\n[[experiments]]\nname = \"ranker_vs_popular\"\nvariants = [\n  \
+         { name = \"control\", share = 50 },\n  \
+         { name = \"popular\", share = 50, sources = [\"trending\"], no_ranker = true },\n]\n",
+    );
+    std::fs::write(&env.config, text).unwrap();
     let out = Command::new(strata_bin())
         .args(["tokens", "create", "feed-reader", "--scope", "serve", "-c"])
         .arg(&env.config)
@@ -266,6 +274,81 @@ fn served_feed(env: Env) {
             "{body}"
         );
     }
+    // The experiment: the same user stays in one variant; a click sent back with the feed's
+    // request id is joined to its impression by the report.
+    let variant_of =
+        |b: &serde_json::Value| b["experiment"]["variant"].as_str().unwrap().to_string();
+    assert_eq!(variant_of(&first), variant_of(&second));
+    let mut clicks = 0;
+    let mut variants = std::collections::BTreeSet::new();
+    for user in 10..40 {
+        let (status, feed) = get(&format!("/v1/feed?user_id={user}&n=4"), &auth);
+        assert_eq!(status, 200, "{feed}");
+        let v = variant_of(&feed);
+        if v == "popular" {
+            assert!(feed["ranker"].is_null(), "{feed}");
+            for item in feed["items"].as_array().unwrap() {
+                assert_eq!(item["sources"], serde_json::json!(["trending"]), "{feed}");
+            }
+        }
+        variants.insert(v);
+        let item = &feed["items"][0];
+        let body = serde_json::json!({
+            "userId": user.to_string(),
+            "event": "Post Clicked",
+            "messageId": format!("click-{user}"),
+            "properties": {"post_id": item["post_id"], "request_id": feed["request_id"]},
+        });
+        let r = post(
+            server.addr,
+            "/v1/track",
+            &[basic_auth("demo-write-key")],
+            body.to_string().as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        clicks += 1;
+    }
+    assert_eq!(
+        variants.len(),
+        2,
+        "30 users fall in both variants: {variants:?}"
+    );
+    env.wait_count(
+        "SELECT count(*) AS n FROM ods.ods_event WHERE event = 'Post Clicked' AND message_id LIKE 'click-%'",
+        clicks,
+        std::time::Duration::from_secs(60),
+    );
+    env.wait_count(
+        "SELECT count(*) AS n FROM ods.ods_event WHERE event = 'Feed Served' AND json_get_str(properties, 'experiment') = 'ranker_vs_popular'",
+        32,
+        std::time::Duration::from_secs(60),
+    );
+    let out = Command::new(strata_bin())
+        .args(["experiments", "report", "ranker_vs_popular", "--json", "-c"])
+        .arg(&env.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let total = |k: &str| -> u64 {
+        report["variants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v[k].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(total("feeds"), 32, "{report}");
+    assert_eq!(total("impressions"), 5 + 5 + 30 * 4, "{report}");
+    assert_eq!(total("clicks"), clicks as u64, "{report}");
+    assert_eq!(report["matched_by_request_id"], clicks, "{report}");
+    assert_eq!(report["variants"][0]["variant"], "control", "{report}");
+
     // The served feed lands in the lake as an event with its request id and items.
     env.wait_count(
         &format!(

@@ -6,6 +6,7 @@ mod check;
 mod dag;
 mod demo;
 mod demo_db;
+mod experiments;
 mod features;
 mod init;
 mod models;
@@ -95,6 +96,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Privacy { command } => privacy::run(command).await,
         Command::Features { command } => features::run(command).await,
         Command::Models { command } => models::run(command).await,
+        Command::Experiments { command } => experiments::run(command).await,
     }
 }
 
