@@ -347,8 +347,8 @@ async fn run(session: &SqlSession, sql: &str) -> Result<Vec<arrow::array::Record
         .map_err(|e| Error::Internal(format!("{sql}: {e}")))
 }
 
-fn col<'a>(
-    b: &'a arrow::array::RecordBatch,
+fn col(
+    b: &arrow::array::RecordBatch,
     name: &str,
     to: &arrow::datatypes::DataType,
 ) -> Result<arrow::array::ArrayRef> {
