@@ -124,6 +124,29 @@ impl Conn {
         self.read_response().await
     }
 
+    /// GETs `path` (with an `Authorization` value when given) and returns the status and the
+    /// body.
+    pub async fn get(&mut self, path: &str, auth: Option<&str>) -> Result<(u16, Vec<u8>)> {
+        tokio::time::timeout(RESPONSE_TIMEOUT, async {
+            let auth = auth
+                .map(|a| format!("Authorization: {a}\r\n"))
+                .unwrap_or_default();
+            let head = format!(
+                "GET {path} HTTP/1.1\r\nHost: {}\r\n{auth}User-Agent: strata-sim/{}\r\n\r\n",
+                self.host_header,
+                env!("CARGO_PKG_VERSION"),
+            );
+            let stream = self.reader.get_mut();
+            stream.write_all(head.as_bytes()).await?;
+            stream.flush().await?;
+            let mut body = Vec::new();
+            let status = self.read_response_into(Some(&mut body)).await?;
+            Ok((status, body))
+        })
+        .await
+        .map_err(|_| Error::Http("response timed out".into()))?
+    }
+
     async fn read_line(&mut self) -> Result<&str> {
         self.line.clear();
         let n = (&mut self.reader)
@@ -137,6 +160,11 @@ impl Conn {
     }
 
     async fn read_response(&mut self) -> Result<u16> {
+        self.read_response_into(None).await
+    }
+
+    /// Reads one response; its body goes to `body` when given, else is skipped.
+    async fn read_response_into(&mut self, mut body: Option<&mut Vec<u8>>) -> Result<u16> {
         let status_line = self.read_line().await?.to_string();
         let status: u16 = status_line
             .split_whitespace()
@@ -174,16 +202,18 @@ impl Conn {
                     while !self.read_line().await?.is_empty() {}
                     break;
                 }
-                self.skip(size + 2).await?;
+                self.skip(size, body.as_deref_mut()).await?;
+                self.skip(2, None).await?;
             }
         } else {
-            self.skip(len).await?;
+            self.skip(len, body).await?;
         }
         Ok(status)
     }
 
-    async fn skip(&mut self, n: usize) -> Result<()> {
-        if n > MAX_BODY {
+    /// Reads `n` body bytes, kept in `keep` when given.
+    async fn skip(&mut self, n: usize, mut keep: Option<&mut Vec<u8>>) -> Result<()> {
+        if n > MAX_BODY || keep.as_ref().is_some_and(|k| k.len() + n > MAX_BODY) {
             return Err(Error::Http(format!(
                 "response body of {n} bytes is too large"
             )));
@@ -193,6 +223,9 @@ impl Conn {
         while rest > 0 {
             let k = rest.min(sink.len());
             self.reader.read_exact(&mut sink[..k]).await?;
+            if let Some(keep) = keep.as_deref_mut() {
+                keep.extend_from_slice(&sink[..k]);
+            }
             rest -= k;
         }
         Ok(())

@@ -24,6 +24,7 @@ pub mod catalog;
 pub mod drive;
 pub mod error;
 pub mod events;
+pub mod feedloop;
 mod http;
 pub mod preferences;
 pub mod rng;

@@ -689,6 +689,56 @@ pub enum SimCommand {
     /// the means. The world must be the one the lake was built from (`strata demo`'s seed,
     /// users and days: 7, 2000, 3 by default).
     Score(SimScoreArgs),
+    /// Simulated users read a running Strata's feeds (`GET /v1/feed`) and react with their
+    /// hidden preferences; what they saw, clicked, liked and dwelt on goes back through the
+    /// collector with the feed's `request_id`, spread over one simulated day. Prints per
+    /// experiment variant: feeds, impressions, CTR, likes per impression and the expected CTR
+    /// under the hidden preferences. The world must be the lake's (same seed, users, days).
+    Feed(SimFeedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimFeedArgs {
+    /// Base URL of the collector, and of the feed unless --feed-url is given.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub target: String,
+    /// Base URL of the server answering /v1/feed (default: --target).
+    #[arg(long)]
+    pub feed_url: Option<String>,
+    /// Token with the serve scope (`strata tokens create NAME --scope serve`).
+    #[arg(long, env = "STRATA_TOKEN")]
+    pub token: String,
+    /// Write key of the app the reactions are sent as.
+    #[arg(long, env = "STRATA_WRITE_KEY")]
+    pub write_key: String,
+    /// Seed of the simulated world.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Simulated users.
+    #[arg(long, default_value_t = 2000)]
+    pub users: u32,
+    /// Simulated days of the lake's world (ending yesterday, as in `strata demo`).
+    #[arg(long, default_value_t = 3)]
+    pub days: u32,
+    /// Mean events per active user per simulated day.
+    #[arg(long, default_value_t = 40)]
+    pub events_per_user: u32,
+    /// Feed requests (each by a user drawn from the world).
+    #[arg(long, default_value_t = 2000)]
+    pub sessions: u64,
+    /// Items per feed.
+    #[arg(long, default_value_t = 10)]
+    pub n: usize,
+    /// The simulated day the sessions are spread over (default: today, the day after the
+    /// world's window).
+    #[arg(long)]
+    pub day: Option<chrono::NaiveDate>,
+    /// Concurrent sessions.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

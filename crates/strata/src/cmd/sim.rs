@@ -7,13 +7,17 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use strata_sim::{drive_with, DriveOptions, DriveReport, DriveStats};
 
-use crate::cli::{SimArgs, SimCommand, SimScoreArgs};
+use crate::cli::{SimArgs, SimCommand, SimFeedArgs, SimScoreArgs};
 
 pub async fn run(args: SimArgs) -> Result<()> {
-    if let Some(SimCommand::Score(score_args)) = args.command {
-        return tokio::task::spawn_blocking(move || score(&score_args))
-            .await
-            .context("scoring thread")?;
+    match args.command {
+        Some(SimCommand::Score(score_args)) => {
+            return tokio::task::spawn_blocking(move || score(&score_args))
+                .await
+                .context("scoring thread")?;
+        }
+        Some(SimCommand::Feed(feed_args)) => return feed(feed_args).await,
+        None => {}
     }
     let opts = DriveOptions {
         target: args.target.context("--target is required")?,
@@ -95,6 +99,63 @@ struct ScoreLine {
     post_ids: Vec<u64>,
     #[serde(default)]
     at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// `strata sim feed`: simulated users read Strata's feeds and react.
+async fn feed(args: SimFeedArgs) -> Result<()> {
+    let mut config = strata_sim::WorldConfig::ending_today(args.seed, args.users, args.days);
+    config.events_per_user = args.events_per_user;
+    config.validate()?;
+    let day = args
+        .day
+        .unwrap_or(config.start_date + chrono::Days::new(u64::from(config.days)));
+    eprintln!(
+        "sim feed: generating the world ({} users, {} days from {}, seed {}); {} feeds on {day}",
+        config.users, config.days, config.start_date, config.seed, args.sessions
+    );
+    let world = tokio::task::spawn_blocking(move || strata_sim::World::generate(&config))
+        .await
+        .context("world thread")?;
+    let opts = strata_sim::feedloop::FeedLoopOptions {
+        feed_url: args.feed_url.clone().unwrap_or_else(|| args.target.clone()),
+        token: args.token.clone(),
+        target: args.target.clone(),
+        write_key: args.write_key.clone(),
+        sessions: args.sessions,
+        n: args.n,
+        day_start_micros: day
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_micros(),
+        seed: args.seed,
+        concurrency: args.concurrency,
+        surface: "home".into(),
+    };
+    let report = strata_sim::feedloop::feed_loop(std::sync::Arc::new(world), &opts).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{} feeds ({} failed) in {:.1}s, feed p50 {:.1} ms p99 {:.1} ms, {} events sent",
+        report.sessions,
+        report.failed,
+        report.seconds,
+        report.feed_p50_ms,
+        report.feed_p99_ms,
+        report.events_sent
+    );
+    println!(
+        "{:<16} {:>7} {:>11} {:>8} {:>8} {:>12} {:>14}",
+        "variant", "feeds", "impressions", "clicks", "CTR", "likes/impr", "expected CTR"
+    );
+    for (name, c) in &report.variants {
+        println!(
+            "{:<16} {:>7} {:>11} {:>8} {:>8.4} {:>12.4} {:>14.4}",
+            name, c.feeds, c.impressions, c.clicks, c.ctr, c.likes_per_impression, c.expected_ctr
+        );
+    }
+    Ok(())
 }
 
 /// `strata sim score`: expected engagement of ranked lists under the hidden preferences.
