@@ -39,6 +39,10 @@ pub struct FeedConfig {
     pub log_impressions: bool,
     /// The app the `Feed Served` events are recorded under.
     pub app: String,
+    /// The online view and columns holding each user's top tags, most engaged first: the
+    /// ranker's computed input `feed.tag_match` compares them with a candidate's tags.
+    pub interest_view: String,
+    pub interest_columns: Vec<String>,
 }
 
 impl Default for FeedConfig {
@@ -57,6 +61,8 @@ impl Default for FeedConfig {
             catalog: CatalogConfig::default(),
             log_impressions: true,
             app: "feed".into(),
+            interest_view: "user_features".into(),
+            interest_columns: vec!["tag_1_30d".into(), "tag_2_30d".into(), "tag_3_30d".into()],
         }
     }
 }

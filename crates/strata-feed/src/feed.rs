@@ -106,8 +106,8 @@ pub struct FeedService {
     experiments: Vec<ExperimentConfig>,
     models: Arc<ModelServer>,
     store: OnlineStore,
-    /// View name → its entity column, for the ranker's online inputs.
-    view_entities: HashMap<String, String>,
+    /// View name → its entity columns, for the ranker's online inputs.
+    view_entities: HashMap<String, Vec<String>>,
     catalog: RwLock<Arc<Catalog>>,
     seen: SeenCache,
     impressions: Option<ImpressionLog>,
@@ -131,7 +131,7 @@ impl FeedService {
         experiments: Vec<ExperimentConfig>,
         models: Arc<ModelServer>,
         store: OnlineStore,
-        view_entities: HashMap<String, String>,
+        view_entities: HashMap<String, Vec<String>>,
         impressions: Option<ImpressionLog>,
     ) -> FeedService {
         let seen = SeenCache::new(config.filters.seen_ttl_secs, config.filters.seen_max_users);
@@ -382,7 +382,13 @@ impl FeedService {
             ) {
                 Ok(routed) => {
                     match self
-                        .rank(&routed.loaded, &cfg.ranker_model, &req.user_id, &candidates)
+                        .rank(
+                            &catalog,
+                            &routed.loaded,
+                            &cfg.ranker_model,
+                            &req.user_id,
+                            &candidates,
+                        )
                         .await
                     {
                         Ok(s) => {
@@ -608,9 +614,11 @@ impl FeedService {
     }
 
     /// Scores candidates with the GBDT: its inputs mapped to online views (`[online]` in the
-    /// model file), user rows and post rows fetched one batch per view.
+    /// model file), one batch lookup per view, and the pair inputs the feed computes
+    /// (`feed.follows_author`, `feed.tag_match`).
     async fn rank(
         &self,
+        catalog: &Catalog,
         loaded: &LoadedVersion,
         model: &str,
         user: &str,
@@ -625,10 +633,15 @@ impl FeedService {
             .ok_or_else(|| Error::Internal(format!("model {model} is not served")))?;
         let nf = inputs.features.len();
         let mut rows = vec![f32::NAN; candidates.len() * nf];
-        // Which views to read, and for which entity.
         let mut by_view: HashMap<&str, Vec<(usize, &str)>> = HashMap::new();
+        let mut computed: Vec<(usize, &str)> = Vec::new();
         for (f, (name, _)) in inputs.features.iter().enumerate() {
             match online.get(name) {
+                Some(strata_models::spec::OnlineInput::Column { view, column })
+                    if view == COMPUTED =>
+                {
+                    computed.push((f, column.as_str()));
+                }
                 Some(strata_models::spec::OnlineInput::Column { view, column }) => {
                     by_view
                         .entry(view.as_str())
@@ -643,22 +656,36 @@ impl FeedService {
                 None => {}
             }
         }
-        let post_keys: Vec<Vec<u8>> = candidates
-            .iter()
-            .map(|c| strata_online::entity_key(&[c.post.to_string()]))
-            .collect();
+        let user_num: Option<u64> = user.parse().ok();
+        let author = |c: &Candidate| catalog.posts.get(&c.post).map_or(0, |p| p.author);
         for (view, wanted) in by_view {
-            let entity = self
-                .view_entities
-                .get(view)
-                .map(String::as_str)
-                .unwrap_or_default();
-            let per_post = entity != "user_id";
-            let keys = if per_post {
-                post_keys.clone()
-            } else {
-                vec![strata_online::entity_key(&[user])]
+            let entity = self.view_entities.get(view).cloned().unwrap_or_default();
+            // One key per candidate unless the view is keyed by the user alone.
+            let per_user = entity.iter().all(|e| e == USER_KEY);
+            let key_of = |c: Option<&Candidate>| -> Option<Vec<u8>> {
+                let parts: Option<Vec<String>> = entity
+                    .iter()
+                    .map(|e| match (e.as_str(), c) {
+                        (USER_KEY, _) => Some(user.to_string()),
+                        (POST_KEY, Some(c)) => Some(c.post.to_string()),
+                        (AUTHOR_KEY, Some(c)) => Some(author(c).to_string()),
+                        _ => None,
+                    })
+                    .collect();
+                parts.map(|p| strata_online::entity_key(&p))
             };
+            let keys: Vec<Vec<u8>> = if per_user {
+                key_of(None).into_iter().collect()
+            } else {
+                match candidates.iter().map(|c| key_of(Some(c))).collect() {
+                    Some(k) => k,
+                    // A view keyed by something the feed cannot name: its inputs stay missing.
+                    None => continue,
+                }
+            };
+            if keys.is_empty() {
+                continue;
+            }
             let got = self
                 .store
                 .lookup(view, &keys)
@@ -679,13 +706,34 @@ impl FeedService {
                             .then(|| inputs.categories.get(&inputs.features[f].0))
                             .flatten(),
                     );
-                    if per_post {
-                        rows[k * nf + f] = v;
-                    } else {
+                    if per_user {
                         for r in 0..candidates.len() {
                             rows[r * nf + f] = v;
                         }
+                    } else {
+                        rows[k * nf + f] = v;
                     }
+                }
+            }
+        }
+        if !computed.is_empty() {
+            let interests = self.interests(user).await;
+            let follows: std::collections::HashSet<u64> = user_num
+                .and_then(|u| catalog.follows.get(&u))
+                .map(|a| a.iter().copied().collect())
+                .unwrap_or_default();
+            for (f, what) in computed {
+                for (r, c) in candidates.iter().enumerate() {
+                    rows[r * nf + f] = match what {
+                        "follows_author" => f32::from(u8::from(follows.contains(&author(c)))),
+                        "tag_match" => tag_match(catalog, c.post, &interests),
+                        other => {
+                            return Err(Error::Internal(format!(
+                                "model {model}: unknown computed input feed.{other} \
+                                 (feed.follows_author, feed.tag_match)"
+                            )))
+                        }
+                    };
                 }
             }
         }
@@ -696,6 +744,67 @@ impl FeedService {
         }
         Ok(out.into_iter().map(f64::from).collect())
     }
+
+    /// The user's top tags, most engaged first (`feed.interest_view`'s
+    /// `feed.interest_columns`); empty when the view or the row is missing.
+    async fn interests(&self, user: &str) -> Vec<String> {
+        let view = &self.config.interest_view;
+        let Ok(rows) = self
+            .store
+            .lookup(view, &[strata_online::entity_key(&[user])])
+            .await
+        else {
+            return Vec::new();
+        };
+        let Some(row) = rows
+            .rows
+            .first()
+            .filter(|r| r.status == LookupStatus::Present)
+        else {
+            return Vec::new();
+        };
+        self.config
+            .interest_columns
+            .iter()
+            .map(|name| {
+                row.columns
+                    .iter()
+                    .position(|c| &c.name == name)
+                    .and_then(|i| match &row.values[i] {
+                        Value::String(s) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+}
+
+/// The pseudo-view of inputs the feed computes itself.
+const COMPUTED: &str = "feed";
+const USER_KEY: &str = "user_id";
+const POST_KEY: &str = "post_id";
+const AUTHOR_KEY: &str = "author_id";
+
+/// How well a post's tags match the user's top tags: the first (most engaged) tag counts as
+/// many as there are interest tags, the last 1 — the same sum `ads.ads_sample_ctr` computes
+/// for training (3·tag 1 + 2·tag 2 + 1·tag 3 for three).
+pub fn tag_match(catalog: &Catalog, post: u64, interests: &[String]) -> f32 {
+    let Some(p) = catalog.posts.get(&post) else {
+        return f32::NAN;
+    };
+    let n = interests.len();
+    interests
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| {
+            !t.is_empty()
+                && p.tags
+                    .iter()
+                    .any(|id| catalog.tag_names.get(*id as usize) == Some(*t))
+        })
+        .map(|(k, _)| (n - k) as f32)
+        .sum()
 }
 
 /// An online value as a model input: numbers as they are, categories by the model's codes
@@ -780,4 +889,63 @@ fn new_request_id() -> String {
         strata_core::time::now_micros(),
         std::process::id()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Post;
+
+    #[test]
+    fn tag_match_weighs_interests_like_the_training_samples() {
+        let mut c = Catalog {
+            tag_names: vec!["cats".into(), "oslo".into(), "news".into()],
+            ..Catalog::default()
+        };
+        c.posts.insert(
+            10,
+            Post {
+                author: 3,
+                created_at: 0,
+                tags: vec![0, 1],
+            },
+        );
+        let interests = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // As ads_sample_ctr: 3 for the first tag, 2 for the second, 1 for the third.
+        assert_eq!(tag_match(&c, 10, &interests(&["cats", "oslo", ""])), 5.0);
+        assert_eq!(
+            tag_match(&c, 10, &interests(&["news", "oslo", "cats"])),
+            3.0
+        );
+        assert_eq!(tag_match(&c, 10, &interests(&["news", "", ""])), 0.0);
+        assert_eq!(tag_match(&c, 10, &[]), 0.0);
+        assert!(
+            tag_match(&c, 99, &interests(&["cats"])).is_nan(),
+            "unknown post"
+        );
+    }
+
+    #[test]
+    fn following_takes_each_authors_newest_first() {
+        let mut c = Catalog::default();
+        for (id, author, at) in [(1, 7, 10), (2, 7, 20), (3, 8, 15), (4, 9, 30)] {
+            c.posts.insert(
+                id,
+                Post {
+                    author,
+                    created_at: at,
+                    tags: Vec::new(),
+                },
+            );
+        }
+        c.by_author.insert(7, vec![2, 1]);
+        c.by_author.insert(8, vec![3]);
+        c.by_author.insert(9, vec![4]);
+        c.follows.insert(1, vec![7, 8]);
+        // Round-robin: the newest post of each followed author, then the next ones.
+        assert_eq!(following(&c, Some(1), 10), vec![2, 3, 1]);
+        assert_eq!(following(&c, Some(1), 2), vec![2, 3]);
+        assert!(following(&c, Some(2), 10).is_empty());
+        assert!(following(&c, None, 10).is_empty());
+    }
 }

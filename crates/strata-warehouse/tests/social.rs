@@ -269,14 +269,17 @@ async fn reference_warehouse_gives_hand_checked_answers() {
     // Point in time: day 2's samples carry day 1's features (user 1: 1 click in 7 days), not
     // the 4 clicks of day 2 itself, the planted burst included.
     assert_eq!(
-        sql(&lake, "SELECT user_id, post_id, label, CAST(feature_dt AS VARCHAR) AS fdt, u_clicks_7d, u_impressions_7d, pair_interactions FROM ads.ads_sample_ctr ORDER BY dt, user_id, post_id").await,
-        "user_id,post_id,label,fdt,u_clicks_7d,u_impressions_7d,pair_interactions\n\
-         1,10,1,,0,0,0\n\
-         1,11,0,,0,0,0\n\
-         2,10,1,,0,0,0\n\
-         1,11,1,2026-11-20,1,2,0\n\
-         2,10,0,2026-11-20,1,1,1\n"
+        sql(&lake, "SELECT user_id, post_id, label, CAST(feature_dt AS VARCHAR) AS fdt, u_clicks_7d, u_impressions_7d, pair_interactions, follows_author, tag_match FROM ads.ads_sample_ctr ORDER BY dt, user_id, post_id").await,
+        "user_id,post_id,label,fdt,u_clicks_7d,u_impressions_7d,pair_interactions,follows_author,tag_match\n\
+         1,10,1,,0,0,0,0,0\n\
+         1,11,0,,0,0,0,0,0\n\
+         2,10,1,,0,0,0,0,0\n\
+         1,11,1,2026-11-20,1,2,0,0,0\n\
+         2,10,0,2026-11-20,1,1,1,1,5\n"
     );
+    // Pair inputs are point in time too: on day 2, user 2 has followed author 3 since day 1
+    // (not on day 1 itself), and post 10's tags (cats, oslo) are user 2's first and second
+    // most engaged tags of day 1 (3 + 2); post 11 (news) matches none of user 1's.
     // Follow samples: day 1 user 2 followed 3 (positive); user 1 saw authors 2 and 3
     // (negatives: as of day 1 nothing says 1 follows 3 — the live mirror lost that row and the
     // unfollow only comes on day 2). Day 2: user 1 saw author 2 again; user 2 follows 3 already.

@@ -49,6 +49,14 @@ SELECT
   COALESCE(pf.impressions_7d, 0) AS p_impressions_7d,
   COALESCE(pf.ctr_7d, 0.0) AS p_ctr_7d,
   COALESCE(pi.interactions, 0) AS pair_interactions,
+  -- The user followed the author when the day began.
+  CASE WHEN fo.follower_id IS NULL THEN 0 ELSE 1 END AS follows_author,
+  -- The post's tags against the user's three most engaged tags of the 30 days before:
+  -- 3 for the first, 2 for the second, 1 for the third (the feed computes the same online).
+  CASE WHEN array_has(string_to_array(po.tags, ','), uf.tag_1_30d) THEN 3 ELSE 0 END
+    + CASE WHEN array_has(string_to_array(po.tags, ','), uf.tag_2_30d) THEN 2 ELSE 0 END
+    + CASE WHEN array_has(string_to_array(po.tags, ','), uf.tag_3_30d) THEN 1 ELSE 0 END
+    AS tag_match,
   $run_date AS dt
 FROM imp
 LEFT JOIN clk ON clk.user_id = imp.user_id AND clk.post_id = imp.post_id
@@ -56,3 +64,10 @@ LEFT JOIN ads.ads_user_features uf ON uf.user_id = imp.user_id AND uf.dt = $prev
 LEFT JOIN ads.ads_post_features pf ON pf.post_id = imp.post_id AND pf.dt = $prev_date
 LEFT JOIN dws.dws_pair_interaction pi
   ON pi.user_id = imp.user_id AND pi.author_id = imp.author_id AND pi.dt = $prev_date
+LEFT JOIN dwd.dwd_post po ON po.post_id = imp.post_id
+LEFT JOIN (
+  SELECT DISTINCT follower_id, followee_id
+  FROM dwd.dwd_user_relation
+  WHERE valid_from < CAST($run_date AS TIMESTAMP)
+    AND (valid_to IS NULL OR valid_to >= CAST($run_date AS TIMESTAMP))
+) fo ON fo.follower_id = imp.user_id AND fo.followee_id = imp.author_id

@@ -162,7 +162,7 @@ async fn model_router(
         let views = strata_features::view::load_views(root).context("loading feature views")?;
         let entities = views
             .iter()
-            .filter_map(|v| v.entity.first().map(|e| (v.name.clone(), e.clone())))
+            .map(|v| (v.name.clone(), v.entity.clone()))
             .collect();
         let impressions = config.feed.log_impressions.then(|| {
             strata_feed::events::ImpressionLog::new(

@@ -282,7 +282,7 @@ async fn feed(config: &crate::config::Config, lake: &Lake) -> Result<()> {
     let views = strata_features::load_views(&config.warehouse.project)?;
     let entities = views
         .iter()
-        .filter_map(|v| v.entity.first().map(|e| (v.name.clone(), e.clone())))
+        .map(|v| (v.name.clone(), v.entity.clone()))
         .collect();
     let mut feed_config = config.feed.clone();
     // In-process and cold: the budget of a warm server is not the point here.

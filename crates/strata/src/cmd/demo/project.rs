@@ -68,6 +68,10 @@ pub(super) const SOCIAL: &[(&str, &str)] = &[
         include_str!("../../../../../models/social/features/u2u_cf.toml"),
     ),
     (
+        "features/pair_features.toml",
+        include_str!("../../../../../models/social/features/pair_features.toml"),
+    ),
+    (
         "ml/ctr_ranker.toml",
         include_str!("../../../../../models/social/ml/ctr_ranker.toml"),
     ),
