@@ -36,6 +36,8 @@ pub struct Catalog {
     pub trending: Vec<(u64, f64)>,
     /// Post ids with their engagement in the popular window, best first.
     pub popular: Vec<(u64, f64)>,
+    /// Per tag name: its posts with their engagement in the popular window, best first.
+    pub by_tag: HashMap<String, Vec<(u64, f64)>>,
     /// Per country: popular posts among that country's users' engagement, best first.
     pub popular_by_country: HashMap<String, Vec<(u64, f64)>>,
     /// Per user: post ids they recently engaged with, newest first.
@@ -137,11 +139,9 @@ impl Catalog {
                     newest - i32::try_from(c.trending_days).unwrap_or(1),
                     &cat.posts,
                 );
-                cat.popular = head(
-                    &rows,
-                    newest - i32::try_from(c.popular_days).unwrap_or(7),
-                    &cat.posts,
-                );
+                let popular_from = newest - i32::try_from(c.popular_days).unwrap_or(7);
+                cat.popular = head(&rows, popular_from, &cat.posts);
+                cat.by_tag = by_tag(&rows, popular_from, &cat.posts, &cat.tag_names);
             }
             Err(e) => warnings.push(format!("engagement: {e}")),
         }
@@ -230,6 +230,40 @@ fn head(rows: &[(u64, i32, f64)], after: i32, posts: &HashMap<u64, Post>) -> Vec
     v.truncate(HEAD);
     v
 }
+
+/// Per tag, the posts engaged after `after` (best first, at most [`PER_TAG`]).
+fn by_tag(
+    rows: &[(u64, i32, f64)],
+    after: i32,
+    posts: &HashMap<u64, Post>,
+    tag_names: &[String],
+) -> HashMap<String, Vec<(u64, f64)>> {
+    let mut m: HashMap<u64, f64> = HashMap::new();
+    for &(p, d, s) in rows {
+        if d > after && posts.contains_key(&p) {
+            *m.entry(p).or_default() += s;
+        }
+    }
+    let mut out: HashMap<String, Vec<(u64, f64)>> = HashMap::new();
+    for (p, s) in m {
+        if s <= 0.0 {
+            continue;
+        }
+        for t in posts.get(&p).map(|x| x.tags.as_slice()).unwrap_or_default() {
+            if let Some(name) = tag_names.get(*t as usize) {
+                out.entry(name.clone()).or_default().push((p, s));
+            }
+        }
+    }
+    for v in out.values_mut() {
+        v.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.truncate(PER_TAG);
+    }
+    out
+}
+
+/// Posts kept per tag.
+const PER_TAG: usize = 500;
 
 async fn query(session: &SqlSession, sql: &str) -> Result<Vec<RecordBatch>> {
     session

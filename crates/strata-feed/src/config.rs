@@ -7,7 +7,14 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 /// The candidate sources, in the order a feed runs and reports them.
-pub const SOURCES: [&str; 5] = ["ann", "u2u", "following", "trending", "cold_start"];
+pub const SOURCES: [&str; 6] = [
+    "ann",
+    "u2u",
+    "following",
+    "interest",
+    "trending",
+    "cold_start",
+];
 
 /// `[feed]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,6 +111,9 @@ pub struct SourcesConfig {
     pub u2u: SourceConfig,
     /// Recent posts of the accounts the user follows.
     pub following: SourceConfig,
+    /// The most engaged posts of the user's top tags (`interest_view`'s columns), the first
+    /// tag weighing most.
+    pub interest: SourceConfig,
     /// Posts with the most engagement in the last `catalog.trending_days`.
     pub trending: SourceConfig,
     /// For users without features: the most engaged posts of the last
@@ -117,6 +127,7 @@ impl Default for SourcesConfig {
             ann: SourceConfig::new(1000, 30),
             u2u: SourceConfig::new(200, 20),
             following: SourceConfig::new(200, 20),
+            interest: SourceConfig::new(300, 10),
             trending: SourceConfig::new(200, 10),
             cold_start: SourceConfig::new(200, 10),
         }
@@ -129,6 +140,7 @@ impl SourcesConfig {
             "ann" => Some(&self.ann),
             "u2u" => Some(&self.u2u),
             "following" => Some(&self.following),
+            "interest" => Some(&self.interest),
             "trending" => Some(&self.trending),
             "cold_start" => Some(&self.cold_start),
             _ => None,
@@ -140,6 +152,7 @@ impl SourcesConfig {
             "ann" => Some(&mut self.ann),
             "u2u" => Some(&mut self.u2u),
             "following" => Some(&mut self.following),
+            "interest" => Some(&mut self.interest),
             "trending" => Some(&mut self.trending),
             "cold_start" => Some(&mut self.cold_start),
             _ => None,

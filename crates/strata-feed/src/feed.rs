@@ -243,9 +243,12 @@ impl FeedService {
             variant.and_then(|v| v.recall_version),
         );
 
+        // The user's top tags: the interest source and the ranker's tag_match read them.
+        let interests = self.interests(&req.user_id).await;
+
         // Sources, concurrently, each within its budget and the request's.
         let t = Instant::now();
-        let (ann, u2u, following, trending) = tokio::join!(
+        let (ann, u2u, following, interest, trending) = tokio::join!(
             self.timed("ann", &cfg.sources.ann, deadline, async {
                 let Ok(loaded) = &recall else {
                     return Err(recall
@@ -264,14 +267,17 @@ impl FeedService {
             self.timed("following", &cfg.sources.following, deadline, async {
                 Ok(following(&catalog, user_num, cfg.sources.following.k))
             }),
+            self.timed("interest", &cfg.sources.interest, deadline, async {
+                Ok(interest(&catalog, &interests, cfg.sources.interest.k))
+            }),
             self.timed("trending", &cfg.sources.trending, deadline, async {
                 Ok(head(&catalog.trending, cfg.sources.trending.k))
             }),
         );
-        let mut results = vec![ann, u2u, following, trending];
+        let mut results = vec![ann, u2u, following, interest, trending];
         // The user is cold when the recall model found no features for them (or, without a
         // recall model, when no personal source found anything).
-        let personal = results[..3].iter().map(|r| r.1.len()).sum::<usize>();
+        let personal = results[..4].iter().map(|r| r.1.len()).sum::<usize>();
         let cold = match &results[0].0.detail {
             Some(d) if d.contains("no features") => true,
             _ => personal == 0,
@@ -387,6 +393,7 @@ impl FeedService {
                             &routed.loaded,
                             &cfg.ranker_model,
                             &req.user_id,
+                            &interests,
                             &candidates,
                         )
                         .await
@@ -622,6 +629,7 @@ impl FeedService {
         loaded: &LoadedVersion,
         model: &str,
         user: &str,
+        interests: &[String],
         candidates: &[Candidate],
     ) -> Result<Vec<f64>> {
         let (gbdt, inputs) = loaded
@@ -717,7 +725,6 @@ impl FeedService {
             }
         }
         if !computed.is_empty() {
-            let interests = self.interests(user).await;
             let follows: std::collections::HashSet<u64> = user_num
                 .and_then(|u| catalog.follows.get(&u))
                 .map(|a| a.iter().copied().collect())
@@ -726,7 +733,7 @@ impl FeedService {
                 for (r, c) in candidates.iter().enumerate() {
                     rows[r * nf + f] = match what {
                         "follows_author" => f32::from(u8::from(follows.contains(&author(c)))),
-                        "tag_match" => tag_match(catalog, c.post, &interests),
+                        "tag_match" => tag_match(catalog, c.post, interests),
                         other => {
                             return Err(Error::Internal(format!(
                                 "model {model}: unknown computed input feed.{other} \
@@ -825,6 +832,29 @@ fn input_value(v: &Value, codes: Option<&HashMap<String, u32>>) -> f32 {
 
 fn head(list: &[(u64, f64)], k: usize) -> Vec<u64> {
     list.iter().take(k).map(|(p, _)| *p).collect()
+}
+
+/// The most engaged posts of the user's top tags: a post's score sums, over the tags it
+/// carries, the tag's weight (the first tag counts most) divided by its rank in that tag.
+fn interest(catalog: &Catalog, interests: &[String], k: usize) -> Vec<u64> {
+    let n = interests.len();
+    let mut acc: HashMap<u64, f64> = HashMap::new();
+    for (i, tag) in interests.iter().enumerate() {
+        let weight = (n - i) as f64;
+        for (rank, (p, _)) in catalog
+            .by_tag
+            .get(tag)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            *acc.entry(*p).or_default() += weight / (10.0 + rank as f64);
+        }
+    }
+    let mut v: Vec<(u64, f64)> = acc.into_iter().collect();
+    v.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    v.into_iter().take(k).map(|(p, _)| p).collect()
 }
 
 /// Recent posts of followed authors, newest first, round-robin over authors so one prolific

@@ -291,6 +291,7 @@ async fn feed(config: &crate::config::Config, lake: &Lake) -> Result<()> {
         &mut feed_config.sources.ann,
         &mut feed_config.sources.u2u,
         &mut feed_config.sources.following,
+        &mut feed_config.sources.interest,
         &mut feed_config.sources.trending,
         &mut feed_config.sources.cold_start,
     ] {
