@@ -248,17 +248,17 @@ async fn reference_warehouse_gives_hand_checked_answers() {
          1,3,1970-01-01T00:00:00Z,2026-11-21T10:00:00Z,false\n\
          2,3,2026-11-20T09:01:00Z,,true\n"
     );
-    // Wide user features: 135 activity features + 4 interest columns + user_id + dt; day 1's
+    // Wide user features: 135 activity features + 7 interest columns + user_id + dt; day 1's
     // CTR of user 1 is 1/2.
     let width = sql(&lake, "SELECT count(*) AS n FROM information_schema.columns WHERE table_schema = 'ads' AND table_name = 'ads_user_features'").await;
-    assert_eq!(width, "n\n141\n");
+    assert_eq!(width, "n\n144\n");
     // Interests over 30 days: user 1 engaged 5 times with post 10 (cats, oslo: ties by name)
     // and once with post 11 (news); user 2 clicked post 10 once and has no third tag.
     assert_eq!(
-        sql(&lake, "SELECT user_id, tag_1_30d, tag_2_30d, tag_3_30d, tag_1_share_30d FROM ads.ads_user_features WHERE dt = DATE '2026-11-21' ORDER BY user_id").await,
-        "user_id,tag_1_30d,tag_2_30d,tag_3_30d,tag_1_share_30d\n\
-         1,cats,oslo,news,0.45454545454545453\n\
-         2,cats,oslo,,0.5\n"
+        sql(&lake, "SELECT user_id, tag_1_30d, tag_2_30d, tag_3_30d, tag_1_share_30d, author_1_30d, author_2_30d, author_3_30d FROM ads.ads_user_features WHERE dt = DATE '2026-11-21' ORDER BY user_id").await,
+        "user_id,tag_1_30d,tag_2_30d,tag_3_30d,tag_1_share_30d,author_1_30d,author_2_30d,author_3_30d\n\
+         1,cats,oslo,news,0.45454545454545453,3,2,\n\
+         2,cats,oslo,,0.5,3,,\n"
     );
     assert_eq!(
         sql(&lake, "SELECT user_id, clicks_sum_7d, impressions_sum_7d, ctr_7d, dwell_ms_sum_1d, active_days_30d FROM ads.ads_user_features WHERE dt = DATE '2026-11-21' ORDER BY user_id").await,

@@ -1,5 +1,5 @@
 /*
-description = "A wide per-user feature table: 135 activity features over 1, 7 and 30-day windows ending on the run date, plus the user's three most engaged tags over 30 days (their interests, for the recall model's user tower), for every user active in the last 30 days. Each day is its own partition, so a sample taken on day D joins the partition of D - 1 and never sees data from D or later."
+description = "A wide per-user feature table: 135 activity features over 1, 7 and 30-day windows ending on the run date, plus the user's three most engaged tags and authors over 30 days (their interests, for the recall model's user tower), for every user active in the last 30 days. Each day is its own partition, so a sample taken on day D joins the partition of D - 1 and never sees data from D or later."
 materialized = "incremental"
 partition_by = "dt"
 tags = ["daily", "ads", "features"]
@@ -192,6 +192,27 @@ ranked AS (
          sum(n) OVER (PARTITION BY user_id) AS total
   FROM tag_engagement
 ),
+-- The authors whose posts the user clicked or liked most in the 30 days (ties by id).
+author_engagement AS (
+  SELECT a.user_id, p.author_id, count(*) AS n
+  FROM dwd.dwd_user_action a
+  JOIN dwd.dwd_post p ON p.post_id = a.post_id
+  WHERE a.dt > $run_date - INTERVAL '30' DAY AND a.dt <= $run_date
+    AND a.action IN ('Post Clicked', 'Post Liked') AND p.author_id <> a.user_id
+  GROUP BY a.user_id, p.author_id
+),
+authors AS (
+  SELECT user_id,
+         max(CASE WHEN r = 1 THEN author_id END) AS author_1_30d,
+         max(CASE WHEN r = 2 THEN author_id END) AS author_2_30d,
+         max(CASE WHEN r = 3 THEN author_id END) AS author_3_30d
+  FROM (
+    SELECT user_id, author_id,
+           row_number() OVER (PARTITION BY user_id ORDER BY n DESC, author_id) AS r
+    FROM author_engagement
+  ) ranked_authors
+  GROUP BY user_id
+),
 interests AS (
   SELECT user_id,
          max(CASE WHEN r = 1 THEN tag END) AS tag_1_30d,
@@ -202,6 +223,8 @@ interests AS (
   GROUP BY user_id
 )
 SELECT base.*, i.tag_1_30d, i.tag_2_30d, i.tag_3_30d,
-       COALESCE(i.tag_1_share_30d, 0.0) AS tag_1_share_30d
+       COALESCE(i.tag_1_share_30d, 0.0) AS tag_1_share_30d,
+       au.author_1_30d, au.author_2_30d, au.author_3_30d
 FROM base
 LEFT JOIN interests i ON i.user_id = base.user_id
+LEFT JOIN authors au ON au.user_id = base.user_id
