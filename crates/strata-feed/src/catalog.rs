@@ -6,11 +6,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Int64Type, TimestampMicrosecondType};
 use strata_sql::SqlSession;
 use strata_table::Lake;
 
+use crate::columns::{days, floats, ints, micros, query, texts};
 use crate::config::CatalogConfig;
 use crate::error::{Error, Result};
 
@@ -73,8 +72,8 @@ impl Catalog {
         for b in query(&session, &c.posts_sql).await? {
             let ids = ints(&b, "post_id")?;
             let authors = ints(&b, "author_id")?;
-            let created = times(&b, "created_at")?;
-            let tags = strings(&b, "tags")?;
+            let created = micros(&b, "created_at")?;
+            let tags = texts(&b, "tags")?;
             for i in 0..b.num_rows() {
                 let (Some(id), Some(author)) = (ids[i], authors[i]) else {
                     continue;
@@ -175,7 +174,7 @@ impl Catalog {
                         .into_iter()
                         .filter(|(p, _)| cat.posts.contains_key(p))
                         .collect();
-                    v.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                    best_first(&mut v);
                     v.truncate(HEAD);
                     (country.to_string(), v)
                 })
@@ -217,6 +216,11 @@ impl Catalog {
     }
 }
 
+/// Sorts `(post, score)` pairs best first, ties by the lower id (the same order every run).
+pub(crate) fn best_first(v: &mut [(u64, f64)]) {
+    v.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+}
+
 /// Sums engagement of days after `after` (day numbers since 1970) per live post; best first.
 fn head(rows: &[(u64, i32, f64)], after: i32, posts: &HashMap<u64, Post>) -> Vec<(u64, f64)> {
     let mut m: HashMap<u64, f64> = HashMap::new();
@@ -226,7 +230,7 @@ fn head(rows: &[(u64, i32, f64)], after: i32, posts: &HashMap<u64, Post>) -> Vec
         }
     }
     let mut v: Vec<(u64, f64)> = m.into_iter().filter(|(_, s)| *s > 0.0).collect();
-    v.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    best_first(&mut v);
     v.truncate(HEAD);
     v
 }
@@ -256,7 +260,7 @@ fn by_tag(
         }
     }
     for v in out.values_mut() {
-        v.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        best_first(v);
         v.truncate(PER_TAG);
     }
     out
@@ -264,67 +268,6 @@ fn by_tag(
 
 /// Posts kept per tag.
 const PER_TAG: usize = 500;
-
-async fn query(session: &SqlSession, sql: &str) -> Result<Vec<RecordBatch>> {
-    session
-        .query(sql)
-        .await
-        .map(|(_, b)| b)
-        .map_err(|e| Error::Catalog(format!("{sql}: {e}")))
-}
-
-fn column<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a arrow::array::ArrayRef> {
-    b.column_by_name(name)
-        .ok_or_else(|| Error::Catalog(format!("the query gives no column {name:?}")))
-}
-
-fn ints(b: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
-    let a = arrow::compute::cast(column(b, name)?, &DataType::Int64)
-        .map_err(|e| Error::Catalog(format!("column {name}: {e}")))?;
-    let a = a.as_primitive::<Int64Type>();
-    Ok((0..a.len())
-        .map(|i| (!a.is_null(i)).then(|| a.value(i)))
-        .collect())
-}
-
-fn floats(b: &RecordBatch, name: &str) -> Result<Vec<f64>> {
-    let a = arrow::compute::cast(column(b, name)?, &DataType::Float64)
-        .map_err(|e| Error::Catalog(format!("column {name}: {e}")))?;
-    let a = a.as_primitive::<arrow::datatypes::Float64Type>();
-    Ok((0..a.len())
-        .map(|i| if a.is_null(i) { 0.0 } else { a.value(i) })
-        .collect())
-}
-
-fn times(b: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
-    let a = arrow::compute::cast(
-        column(b, name)?,
-        &DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
-    )
-    .map_err(|e| Error::Catalog(format!("column {name}: {e}")))?;
-    let a = a.as_primitive::<TimestampMicrosecondType>();
-    Ok((0..a.len())
-        .map(|i| (!a.is_null(i)).then(|| a.value(i)))
-        .collect())
-}
-
-fn days(b: &RecordBatch, name: &str) -> Result<Vec<Option<i32>>> {
-    let a = arrow::compute::cast(column(b, name)?, &DataType::Date32)
-        .map_err(|e| Error::Catalog(format!("column {name}: {e}")))?;
-    let a = a.as_primitive::<arrow::datatypes::Date32Type>();
-    Ok((0..a.len())
-        .map(|i| (!a.is_null(i)).then(|| a.value(i)))
-        .collect())
-}
-
-fn strings(b: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
-    let a = arrow::compute::cast(column(b, name)?, &DataType::Utf8)
-        .map_err(|e| Error::Catalog(format!("column {name}: {e}")))?;
-    let a = a.as_string::<i32>();
-    Ok((0..a.len())
-        .map(|i| (!a.is_null(i)).then(|| a.value(i).to_string()))
-        .collect())
-}
 
 async fn pairs(session: &SqlSession, sql: &str, a: &str, b: &str) -> Result<Vec<(u64, u64)>> {
     let mut out = Vec::new();
@@ -349,7 +292,7 @@ async fn string_pairs(
     let mut out = Vec::new();
     for batch in query(session, sql).await? {
         let x = ints(&batch, a)?;
-        let y = strings(&batch, b)?;
+        let y = texts(&batch, b)?;
         out.extend(
             x.into_iter()
                 .zip(y)
@@ -368,7 +311,7 @@ async fn engagement(session: &SqlSession, sql: &str) -> Result<Vec<(u64, i32, f6
         let s = floats(&batch, "score")?;
         for i in 0..batch.num_rows() {
             if let (Some(p), Some(d)) = (p[i], d[i]) {
-                out.push((p as u64, d, s[i]));
+                out.push((p as u64, d, s[i].unwrap_or(0.0)));
             }
         }
     }
@@ -386,7 +329,7 @@ async fn interactions(
     for batch in query(session, sql).await? {
         let u = ints(&batch, "user_id")?;
         let p = ints(&batch, "post_id")?;
-        let at = times(&batch, "at")?;
+        let at = micros(&batch, "at")?;
         for i in 0..batch.num_rows() {
             if let (Some(u), Some(p), Some(at)) = (u[i], p[i], at[i]) {
                 rows.push((u as u64, at, p as u64));

@@ -615,9 +615,7 @@ impl FeedService {
                 *acc.entry(*p).or_default() += sim / (1.0 + rank as f64 / 10.0);
             }
         }
-        let mut v: Vec<(u64, f64)> = acc.into_iter().collect();
-        v.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        Ok(v.into_iter().take(k).map(|(p, _)| p).collect())
+        Ok(top_ids(acc, k))
     }
 
     /// Scores candidates with the GBDT: its inputs mapped to online views (`[online]` in the
@@ -852,8 +850,13 @@ fn interest(catalog: &Catalog, interests: &[String], k: usize) -> Vec<u64> {
             *acc.entry(*p).or_default() += weight / (10.0 + rank as f64);
         }
     }
-    let mut v: Vec<(u64, f64)> = acc.into_iter().collect();
-    v.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    top_ids(acc, k)
+}
+
+/// The `k` best-scored posts, best first.
+fn top_ids(scores: HashMap<u64, f64>, k: usize) -> Vec<u64> {
+    let mut v: Vec<(u64, f64)> = scores.into_iter().collect();
+    crate::catalog::best_first(&mut v);
     v.into_iter().take(k).map(|(p, _)| p).collect()
 }
 

@@ -9,6 +9,7 @@
 //! - [`server`]: the HTTP route and the catalogue refresh.
 
 pub mod catalog;
+mod columns;
 pub mod config;
 pub mod error;
 pub mod events;

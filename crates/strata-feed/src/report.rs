@@ -18,6 +18,7 @@ use serde::Serialize;
 use strata_sql::SqlSession;
 use strata_table::Lake;
 
+use crate::columns::{days as day, ints, micros, query as run, texts as text};
 use crate::error::{Error, Result};
 use crate::events::FEED_SERVED;
 
@@ -337,65 +338,6 @@ fn two_sided_p(z: f64) -> f64 {
                 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
     let erf = 1.0 - poly * (-x * x).exp();
     (1.0 - erf).clamp(0.0, 1.0)
-}
-
-async fn run(session: &SqlSession, sql: &str) -> Result<Vec<arrow::array::RecordBatch>> {
-    session
-        .query(sql)
-        .await
-        .map(|(_, b)| b)
-        .map_err(|e| Error::Internal(format!("{sql}: {e}")))
-}
-
-fn col(
-    b: &arrow::array::RecordBatch,
-    name: &str,
-    to: &arrow::datatypes::DataType,
-) -> Result<arrow::array::ArrayRef> {
-    let a = b
-        .column_by_name(name)
-        .ok_or_else(|| Error::Internal(format!("no column {name}")))?;
-    arrow::compute::cast(a, to).map_err(|e| Error::Internal(format!("column {name}: {e}")))
-}
-
-fn text(b: &arrow::array::RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
-    use arrow::array::{Array, AsArray};
-    let a = col(b, name, &arrow::datatypes::DataType::Utf8)?;
-    let a = a.as_string::<i32>();
-    Ok((0..a.len())
-        .map(|i| (!a.is_null(i)).then(|| a.value(i).to_string()))
-        .collect())
-}
-
-fn ints(b: &arrow::array::RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
-    use arrow::array::{Array, AsArray};
-    let a = col(b, name, &arrow::datatypes::DataType::Int64)?;
-    let a = a.as_primitive::<arrow::datatypes::Int64Type>();
-    Ok((0..a.len())
-        .map(|i| (!a.is_null(i)).then(|| a.value(i)))
-        .collect())
-}
-
-fn micros(b: &arrow::array::RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
-    use arrow::array::{Array, AsArray};
-    let a = col(
-        b,
-        name,
-        &arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
-    )?;
-    let a = a.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
-    Ok((0..a.len())
-        .map(|i| (!a.is_null(i)).then(|| a.value(i)))
-        .collect())
-}
-
-fn day(b: &arrow::array::RecordBatch, name: &str) -> Result<Vec<Option<i32>>> {
-    use arrow::array::{Array, AsArray};
-    let a = col(b, name, &arrow::datatypes::DataType::Date32)?;
-    let a = a.as_primitive::<arrow::datatypes::Date32Type>();
-    Ok((0..a.len())
-        .map(|i| (!a.is_null(i)).then(|| a.value(i)))
-        .collect())
 }
 
 #[cfg(test)]
