@@ -39,7 +39,9 @@ pub struct FeedLoopOptions {
     pub sessions: u64,
     /// Items per feed.
     pub n: usize,
-    /// The simulated day the sessions are spread over (its midnight, µs since the epoch).
+    /// The simulated day the sessions are spread over (its midnight, µs since the epoch). A
+    /// day that has begun is spread over its past only: a collector rejects events from the
+    /// future.
     pub day_start_micros: i64,
     /// Seeds which users read and how they react.
     pub seed: u64,
@@ -72,6 +74,9 @@ pub struct FeedLoopReport {
     /// Feed requests that did not answer 200 (after one retry).
     pub failed: u64,
     pub events_sent: u64,
+    /// Events the collector refused (and dead-lettered), with its first reason.
+    pub events_rejected: u64,
+    pub first_rejection: Option<String>,
     pub variants: BTreeMap<String, VariantCounts>,
     pub feed_p50_ms: f64,
     pub feed_p99_ms: f64,
@@ -90,6 +95,15 @@ pub async fn feed_loop(
     }
     let feed = Target::parse(&opts.feed_url)?;
     let collector = Target::parse(&opts.target)?;
+    let now = chrono::Utc::now().timestamp_micros();
+    if opts.day_start_micros > now {
+        return Err(Error::Config(
+            "the day has not begun: a collector rejects events from the future; pick a day up to today"
+                .into(),
+        ));
+    }
+    // The part of the day that has passed (all of it for an earlier day).
+    let span = (now - opts.day_start_micros).min(86_400_000_000);
     let started = Instant::now();
     let users = world.user_count() as u64;
     let workers = opts.concurrency.clamp(1, 64) as u64;
@@ -99,6 +113,7 @@ pub async fn feed_loop(
     for w in 0..workers {
         let (feed, collector, opts, world) =
             (feed.clone(), collector.clone(), opts.clone(), world.clone());
+        let day = opts.day_start_micros / 86_400_000_000;
         tasks.push(tokio::spawn(async move {
             let mut out = Partial::default();
             let mut fconn: Option<Conn> = None;
@@ -109,8 +124,7 @@ pub async fn feed_loop(
             while s < opts.sessions {
                 let mut rng = Rng::derive(opts.seed, &[TAG_SESSIONS, s]);
                 let user = 1 + rng.below(users.max(1));
-                let at = opts.day_start_micros
-                    + (86_400_000_000i64 * s as i64) / opts.sessions.max(1) as i64;
+                let at = opts.day_start_micros + (span * s as i64) / opts.sessions.max(1) as i64;
                 let path = format!(
                     "/v1/feed?user_id={user}&n={}&surface={}",
                     opts.n, opts.surface
@@ -143,7 +157,8 @@ pub async fn feed_loop(
                 let reactions = world.react(user, &posts, at, opts.seed ^ s);
                 let expected = world.score_list(user, &posts, at).expected_clicks;
                 let mut events = Vec::new();
-                let id = |k: &str, i: usize| format!("simfeed-{}-{s}-{i}-{k}", opts.seed);
+                // The same session of the same day sends the same ids (a rerun is a retry).
+                let id = |k: &str, i: usize| format!("simfeed-{}-{day}-{s}-{i}-{k}", opts.seed);
                 let ts = |offset_ms: i64| crate::events::format_ts(at + offset_ms * 1000);
                 let c = out.variants.entry(variant).or_default();
                 c.feeds += 1;
@@ -184,8 +199,19 @@ pub async fn feed_loop(
                     let body = json!({"batch": events}).to_string();
                     match post(&collector, &mut cconn, "/v1/batch", &basic, body.as_bytes()).await
                     {
-                        Ok(200) => out.events += events.len() as u64,
-                        Ok(status) => {
+                        Ok((200, answer)) => {
+                            out.events += events.len() as u64;
+                            let a: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
+                            let rejected = a["rejected"].as_u64().unwrap_or(0);
+                            if rejected > 0 {
+                                out.rejected += rejected;
+                                if out.first_rejection.is_none() {
+                                    out.first_rejection =
+                                        a["errors"][0]["reason"].as_str().map(str::to_string);
+                                }
+                            }
+                        }
+                        Ok((status, _)) => {
                             return Err(Error::Http(format!(
                                 "the collector answered {status} to a batch"
                             )))
@@ -209,6 +235,10 @@ pub async fn feed_loop(
             .map_err(|e| Error::Http(format!("session task: {e}")))??;
         report.failed += part.failed;
         report.events_sent += part.events;
+        report.events_rejected += part.rejected;
+        if report.first_rejection.is_none() {
+            report.first_rejection = part.first_rejection;
+        }
         latencies.extend(part.latencies);
         for (k, v) in part.variants {
             let c = report.variants.entry(k).or_default();
@@ -241,6 +271,8 @@ pub async fn feed_loop(
 struct Partial {
     failed: u64,
     events: u64,
+    rejected: u64,
+    first_rejection: Option<String>,
     variants: BTreeMap<String, VariantCounts>,
     latencies: Vec<Duration>,
 }
@@ -272,20 +304,20 @@ async fn post(
     path: &str,
     auth: &str,
     body: &[u8],
-) -> Result<u16> {
+) -> Result<(u16, Vec<u8>)> {
     for attempt in 0..3 {
         if conn.as_ref().is_none_or(|c| c.closed) {
             *conn = Some(Conn::connect(target).await?);
         }
         let Some(c) = conn.as_mut() else { continue };
         match c
-            .post(&format!("{}{path}", target.prefix), auth, body)
+            .post_read(&format!("{}{path}", target.prefix), auth, body)
             .await
         {
-            Ok(s) if s == 429 || s >= 500 => {
+            Ok((s, _)) if s == 429 || s >= 500 => {
                 tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
             }
-            Ok(s) => return Ok(s),
+            Ok(r) => return Ok(r),
             Err(e) if attempt == 2 => return Err(e),
             Err(_) => *conn = None,
         }

@@ -105,12 +105,35 @@ impl Conn {
 
     /// POSTs a JSON body and returns the status after reading the whole response.
     pub async fn post(&mut self, path: &str, auth: &str, body: &[u8]) -> Result<u16> {
-        tokio::time::timeout(RESPONSE_TIMEOUT, self.post_inner(path, auth, body))
+        tokio::time::timeout(RESPONSE_TIMEOUT, self.post_inner(path, auth, body, None))
             .await
             .map_err(|_| Error::Http("response timed out".into()))?
     }
 
-    async fn post_inner(&mut self, path: &str, auth: &str, body: &[u8]) -> Result<u16> {
+    /// POSTs a JSON body and returns the status and the response body.
+    pub async fn post_read(
+        &mut self,
+        path: &str,
+        auth: &str,
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>)> {
+        let mut out = Vec::new();
+        let status = tokio::time::timeout(
+            RESPONSE_TIMEOUT,
+            self.post_inner(path, auth, body, Some(&mut out)),
+        )
+        .await
+        .map_err(|_| Error::Http("response timed out".into()))??;
+        Ok((status, out))
+    }
+
+    async fn post_inner(
+        &mut self,
+        path: &str,
+        auth: &str,
+        body: &[u8],
+        keep: Option<&mut Vec<u8>>,
+    ) -> Result<u16> {
         let head = format!(
             "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\nUser-Agent: strata-sim/{}\r\nContent-Length: {}\r\n\r\n",
             self.host_header,
@@ -121,7 +144,7 @@ impl Conn {
         stream.write_all(head.as_bytes()).await?;
         stream.write_all(body).await?;
         stream.flush().await?;
-        self.read_response().await
+        self.read_response_into(keep).await
     }
 
     /// GETs `path` (with an `Authorization` value when given) and returns the status and the
@@ -157,10 +180,6 @@ impl Conn {
             return Err(Error::Http("connection closed by the server".into()));
         }
         Ok(self.line.trim_end())
-    }
-
-    async fn read_response(&mut self) -> Result<u16> {
-        self.read_response_into(None).await
     }
 
     /// Reads one response; its body goes to `body` when given, else is skipped.

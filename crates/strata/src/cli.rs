@@ -730,7 +730,8 @@ pub struct SimFeedArgs {
     #[arg(long, default_value_t = 10)]
     pub n: usize,
     /// The simulated day the sessions are spread over (default: today, the day after the
-    /// world's window).
+    /// world's window; today's sessions fall in its past part, and a later day is refused:
+    /// a collector rejects events from the future).
     #[arg(long)]
     pub day: Option<chrono::NaiveDate>,
     /// Concurrent sessions.

@@ -349,6 +349,53 @@ fn served_feed(env: Env) {
     assert_eq!(report["matched_by_request_id"], clicks, "{report}");
     assert_eq!(report["variants"][0]["variant"], "control", "{report}");
 
+    // Simulated users read feeds and react: their impressions come back through the collector
+    // with the request ids, none refused.
+    let out = Command::new(strata_bin())
+        .args([
+            "sim",
+            "feed",
+            "--target",
+            &format!("http://{}", server.addr),
+        ])
+        .args(["--token", &token, "--write-key", "demo-write-key"])
+        .args([
+            "--seed",
+            "3",
+            "--users",
+            "150",
+            "--days",
+            "2",
+            "--sessions",
+            "20",
+            "--n",
+            "5",
+        ])
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sim: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sim["failed"], 0, "{sim}");
+    assert_eq!(sim["events_rejected"], 0, "{sim}");
+    let shown: u64 = sim["variants"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v["impressions"].as_u64().unwrap())
+        .sum();
+    assert_eq!(shown, 20 * 5, "{sim}");
+    env.wait_count(
+        "SELECT count(*) AS n FROM ods.ods_event WHERE event = 'Feed Impression' \
+         AND json_get_str(properties, 'request_id') IS NOT NULL",
+        100,
+        std::time::Duration::from_secs(60),
+    );
+
     // The served feed lands in the lake as an event with its request id and items.
     env.wait_count(
         &format!(

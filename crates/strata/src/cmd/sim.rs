@@ -145,6 +145,16 @@ async fn feed(args: SimFeedArgs) -> Result<()> {
         report.feed_p99_ms,
         report.events_sent
     );
+    if report.events_rejected > 0 {
+        println!(
+            "warning: the collector refused {} events ({})",
+            report.events_rejected,
+            report
+                .first_rejection
+                .as_deref()
+                .unwrap_or("no reason given")
+        );
+    }
     println!(
         "{:<16} {:>7} {:>11} {:>8} {:>8} {:>12} {:>14}",
         "variant", "feeds", "impressions", "clicks", "CTR", "likes/impr", "expected CTR"
