@@ -380,6 +380,10 @@ pub struct DemoArgs {
     /// Simulated days (ending yesterday, UTC); each becomes its own day in the lake.
     #[arg(long, default_value_t = 3)]
     pub days: u32,
+    /// The first simulated day (default: `--days` days before today, so the window ends
+    /// yesterday). An earlier window leaves days up to today for `strata sim feed`.
+    #[arg(long)]
+    pub start_date: Option<chrono::NaiveDate>,
     /// Seed of the simulated world (the same seed builds the same app).
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -723,6 +727,9 @@ pub struct SimFeedArgs {
     /// Mean events per active user per simulated day.
     #[arg(long, default_value_t = 40)]
     pub events_per_user: u32,
+    /// The world's first day, when the lake was built with `strata demo --start-date`.
+    #[arg(long)]
+    pub start_date: Option<chrono::NaiveDate>,
     /// Feed requests (each by a user drawn from the world).
     #[arg(long, default_value_t = 2000)]
     pub sessions: u64,

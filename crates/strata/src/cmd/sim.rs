@@ -105,6 +105,9 @@ struct ScoreLine {
 async fn feed(args: SimFeedArgs) -> Result<()> {
     let mut config = strata_sim::WorldConfig::ending_today(args.seed, args.users, args.days);
     config.events_per_user = args.events_per_user;
+    if let Some(start) = args.start_date {
+        config.start_date = start;
+    }
     config.validate()?;
     let day = args
         .day

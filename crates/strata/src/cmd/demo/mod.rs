@@ -53,10 +53,20 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         "1/4 generating a social app: {} users, {} day(s), ~{} events per active user a day, seed {}",
         args.users, args.days, args.events_per_user, args.seed
     ));
-    let world_config = WorldConfig {
+    let mut world_config = WorldConfig {
         events_per_user: args.events_per_user,
         ..WorldConfig::ending_today(args.seed, args.users, args.days)
     };
+    if let Some(start) = args.start_date {
+        let end = start + chrono::Days::new(u64::from(args.days));
+        if end > chrono::Utc::now().date_naive() + chrono::Days::new(1) {
+            bail!(
+                "--start-date {start} with --days {} ends the window on {end}, after today: a collector rejects events from the future",
+                args.days
+            );
+        }
+        world_config.start_date = start;
+    }
     world_config.validate()?;
     let world = {
         let c = world_config.clone();
