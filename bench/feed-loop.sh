@@ -33,8 +33,11 @@ variants = [
 ]
 EOT
 TOKEN=$("$B" tokens create feed-loop --scope serve -c "$CONFIG" 2>/dev/null)
+# Simulated days pass in seconds: reload the catalogue often, and let the seen cache forget
+# within a simulated day (its TTL is wall-clock time).
 export STRATA_FEED__CATALOG__REFRESH_SECS=3
-"$B" serve -c "$CONFIG" --listen "127.0.0.1:$PORT" --flush-interval 1s --roles collector,sink,features \
+export STRATA_FEED__FILTERS__SEEN_TTL_SECS=1
+"$B" serve -c "$CONFIG" --listen "127.0.0.1:$PORT" --flush-interval 1s \
   > "$WORK/serve.out" 2> "$WORK/serve.err" &
 SERVE=$!
 trap 'kill $SERVE 2>/dev/null || true' EXIT
@@ -56,6 +59,8 @@ for k in $(seq "$LOOP_DAYS" -1 1); do
   echo "$json" | python3 -c "
 import json, sys
 r = json.load(sys.stdin)
+if r['failed'] or r['events_rejected']:
+    sys.exit(f\"day $day: {r['failed']} feeds failed, {r['events_rejected']} events refused ({r.get('first_rejection')}); see $WORK/serve.err\")
 for name, v in sorted(r['variants'].items()):
     print(f\"| $day | {name} | {v['feeds']} | {v['impressions']} | {v['ctr']:.4f} | {v['likes_per_impression']:.4f} | {v['expected_ctr']:.4f} |\")
 " >> "$out"

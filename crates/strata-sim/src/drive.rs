@@ -55,6 +55,9 @@ pub struct DriveOptions {
     pub events_per_user: u32,
     /// Stop after this many events even if `duration` has not passed.
     pub max_events: Option<u64>,
+    /// The first simulated day (default: `days` days before today, so the window ends
+    /// yesterday).
+    pub start_date: Option<chrono::NaiveDate>,
 }
 
 impl DriveOptions {
@@ -72,15 +75,20 @@ impl DriveOptions {
             days: 1,
             events_per_user: WorldConfig::ending_today(1, 1, 1).events_per_user,
             max_events: None,
+            start_date: None,
         }
     }
 
     /// The simulated world these options send from.
     pub fn world_config(&self) -> WorldConfig {
-        WorldConfig {
+        let mut c = WorldConfig {
             events_per_user: self.events_per_user,
             ..WorldConfig::ending_today(self.seed, self.users, self.days)
+        };
+        if let Some(start) = self.start_date {
+            c.start_date = start;
         }
+        c
     }
 
     /// Checks the options without contacting anything.

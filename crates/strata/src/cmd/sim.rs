@@ -33,6 +33,7 @@ pub async fn run(args: SimArgs) -> Result<()> {
         days: args.days,
         events_per_user: args.events_per_user,
         max_events: args.max_events,
+        start_date: None,
     };
     opts.validate()?;
     eprintln!(

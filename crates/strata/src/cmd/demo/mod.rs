@@ -123,6 +123,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     opts.users = args.users;
     opts.days = args.days;
     opts.events_per_user = args.events_per_user;
+    opts.start_date = Some(world_config.start_date);
     opts.max_events = Some(events);
     let stats = Arc::new(DriveStats::default());
     let drive = {
