@@ -133,14 +133,15 @@ impl Catalog {
         match engagement(&session, &c.engagement_sql).await {
             Ok(rows) => {
                 let newest = rows.iter().map(|r| r.1).max().unwrap_or(0);
-                cat.trending = head(
+                let trending_from = newest - i32::try_from(c.trending_days).unwrap_or(1);
+                cat.trending = head(engaged_after(&rows, trending_from, &cat.posts));
+                let popular = engaged_after(
                     &rows,
-                    newest - i32::try_from(c.trending_days).unwrap_or(1),
+                    newest - i32::try_from(c.popular_days).unwrap_or(7),
                     &cat.posts,
                 );
-                let popular_from = newest - i32::try_from(c.popular_days).unwrap_or(7);
-                cat.popular = head(&rows, popular_from, &cat.posts);
-                cat.by_tag = by_tag(&rows, popular_from, &cat.posts, &cat.tag_names);
+                cat.by_tag = by_tag(&popular, &cat.posts, &cat.tag_names);
+                cat.popular = head(popular);
             }
             Err(e) => warnings.push(format!("engagement: {e}")),
         }
@@ -156,7 +157,8 @@ impl Catalog {
                 Err(e) => warnings.push(format!("countries: {e}")),
             }
         }
-        // Popular per country: the popular window's engagement of each country's users.
+        // Popular per country: the recent interactions (`interaction_days`) of each country's
+        // users, counted per post.
         if !cat.countries.is_empty() {
             let mut by_country: HashMap<&str, HashMap<u64, f64>> = HashMap::new();
             for (u, posts) in &cat.interactions {
@@ -221,38 +223,39 @@ pub(crate) fn best_first(v: &mut [(u64, f64)]) {
     v.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
 }
 
-/// Sums engagement of days after `after` (day numbers since 1970) per live post; best first.
-fn head(rows: &[(u64, i32, f64)], after: i32, posts: &HashMap<u64, Post>) -> Vec<(u64, f64)> {
+/// Engagement summed per live post over the days after `after` (day numbers since 1970);
+/// posts with none are left out.
+fn engaged_after(
+    rows: &[(u64, i32, f64)],
+    after: i32,
+    posts: &HashMap<u64, Post>,
+) -> HashMap<u64, f64> {
     let mut m: HashMap<u64, f64> = HashMap::new();
     for &(p, d, s) in rows {
         if d > after && posts.contains_key(&p) {
             *m.entry(p).or_default() += s;
         }
     }
-    let mut v: Vec<(u64, f64)> = m.into_iter().filter(|(_, s)| *s > 0.0).collect();
+    m.retain(|_, s| *s > 0.0);
+    m
+}
+
+/// The [`HEAD`] most engaged posts, best first.
+fn head(engaged: HashMap<u64, f64>) -> Vec<(u64, f64)> {
+    let mut v: Vec<(u64, f64)> = engaged.into_iter().collect();
     best_first(&mut v);
     v.truncate(HEAD);
     v
 }
 
-/// Per tag, the posts engaged after `after` (best first, at most [`PER_TAG`]).
+/// Per tag, its most engaged posts (best first, at most [`PER_TAG`]).
 fn by_tag(
-    rows: &[(u64, i32, f64)],
-    after: i32,
+    engaged: &HashMap<u64, f64>,
     posts: &HashMap<u64, Post>,
     tag_names: &[String],
 ) -> HashMap<String, Vec<(u64, f64)>> {
-    let mut m: HashMap<u64, f64> = HashMap::new();
-    for &(p, d, s) in rows {
-        if d > after && posts.contains_key(&p) {
-            *m.entry(p).or_default() += s;
-        }
-    }
     let mut out: HashMap<String, Vec<(u64, f64)>> = HashMap::new();
-    for (p, s) in m {
-        if s <= 0.0 {
-            continue;
-        }
+    for (&p, &s) in engaged {
         for t in posts.get(&p).map(|x| x.tags.as_slice()).unwrap_or_default() {
             if let Some(name) = tag_names.get(*t as usize) {
                 out.entry(name.clone()).or_default().push((p, s));

@@ -147,6 +147,15 @@ impl SourcesConfig {
         }
     }
 
+    /// Gives every source the same budget.
+    pub fn set_budgets(&mut self, budget_ms: u64) {
+        for name in SOURCES {
+            if let Some(s) = self.get_mut(name) {
+                s.budget_ms = budget_ms;
+            }
+        }
+    }
+
     fn get_mut(&mut self, name: &str) -> Option<&mut SourceConfig> {
         match name {
             "ann" => Some(&mut self.ann),

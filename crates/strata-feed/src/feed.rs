@@ -122,6 +122,10 @@ impl std::fmt::Debug for FeedService {
     }
 }
 
+/// The `ann` source's error for a user the recall model has no features for: such a user is
+/// cold.
+const NO_FEATURES: &str = "no features for this user";
+
 /// Reciprocal-rank fusion constant.
 const RRF_K: f64 = 60.0;
 
@@ -278,10 +282,7 @@ impl FeedService {
         // The user is cold when the recall model found no features for them (or, without a
         // recall model, when no personal source found anything).
         let personal = results[..4].iter().map(|r| r.1.len()).sum::<usize>();
-        let cold = match &results[0].0.detail {
-            Some(d) if d.contains("no features") => true,
-            _ => personal == 0,
-        };
+        let cold = results[0].0.detail.as_deref() == Some(NO_FEATURES) || personal == 0;
         if cold {
             let pool = req
                 .country
@@ -552,7 +553,7 @@ impl FeedService {
             .await
             .map_err(|e| e.to_string())?;
         if !found {
-            return Err("no features for this user".into());
+            return Err(NO_FEATURES.into());
         }
         let filter = strata_ann::Filter {
             exclude_ids: seen.iter().copied().collect(),

@@ -22,3 +22,13 @@ pub mod server;
 pub use config::{ExperimentConfig, FeedConfig, VariantConfig};
 pub use error::{Error, Result};
 pub use feed::{FeedRequest, FeedResponse, FeedService};
+
+/// Each feature view's entity columns, by view name: how the ranker keys its online inputs.
+pub fn view_entities(
+    views: &[strata_features::view::FeatureView],
+) -> std::collections::HashMap<String, Vec<String>> {
+    views
+        .iter()
+        .map(|v| (v.name.clone(), v.entity.clone()))
+        .collect()
+}

@@ -160,10 +160,7 @@ async fn model_router(
     let mut router = server.clone().router();
     if config.feed.enabled {
         let views = strata_features::view::load_views(root).context("loading feature views")?;
-        let entities = views
-            .iter()
-            .map(|v| (v.name.clone(), v.entity.clone()))
-            .collect();
+        let entities = strata_feed::view_entities(&views);
         let impressions = config.feed.log_impressions.then(|| {
             strata_feed::events::ImpressionLog::new(
                 log,

@@ -291,23 +291,11 @@ async fn feed(config: &crate::config::Config, lake: &Lake) -> Result<()> {
         println!("    (model not loaded: {problem})");
     }
     let views = strata_features::load_views(&config.warehouse.project)?;
-    let entities = views
-        .iter()
-        .map(|v| (v.name.clone(), v.entity.clone()))
-        .collect();
+    let entities = strata_feed::view_entities(&views);
     let mut feed_config = config.feed.clone();
     // In-process and cold: the budget of a warm server is not the point here.
     feed_config.budget_ms = 10_000;
-    for s in [
-        &mut feed_config.sources.ann,
-        &mut feed_config.sources.u2u,
-        &mut feed_config.sources.following,
-        &mut feed_config.sources.interest,
-        &mut feed_config.sources.trending,
-        &mut feed_config.sources.cold_start,
-    ] {
-        s.budget_ms = 10_000;
-    }
+    feed_config.sources.set_budgets(10_000);
     let service = strata_feed::FeedService::new(
         feed_config,
         Vec::new(),
