@@ -715,21 +715,8 @@ pub struct SimFeedArgs {
     /// Write key of the app the reactions are sent as.
     #[arg(long, env = "STRATA_WRITE_KEY")]
     pub write_key: String,
-    /// Seed of the simulated world.
-    #[arg(long, default_value_t = 7)]
-    pub seed: u64,
-    /// Simulated users.
-    #[arg(long, default_value_t = 2000)]
-    pub users: u32,
-    /// Simulated days of the lake's world (ending yesterday, as in `strata demo`).
-    #[arg(long, default_value_t = 3)]
-    pub days: u32,
-    /// Mean events per active user per simulated day.
-    #[arg(long, default_value_t = 40)]
-    pub events_per_user: u32,
-    /// The world's first day, when the lake was built with `strata demo --start-date`.
-    #[arg(long)]
-    pub start_date: Option<chrono::NaiveDate>,
+    #[command(flatten)]
+    pub world: WorldArgs,
     /// Feed requests (each by a user drawn from the world).
     #[arg(long, default_value_t = 2000)]
     pub sessions: u64,
@@ -749,8 +736,10 @@ pub struct SimFeedArgs {
     pub json: bool,
 }
 
+/// The simulated world a `sim score` or `sim feed` reads: it must be the lake's (`strata
+/// demo`'s seed, users, days and start date).
 #[derive(Debug, Args)]
-pub struct SimScoreArgs {
+pub struct WorldArgs {
     /// Seed of the simulated world.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -766,6 +755,25 @@ pub struct SimScoreArgs {
     /// The first simulated day, when the world did not end yesterday.
     #[arg(long)]
     pub start_date: Option<chrono::NaiveDate>,
+}
+
+impl WorldArgs {
+    /// The world these arguments describe (validated).
+    pub fn config(&self) -> anyhow::Result<strata_sim::WorldConfig> {
+        let mut config = strata_sim::WorldConfig::ending_today(self.seed, self.users, self.days);
+        config.events_per_user = self.events_per_user;
+        if let Some(start) = self.start_date {
+            config.start_date = start;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SimScoreArgs {
+    #[command(flatten)]
+    pub world: WorldArgs,
     /// Lists without `at` are scored at this time (default: the end of the simulated window).
     #[arg(long)]
     pub at: Option<chrono::DateTime<chrono::Utc>>,

@@ -104,12 +104,7 @@ struct ScoreLine {
 
 /// `strata sim feed`: simulated users read Strata's feeds and react.
 async fn feed(args: SimFeedArgs) -> Result<()> {
-    let mut config = strata_sim::WorldConfig::ending_today(args.seed, args.users, args.days);
-    config.events_per_user = args.events_per_user;
-    if let Some(start) = args.start_date {
-        config.start_date = start;
-    }
-    config.validate()?;
+    let config = args.world.config()?;
     let day = args
         .day
         .unwrap_or(config.start_date + chrono::Days::new(u64::from(config.days)));
@@ -131,7 +126,7 @@ async fn feed(args: SimFeedArgs) -> Result<()> {
             .and_time(chrono::NaiveTime::MIN)
             .and_utc()
             .timestamp_micros(),
-        seed: args.seed,
+        seed: args.world.seed,
         concurrency: args.concurrency,
         surface: "home".into(),
     };
@@ -175,12 +170,7 @@ async fn feed(args: SimFeedArgs) -> Result<()> {
 /// `strata sim score`: expected engagement of ranked lists under the hidden preferences.
 fn score(args: &SimScoreArgs) -> Result<()> {
     use std::io::BufRead;
-    let mut config = strata_sim::WorldConfig::ending_today(args.seed, args.users, args.days);
-    config.events_per_user = args.events_per_user;
-    if let Some(start) = args.start_date {
-        config.start_date = start;
-    }
-    config.validate()?;
+    let config = args.world.config()?;
     eprintln!(
         "sim score: generating the world ({} users, {} days from {}, seed {})",
         config.users, config.days, config.start_date, config.seed
