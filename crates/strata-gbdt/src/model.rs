@@ -119,7 +119,38 @@ pub struct Model {
     /// Per tree: its root in `fast` and its depth (steps from the root to its deepest leaf).
     #[serde(skip)]
     fast_trees: Vec<(u32, u32)>,
+    /// The batch scorer's form (rebuilt on load); `None` when a tree has more than 64 leaves.
+    #[serde(skip)]
+    quick: Option<Box<Quick>>,
 }
+
+/// The forest in the form of QuickScorer (Lucchese et al., SIGIR 2015), for batches. Each
+/// tree's leaves are numbered left to right and a row keeps one 64-bit word per tree, all ones
+/// at first. A numeric split the row does *not* go left at clears the bits of its left
+/// subtree's leaves. The row's leaf in a tree is then the lowest bit left, and the splits it
+/// fails on are found by scanning each feature's thresholds in ascending order up to the row's
+/// value: a sequential scan with no dependent loads, where a tree walk chains one node load on
+/// the next.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Quick {
+    /// Numeric splits of feature `f`: `offsets[f]..offsets[f + 1]`, by ascending threshold.
+    offsets: Vec<u32>,
+    thr: Vec<f32>,
+    tree: Vec<u32>,
+    mask: Vec<u64>,
+    /// Splits of feature `f` that send missing values right: `nan_offsets[f]..[f + 1]`.
+    nan_offsets: Vec<u32>,
+    nan_tree: Vec<u32>,
+    nan_mask: Vec<u64>,
+    /// Categorical splits, tested one by one: (`fast` index, tree, mask).
+    cats: Vec<(u32, u32, u64)>,
+    /// Tree `h`'s leaves, left to right, start at `leaf_offset[h]` in `leaf_value`.
+    leaf_offset: Vec<u32>,
+    leaf_value: Vec<f64>,
+}
+
+/// A numeric split for [`Quick`]: (feature, threshold, tree, mask).
+type QuickSplit = (u32, f32, u32, u64);
 
 /// A feature's share of the model: total split gain and split count.
 #[derive(Debug, Clone, PartialEq)]
@@ -149,6 +180,7 @@ impl Model {
             fast: Vec::new(),
             fast_value: Vec::new(),
             fast_trees: Vec::new(),
+            quick: None,
         };
         for t in trees {
             let node_base = m.nodes.len() as i32;
@@ -277,6 +309,125 @@ impl Model {
                 (at(root), depth)
             })
             .collect();
+        self.quick = self.build_quick().map(Box::new);
+    }
+
+    /// The [`Quick`] form, or `None` when a tree has more than 64 leaves (or is not a tree, or
+    /// a threshold is NaN: forms the checks allow but the walk handles differently).
+    fn build_quick(&self) -> Option<Quick> {
+        let nf = self.features.len();
+        let mut splits: Vec<QuickSplit> = Vec::new();
+        let mut nan: Vec<(u32, u32, u64)> = Vec::new();
+        let mut cats = Vec::new();
+        let mut leaf_offset = Vec::with_capacity(self.roots.len());
+        let mut leaf_value = Vec::new();
+        let mut seen = vec![false; self.nodes.len()];
+        for (h, &root) in self.roots.iter().enumerate() {
+            leaf_offset.push(u32::try_from(leaf_value.len()).ok()?);
+            // In-order walk: (child, visited-left) on a stack; a node's left subtree's leaves
+            // are the ones numbered between entering and leaving its left child.
+            let mut leaves: Vec<f64> = Vec::new();
+            let mut stack: Vec<(i32, u32)> = vec![(root, u32::MAX)];
+            while let Some((c, first)) = stack.pop() {
+                if c < 0 {
+                    if leaves.len() == 64 {
+                        return None;
+                    }
+                    leaves.push(*self.leaves.get(!c as usize)?);
+                    continue;
+                }
+                let i = c as usize;
+                let n = self.nodes.get(i)?;
+                if first == u32::MAX {
+                    if std::mem::replace(&mut seen[i], true) {
+                        return None;
+                    }
+                    // Come back after the left subtree, remembering where its leaves start.
+                    stack.push((c, leaves.len() as u32));
+                    stack.push((n.left, u32::MAX));
+                    continue;
+                }
+                let (lo, hi) = (first, leaves.len() as u32);
+                let left = if hi - lo == 64 {
+                    u64::MAX
+                } else {
+                    ((1u64 << (hi - lo)) - 1) << lo
+                };
+                let mask = !left;
+                if n.flags & CATEGORICAL != 0 {
+                    cats.push((i as u32, h as u32, mask));
+                } else {
+                    if n.threshold.is_nan() {
+                        return None;
+                    }
+                    splits.push((n.feature, n.threshold, h as u32, mask));
+                    if n.flags & DEFAULT_LEFT == 0 {
+                        nan.push((n.feature, h as u32, mask));
+                    }
+                }
+                stack.push((n.right, u32::MAX));
+            }
+            leaf_value.extend(leaves);
+        }
+        splits.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        nan.sort_by_key(|x| x.0);
+        let offsets_of = |features: &mut dyn Iterator<Item = u32>| {
+            let mut offsets = vec![0u32; nf + 1];
+            for f in features {
+                offsets[f as usize + 1] += 1;
+            }
+            for f in 0..nf {
+                offsets[f + 1] += offsets[f];
+            }
+            offsets
+        };
+        Some(Quick {
+            offsets: offsets_of(&mut splits.iter().map(|s| s.0)),
+            thr: splits.iter().map(|s| s.1).collect(),
+            tree: splits.iter().map(|s| s.2).collect(),
+            mask: splits.iter().map(|s| s.3).collect(),
+            nan_offsets: offsets_of(&mut nan.iter().map(|s| s.0)),
+            nan_tree: nan.iter().map(|s| s.1).collect(),
+            nan_mask: nan.iter().map(|s| s.2).collect(),
+            cats,
+            leaf_offset,
+            leaf_value,
+        })
+    }
+
+    /// Raw scores of row-major `rows` with the [`Quick`] form; the same sums, in the same
+    /// (tree) order, as the walk, so the same bits.
+    fn quick_raw_batch(&self, q: &Quick, rows: &[f32], n_features: usize, out: &mut [f32]) {
+        let mut v = vec![u64::MAX; self.roots.len()];
+        for (row, o) in rows.chunks_exact(n_features).zip(out.iter_mut()) {
+            v.fill(u64::MAX);
+            for (f, &x) in row.iter().enumerate() {
+                if x.is_nan() {
+                    let (a, b) = (q.nan_offsets[f] as usize, q.nan_offsets[f + 1] as usize);
+                    for (&h, &m) in q.nan_tree[a..b].iter().zip(&q.nan_mask[a..b]) {
+                        v[h as usize] &= m;
+                    }
+                    continue;
+                }
+                let (a, b) = (q.offsets[f] as usize, q.offsets[f + 1] as usize);
+                // The splits on f whose threshold is below x: x goes right at each of them.
+                let upto = a + q.thr[a..b].partition_point(|&t| t < x);
+                for (&h, &m) in q.tree[a..upto].iter().zip(&q.mask[a..upto]) {
+                    v[h as usize] &= m;
+                }
+            }
+            for &(node, h, m) in &q.cats {
+                let n = &self.fast[node as usize];
+                if !self.goes_left(n, row[(n.fk & FK_FEATURE) as usize]) {
+                    v[h as usize] &= m;
+                }
+            }
+            let mut acc = self.base_score;
+            for (h, &bits) in v.iter().enumerate() {
+                acc += q.leaf_value[q.leaf_offset[h] as usize + bits.trailing_zeros() as usize];
+            }
+            *o = acc as f32;
+        }
     }
 
     /// The objective the model was trained for.
@@ -363,8 +514,20 @@ impl Model {
         }
     }
 
-    /// Raw scores of row-major `rows` (`n_features` values each) into `out` (one per row).
-    /// Rows are scored in blocks, tree by tree, so each tree stays in cache.
+    /// Which form [`Self::predict_batch`] scores with: `"bitvector"` (QuickScorer: every tree
+    /// has at most 64 leaves) or `"walk"` (blocks of rows walking each tree in lockstep).
+    pub fn batch_scorer(&self) -> &'static str {
+        if self.quick.is_some() {
+            "bitvector"
+        } else {
+            "walk"
+        }
+    }
+
+    /// Raw scores of row-major `rows` (`n_features` values each) into `out` (one per row),
+    /// with the bitvector form when every tree has at most 64 leaves, else by walking blocks
+    /// of rows through each tree in lockstep. Both give the bits [`Self::predict_raw_row`]
+    /// gives.
     pub fn predict_raw_batch(
         &self,
         rows: &[f32],
@@ -378,6 +541,10 @@ impl Model {
                 rows.len(),
                 out.len()
             )));
+        }
+        if let Some(q) = &self.quick {
+            self.quick_raw_batch(q, rows, n_features, out);
+            return Ok(());
         }
         // Blocks of rows walk each tree in lockstep, every walk for the tree's depth (a walk
         // that reached its leaf stays there): the walks are independent and branch-free, so
