@@ -248,7 +248,15 @@ impl FeedService {
         );
 
         // The user's top tags: the interest source and the ranker's tag_match read them.
+        let t = Instant::now();
         let interests = self.interests(&req.user_id).await;
+        stages.push(Stage {
+            name: "features".into(),
+            ms: t.elapsed().as_secs_f64() * 1e3,
+            status: if interests.is_empty() { "empty" } else { "ok" },
+            count: interests.len(),
+            detail: None,
+        });
 
         // Sources, concurrently, each within its budget and the request's.
         let t = Instant::now();
@@ -399,15 +407,22 @@ impl FeedService {
                         )
                         .await
                     {
-                        Ok(s) => {
+                        Ok((s, fetch_ms)) => {
                             ranker_served = Some(ServedModel {
                                 name: cfg.ranker_model.clone(),
                                 version: routed.version,
                                 canary: routed.canary,
                             });
                             stages.push(Stage {
+                                name: "fetch".into(),
+                                ms: fetch_ms,
+                                status: "ok",
+                                count: candidates.len(),
+                                detail: None,
+                            });
+                            stages.push(Stage {
                                 name: "rank".into(),
-                                ms: t.elapsed().as_secs_f64() * 1e3,
+                                ms: (t.elapsed().as_secs_f64() * 1e3 - fetch_ms).max(0.0),
                                 status: "ok",
                                 count: candidates.len(),
                                 detail: None,
@@ -621,7 +636,8 @@ impl FeedService {
 
     /// Scores candidates with the GBDT: its inputs mapped to online views (`[online]` in the
     /// model file), one batch lookup per view, and the pair inputs the feed computes
-    /// (`feed.follows_author`, `feed.tag_match`).
+    /// (`feed.follows_author`, `feed.tag_match`). Returns the scores and the time spent
+    /// fetching and assembling the inputs (ms).
     async fn rank(
         &self,
         catalog: &Catalog,
@@ -630,7 +646,8 @@ impl FeedService {
         user: &str,
         interests: &[String],
         candidates: &[Candidate],
-    ) -> Result<Vec<f64>> {
+    ) -> Result<(Vec<f64>, f64)> {
+        let started = Instant::now();
         let (gbdt, inputs) = loaded
             .gbdt()
             .ok_or_else(|| Error::Internal(format!("{model} is not a GBDT model")))?;
@@ -698,21 +715,39 @@ impl FeedService {
                 .lookup(view, &keys)
                 .await
                 .map_err(|e| Error::Internal(format!("reading {view}: {e}")))?;
+            // Each wanted input's category codes, and its column's position in the rows: found
+            // once per schema the rows were written with (all rows share one, but a sync may
+            // have published a new one in between).
+            let codes: Vec<Option<&HashMap<String, u32>>> = wanted
+                .iter()
+                .map(|&(f, _)| {
+                    let (name, categorical) = &inputs.features[f];
+                    categorical.then(|| inputs.categories.get(name)).flatten()
+                })
+                .collect();
+            let mut positions: Option<(Schema, Vec<Option<usize>>)> = None;
             for (k, row) in got.rows.iter().enumerate() {
                 if row.status != LookupStatus::Present {
                     continue;
                 }
-                for &(f, column) in &wanted {
-                    let Some(i) = row.columns.iter().position(|c| c.name == column) else {
+                if !positions
+                    .as_ref()
+                    .is_some_and(|(c, _)| Arc::ptr_eq(c, &row.columns))
+                {
+                    let p = wanted
+                        .iter()
+                        .map(|&(_, column)| row.columns.iter().position(|c| c.name == column))
+                        .collect();
+                    positions = Some((row.columns.clone(), p));
+                }
+                let Some((_, at)) = &positions else {
+                    continue;
+                };
+                for ((&(f, _), &i), &codes) in wanted.iter().zip(at).zip(&codes) {
+                    let Some(v) = i.and_then(|i| row.values.get(i)) else {
                         continue;
                     };
-                    let categorical = inputs.features[f].1;
-                    let v = input_value(
-                        &row.values[i],
-                        categorical
-                            .then(|| inputs.categories.get(&inputs.features[f].0))
-                            .flatten(),
-                    );
+                    let v = input_value(v, codes);
                     if per_user {
                         for r in 0..candidates.len() {
                             rows[r * nf + f] = v;
@@ -743,12 +778,13 @@ impl FeedService {
                 }
             }
         }
+        let fetch_ms = started.elapsed().as_secs_f64() * 1e3;
         let mut out = vec![0f32; candidates.len()];
         if !candidates.is_empty() {
             gbdt.predict_batch(&rows, nf, &mut out)
                 .map_err(|e| Error::Internal(format!("scoring: {e}")))?;
         }
-        Ok(out.into_iter().map(f64::from).collect())
+        Ok((out.into_iter().map(f64::from).collect(), fetch_ms))
     }
 
     /// The user's top tags, most engaged first (`feed.interest_view`'s
@@ -785,6 +821,9 @@ impl FeedService {
             .collect()
     }
 }
+
+/// The columns a view's rows were written with.
+type Schema = Arc<Vec<strata_online::meta::Column>>;
 
 /// The pseudo-view of inputs the feed computes itself.
 const COMPUTED: &str = "feed";
