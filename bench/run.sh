@@ -16,7 +16,10 @@
 # GBDT_VALID_FROM, GBDT_THREADS, GBDT_TREES, GBDT_VENV (gbdt; see `gbdt-bench --help`);
 # ANN_SIZES, ANN_QUERIES, ANN_THREADS, ANN_K, ANN_EF_CONSTRUCTION, ANN_EF, ANN_VENV (ann; see `ann-bench --help`);
 # RECALL_USERS (default 20000), RECALL_DAYS (8), RECALL_SEED (7), RECALL_WORK_DIR (recall; not
-# in the default list: `bash bench/run.sh recall`; see `recall-bench --help`).
+# in the default list: `bash bench/run.sh recall`; see `recall-bench --help`);
+# FEED_USERS (1m), FEED_POSTS (100k), FEED_DAYS (2), FEED_EVENTS_PER_USER (5), FEED_RATES
+# (100,500), FEED_SECONDS (30), FEED_CONNECTIONS (32), FEED_WORK_DIR (feed; not in the default
+# list: `bash bench/run.sh feed`; see `feed-bench --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUITES=("$@")
@@ -152,8 +155,15 @@ for suite in "${SUITES[@]}"; do
       "$TARGET/recall-bench" --strata "$TARGET/strata" --users "${RECALL_USERS:-20000}" \
         --days "${RECALL_DAYS:-8}" --seed "${RECALL_SEED:-7}" "${recall_args[@]}" --out bench/results
       ;;
+    feed)
+      # GET /v1/feed at 1M users and 100k live posts: a demo lake at that scale, the models
+      # trained once, `strata serve`, open-loop load at 100 and 500 requests/s, then the
+      # ceiling. About 20 minutes; the work directory is removed unless FEED_WORK_DIR is set.
+      log "feed"
+      "$TARGET/feed-bench" --strata "$TARGET/strata" --out bench/results
+      ;;
     *)
-      echo "unknown suite $suite (ingest, merge, dag, cdc, features, gbdt, ann, recall)" >&2
+      echo "unknown suite $suite (ingest, merge, dag, cdc, features, gbdt, ann, recall, feed)" >&2
       exit 2
       ;;
   esac

@@ -251,6 +251,19 @@ impl Conn {
         self.read_response().await
     }
 
+    /// GETs `path` with an `Authorization` header, returns the status and the response body.
+    pub async fn get_read(&mut self, path: &str, auth: &str) -> Result<(u16, Vec<u8>)> {
+        let head = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {auth}\r\n\r\n",
+            self.addr
+        );
+        self.reader.get_mut().write_all(head.as_bytes()).await?;
+        let (status, len) = self.read_status_and_headers().await?;
+        let mut out = vec![0u8; len];
+        self.reader.read_exact(&mut out).await?;
+        Ok((status, out))
+    }
+
     pub async fn get(&mut self, path: &str) -> Result<(u16, String)> {
         let head = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.addr);
         self.reader.get_mut().write_all(head.as_bytes()).await?;

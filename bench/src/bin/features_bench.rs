@@ -798,6 +798,8 @@ async fn http_lookups(
         connections,
         max_requests: None,
         body: user_body.clone(),
+        get: None,
+        on_answer: None,
     };
     // Warm-up (connections, page cache), not reported.
     let first = a.rate.first().copied().unwrap_or(1000.0);
@@ -828,6 +830,8 @@ async fn http_lookups(
         connections: 1,
         max_requests: Some(a.feed_requests),
         body: Arc::new(move |i| feast_body(&post_refs, "post_id", &feed_ids(posts, n, i + 1))),
+        get: None,
+        on_answer: None,
     };
     let result = feed_run.run().await?;
     let mut fig = result.figures(0.0);

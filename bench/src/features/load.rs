@@ -16,6 +16,10 @@ use crate::Conn;
 
 /// Makes the body of request `i`.
 pub type BodyFn = Arc<dyn Fn(u64) -> Vec<u8> + Send + Sync>;
+/// Makes the path (with its query string) of GET request `i`.
+pub type PathFn = Arc<dyn Fn(u64) -> String + Send + Sync>;
+/// Sees the body of every 200 answer (e.g. to collect the server's own timings).
+pub type AnswerFn = Arc<dyn Fn(&[u8]) + Send + Sync>;
 
 /// One load run.
 pub struct OpenLoop {
@@ -30,6 +34,9 @@ pub struct OpenLoop {
     /// Stop after this many requests (else when `duration` is over).
     pub max_requests: Option<u64>,
     pub body: BodyFn,
+    /// Send GETs to these paths instead of POSTing `body` to `path`.
+    pub get: Option<PathFn>,
+    pub on_answer: Option<AnswerFn>,
 }
 
 /// What a run measured.
@@ -57,6 +64,8 @@ impl OpenLoop {
             let mut conn = Conn::connect(self.addr).await?;
             let next = next.clone();
             let body = self.body.clone();
+            let get = self.get.clone();
+            let on_answer = self.on_answer.clone();
             let path = self.path.clone();
             let auth = self.auth.clone();
             let rate = self.rate;
@@ -77,13 +86,32 @@ impl OpenLoop {
                         break;
                     }
                     tokio::time::sleep_until(due.into()).await;
-                    let payload = body(i);
-                    let sent = Instant::now();
-                    match conn.post(&path, &auth, &payload).await {
-                        Ok(status) => {
+                    let sent;
+                    let answer = match &get {
+                        Some(to) => {
+                            let to = to(i);
+                            sent = Instant::now();
+                            conn.get_read(&to, &auth).await
+                        }
+                        None => {
+                            let payload = body(i);
+                            sent = Instant::now();
+                            match &on_answer {
+                                Some(_) => conn.post_read(&path, &auth, &payload).await,
+                                None => {
+                                    conn.post(&path, &auth, &payload).await.map(|s| (s, vec![]))
+                                }
+                            }
+                        }
+                    };
+                    match answer {
+                        Ok((status, answer)) => {
                             let done = Instant::now();
                             if status == 200 {
                                 out.ok += 1;
+                                if let Some(f) = &on_answer {
+                                    f(&answer);
+                                }
                             } else {
                                 out.bad_status += 1;
                                 out.first_bad_status.get_or_insert(status);
