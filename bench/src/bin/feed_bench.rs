@@ -86,6 +86,10 @@ struct Args {
     /// Reuse the world (and the models) already in `--work-dir`.
     #[arg(long, requires = "work_dir")]
     reuse: bool,
+    /// Reuse the world already in `--work-dir` (e.g. its warehouse finished by hand with
+    /// `strata dag run`) but train the models.
+    #[arg(long, requires = "work_dir", conflicts_with = "reuse")]
+    reuse_world: bool,
     /// A note kept in the report.
     #[arg(long, default_value = "")]
     note: String,
@@ -100,7 +104,7 @@ fn main() -> Result<()> {
         None => std::env::temp_dir().join(format!("strata-feed-bench-{}", std::process::id())),
     };
     let result = run(&args, &work);
-    if !args.keep && !args.reuse && args.work_dir.is_none() {
+    if !args.keep && args.work_dir.is_none() {
         let _ = std::fs::remove_dir_all(&work);
     } else {
         eprintln!("feed bench: kept {}", work.display());
@@ -110,13 +114,17 @@ fn main() -> Result<()> {
 
 fn run(args: &Args, work: &Path) -> Result<()> {
     let config = work.join("strata.toml");
+    if (args.reuse || args.reuse_world) && !config.exists() {
+        bail!("{} holds no strata.toml to reuse", work.display());
+    }
     let (demo_secs, training) = if args.reuse {
-        if !config.exists() {
-            bail!("--reuse: {} holds no strata.toml", work.display());
-        }
         (None, Value::Null)
     } else {
-        let demo = run_demo(args, work)?;
+        let demo = if args.reuse_world {
+            None
+        } else {
+            Some(run_demo(args, work)?)
+        };
         write_model_files(args, work)?;
         let mut training = serde_json::Map::new();
         for name in ["two_tower", "ctr_ranker"] {
@@ -126,11 +134,13 @@ fn run(args: &Args, work: &Path) -> Result<()> {
                 json!({"wall_seconds": secs, "outcome": outcome}),
             );
         }
-        (Some(demo), Value::Object(training))
+        (demo, Value::Object(training))
     };
+    // A name of its own per run: a reused lake keeps the tokens of earlier runs.
+    let token_name = format!("feed-bench-{}", std::process::id());
     let token = command(
         args,
-        &["tokens", "create", "feed-bench", "--scope", "serve", "-c"],
+        &["tokens", "create", &token_name, "--scope", "serve", "-c"],
         &config,
     )?;
 

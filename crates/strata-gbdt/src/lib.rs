@@ -16,9 +16,10 @@
 //!   bytes depend on the seed and data only, not on the thread count.
 //! - **Objectives**: [`Objective::Binary`] (log loss) and [`Objective::Lambdarank`] (NDCG).
 //! - **Scoring**: [`Model`] holds all trees as flat arrays over raw values;
-//!   [`Model::predict_row`] and [`Model::predict_batch`] take raw f32 rows, need no lock and
-//!   allocate nothing. [`Model::to_bytes`]/[`Model::from_bytes`] save and load it (JSON with a
-//!   format version).
+//!   [`Model::predict_row`] (a branch-free walk, no allocation) and [`Model::predict_batch`]
+//!   (QuickScorer bitvectors for trees of up to 64 leaves, else a lockstep walk; the same bits
+//!   as `predict_row`) take raw f32 rows and need no lock. [`Model::to_bytes`]/
+//!   [`Model::from_bytes`] save and load it (JSON with a format version).
 //! - **Metrics**: [`metrics::auc`], [`metrics::logloss`], [`metrics::ndcg_at`].
 //!
 //! ```
