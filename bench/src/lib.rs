@@ -3,6 +3,7 @@
 //! benchmark ([`merge`]) and the suite's report ([`suite`]).
 
 pub mod cdc;
+pub mod demo;
 pub mod features;
 pub mod merge;
 pub mod suite;

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use serde_json::{json, Value};
+use strata_bench::demo::{self, DemoWorld};
 use strata_bench::features::load::{AnswerFn, OpenLoop, PathFn};
 use strata_bench::{machine, peak_rss_mib, suite, Conn};
 
@@ -128,7 +129,7 @@ fn run(args: &Args, work: &Path) -> Result<()> {
         write_model_files(args, work)?;
         let mut training = serde_json::Map::new();
         for name in ["two_tower", "ctr_ranker"] {
-            let (outcome, secs) = train(args, &config, name)?;
+            let (outcome, secs) = demo::train(&args.strata, &config, name)?;
             training.insert(
                 name.into(),
                 json!({"wall_seconds": secs, "outcome": outcome}),
@@ -138,8 +139,8 @@ fn run(args: &Args, work: &Path) -> Result<()> {
     };
     // A name of its own per run: a reused lake keeps the tokens of earlier runs.
     let token_name = format!("feed-bench-{}", std::process::id());
-    let token = command(
-        args,
+    let token = demo::strata_command(
+        &args.strata,
         &["tokens", "create", &token_name, "--scope", "serve", "-c"],
         &config,
     )?;
@@ -179,39 +180,22 @@ fn run(args: &Args, work: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `strata demo --skip-models` into `work` (emptied first): its wall time in seconds.
+/// The demo lake at the benchmark's scale.
 fn run_demo(args: &Args, work: &Path) -> Result<f64> {
-    let _ = std::fs::remove_dir_all(work);
-    eprintln!(
-        "feed bench: strata demo --users {} --days {} --events-per-user {} --skip-models in {}",
-        args.users,
-        args.days,
-        args.events_per_user,
-        work.display()
-    );
-    let started = Instant::now();
-    let out = Command::new(&args.strata)
-        .args(["demo", "--skip-models", "--users", &args.users.to_string()])
-        .args(["--days", &args.days.to_string()])
-        .args(["--seed", &args.seed.to_string()])
-        .args(["--events-per-user", &args.events_per_user.to_string()])
-        .arg("--data-dir")
-        .arg(work)
-        .env("RUST_LOG", "warn")
-        // The embedded bus keeps 16 GiB per partition by default: at this scale the events
-        // would fill a small disk before the lake sink's consumed segments are let go.
-        .env("STRATA_BUS__RETENTION_BYTES", BUS_RETENTION_BYTES)
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("starting {}", args.strata.display()))?;
-    if !out.status.success() {
-        bail!(
-            "strata demo failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout)
-        );
-    }
-    Ok(started.elapsed().as_secs_f64())
+    let world = DemoWorld {
+        users: args.users,
+        days: args.days,
+        seed: args.seed,
+        events_per_user: args.events_per_user,
+    };
+    // The embedded bus keeps 16 GiB per partition by default: at this scale the events would
+    // fill a small disk before the lake sink's consumed segments are let go.
+    demo::run_demo(
+        &args.strata,
+        &world,
+        work,
+        &[("STRATA_BUS__RETENTION_BYTES", BUS_RETENTION_BYTES)],
+    )
 }
 
 /// The live posts: the newest `posts`.
@@ -259,30 +243,6 @@ fn write_model_files(args: &Args, work: &Path) -> Result<()> {
         &format!("query = \"SELECT * FROM ads.ads_sample_ctr WHERE user_id % {every} = 0\""),
     )?;
     Ok(())
-}
-
-/// `strata models train NAME --json`: its outcome and wall time.
-fn train(args: &Args, config: &Path, name: &str) -> Result<(Value, f64)> {
-    eprintln!("feed bench: strata models train {name}");
-    let started = Instant::now();
-    let out = command(args, &["models", "train", name, "--json", "-c"], config)?;
-    let secs = started.elapsed().as_secs_f64();
-    let outcome: Value = serde_json::from_str(&out).with_context(|| format!("parsing {out}"))?;
-    Ok((outcome, secs))
-}
-
-/// Runs `strata ARGS CONFIG`; its stdout.
-fn command(args: &Args, a: &[&str], config: &Path) -> Result<String> {
-    let out = Command::new(&args.strata)
-        .args(a)
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::inherit())
-        .output()?;
-    if !out.status.success() {
-        bail!("strata {} failed ({})", a.join(" "), out.status);
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `strata serve` as a child process, killed on drop.

@@ -25,7 +25,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -34,6 +34,7 @@ use arrow::datatypes::{DataType, Int64Type};
 use chrono::{NaiveDate, NaiveTime};
 use clap::Parser;
 use serde_json::{json, Value};
+use strata_bench::demo::{self, DemoWorld};
 use strata_bench::{machine, suite};
 use strata_models::data;
 use strata_models::spec::{ModelSpec, TwoTowerSpec};
@@ -122,11 +123,11 @@ fn run(args: &Args, work: &Path) -> Result<()> {
     let project = work.join("models").join("social");
     std::fs::copy(&args.model_file, project.join("ml").join("two_tower.toml"))
         .with_context(|| format!("copying {}", args.model_file.display()))?;
-    let (two_tower, tt_secs) = train(args, &config, "two_tower")?;
+    let (two_tower, tt_secs) = demo::train(&args.strata, &config, "two_tower")?;
     let gbdt = if args.skip_gbdt {
         None
     } else {
-        Some(train(args, &config, "ctr_ranker")?)
+        Some(demo::train(&args.strata, &config, "ctr_ranker")?)
     };
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -159,55 +160,15 @@ fn run(args: &Args, work: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `strata demo --skip-models` into `work` (emptied first): its wall time in seconds.
+/// The demo lake of the benchmark's world.
 fn run_demo(args: &Args, work: &Path) -> Result<f64> {
-    let _ = std::fs::remove_dir_all(work);
-    eprintln!(
-        "recall bench: strata demo --users {} --days {} --seed {} --skip-models in {}",
-        args.users,
-        args.days,
-        args.seed,
-        work.display()
-    );
-    let started = Instant::now();
-    let out = Command::new(&args.strata)
-        .args(["demo", "--skip-models", "--users", &args.users.to_string()])
-        .args(["--days", &args.days.to_string()])
-        .args(["--seed", &args.seed.to_string()])
-        .args(["--events-per-user", &args.events_per_user.to_string()])
-        .arg("--data-dir")
-        .arg(work)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("starting {}", args.strata.display()))?;
-    if !out.status.success() {
-        bail!(
-            "strata demo failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout)
-        );
-    }
-    Ok(started.elapsed().as_secs_f64())
-}
-
-/// `strata models train NAME --json`: its outcome and wall time.
-fn train(args: &Args, config: &Path, name: &str) -> Result<(Value, f64)> {
-    eprintln!("recall bench: strata models train {name}");
-    let started = Instant::now();
-    let out = Command::new(&args.strata)
-        .args(["models", "train", name, "--json", "-c"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::inherit())
-        .output()?;
-    let secs = started.elapsed().as_secs_f64();
-    if !out.status.success() {
-        bail!("strata models train {name} failed ({})", out.status);
-    }
-    let outcome: Value = serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("parsing {}", String::from_utf8_lossy(&out.stdout)))?;
-    Ok((outcome, secs))
+    let world = DemoWorld {
+        users: args.users,
+        days: args.days,
+        seed: args.seed,
+        events_per_user: args.events_per_user,
+    };
+    demo::run_demo(&args.strata, &world, work, &[])
 }
 
 /// One method's ranked lists, by user.
