@@ -158,7 +158,7 @@ for suite in "${SUITES[@]}"; do
     feed)
       # GET /v1/feed at 1M users and 100k live posts: a demo lake at that scale, the models
       # trained once, `strata serve`, open-loop load at 100 and 500 requests/s, then the
-      # ceiling. About 20 minutes; the work directory is removed unless FEED_WORK_DIR is set.
+      # ceiling. About 30 minutes; the work directory is removed unless FEED_WORK_DIR is set.
       log "feed"
       "$TARGET/feed-bench" --strata "$TARGET/strata" --out bench/results
       ;;
