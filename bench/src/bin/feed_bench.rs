@@ -443,12 +443,17 @@ async fn load_runs(args: &Args, addr: SocketAddr, auth: &str) -> Result<Vec<Valu
     Ok(out)
 }
 
-/// Resident set size (VmRSS) of a process, in MiB.
-fn rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
+/// Resident set size of a process in MiB: all of it (VmRSS), the heap and other anonymous
+/// memory (RssAnon), and mapped file pages (RssFile: the binary, and the online store's
+/// memory-mapped LMDB file, whose pages a lookup leaves resident).
+fn rss_mib(pid: u32) -> Value {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| -> Option<f64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb / 1024.0)
+    };
+    json!({"rss": field("VmRSS:"), "anon": field("RssAnon:"), "file": field("RssFile:")})
 }
 
 fn f(v: &Value) -> String {
@@ -473,11 +478,16 @@ fn markdown(r: &Value) -> String {
     ));
     md.push_str(&format!(
         "World built in {} s; first feed {} s after `strata serve` started (catalogue load); \
-         server RSS after load {} MiB, at the end {} MiB, **peak {} MiB**.\n\n",
+         server RSS after load {} MiB ({} anonymous, {} file pages), at the end {} MiB ({} \
+         anonymous, {} file pages), **peak {} MiB**.\n\n",
         f(&r["demo_seconds"]),
         f(&r["first_feed_seconds"]),
-        f(&r["server_rss_mib"]["after_load"]),
-        f(&r["server_rss_mib"]["end"]),
+        f(&r["server_rss_mib"]["after_load"]["rss"]),
+        f(&r["server_rss_mib"]["after_load"]["anon"]),
+        f(&r["server_rss_mib"]["after_load"]["file"]),
+        f(&r["server_rss_mib"]["end"]["rss"]),
+        f(&r["server_rss_mib"]["end"]["anon"]),
+        f(&r["server_rss_mib"]["end"]["file"]),
         f(&r["server_rss_mib"]["peak"]),
     ));
     for (name, t) in r["training"].as_object().into_iter().flatten() {
