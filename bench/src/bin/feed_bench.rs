@@ -529,20 +529,8 @@ fn markdown(r: &Value) -> String {
     md.push_str("\n|---|");
     md.push_str(&"---|".repeat(runs.len()));
     md.push('\n');
-    let order = [
-        "features",
-        "ann",
-        "u2u",
-        "following",
-        "interest",
-        "trending",
-        "cold_start",
-        "merge_filter",
-        "fetch",
-        "rank",
-        "rerank",
-    ];
-    for stage in order {
+
+    for stage in strata_feed::STAGES {
         md.push_str(&format!("| {stage} |"));
         for run in &runs {
             let st = &run["answers"]["stages"][stage];

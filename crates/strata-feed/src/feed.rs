@@ -122,6 +122,23 @@ impl std::fmt::Debug for FeedService {
     }
 }
 
+/// Every stage a feed reports in its `stages`, in the order it runs them: the user's row, the
+/// sources ([`crate::config::SOURCES`], concurrent; `cold_start` only for cold users), merge
+/// and filters, the ranker's input fetch, scoring, re-ranking.
+pub const STAGES: [&str; 11] = [
+    "features",
+    "ann",
+    "u2u",
+    "following",
+    "interest",
+    "trending",
+    "cold_start",
+    "merge_filter",
+    "fetch",
+    "rank",
+    "rerank",
+];
+
 /// The `ann` source's error for a user the recall model has no features for: such a user is
 /// cold.
 const NO_FEATURES: &str = "no features for this user";
@@ -968,6 +985,14 @@ fn new_request_id() -> String {
 mod tests {
     use super::*;
     use crate::catalog::Post;
+
+    #[test]
+    fn stages_list_the_sources_in_their_order() {
+        assert_eq!(
+            STAGES[1..=crate::config::SOURCES.len()],
+            crate::config::SOURCES
+        );
+    }
 
     #[test]
     fn tag_match_weighs_interests_like_the_training_samples() {

@@ -21,7 +21,7 @@ pub mod server;
 
 pub use config::{ExperimentConfig, FeedConfig, VariantConfig};
 pub use error::{Error, Result};
-pub use feed::{FeedRequest, FeedResponse, FeedService};
+pub use feed::{FeedRequest, FeedResponse, FeedService, STAGES};
 
 /// Each feature view's entity columns, by view name: how the ranker keys its online inputs.
 pub fn view_entities(

@@ -240,6 +240,28 @@ fn served_feed(env: Env) {
     assert_eq!(first["ranker"]["name"], "ctr_ranker", "{first}");
     assert_eq!(first["recall"]["name"], "two_tower", "{first}");
     let request_id = first["request_id"].as_str().unwrap().to_string();
+    // Every stage is one strata_feed::STAGES names, in its order.
+    let stages: Vec<&str> = first["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    let at: Vec<Option<usize>> = stages
+        .iter()
+        .map(|n| strata_feed::STAGES.iter().position(|s| s == n))
+        .collect();
+    assert!(
+        ["features", "merge_filter", "fetch", "rank", "rerank"]
+            .iter()
+            .all(|s| stages.contains(s)),
+        "{stages:?}"
+    );
+    assert!(
+        at.iter().all(Option::is_some) && at.windows(2).all(|w| w[0] < w[1]),
+        "stages {stages:?} vs {:?}",
+        strata_feed::STAGES
+    );
     for (i, item) in items.iter().enumerate() {
         assert_eq!(item["position"], i + 1);
         assert_ne!(item["author_id"], 2, "the user's own posts are filtered");
