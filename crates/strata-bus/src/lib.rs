@@ -4,10 +4,12 @@
 //! segments under `<data>/bus`; a Kafka backend can implement the same trait.
 
 pub mod config;
+pub mod consumer;
 pub mod embedded;
 pub mod error;
 pub mod log;
 
+pub use consumer::{Consumer, StartAt};
 pub use error::{Error, Result};
 pub use log::{Health, Log, Offset, Offsets, Partition, Position, Record, StoredRecord};
 
