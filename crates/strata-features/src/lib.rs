@@ -5,6 +5,8 @@
 //! - `view.rs`: view files, checking them against the lake;
 //! - `materialize.rs`: syncing a view (incremental from Iceberg snapshots, atomic, bounded memory);
 //! - `step.rs`: the sync as a warehouse DAG step after the view's source model;
+//! - `stream.rs`: `kind = "stream"` views (windowed aggregates over events, computed by
+//!   `strata-stream`);
 //! - `service.rs`: feature services (named sets of features, `features/services/*.toml`);
 //! - `server/`: the serving API (Feast's `/get-online-features`, `/v1/features`).
 
@@ -15,6 +17,7 @@ pub mod materialize;
 pub mod server;
 pub mod service;
 pub mod step;
+pub mod stream;
 pub mod view;
 
 pub use error::{Error, Result};

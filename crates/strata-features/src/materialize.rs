@@ -91,6 +91,7 @@ async fn source_schema(lake: &Lake, view: &FeatureView) -> Result<SchemaRef> {
             let table = load(lake, namespace, table, view).await?;
             Ok(table_arrow_schema(&table)?)
         }
+        Source::Stream(spec) => Ok(spec.schema(&view.entity[0])),
         Source::Query(sql) => {
             let session = SqlSession::new(lake).await?;
             let df = session.context().sql(sql).await.map_err(|e| {
@@ -177,6 +178,12 @@ pub async fn materialize(
             Box::new(load(lake, namespace, table, view).await?),
         ),
         Source::Query(sql) => Input::Query(sql),
+        Source::Stream(_) => {
+            return Err(Error::Plan(format!(
+                "feature view {} is a stream view: the realtime consumer inside `strata serve` keeps it current; it has no sync",
+                view.name
+            )))
+        }
     };
     let (resolved, sources) = match &input {
         Input::Table(name, table) => (

@@ -91,7 +91,8 @@ pub fn sync_steps(
 ) -> Result<Vec<Arc<dyn Step>>, String> {
     let mut steps: Vec<Arc<dyn Step>> = Vec::new();
     let mut problems = Vec::new();
-    for view in views.iter().filter(|v| v.online) {
+    // Stream views have no sync: the realtime consumer keeps them current.
+    for view in views.iter().filter(|v| v.online && v.stream().is_none()) {
         let after: BTreeSet<String> = match &view.after {
             Some(names) => names.iter().cloned().collect(),
             None => match view.reads() {

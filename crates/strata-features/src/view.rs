@@ -27,11 +27,26 @@ use strata_online::meta::Column;
 use strata_online::FeatureType;
 
 use crate::error::{Error, Result};
+use crate::stream::StreamSpec;
 
 /// What a view file says.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ViewFile {
+    /// `batch` (default: synced from the lake) or `stream` (windowed aggregates over the
+    /// event stream, kept current by the `realtime` consumer; see `stream.rs`).
+    pub kind: Option<String>,
+    /// Stream views: the event field the entity's value comes from (default: the entity).
+    pub key: Option<String>,
+    /// Stream views: `string` (default) or `int64` keys.
+    pub key_type: Option<String>,
+    /// Stream views: how late (by event time, behind the newest event of its partition) an
+    /// event may arrive and still count; later ones are counted as dropped.
+    #[serde(default, with = "humantime_serde")]
+    pub allowed_lateness: Option<Duration>,
+    /// Stream views: the aggregates, one served feature each.
+    #[serde(default)]
+    pub aggregates: Vec<crate::stream::AggregateFile>,
     /// The view's name (default: the file name without `.toml`); feature references are
     /// `<view>:<feature>`.
     pub name: Option<String>,
@@ -89,8 +104,13 @@ impl OneOrMany {
 /// Where a view's rows come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    Table { namespace: String, table: String },
+    Table {
+        namespace: String,
+        table: String,
+    },
     Query(String),
+    /// A stream view: aggregates over the event stream.
+    Stream(Box<StreamSpec>),
 }
 
 impl Source {
@@ -98,6 +118,7 @@ impl Source {
         match self {
             Source::Table { namespace, table } => format!("{namespace}.{table}"),
             Source::Query(_) => "query".to_string(),
+            Source::Stream(_) => "stream of events".to_string(),
         }
     }
 }
@@ -234,34 +255,79 @@ impl FeatureView {
         if entity.is_empty() {
             problems.push("entity names no column".to_string());
         }
-        let source = match (&file.source, &file.query) {
-            (Some(_), Some(_)) => {
-                problems.push("give source or query, not both".to_string());
-                None
-            }
-            (None, None) => {
-                problems.push("give source (a lake table) or query (SQL)".to_string());
-                None
-            }
-            (Some(table), None) => match table.split_once('.') {
-                Some((ns, t)) if !ns.is_empty() && !t.is_empty() && !t.contains('.') => {
-                    Some(Source::Table {
-                        namespace: ns.to_lowercase(),
-                        table: t.to_lowercase(),
-                    })
+        let stream = match file.kind.as_deref().unwrap_or("batch") {
+            "batch" => {
+                if file.key.is_some()
+                    || file.key_type.is_some()
+                    || file.allowed_lateness.is_some()
+                    || !file.aggregates.is_empty()
+                {
+                    problems.push(
+                        "key, key_type, allowed_lateness and aggregates belong to kind = \"stream\" views"
+                            .to_string(),
+                    );
                 }
-                _ => {
-                    problems.push(format!(
-                        "source {table:?} must be namespace.table (e.g. ads.ads_user_features)"
-                    ));
+                false
+            }
+            "stream" => true,
+            other => {
+                problems.push(format!("kind {other:?} is not batch or stream"));
+                false
+            }
+        };
+        let source = if stream {
+            if file.source.is_some() || file.query.is_some() {
+                problems
+                    .push("a stream view reads the event stream: no source or query".to_string());
+            }
+            if file.features.is_some() || !file.exclude.is_empty() || file.timestamp.is_some() {
+                problems.push(
+                    "a stream view's features are its aggregates: no features, exclude or timestamp"
+                        .to_string(),
+                );
+            }
+            if file.after.is_some() {
+                problems.push("a stream view is not a DAG step: no after".to_string());
+            }
+            StreamSpec::from_parts(
+                &entity,
+                file.key.as_deref(),
+                file.key_type.as_deref(),
+                file.allowed_lateness,
+                &file.aggregates,
+                &mut problems,
+            )
+            .map(|spec| Source::Stream(Box::new(spec)))
+        } else {
+            match (&file.source, &file.query) {
+                (Some(_), Some(_)) => {
+                    problems.push("give source or query, not both".to_string());
                     None
                 }
-            },
-            (None, Some(q)) if q.trim().is_empty() => {
-                problems.push("query is empty".to_string());
-                None
+                (None, None) => {
+                    problems.push("give source (a lake table) or query (SQL)".to_string());
+                    None
+                }
+                (Some(table), None) => match table.split_once('.') {
+                    Some((ns, t)) if !ns.is_empty() && !t.is_empty() && !t.contains('.') => {
+                        Some(Source::Table {
+                            namespace: ns.to_lowercase(),
+                            table: t.to_lowercase(),
+                        })
+                    }
+                    _ => {
+                        problems.push(format!(
+                            "source {table:?} must be namespace.table (e.g. ads.ads_user_features)"
+                        ));
+                        None
+                    }
+                },
+                (None, Some(q)) if q.trim().is_empty() => {
+                    problems.push("query is empty".to_string());
+                    None
+                }
+                (None, Some(q)) => Some(Source::Query(q.clone())),
             }
-            (None, Some(q)) => Some(Source::Query(q.clone())),
         };
         let selection = match (&file.features, file.exclude.is_empty()) {
             (Some(_), false) => {
@@ -307,6 +373,15 @@ impl FeatureView {
         match &self.source {
             Source::Table { namespace, table } => Ok([format!("{namespace}.{table}")].into()),
             Source::Query(sql) => tables_in_query(sql).map_err(|m| Error::view(&self.file, m)),
+            Source::Stream(_) => Ok([crate::stream::EVENTS_TABLE.to_string()].into()),
+        }
+    }
+
+    /// The stream definition of a `kind = "stream"` view.
+    pub fn stream(&self) -> Option<&StreamSpec> {
+        match &self.source {
+            Source::Stream(spec) => Some(spec),
+            _ => None,
         }
     }
 

@@ -15,6 +15,8 @@
 //! - `backend.rs`: what a storage backend provides (a namespaced KV with an atomic
 //!   "metadata + these keys" read);
 //! - `store.rs`: [`OnlineStore`], the versioned store over a backend (lookups, syncs, erasure);
+//! - `stream.rs`: stream views' rows (written as they change, visible at once) and their
+//!   consumer's state and checkpoint;
 //! - `lmdb.rs`, `redis.rs`: the two backends; `config.rs`: `[online]`.
 
 pub mod backend;
@@ -23,6 +25,7 @@ pub mod entry;
 pub mod error;
 pub mod meta;
 pub mod store;
+pub mod stream;
 pub mod value;
 
 mod lmdb;
@@ -31,4 +34,5 @@ mod redis;
 pub use config::OnlineConfig;
 pub use error::{Error, Result};
 pub use store::{entity_key, Lookup, LookupStatus, OnlineStore, SyncRow, SyncWriter, ViewRows};
+pub use stream::{StreamRow, StreamTable};
 pub use value::{FeatureType, Value};

@@ -116,7 +116,9 @@ impl OnlineStore {
 
     /// The views with metadata in the store.
     pub async fn views(&self) -> Result<Vec<String>> {
-        self.backend.views().await
+        let mut views = self.backend.views().await?;
+        views.retain(|v| !crate::stream::is_state_view(v));
+        Ok(views)
     }
 
     /// The view's metadata (`None`: never synced).
@@ -281,7 +283,7 @@ fn parse_meta(bytes: &[u8]) -> Result<ParsedMeta> {
     Ok(ParsedMeta { meta, schemas })
 }
 
-fn encode_meta(meta: &ViewMeta) -> Result<Vec<u8>> {
+pub(crate) fn encode_meta(meta: &ViewMeta) -> Result<Vec<u8>> {
     serde_json::to_vec(meta).map_err(|e| Error::Corrupt(format!("encoding view metadata: {e}")))
 }
 

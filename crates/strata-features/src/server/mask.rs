@@ -45,7 +45,7 @@ pub(crate) fn masks_for(
     }
     let (namespace, table) = match &view.source {
         Source::Table { namespace, table } => (namespace.as_str(), table.as_str()),
-        Source::Query(_) => (QUERY_VIEW_NAMESPACE, view.name.as_str()),
+        Source::Query(_) | Source::Stream(_) => (QUERY_VIEW_NAMESPACE, view.name.as_str()),
     };
     governance
         .masks(Some(role), namespace, table)

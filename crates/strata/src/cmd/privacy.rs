@@ -73,7 +73,8 @@ impl UserDataStore for OnlineFeatures {
                     strata_features::view::Source::Table { namespace, table } => privacy
                         .columns_for(&format!("{namespace}.{table}"))
                         .to_vec(),
-                    strata_features::view::Source::Query(_) => privacy.user_columns.clone(),
+                    strata_features::view::Source::Query(_)
+                    | strata_features::view::Source::Stream(_) => privacy.user_columns.clone(),
                 },
                 ids,
             )

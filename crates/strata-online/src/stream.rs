@@ -1,0 +1,213 @@
+//! A stream view's rows in the store: written as they change, visible at once.
+//!
+//! A batch view publishes whole versions (`store.rs`); a stream view has one version, published
+//! when the view is (re)created, and every row is written in that version's slot, so a write is
+//! visible as soon as it lands. Beside the rows, the consumer that computes them keeps its
+//! state in a companion view, `<view>~state`: one entry per entity (the window state, and the bus
+//! positions it includes) and, as that view's metadata, the checkpoint (positions to resume
+//! from and per-partition clocks). Keeping state in the same store as the rows is what lets a
+//! restarted consumer — on this machine or another one against the same Redis — carry on
+//! exactly where the rows are.
+
+use chrono::Utc;
+
+use crate::backend::Entries;
+use crate::entry::{Entry, Slot, SlotState};
+use crate::error::Result;
+use crate::meta::{Column, Published};
+use crate::store::{encode_meta, OnlineStore};
+use crate::value::{encode_row, Value};
+
+/// Suffix of the companion view holding a stream view's state.
+pub const STATE_SUFFIX: &str = "~state";
+
+/// Mode recorded in a stream view's published metadata.
+pub const STREAM_MODE: &str = "stream";
+
+/// One row to write: entity key, the time it is as of (µs), values in the view's column order.
+#[derive(Debug, Clone)]
+pub struct StreamRow {
+    pub key: Vec<u8>,
+    pub as_of_us: i64,
+    pub values: Vec<Value>,
+}
+
+/// A stream view's rows and state in the store.
+#[derive(Debug, Clone)]
+pub struct StreamTable {
+    store: OnlineStore,
+    view: String,
+    state_view: String,
+    version: u64,
+    schema: u32,
+}
+
+impl OnlineStore {
+    /// The stream view `view` with rows of `columns`. `fresh`: drop what the view and its
+    /// state hold first (a new or changed definition); otherwise rows and state are kept and
+    /// only a changed column list publishes a new schema.
+    pub async fn stream_table(
+        &self,
+        view: &str,
+        columns: &[Column],
+        fresh: bool,
+    ) -> Result<StreamTable> {
+        let state_view = format!("{view}{STATE_SUFFIX}");
+        if fresh {
+            self.backend().drop_view(view).await?;
+            self.backend().drop_view(&state_view).await?;
+        }
+        let mut meta = self.meta(view).await?.unwrap_or_default();
+        let schema = meta.schema_id(columns);
+        let reuse = meta
+            .published
+            .as_ref()
+            .filter(|p| p.mode == STREAM_MODE && p.schema == schema)
+            .map(|p| p.version);
+        let version = match reuse {
+            Some(v) => v,
+            None => {
+                let version = meta.next_version.max(meta.published_version() + 1);
+                meta.next_version = version + 1;
+                let now = Utc::now();
+                meta.pending = None;
+                meta.published = Some(Published {
+                    version,
+                    schema,
+                    sources: Default::default(),
+                    entities: 0,
+                    written: 0,
+                    mode: STREAM_MODE.to_string(),
+                    started_at: now,
+                    published_at: now,
+                });
+                self.backend().put_meta(view, encode_meta(&meta)?).await?;
+                version
+            }
+        };
+        Ok(StreamTable {
+            store: self.clone(),
+            view: view.to_string(),
+            state_view,
+            version,
+            schema,
+        })
+    }
+}
+
+impl StreamTable {
+    pub fn view(&self) -> &str {
+        &self.view
+    }
+
+    /// Writes rows (one batch: one transaction embedded, one `MSET` on Redis).
+    pub async fn put_rows(&self, rows: &[StreamRow]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut entries: Entries = Vec::with_capacity(rows.len());
+        let mut buf = Vec::new();
+        for row in rows {
+            buf.clear();
+            encode_row(&row.values, &mut buf);
+            let entry = Entry {
+                current: Slot {
+                    version: self.version,
+                    state: SlotState::Row {
+                        schema: self.schema,
+                        event_ts: row.as_of_us,
+                        values: buf.clone(),
+                    },
+                },
+                previous: None,
+            };
+            entries.push((row.key.clone(), entry.encode()));
+        }
+        self.store.backend().put(&self.view, entries).await
+    }
+
+    /// Writes per-entity state entries.
+    pub async fn put_states(&self, states: Entries) -> Result<()> {
+        self.store.backend().put(&self.state_view, states).await
+    }
+
+    /// Removes entities' rows and states (erasure).
+    pub async fn delete(&self, keys: &[Vec<u8>]) -> Result<()> {
+        self.store.backend().delete(&self.view, keys).await?;
+        self.store.backend().delete(&self.state_view, keys).await?;
+        Ok(())
+    }
+
+    /// Removes entities' states only (their windows emptied; their rows stay, written with
+    /// empty-window values).
+    pub async fn delete_states(&self, keys: &[Vec<u8>]) -> Result<()> {
+        self.store.backend().delete(&self.state_view, keys).await?;
+        Ok(())
+    }
+
+    /// The checkpoint last written (`None`: never).
+    pub async fn checkpoint(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self.store.backend().read(&self.state_view, &[]).await?.0)
+    }
+
+    pub async fn put_checkpoint(&self, bytes: Vec<u8>) -> Result<()> {
+        self.store.backend().put_meta(&self.state_view, bytes).await
+    }
+
+    /// Up to `limit` state entries from `cursor` (see `Backend::scan`).
+    pub async fn scan_states(
+        &self,
+        cursor: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Result<(Entries, Option<Vec<u8>>)> {
+        self.store
+            .backend()
+            .scan(&self.state_view, cursor, limit)
+            .await
+    }
+
+    /// Whether a scan of the states may return an entry twice (Redis).
+    pub fn scan_may_repeat(&self) -> bool {
+        self.store.backend().scan_may_repeat()
+    }
+
+    /// Records how many entities the view holds (shown by `strata features status`).
+    pub async fn record_entities(&self, entities: u64, written: u64) -> Result<()> {
+        let Some(mut meta) = self.store.meta(&self.view).await? else {
+            return Ok(());
+        };
+        if let Some(p) = meta.published.as_mut() {
+            p.entities = entities;
+            p.written = written;
+            p.published_at = Utc::now();
+        }
+        self.store
+            .backend()
+            .put_meta(&self.view, encode_meta(&meta)?)
+            .await
+    }
+
+    /// Takes the view's lock for `owner` (one consumer computes a view at a time), or
+    /// extends it.
+    pub async fn try_lock(&self, owner: &str, lease: std::time::Duration) -> Result<bool> {
+        self.store
+            .backend()
+            .try_lock(&self.lock_name(), owner, lease)
+            .await
+    }
+
+    pub async fn unlock(&self, owner: &str) -> Result<()> {
+        self.store.backend().unlock(&self.lock_name(), owner).await
+    }
+
+    /// The lock lives under its own name: re-creating the view drops the view and its state,
+    /// never the lock its consumer holds.
+    fn lock_name(&self) -> String {
+        format!("{}~consumer", self.view)
+    }
+}
+
+/// Whether `view` is a stream view's companion state view (hidden from view listings).
+pub fn is_state_view(view: &str) -> bool {
+    view.ends_with(STATE_SUFFIX)
+}
