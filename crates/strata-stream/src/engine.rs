@@ -469,3 +469,114 @@ fn decode_state(bytes: &[u8], aggs: usize) -> Option<(Offsets, Vec<AggState>)> {
     }
     Some((positions, out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000;
+
+    fn engine() -> ViewEngine {
+        let text = r#"
+kind = "stream"
+entity = "user_id"
+allowed_lateness = "1m"
+
+[[aggregates]]
+name = "clicks_5m"
+function = "count"
+window = "5m"
+slide = "1m"
+"#;
+        let file = toml::from_str(text).unwrap();
+        let view = FeatureView::from_file(file, "v", "features/v.toml").unwrap();
+        ViewEngine::new(&view).unwrap()
+    }
+
+    fn event(user: &str, ts: i64) -> StreamEvent<'static> {
+        StreamEvent {
+            event_ts: ts,
+            kind: "track".into(),
+            event: Some("Post Clicked".into()),
+            user_id: Some(user.to_string().into()),
+            ..Default::default()
+        }
+    }
+
+    fn count(e: &mut ViewEngine, user: &str) -> Option<Value> {
+        e.values(&entity_key(&[user])).map(|v| v[0].clone())
+    }
+
+    #[test]
+    fn events_later_than_the_lateness_are_dropped_and_counted() {
+        let mut e = engine();
+        let wall = 1_000_000 * S;
+        e.apply(&event("a", 600 * S), Some((0, 0)), wall);
+        // 30 s behind its partition: within the lateness, counted.
+        e.apply(&event("a", 570 * S), Some((0, 1)), wall);
+        // 2 minutes behind its partition: dropped.
+        e.apply(&event("a", 480 * S), Some((0, 2)), wall);
+        // Another partition has its own clock: 2 minutes behind partition 0 is on time there.
+        e.apply(&event("a", 480 * S), Some((1, 0)), wall);
+        assert_eq!(e.counts.late, 1);
+        assert_eq!(count(&mut e, "a"), Some(Value::Int64(3)));
+        // Far in the future: dropped.
+        e.apply(&event("a", wall + 7200 * S), Some((0, 3)), wall);
+        assert_eq!(e.counts.future, 1);
+        // No key: counted.
+        let mut anonymous = event("a", 600 * S);
+        anonymous.user_id = None;
+        e.apply(&anonymous, Some((0, 4)), wall);
+        assert_eq!(e.counts.no_key, 1);
+    }
+
+    #[test]
+    fn windows_empty_as_the_clock_moves_and_rows_are_rewritten() {
+        let mut e = engine();
+        let wall = 1_000_000 * S;
+        e.apply(&event("a", 60 * S), Some((0, 0)), wall);
+        e.apply(&event("a", 130 * S), Some((0, 1)), wall);
+        let first = e.take_changes(&Offsets::from([(0, 2)]));
+        assert_eq!(first.rows.len(), 1);
+        assert_eq!(first.rows[0].values, vec![Value::Int64(2)]);
+        assert!(!e.has_changes());
+        // The slice [60 s, 120 s) leaves the window at 360 s.
+        e.advance(359 * S);
+        assert!(!e.has_changes());
+        e.advance(360 * S);
+        let second = e.take_changes(&Offsets::from([(0, 2)]));
+        assert_eq!(second.rows[0].values, vec![Value::Int64(1)]);
+        assert_eq!(second.states.len(), 1);
+        e.advance(10_000 * S);
+        let last = e.take_changes(&Offsets::from([(0, 2)]));
+        assert_eq!(last.rows[0].values, vec![Value::Int64(0)]);
+        assert_eq!(last.emptied, vec![entity_key(&["a"])]);
+        assert_eq!(e.entities(), 0);
+    }
+
+    #[test]
+    fn records_below_the_resume_point_or_a_loaded_state_are_not_applied_twice() {
+        let mut e = engine();
+        let wall = 1_000_000 * S;
+        e.apply(&event("a", 100 * S), Some((0, 0)), wall);
+        e.apply(&event("b", 101 * S), Some((0, 1)), wall);
+        let changes = e.take_changes(&Offsets::from([(0, 2)]));
+        let stored: HashMap<Vec<u8>, Vec<u8>> = changes.states.into_iter().collect();
+
+        // A restart from an older checkpoint (offset 0) with the stored states loaded.
+        let mut again = engine();
+        again.restore(&Checkpoint {
+            positions: Offsets::from([(0, 0)]),
+            fingerprint: again.fingerprint().to_string(),
+            ..Checkpoint::default()
+        });
+        for (k, v) in &stored {
+            assert!(again.load(k.clone(), v));
+        }
+        again.apply(&event("a", 100 * S), Some((0, 0)), wall);
+        again.apply(&event("b", 101 * S), Some((0, 1)), wall);
+        again.apply(&event("a", 102 * S), Some((0, 2)), wall);
+        assert_eq!(count(&mut again, "a"), Some(Value::Int64(2)));
+        assert_eq!(count(&mut again, "b"), Some(Value::Int64(1)));
+    }
+}

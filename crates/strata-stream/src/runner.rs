@@ -66,6 +66,7 @@ pub struct Realtime {
     lake: Option<Lake>,
     options: RealtimeOptions,
     owner: String,
+    progress: Option<watch::Sender<Offsets>>,
 }
 
 impl Realtime {
@@ -93,7 +94,14 @@ impl Realtime {
                 std::process::id(),
                 strata_core::time::now_micros()
             ),
+            progress: None,
         }
+    }
+
+    /// Publishes the consumer's positions after every write of rows (tests, benchmarks).
+    pub fn with_progress(mut self, progress: watch::Sender<Offsets>) -> Realtime {
+        self.progress = Some(progress);
+        self
     }
 
     /// The stream views it computes.
@@ -269,6 +277,15 @@ impl Realtime {
             let positions = consumer.positions().clone();
             for r in running.iter_mut() {
                 flush(r, &positions).await?;
+            }
+            if let Some(p) = &self.progress {
+                p.send_if_modified(|old| {
+                    let changed = *old != positions;
+                    if changed {
+                        old.clone_from(&positions);
+                    }
+                    changed
+                });
             }
             if last_checkpoint.elapsed() >= self.options.checkpoint_interval {
                 for r in running.iter_mut() {
