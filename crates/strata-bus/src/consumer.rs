@@ -24,7 +24,8 @@
 //! Positions move when [`Consumer::poll`] hands records out; the group's committed positions
 //! move only on [`Consumer::commit`] / [`Consumer::commit_at`]. A consumer whose position fell
 //! below what retention keeps jumps to the oldest retained record, counts what it lost
-//! ([`Consumer::lost`]) and logs it: a reader never spins on a deleted offset.
+//! ([`Consumer::lost`]) and logs it: a reader never spins on a deleted offset. [`OnLost`]
+//! says otherwise for readers that must not pass a gap, or that owe the records to no one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +52,25 @@ pub enum StartAt {
     At(Offsets),
 }
 
+/// What a read does when retention deleted the records at a partition's position before they
+/// were read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnLost {
+    /// Jump to the oldest retained record, count the records passed over ([`Consumer::lost`],
+    /// `strata_bus_records_lost_total`) and log an error: for a consumer that owed those
+    /// records to a table (the lake sink).
+    #[default]
+    Skip,
+    /// Jump to the oldest retained record, counted in [`Consumer::lost`] only: for a reader of
+    /// a recent window whose start retention may pass while it reads, which owes the records
+    /// to no one (the de-duplication warm-up, a topic's tail, a lag probe).
+    SkipQuietly,
+    /// Fail the read with [`Error::OffsetOutOfRange`] and keep the position: for a consumer
+    /// that cannot go on past a gap (the CDC merger: its table would silently differ from the
+    /// source).
+    Fail,
+}
+
 /// One topic's reader for a consumer group (or for no group: a plain reader of a range).
 pub struct Consumer {
     log: Arc<dyn Log>,
@@ -64,6 +84,7 @@ pub struct Consumer {
     cursor: usize,
     max_records: usize,
     max_bytes: usize,
+    on_lost: OnLost,
     lost: u64,
 }
 
@@ -142,6 +163,7 @@ impl Consumer {
             cursor: 0,
             max_records: DEFAULT_MAX_RECORDS,
             max_bytes: DEFAULT_MAX_BYTES,
+            on_lost: OnLost::Skip,
             lost: 0,
         })
     }
@@ -165,6 +187,7 @@ impl Consumer {
             cursor: 0,
             max_records: DEFAULT_MAX_RECORDS,
             max_bytes: DEFAULT_MAX_BYTES,
+            on_lost: OnLost::Skip,
             lost: 0,
         }
     }
@@ -173,6 +196,12 @@ impl Consumer {
     pub fn with_limits(mut self, records: usize, bytes: usize) -> Consumer {
         self.max_records = records.max(1);
         self.max_bytes = bytes.max(1);
+        self
+    }
+
+    /// What a read below the oldest retained record does (default [`OnLost::Skip`]).
+    pub fn on_lost(mut self, on_lost: OnLost) -> Consumer {
+        self.on_lost = on_lost;
         self
     }
 
@@ -262,45 +291,29 @@ impl Consumer {
 
     /// Reads the next batch without waiting: the first assigned partition, round-robin, that
     /// has records at its position. Empty when every partition is at its end (or bound).
-    /// Positions move past the records returned.
+    /// Positions move past the records returned. A partition whose read fails is tried after
+    /// the others on the next call, so one failing partition does not hold the rest back.
     pub async fn fetch(&mut self) -> Result<Vec<StoredRecord>> {
         let n = self.assigned.len();
         for i in 0..n {
             let p = self.assigned[(self.cursor + i) % n];
-            let from = self.next.get(&p).copied().unwrap_or(0);
             let bound = self.until.as_ref().and_then(|u| u.get(&p).copied());
-            if bound.is_some_and(|b| from >= b) {
-                continue;
-            }
-            let mut records = match self
-                .log
-                .read(&self.topic, p, from, self.max_records, self.max_bytes)
-                .await
-            {
+            let mut records = match self.read(p, bound).await {
                 Ok(records) => records,
-                Err(Error::OffsetOutOfRange { start, .. }) if from < start => {
-                    let skipped = start - from;
-                    self.lost += skipped;
-                    metrics::counter!("strata_bus_records_lost_total", "topic" => self.topic.clone())
-                        .increment(skipped);
-                    tracing::error!(
-                        topic = %self.topic,
-                        group = ?self.group,
-                        partition = p,
-                        from,
-                        start,
-                        "bus retention deleted records this consumer never read; skipping them"
-                    );
-                    self.next.insert(p, start);
-                    return Ok(Vec::new());
+                Err(e) => {
+                    self.cursor = (self.cursor + i + 1) % n;
+                    return Err(e);
                 }
-                Err(e) => return Err(e),
             };
             if let Some(b) = bound {
+                let past = records.last().is_some_and(|r| r.offset >= b);
                 records.retain(|r| r.offset < b);
                 if records.is_empty() {
-                    // The read returned only records past the bound: the bound is reached.
-                    self.next.insert(p, b);
+                    if past {
+                        // The read returned only records past the bound: the bound is
+                        // reached. (An empty read is only the end of the log for now.)
+                        self.next.insert(p, b);
+                    }
                     continue;
                 }
             }
@@ -311,6 +324,51 @@ impl Consumer {
             }
         }
         Ok(Vec::new())
+    }
+
+    /// One read of partition `p` at its position (empty at its end or `bound`). Records that
+    /// retention deleted are passed over as [`OnLost`] says, and the read goes on from the
+    /// oldest retained record.
+    async fn read(&mut self, p: Partition, bound: Option<Offset>) -> Result<Vec<StoredRecord>> {
+        loop {
+            let from = self.next.get(&p).copied().unwrap_or(0);
+            if bound.is_some_and(|b| from >= b) {
+                return Ok(Vec::new());
+            }
+            match self
+                .log
+                .read(&self.topic, p, from, self.max_records, self.max_bytes)
+                .await
+            {
+                Err(Error::OffsetOutOfRange { start, .. })
+                    if from < start && self.on_lost != OnLost::Fail =>
+                {
+                    self.skip(p, from, start);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Moves partition `p` from `from` to `start`, the oldest retained record.
+    fn skip(&mut self, p: Partition, from: Offset, start: Offset) {
+        let skipped = start - from;
+        self.lost += skipped;
+        self.next.insert(p, start);
+        if self.on_lost == OnLost::Skip {
+            metrics::counter!("strata_bus_records_lost_total", "topic" => self.topic.clone())
+                .increment(skipped);
+            tracing::error!(
+                topic = %self.topic,
+                group = ?self.group,
+                partition = p,
+                from,
+                start,
+                "bus retention deleted records this consumer never read; skipping them"
+            );
+        } else {
+            tracing::debug!(topic = %self.topic, partition = p, from, start, "bus retention passed this reader; going on from the oldest record");
+        }
     }
 
     /// The next batch: [`Consumer::fetch`], and when every partition is at its end, waits up
@@ -495,7 +553,7 @@ mod tests {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let (_dir, log) = log_with(1, &pairs).await;
-        let mut c = Consumer::range(log, "t", 0, 5, 12).with_limits(4, 1 << 20);
+        let mut c = Consumer::range(log.clone(), "t", 0, 5, 12).with_limits(4, 1 << 20);
         let mut offsets = Vec::new();
         while !c.done() {
             let batch = c.poll(Duration::from_millis(10)).await.unwrap();
@@ -506,5 +564,154 @@ mod tests {
             c.commit().await.is_err(),
             "a plain reader has no group to commit"
         );
+        // A bound past the end of the log is not reached by reading to the end.
+        let mut c = Consumer::range(log, "t", 0, 15, 100);
+        assert_eq!(c.fetch().await.unwrap().len(), 5);
+        assert!(c.fetch().await.unwrap().is_empty());
+        assert_eq!(c.positions()[&0], 20);
+        assert!(!c.done());
+    }
+
+    /// A one-partition log whose first 10 of 14 records retention deleted.
+    async fn log_with_a_gap() -> (tempfile::TempDir, Arc<dyn Log>, Offset) {
+        let dir = tempfile::tempdir().unwrap();
+        let options = crate::embedded::EmbeddedOptions {
+            segment_bytes: 200,
+            retention: Duration::from_secs(3600),
+            ..Default::default()
+        };
+        let log = EmbeddedLog::open(dir.path(), options).await.unwrap();
+        log.ensure_topic("t", 1).await.unwrap();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        for i in 0..14 {
+            let timestamp_ms = if i < 10 {
+                now_ms - 2 * 3600 * 1000
+            } else {
+                now_ms
+            };
+            let record = Record {
+                key: Bytes::new(),
+                value: Bytes::from("o".repeat(70)),
+                timestamp_ms,
+            };
+            log.append("t", vec![record]).await.unwrap();
+        }
+        assert!(log.enforce_retention().await.unwrap() >= 1);
+        let start = log.start_offsets("t").await.unwrap()[&0];
+        assert!(start > 0);
+        (dir, log, start)
+    }
+
+    #[tokio::test]
+    async fn a_gap_is_skipped_counted_or_refused_as_asked() {
+        let (_dir, log, start) = log_with_a_gap().await;
+        for on_lost in [OnLost::Skip, OnLost::SkipQuietly] {
+            let mut c = Consumer::range(log.clone(), "t", 0, 0, 14).on_lost(on_lost);
+            // The read goes on from the oldest record in the same call: empty still means
+            // "at the end".
+            let batch = c.fetch().await.unwrap();
+            assert_eq!(batch.first().map(|r| r.offset), Some(start), "{on_lost:?}");
+            assert_eq!(c.lost(), start, "{on_lost:?}");
+            assert!(c.done(), "{on_lost:?}");
+        }
+        let mut c = Consumer::range(log, "t", 0, 0, 14).on_lost(OnLost::Fail);
+        for _ in 0..2 {
+            assert!(matches!(
+                c.fetch().await,
+                Err(Error::OffsetOutOfRange { offset: 0, .. })
+            ));
+            assert_eq!(c.positions()[&0], 0);
+        }
+        assert_eq!(c.lost(), 0);
+    }
+
+    /// Reads of partition 0 fail (retryably); everything else is the embedded log's.
+    struct FailingPartition(Arc<dyn Log>);
+
+    #[async_trait::async_trait]
+    impl Log for FailingPartition {
+        async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<()> {
+            self.0.ensure_topic(topic, partitions).await
+        }
+        async fn partitions(&self, topic: &str) -> Result<u32> {
+            self.0.partitions(topic).await
+        }
+        async fn append(
+            &self,
+            topic: &str,
+            records: Vec<Record>,
+        ) -> Result<Vec<crate::log::Position>> {
+            self.0.append(topic, records).await
+        }
+        async fn read(
+            &self,
+            topic: &str,
+            partition: Partition,
+            from: Offset,
+            max_records: usize,
+            max_bytes: usize,
+        ) -> Result<Vec<StoredRecord>> {
+            if partition == 0 {
+                return Err(Error::io("read", std::io::Error::other("injected")));
+            }
+            self.0
+                .read(topic, partition, from, max_records, max_bytes)
+                .await
+        }
+        async fn wait_for(
+            &self,
+            topic: &str,
+            partition: Partition,
+            offset: Offset,
+            timeout: Duration,
+        ) -> Result<()> {
+            self.0.wait_for(topic, partition, offset, timeout).await
+        }
+        async fn end_offsets(&self, topic: &str) -> Result<Offsets> {
+            self.0.end_offsets(topic).await
+        }
+        async fn start_offsets(&self, topic: &str) -> Result<Offsets> {
+            self.0.start_offsets(topic).await
+        }
+        async fn commit(&self, group: &str, topic: &str, offsets: &Offsets) -> Result<()> {
+            self.0.commit(group, topic, offsets).await
+        }
+        async fn committed(&self, group: &str, topic: &str) -> Result<Offsets> {
+            self.0.committed(group, topic).await
+        }
+        async fn close(&self) -> Result<()> {
+            self.0.close().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_partition_does_not_hold_the_others_back() {
+        let records: Vec<(String, String)> = (0..40)
+            .map(|i| (format!("k{i}"), format!("v{i}")))
+            .collect();
+        let pairs: Vec<(&str, &str)> = records
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let (_dir, inner) = log_with(2, &pairs).await;
+        let on_1 = inner.end_offsets("t").await.unwrap()[&1];
+        assert!(on_1 > 0);
+        let log: Arc<dyn Log> = Arc::new(FailingPartition(inner));
+        let mut c = Consumer::open(log, "g", "t", StartAt::Earliest)
+            .await
+            .unwrap();
+        // A caller that backs off and fetches again after an error still reads partition 1.
+        let mut read = 0;
+        for _ in 0..4 {
+            match c.fetch().await {
+                Ok(batch) => read += batch.len() as u64,
+                Err(e) => assert!(e.retryable()),
+            }
+        }
+        assert_eq!(read, on_1);
+        assert_eq!(c.positions()[&0], 0);
     }
 }

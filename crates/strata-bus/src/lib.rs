@@ -9,7 +9,7 @@ pub mod embedded;
 pub mod error;
 pub mod log;
 
-pub use consumer::{Consumer, StartAt};
+pub use consumer::{Consumer, OnLost, StartAt};
 pub use error::{Error, Result};
 pub use log::{Health, Log, Offset, Offsets, Partition, Position, Record, StoredRecord};
 
