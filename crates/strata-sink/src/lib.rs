@@ -5,13 +5,14 @@
 //! - Each table's position (next bus offset per partition) lives in its snapshot summaries
 //!   ([`strata_table::position`]) and changes in the same atomic catalog swap as its data.
 //! - On start the sink reads each table's position, reads every partition from the minimum of
-//!   the two, and routes a record to a table only if its offset is at or past that table's
-//!   position. A crash anywhere (mid-write, between the two tables' commits) therefore neither
-//!   loses nor duplicates rows.
+//!   the two (one [`Consumer`] positioned there), and routes a record to a table only if its
+//!   offset is at or past that table's position. A crash anywhere (mid-write, between the two
+//!   tables' commits) therefore neither loses nor duplicates rows.
 //! - A table that gets no rows for a while gets a position-only snapshot now and then (and on
 //!   graceful shutdown) so restarts do not re-read the whole bus.
-//! - The bus consumer group `lake` is committed after the Iceberg commits; it is advisory (lag
-//!   metrics, retention), never read back as the truth.
+//! - The bus consumer group `lake` is committed after the Iceberg commits (when the sink takes
+//!   a finished flush's result); it is advisory (lag metrics, retention), never read back as
+//!   the truth.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use arrow::datatypes::SchemaRef as ArrowSchemaRef;
 use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::spec::Struct;
 use iceberg::table::Table;
-use strata_bus::{Log, Offsets, StoredRecord};
+use strata_bus::{Consumer, Log, Offsets, StartAt, StoredRecord};
 use strata_core::event::EVENTS_TOPIC;
 use strata_core::BusRecordView;
 use strata_table::config::LakeConfig;
@@ -39,10 +40,6 @@ use strata_table::write::{commit_with_position, write_data_files};
 
 /// Consumer group the sink commits (advisory) offsets under.
 pub const LAKE_GROUP: &str = "lake";
-/// Records per `Log::read` call.
-const READ_MAX_RECORDS: usize = 8192;
-/// Bytes per `Log::read` call (roughly).
-const READ_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// Longest idle wait before re-checking (lag gauge, shutdown).
 const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// A table without rows still records its position this often (and on graceful shutdown).
@@ -114,7 +111,11 @@ impl LakeSink {
     /// Consumes `events` as consumer group `lake` until `shutdown` turns true, then flushes,
     /// commits and returns.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
-        let Some(partitions) = self.wait_for_topic(&mut shutdown).await? else {
+        let partitions =
+            Consumer::wait_for_topic(self.log.as_ref(), &self.topic, &mut shutdown, IDLE_WAIT)
+                .await
+                .map_err(|e| Error::bus(format!("partitions of {}", self.topic), e))?;
+        let Some(partitions) = partitions else {
             return Ok(());
         };
         let mut state = match SinkState::start(&self, partitions).await {
@@ -126,7 +127,7 @@ impl LakeSink {
         tracing::info!(
             topic = %self.topic,
             partitions,
-            start = ?state.next,
+            start = ?state.consumer.positions(),
             event_position = ?state.tables[0].committed,
             rejected_position = ?state.tables[1].committed,
             "lake sink started"
@@ -144,86 +145,71 @@ impl LakeSink {
                     .end_offsets(&self.topic)
                     .await
                     .map_err(|e| Error::bus(format!("end offsets of {}", self.topic), e))?;
-                tracing::info!(position = ?state.next, end = ?end, "draining the bus before stopping");
+                tracing::info!(position = ?state.consumer.positions(), end = ?end, "draining the bus before stopping");
                 self.stopping.store(true, Ordering::Relaxed);
                 drain_to = Some(end);
             }
-            if let Some(end) = &drain_to {
-                let caught_up = end
-                    .iter()
-                    .all(|(p, o)| state.next.get(p).copied().unwrap_or(0) >= *o);
-                if caught_up {
-                    break;
-                }
+            if drain_to
+                .as_ref()
+                .is_some_and(|end| state.consumer.reached(end))
+            {
+                break;
             }
             self.settle_if_done(&mut state, &mut conflicts).await?;
-            let mut got = 0usize;
-            for p in 0..partitions {
-                let from = state.next.get(&p).copied().unwrap_or(0);
-                let records = match self
-                    .log
-                    .read(&self.topic, p, from, READ_MAX_RECORDS, READ_MAX_BYTES)
-                    .await
-                {
-                    Ok(records) => records,
-                    Err(strata_bus::Error::OffsetOutOfRange { start, .. }) if from < start => {
-                        tracing::error!(
-                            partition = p,
-                            from,
-                            start,
-                            "bus retention deleted records the lake never committed; skipping them"
-                        );
-                        state.next.insert(p, start);
-                        continue;
+            // One partition's batch per read (round-robin); each read may fill a flush.
+            let records = match state.consumer.fetch().await {
+                Ok(records) => records,
+                Err(e) if e.retryable() => {
+                    tracing::warn!(error = %e, "bus read failed, retrying");
+                    if drain_to.is_some() && read_backoff.attempts() > 1 {
+                        // Nothing could be read since the last failure either: stop rather
+                        // than spin (what is left stays on the bus for the next start).
+                        break;
                     }
-                    Err(e) if e.retryable() => {
-                        tracing::warn!(partition = p, error = %e, "bus read failed, retrying");
-                        read_backoff.wait().await;
-                        continue;
-                    }
-                    Err(e) => return Err(Error::bus(format!("reading {}/{p}", self.topic), e)),
-                };
-                read_backoff = Backoff::new(u32::MAX);
-                got += records.len();
-                route_off_workers(&mut state, &records);
-                if state.should_flush(&self.config) {
-                    self.flush(&mut state, false, &mut conflicts).await?;
+                    read_backoff.wait().await;
+                    continue;
                 }
+                Err(e) => return Err(Error::bus(format!("reading {}", self.topic), e)),
+            };
+            read_backoff = Backoff::new(u32::MAX);
+            if !records.is_empty() {
+                route_off_workers(&mut state, &records);
             }
             if state.should_flush(&self.config) {
                 self.flush(&mut state, false, &mut conflicts).await?;
             }
-            if got == 0 && drain_to.is_some() {
+            if !records.is_empty() {
+                continue;
+            }
+            if drain_to.is_some() {
                 // Nothing more to read although the end was not reached (e.g. retention cut
                 // it): stop rather than spin.
                 break;
             }
-            if got == 0 {
-                state.report_lag(&self).await;
-                let timeout = state
-                    .flush_deadline(&self.config)
-                    .map(|d| d.saturating_duration_since(Instant::now()))
-                    .unwrap_or(IDLE_WAIT)
-                    .min(IDLE_WAIT);
-                tokio::select! {
-                    changed = shutdown.changed() => {
-                        // A dropped sender also means: stop.
-                        if changed.is_err() {
-                            shutting_down = true;
-                        }
+            state.report_lag().await;
+            let timeout = state
+                .flush_deadline(&self.config)
+                .map(|d| d.saturating_duration_since(Instant::now()))
+                .unwrap_or(IDLE_WAIT)
+                .min(IDLE_WAIT);
+            tokio::select! {
+                changed = shutdown.changed() => {
+                    // A dropped sender also means: stop.
+                    if changed.is_err() {
+                        shutting_down = true;
                     }
-                    waited = wait_any(self.log.as_ref(), &self.topic, &state.next, timeout) => {
-                        if let Err(e) = waited {
-                            tracing::warn!(error = %e, "bus wait failed");
-                            tokio::time::sleep(timeout.max(Duration::from_millis(100))).await;
-                        }
+                }
+                waited = state.consumer.wait(timeout) => {
+                    if let Err(e) = waited {
+                        tracing::warn!(error = %e, "bus wait failed");
+                        tokio::time::sleep(timeout.max(Duration::from_millis(100))).await;
                     }
                 }
             }
         }
         self.flush(&mut state, true, &mut conflicts).await?;
-        state.report_lag(&self).await;
-        tracing::info!(position = ?state.next, "lake sink stopped");
+        state.report_lag().await;
+        tracing::info!(position = ?state.consumer.positions(), "lake sink stopped");
         Ok(())
     }
 
@@ -266,7 +252,7 @@ impl LakeSink {
             Ok(()) => {
                 *conflicts = 0;
                 self.failures.store(0, Ordering::Relaxed);
-                state.report_lag(self).await;
+                state.report_lag().await;
                 Ok(())
             }
             Err(e) if e.retryable() => {
@@ -295,7 +281,7 @@ impl LakeSink {
             tokio::time::sleep(wait).await;
             match SinkState::start(self, partitions).await {
                 Ok(fresh) => {
-                    tracing::info!(start = ?fresh.next, "lake sink resumed after a storage failure");
+                    tracing::info!(start = ?fresh.consumer.positions(), "lake sink resumed after a storage failure");
                     return Ok(fresh);
                 }
                 Err(e) if e.retryable() => error = e,
@@ -303,45 +289,6 @@ impl LakeSink {
             }
         }
     }
-
-    /// Partition count of the topic, waiting for the collector to create it. `None`: shutdown
-    /// came first.
-    async fn wait_for_topic(&self, shutdown: &mut watch::Receiver<bool>) -> Result<Option<u32>> {
-        loop {
-            match self.log.partitions(&self.topic).await {
-                Ok(n) => return Ok(Some(n)),
-                Err(strata_bus::Error::UnknownTopic(_)) => {
-                    tracing::info!(topic = %self.topic, "waiting for the topic to be created");
-                }
-                Err(e) => return Err(Error::bus(format!("partitions of {}", self.topic), e)),
-            }
-            if *shutdown.borrow() {
-                return Ok(None);
-            }
-            tokio::select! {
-                changed = shutdown.changed() => if changed.is_err() { return Ok(None) },
-                _ = tokio::time::sleep(IDLE_WAIT) => {}
-            }
-        }
-    }
-}
-
-/// Waits until any partition has a record at its next offset, or `timeout`.
-async fn wait_any(
-    log: &dyn Log,
-    topic: &str,
-    next: &Offsets,
-    timeout: Duration,
-) -> strata_bus::Result<()> {
-    let waits = next
-        .iter()
-        .map(|(p, o)| Box::pin(log.wait_for(topic, *p, *o, timeout)))
-        .collect::<Vec<_>>();
-    if waits.is_empty() {
-        tokio::time::sleep(timeout).await;
-        return Ok(());
-    }
-    futures::future::select_all(waits).await.0
 }
 
 struct TableState {
@@ -398,8 +345,8 @@ impl TableState {
 
 struct SinkState {
     partitions: u32,
-    /// Next offset to read per partition.
-    next: Offsets,
+    /// Reads every partition of the topic as group `lake`, from where the tables are complete.
+    consumer: Consumer,
     events: EventBuffer,
     rejected: RejectedBuffer,
     bytes: usize,
@@ -434,9 +381,18 @@ impl SinkState {
                 .unwrap_or_default(),
         );
         let next = min_offsets(&ev.committed, &rej.committed, partitions);
+        let consumer = Consumer::assign(
+            sink.log.clone(),
+            Some(LAKE_GROUP),
+            &sink.topic,
+            (0..partitions).collect(),
+            StartAt::At(next),
+        )
+        .await
+        .map_err(|e| Error::bus(format!("positioning the reader of {}", sink.topic), e))?;
         Ok(SinkState {
             partitions,
-            next,
+            consumer,
             events: EventBuffer::default(),
             rejected: RejectedBuffer::default(),
             bytes: 0,
@@ -484,10 +440,6 @@ impl SinkState {
                 }
             }
         }
-        if let Some(last) = records.last() {
-            // One read is one partition, in offset order.
-            self.next.insert(last.partition, last.offset + 1);
-        }
         if self.oldest.is_none() && self.events.rows() + self.rejected.rows() > before {
             self.oldest = Some(Instant::now());
         }
@@ -521,7 +473,7 @@ impl SinkState {
         }
         if final_flush {
             let done = job.run().await?;
-            self.apply(done);
+            self.apply(done).await;
         } else {
             self.in_flight = Some(InFlight(Some(tokio::spawn(job.run()))));
         }
@@ -532,18 +484,28 @@ impl SinkState {
     async fn settle(&mut self) -> Result<()> {
         if let Some(in_flight) = self.in_flight.take() {
             let done = in_flight.join().await?;
-            self.apply(done);
+            self.apply(done).await;
         }
         Ok(())
     }
 
-    fn apply(&mut self, done: FlushDone) {
+    /// Takes a finished flush's new positions, then commits what both tables hold as group
+    /// `lake`'s position: advisory (lag metrics, retention), never read back as the truth.
+    async fn apply(&mut self, done: FlushDone) {
         for (i, position) in done.committed {
             if let Some(state) = self.tables.get_mut(i) {
                 state.stored = position.clone();
                 state.committed = position;
                 state.last_commit = Instant::now();
             }
+        }
+        let group_position = min_offsets(
+            &self.tables[0].committed,
+            &self.tables[1].committed,
+            self.partitions,
+        );
+        if let Err(e) = self.consumer.commit_at(&group_position).await {
+            tracing::warn!(error = %e, "committing bus offsets for group lake failed");
         }
     }
 
@@ -552,6 +514,7 @@ impl SinkState {
         let idle_interval = (sink.config.flush_interval * 6).max(MIN_POSITION_COMMIT_INTERVAL);
         let mut tables = Vec::new();
         let rows_by_table = [self.events.rows(), self.rejected.rows()];
+        let next = self.consumer.positions();
         // What each table is complete up to once this job is in: with no rows buffered, every
         // record of its kind below the read position is already committed.
         let complete: Vec<Offsets> = self
@@ -560,14 +523,14 @@ impl SinkState {
             .zip(rows_by_table)
             .map(|(state, rows)| {
                 if rows == 0 {
-                    max_offsets(&state.committed, &self.next)
+                    max_offsets(&state.committed, next)
                 } else {
                     state.committed.clone()
                 }
             })
             .collect();
         for (i, state) in self.tables.iter().enumerate() {
-            let target = max_offsets(&state.committed, &self.next);
+            let target = max_offsets(&state.committed, next);
             let claims: Vec<(String, Offsets)> = self
                 .tables
                 .iter()
@@ -606,23 +569,13 @@ impl SinkState {
         self.oldest = None;
         FlushJob {
             lake: sink.lake.clone(),
-            log: sink.log.clone(),
             topic: sink.topic.clone(),
-            partitions: self.partitions,
-            committed: [
-                self.tables[0].committed.clone(),
-                self.tables[1].committed.clone(),
-            ],
             tables,
         }
     }
 
-    async fn report_lag(&self, sink: &LakeSink) {
-        if let Ok(end) = sink.log.end_offsets(&sink.topic).await {
-            let lag: u64 = end
-                .iter()
-                .map(|(p, e)| e.saturating_sub(self.next.get(p).copied().unwrap_or(0)))
-                .sum();
+    async fn report_lag(&self) {
+        if let Ok(lag) = self.consumer.lag().await {
             metrics::gauge!("strata_bus_consumer_lag_records", "group" => LAKE_GROUP, "topic" => EVENTS_TOPIC)
                 .set(lag as f64);
         }
@@ -651,11 +604,7 @@ struct TableJob {
 /// One flush: everything it needs, owned, so it can run in its own task.
 struct FlushJob {
     lake: Lake,
-    log: Arc<dyn Log>,
     topic: String,
-    partitions: u32,
-    /// Both tables' positions before this flush.
-    committed: [Offsets; 2],
     tables: Vec<TableJob>,
 }
 
@@ -667,7 +616,6 @@ struct FlushDone {
 impl FlushJob {
     async fn run(self) -> Result<FlushDone> {
         let started = Instant::now();
-        let mut positions = self.committed.clone();
         let mut done = Vec::with_capacity(self.tables.len());
         for job in self.tables {
             let batches = match job.groups {
@@ -701,21 +649,9 @@ impl FlushJob {
             metrics::counter!("strata_lake_rows_total", "table" => name).increment(job.rows as u64);
             metrics::counter!("strata_lake_bytes_total", "table" => name).increment(file_bytes);
             tracing::info!(table = name, rows = job.rows, files = file_count, bytes = file_bytes, position = ?job.target, "committed");
-            if let Some(p) = positions.get_mut(job.index) {
-                *p = job.target.clone();
-            }
             done.push((job.index, job.target));
         }
         metrics::histogram!("strata_lake_flush_seconds").record(started.elapsed().as_secs_f64());
-        let group_position = min_offsets(&positions[0], &positions[1], self.partitions);
-        if let Err(e) = self
-            .log
-            .commit(LAKE_GROUP, &self.topic, &group_position)
-            .await
-        {
-            // Advisory only: the snapshot summaries are the truth.
-            tracing::warn!(error = %e, "committing bus offsets for group lake failed");
-        }
         Ok(FlushDone { committed: done })
     }
 }
