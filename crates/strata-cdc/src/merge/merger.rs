@@ -25,7 +25,7 @@ use datafusion::logical_expr::{col, lit, Expr};
 use datafusion::prelude::SessionContext;
 use iceberg::spec::{Operation, TableMetadataBuilder, UnboundPartitionSpec};
 use iceberg::{NamespaceIdent, TableCreation, TableIdent};
-use strata_bus::{Log, Offsets};
+use strata_bus::{Consumer, Log, Offsets, OnLost, StartAt};
 use strata_core::cdc::{CdcRecord, Change, Op, TableSchema, Truncate, Value};
 use tokio::sync::watch;
 
@@ -47,6 +47,8 @@ use strata_table::write::write_rows;
 
 /// Records per bus read.
 const READ_MAX_RECORDS: usize = 8192;
+/// Bytes per bus read (roughly).
+const READ_MAX_BYTES: usize = 16 << 20;
 /// Buffered changes per table that force a commit before the interval ends.
 const MAX_BUFFERED: usize = 200_000;
 /// Longest wait for new records when nothing is buffered.
@@ -96,8 +98,9 @@ impl CdcTable {
 /// Per-table progress of the merger.
 struct TableState {
     spec: CdcTable,
-    /// Next bus offset to read.
-    next: u64,
+    /// Reads partition 0 of the topic as group [`CDC_GROUP`]; its position is the next bus
+    /// offset to read.
+    consumer: Consumer,
     /// Next offset the ODS table / the changelog does not hold yet (None: table not created).
     target_pos: Option<u64>,
     changelog_pos: Option<u64>,
@@ -108,6 +111,13 @@ struct TableState {
     key: Option<Vec<String>>,
     /// Why the table stopped: its changes are passed over until a re-snapshot starts.
     stopped: Option<String>,
+}
+
+impl TableState {
+    /// The next bus offset to read.
+    fn next(&self) -> u64 {
+        self.consumer.positions().get(&0).copied().unwrap_or(0)
+    }
 }
 
 /// Consumer group the merger commits its (advisory) positions under, one per `cdc.*` topic.
@@ -212,7 +222,7 @@ impl CdcMerger {
                         .max(Duration::from_millis(1))
                 };
                 tokio::select! {
-                    r = self.log.wait_for(&st.spec.topic, 0, st.next, wait) => {
+                    r = st.consumer.wait(wait) => {
                         if r.is_err() {
                             // No topic yet (the source has not started) or a bus hiccup.
                             tokio::time::sleep(wait.min(TOPIC_WAIT)).await;
@@ -240,10 +250,25 @@ impl CdcMerger {
             (Some(_), a, b) => a.unwrap_or(0).min(b.unwrap_or(0)),
         };
         tracing::info!(table = %spec.target, topic = %spec.topic, from = next, "cdc table resumes");
-        self.hold(&spec.topic, next).await;
+        // Partition 0 only: a CDC topic has one partition so the source order holds. The
+        // topic may not exist yet (the source has not started); reads then find nothing.
+        // Retention passing an unapplied change is an error, not a skip: the table would
+        // silently differ from its source.
+        let consumer = Consumer::assign(
+            self.log.clone(),
+            Some(CDC_GROUP),
+            &spec.topic,
+            vec![0],
+            StartAt::At(Offsets::from([(0, next)])),
+        )
+        .await
+        .map_err(|e| Error::bus(format!("positioning the reader of {}", spec.topic), e))?
+        .with_limits(READ_MAX_RECORDS, READ_MAX_BYTES)
+        .on_lost(OnLost::Fail);
+        hold(&consumer, next).await;
         Ok(TableState {
             spec,
-            next,
+            consumer,
             target_pos,
             changelog_pos,
             schema: None,
@@ -295,11 +320,7 @@ impl CdcMerger {
 
     /// Reads one batch of records and commits when due. Returns how many records it read.
     async fn step(&self, st: &mut TableState, stopping: bool) -> Result<usize> {
-        let records = match self
-            .log
-            .read(&st.spec.topic, 0, st.next, READ_MAX_RECORDS, 16 << 20)
-            .await
-        {
+        let records = match st.consumer.fetch().await {
             Ok(r) => r,
             // The source has not created its topic yet.
             Err(strata_bus::Error::UnknownTopic(_)) => Vec::new(),
@@ -319,9 +340,12 @@ impl CdcMerger {
                 Ok(record) => self.apply(st, record, offset).await,
                 Err(e) => Err(e),
             };
-            // A record that fails is not read again unless the table restarts.
-            st.next = offset + 1;
-            applied?;
+            if let Err(e) = applied {
+                // A record that fails is not read again unless the table restarts; the rest
+                // of the batch is.
+                st.consumer.seek(0, offset + 1);
+                return Err(e);
+            }
         }
         // Commits start at most every `commit_interval` (measured from the previous start,
         // so a commit's own duration does not stretch the period); after a quiet spell the
@@ -331,7 +355,8 @@ impl CdcMerger {
             || (stopping && n == 0);
         if due && !st.buffer.is_empty() {
             let started = Instant::now();
-            self.commit(st, st.next).await?;
+            let end = st.next();
+            self.commit(st, end).await?;
             st.last_commit = started;
         }
         Ok(n)
@@ -600,22 +625,11 @@ impl CdcMerger {
             }
         }
         st.buffer.clear();
-        self.hold(&st.spec.topic, end).await;
+        hold(&st.consumer, end).await;
         metrics::counter!("strata_cdc_applied_changes_total", "table" => st.spec.target.to_string())
             .increment(n as u64);
         tracing::debug!(table = %st.spec.target, changes = n, next = end, elapsed = ?started.elapsed(), "cdc commit");
         Ok(())
-    }
-
-    /// Commits `next` as the [`CDC_GROUP`] position on the topic, so bus retention keeps
-    /// every change the merger has not applied (retention deletes only what every group has
-    /// read; without a group it deleted changes the merger still needed). Advisory: the
-    /// tables' snapshot summaries stay the truth, as with the lake sink's group.
-    async fn hold(&self, topic: &str, next: u64) {
-        let offsets: Offsets = [(0, next)].into_iter().collect();
-        if let Err(e) = self.log.commit(CDC_GROUP, topic, &offsets).await {
-            tracing::warn!(topic, error = %e, "committing bus offsets for group cdc failed");
-        }
     }
 
     /// Appends rows (keyless tables, changelogs). Position-only commits (no rows) still
@@ -731,6 +745,16 @@ impl CdcMerger {
             self.append(ident, &[], props).await?;
         }
         Ok(())
+    }
+}
+
+/// Commits `next` as the [`CDC_GROUP`] position on the consumer's topic, so bus retention
+/// keeps every change the merger has not applied (retention deletes only what every group has
+/// read; without a group it deleted changes the merger still needed). Advisory: the tables'
+/// snapshot summaries stay the truth, as with the lake sink's group.
+async fn hold(consumer: &Consumer, next: u64) {
+    if let Err(e) = consumer.commit_at(&Offsets::from([(0, next)])).await {
+        tracing::warn!(topic = consumer.topic(), error = %e, "committing bus offsets for group cdc failed");
     }
 }
 
