@@ -7,10 +7,10 @@
 
 use std::collections::{hash_map, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use strata_bus::Log;
+use strata_bus::{Consumer, Log, OnLost};
 use strata_core::event::EVENTS_TOPIC;
 use strata_core::BusRecordView;
 
@@ -147,7 +147,7 @@ impl Dedup {
 
     /// Reads the tail of the `events` topic back and remembers the message ids of accepted
     /// events recorded within the window (at most `capacity`, the newest kept).
-    pub async fn warm(&self, log: &dyn Log, now: i64) -> Result<usize> {
+    pub async fn warm(&self, log: &Arc<dyn Log>, now: i64) -> Result<usize> {
         if self.capacity == 0 || self.window_micros == 0 {
             return Ok(0);
         }
@@ -160,22 +160,17 @@ impl Dedup {
         let mut found: Vec<(i64, Key)> = Vec::new();
         for (&partition, &end) in &ends {
             let start = starts.get(&partition).copied().unwrap_or(0);
-            let mut from = end.saturating_sub(per_partition).max(start);
-            while from < end {
-                let batch = match log
-                    .read(EVENTS_TOPIC, partition, from, 10_000, 8 * 1024 * 1024)
-                    .await
-                {
-                    Ok(b) => b,
-                    Err(strata_bus::Error::OffsetOutOfRange { start, .. }) if start > from => {
-                        // Retention moved past us while reading: go on from the new start.
-                        from = start;
-                        continue;
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                let Some(last) = batch.last() else { break };
-                from = last.offset + 1;
+            let from = end.saturating_sub(per_partition).max(start);
+            // Retention may pass the window's start while it is read: the read goes on from
+            // the oldest record left.
+            let mut tail = Consumer::range(log.clone(), EVENTS_TOPIC, partition, from, end)
+                .with_limits(10_000, 8 * 1024 * 1024)
+                .on_lost(OnLost::SkipQuietly);
+            while !tail.done() {
+                let batch = tail.fetch().await?;
+                if batch.is_empty() {
+                    break;
+                }
                 for r in batch {
                     if r.timestamp_ms < horizon_ms {
                         continue;
@@ -225,6 +220,48 @@ mod tests {
         d.record_many(&[b], 9 * S);
         d.record_many(&[], 15 * S);
         assert_eq!(d.seen_many(&[b, c], 15 * S), vec![true, false]);
+    }
+
+    #[tokio::test]
+    async fn warm_remembers_the_tail_within_the_window() {
+        use strata_bus::Record;
+        use strata_core::event::RecordFormat;
+        use strata_core::{BusRecord, Event};
+
+        let dir = tempfile::tempdir().unwrap();
+        let log: Arc<dyn Log> =
+            strata_bus::embedded::EmbeddedLog::open(dir.path(), Default::default())
+                .await
+                .unwrap();
+        log.ensure_topic(EVENTS_TOPIC, 2).await.unwrap();
+        let now = 100_000 * S;
+        // Ten events an hour old, then ten a second old, over both partitions.
+        let records = (0..20)
+            .map(|i| {
+                let at = if i < 10 { now - 3600 * S } else { now - S };
+                let event = Event {
+                    message_id: format!("m{i}"),
+                    app: "web".into(),
+                    kind: "track".into(),
+                    server_ts: at,
+                    event_ts: at,
+                    ..Default::default()
+                };
+                Record {
+                    key: format!("u{i}").into(),
+                    value: BusRecord::Event(Box::new(event))
+                        .encode(RecordFormat::Binary)
+                        .into(),
+                    timestamp_ms: at / 1000,
+                }
+            })
+            .collect();
+        log.append(EVENTS_TOPIC, records).await.unwrap();
+        let d = Dedup::new(Duration::from_secs(60), 100);
+        assert_eq!(d.warm(&log, now).await.unwrap(), 10);
+        let keys: Vec<Key> = (0..20).map(|i| key("web", &format!("m{i}"))).collect();
+        let recent: Vec<bool> = (0..20).map(|i| i >= 10).collect();
+        assert_eq!(d.seen_many(&keys, now), recent);
     }
 
     #[test]

@@ -68,9 +68,7 @@ impl Collector {
         log.ensure_topic(EVENTS_TOPIC, config.partitions).await?;
         let c = &config.collector;
         let dedup = Dedup::new(c.dedup_window, c.dedup_capacity);
-        let warmed = dedup
-            .warm(log.as_ref(), strata_core::time::now_micros())
-            .await?;
+        let warmed = dedup.warm(&log, strata_core::time::now_micros()).await?;
         tracing::info!(warmed, "collector dedup set warmed from the bus");
         let micros = |d: std::time::Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
         Ok(Arc::new(Collector {
