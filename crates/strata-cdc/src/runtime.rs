@@ -91,7 +91,7 @@ async fn attempt<C: Connector>(
             .ensure_topic(&topic, 1)
             .await
             .map_err(|e| Error::bus(format!("creating topic {topic}"), e))?;
-        let tail = topic::read_tail(context.log.as_ref(), &topic).await?;
+        let tail = topic::read_tail(&context.log, &topic).await?;
         let (table, send) = source.resume_table(t, tail.schema.as_ref(), state.snapshotting(&name));
         if send {
             let schema = CdcRecord::Schema(table.schema().clone());

@@ -2,10 +2,11 @@
 //! start (the last schema sent and the last streamed change, so a restart drops what the
 //! topic already holds) and append records with a bounded retry.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use strata_bus::{Log, Record};
+use strata_bus::{Consumer, Log, OnLost, Record};
 use strata_core::cdc::{CdcRecord, SourcePosition, TableSchema};
 
 use crate::error::{Error, Result};
@@ -26,7 +27,7 @@ pub struct TopicTail {
 
 /// Reads the topic's last records: the last schema, the last streamed position and the txids
 /// of the streamed changes before it.
-pub async fn read_tail(log: &dyn Log, topic: &str) -> Result<TopicTail> {
+pub async fn read_tail(log: &Arc<dyn Log>, topic: &str) -> Result<TopicTail> {
     let end = log
         .end_offsets(topic)
         .await
@@ -45,27 +46,19 @@ pub async fn read_tail(log: &dyn Log, topic: &str) -> Result<TopicTail> {
     while hi > 0 && (tail.last_streamed.is_none() || trailing) && !seen_snapshot {
         let lo = hi.saturating_sub(4096);
         let mut records = Vec::new();
-        let mut from = lo;
-        while from < hi {
-            let batch = match log.read(topic, 0, from, 4096, 64 << 20).await {
-                Ok(b) => b,
-                Err(strata_bus::Error::OffsetOutOfRange { start, .. }) if from < start => {
-                    from = start;
-                    continue;
-                }
-                Err(e) => return Err(Error::bus(format!("reading {topic}"), e)),
-            };
+        // Retention may have passed the window's start: what is left of it is read.
+        let mut window = Consumer::range(log.clone(), topic, 0, lo, hi)
+            .with_limits(4096, 64 << 20)
+            .on_lost(OnLost::SkipQuietly);
+        while !window.done() {
+            let batch = window
+                .fetch()
+                .await
+                .map_err(|e| Error::bus(format!("reading {topic}"), e))?;
             if batch.is_empty() {
                 break;
             }
-            for r in batch {
-                if r.offset < hi {
-                    from = r.offset + 1;
-                    records.push(r);
-                } else {
-                    from = hi;
-                }
-            }
+            records.extend(batch);
         }
         for r in records.iter().rev() {
             match CdcRecord::from_json(&r.value) {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use iceberg::table::Table;
 use iceberg::TableIdent;
-use strata_bus::Log;
+use strata_bus::{Consumer, Log, OnLost};
 use strata_core::cdc::CdcRecord;
 
 use strata_table::error::{Error, Result};
@@ -115,10 +115,15 @@ pub async fn cdc_lag(
     let from = applied.unwrap_or(0);
     let mut oldest_pending_ts = None;
     if from < end {
-        let records = match log.read(topic, 0, from, PROBE_RECORDS, 4 << 20).await {
+        // One read. Retention removed what the table has not applied: the merger reports
+        // that; here the lag is simply unknown.
+        let records = match Consumer::range(log.clone(), topic, 0, from, end)
+            .with_limits(PROBE_RECORDS, 4 << 20)
+            .on_lost(OnLost::Fail)
+            .fetch()
+            .await
+        {
             Ok(r) => r,
-            // Retention removed what the table has not applied: the merger reports that; here
-            // the lag is simply unknown.
             Err(strata_bus::Error::OffsetOutOfRange { .. }) => Vec::new(),
             Err(e) => return Err(Error::bus(format!("reading {topic} at {from}"), e)),
         };
