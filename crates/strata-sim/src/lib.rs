@@ -25,7 +25,7 @@ pub mod drive;
 pub mod error;
 pub mod events;
 pub mod feedloop;
-mod http;
+pub mod http;
 pub mod preferences;
 pub mod rng;
 pub mod rows;

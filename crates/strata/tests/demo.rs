@@ -73,9 +73,10 @@ fn demo_builds_every_layer() {
         );
         String::from_utf8_lossy(&out.stdout).to_string()
     };
-    // Two simulated days landed as two days, in events and in the daily tables.
+    // Two simulated days landed as two days, in events and in the daily tables (besides the
+    // live click the demo sends to show a real-time feature).
     assert_eq!(
-        sql("SELECT count(DISTINCT dt) AS d FROM ods.ods_event"),
+        sql("SELECT count(DISTINCT dt) AS d FROM ods.ods_event WHERE message_id NOT LIKE 'demo-click-%'"),
         "d\n2\n"
     );
     assert_eq!(
@@ -185,6 +186,8 @@ fn demo_builds_every_layer() {
         "{stdout}"
     );
     assert!(stdout.contains("/v1/feed?user_id=1"), "{stdout}");
+    // One click sent to the collector showed up in the real-time feature view.
+    assert!(stdout.contains("user 1 clicks_5m"), "{stdout}");
     served_feed(Env { dir, config });
 }
 
@@ -428,5 +431,66 @@ fn served_feed(env: Env) {
         1,
         std::time::Duration::from_secs(60),
     );
+
+    // Real-time features: the clicks sent above reached `user_realtime` through the bus (the
+    // realtime consumer), and a kill -9 and restart keeps exactly those values.
+    let realtime = |server: &common::Server, user: u32| -> serde_json::Value {
+        let r = get_with(
+            server.addr,
+            &format!("/v1/features/user_realtime/{user}"),
+            &auth,
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        body["features"].clone()
+    };
+    let started = std::time::Instant::now();
+    let before: Vec<serde_json::Value> = loop {
+        let rows: Vec<serde_json::Value> = (10..40).map(|u| realtime(&server, u)).collect();
+        if rows
+            .iter()
+            .all(|f| f["clicks_5m"].as_i64().unwrap_or(0) >= 1)
+        {
+            break rows;
+        }
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "clicks not in user_realtime: {rows:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    for f in &before {
+        assert!(
+            f["last_5_clicked_post_ids"]
+                .as_array()
+                .is_some_and(|l| !l.is_empty()),
+            "{f}"
+        );
+    }
+    server.kill();
+    let server = env.serve("1s");
+    let started = std::time::Instant::now();
+    loop {
+        let after: Vec<serde_json::Value> = (10..40).map(|u| realtime(&server, u)).collect();
+        let same = after.iter().zip(&before).all(|(a, b)| {
+            [
+                "clicks_5m",
+                "clicks_1h",
+                "likes_1h",
+                "last_5_clicked_post_ids",
+            ]
+            .iter()
+            .all(|k| a[k] == b[k])
+        });
+        if same {
+            break;
+        }
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "after kill -9 and restart:\n{after:?}\nbefore:\n{before:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     server.stop();
 }

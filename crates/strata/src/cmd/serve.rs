@@ -373,6 +373,20 @@ pub async fn serve_until(
         _ => None,
     };
 
+    // Real-time feature views: consumer group `realtime` over `events` → the online store.
+    let (stop_realtime, realtime_shutdown) = watch::channel(false);
+    let realtime_task = match (&online, runs(Role::Features)) {
+        (Some(store), true) => realtime_task(
+            &config,
+            store.clone(),
+            log.clone(),
+            lake.clone(),
+            realtime_shutdown,
+            &gave_up,
+        )?,
+        _ => None,
+    };
+
     let router = if runs(Role::Collector) {
         let collector = Collector::new(&config.collector_options(), log.clone())
             .await
@@ -519,6 +533,11 @@ pub async fn serve_until(
     if let Some(t) = merger_task {
         let _ = t.await;
     }
+    // The realtime consumer writes what it computed and its checkpoints.
+    let _ = stop_realtime.send(true);
+    if let Some(t) = realtime_task {
+        let _ = t.await;
+    }
     let _ = stop_audit.send(true);
     for task in audit_task {
         let _ = task.await;
@@ -535,6 +554,75 @@ pub async fn serve_until(
     log.close().await.context("closing the bus")?;
     tracing::info!("stopped");
     outcome
+}
+
+/// The realtime consumer over the project's stream views (`None`: no project, or no stream
+/// view in it). It backfills new views from the lake and restarts after failures that a retry
+/// can fix (the store or the lake unreachable).
+fn realtime_task(
+    config: &crate::config::Config,
+    store: strata_online::OnlineStore,
+    log: Arc<dyn Log>,
+    lake: Option<Lake>,
+    shutdown: watch::Receiver<bool>,
+    gave_up: &mpsc::UnboundedSender<Panicked>,
+) -> Result<Task<()>> {
+    let root = &config.warehouse.project;
+    if root.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    let views = strata_features::load_views(root).context("loading feature views")?;
+    let first = strata_stream::Realtime::new(
+        &views,
+        store.clone(),
+        log.clone(),
+        lake.clone(),
+        Default::default(),
+    );
+    if first.view_names().is_empty() {
+        return Ok(None);
+    }
+    tracing::info!(views = ?first.view_names(), "computing stream views (consumer group realtime)");
+    let rx = shutdown.clone();
+    Ok(Some(spawn_guarded(
+        "realtime",
+        shutdown,
+        gave_up,
+        move || {
+            let (views, store, log, lake, mut rx) = (
+                views.clone(),
+                store.clone(),
+                log.clone(),
+                lake.clone(),
+                rx.clone(),
+            );
+            async move {
+                loop {
+                    let rt = strata_stream::Realtime::new(
+                        &views,
+                        store.clone(),
+                        log.clone(),
+                        lake.clone(),
+                        Default::default(),
+                    );
+                    match rt.run(rx.clone()).await {
+                        Ok(()) => return,
+                        Err(e) if e.retryable() => {
+                            tracing::warn!(error = %e, "realtime consumer failed; restarting from its checkpoints");
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "realtime consumer stopped");
+                            return;
+                        }
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                        _ = rx.changed() => return,
+                    }
+                }
+            }
+        },
+    )))
 }
 
 /// Deletes access-log rows past `retention`, at start and then daily.

@@ -72,6 +72,14 @@ pub(super) const SOCIAL: &[(&str, &str)] = &[
         include_str!("../../../../../models/social/features/pair_features.toml"),
     ),
     (
+        "features/user_realtime.toml",
+        include_str!("../../../../../models/social/features/user_realtime.toml"),
+    ),
+    (
+        "features/post_trending.toml",
+        include_str!("../../../../../models/social/features/post_trending.toml"),
+    ),
+    (
         "ml/ctr_ranker.toml",
         include_str!("../../../../../models/social/ml/ctr_ranker.toml"),
     ),
