@@ -201,10 +201,9 @@ impl AggState {
         }
         match (self, input) {
             (AggState::Acc(slices), input) => {
-                let w = a
-                    .window
-                    .as_ref()
-                    .expect("checked: accumulators have windows");
+                let Some(w) = a.window.as_ref() else {
+                    return false;
+                };
                 let x = match input {
                     Input::Number(x) => x,
                     _ => 1.0,
@@ -213,10 +212,9 @@ impl AggState {
                 true
             }
             (AggState::Distinct(slices), Input::Hash(h)) => {
-                let w = a
-                    .window
-                    .as_ref()
-                    .expect("checked: distinct counts have windows");
+                let Some(w) = a.window.as_ref() else {
+                    return false;
+                };
                 insert_slice(slices, slice_start(ts, w)).add(h);
                 true
             }

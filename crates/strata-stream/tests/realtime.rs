@@ -2,6 +2,13 @@
 //! follow the bus, and a consumer killed half-way (its task aborted, nothing flushed on the
 //! way out) and restarted ends with exactly the rows of one that ran through.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "integration test: a failed step fails the test"
+)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
