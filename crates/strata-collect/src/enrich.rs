@@ -207,6 +207,11 @@ impl<'a> RequestEnricher<'a> {
         }
     }
 
+    /// The client IP the request came from.
+    pub fn ip(&self) -> &str {
+        &self.ip
+    }
+
     /// The parsed user agent of an event: its own (`context.userAgent`), else the request's
     /// `User-Agent` header. Pass the result to [`RequestEnricher::fill`].
     pub fn user_agent(&mut self, own: Option<&str>) -> Option<Arc<UserAgent>> {

@@ -16,6 +16,7 @@ use strata_core::event::EVENTS_TOPIC;
 use tokio::sync::Semaphore;
 
 mod auth;
+pub mod blocks;
 pub mod config;
 mod decode;
 mod dedup;
@@ -48,6 +49,8 @@ pub struct Collector {
     dedup: Dedup,
     admission: Semaphore,
     log: Arc<dyn Log>,
+    /// Risk blocks in force, followed from the bus (`blocks.rs`).
+    blocks: Arc<blocks::Blocklist>,
 }
 
 impl Collector {
@@ -71,7 +74,10 @@ impl Collector {
         let warmed = dedup.warm(&log, strata_core::time::now_micros()).await?;
         tracing::info!(warmed, "collector dedup set warmed from the bus");
         let micros = |d: std::time::Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        let blocks = Arc::new(blocks::Blocklist::default());
+        blocks::follow(log.clone(), blocks.clone());
         Ok(Arc::new(Collector {
+            blocks,
             limits: Limits {
                 max_event_bytes: c.max_event_bytes,
                 max_age_micros: micros(c.max_event_age),
@@ -86,6 +92,11 @@ impl Collector {
             log,
             config: config.clone(),
         }))
+    }
+
+    /// The risk blocks this collector enforces.
+    pub fn blocks(&self) -> &Arc<blocks::Blocklist> {
+        &self.blocks
     }
 
     /// All `/v1/*` routes and `GET /health` (503 while the bus cannot take events).

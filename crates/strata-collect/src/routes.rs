@@ -292,6 +292,19 @@ impl Collector {
                     None,
                 )),
             };
+            // A subject a risk rule blocked: refused like an invalid event, with the rule.
+            let outcome = match outcome {
+                Ok(event) => match self.blocks.check(
+                    event.user_id.as_deref(),
+                    event.anonymous_id.as_deref(),
+                    enricher.ip(),
+                    server_ts,
+                ) {
+                    None => Ok(event),
+                    Some(reason) => Err(("blocked", reason, Some(event.message_id.to_string()))),
+                },
+                Err(e) => Err(e),
+            };
             match outcome {
                 Ok(event) => {
                     let ua = enricher.user_agent(event.user_agent.as_deref());

@@ -14,6 +14,7 @@ pub mod fsutil;
 pub mod governance;
 pub mod names;
 pub mod redact;
+pub mod risk;
 pub mod time;
 pub mod tokens;
 

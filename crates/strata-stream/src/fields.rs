@@ -13,6 +13,9 @@ use strata_features::stream::{FieldRef, JsonRoot};
 pub struct StreamEvent<'a> {
     /// Event time, µs since the epoch.
     pub event_ts: i64,
+    /// When the collector received it (µs; what risk rules count by: a client cannot forge
+    /// it). A backfill row from the lake has the lake's `server_ts`.
+    pub server_ts: i64,
     pub kind: Cow<'a, str>,
     pub event: Option<Cow<'a, str>>,
     pub user_id: Option<Cow<'a, str>>,
@@ -93,6 +96,7 @@ impl<'a> StreamEvent<'a> {
     pub fn from_view(e: EventView<'a>) -> StreamEvent<'a> {
         StreamEvent {
             event_ts: e.event_ts,
+            server_ts: e.server_ts,
             kind: e.kind,
             event: e.event,
             user_id: e.user_id,

@@ -7,7 +7,9 @@
 //! - `engine.rs`: one stream view — entities, event-time clocks, lateness, expiry timers,
 //!   exactly-once bookkeeping;
 //! - `runner.rs`: the `realtime` consumer inside `strata serve` (backfill from the lake,
-//!   batches from the bus, rows and state into the online store, checkpoints).
+//!   batches from the bus, rows and state into the online store, checkpoints);
+//! - `risk/`: `[[risk.rules]]` and the `risk` consumer (blocks onto `risk.blocks`, which every
+//!   collector follows; decisions into `ods.ods_risk_decision`; webhook alerts).
 //!
 //! Stream views are declared in the project's `features/*.toml` with `kind = "stream"`
 //! (`strata_features::stream`) and read through the same feature API as batch views.
@@ -15,6 +17,7 @@
 pub mod engine;
 pub mod error;
 pub mod fields;
+pub mod risk;
 pub mod runner;
 pub mod window;
 

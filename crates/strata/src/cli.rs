@@ -110,6 +110,43 @@ pub enum Command {
         #[command(subcommand)]
         command: ExperimentsCommand,
     },
+    /// Risk blocks (`[[risk.rules]]` in strata.toml decide them; every collector enforces
+    /// them): list the blocks in force, block or unblock a subject by hand. Reads and writes
+    /// the bus topic `risk.blocks` (with the embedded bus, while `serve` is stopped).
+    Risk {
+        #[command(subcommand)]
+        command: RiskCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RiskCommand {
+    /// The blocks in force: subject, rule, until.
+    Blocks {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Block a subject now on every collector: `user_id:U`, `anonymous_id:A` or `ip:ADDR`.
+    Block {
+        #[command(flatten)]
+        config: ConfigArg,
+        subject: String,
+        /// How long (e.g. 30m, 1d).
+        #[arg(long = "for", default_value = "1h", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// Why (recorded with the block).
+        #[arg(long, default_value = "blocked by hand")]
+        reason: String,
+    },
+    /// Lift a subject's block on every collector at once.
+    Unblock {
+        #[command(flatten)]
+        config: ConfigArg,
+        subject: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

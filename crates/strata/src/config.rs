@@ -65,6 +65,9 @@ pub struct Config {
     pub feed: strata_feed::FeedConfig,
     /// A/B experiments over feeds (`[[experiments]]`, none by default).
     pub experiments: Vec<strata_feed::ExperimentConfig>,
+    /// Abuse rules evaluated on live events (`[[risk.rules]]`, none by default): decisions in
+    /// `ods.ods_risk_decision`, blocks enforced by every collector.
+    pub risk: strata_stream::risk::RiskConfig,
 }
 
 /// Problems as one message: a single problem as it is, several one per line after their count.
@@ -174,6 +177,7 @@ impl Config {
                 .validate()
                 .map_err(|e| e.lines().map(str::to_string).collect()),
         );
+        section(self.risk.validate());
         problems.extend(self.feed.problems(&self.experiments));
         problems.extend(self.cross_section_problems());
         problems

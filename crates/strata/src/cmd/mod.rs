@@ -11,6 +11,7 @@ mod features;
 mod init;
 mod models;
 mod privacy;
+mod risk;
 mod serve;
 mod sim;
 mod sql;
@@ -97,6 +98,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Features { command } => features::run(command).await,
         Command::Models { command } => models::run(command).await,
         Command::Experiments { command } => experiments::run(command).await,
+        Command::Risk { command } => risk::run(command).await,
     }
 }
 

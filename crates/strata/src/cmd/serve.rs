@@ -387,6 +387,34 @@ pub async fn serve_until(
         _ => None,
     };
 
+    // The risk rules: consumer group `risk`, beside the lake sink (it records decisions in the
+    // lake); the blocks it publishes reach every collector over the bus.
+    let (stop_risk, risk_shutdown) = watch::channel(false);
+    let risk_task = match (&lake, runs(Role::Sink) && !config.risk.rules.is_empty()) {
+        (Some(lake), true) => {
+            let (lake, log, risk) = (lake.clone(), log.clone(), config.risk.clone());
+            let rx = risk_shutdown.clone();
+            tracing::info!(
+                rules = risk.rules.len(),
+                "evaluating risk rules (consumer group risk)"
+            );
+            Some(spawn_guarded("risk", risk_shutdown, &gave_up, move || {
+                let consumer = strata_stream::risk::RiskConsumer::new(
+                    log.clone(),
+                    Some(lake.clone()),
+                    risk.clone(),
+                );
+                let rx = rx.clone();
+                async move {
+                    if let Err(e) = consumer.run(rx).await {
+                        tracing::error!(error = %e, "risk consumer stopped");
+                    }
+                }
+            }))
+        }
+        _ => None,
+    };
+
     let router = if runs(Role::Collector) {
         let collector = Collector::new(&config.collector_options(), log.clone())
             .await
@@ -531,6 +559,10 @@ pub async fn serve_until(
     }
     let _ = stop_merger.send(true);
     if let Some(t) = merger_task {
+        let _ = t.await;
+    }
+    let _ = stop_risk.send(true);
+    if let Some(t) = risk_task {
         let _ = t.await;
     }
     // The realtime consumer writes what it computed and its checkpoints.
