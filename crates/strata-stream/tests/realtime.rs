@@ -359,3 +359,63 @@ async fn a_changed_definition_starts_the_view_over() {
     );
     assert!(total_after > 0);
 }
+
+/// A new view is initialised from the lake (the events the sink committed) and continues from
+/// the bus exactly where the lake's snapshot ends: every event counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_view_backfills_from_the_lake_and_continues_from_the_bus() {
+    let w = world().await;
+    let base = strata_core::time::now_micros() + 600_000_000;
+    let all = events(base, 3000);
+    let lake_options = strata_table::config::LakeOptions::new(w._dir.path());
+    let lake = strata_table::Lake::open(&lake_options).await.unwrap();
+    // The first 2,000 events reach the lake; the sink stops (draining the bus) before the rest.
+    append(&w, all[..2000].to_vec()).await;
+    let (stop_sink, sink_stopped) = watch::channel(false);
+    let sink = strata_sink::LakeSink::new(&lake, w.log.clone(), &lake_options.lake)
+        .await
+        .unwrap();
+    let sink = tokio::spawn(sink.run(sink_stopped));
+    stop_sink.send(true).unwrap();
+    sink.await.unwrap().unwrap();
+    append(&w, all[2000..].to_vec()).await;
+
+    let (stop, stopped) = watch::channel(false);
+    let (progress, mut seen) = watch::channel(Offsets::new());
+    let rt = Realtime::new(
+        &views(),
+        w.store.clone(),
+        w.log.clone(),
+        Some(lake.clone()),
+        RealtimeOptions::default(),
+    )
+    .with_progress(progress);
+    let task = tokio::spawn(rt.run(stopped));
+    caught_up(&w, &mut seen).await;
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    let got = rows(&w.store).await;
+
+    // The same rows as a consumer that read everything from the bus.
+    let straight = world().await;
+    append(&straight, all).await;
+    let (task, stop, mut seen) = start(&straight, RealtimeOptions::default());
+    caught_up(&straight, &mut seen).await;
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(got, rows(&straight.store).await);
+
+    // The checkpoint says the view was backfilled, up to the lake's position.
+    let cp: strata_stream::Checkpoint = serde_json::from_slice(
+        &w.store
+            .backend()
+            .read("user_realtime~state", &[])
+            .await
+            .unwrap()
+            .0
+            .unwrap(),
+    )
+    .unwrap();
+    let backfilled: u64 = cp.backfilled_to.unwrap().values().sum();
+    assert_eq!(backfilled, 2000);
+}
