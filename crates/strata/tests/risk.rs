@@ -3,7 +3,8 @@
 //! consumer). A bot flooding collector A is blocked by a rate rule; collector B refuses it too
 //! (it learned the block from the bus), other users pass, the webhook hears about it, the
 //! decision lands in `ods.ods_risk_decision`, and `strata risk unblock` lets the bot back in
-//! on both collectors.
+//! on both collectors. A fourth process (`--roles features`) computes the `user_realtime` stream
+//! view from the same Kafka bus.
 
 #![allow(
     clippy::unwrap_used,
@@ -165,9 +166,42 @@ fn a_block_holds_on_every_collector_until_it_is_lifted() {
         String::from_utf8_lossy(&check.stderr)
     );
 
+    // A project with the reference `user_realtime` stream view, served by a fourth process
+    // (`--roles features`): the realtime consumer over the Kafka bus.
+    let project = env.dir.path().join("project");
+    std::fs::create_dir_all(project.join("features")).unwrap();
+    std::fs::write(
+        project.join("strata_project.toml"),
+        "name = \"t\"\nsources = [\"ods.ods_event\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("features/user_realtime.toml"),
+        include_str!("../../../models/social/features/user_realtime.toml"),
+    )
+    .unwrap();
+    env.set_keys(
+        "[warehouse]",
+        &[("project", &format!("{:?}", project.display().to_string()))],
+    );
+    let token = {
+        let out = Command::new(strata_bin())
+            .args(["tokens", "create", "reader", "--scope", "serve", "-c"])
+            .arg(&env.config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+
     let sink = serve_roles(&env, "sink", "sink.log");
     let a = serve_roles(&env, "collector", "collector-a.log");
     let b = serve_roles(&env, "collector", "collector-b.log");
+    let features = serve_roles(&env, "features", "features.log");
 
     // The risk consumer starts at the end of the topic: wait until it runs (a human's events
     // are accepted throughout).
@@ -213,7 +247,7 @@ fn a_block_holds_on_every_collector_until_it_is_lifted() {
         std::thread::sleep(Duration::from_millis(20));
     }
     for (i, server) in [&a, &b].into_iter().enumerate() {
-        let answer = click(server, "human", &format!("human-{i}"));
+        let answer = click(server, "4242", &format!("human-{i}"));
         assert_eq!(answer["accepted"], 1, "{answer}");
     }
     // The user-agent rule only flags.
@@ -282,6 +316,34 @@ fn a_block_holds_on_every_collector_until_it_is_lifted() {
         }
     }
     assert_eq!(risk(&env, &["blocks"]).trim(), "no blocks in force");
+
+    // The human's two clicks (one per collector) are in its real-time features, computed by
+    // the features process from the Kafka bus; the bot's refused clicks never counted.
+    let started = Instant::now();
+    loop {
+        let r = get_with(
+            features.addr,
+            "/v1/features/user_realtime/4242",
+            &[("Authorization", format!("Bearer {token}"))],
+        )
+        .unwrap();
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+        if r.status == 200 && body["features"]["clicks_5m"] == 2 {
+            assert_eq!(
+                body["features"]["last_5_clicked_post_ids"],
+                serde_json::json!([7, 7])
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{} {}",
+            r.status,
+            r.body
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    features.stop();
     a.stop();
     b.stop();
     sink.stop();
