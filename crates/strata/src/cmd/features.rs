@@ -138,7 +138,8 @@ async fn materialize_views(args: &FeaturesArgs, names: &[String], full: bool) ->
         .iter()
         .filter(|v| {
             if names.is_empty() {
-                v.online
+                // Stream views have no sync: `serve` keeps them current.
+                v.online && v.stream().is_none()
             } else {
                 names.contains(&v.name)
             }
