@@ -727,14 +727,14 @@ impl FeedService {
             if keys.is_empty() {
                 continue;
             }
+            // Only the wanted columns are decoded, straight from each entry's bytes.
+            let names: Vec<&str> = wanted.iter().map(|&(_, column)| column).collect();
             let got = self
                 .store
-                .lookup(view, &keys)
+                .lookup_columns(view, &keys, &names)
                 .await
                 .map_err(|e| Error::Internal(format!("reading {view}: {e}")))?;
-            // Each wanted input's category codes, and its column's position in the rows: found
-            // once per schema the rows were written with (all rows share one, but a sync may
-            // have published a new one in between).
+            // Each wanted input's category codes.
             let codes: Vec<Option<&HashMap<String, u32>>> = wanted
                 .iter()
                 .map(|&(f, _)| {
@@ -742,28 +742,12 @@ impl FeedService {
                     categorical.then(|| inputs.categories.get(name)).flatten()
                 })
                 .collect();
-            let mut positions: Option<(Schema, Vec<Option<usize>>)> = None;
-            for (k, row) in got.rows.iter().enumerate() {
-                if row.status != LookupStatus::Present {
-                    continue;
-                }
-                if !positions
-                    .as_ref()
-                    .is_some_and(|(c, _)| Arc::ptr_eq(c, &row.columns))
-                {
-                    let p = wanted
-                        .iter()
-                        .map(|&(_, column)| row.columns.iter().position(|c| c.name == column))
-                        .collect();
-                    positions = Some((row.columns.clone(), p));
-                }
-                let Some((_, at)) = &positions else {
-                    continue;
-                };
-                for ((&(f, _), &i), &codes) in wanted.iter().zip(at).zip(&codes) {
-                    let Some(v) = i.and_then(|i| row.values.get(i)) else {
+            for (k, row) in got.iter().enumerate() {
+                let Some(row) = row else { continue };
+                for ((&(f, _), v), &codes) in wanted.iter().zip(&row.values).zip(&codes) {
+                    if matches!(v, Value::Null) {
                         continue;
-                    };
+                    }
                     let v = input_value(v, codes);
                     if per_user {
                         for r in 0..candidates.len() {
@@ -838,9 +822,6 @@ impl FeedService {
             .collect()
     }
 }
-
-/// The columns a view's rows were written with.
-type Schema = Arc<Vec<strata_online::meta::Column>>;
 
 /// The pseudo-view of inputs the feed computes itself.
 const COMPUTED: &str = "feed";

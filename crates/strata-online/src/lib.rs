@@ -33,6 +33,8 @@ mod redis;
 
 pub use config::OnlineConfig;
 pub use error::{Error, Result};
-pub use store::{entity_key, Lookup, LookupStatus, OnlineStore, SyncRow, SyncWriter, ViewRows};
+pub use store::{
+    entity_key, ColumnRow, Lookup, LookupStatus, OnlineStore, SyncRow, SyncWriter, ViewRows,
+};
 pub use stream::{StreamRow, StreamTable};
 pub use value::{FeatureType, Value};

@@ -170,6 +170,59 @@ impl OnlineStore {
         })
     }
 
+    /// Like [`OnlineStore::lookup`], decoding only `columns` of each row (by name): for a
+    /// caller that needs a few columns of many rows. `rows[k]` is `None` when key `k` is not
+    /// in the published version; its values are in the order of `columns` (`Null` where the
+    /// row's schema lacks one).
+    pub async fn lookup_columns(
+        &self,
+        view: &str,
+        keys: &[Vec<u8>],
+        columns: &[&str],
+    ) -> Result<Vec<Option<ColumnRow>>> {
+        let (meta, entries) = self.backend.read(view, keys).await?;
+        let Some(meta) = meta else {
+            return Ok(keys.iter().map(|_| None).collect());
+        };
+        let parsed = self.parsed(view, meta)?;
+        let published = parsed.meta.published_version();
+        // Positions of the wanted columns, per schema id met.
+        let mut positions: Vec<(u32, Vec<Option<usize>>)> = Vec::new();
+        let mut out = Vec::with_capacity(keys.len());
+        for entry in entries {
+            let Some(bytes) = entry else {
+                out.push(None);
+                continue;
+            };
+            let Some((schema, event_ts, values)) = crate::entry::visible_row(&bytes, published)?
+            else {
+                out.push(None);
+                continue;
+            };
+            let at = match positions.iter().position(|(id, _)| *id == schema) {
+                Some(i) => i,
+                None => {
+                    let cols = parsed.schemas.get(&schema).ok_or_else(|| {
+                        Error::Corrupt(format!("view {view}: a row names unknown schema {schema}"))
+                    })?;
+                    let p = columns
+                        .iter()
+                        .map(|name| cols.iter().position(|c| c.name == *name))
+                        .collect();
+                    positions.push((schema, p));
+                    positions.len() - 1
+                }
+            };
+            let mut row = ColumnRow {
+                event_ts,
+                values: Vec::with_capacity(columns.len()),
+            };
+            crate::value::decode_row_at(values, &positions[at].1, &mut row.values)?;
+            out.push(Some(row));
+        }
+        Ok(out)
+    }
+
     fn parsed(&self, view: &str, bytes: Vec<u8>) -> Result<Arc<ParsedMeta>> {
         let mut cache = self
             .parsed
@@ -285,6 +338,14 @@ fn parse_meta(bytes: &[u8]) -> Result<ParsedMeta> {
 
 pub(crate) fn encode_meta(meta: &ViewMeta) -> Result<Vec<u8>> {
     serde_json::to_vec(meta).map_err(|e| Error::Corrupt(format!("encoding view metadata: {e}")))
+}
+
+/// Some columns of one row ([`OnlineStore::lookup_columns`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnRow {
+    /// The row's event time (µs).
+    pub event_ts: i64,
+    pub values: Vec<Value>,
 }
 
 /// One row a sync writes: the entity key, its event time (µs) and its values in the sync's
