@@ -13,6 +13,11 @@
 //! - The bus consumer group `lake` is committed after the Iceberg commits (when the sink takes
 //!   a finished flush's result); it is advisory (lag metrics, retention), never read back as
 //!   the truth.
+//!
+//! An event whose `(app, messageId)` the sink already wrote within `lake.dedup_window` is
+//! dropped (SDK retries that reached two collectors; [`dedup`], ADR 0048). The window is part
+//! of the read state: rebuilt from the bus below `ods.ods_event`'s position whenever the sink
+//! (re)positions its reader, so a crash neither lets a copy through nor drops a first write.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -37,6 +42,10 @@ use strata_table::position::{claimed_position, max_offsets, min_offsets, table_p
 use strata_table::retry::Backoff;
 use strata_table::schema::OdsTable;
 use strata_table::write::{commit_with_position, write_data_files};
+
+pub mod dedup;
+
+use dedup::Written;
 
 /// Consumer group the sink commits (advisory) offsets under.
 pub const LAKE_GROUP: &str = "lake";
@@ -130,6 +139,7 @@ impl LakeSink {
             start = ?state.consumer.positions(),
             event_position = ?state.tables[0].committed,
             rejected_position = ?state.tables[1].committed,
+            dedup_ids = state.written.len(),
             "lake sink started"
         );
         let mut shutting_down = false;
@@ -353,6 +363,12 @@ struct SinkState {
     oldest: Option<Instant>,
     /// `[ods_event, ods_event_rejected]`
     tables: [TableState; 2],
+    /// Message ids written to `ods.ods_event` within the de-duplication window, up to the read
+    /// position (rows buffered included).
+    written: Written,
+    /// Copies were dropped since the last flush: `ods.ods_event`'s position is due at the next
+    /// flush even without rows, so a run of copies does not read as lag (or get re-read).
+    dropped_pending: bool,
     /// The flush being written and committed in the background.
     in_flight: Option<InFlight>,
 }
@@ -381,6 +397,24 @@ impl SinkState {
                 .unwrap_or_default(),
         );
         let next = min_offsets(&ev.committed, &rej.committed, partitions);
+        // Every event below ods_event's position is written (or was dropped as a copy of one
+        // that is): the window is what those records leave in it.
+        let written_until: Offsets = (0..partitions)
+            .filter_map(|p| ev.committed.get(&p).map(|&o| (p, o)))
+            .collect();
+        let started = Instant::now();
+        let written = Written::rebuild(
+            &sink.log,
+            &sink.topic,
+            &written_until,
+            sink.config.dedup_window,
+            sink.config.dedup_capacity,
+        )
+        .await?;
+        if written.enabled() {
+            tracing::info!(ids = written.len(), elapsed = ?started.elapsed(), "lake sink dedup window rebuilt from the bus");
+        }
+        metrics::gauge!("strata_lake_dedup_ids").set(written.len() as f64);
         let consumer = Consumer::assign(
             sink.log.clone(),
             Some(LAKE_GROUP),
@@ -398,12 +432,15 @@ impl SinkState {
             bytes: 0,
             oldest: None,
             tables: [ev, rej],
+            written,
+            dropped_pending: false,
             in_flight: None,
         })
     }
 
     fn route(&mut self, records: &[StoredRecord]) {
         let before = self.events.rows() + self.rejected.rows();
+        let mut dropped = 0u64;
         for r in records {
             let at = BusPosition {
                 partition: r.partition,
@@ -411,10 +448,17 @@ impl SinkState {
             };
             match BusRecordView::decode(&r.value) {
                 Ok(BusRecordView::Event(e)) => {
-                    if self.tables[0].needs(r.partition, r.offset) {
-                        self.events.push_view(&e, at);
-                        self.bytes += r.value.len();
+                    if !self.tables[0].needs(r.partition, r.offset) {
+                        continue;
                     }
+                    let key = dedup::key(&e.app, &e.message_id);
+                    if !self.written.first(key, r.timestamp_ms) {
+                        dropped += 1;
+                        tracing::debug!(app = %e.app, message_id = %e.message_id, partition = r.partition, offset = r.offset, "message id already written within the window; dropped");
+                        continue;
+                    }
+                    self.events.push_view(&e, at);
+                    self.bytes += r.value.len();
                 }
                 Ok(BusRecordView::Rejected(x)) => {
                     if self.tables[1].needs(r.partition, r.offset) {
@@ -440,8 +484,17 @@ impl SinkState {
                 }
             }
         }
-        if self.oldest.is_none() && self.events.rows() + self.rejected.rows() > before {
+        if dropped > 0 {
+            self.dropped_pending = true;
+            metrics::counter!("strata_lake_duplicates_dropped_total").increment(dropped);
+        }
+        if self.oldest.is_none()
+            && (self.events.rows() + self.rejected.rows() > before || dropped > 0)
+        {
             self.oldest = Some(Instant::now());
+        }
+        if self.written.enabled() {
+            metrics::gauge!("strata_lake_dedup_ids").set(self.written.len() as f64);
         }
     }
 
@@ -451,7 +504,7 @@ impl SinkState {
 
     fn should_flush(&self, config: &LakeConfig) -> bool {
         let rows = self.events.rows() + self.rejected.rows();
-        if rows == 0 {
+        if rows == 0 && !self.dropped_pending {
             return false;
         }
         rows >= config.flush_max_rows
@@ -550,7 +603,9 @@ impl SinkState {
                 }
             };
             let moved = target != state.committed;
-            let position_due = final_flush || state.last_commit.elapsed() >= idle_interval;
+            let position_due = final_flush
+                || state.last_commit.elapsed() >= idle_interval
+                || (state.table == OdsTable::Event && self.dropped_pending);
             if rows == 0 && !(moved && position_due) {
                 continue;
             }
@@ -567,6 +622,7 @@ impl SinkState {
         }
         self.bytes = 0;
         self.oldest = None;
+        self.dropped_pending = false;
         FlushJob {
             lake: sink.lake.clone(),
             topic: sink.topic.clone(),
@@ -667,10 +723,15 @@ fn can_leave_worker() -> bool {
 
 /// Decodes a read into the buffers (~10 ms of CPU for 8,192 records) off the runtime workers.
 fn route_off_workers(state: &mut SinkState, records: &[StoredRecord]) {
+    off_workers_sync(|| state.route(records));
+}
+
+/// Runs CPU-heavy `work` off the runtime workers (see [`can_leave_worker`]).
+fn off_workers_sync<R>(work: impl FnOnce() -> R) -> R {
     if can_leave_worker() {
-        tokio::task::block_in_place(|| state.route(records));
+        tokio::task::block_in_place(work)
     } else {
-        state.route(records);
+        work()
     }
 }
 

@@ -1,5 +1,5 @@
 //! The event lake sink end to end over an in-memory bus: exactly-once commits, positions,
-//! crashes, conflicts, the dead-letter table.
+//! crashes, conflicts, the dead-letter table, message ids written once across collectors.
 
 #![allow(
     clippy::unwrap_used,
@@ -14,4 +14,5 @@ pub use common::*;
 // What the tests named `crate::…` when they lived inside the lake crate.
 pub use strata_table::*;
 
+mod dedup;
 mod sink;

@@ -17,15 +17,15 @@ use strata_sink::LakeSink;
 use strata_table::position::{covers, table_position};
 use strata_table::schema::OdsTable;
 
-const PARTITIONS: u32 = 4;
+pub(crate) const PARTITIONS: u32 = 4;
 
-async fn mem_log() -> Arc<dyn Log> {
+pub(crate) async fn mem_log() -> Arc<dyn Log> {
     let log = Arc::new(MemLog::default());
     log.ensure_topic(EVENTS_TOPIC, PARTITIONS).await.unwrap();
     log
 }
 
-async fn embedded_log(dir: &std::path::Path) -> Arc<dyn Log> {
+pub(crate) async fn embedded_log(dir: &std::path::Path) -> Arc<dyn Log> {
     let log = EmbeddedLog::open(&dir.join("bus"), EmbeddedOptions::default())
         .await
         .unwrap();
@@ -67,14 +67,14 @@ fn expected(from: usize, to: usize) -> (i64, i64) {
     ((to - from) as i64 - rejected, rejected)
 }
 
-fn sink_config(dir: &std::path::Path, flush_max_rows: usize) -> LakeOptions {
+pub(crate) fn sink_config(dir: &std::path::Path, flush_max_rows: usize) -> LakeOptions {
     let mut c = config(dir);
     c.lake.flush_max_rows = flush_max_rows;
     c.lake.flush_interval = Duration::from_millis(20);
     c
 }
 
-fn start(
+pub(crate) fn start(
     lake: &Lake,
     log: Arc<dyn Log>,
     c: &LakeOptions,
@@ -93,7 +93,7 @@ fn start(
 }
 
 /// Waits (bounded, generously) until both tables' positions cover the bus end offsets.
-async fn wait_caught_up(lake: &Lake, log: &dyn Log) {
+pub(crate) async fn wait_caught_up(lake: &Lake, log: &dyn Log) {
     let end = log.end_offsets(EVENTS_TOPIC).await.unwrap();
     for _ in 0..2000 {
         let mut done = true;
@@ -127,7 +127,7 @@ async fn duplicates(lake: &Lake) -> i64 {
     )
 }
 
-async fn counts(lake: &Lake) -> (i64, i64, i64) {
+pub(crate) async fn counts(lake: &Lake) -> (i64, i64, i64) {
     let session = SqlSession::new(lake).await.unwrap();
     let events = scalar_i64(
         &session

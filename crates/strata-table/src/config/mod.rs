@@ -108,6 +108,15 @@ pub struct LakeConfig {
     pub flush_max_rows: usize,
     /// ... or this many bytes of buffered events.
     pub flush_max_bytes: usize,
+    /// The lake sink drops an event whose `(app, messageId)` it already wrote to
+    /// `ods.ods_event` within this window, judged by when the collectors took the events: an
+    /// SDK retry that reached another collector than the first attempt lands once (ADR 0048).
+    /// The same default as `collector.dedup_window`; keep it at least as long. `0s`: off.
+    #[serde(with = "humantime_serde")]
+    pub dedup_window: Duration,
+    /// Most message ids the lake sink remembers for that (bounds memory, about 100 bytes each; the
+    /// oldest are forgotten first). Its start reads back up to twice this many bus records. 0: off.
+    pub dedup_capacity: usize,
     /// `strata serve` compacts tables in the background when their compaction policy says so
     /// (table properties `strata.compaction.*` override the defaults below per table).
     /// false: tables are compacted only by `strata table compact`.
@@ -181,6 +190,8 @@ impl Default for LakeConfig {
             flush_interval: Duration::from_secs(10),
             flush_max_rows: 500_000,
             flush_max_bytes: 64 * 1024 * 1024,
+            dedup_window: Duration::from_secs(24 * 3600),
+            dedup_capacity: 2_000_000,
             compaction: true,
             compaction_interval: Duration::from_secs(600),
             compaction_target_file_size: 128 * 1024 * 1024,
