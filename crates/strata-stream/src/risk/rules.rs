@@ -394,7 +394,7 @@ impl RiskEngine {
                 evidence,
             });
         }
-        if self.evaluated % 100_000 == 0 {
+        if self.evaluated.is_multiple_of(100_000) {
             self.evict(now_us);
         }
     }
