@@ -245,6 +245,13 @@ pub struct CatalogConfig {
     pub posts_per_author: usize,
     /// The online view with each user's similar users (`similar_users`, `similar_scores`).
     pub u2u_view: String,
+    /// Real-time trending: the stream view scanned for the trending source (empty: the
+    /// lake's daily engagement only). Its posts are ranked by the weighted sum of
+    /// `trending_weights`' columns; the lake's list is the fallback while it is empty.
+    pub trending_view: String,
+    pub trending_weights: std::collections::BTreeMap<String, f64>,
+    /// How often the trending view is scanned.
+    pub trending_refresh_secs: u64,
 }
 
 impl Default for CatalogConfig {
@@ -269,6 +276,13 @@ impl Default for CatalogConfig {
             interaction_days: 3,
             posts_per_author: 10,
             u2u_view: "u2u_cf".into(),
+            trending_view: "post_trending".into(),
+            trending_weights: [
+                ("clicks_1h".to_string(), 1.0),
+                ("likes_1h".to_string(), 2.0),
+            ]
+            .into(),
+            trending_refresh_secs: 10,
         }
     }
 }

@@ -109,6 +109,8 @@ pub struct FeedService {
     /// View name → its entity columns, for the ranker's online inputs.
     view_entities: HashMap<String, Vec<String>>,
     catalog: RwLock<Arc<Catalog>>,
+    /// Real-time trending (`trending.rs`), when the stream view has rows.
+    live_trending: RwLock<Option<Arc<crate::trending::LiveTrending>>>,
     seen: SeenCache,
     impressions: Option<ImpressionLog>,
 }
@@ -163,6 +165,7 @@ impl FeedService {
             store,
             view_entities,
             catalog: RwLock::new(Arc::new(Catalog::default())),
+            live_trending: RwLock::new(None),
             seen,
             impressions,
         }
@@ -180,6 +183,34 @@ impl FeedService {
     pub fn set_catalog(&self, catalog: Arc<Catalog>) {
         if let Ok(mut c) = self.catalog.write() {
             *c = catalog;
+        }
+    }
+
+    pub fn store(&self) -> &OnlineStore {
+        &self.store
+    }
+
+    /// Swaps in a newly scanned real-time trending list (an empty one keeps the lake's).
+    pub fn set_live_trending(&self, live: crate::trending::LiveTrending) {
+        if let Ok(mut t) = self.live_trending.write() {
+            *t = (!live.posts.is_empty()).then(|| Arc::new(live));
+        }
+    }
+
+    /// The trending list the trending source serves: the live one while it is fresh (three
+    /// refresh periods), else the catalogue's.
+    fn trending_list(&self, catalog: &Catalog, k: usize) -> Vec<u64> {
+        let max_age =
+            std::time::Duration::from_secs(3 * self.config.catalog.trending_refresh_secs.max(1));
+        let live = self
+            .live_trending
+            .read()
+            .ok()
+            .and_then(|t| t.clone())
+            .filter(|t| t.computed_at.elapsed() <= max_age);
+        match live {
+            Some(t) => head(&t.posts, k),
+            None => head(&catalog.trending, k),
         }
     }
 
@@ -300,7 +331,7 @@ impl FeedService {
                 Ok(interest(&catalog, &interests, cfg.sources.interest.k))
             }),
             self.timed("trending", &cfg.sources.trending, deadline, async {
-                Ok(head(&catalog.trending, cfg.sources.trending.k))
+                Ok(self.trending_list(&catalog, cfg.sources.trending.k))
             }),
         );
         let mut results = vec![ann, u2u, following, interest, trending];

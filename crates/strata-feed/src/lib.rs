@@ -7,6 +7,7 @@
 //! - [`seen`]: the last-recommended cache.
 //! - [`events`]: `Feed Served` events onto the bus.
 //! - [`server`]: the HTTP route and the catalogue refresh.
+//! - [`trending`]: real-time trending from the `post_trending` stream view.
 
 pub mod catalog;
 mod columns;
@@ -18,6 +19,7 @@ pub mod report;
 pub mod rerank;
 pub mod seen;
 pub mod server;
+pub mod trending;
 
 pub use config::{ExperimentConfig, FeedConfig, VariantConfig};
 pub use error::{Error, Result};

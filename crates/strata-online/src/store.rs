@@ -223,6 +223,53 @@ impl OnlineStore {
         Ok(out)
     }
 
+    /// Every entity of a view's published version with `columns` of its row (by name), in
+    /// pages of up to `limit` from `cursor` (`None`: the start); the cursor to continue from,
+    /// `None` at the end. On Redis a page may repeat an entity of an earlier page.
+    pub async fn scan_columns(
+        &self,
+        view: &str,
+        columns: &[&str],
+        cursor: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Result<(Vec<(Vec<u8>, ColumnRow)>, Option<Vec<u8>>)> {
+        let Some(meta) = self.backend.read(view, &[]).await?.0 else {
+            return Ok((Vec::new(), None));
+        };
+        let parsed = self.parsed(view, meta)?;
+        let published = parsed.meta.published_version();
+        let (entries, next) = self.backend.scan(view, cursor, limit).await?;
+        let mut positions: Vec<(u32, Vec<Option<usize>>)> = Vec::new();
+        let mut out = Vec::with_capacity(entries.len());
+        for (key, bytes) in entries {
+            let Some((schema, event_ts, values)) = crate::entry::visible_row(&bytes, published)?
+            else {
+                continue;
+            };
+            let at = match positions.iter().position(|(id, _)| *id == schema) {
+                Some(i) => i,
+                None => {
+                    let Some(cols) = parsed.schemas.get(&schema) else {
+                        continue;
+                    };
+                    let p = columns
+                        .iter()
+                        .map(|name| cols.iter().position(|c| c.name == *name))
+                        .collect();
+                    positions.push((schema, p));
+                    positions.len() - 1
+                }
+            };
+            let mut row = ColumnRow {
+                event_ts,
+                values: Vec::with_capacity(columns.len()),
+            };
+            crate::value::decode_row_at(values, &positions[at].1, &mut row.values)?;
+            out.push((key, row));
+        }
+        Ok((out, next))
+    }
+
     fn parsed(&self, view: &str, bytes: Vec<u8>) -> Result<Arc<ParsedMeta>> {
         let mut cache = self
             .parsed

@@ -177,6 +177,7 @@ async fn model_router(
             impressions,
         ));
         strata_feed::server::spawn_catalog_refresh(&service, lake.clone());
+        strata_feed::trending::spawn_trending_refresh(&service);
         let feed = Arc::new(strata_feed::server::FeedServer {
             service,
             tokens_path: config.catalog_tokens_path(),
