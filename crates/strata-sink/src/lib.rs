@@ -451,8 +451,11 @@ impl SinkState {
                     if !self.tables[0].needs(r.partition, r.offset) {
                         continue;
                     }
-                    let key = dedup::key(&e.app, &e.message_id);
-                    if !self.written.first(key, r.timestamp_ms) {
+                    if self.written.enabled()
+                        && !self
+                            .written
+                            .first(dedup::key(&e.app, &e.message_id), r.timestamp_ms)
+                    {
                         dropped += 1;
                         tracing::debug!(app = %e.app, message_id = %e.message_id, partition = r.partition, offset = r.offset, "message id already written within the window; dropped");
                         continue;
