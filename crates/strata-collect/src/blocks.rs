@@ -36,22 +36,30 @@ impl Blocklist {
         self.len.store(map.len(), Ordering::Relaxed);
     }
 
-    /// Why an event of these subjects is refused now (`None`: it is not).
+    /// Why an event of these subjects is refused now (`None`: it is not). `device_id` is
+    /// asked for only while a device is blocked (it means parsing the event's context).
     pub fn check(
         &self,
         user_id: Option<&str>,
         anonymous_id: Option<&str>,
         ip: &str,
+        device_id: impl FnOnce() -> Option<String>,
         now_us: i64,
     ) -> Option<String> {
         if self.len.load(Ordering::Relaxed) == 0 {
             return None;
         }
         let map = self.blocks.read().ok()?;
+        let device = if map.keys().any(|(k, _)| *k == SubjectKind::DeviceId) {
+            device_id()
+        } else {
+            None
+        };
         let subjects = [
             (SubjectKind::UserId, user_id),
             (SubjectKind::AnonymousId, anonymous_id),
             (SubjectKind::Ip, Some(ip)),
+            (SubjectKind::DeviceId, device.as_deref()),
         ];
         for (kind, subject) in subjects {
             let Some(subject) = subject.filter(|s| !s.is_empty()) else {
@@ -63,9 +71,9 @@ impl Blocklist {
                         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                         .unwrap_or_default();
                     return Some(format!(
-                        "blocked: {} {subject} by risk rule {} until {until}",
-                        kind.as_str(),
-                        b.rule
+                        "blocked by rule {} until {until} ({} {subject})",
+                        b.rule,
+                        kind.as_str()
                     ));
                 }
             }
@@ -153,21 +161,39 @@ mod tests {
     fn blocks_hold_until_they_end_or_are_lifted() {
         let list = Blocklist::default();
         let now = strata_core::time::now_micros();
-        assert_eq!(list.check(Some("u1"), None, "10.0.0.1", now), None);
+        assert_eq!(list.check(Some("u1"), None, "10.0.0.1", || None, now), None);
         list.apply(block(SubjectKind::UserId, "u1", now + 60_000_000));
         list.apply(block(SubjectKind::Ip, "10.0.0.9", now + 60_000_000));
-        let why = list.check(Some("u1"), None, "10.0.0.1", now).unwrap();
-        assert!(why.contains("user_id u1") && why.contains("flood"), "{why}");
-        assert!(list.check(Some("u2"), None, "10.0.0.9", now).is_some());
-        assert_eq!(list.check(Some("u2"), Some("a"), "10.0.0.1", now), None);
+        let why = list
+            .check(Some("u1"), None, "10.0.0.1", || None, now)
+            .unwrap();
+        assert!(
+            why.starts_with("blocked by rule flood until ") && why.ends_with("(user_id u1)"),
+            "{why}"
+        );
+        assert!(list
+            .check(Some("u2"), None, "10.0.0.9", || None, now)
+            .is_some());
+        assert_eq!(
+            list.check(Some("u2"), Some("a"), "10.0.0.1", || None, now),
+            None
+        );
         // Past its end a block no longer counts.
         assert_eq!(
-            list.check(Some("u1"), None, "1.1.1.1", now + 61_000_000),
+            list.check(Some("u1"), None, "1.1.1.1", || None, now + 61_000_000),
             None
         );
         // An unblock lifts it at once.
         list.apply(block(SubjectKind::UserId, "u1", 0));
-        assert_eq!(list.check(Some("u1"), None, "1.1.1.1", now), None);
+        assert_eq!(list.check(Some("u1"), None, "1.1.1.1", || None, now), None);
         assert_eq!(list.active(now).len(), 1);
+        // A device block reads the device id only while one is in force.
+        list.apply(block(SubjectKind::DeviceId, "d-9", now + 60_000_000));
+        assert!(list
+            .check(None, Some("a"), "1.1.1.1", || Some("d-9".into()), now)
+            .is_some());
+        assert!(list
+            .check(None, Some("a"), "1.1.1.1", || Some("d-1".into()), now)
+            .is_none());
     }
 }

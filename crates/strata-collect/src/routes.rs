@@ -31,6 +31,16 @@ const ADMIT_WAIT: Duration = Duration::from_millis(100);
 /// How long a client may take to send its body.
 const BODY_DEADLINE: Duration = Duration::from_secs(30);
 
+/// `context.device.id` of an event's context JSON (only parsed while a device is blocked).
+fn device_id(context: Option<&str>) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(context?).ok()?;
+    match v.get("device")?.get("id")? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 pub fn router(collector: Arc<Collector>) -> Router {
     let single = |kind: &'static str| {
         post(
@@ -298,6 +308,7 @@ impl Collector {
                     event.user_id.as_deref(),
                     event.anonymous_id.as_deref(),
                     enricher.ip(),
+                    || device_id(event.context.as_deref()),
                     server_ts,
                 ) {
                     None => Ok(event),

@@ -16,13 +16,16 @@ pub enum SubjectKind {
     UserId,
     AnonymousId,
     Ip,
+    /// `context.device.id`.
+    DeviceId,
 }
 
 impl SubjectKind {
-    pub const ALL: [SubjectKind; 3] = [
+    pub const ALL: [SubjectKind; 4] = [
         SubjectKind::UserId,
         SubjectKind::AnonymousId,
         SubjectKind::Ip,
+        SubjectKind::DeviceId,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -30,6 +33,7 @@ impl SubjectKind {
             SubjectKind::UserId => "user_id",
             SubjectKind::AnonymousId => "anonymous_id",
             SubjectKind::Ip => "ip",
+            SubjectKind::DeviceId => "device_id",
         }
     }
 

@@ -122,14 +122,16 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum RiskCommand {
     /// The blocks in force: subject, rule, until.
-    Blocks {
+    #[command(alias = "blocks")]
+    List {
         #[command(flatten)]
         config: ConfigArg,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Block a subject now on every collector: `user_id:U`, `anonymous_id:A` or `ip:ADDR`.
+    /// Block a subject now on every collector: `user_id:U`, `anonymous_id:A`, `ip:ADDR` or
+    /// `device_id:D`.
     Block {
         #[command(flatten)]
         config: ConfigArg,

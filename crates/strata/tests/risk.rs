@@ -114,9 +114,9 @@ fn click(server: &Server, user: &str, id: &str) -> serde_json::Value {
 
 fn blocked(answer: &serde_json::Value) -> bool {
     answer["rejected"] == 1
-        && answer["errors"][0]["reason"]
-            .as_str()
-            .is_some_and(|r| r.starts_with("blocked: user_id bot by risk rule flood"))
+        && answer["errors"][0]["reason"].as_str().is_some_and(|r| {
+            r.starts_with("blocked by rule flood until ") && r.ends_with("(user_id bot)")
+        })
 }
 
 fn risk(env: &Env, args: &[&str]) -> String {
@@ -273,9 +273,8 @@ fn a_block_holds_on_every_collector_until_it_is_lifted() {
     assert_eq!(alert["block"]["rule"], "flood", "{alert}");
     assert!(alert["text"].as_str().unwrap().contains("flood"), "{alert}");
 
-    // `strata risk blocks` lists it (the Kafka bus is shared, serve may run).
-    let blocks: serde_json::Value =
-        serde_json::from_str(&risk(&env, &["blocks", "--json"])).unwrap();
+    // `strata risk list` lists it (the Kafka bus is shared, serve may run).
+    let blocks: serde_json::Value = serde_json::from_str(&risk(&env, &["list", "--json"])).unwrap();
     assert_eq!(blocks[0]["subject"], "bot", "{blocks}");
 
     // Decisions and refused events are in the lake.
@@ -290,7 +289,7 @@ fn a_block_holds_on_every_collector_until_it_is_lifted() {
         Duration::from_secs(60),
     );
     env.wait_count(
-        "SELECT count(*) FROM ods.ods_event_rejected WHERE reason LIKE 'blocked: user_id bot by risk rule flood%'",
+        "SELECT count(*) FROM ods.ods_event_rejected WHERE reason LIKE 'blocked by rule flood until %(user_id bot)'",
         refused_on_a + refused_on_b,
         Duration::from_secs(60),
     );
@@ -315,7 +314,7 @@ fn a_block_holds_on_every_collector_until_it_is_lifted() {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-    assert_eq!(risk(&env, &["blocks"]).trim(), "no blocks in force");
+    assert_eq!(risk(&env, &["list"]).trim(), "no blocks in force");
 
     // The human's two clicks (one per collector) are in its real-time features, computed by
     // the features process from the Kafka bus; the bot's refused clicks never counted.

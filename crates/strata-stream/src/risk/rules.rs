@@ -15,7 +15,8 @@
 //! block_for = "15m"
 //! ```
 //!
-//! - `rate`: more than `max` events of one subject within `window`.
+//! - `rate`: more than `max` events of one subject (`user_id`, `anonymous_id`, `ip`, or
+//!   `device_id`: `context.device.id`) within `window`.
 //! - `signup_burst`: more than `max` signups (`events`, default `Signed Up`) from one IP within
 //!   `window`.
 //! - `user_agent`: a user agent containing one of `patterns` (case-insensitive); the subject
@@ -32,6 +33,15 @@ use serde::{Deserialize, Serialize};
 use strata_core::risk::SubjectKind;
 
 use crate::fields::StreamEvent;
+
+/// Where a device id is in an event: Segment's `context.device.id`.
+static DEVICE_ID: std::sync::LazyLock<strata_features::stream::FieldRef> =
+    std::sync::LazyLock::new(|| {
+        strata_features::stream::FieldRef::Json(
+            strata_features::stream::JsonRoot::Context,
+            vec!["device".to_string(), "id".to_string()],
+        )
+    });
 
 /// `[risk]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -164,14 +174,14 @@ impl Rule {
         let kind = match (&r.subject, default_subject) {
             (Some(s), _) => SubjectKind::parse(s).unwrap_or_else(|| {
                 problems.push(at(format!(
-                    "subject {s:?} is not user_id, anonymous_id or ip"
+                    "subject {s:?} is not user_id, anonymous_id, ip or device_id"
                 )));
                 SubjectKind::Ip
             }),
             (None, Some(k)) => k,
             (None, None) => {
                 problems.push(at(
-                    "a rate rule needs a subject (user_id, anonymous_id or ip)".into(),
+                    "a rate rule needs a subject (user_id, anonymous_id, ip or device_id)".into(),
                 ));
                 SubjectKind::Ip
             }
@@ -312,10 +322,15 @@ impl RiskEngine {
             if !rule.events.is_empty() && !rule.events.iter().any(|n| n == e.name()) {
                 continue;
             }
+            let device;
             let subject = match rule.kind {
                 SubjectKind::UserId => e.user_id.as_deref(),
                 SubjectKind::AnonymousId => e.anonymous_id.as_deref(),
                 SubjectKind::Ip => e.ip.as_deref(),
+                SubjectKind::DeviceId => {
+                    device = e.get(&DEVICE_ID).map(|v| v.to_text());
+                    device.as_deref()
+                }
             };
             let Some(subject) = subject.filter(|s| !s.is_empty()) else {
                 continue;

@@ -1,4 +1,4 @@
-//! `strata risk blocks | block | unblock`: the blocks every collector enforces, read from and
+//! `strata risk list | block | unblock`: the blocks every collector enforces, read from and
 //! written to the bus topic `risk.blocks` (`strata_core::risk`).
 
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use crate::cli::RiskCommand;
 
 pub async fn run(command: RiskCommand) -> Result<()> {
     match command {
-        RiskCommand::Blocks { config, json } => {
+        RiskCommand::List { config, json } => {
             let log = open(&config.config).await?;
             let blocks = read_blocks(&log).await?;
             log.close().await?;
@@ -71,9 +71,12 @@ fn parse_subject(text: &str) -> Result<(SubjectKind, &str)> {
     let (kind, subject) = text
         .split_once(':')
         .filter(|(_, s)| !s.is_empty())
-        .with_context(|| format!("subject {text:?}: write user_id:U, anonymous_id:A or ip:ADDR"))?;
-    let kind = SubjectKind::parse(kind)
-        .with_context(|| format!("subject kind {kind:?} is not user_id, anonymous_id or ip"))?;
+        .with_context(|| {
+            format!("subject {text:?}: write user_id:U, anonymous_id:A, ip:ADDR or device_id:D")
+        })?;
+    let kind = SubjectKind::parse(kind).with_context(|| {
+        format!("subject kind {kind:?} is not user_id, anonymous_id, ip or device_id")
+    })?;
     Ok((kind, subject))
 }
 
