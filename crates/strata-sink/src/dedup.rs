@@ -46,6 +46,8 @@ pub fn key(app: &str, message_id: &str) -> Key {
 /// Records read per partition when rebuilding, per id of capacity (partitions are not evenly
 /// filled).
 const REBUILD_SLACK: u64 = 2;
+/// Most ids read back that the rebuild allocates room for up front.
+const PREALLOCATE_MAX: u64 = 8 << 20;
 
 /// The ids written within the window.
 pub struct Written {
@@ -134,13 +136,19 @@ impl Written {
             .map_err(|e| Error::bus(format!("start offsets of {topic}"), e))?;
         let partitions = until.len().max(1) as u64;
         let per_partition = (capacity as u64).div_ceil(partitions) * REBUILD_SLACK;
-        let mut found: Vec<(i64, Key)> = Vec::new();
-        for (&partition, &end) in until {
-            let start = starts.get(&partition).copied().unwrap_or(0);
-            let from = end.saturating_sub(per_partition).max(start);
-            if from >= end {
-                continue;
-            }
+        let ranges: Vec<(u32, u64, u64)> = until
+            .iter()
+            .map(|(&partition, &end)| {
+                let start = starts.get(&partition).copied().unwrap_or(0);
+                (partition, end.saturating_sub(per_partition).max(start), end)
+            })
+            .filter(|&(_, from, end)| from < end)
+            .collect();
+        let records: u64 = ranges.iter().map(|&(_, from, end)| end - from).sum();
+        // Allocated once (no doubling of a vector of millions); past a bound it grows.
+        let mut found: Vec<(i64, Key)> =
+            Vec::with_capacity(usize::try_from(records.min(PREALLOCATE_MAX)).unwrap_or(0));
+        for (partition, from, end) in ranges {
             // Retention may pass the tail's start while it is read: the read goes on from the
             // oldest record left (those ids are older than anything retained).
             let mut tail = Consumer::range(log.clone(), topic, partition, from, end)
