@@ -197,8 +197,9 @@ impl FeedService {
         }
     }
 
-    /// The trending list the trending source serves: the live one while it is fresh (three
-    /// refresh periods), else the catalogue's.
+    /// The trending list the trending source serves: what is engaging now (the live list,
+    /// while it is fresh: three refresh periods), then the lake's daily list after it, so a
+    /// quiet hour with few engaged posts still fills the source's `k`.
     fn trending_list(&self, catalog: &Catalog, k: usize) -> Vec<u64> {
         let max_age =
             std::time::Duration::from_secs(3 * self.config.catalog.trending_refresh_secs.max(1));
@@ -208,10 +209,20 @@ impl FeedService {
             .ok()
             .and_then(|t| t.clone())
             .filter(|t| t.computed_at.elapsed() <= max_age);
-        match live {
-            Some(t) => head(&t.posts, k),
-            None => head(&catalog.trending, k),
+        let Some(live) = live else {
+            return head(&catalog.trending, k);
+        };
+        let mut out = head(&live.posts, k);
+        let mut taken: HashSet<u64> = out.iter().copied().collect();
+        for (post, _) in &catalog.trending {
+            if out.len() >= k {
+                break;
+            }
+            if taken.insert(*post) {
+                out.push(*post);
+            }
         }
+        out
     }
 
     pub fn catalog(&self) -> Arc<Catalog> {
