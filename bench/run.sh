@@ -19,7 +19,12 @@
 # in the default list: `bash bench/run.sh recall`; see `recall-bench --help`);
 # FEED_USERS (1m), FEED_POSTS (100k), FEED_DAYS (2), FEED_EVENTS_PER_USER (5), FEED_RATES
 # (100,500), FEED_SECONDS (30), FEED_CONNECTIONS (32), FEED_WORK_DIR (feed; not in the default
-# list: `bash bench/run.sh feed`; see `feed-bench --help`).
+# list: `bash bench/run.sh feed`; see `feed-bench --help`);
+# STREAM_RATES (1000,10000,50000), STREAM_SECONDS (20), STREAM_PROBE_RATE (20), STREAM_BATCH (50),
+# STREAM_CONNECTIONS (64), STREAM_USERS (200k), STREAM_BOTS (20), STREAM_BOT_RATE (500),
+# STREAM_BOT_SECONDS (3), STREAM_BOT_STAGGER_MS (500), STREAM_RISK_RATE (10000), STREAM_CPU_RATES
+# (50000,100000), STREAM_CPU_SECONDS (20), STREAM_PARTS (freshness,risk,cpu), STREAM_WORK_DIR (stream;
+# not in the default list: `bash bench/run.sh stream`, about 5 minutes; see `stream-bench --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUITES=("$@")
@@ -162,8 +167,16 @@ for suite in "${SUITES[@]}"; do
       log "feed"
       "$TARGET/feed-bench" --strata "$TARGET/strata" --out bench/results
       ;;
+    stream)
+      # Issue #29: real-time features (click acknowledged -> visible through the feature API)
+      # at 1k/10k/50k events/s, risk blocks (decision -> enforced), and the CPU share of the
+      # realtime and risk consumers. Its servers' data go to a temporary directory (removed)
+      # unless STREAM_WORK_DIR is set.
+      log "stream"
+      "$TARGET/stream-bench" --strata "$TARGET/strata" --out bench/results
+      ;;
     *)
-      echo "unknown suite $suite (ingest, merge, dag, cdc, features, gbdt, ann, recall, feed)" >&2
+      echo "unknown suite $suite (ingest, merge, dag, cdc, features, gbdt, ann, recall, feed, stream)" >&2
       exit 2
       ;;
   esac

@@ -6,6 +6,7 @@ pub mod cdc;
 pub mod demo;
 pub mod features;
 pub mod merge;
+pub mod stream;
 pub mod suite;
 
 use std::net::SocketAddr;
