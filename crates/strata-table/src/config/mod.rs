@@ -114,7 +114,7 @@ pub struct LakeConfig {
     /// The same default as `collector.dedup_window`; keep it at least as long. `0s`: off.
     #[serde(with = "humantime_serde")]
     pub dedup_window: Duration,
-    /// Most message ids the lake sink remembers for that (bounds memory, about 100 bytes each; the
+    /// Most message ids the lake sink remembers for that (bounds memory, about 70 bytes each; the
     /// oldest are forgotten first). Its start reads back up to twice this many bus records. 0: off.
     pub dedup_capacity: usize,
     /// `strata serve` compacts tables in the background when their compaction policy says so
