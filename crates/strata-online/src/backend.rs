@@ -11,6 +11,28 @@ use crate::error::Result;
 /// A batch of entries: (entity key, encoded entry).
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// One part of a [`Backend::write_batch`].
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Entries of a view, written (as [`Backend::put`]).
+    Put { view: String, entries: Entries },
+    /// Entries of a view, removed (as [`Backend::delete`]).
+    Delete { view: String, keys: Vec<Vec<u8>> },
+    /// A view's metadata, replaced (as [`Backend::put_meta`]).
+    Meta { view: String, meta: Vec<u8> },
+}
+
+impl Write {
+    /// Whether it changes nothing (no entries, no keys).
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Write::Put { entries, .. } => entries.is_empty(),
+            Write::Delete { keys, .. } => keys.is_empty(),
+            Write::Meta { .. } => false,
+        }
+    }
+}
+
 #[async_trait]
 pub trait Backend: Send + Sync + std::fmt::Debug {
     /// `embedded` or `redis`.
@@ -29,6 +51,22 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// Writes a batch of entries (one transaction embedded, one pipeline on Redis).
     async fn put(&self, view: &str, entries: Entries) -> Result<()>;
+
+    /// Applies `writes` in order as one unit: one transaction (one fsync) on the embedded
+    /// store, one `MULTI`/`EXEC` on Redis, so a reader or a crash sees all of them or none.
+    /// The default applies them one by one (not atomic).
+    async fn write_batch(&self, writes: Vec<Write>) -> Result<()> {
+        for w in writes {
+            match w {
+                Write::Put { view, entries } => self.put(&view, entries).await?,
+                Write::Delete { view, keys } => {
+                    self.delete(&view, &keys).await?;
+                }
+                Write::Meta { view, meta } => self.put_meta(&view, meta).await?,
+            }
+        }
+        Ok(())
+    }
 
     /// Up to `limit` entries of the view from `cursor` (`None`: the start); the cursor to
     /// continue from, `None` when the scan is complete. Entries written during a scan may or

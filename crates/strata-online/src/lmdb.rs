@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use heed::types::Bytes;
 use heed::{Database, Env, EnvOpenOptions, WithoutTls};
 
-use crate::backend::{Backend, Entries};
+use crate::backend::{Backend, Entries, Write};
 use crate::error::{Error, Result};
 
 type Db = Database<Bytes, Bytes>;
@@ -186,6 +186,42 @@ impl Backend for LmdbBackend {
             }
             wtxn.commit()
                 .map_err(|e| unavailable("writing the online store", e))
+        })
+        .await
+        .map_err(|e| Error::Unavailable(format!("online store write task: {e}")))?
+    }
+
+    async fn write_batch(&self, writes: Vec<Write>) -> Result<()> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let env = self.env.clone();
+        let (meta, entries) = (self.meta, self.entries);
+        tokio::task::spawn_blocking(move || {
+            let fail = |e: heed::Error| unavailable("writing the online store", e);
+            let mut wtxn = env.write_txn().map_err(fail)?;
+            for w in writes {
+                match w {
+                    Write::Put { view, entries: put } => {
+                        for (key, value) in put {
+                            entries
+                                .put(&mut wtxn, &Self::key(&view, &key), &value)
+                                .map_err(fail)?;
+                        }
+                    }
+                    Write::Delete { view, keys } => {
+                        for key in keys {
+                            entries
+                                .delete(&mut wtxn, &Self::key(&view, &key))
+                                .map_err(fail)?;
+                        }
+                    }
+                    Write::Meta { view, meta: bytes } => {
+                        meta.put(&mut wtxn, view.as_bytes(), &bytes).map_err(fail)?;
+                    }
+                }
+            }
+            wtxn.commit().map_err(fail)
         })
         .await
         .map_err(|e| Error::Unavailable(format!("online store write task: {e}")))?

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, IntoConnectionInfo, RedisError};
 
-use crate::backend::{Backend, Entries};
+use crate::backend::{Backend, Entries, Write};
 use crate::config::OnlineConfig;
 use crate::error::{Error, Result};
 
@@ -299,6 +299,46 @@ impl Backend for RedisBackend {
         }
         let mut conn = self.conn.clone();
         self.call("MSET", cmd.query_async::<()>(&mut conn)).await
+    }
+
+    async fn write_batch(&self, writes: Vec<Write>) -> Result<()> {
+        let writes: Vec<Write> = writes.into_iter().filter(|w| !w.is_empty()).collect();
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for w in writes {
+            match w {
+                Write::Put { view, entries } => {
+                    let prefix = self.entry_prefix(&view)?;
+                    let cmd = pipe.cmd("MSET");
+                    for (key, value) in entries {
+                        cmd.arg(Self::entry_key(&prefix, &key)).arg(value);
+                    }
+                    cmd.ignore();
+                }
+                Write::Delete { view, keys } => {
+                    let prefix = self.entry_prefix(&view)?;
+                    let full: Vec<Vec<u8>> =
+                        keys.iter().map(|k| Self::entry_key(&prefix, k)).collect();
+                    pipe.cmd("DEL").arg(full).ignore();
+                }
+                Write::Meta { view, meta } => {
+                    pipe.cmd("SET")
+                        .arg(self.meta_key(&view)?)
+                        .arg(meta)
+                        .ignore()
+                        .cmd("SADD")
+                        .arg(self.views_key())
+                        .arg(view)
+                        .ignore();
+                }
+            }
+        }
+        let mut conn = self.conn.clone();
+        self.call("MULTI/EXEC", pipe.query_async::<()>(&mut conn))
+            .await
     }
 
     async fn scan(

@@ -11,7 +11,7 @@
 
 use chrono::Utc;
 
-use crate::backend::Entries;
+use crate::backend::{Entries, Write};
 use crate::entry::{Entry, Slot, SlotState};
 use crate::error::Result;
 use crate::meta::{Column, Published};
@@ -93,6 +93,11 @@ impl OnlineStore {
             schema,
         })
     }
+
+    /// Applies writes of any views as one unit (see [`crate::backend::Backend::write_batch`]).
+    pub async fn write_batch(&self, writes: Vec<Write>) -> Result<()> {
+        self.backend().write_batch(writes).await
+    }
 }
 
 impl StreamTable {
@@ -105,6 +110,14 @@ impl StreamTable {
         if rows.is_empty() {
             return Ok(());
         }
+        self.store
+            .backend()
+            .write_batch(vec![self.rows(rows)])
+            .await
+    }
+
+    /// The write of `rows`, to combine with others in one [`OnlineStore::write_batch`].
+    pub fn rows(&self, rows: &[StreamRow]) -> Write {
         let mut entries: Entries = Vec::with_capacity(rows.len());
         let mut buf = Vec::new();
         for row in rows {
@@ -123,35 +136,51 @@ impl StreamTable {
             };
             entries.push((row.key.clone(), entry.encode()));
         }
-        self.store.backend().put(&self.view, entries).await
+        Write::Put {
+            view: self.view.clone(),
+            entries,
+        }
     }
 
-    /// Writes per-entity state entries.
-    pub async fn put_states(&self, states: Entries) -> Result<()> {
-        self.store.backend().put(&self.state_view, states).await
+    /// The write of per-entity state entries.
+    pub fn states(&self, states: Entries) -> Write {
+        Write::Put {
+            view: self.state_view.clone(),
+            entries: states,
+        }
+    }
+
+    /// The removal of entities' states (their windows emptied).
+    pub fn states_removed(&self, keys: Vec<Vec<u8>>) -> Write {
+        Write::Delete {
+            view: self.state_view.clone(),
+            keys,
+        }
+    }
+
+    /// The write of the checkpoint.
+    pub fn checkpoint_write(&self, bytes: Vec<u8>) -> Write {
+        Write::Meta {
+            view: self.state_view.clone(),
+            meta: bytes,
+        }
     }
 
     /// Removes entities' rows and states (erasure).
     pub async fn delete(&self, keys: &[Vec<u8>]) -> Result<()> {
-        self.store.backend().delete(&self.view, keys).await?;
-        self.store.backend().delete(&self.state_view, keys).await?;
-        Ok(())
-    }
-
-    /// Removes entities' states only (their windows emptied; their rows stay, written with
-    /// empty-window values).
-    pub async fn delete_states(&self, keys: &[Vec<u8>]) -> Result<()> {
-        self.store.backend().delete(&self.state_view, keys).await?;
-        Ok(())
+        let writes = [&self.view, &self.state_view]
+            .into_iter()
+            .map(|view| Write::Delete {
+                view: view.clone(),
+                keys: keys.to_vec(),
+            })
+            .collect();
+        self.store.backend().write_batch(writes).await
     }
 
     /// The checkpoint last written (`None`: never).
     pub async fn checkpoint(&self) -> Result<Option<Vec<u8>>> {
         Ok(self.store.backend().read(&self.state_view, &[]).await?.0)
-    }
-
-    pub async fn put_checkpoint(&self, bytes: Vec<u8>) -> Result<()> {
-        self.store.backend().put_meta(&self.state_view, bytes).await
     }
 
     /// Up to `limit` state entries from `cursor` (see `Backend::scan`).

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use strata_online::backend::{Backend, Entries};
+use strata_online::backend::{Backend, Entries, Write};
 use strata_online::config::OnlineKind;
 use strata_online::meta::Column;
 use strata_online::{
@@ -119,6 +119,7 @@ conformance!(
     forget_drop_view_and_views,
     a_scan_returns_every_entry_once_a_call,
     publish_counts_each_entity_once_when_a_scan_repeats_keys,
+    a_write_batch_applies_its_writes_in_order,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -543,6 +544,66 @@ async fn a_scan_returns_every_entry_once_a_call(h: &Harness) {
     }
     let expected: std::collections::HashSet<Vec<u8>> = (0..250).map(key).collect();
     assert_eq!(seen, expected, "every entry of the view, none of another");
+}
+
+async fn a_write_batch_applies_its_writes_in_order(h: &Harness) {
+    let store = h.open().await;
+    let b = store.backend();
+    let kv = |k: &str, v: &str| (k.as_bytes().to_vec(), v.as_bytes().to_vec());
+    b.put("a", vec![kv("gone", "1"), kv("kept", "1")])
+        .await
+        .unwrap();
+    b.write_batch(Vec::new()).await.unwrap();
+    b.write_batch(vec![
+        Write::Put {
+            view: "a".into(),
+            entries: vec![kv("kept", "2"), kv("new", "1"), kv("put-then-deleted", "1")],
+        },
+        Write::Delete {
+            view: "a".into(),
+            keys: vec![
+                b"gone".to_vec(),
+                b"put-then-deleted".to_vec(),
+                b"absent".to_vec(),
+            ],
+        },
+        Write::Put {
+            view: "b".into(),
+            entries: Vec::new(),
+        },
+        Write::Put {
+            view: "b".into(),
+            entries: vec![kv("gone", "b")],
+        },
+        Write::Meta {
+            view: "b".into(),
+            meta: b"meta of b".to_vec(),
+        },
+        Write::Delete {
+            view: "b".into(),
+            keys: Vec::new(),
+        },
+    ])
+    .await
+    .unwrap();
+    let keys = |ks: &[&str]| ks.iter().map(|k| k.as_bytes().to_vec()).collect::<Vec<_>>();
+    let text = |v: Option<Vec<u8>>| v.map(|v| String::from_utf8(v).unwrap());
+    let (meta_a, a) = b
+        .read("a", &keys(&["gone", "kept", "new", "put-then-deleted"]))
+        .await
+        .unwrap();
+    assert_eq!(meta_a, None);
+    assert_eq!(
+        a.into_iter().map(text).collect::<Vec<_>>(),
+        vec![None, Some("2".into()), Some("1".into()), None]
+    );
+    let (meta_b, bs) = b.read("b", &keys(&["gone"])).await.unwrap();
+    assert_eq!(text(meta_b).as_deref(), Some("meta of b"));
+    assert_eq!(
+        bs.into_iter().map(text).collect::<Vec<_>>(),
+        vec![Some("b".into())]
+    );
+    assert!(b.views().await.unwrap().contains(&"b".to_string()));
 }
 
 // ---------------------------------------------------------------- Redis only

@@ -4,8 +4,9 @@
 //! Exactly-once: every state entry written carries the bus positions it includes. After a
 //! restart the consumer resumes from the view's checkpoint (positions at which every state
 //! entry was current) and a replayed record is applied to an entity only at or past the
-//! positions its stored state includes. Rows are written before their state, so a crash
-//! between the two replays into the same state and rewrites the same row.
+//! positions its stored state includes. A pass's rows, states and (each checkpoint interval)
+//! checkpoint are written in one transaction of the store, so a crash leaves all of them or
+//! none; the per-entity positions cover the passes written since the last checkpoint.
 //!
 //! Clocks: each partition's clock is the newest event time read from it; an event older than
 //! its partition's clock by more than `allowed_lateness` is dropped and counted. The view's

@@ -1,7 +1,8 @@
 //! The `realtime` consumer inside `strata serve`: reads the `events` topic once for every
-//! stream view, applies each event to each view's window state, and after every batch writes
-//! the entities that changed — rows first, then their state, then (every
-//! `checkpoint_interval`) each view's checkpoint. A new or changed view is backfilled from the
+//! stream view, applies each event to each view's window state, and after every pass over the
+//! bus (every partition read to its end, or a batch cap) writes the entities that changed —
+//! rows, states and (every `checkpoint_interval`) each view's checkpoint — in one transaction
+//! of the store. A new or changed view is backfilled from the
 //! lake first (`ods.ods_event` at one snapshot, the window's worth of events) and continues
 //! from the bus at exactly the position that snapshot holds.
 
@@ -37,6 +38,10 @@ pub struct RealtimeOptions {
     pub idle_wait: Duration,
     /// Records per bus read.
     pub max_records: usize,
+    /// A write happens once everything on the bus is read, or after this many records, or
+    /// after `max_batch_time` of reading and applying — whichever comes first.
+    pub max_batch_records: usize,
+    pub max_batch_time: Duration,
 }
 
 impl Default for RealtimeOptions {
@@ -45,6 +50,8 @@ impl Default for RealtimeOptions {
             checkpoint_interval: Duration::from_secs(1),
             idle_wait: Duration::from_millis(200),
             max_records: 4096,
+            max_batch_records: 50_000,
+            max_batch_time: Duration::from_millis(20),
         }
     }
 }
@@ -201,8 +208,8 @@ impl Realtime {
                 r.engine.start_at(positions.clone(), backfilled);
                 r.engine
                     .advance(strata_core::time::now_micros() - lateness_us(&r.engine));
-                flush(r, &positions).await?;
-                write_checkpoint(r, &positions).await?;
+                write(&self.store, std::slice::from_mut(r), &positions, true).await?;
+                record_checkpoint(r).await?;
             }
         }
         let mut from = Offsets::new();
@@ -252,32 +259,33 @@ impl Realtime {
                     r.engine.advance(wall - lateness);
                 }
             } else {
+                // Read on through every partition that has records before writing: one write
+                // (one transaction) per pass over the bus, not one per partition's batch.
                 let started = Instant::now();
-                for rec in &records {
-                    let view = match BusRecordView::decode(&rec.value) {
-                        Ok(BusRecordView::Event(e)) => e,
-                        Ok(BusRecordView::Rejected(_)) => continue,
-                        Err(e) => {
-                            metrics::counter!("strata_stream_undecodable_records_total")
-                                .increment(1);
-                            tracing::warn!(partition = rec.partition, offset = rec.offset, error = %e, "undecodable bus record skipped");
-                            continue;
+                let mut read = apply(running, &records, wall);
+                while read < self.options.max_batch_records
+                    && started.elapsed() < self.options.max_batch_time
+                {
+                    let more = match consumer.fetch().await {
+                        Ok(more) => more,
+                        Err(e) if e.retryable() => {
+                            tracing::warn!(error = %e, "bus read failed; writing what was read");
+                            break;
                         }
+                        Err(e) => return Err(e.into()),
                     };
-                    let event = StreamEvent::from_view(view);
-                    for r in running.iter_mut() {
-                        r.engine
-                            .apply(&event, Some((rec.partition, rec.offset)), wall);
+                    if more.is_empty() {
+                        break;
                     }
+                    read += apply(running, &more, wall);
                 }
-                metrics::counter!("strata_stream_records_total").increment(records.len() as u64);
+                metrics::counter!("strata_stream_records_total").increment(read as u64);
                 metrics::histogram!("strata_stream_apply_seconds")
                     .record(started.elapsed().as_secs_f64());
             }
             let positions = consumer.positions().clone();
-            for r in running.iter_mut() {
-                flush(r, &positions).await?;
-            }
+            let checkpoint = last_checkpoint.elapsed() >= self.options.checkpoint_interval;
+            write(&self.store, running, &positions, checkpoint).await?;
             if let Some(p) = &self.progress {
                 p.send_if_modified(|old| {
                     let changed = *old != positions;
@@ -287,9 +295,9 @@ impl Realtime {
                     changed
                 });
             }
-            if last_checkpoint.elapsed() >= self.options.checkpoint_interval {
+            if checkpoint {
                 for r in running.iter_mut() {
-                    write_checkpoint(r, &positions).await?;
+                    record_checkpoint(r).await?;
                 }
                 if let Err(e) = consumer.commit().await {
                     tracing::debug!(error = %e, "committing the realtime group's positions");
@@ -312,9 +320,9 @@ impl Realtime {
             }
         }
         let positions = consumer.positions().clone();
+        write(&self.store, running, &positions, true).await?;
         for r in running.iter_mut() {
-            flush(r, &positions).await?;
-            write_checkpoint(r, &positions).await?;
+            record_checkpoint(r).await?;
         }
         let _ = consumer.commit().await;
         tracing::info!(position = ?positions, "realtime consumer stopped");
@@ -460,39 +468,81 @@ async fn load_states(r: &mut Running) -> Result<u64> {
     Ok(loaded)
 }
 
-/// Writes what changed: rows first, then their state (see `engine.rs` for why).
-async fn flush(r: &mut Running, positions: &Offsets) -> Result<()> {
-    if !r.engine.has_changes() {
+/// Applies bus records to every view; how many records were read.
+fn apply(running: &mut [Running], records: &[strata_bus::StoredRecord], wall: i64) -> usize {
+    for rec in records {
+        let view = match BusRecordView::decode(&rec.value) {
+            Ok(BusRecordView::Event(e)) => e,
+            Ok(BusRecordView::Rejected(_)) => continue,
+            Err(e) => {
+                metrics::counter!("strata_stream_undecodable_records_total").increment(1);
+                tracing::warn!(partition = rec.partition, offset = rec.offset, error = %e, "undecodable bus record skipped");
+                continue;
+            }
+        };
+        let event = StreamEvent::from_view(view);
+        for r in running.iter_mut() {
+            r.engine
+                .apply(&event, Some((rec.partition, rec.offset)), wall);
+        }
+    }
+    records.len()
+}
+
+/// Writes what changed in every view — rows, states, emptied states and (with `checkpoint`)
+/// each view's checkpoint at `positions` — as one unit of the store: one transaction on the
+/// embedded store, one `MULTI`/`EXEC` on Redis.
+async fn write(
+    store: &OnlineStore,
+    running: &mut [Running],
+    positions: &Offsets,
+    checkpoint: bool,
+) -> Result<()> {
+    let started = Instant::now();
+    let mut writes = Vec::new();
+    let mut rows = Vec::with_capacity(running.len());
+    for r in running.iter_mut() {
+        let mut n = 0;
+        if r.engine.has_changes() {
+            let changes = r.engine.take_changes(positions);
+            n = changes.rows.len();
+            writes.push(r.table.rows(&changes.rows));
+            writes.push(r.table.states(changes.states));
+            writes.push(r.table.states_removed(changes.emptied));
+        }
+        if checkpoint {
+            let cp = r.engine.checkpoint(positions);
+            let bytes = serde_json::to_vec(&cp).map_err(|e| Error::Backfill(e.to_string()))?;
+            writes.push(r.table.checkpoint_write(bytes));
+        }
+        rows.push(n);
+    }
+    writes.retain(|w| !w.is_empty());
+    if writes.is_empty() {
         return Ok(());
     }
-    let started = Instant::now();
-    let changes = r.engine.take_changes(positions);
-    r.table.put_rows(&changes.rows).await?;
-    r.table.put_states(changes.states).await?;
-    if !changes.emptied.is_empty() {
-        r.table.delete_states(&changes.emptied).await?;
+    store.write_batch(writes).await?;
+    for (r, n) in running.iter_mut().zip(rows) {
+        r.written += n as u64;
+        metrics::counter!("strata_stream_rows_written_total", "view" => r.engine.name.clone())
+            .increment(n as u64);
     }
-    r.written += changes.rows.len() as u64;
-    let view = r.engine.name.clone();
-    metrics::counter!("strata_stream_rows_written_total", "view" => view.clone())
-        .increment(changes.rows.len() as u64);
-    metrics::histogram!("strata_stream_flush_seconds", "view" => view)
-        .record(started.elapsed().as_secs_f64());
+    metrics::histogram!("strata_stream_flush_seconds").record(started.elapsed().as_secs_f64());
     Ok(())
 }
 
-async fn write_checkpoint(r: &mut Running, positions: &Offsets) -> Result<()> {
-    let cp = r.engine.checkpoint(positions);
-    let bytes = serde_json::to_vec(&cp).map_err(|e| Error::Backfill(e.to_string()))?;
-    r.table.put_checkpoint(bytes).await?;
+/// After a checkpoint: records the view's entity count (shown by `strata features status`)
+/// and its gauges.
+async fn record_checkpoint(r: &mut Running) -> Result<()> {
     r.table
         .record_entities(r.engine.entities() as u64, r.written)
         .await?;
     let view = r.engine.name.clone();
+    let counts = r.engine.counts;
     metrics::gauge!("strata_stream_entities", "view" => view.clone())
         .set(r.engine.entities() as f64);
-    metrics::gauge!("strata_stream_late_events", "view" => view.clone()).set(cp.counts.late as f64);
+    metrics::gauge!("strata_stream_late_events", "view" => view.clone()).set(counts.late as f64);
     metrics::gauge!("strata_stream_clock_seconds", "view" => view)
-        .set(cp.clock.max(0) as f64 / 1e6);
+        .set(r.engine.clock().max(0) as f64 / 1e6);
     Ok(())
 }
