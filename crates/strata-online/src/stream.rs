@@ -202,18 +202,28 @@ impl StreamTable {
 
     /// Records how many entities the view holds (shown by `strata features status`).
     pub async fn record_entities(&self, entities: u64, written: u64) -> Result<()> {
+        match self.entities_write(entities, written).await? {
+            Some(w) => self.store.backend().write_batch(vec![w]).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The write recording how many entities the view holds and how many rows were written
+    /// (its metadata, read now; `None`: the view has none), to combine with others in one
+    /// [`OnlineStore::write_batch`]. Only the view's consumer (holding its lock) writes it.
+    pub async fn entities_write(&self, entities: u64, written: u64) -> Result<Option<Write>> {
         let Some(mut meta) = self.store.meta(&self.view).await? else {
-            return Ok(());
+            return Ok(None);
         };
         if let Some(p) = meta.published.as_mut() {
             p.entities = entities;
             p.written = written;
             p.published_at = Utc::now();
         }
-        self.store
-            .backend()
-            .put_meta(&self.view, encode_meta(&meta)?)
-            .await
+        Ok(Some(Write::Meta {
+            view: self.view.clone(),
+            meta: encode_meta(&meta)?,
+        }))
     }
 
     /// Takes the view's lock for `owner` (one consumer computes a view at a time), or

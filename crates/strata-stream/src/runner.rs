@@ -208,8 +208,8 @@ impl Realtime {
                 r.engine.start_at(positions.clone(), backfilled);
                 r.engine
                     .advance(strata_core::time::now_micros() - lateness_us(&r.engine));
-                write(&self.store, std::slice::from_mut(r), &positions, true).await?;
-                record_checkpoint(r).await?;
+                let w = start_write(&self.store, std::slice::from_mut(r), positions, true).await?;
+                self.finish(w, std::slice::from_mut(r), None).await?;
             }
         }
         let mut from = Offsets::new();
@@ -234,12 +234,20 @@ impl Realtime {
 
         let mut last_checkpoint = Instant::now();
         let mut renewed = Instant::now();
+        // The write of the previous pass, still committing while this pass reads and applies
+        // (at most one: writes land in order).
+        let mut inflight: Option<InFlight> = None;
         loop {
             if *shutdown.borrow() {
                 break;
             }
+            // While a write is in flight, come back soon to publish it even if the bus is quiet.
+            let wait = match inflight {
+                Some(_) => INFLIGHT_POLL.min(self.options.idle_wait),
+                None => self.options.idle_wait,
+            };
             let records = tokio::select! {
-                r = consumer.poll(self.options.idle_wait) => r,
+                r = consumer.poll(wait) => r,
                 _ = shutdown.changed() => break,
             };
             let records = match records {
@@ -283,28 +291,22 @@ impl Realtime {
                 metrics::histogram!("strata_stream_apply_seconds")
                     .record(started.elapsed().as_secs_f64());
             }
-            let positions = consumer.positions().clone();
             let checkpoint = last_checkpoint.elapsed() >= self.options.checkpoint_interval;
-            write(&self.store, running, &positions, checkpoint).await?;
-            if let Some(p) = &self.progress {
-                p.send_if_modified(|old| {
-                    let changed = *old != positions;
-                    if changed {
-                        old.clone_from(&positions);
+            let changed = running.iter().any(|r| r.engine.has_changes());
+            if !changed && !checkpoint {
+                if records.is_empty() {
+                    if let Some(w) = inflight.take() {
+                        self.finish(w, running, Some(&consumer)).await?;
                     }
-                    changed
-                });
+                }
+                continue;
             }
+            if let Some(w) = inflight.take() {
+                self.finish(w, running, Some(&consumer)).await?;
+            }
+            let positions = consumer.positions().clone();
+            inflight = Some(start_write(&self.store, running, positions, checkpoint).await?);
             if checkpoint {
-                for r in running.iter_mut() {
-                    record_checkpoint(r).await?;
-                }
-                if let Err(e) = consumer.commit().await {
-                    tracing::debug!(error = %e, "committing the realtime group's positions");
-                }
-                if let Ok(lag) = consumer.lag().await {
-                    metrics::gauge!("strata_stream_lag_records").set(lag as f64);
-                }
                 last_checkpoint = Instant::now();
             }
             if renewed.elapsed() >= LOCK_LEASE / 3 {
@@ -319,13 +321,67 @@ impl Realtime {
                 renewed = Instant::now();
             }
         }
-        let positions = consumer.positions().clone();
-        write(&self.store, running, &positions, true).await?;
-        for r in running.iter_mut() {
-            record_checkpoint(r).await?;
+        if let Some(w) = inflight.take() {
+            self.finish(w, running, Some(&consumer)).await?;
         }
-        let _ = consumer.commit().await;
+        let positions = consumer.positions().clone();
+        let last = start_write(&self.store, running, positions.clone(), true).await?;
+        self.finish(last, running, Some(&consumer)).await?;
         tracing::info!(position = ?positions, "realtime consumer stopped");
+        Ok(())
+    }
+
+    /// Waits for a write to commit, then counts it, publishes its positions and, after a
+    /// checkpoint, commits the group's (advisory) positions.
+    async fn finish(
+        &self,
+        w: InFlight,
+        running: &mut [Running],
+        consumer: Option<&Consumer>,
+    ) -> Result<()> {
+        match w.task.await {
+            Ok(result) => result?,
+            Err(e) => {
+                return Err(Error::Lost(format!(
+                    "the stream views' write task failed: {e}"
+                )));
+            }
+        }
+        metrics::histogram!("strata_stream_visible_seconds")
+            .record(w.started.elapsed().as_secs_f64());
+        for (r, n) in running.iter_mut().zip(&w.rows) {
+            r.written += n;
+            metrics::counter!("strata_stream_rows_written_total", "view" => r.engine.name.clone())
+                .increment(*n);
+        }
+        if let Some(p) = &self.progress {
+            p.send_if_modified(|old| {
+                let changed = *old != w.positions;
+                if changed {
+                    old.clone_from(&w.positions);
+                }
+                changed
+            });
+        }
+        if w.checkpoint {
+            for r in running.iter() {
+                let view = r.engine.name.clone();
+                metrics::gauge!("strata_stream_entities", "view" => view.clone())
+                    .set(r.engine.entities() as f64);
+                metrics::gauge!("strata_stream_late_events", "view" => view.clone())
+                    .set(r.engine.counts.late as f64);
+                metrics::gauge!("strata_stream_clock_seconds", "view" => view)
+                    .set(r.engine.clock().max(0) as f64 / 1e6);
+            }
+            if let Some(consumer) = consumer {
+                if let Err(e) = consumer.commit_at(&w.positions).await {
+                    tracing::debug!(error = %e, "committing the realtime group's positions");
+                }
+                if let Ok(lag) = consumer.lag().await {
+                    metrics::gauge!("strata_stream_lag_records").set(lag as f64);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -489,60 +545,68 @@ fn apply(running: &mut [Running], records: &[strata_bus::StoredRecord], wall: i6
     records.len()
 }
 
-/// Writes what changed in every view — rows, states, emptied states and (with `checkpoint`)
-/// each view's checkpoint at `positions` — as one unit of the store: one transaction on the
-/// embedded store, one `MULTI`/`EXEC` on Redis.
-async fn write(
+/// How soon the loop comes back while a write is in flight (to publish it when the bus is
+/// quiet).
+const INFLIGHT_POLL: Duration = Duration::from_millis(2);
+
+/// A write handed to the store, committing in the background.
+struct InFlight {
+    task: tokio::task::JoinHandle<strata_online::Result<()>>,
+    /// The consumer's positions the write makes current.
+    positions: Offsets,
+    checkpoint: bool,
+    /// Rows written per view (in `running`'s order).
+    rows: Vec<u64>,
+    /// When the pass's changes were taken.
+    started: Instant,
+}
+
+/// Starts writing what changed in every view — rows, states, emptied states and (with
+/// `checkpoint`) each view's checkpoint at `positions` and its entity count — as one unit of
+/// the store: one transaction on the embedded store, one `MULTI`/`EXEC` on Redis.
+async fn start_write(
     store: &OnlineStore,
     running: &mut [Running],
-    positions: &Offsets,
+    positions: Offsets,
     checkpoint: bool,
-) -> Result<()> {
+) -> Result<InFlight> {
     let started = Instant::now();
     let mut writes = Vec::new();
     let mut rows = Vec::with_capacity(running.len());
     for r in running.iter_mut() {
         let mut n = 0;
         if r.engine.has_changes() {
-            let changes = r.engine.take_changes(positions);
-            n = changes.rows.len();
+            let changes = r.engine.take_changes(&positions);
+            n = changes.rows.len() as u64;
             writes.push(r.table.rows(&changes.rows));
             writes.push(r.table.states(changes.states));
             writes.push(r.table.states_removed(changes.emptied));
         }
         if checkpoint {
-            let cp = r.engine.checkpoint(positions);
+            let cp = r.engine.checkpoint(&positions);
             let bytes = serde_json::to_vec(&cp).map_err(|e| Error::Backfill(e.to_string()))?;
             writes.push(r.table.checkpoint_write(bytes));
+            writes.extend(
+                r.table
+                    .entities_write(r.engine.entities() as u64, r.written + n)
+                    .await?,
+            );
         }
         rows.push(n);
     }
     writes.retain(|w| !w.is_empty());
-    if writes.is_empty() {
-        return Ok(());
-    }
-    store.write_batch(writes).await?;
-    for (r, n) in running.iter_mut().zip(rows) {
-        r.written += n as u64;
-        metrics::counter!("strata_stream_rows_written_total", "view" => r.engine.name.clone())
-            .increment(n as u64);
-    }
-    metrics::histogram!("strata_stream_flush_seconds").record(started.elapsed().as_secs_f64());
-    Ok(())
-}
-
-/// After a checkpoint: records the view's entity count (shown by `strata features status`)
-/// and its gauges.
-async fn record_checkpoint(r: &mut Running) -> Result<()> {
-    r.table
-        .record_entities(r.engine.entities() as u64, r.written)
-        .await?;
-    let view = r.engine.name.clone();
-    let counts = r.engine.counts;
-    metrics::gauge!("strata_stream_entities", "view" => view.clone())
-        .set(r.engine.entities() as f64);
-    metrics::gauge!("strata_stream_late_events", "view" => view.clone()).set(counts.late as f64);
-    metrics::gauge!("strata_stream_clock_seconds", "view" => view)
-        .set(r.engine.clock().max(0) as f64 / 1e6);
-    Ok(())
+    let store = store.clone();
+    let task = tokio::spawn(async move {
+        let started = Instant::now();
+        let result = store.write_batch(writes).await;
+        metrics::histogram!("strata_stream_flush_seconds").record(started.elapsed().as_secs_f64());
+        result
+    });
+    Ok(InFlight {
+        task,
+        positions,
+        checkpoint,
+        rows,
+        started,
+    })
 }
