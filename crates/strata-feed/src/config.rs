@@ -183,6 +183,13 @@ pub struct FilterConfig {
     pub seen_ttl_secs: u64,
     /// Users the seen cache remembers at most (the least recently served are forgotten).
     pub seen_max_users: usize,
+    /// Keep the seen cache in the online store when it can hold it (Redis: shared by every
+    /// `strata serve` of the deployment, so a user sees no repeat whichever process answers);
+    /// always in this process's memory too (the embedded store, and a fallback).
+    pub seen_shared: bool,
+    /// How long a feed waits for the shared seen cache before it uses this process's memory
+    /// (and says so in `degraded`).
+    pub seen_budget_ms: u64,
 }
 
 impl Default for FilterConfig {
@@ -193,6 +200,8 @@ impl Default for FilterConfig {
             seen: true,
             seen_ttl_secs: 6 * 3600,
             seen_max_users: 1_000_000,
+            seen_shared: true,
+            seen_budget_ms: 10,
         }
     }
 }
@@ -359,6 +368,14 @@ impl FeedConfig {
         }
         if self.catalog.refresh_secs == 0 {
             out.push("feed.catalog.refresh_secs must be positive".into());
+        }
+        if self.filters.seen && self.filters.seen_ttl_secs == 0 {
+            out.push("feed.filters.seen_ttl_secs must be positive (or seen = false)".into());
+        }
+        if self.filters.seen_shared && self.filters.seen_budget_ms == 0 {
+            out.push(
+                "feed.filters.seen_budget_ms must be positive (or seen_shared = false)".into(),
+            );
         }
         let mut names = BTreeSet::new();
         for e in experiments {

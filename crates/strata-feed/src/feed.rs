@@ -19,7 +19,7 @@ use crate::config::{ExperimentConfig, FeedConfig, SourceConfig, VariantConfig};
 use crate::error::{Error, Result};
 use crate::events::ImpressionLog;
 use crate::rerank::rerank;
-use crate::seen::SeenCache;
+use crate::seen::Seen;
 
 /// A feed request.
 #[derive(Debug, Clone, Default)]
@@ -111,7 +111,7 @@ pub struct FeedService {
     catalog: RwLock<Arc<Catalog>>,
     /// Real-time trending (`trending.rs`), when the stream view has rows.
     live_trending: RwLock<Option<Arc<crate::trending::LiveTrending>>>,
-    seen: SeenCache,
+    seen: Seen,
     impressions: Option<ImpressionLog>,
 }
 
@@ -157,7 +157,12 @@ impl FeedService {
         view_entities: HashMap<String, Vec<String>>,
         impressions: Option<ImpressionLog>,
     ) -> FeedService {
-        let seen = SeenCache::new(config.filters.seen_ttl_secs, config.filters.seen_max_users);
+        let seen = Seen::new(
+            config.filters.seen_ttl_secs,
+            config.filters.seen_max_users,
+            config.filters.seen_shared.then(|| store.clone()),
+            Duration::from_millis(config.filters.seen_budget_ms),
+        );
         FeedService {
             config,
             experiments,
@@ -285,14 +290,13 @@ impl FeedService {
         let mut degraded = Vec::new();
 
         // Excluded before ranking: seen, own, blocked (and, later, unknown = deleted).
-        let seen: HashSet<u64> = if cfg.filters.seen {
-            user_num
-                .map(|u| self.seen.seen(u, now))
-                .unwrap_or_default()
-                .into_iter()
-                .collect()
-        } else {
-            HashSet::new()
+        let seen: HashSet<u64> = match (cfg.filters.seen, user_num) {
+            (true, Some(u)) => {
+                let (seen, why) = self.seen.seen(u, now).await;
+                degraded.extend(why);
+                seen
+            }
+            _ => HashSet::new(),
         };
         let blocked: HashSet<u64> = match (cfg.filters.blocked_authors, user_num) {
             (true, Some(u)) => catalog.blocks.get(&u).cloned().unwrap_or_default(),

@@ -1,11 +1,23 @@
 //! The last-recommended cache: which posts each user was served recently, so the next feed
-//! does not repeat them (the seed's Redis role). In memory, per process, bounded: entries
-//! expire after the TTL and the least recently served users are forgotten past `max_users`.
-//! Several `strata serve` processes behind a load balancer each keep their own: a user
-//! routed to another process may see an item again (sticky routing by user avoids it).
+//! does not repeat them (the seed's Redis role).
+//!
+//! [`SeenCache`] is this process's memory, bounded: entries expire after the TTL and the least
+//! recently served users are forgotten past `max_users`. [`Seen`] puts the online store in
+//! front of it when the store keeps recent-items sets (Redis): every `strata serve` of a
+//! deployment then reads and adds to the same per-user set, so a user routed to another
+//! process sees no repeat. Adds go to the store in the background (the answer does not wait);
+//! a read that fails or runs past its budget falls back to this process's memory, which
+//! always records too (it also covers an add still on its way).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
+use std::time::Duration;
+
+use strata_online::backend::RecentAdd;
+use strata_online::OnlineStore;
+
+/// The online store's recent-items set holding the seen cache.
+pub const SEEN_SET: &str = "feed_seen";
 
 /// Posts remembered per user at most (the oldest are forgotten first).
 const PER_USER: usize = 500;
@@ -79,6 +91,105 @@ impl SeenCache {
 
     pub fn users(&self) -> usize {
         self.users.lock().map_or(0, |u| u.len())
+    }
+}
+
+/// The seen cache of a feed: this process's memory, and the online store's shared set when
+/// the store keeps one (Redis).
+#[derive(Debug)]
+pub struct Seen {
+    local: SeenCache,
+    shared: Option<OnlineStore>,
+    ttl: Duration,
+    budget: Duration,
+}
+
+impl Seen {
+    /// `store`: the online store to share the cache through (`None`: memory only).
+    pub fn new(
+        ttl_secs: u64,
+        max_users: usize,
+        store: Option<OnlineStore>,
+        budget: Duration,
+    ) -> Seen {
+        Seen {
+            local: SeenCache::new(ttl_secs, max_users),
+            // Only a store that keeps sets shares them (the embedded one does not).
+            shared: store.filter(|s| s.kind() == "redis"),
+            ttl: Duration::from_secs(ttl_secs),
+            budget,
+        }
+    }
+
+    /// Whether the cache is shared through the online store.
+    pub fn shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// The posts served to `user` within the TTL before `now` (µs), and why the shared cache
+    /// was not used when it should have been (the answer's `degraded`).
+    pub async fn seen(&self, user: u64, now: i64) -> (HashSet<u64>, Option<String>) {
+        let mut out: HashSet<u64> = self.local.seen(user, now).into_iter().collect();
+        let Some(store) = &self.shared else {
+            return (out, None);
+        };
+        let since = now.saturating_sub(i64::try_from(self.ttl.as_micros()).unwrap_or(i64::MAX));
+        let key = user.to_string();
+        let read = store.backend().recent(SEEN_SET, key.as_bytes(), since);
+        let why = match tokio::time::timeout(self.budget, read).await {
+            Ok(Ok(Some(items))) => {
+                out.extend(items);
+                None
+            }
+            Ok(Ok(None)) => None,
+            Ok(Err(e)) => Some(format!(
+                "seen: the shared cache failed ({e}); this process's"
+            )),
+            Err(_) => Some(format!(
+                "seen: the shared cache took longer than {} ms; this process's",
+                self.budget.as_millis()
+            )),
+        };
+        if why.is_some() {
+            metrics::counter!("strata_feed_seen_fallbacks_total").increment(1);
+        }
+        (out, why)
+    }
+
+    /// Remembers that `posts` were served to `user` at `now` (µs): in memory at once, in the
+    /// shared cache in the background.
+    pub fn record(&self, user: u64, posts: &[u64], now: i64) {
+        self.local.record(user, posts, now);
+        let Some(store) = &self.shared else {
+            return;
+        };
+        if posts.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let store = store.clone();
+        let add = RecentAdd {
+            key: user.to_string().into_bytes(),
+            items: posts.to_vec(),
+            at_us: now,
+        };
+        let ttl = self.ttl;
+        runtime.spawn(async move {
+            if let Err(e) = store
+                .backend()
+                .add_recent(SEEN_SET, vec![add], ttl, PER_USER)
+                .await
+            {
+                metrics::counter!("strata_feed_seen_write_errors_total").increment(1);
+                tracing::debug!(error = %e, "adding to the shared seen cache");
+            }
+        });
+    }
+
+    pub fn users(&self) -> usize {
+        self.local.users()
     }
 }
 

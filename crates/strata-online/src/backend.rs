@@ -22,6 +22,15 @@ pub enum Write {
     Meta { view: String, meta: Vec<u8> },
 }
 
+/// Items added to one key of a recent-items set (see [`Backend::add_recent`]).
+#[derive(Debug, Clone)]
+pub struct RecentAdd {
+    pub key: Vec<u8>,
+    pub items: Vec<u64>,
+    /// When they were added, µs.
+    pub at_us: i64,
+}
+
 impl Write {
     /// Whether it changes nothing (no entries, no keys).
     pub fn is_empty(&self) -> bool {
@@ -66,6 +75,28 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
             }
         }
         Ok(())
+    }
+
+    /// The items added under `key` of the recent-items set `set` at or after `since_us` (the
+    /// feed's last-recommended cache), oldest first; `None` when this backend keeps no such
+    /// sets (the caller keeps them in memory). Redis keeps them, shared by every process on it.
+    async fn recent(&self, set: &str, key: &[u8], since_us: i64) -> Result<Option<Vec<u64>>> {
+        let _ = (set, key, since_us);
+        Ok(None)
+    }
+
+    /// Adds items to keys of the recent-items set `set`: each key keeps items for `keep` after
+    /// they were added and `cap` items at most (the oldest go first). False when this backend
+    /// keeps no such sets.
+    async fn add_recent(
+        &self,
+        set: &str,
+        adds: Vec<RecentAdd>,
+        keep: Duration,
+        cap: usize,
+    ) -> Result<bool> {
+        let _ = (set, adds, keep, cap);
+        Ok(false)
     }
 
     /// Up to `limit` entries of the view from `cursor` (`None`: the start); the cursor to

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, IntoConnectionInfo, RedisError};
 
-use crate::backend::{Backend, Entries, Write};
+use crate::backend::{Backend, Entries, RecentAdd, Write};
 use crate::config::OnlineConfig;
 use crate::error::{Error, Result};
 
@@ -171,6 +171,16 @@ impl RedisBackend {
 
     fn lock_key(&self, view: &str) -> Result<String> {
         Ok(format!("{}lock", self.view_prefix(view)?))
+    }
+
+    /// `P:recent:S:`, the start of the recent-items set `set`'s keys.
+    fn recent_prefix(&self, set: &str) -> Result<Vec<u8>> {
+        if set.is_empty() || set.contains(':') {
+            return Err(Error::Invalid(format!(
+                "recent-items set {set:?} cannot be stored in Redis (it must be non-empty, without ':')"
+            )));
+        }
+        Ok(format!("{}:recent:{set}:", self.prefix).into_bytes())
     }
 
     fn views_key(&self) -> String {
@@ -339,6 +349,68 @@ impl Backend for RedisBackend {
         let mut conn = self.conn.clone();
         self.call("MULTI/EXEC", pipe.query_async::<()>(&mut conn))
             .await
+    }
+
+    async fn recent(&self, set: &str, key: &[u8], since_us: i64) -> Result<Option<Vec<u64>>> {
+        let k = Self::entry_key(&self.recent_prefix(set)?, key);
+        let mut conn = self.conn.clone();
+        let items: Vec<u64> = self
+            .call(
+                "ZRANGE (recent)",
+                redis::cmd("ZRANGE")
+                    .arg(k)
+                    .arg(since_us)
+                    .arg("+inf")
+                    .arg("BYSCORE")
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(Some(items))
+    }
+
+    async fn add_recent(
+        &self,
+        set: &str,
+        adds: Vec<RecentAdd>,
+        keep: Duration,
+        cap: usize,
+    ) -> Result<bool> {
+        let prefix = self.recent_prefix(set)?;
+        let adds: Vec<RecentAdd> = adds.into_iter().filter(|a| !a.items.is_empty()).collect();
+        if adds.is_empty() {
+            return Ok(true);
+        }
+        let keep_us = i64::try_from(keep.as_micros()).unwrap_or(i64::MAX);
+        let keep_ms = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX).max(1);
+        let cap = i64::try_from(cap.max(1)).unwrap_or(i64::MAX);
+        let mut pipe = redis::pipe();
+        for add in adds {
+            let k = Self::entry_key(&prefix, &add.key);
+            let zadd = pipe.cmd("ZADD").arg(&k);
+            for item in &add.items {
+                zadd.arg(add.at_us).arg(*item);
+            }
+            zadd.ignore();
+            // Expired items, then the oldest past the cap; the key goes when its newest expires.
+            pipe.cmd("ZREMRANGEBYSCORE")
+                .arg(&k)
+                .arg("-inf")
+                .arg(format!("({}", add.at_us.saturating_sub(keep_us)))
+                .ignore()
+                .cmd("ZREMRANGEBYRANK")
+                .arg(&k)
+                .arg(0)
+                .arg(-(cap + 1))
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(&k)
+                .arg(keep_ms)
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        self.call("ZADD (recent)", pipe.query_async::<()>(&mut conn))
+            .await?;
+        Ok(true)
     }
 
     async fn scan(

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use strata_online::backend::{Backend, Entries, Write};
+use strata_online::backend::{Backend, Entries, RecentAdd, Write};
 use strata_online::config::OnlineKind;
 use strata_online::meta::Column;
 use strata_online::{
@@ -120,6 +120,7 @@ conformance!(
     a_scan_returns_every_entry_once_a_call,
     publish_counts_each_entity_once_when_a_scan_repeats_keys,
     a_write_batch_applies_its_writes_in_order,
+    recent_items_expire_and_keep_the_newest,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -604,6 +605,69 @@ async fn a_write_batch_applies_its_writes_in_order(h: &Harness) {
         vec![Some("b".into())]
     );
     assert!(b.views().await.unwrap().contains(&"b".to_string()));
+}
+
+async fn recent_items_expire_and_keep_the_newest(h: &Harness) {
+    let store = h.open().await;
+    let b = store.backend();
+    let keep = Duration::from_secs(60);
+    let s = 1_000_000i64;
+    let add = |key: &str, items: &[u64], at: i64| RecentAdd {
+        key: key.as_bytes().to_vec(),
+        items: items.to_vec(),
+        at_us: at * s,
+    };
+    let kept = b
+        .add_recent(
+            "seen",
+            vec![add("u1", &[10, 11], 100), add("u2", &[20], 100)],
+            keep,
+            3,
+        )
+        .await
+        .unwrap();
+    if matches!(h.kind, Kind::Embedded) {
+        // The embedded store keeps no shared sets: the feed keeps them in memory.
+        assert!(!kept);
+        assert_eq!(b.recent("seen", b"u1", 0).await.unwrap(), None);
+        return;
+    }
+    assert!(kept);
+    assert_eq!(
+        b.recent("seen", b"u1", 50 * s).await.unwrap(),
+        Some(vec![10, 11])
+    );
+    assert_eq!(b.recent("seen", b"u3", 0).await.unwrap(), Some(vec![]));
+    // Re-served items move to their new time; past the cap the oldest go.
+    b.add_recent(
+        "seen",
+        vec![add("u1", &[12, 13], 130), add("u1", &[10], 140)],
+        keep,
+        3,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        b.recent("seen", b"u1", 0).await.unwrap(),
+        Some(vec![12, 13, 10])
+    );
+    // Reading from `since` leaves out what is older; adding drops what expired.
+    assert_eq!(
+        b.recent("seen", b"u1", 135 * s).await.unwrap(),
+        Some(vec![10])
+    );
+    b.add_recent("seen", vec![add("u1", &[14], 195)], keep, 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.recent("seen", b"u1", 0).await.unwrap(),
+        Some(vec![10, 14])
+    );
+    assert_eq!(b.recent("seen", b"u2", 0).await.unwrap(), Some(vec![20]));
+    assert!(b
+        .add_recent("bad:set", vec![add("u1", &[1], 1)], keep, 3)
+        .await
+        .is_err());
 }
 
 // ---------------------------------------------------------------- Redis only
