@@ -25,7 +25,9 @@
 //! RENAME COLUMN, ALTER COLUMN … TYPE (widening), SET TBLPROPERTIES`, `INSERT INTO`,
 //! `INSERT OVERWRITE` (dynamic: replaces the partitions the query writes), `DELETE`, `UPDATE`
 //! and `MERGE INTO … USING … ON … WHEN [NOT] MATCHED [AND …] THEN UPDATE SET … | UPDATE SET * |
-//! DELETE | INSERT … | INSERT *` create Iceberg tables and commit snapshots (see
+//! DELETE | INSERT … | INSERT *` and `COPY … FROM 'path' (FORMAT parquet|csv|json, MODE
+//! append|overwrite|merge, …)` (a file load, [`strata_table::load`]) create Iceberg tables and
+//! commit snapshots (see
 //! `statements.rs` and [`strata_table::table`]). They return one row saying what they did.
 //!
 //! Each table reference reads the table's latest snapshot when its scan starts, so while
@@ -299,6 +301,11 @@ impl SqlSession {
         }
         let mut last = Vec::new();
         for prepared in statements {
+            // `COPY … FROM` (a file load) is ours: DataFusion's parser knows `COPY … TO` only.
+            if let Some(copy) = statements::parse_copy(&prepared.sql)? {
+                last = self.copy_from(&copy).await?;
+                continue;
+            }
             let mut parsed = DFParser::parse_sql_with_dialect(&prepared.sql, &TimeTravelDialect)
                 .map_err(Error::datafusion)?;
             let statement = match (parsed.pop_front(), parsed.is_empty()) {

@@ -21,7 +21,8 @@
 //! `statement error <text>` passes when the error message contains `<text>`. Query results
 //! print one row per line, values separated by one space, `NULL` for nulls and `(empty)` for
 //! empty strings; `rowsort` sorts the printed rows before comparing. The type letters after
-//! `query` document the columns and are checked for count only.
+//! `query` document the columns and are checked for count only. `__TEST_DIR__` stands for
+//! the file's own temp dir (the lake is in it; COPY writes and reads files there).
 
 #![allow(
     clippy::unwrap_used,
@@ -151,6 +152,8 @@ async fn run_file(path: &Path) {
     let config = LakeOptions::new(dir.path());
     let lake = Lake::open(&config).await.unwrap();
     let session = SqlSession::new(&lake).await.unwrap();
+    // `__TEST_DIR__` in a statement is this file's temp dir (for files COPY writes and reads).
+    let text = text.replace("__TEST_DIR__", &dir.path().display().to_string());
     for record in parse(&text) {
         match record {
             Record::Statement { line, sql, error } => {

@@ -19,6 +19,8 @@
 //! - `dialect.rs`: the SQL dialect (time travel) shared with `strata-sql`
 //! - `s3.rs`: table files on S3 (iceberg `Storage` over object_store, ADR 0014)
 //! - `retry.rs`: the backoff every retrying writer uses
+//! - `load/`: file loads (Parquet, CSV, JSON from local paths or S3) into a table as one
+//!   commit: append, overwrite, merge by key with DMS-style I/U/D changes (ADR 0051)
 
 pub mod batch;
 pub mod catalog_client;
@@ -26,6 +28,7 @@ pub mod config;
 pub mod dialect;
 pub mod error;
 pub mod lake;
+pub mod load;
 pub mod position;
 pub mod retry;
 pub mod s3;

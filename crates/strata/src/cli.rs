@@ -110,6 +110,10 @@ pub enum Command {
         #[command(subcommand)]
         command: ExperimentsCommand,
     },
+    /// Load Parquet, CSV or JSON files (local paths, directories, s3:// prefixes) into a lake
+    /// table as one commit: append, overwrite, or merge by key (DMS-style I/U/D change files
+    /// with --op-column). Creates the table from the files' columns when it does not exist.
+    Load(LoadArgs),
     /// Risk blocks (`[[risk.rules]]` in strata.toml decide them; every collector enforces
     /// them): list the blocks in force, block or unblock a subject by hand. Reads and writes
     /// the bus topic `risk.blocks` (with the embedded bus, while `serve` is stopped).
@@ -821,4 +825,65 @@ pub struct SimScoreArgs {
     /// Print only the means.
     #[arg(long)]
     pub summary: bool,
+}
+
+/// How `strata load` lands rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LoadModeArg {
+    /// Add the rows to the table.
+    Append,
+    /// Replace the table's rows (or, with --partition, one partition's).
+    Overwrite,
+    /// Upsert by --key: the latest change per key wins (with --op-column, D deletes).
+    Merge,
+}
+
+/// A file format `strata load` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LoadFormatArg {
+    Parquet,
+    Csv,
+    /// Newline-delimited JSON (one object per line).
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The table, `NAMESPACE.TABLE` (a bare name is in `ods`).
+    pub table: String,
+    /// Files, directories (read recursively, in path order with DMS `LOAD*` files first) or
+    /// `s3://bucket/prefix/` (the lake's S3 settings and the AWS_* variables reach it).
+    #[arg(required = true)]
+    pub sources: Vec<String>,
+    /// The files' format (default: each file's extension).
+    #[arg(long, value_enum)]
+    pub format: Option<LoadFormatArg>,
+    /// append, overwrite or merge.
+    #[arg(long, value_enum, default_value = "append")]
+    pub mode: LoadModeArg,
+    /// Merge: the key columns, comma-separated (`id` or `tenant,id`).
+    #[arg(long, value_delimiter = ',')]
+    pub key: Vec<String>,
+    /// Merge: the column saying what each row is — I (insert), U (update), D (delete), as AWS
+    /// DMS writes it (`Op`). It is not stored. Files without it hold inserts.
+    #[arg(long)]
+    pub op_column: Option<String>,
+    /// Merge: the column that orders a key's changes (latest wins; then file and row order).
+    #[arg(long)]
+    pub order_by: Option<String>,
+    /// Overwrite only this identity partition, `COLUMN=VALUE` (e.g. `dt=2026-12-07`); every
+    /// row must belong to it.
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Partitioning of a table the load creates, e.g. `dt` or `day(ts)`.
+    #[arg(long)]
+    pub partition_by: Option<String>,
+    /// CSV field delimiter (files have a header row).
+    #[arg(long, default_value_t = ',')]
+    pub delimiter: char,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

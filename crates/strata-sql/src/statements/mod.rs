@@ -1,11 +1,12 @@
 //! Statements that change the lake: namespaces, tables (CREATE / CTAS / DROP / ALTER), and
-//! rows (INSERT [OVERWRITE], DELETE, UPDATE, MERGE). Each becomes a call of the Rust API in
+//! rows (INSERT [OVERWRITE], DELETE, UPDATE, MERGE, COPY … FROM files). Each becomes a call of the Rust API in
 //! [`strata_table::table`]; everything else goes on to DataFusion.
 //!
 //! Write statements return one row: `operation, rows_inserted, rows_updated, rows_deleted,
 //! snapshot_id`. DDL returns one `result` row saying what was done.
 
 mod alter;
+mod copy;
 mod ddl;
 mod dml;
 mod merge;
@@ -22,6 +23,7 @@ use datafusion::sql::sqlparser::ast::{ObjectName, ObjectType, Statement};
 use iceberg::TableIdent;
 
 use crate::SqlSession;
+pub(crate) use copy::parse as parse_copy;
 use strata_table::error::{Error, Result};
 use strata_table::table::Outcome;
 

@@ -9,6 +9,7 @@ mod demo_db;
 mod experiments;
 mod features;
 mod init;
+mod load;
 mod models;
 mod privacy;
 mod risk;
@@ -98,6 +99,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Features { command } => features::run(command).await,
         Command::Models { command } => models::run(command).await,
         Command::Experiments { command } => experiments::run(command).await,
+        Command::Load(args) => load::run(args).await,
         Command::Risk { command } => risk::run(command).await,
     }
 }
