@@ -260,7 +260,10 @@ fn append_overwrite_and_bad_input_leave_the_table_as_it_was() {
     .unwrap();
     let err = load_err(&env, &["ods.orders", &batch_dir.display().to_string()]);
     assert!(
-        err.contains("b.csv") && err.contains("three") && err.contains("amount"),
+        err.contains("b.csv")
+            && err.contains("three")
+            && err.contains("at line 3")
+            && err.contains("(column amount)"),
         "{err}"
     );
     unchanged("malformed row");

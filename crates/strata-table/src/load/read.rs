@@ -305,9 +305,19 @@ fn read_parquet<R: ChunkReader + 'static>(
     Ok(())
 }
 
-/// arrow's CSV errors name a column by its number; the name is added.
+/// arrow's CSV errors name a column by its number; the name is added. A value that does not
+/// parse is reported at its record's 0-based line (the header being line 0); it is made the
+/// 1-based line an editor shows, as arrow's other CSV errors already are.
 fn csv_error(file: &SourceFile, schema: &Schema, e: arrow::error::ArrowError) -> Error {
-    let text = e.to_string();
+    let mut text = e.to_string();
+    if text.contains("Error while parsing value") {
+        if let Some((before, after)) = text.split_once(" at line ") {
+            let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+            if let Ok(n) = digits.parse::<u64>() {
+                text = format!("{before} at line {}{}", n + 1, &after[digits.len()..]);
+            }
+        }
+    }
     let named = text
         .split("for column ")
         .nth(1)
