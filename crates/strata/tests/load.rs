@@ -96,6 +96,13 @@ fn rows(env: &Env, query: &str) -> Vec<serde_json::Map<String, Value>> {
 }
 
 fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::write(path, parquet_bytes(columns)).unwrap();
+}
+
+fn parquet_bytes(columns: Vec<(&str, ArrayRef)>) -> Vec<u8> {
     let schema = Arc::new(Schema::new(
         columns
             .iter()
@@ -111,10 +118,7 @@ fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) {
     let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, None).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).unwrap();
-    }
-    std::fs::write(path, buf).unwrap();
+    buf
 }
 
 fn strings(v: &[Option<&str>]) -> ArrayRef {
@@ -734,6 +738,47 @@ fn loads_an_s3_prefix() {
     let err = load_err(&env, &["ods.partner_orders", "s3://partner-drops/nothing/"]);
     assert!(err.contains("s3://partner-drops/nothing/"), "{err}");
     assert_eq!(env.sql_count("SELECT count(*) FROM ods.partner_orders"), 4);
+
+    // A DMS folder on S3 (full load, then changes) merged into an ODS table.
+    let full = parquet_bytes(vec![
+        ("id", ints(&[1, 2])),
+        ("name", strings(&[Some("ann"), Some("bob")])),
+    ]);
+    let changes = parquet_bytes(vec![
+        ("Op", strings(&[Some("D"), Some("U"), Some("I")])),
+        ("id", ints(&[1, 2, 3])),
+        ("name", strings(&[Some("ann"), Some("bob2"), Some("cy")])),
+    ]);
+    put_object(
+        &s3,
+        "partner-drops",
+        "dms/shop/users/20261207-100000000.parquet",
+        &changes,
+    );
+    put_object(
+        &s3,
+        "partner-drops",
+        "dms/shop/users/LOAD00000001.parquet",
+        &full,
+    );
+    let r = load_ok(
+        &env,
+        &[
+            "ods.ods_users",
+            "s3://partner-drops/dms/shop/users/",
+            "--mode",
+            "merge",
+            "--key",
+            "id",
+            "--op-column",
+            "Op",
+        ],
+    );
+    assert_eq!(r["files"], 2);
+    assert_eq!(
+        Value::Array(env.sql("SELECT id, name FROM ods.ods_users ORDER BY id")),
+        serde_json::json!([{"id": 2, "name": "bob2"}, {"id": 3, "name": "cy"}])
+    );
 
     // A local lake reaches S3 with the AWS_* variables.
     let local = Env::new();
