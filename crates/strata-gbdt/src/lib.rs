@@ -48,6 +48,6 @@ mod train;
 pub use bins::{BinMapper, FeatureKind, FeatureSpec, MAX_CATEGORY_CODE};
 pub use dataset::{Dataset, DatasetBuilder};
 pub use error::{GbdtError, Result};
-pub use model::{FeatureImportance, Model, FORMAT_VERSION};
+pub use model::{FeatureImportance, Model, DEFAULT_TABLE_LIMIT, FORMAT_VERSION};
 pub use params::{Objective, Params};
 pub use train::{train, Progress, TrainReport};

@@ -122,6 +122,13 @@ pub struct Model {
     /// The batch scorer's form (rebuilt on load); `None` when a tree has more than 64 leaves.
     #[serde(skip)]
     quick: Option<Box<Quick>>,
+    /// The largest [`Table`] the batch scorer builds, bytes (see [`Model::set_table_limit`]).
+    #[serde(skip, default = "default_table_limit")]
+    table_limit: usize,
+}
+
+fn default_table_limit() -> usize {
+    DEFAULT_TABLE_LIMIT
 }
 
 /// The forest in the form of QuickScorer (Lucchese et al., SIGIR 2015), for batches. Each
@@ -147,6 +154,93 @@ struct Quick {
     /// Tree `h`'s leaves, left to right, start at `leaf_offset[h]` in `leaf_value`.
     leaf_offset: Vec<u32>,
     leaf_value: Vec<f64>,
+    /// The numeric splits as per-feature tables of words, when they fit the table limit.
+    table: Option<Table>,
+}
+
+/// Default for [`Model::set_table_limit`].
+pub const DEFAULT_TABLE_LIMIT: usize = 16 << 20;
+
+/// The numeric splits of [`Quick`] folded ahead of time: for each feature, one row of words
+/// (one per tree) for each interval between its distinct thresholds — the AND of the masks of
+/// every split a value in that interval goes right at — and one row for a missing value. A
+/// row's words then come from one binary search and one AND per feature of the row, a loop
+/// the compiler vectorises, instead of one AND per split the value goes right at.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Table {
+    /// Features with numeric splits (the others clear no bits).
+    features: Vec<u32>,
+    /// Per entry of `features`: its distinct thresholds, ascending, `thr[toff[i]..toff[i + 1]]`.
+    toff: Vec<u32>,
+    thr: Vec<f32>,
+    /// Per entry of `features`: its first row; row `roff[i] + p` is for a value above exactly
+    /// `p` of its `k` thresholds, row `roff[i] + k + 1` for a missing value.
+    roff: Vec<u32>,
+    /// Rows of one word per tree.
+    words: Vec<u64>,
+}
+
+impl Table {
+    /// The table of `q`'s numeric splits over `trees` trees, or `None` past `limit` bytes.
+    fn build(q: &Quick, features: usize, trees: usize, limit: usize) -> Option<Table> {
+        let mut t = Table {
+            toff: vec![0],
+            ..Table::default()
+        };
+        let mut row = vec![u64::MAX; trees];
+        for f in 0..features {
+            let (a, b) = (q.offsets[f] as usize, q.offsets[f + 1] as usize);
+            if a == b {
+                continue;
+            }
+            t.features.push(u32::try_from(f).ok()?);
+            t.roff
+                .push(u32::try_from(t.words.len() / trees.max(1)).ok()?);
+            row.fill(u64::MAX);
+            t.words.extend_from_slice(&row);
+            let mut i = a;
+            while i < b {
+                let thr = q.thr[i];
+                while i < b && q.thr[i] == thr {
+                    row[q.tree[i] as usize] &= q.mask[i];
+                    i += 1;
+                }
+                t.thr.push(thr);
+                t.words.extend_from_slice(&row);
+            }
+            row.fill(u64::MAX);
+            let (a, b) = (q.nan_offsets[f] as usize, q.nan_offsets[f + 1] as usize);
+            for (&h, &m) in q.nan_tree[a..b].iter().zip(&q.nan_mask[a..b]) {
+                row[h as usize] &= m;
+            }
+            t.words.extend_from_slice(&row);
+            t.toff.push(u32::try_from(t.thr.len()).ok()?);
+            if t.words.len().saturating_mul(8) > limit {
+                return None;
+            }
+        }
+        Some(t)
+    }
+
+    /// Clears in `v` (one word per tree) the bits of the leaves `row` cannot reach through a
+    /// numeric split.
+    #[inline]
+    fn apply(&self, row: &[f32], v: &mut [u64]) {
+        let trees = v.len();
+        for (i, &f) in self.features.iter().enumerate() {
+            let x = row[f as usize];
+            let (a, b) = (self.toff[i] as usize, self.toff[i + 1] as usize);
+            let p = if x.is_nan() {
+                b - a + 1
+            } else {
+                self.thr[a..b].partition_point(|&t| t < x)
+            };
+            let r = (self.roff[i] as usize + p) * trees;
+            for (w, m) in v.iter_mut().zip(&self.words[r..r + trees]) {
+                *w &= *m;
+            }
+        }
+    }
 }
 
 /// A numeric split for [`Quick`]: (feature, threshold, tree, mask).
@@ -181,6 +275,7 @@ impl Model {
             fast_value: Vec::new(),
             fast_trees: Vec::new(),
             quick: None,
+            table_limit: DEFAULT_TABLE_LIMIT,
         };
         for t in trees {
             let node_base = m.nodes.len() as i32;
@@ -381,7 +476,7 @@ impl Model {
             }
             offsets
         };
-        Some(Quick {
+        let mut q = Quick {
             offsets: offsets_of(&mut splits.iter().map(|s| s.0)),
             thr: splits.iter().map(|s| s.1).collect(),
             tree: splits.iter().map(|s| s.2).collect(),
@@ -392,7 +487,10 @@ impl Model {
             cats,
             leaf_offset,
             leaf_value,
-        })
+            table: None,
+        };
+        q.table = Table::build(&q, nf, self.roots.len(), self.table_limit);
+        Some(q)
     }
 
     /// Raw scores of row-major `rows` with the [`Quick`] form; the same sums, in the same
@@ -401,20 +499,10 @@ impl Model {
         let mut v = vec![u64::MAX; self.roots.len()];
         for (row, o) in rows.chunks_exact(n_features).zip(out.iter_mut()) {
             v.fill(u64::MAX);
-            for (f, &x) in row.iter().enumerate() {
-                if x.is_nan() {
-                    let (a, b) = (q.nan_offsets[f] as usize, q.nan_offsets[f + 1] as usize);
-                    for (&h, &m) in q.nan_tree[a..b].iter().zip(&q.nan_mask[a..b]) {
-                        v[h as usize] &= m;
-                    }
-                    continue;
-                }
-                let (a, b) = (q.offsets[f] as usize, q.offsets[f + 1] as usize);
-                // The splits on f whose threshold is below x: x goes right at each of them.
-                let upto = a + q.thr[a..b].partition_point(|&t| t < x);
-                for (&h, &m) in q.tree[a..upto].iter().zip(&q.mask[a..upto]) {
-                    v[h as usize] &= m;
-                }
+            if let Some(t) = &q.table {
+                t.apply(row, &mut v);
+            } else {
+                self.quick_numeric(q, row, &mut v);
             }
             for &(node, h, m) in &q.cats {
                 let n = &self.fast[node as usize];
@@ -427,6 +515,27 @@ impl Model {
                 acc += q.leaf_value[q.leaf_offset[h] as usize + bits.trailing_zeros() as usize];
             }
             *o = acc as f32;
+        }
+    }
+
+    /// Clears in `v` the bits of the leaves `row` cannot reach through a numeric split, one
+    /// split at a time (QuickScorer proper; the form without a [`Table`]).
+    #[inline]
+    fn quick_numeric(&self, q: &Quick, row: &[f32], v: &mut [u64]) {
+        for (f, &x) in row.iter().enumerate() {
+            if x.is_nan() {
+                let (a, b) = (q.nan_offsets[f] as usize, q.nan_offsets[f + 1] as usize);
+                for (&h, &m) in q.nan_tree[a..b].iter().zip(&q.nan_mask[a..b]) {
+                    v[h as usize] &= m;
+                }
+                continue;
+            }
+            let (a, b) = (q.offsets[f] as usize, q.offsets[f + 1] as usize);
+            // The splits on f whose threshold is below x: x goes right at each of them.
+            let upto = a + q.thr[a..b].partition_point(|&t| t < x);
+            for (&h, &m) in q.tree[a..upto].iter().zip(&q.mask[a..upto]) {
+                v[h as usize] &= m;
+            }
         }
     }
 
@@ -514,14 +623,24 @@ impl Model {
         }
     }
 
-    /// Which form [`Self::predict_batch`] scores with: `"bitvector"` (QuickScorer: every tree
-    /// has at most 64 leaves) or `"walk"` (blocks of rows walking each tree in lockstep).
+    /// Which form [`Self::predict_batch`] scores with: `"table"` (every tree has at most 64
+    /// leaves and the numeric splits' per-feature tables fit the table limit), `"bitvector"`
+    /// (QuickScorer, one split at a time: the tables would not fit) or `"walk"` (a tree has
+    /// more than 64 leaves: blocks of rows walk each tree in lockstep).
     pub fn batch_scorer(&self) -> &'static str {
-        if self.quick.is_some() {
-            "bitvector"
-        } else {
-            "walk"
+        match &self.quick {
+            Some(q) if q.table.is_some() => "table",
+            Some(_) => "bitvector",
+            None => "walk",
         }
+    }
+
+    /// Sets the largest per-feature table the batch scorer builds (bytes; default
+    /// [`DEFAULT_TABLE_LIMIT`], 0: none): one row of 8 bytes per tree for each distinct
+    /// threshold of each feature, plus two. Above it, batches are scored one split at a time.
+    pub fn set_table_limit(&mut self, bytes: usize) {
+        self.table_limit = bytes;
+        self.quick = self.build_quick().map(Box::new);
     }
 
     /// Raw scores of row-major `rows` (`n_features` values each) into `out` (one per row),

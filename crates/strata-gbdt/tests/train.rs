@@ -2,7 +2,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use strata_gbdt::metrics::{auc, ndcg_at};
-use strata_gbdt::{train, Dataset, DatasetBuilder, FeatureSpec, Model, Objective, Params};
+use strata_gbdt::{
+    train, Dataset, DatasetBuilder, FeatureSpec, Model, Objective, Params, DEFAULT_TABLE_LIMIT,
+};
 
 /// A deterministic generator for the test data (SplitMix64).
 struct Gen(u64);
@@ -492,8 +494,8 @@ fn a_model_is_shared_by_threads_without_locks() {
 }
 
 /// Numeric features with missing values going either way, a categorical one, infinities and
-/// unseen categories: batch scoring (the bitvector form up to 64 leaves a tree, the lockstep
-/// walk beyond) gives the very bits of single-row scoring (a plain walk).
+/// unseen categories: batch scoring (per-feature tables or the bitvector form up to 64 leaves a
+/// tree, the lockstep walk beyond) gives the very bits of single-row scoring (a plain walk).
 #[test]
 fn batch_scoring_matches_the_walk_bit_for_bit() {
     let mut g = Gen(21);
@@ -523,7 +525,11 @@ fn batch_scoring_matches_the_walk_bit_for_bit() {
     rows.extend([f32::INFINITY, 1000.0, f32::NEG_INFINITY]);
     rows.extend([f32::NEG_INFINITY, -1.0, f32::NAN]);
     rows.extend([f32::NAN, f32::NAN, f32::NAN]);
-    for (leaves, scorer) in [(31, "bitvector"), (200, "walk")] {
+    for (leaves, table_limit, scorer) in [
+        (31, DEFAULT_TABLE_LIMIT, "table"),
+        (31, 0, "bitvector"),
+        (200, DEFAULT_TABLE_LIMIT, "walk"),
+    ] {
         let params = Params {
             num_trees: 25,
             num_leaves: leaves,
@@ -532,8 +538,18 @@ fn batch_scoring_matches_the_walk_bit_for_bit() {
             ..Params::default()
         };
         let d = build(&specs, &params, &(cols.clone(), y.clone()), None);
-        let (m, _) = train(&params, &d, None, &mut |_| {}).unwrap();
+        let (mut m, _) = train(&params, &d, None, &mut |_| {}).unwrap();
+        m.set_table_limit(table_limit);
         assert_eq!(m.batch_scorer(), scorer, "{leaves} leaves");
+        // Values exactly at the model's thresholds (they go left).
+        let model: serde_json::Value = serde_json::from_slice(&m.to_bytes().unwrap()).unwrap();
+        let mut rows = rows.clone();
+        for node in model["nodes"].as_array().unwrap() {
+            let t = node["t"].as_f64().unwrap() as f32;
+            if node["k"].as_u64().unwrap() & 2 == 0 && t.is_finite() {
+                rows.extend([t, 3.0, t]);
+            }
+        }
         let mut batch = vec![0.0; rows.len() / 3];
         m.predict_batch(&rows, 3, &mut batch).unwrap();
         for (i, row) in rows.chunks(3).enumerate() {
@@ -543,8 +559,9 @@ fn batch_scoring_matches_the_walk_bit_for_bit() {
                 "{leaves} leaves, row {i}: {row:?}"
             );
         }
-        // A reloaded model builds the same form.
-        let back = Model::from_bytes(&m.to_bytes().unwrap()).unwrap();
+        // A reloaded model builds the same form (with the same limit).
+        let mut back = Model::from_bytes(&m.to_bytes().unwrap()).unwrap();
+        back.set_table_limit(table_limit);
         assert_eq!(back.batch_scorer(), scorer);
     }
 }
