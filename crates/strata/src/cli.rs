@@ -75,6 +75,13 @@ pub enum Command {
         #[command(subcommand)]
         command: CdcCommand,
     },
+    /// Scheduled HTTP pulls (`[[pulls]]` in strata.toml): pull a window or backfill a range of
+    /// a third-party API into its lake table (each window's partition replaced in one commit),
+    /// and show each pull's last window, errors and next due time. `serve` runs the schedule.
+    Pulls {
+        #[command(subcommand)]
+        command: PullsCommand,
+    },
     /// Validate strata.toml offline (no servers contacted) and print the effective config.
     Check {
         #[command(flatten)]
@@ -152,6 +159,34 @@ pub enum RiskCommand {
         #[command(flatten)]
         config: ConfigArg,
         subject: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PullsCommand {
+    /// Pull the latest window that is due, or with --start (and --end) every whole window of
+    /// the schedule in [start, end), oldest first. A window that fails writes nothing; the
+    /// others go on. Exit code 1 when any failed.
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The pull's `name` in `[[pulls]]`.
+        name: String,
+        /// Backfill from this time: RFC 3339 (2026-12-01T00:00:00Z) or a date (midnight UTC).
+        #[arg(long)]
+        start: Option<String>,
+        /// Backfill up to this time (exclusive; default: the end of the latest window due now).
+        #[arg(long)]
+        end: Option<String>,
+    },
+    /// Each pull's last window (rows, pages, requests, status, error), the failed windows
+    /// waiting for a retry, and when the next window is due.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -5,7 +5,8 @@
 //! Each section is owned by the crate that reads it (ADR 0035): `[bus]` by strata-bus,
 //! `[server]` and `[collector]` by strata-collect, `[lake]`, `[catalog]` and `[privacy]` by
 //! strata-table, `[catalog_server]` by strata-rest, `[[sources]]` by strata-cdc, `[warehouse]`
-//! by strata-warehouse, `[data]` and `[governance]` by strata-core. This root loads the file,
+//! by strata-warehouse, `[[pulls]]` by strata-pull, `[data]` and `[governance]` by
+//! strata-core. This root loads the file,
 //! applies the environment, resolves paths, calls every section's `validate()` and adds the
 //! checks that span sections; [`Config::validate_all`] returns every problem at once.
 //!
@@ -68,6 +69,9 @@ pub struct Config {
     /// Abuse rules evaluated on live events (`[[risk.rules]]`, none by default): decisions in
     /// `ods.ods_risk_decision`, blocks enforced by every collector.
     pub risk: strata_stream::risk::RiskConfig,
+    /// Third-party HTTP APIs pulled on a schedule, window by window, into lake tables
+    /// (`[[pulls]]`, none by default; `strata pulls`, docs/pulls.md).
+    pub pulls: Vec<strata_pull::PullConfig>,
 }
 
 /// Problems as one message: a single problem as it is, several one per line after their count.
@@ -178,6 +182,7 @@ impl Config {
                 .map_err(|e| e.lines().map(str::to_string).collect()),
         );
         section(self.risk.validate());
+        problems.extend(strata_pull::validate_list(&self.pulls));
         problems.extend(self.feed.problems(&self.experiments));
         problems.extend(self.cross_section_problems());
         problems
@@ -214,6 +219,18 @@ impl Config {
                         other.0, other.1, source.name, table, target.0, target.1
                     ));
                 }
+            }
+        }
+        for pull in &self.pulls {
+            let Ok(table) = pull.table_ident() else {
+                continue;
+            };
+            let key = (table.namespace().join("."), table.name().to_string());
+            if let Some((source, source_table)) = targets.get(&key) {
+                problems.push(format!(
+                    "pulls.{} and sources {source}.{source_table} both write {}.{} (a pull and a CDC table)",
+                    pull.name, key.0, key.1
+                ));
             }
         }
         problems

@@ -328,3 +328,25 @@ fn an_empty_role_list_is_one_problem_not_two() {
     assert!(err.contains("server.roles is empty"), "{err}");
     assert!(!err.contains("embedded bus"), "{err}");
 }
+
+#[test]
+fn pulls_are_checked_with_the_rest() {
+    let text = "[[sources]]\nname = \"app\"\nkind = \"mysql\"\nurl = \"mysql://u@h/db\"\ntables = [\"orders\"]\n\
+                [[pulls]]\nname = \"orders\"\nschedule = \"0 * * * *\"\nurl = \"https://x/?from={start}\"\ntable = \"ods.ods_orders\"\n\
+                [[pulls]]\nname = \"bad\"\nschedule = \"daily\"\nurl = \"https://x/\"\n";
+    let err = Config::from_toml(text).unwrap_err().to_string();
+    assert!(err.starts_with("2 problems:\n"), "{err}");
+    assert!(
+        err.contains("pulls.orders and sources app.orders both write ods.ods_orders (a pull and a CDC table)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("pulls.bad.schedule: \"daily\": a cron expression has 5 fields"),
+        "{err}"
+    );
+    let ok = Config::from_toml(
+        "[[pulls]]\nname = \"orders\"\nschedule = \"0 * * * *\"\nurl = \"https://x/?from={start}\"\nheaders = { Authorization = \"Bearer ${env:T}\" }\n",
+    )
+    .unwrap();
+    assert_eq!(ok.pulls[0].table_ident().unwrap().to_string(), "ods.ods_pull_orders");
+}

@@ -12,6 +12,10 @@ pub async fn run(path: &Path) -> Result<()> {
     let config = Config::load_unchecked(path)?;
     let mut problems = config.validate_all();
     problems.extend(feature_view_problems(&config).await);
+    // Secrets the pulls read from the environment: unset here, a pull would fail.
+    problems.extend(strata_pull::config::missing_env(&config.pulls, &|k| {
+        std::env::var(k).ok()
+    }));
     if let Err(e) = crate::bus::validate(&config) {
         problems.push(format!("{e:#}"));
     }
@@ -27,6 +31,7 @@ pub async fn run(path: &Path) -> Result<()> {
         bail!(report);
     }
     let mut shown = config.clone();
+    strata_pull::config::redact_headers(&mut shown.pulls);
     for s in &mut shown.sources {
         s.url = strata_core::redact::redact_url(&s.url);
     }

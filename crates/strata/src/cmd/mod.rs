@@ -12,6 +12,7 @@ mod init;
 mod load;
 mod models;
 mod privacy;
+mod pulls;
 mod risk;
 mod serve;
 mod sim;
@@ -96,6 +97,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         },
         Command::Table { command } => table::run(command).await,
         Command::Privacy { command } => privacy::run(command).await,
+        Command::Pulls { command } => pulls::run(command).await,
         Command::Features { command } => features::run(command).await,
         Command::Models { command } => models::run(command).await,
         Command::Experiments { command } => experiments::run(command).await,

@@ -304,6 +304,20 @@ pub async fn serve_until(
         }
         _ => None,
     };
+    // Scheduled HTTP pulls (`[[pulls]]`), beside the warehouse schedule: each window due is
+    // pulled into its table (one partition overwrite), missed windows caught up.
+    let (stop_pulls, pulls_shutdown) = watch::channel(false);
+    let pulls_task = match (&lake, runs(Role::Warehouse) && !config.pulls.is_empty()) {
+        (Some(lake), true) => {
+            let pulls = strata_pull::compile_all(&config.pulls)?;
+            let runner = strata_pull::Runner::new(lake.clone(), &config.data.dir)?;
+            let rx = pulls_shutdown.clone();
+            Some(spawn_guarded("pulls", pulls_shutdown, &gave_up, move || {
+                strata_pull::schedule::scheduler(runner.clone(), pulls.clone(), rx.clone())
+            }))
+        }
+        _ => None,
+    };
     // Background compaction: optimistic commits, so it never blocks the sink's appends.
     let (stop_compaction, compaction_shutdown) = watch::channel(false);
     let compaction_task = match (&lake, runs(Role::Sink) && config.lake.compaction) {
@@ -545,6 +559,11 @@ pub async fn serve_until(
     // A warehouse run in progress stops here; re-running its date later replaces its output.
     let _ = stop_warehouse.send(true);
     if let Some(task) = warehouse_task {
+        let _ = task.await;
+    }
+    // A window being pulled is dropped uncommitted; it is pulled again at the next start.
+    let _ = stop_pulls.send(true);
+    if let Some(task) = pulls_task {
         let _ = task.await;
     }
     // A compaction in progress is dropped; files it wrote but did not commit are orphans.
