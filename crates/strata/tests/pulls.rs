@@ -225,3 +225,42 @@ async fn pulls_backfill_rerun_fail_and_report() {
     );
     assert!(text(&out).contains("pulls: orders"), "{}", text(&out));
 }
+
+/// `strata serve` runs the schedule: a pull whose `start` is minutes ago catches up its missed
+/// minute windows in the background, and stops with the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_catches_up_missed_windows() {
+    let (addr, _) = start_api().await;
+    let env = Env::new();
+    let start = chrono::Utc::now() - chrono::Duration::minutes(3);
+    append(
+        &env,
+        &format!(
+            "\n[[pulls]]\nname = \"orders\"\nschedule = \"* * * * *\"\nstart = \"{}\"\n\
+             url = \"http://{addr}/orders?day={{ds}}\"\n\
+             headers = {{ Authorization = \"Bearer ${{env:ORDERS_TOKEN}}\" }}\n\
+             records = \"$.data\"\npagination = {{ kind = \"next_link\", next = \"$.next\" }}\n",
+            start.to_rfc3339()
+        ),
+    );
+    let server = env.serve_with_env("1s", &[("ORDERS_TOKEN", TOKEN)]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let state = loop {
+        let out = strata(&env, &["pulls", "status", "--json"], None);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if json[0]["state"]["windows_ok"].as_u64().unwrap_or(0) >= 2 {
+            break json[0]["state"].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", text(&out));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    server.stop();
+    assert_eq!(state["failed"], json!([]), "{state}");
+    let windows =
+        env.sql_count("SELECT count(DISTINCT window_start) AS n FROM ods.ods_pull_orders");
+    assert!(windows >= 2, "{windows}");
+    assert_eq!(
+        env.sql_count("SELECT count(*) AS n FROM ods.ods_pull_orders"),
+        windows * 5
+    );
+}
