@@ -348,5 +348,8 @@ fn pulls_are_checked_with_the_rest() {
         "[[pulls]]\nname = \"orders\"\nschedule = \"0 * * * *\"\nurl = \"https://x/?from={start}\"\nheaders = { Authorization = \"Bearer ${env:T}\" }\n",
     )
     .unwrap();
-    assert_eq!(ok.pulls[0].table_ident().unwrap().to_string(), "ods.ods_pull_orders");
+    assert_eq!(
+        ok.pulls[0].table_ident().unwrap().to_string(),
+        "ods.ods_pull_orders"
+    );
 }

@@ -312,9 +312,12 @@ pub async fn serve_until(
             let pulls = strata_pull::compile_all(&config.pulls)?;
             let runner = strata_pull::Runner::new(lake.clone(), &config.data.dir)?;
             let rx = pulls_shutdown.clone();
-            Some(spawn_guarded("pulls", pulls_shutdown, &gave_up, move || {
-                strata_pull::schedule::scheduler(runner.clone(), pulls.clone(), rx.clone())
-            }))
+            Some(spawn_guarded(
+                "pulls",
+                pulls_shutdown,
+                &gave_up,
+                move || strata_pull::schedule::scheduler(runner.clone(), pulls.clone(), rx.clone()),
+            ))
         }
         _ => None,
     };
