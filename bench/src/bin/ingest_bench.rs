@@ -4,7 +4,12 @@
 //! measured the same way in the same run.
 //!
 //! Usage: ingest-bench [--seconds N] [--connections C] [--strata PATH] [--out DIR]
-//!        [--tansu PATH] [--only default|1s]
+//!        [--tansu PATH] [--only default|1s|schema] [--schema]
+//!
+//! `--schema` adds a run at the default settings with a JSON Schema registered for the events
+//! it sends (`Post Viewed`: every event validated by the collector), right after the plain
+//! default run, and reports the throughput ratio of the two (issue #28: validation may cost at
+//! most 10 %). `--only schema` runs that configuration alone.
 //! (bench/run.sh builds everything in release mode and calls this.)
 
 use std::net::SocketAddr;
@@ -20,6 +25,11 @@ use strata_bench::{machine, peak_rss_mib, run_load, suite, BatchTemplate, Conn, 
 const WRITE_KEY: &str = "bench-key";
 const EVENTS_PER_BATCH: usize = 100;
 const EVENT_BYTES: usize = 400;
+/// The schema `--schema` registers for the template's events (`strata_bench::BatchTemplate`).
+const SCHEMA: &str = r#"{"type":"object","required":["post_id","feed"],"additionalProperties":false,
+  "properties":{"post_id":{"type":"integer","minimum":0},
+                "feed":{"type":"string","enum":["home","following","trending"]},
+                "pad":{"type":"string","maxLength":1000}}}"#;
 
 struct Args {
     seconds: u64,
@@ -28,9 +38,11 @@ struct Args {
     out: PathBuf,
     /// A tansu broker binary: with it, the same load also runs on the Kafka bus.
     tansu: Option<PathBuf>,
-    /// `--only default` (or `1s`): run just that Strata run and print its figures, no report
-    /// (for profiling one configuration).
+    /// `--only default` (or `1s`, `schema`): run just that Strata run and print its figures,
+    /// no report (for profiling one configuration).
     only: Option<String>,
+    /// Also run the default settings with a schema registered for the events sent.
+    schema: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -45,6 +57,7 @@ fn parse_args() -> Result<Args> {
         out: PathBuf::from("bench/results"),
         tansu: std::env::var_os("STRATA_TANSU_BIN").map(PathBuf::from),
         only: None,
+        schema: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -56,6 +69,7 @@ fn parse_args() -> Result<Args> {
             "--out" => args.out = PathBuf::from(val()?),
             "--tansu" => args.tansu = Some(PathBuf::from(val()?)),
             "--only" => args.only = Some(val()?),
+            "--schema" => args.schema = true,
             other => bail!("unknown argument {other}"),
         }
     }
@@ -76,20 +90,37 @@ async fn main() -> Result<()> {
     );
 
     if let Some(only) = &args.only {
-        let flush = match only.as_str() {
-            "default" => None,
-            "1s" => Some("1s"),
-            other => bail!("--only takes default or 1s, not {other}"),
+        let (flush, schema) = match only.as_str() {
+            "default" => (None, false),
+            "1s" => (Some("1s"), false),
+            "schema" => (None, true),
+            other => bail!("--only takes default, 1s or schema, not {other}"),
         };
-        strata_run(&args, &template, duration, flush, None, 1).await?;
+        strata_run(&args, &template, duration, flush, None, 1, schema).await?;
         return Ok(());
     }
 
     // 1. Strata at default settings (10 s flush), then 2. with --flush-interval 1s.
     settle();
-    let default_run = strata_run(&args, &template, duration, None, None, 1).await?;
+    let default_run = strata_run(&args, &template, duration, None, None, 1, false).await?;
+    // 1b. The same with every event validated against a registered schema (--schema).
+    let schema_run = if args.schema {
+        settle();
+        Some(strata_run(&args, &template, duration, None, None, 3_000_000_000, true).await?)
+    } else {
+        None
+    };
     settle();
-    let fast_run = strata_run(&args, &template, duration, Some("1s"), None, 1_000_000_000).await?;
+    let fast_run = strata_run(
+        &args,
+        &template,
+        duration,
+        Some("1s"),
+        None,
+        1_000_000_000,
+        false,
+    )
+    .await?;
     // 3. The same as 2. on the Kafka bus (a tansu broker on loopback, memory storage).
     let kafka_run = match &args.tansu {
         Some(bin) => {
@@ -102,6 +133,7 @@ async fn main() -> Result<()> {
                 Some("1s"),
                 Some(&broker.brokers()),
                 2_000_000_000,
+                false,
             )
             .await?;
             let broker_rss = peak_rss_mib(broker.child.id()).unwrap_or(f64::NAN);
@@ -153,6 +185,10 @@ async fn main() -> Result<()> {
         "ceiling_fsync_only": load_json(&ceiling_load),
         "strata_default": default_run.to_json(),
         "strata_flush_1s": fast_run.to_json(),
+        "strata_default_schema_validated": schema_run.as_ref().map(StrataRun::to_json),
+        "ratio_schema_validated_to_default": schema_run
+            .as_ref()
+            .map(|r| r.load.events_per_sec() / default_run.load.events_per_sec()),
         "strata_kafka_flush_1s": kafka_run.as_ref().map(|(run, broker_rss)| {
             let mut j = run.to_json();
             j["broker"] = json!("tansu 0.6, memory storage, same machine");
@@ -200,6 +236,7 @@ async fn strata_run(
     flush: Option<&str>,
     kafka: Option<&str>,
     first_request: u64,
+    schema: bool,
 ) -> Result<StrataRun> {
     let dir = tempdir("strata")?;
     let config = dir.join("strata.toml");
@@ -216,6 +253,22 @@ async fn strata_run(
             config.as_os_str(),
         ],
     )?;
+    if schema {
+        // Every event the template sends is valid: the run measures the check, not rejects.
+        let file = dir.join("post_viewed.json");
+        std::fs::write(&file, SCHEMA)?;
+        cli(
+            &args.strata,
+            &[
+                "schemas".as_ref(),
+                "register".as_ref(),
+                "Post Viewed".as_ref(),
+                file.as_os_str(),
+                "-c".as_ref(),
+                config.as_os_str(),
+            ],
+        )?;
+    }
     if let Some(brokers) = kafka {
         let text = std::fs::read_to_string(&config)?;
         let text = text
@@ -236,9 +289,10 @@ async fn strata_run(
     let mut server = cmd.spawn().context("starting strata serve")?;
     let addr = read_addr(&mut server)?;
     let label = format!(
-        "strata (flush {}, {} bus)",
+        "strata (flush {}, {} bus{})",
         flush.unwrap_or("10s default"),
-        if kafka.is_some() { "kafka" } else { "embedded" }
+        if kafka.is_some() { "kafka" } else { "embedded" },
+        if schema { ", schema validated" } else { "" }
     );
 
     // Sample the lake sink's lag once a second while the load runs.
@@ -465,6 +519,12 @@ fn markdown(r: &serde_json::Value) -> String {
         c["requests_failed"]
     ));
     s.push_str(&row("strata, flush 10 s (default)", &r["strata_default"]));
+    if !r["strata_default_schema_validated"].is_null() {
+        s.push_str(&row(
+            "strata, flush 10 s, schema validated",
+            &r["strata_default_schema_validated"],
+        ));
+    }
     s.push_str(&row("strata, flush 1 s", &r["strata_flush_1s"]));
     if !r["strata_kafka_flush_1s"].is_null() {
         s.push_str(&row(
@@ -503,6 +563,11 @@ fn markdown(r: &serde_json::Value) -> String {
     if let Some(rss) = r["strata_kafka_flush_1s"]["broker_peak_rss_mib"].as_f64() {
         s.push_str(&format!(
             "The Kafka run's broker is tansu 0.6 (memory storage) on the same 2 cores; its peak RSS was {rss:.0} MiB (not in Strata's figure).\n\n"
+        ));
+    }
+    if let Some(ratio) = r["ratio_schema_validated_to_default"].as_f64() {
+        s.push_str(&format!(
+            "Schema validation (every event checked against a registered JSON Schema): **{ratio:.2}** of the plain default run's throughput (target ≥ 0.90).\n\n"
         ));
     }
     s.push_str("Ack→commit is `ingested_at - server_ts` of every row in the lake (the time from the collector stamping an event to the lake sink committing it).\n");

@@ -4,8 +4,10 @@
 //! geo database configured: its lookup is once per request), dedup and the bus record
 //! encoding — into a log that only counts what it is given. Prints events/s on one core
 //! besides criterion's report: the ceiling the collector puts on ingest before any fsync.
-//! Measured twice in the same run: as is, and with `[collector.pii]` hashing four fields of
-//! every event (user id, anonymous id, a property, the user agent).
+//! Measured three times in the same run: as is, with `[collector.pii]` hashing four fields of
+//! every event (user id, anonymous id, a property, the user agent), and with a JSON Schema
+//! registered for the events' subject (`Post Viewed`: four typed properties, one an enum) so
+//! every event is validated (issue #28: validation may cost at most 10 % of ingest).
 
 #![allow(
     clippy::unwrap_used,
@@ -115,11 +117,29 @@ const PII_PATHS: [&str; 4] = [
     "context.userAgent",
 ];
 
+/// The schema of the schema variant: every property of the bench's events, typed.
+const SCHEMA: &str = r#"{"type":"object","required":["post_id","feed"],"properties":{
+    "post_id":{"type":"integer","minimum":0},"dwell_ms":{"type":"integer","minimum":0},
+    "position":{"type":"integer"},"feed":{"type":"string","enum":["home","following","trending"]}}}"#;
+
+/// What a variant adds to the plain collector.
+#[derive(Clone, Copy, PartialEq)]
+enum Variant {
+    Plain,
+    Pii,
+    Schema,
+}
+
 fn collector(
     rt: &tokio::runtime::Runtime,
     dir: &std::path::Path,
-    pii: bool,
+    variant: Variant,
 ) -> (axum::Router, Arc<CountingLog>) {
+    let pii = variant == Variant::Pii;
+    if variant == Variant::Schema {
+        let registry = strata_schema::Registry::open(dir, Default::default()).unwrap();
+        registry.register("Post Viewed", SCHEMA).unwrap();
+    }
     let mut apps = Apps::default();
     apps.add(App {
         name: "bench".into(),
@@ -165,15 +185,16 @@ fn parse_enrich(c: &mut Criterion) {
         .unwrap();
     let root = tempfile::tempdir().unwrap();
     let variants: Vec<_> = [
-        (false, "batch_100_track_events"),
-        (true, "batch_100_track_events_pii"),
+        (Variant::Plain, "batch_100_track_events"),
+        (Variant::Pii, "batch_100_track_events_pii"),
+        (Variant::Schema, "batch_100_track_events_schema"),
     ]
     .into_iter()
-    .map(|(pii, name)| {
+    .map(|(variant, name)| {
         let dir = root.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
-        let (router, log) = collector(&rt, &dir, pii);
-        (pii, name, router, log, AtomicU64::new(0))
+        let (router, log) = collector(&rt, &dir, variant);
+        (variant, name, router, log, AtomicU64::new(0))
     })
     .collect();
     let bytes = body(0).len();
@@ -181,7 +202,7 @@ fn parse_enrich(c: &mut Criterion) {
     // A plain measurement first: bodies prepared up front, then sent one after another; the
     // variants alternate for three rounds and the best round of each counts (the machine may
     // be shared).
-    let mut best = [Duration::MAX; 2];
+    let mut best = [Duration::MAX; 3];
     for _round in 0..3 {
         for (i, (_, _, router, log, next)) in variants.iter().enumerate() {
             let requests: Vec<_> = (0..2_000)
@@ -203,8 +224,12 @@ fn parse_enrich(c: &mut Criterion) {
         }
     }
     let events = 2_000 * EVENTS;
-    for ((pii, ..), elapsed) in variants.iter().zip(best) {
-        let what = if *pii { ", 4 pii fields hashed" } else { "" };
+    for ((variant, ..), elapsed) in variants.iter().zip(best) {
+        let what = match variant {
+            Variant::Plain => "",
+            Variant::Pii => ", 4 pii fields hashed",
+            Variant::Schema => ", every event validated against its schema",
+        };
         println!(
             "collector parse + validate + enrich + encode (no bus{what}): {events} events in {elapsed:.2?} (best of 3): {:.0} events/s on one core, {:.1} µs/event, {bytes} B per {EVENTS}-event request",
             events as f64 / elapsed.as_secs_f64(),
@@ -214,6 +239,10 @@ fn parse_enrich(c: &mut Criterion) {
     println!(
         "pii hashing costs {:.2}x the time of the same requests without it",
         best[1].as_secs_f64() / best[0].as_secs_f64()
+    );
+    println!(
+        "schema validation costs {:.2}x the time of the same requests without it (collector CPU only, no bus)",
+        best[2].as_secs_f64() / best[0].as_secs_f64()
     );
 
     let mut group = c.benchmark_group("collector");

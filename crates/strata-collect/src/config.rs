@@ -124,6 +124,10 @@ pub struct CollectorConfig {
     /// `[collector.pii]`: event fields replaced by a keyed hash (`hmac:<hex>`) before they
     /// reach the bus, for every app and per app; the key lives outside the data directory.
     pub pii: strata_core::apps::pii::PiiConfig,
+    /// `[collector.schemas]`: what happens to events that break their subject's registered
+    /// schema (`reject` or `tag`, per subject), and the default compatibility level checked
+    /// when a version is registered (docs/schemas.md).
+    pub schemas: strata_schema::SchemasConfig,
 }
 
 impl Default for CollectorConfig {
@@ -137,6 +141,7 @@ impl Default for CollectorConfig {
             geoip_db: None,
             signature_window: Duration::from_secs(300),
             pii: Default::default(),
+            schemas: Default::default(),
         }
     }
 }
@@ -169,7 +174,18 @@ impl CollectorConfig {
     /// Every problem of the section, one message each; `data_dir` is where a relative PII key
     /// file would live (it must not: the key stays outside the data directory).
     pub fn validate(&self, data_dir: &Path) -> Result<(), Vec<String>> {
-        self.pii.validate(data_dir).map_err(|e| vec![e.to_string()])
+        let mut problems = Vec::new();
+        if let Err(e) = self.pii.validate(data_dir) {
+            problems.push(e.to_string());
+        }
+        if let Err(found) = self.schemas.validate() {
+            problems.extend(found);
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
     }
 }
 

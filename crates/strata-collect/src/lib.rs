@@ -5,7 +5,8 @@
 //! Where things live: `routes.rs` (request flow), `auth.rs` (write keys, app registry,
 //! signatures), `decode.rs` (body limits, gzip, JSON shapes), `validate.rs` (per-event rules →
 //! [`strata_core::Event`] or a rejection), `enrich.rs` (IP, geo, UA), `pii.rs` (per-app PII
-//! hashing before the bus), `dedup.rs`, `error.rs` (the one error type and its HTTP mapping).
+//! hashing before the bus), `dedup.rs`, `error.rs` (the one error type and its HTTP mapping),
+//! `schemas.rs` (events checked against their subject's registered JSON Schema).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ mod enrich;
 mod error;
 mod pii;
 mod routes;
+mod schemas;
 mod validate;
 
 pub use auth::{sign, SIGNATURE_HEADER, TIMESTAMP_HEADER};
@@ -51,6 +53,9 @@ pub struct Collector {
     log: Arc<dyn Log>,
     /// Risk blocks in force, followed from the bus (`blocks.rs`).
     blocks: Arc<blocks::Blocklist>,
+    /// The event schema registry (`<data>/schema_registry.json`): events whose subject has a
+    /// schema are validated (`routes.rs`).
+    schemas: Arc<strata_schema::Registry>,
 }
 
 impl Collector {
@@ -74,10 +79,15 @@ impl Collector {
         let warmed = dedup.warm(&log, strata_core::time::now_micros()).await?;
         tracing::info!(warmed, "collector dedup set warmed from the bus");
         let micros = |d: std::time::Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        let schemas = Arc::new(
+            strata_schema::Registry::open(&config.data_dir, c.schemas.clone())
+                .map_err(|e| Error::Setup(format!("opening the schema registry: {e}")))?,
+        );
         let blocks = Arc::new(blocks::Blocklist::default());
         blocks::follow(log.clone(), blocks.clone());
         Ok(Arc::new(Collector {
             blocks,
+            schemas,
             limits: Limits {
                 max_event_bytes: c.max_event_bytes,
                 max_age_micros: micros(c.max_event_age),
@@ -97,6 +107,12 @@ impl Collector {
     /// The risk blocks this collector enforces.
     pub fn blocks(&self) -> &Arc<blocks::Blocklist> {
         &self.blocks
+    }
+
+    /// The schema registry this collector validates with (share it with the registry's HTTP
+    /// API so a registration takes effect here at once).
+    pub fn schemas(&self) -> &Arc<strata_schema::Registry> {
+        &self.schemas
     }
 
     /// All `/v1/*` routes and `GET /health` (503 while the bus cannot take events).

@@ -276,6 +276,14 @@ impl Collector {
         let mut built = Vec::with_capacity(items.len());
         let mut errors = Vec::new();
         let mut reject_kinds = Vec::new();
+        // Schemas: one snapshot per request; none at all keeps the check off the path.
+        let schemas = &self.config.collector.schemas;
+        let snapshot = if schemas.validate {
+            Some(self.schemas.snapshot()).filter(|s| !s.is_empty())
+        } else {
+            None
+        };
+        let mut validated = 0u64;
         for (index, item) in items.iter().enumerate() {
             let outcome = match &item.parsed {
                 Ok(parsed) => build_event(item.raw, parsed, &env, &self.limits).map_err(|r| {
@@ -315,6 +323,14 @@ impl Collector {
                     Some(reason) => Err(("blocked", reason, Some(event.message_id.to_string()))),
                 },
                 Err(e) => Err(e),
+            };
+            // An event that breaks its subject's schema: refused, or accepted and tagged.
+            let outcome = match (outcome, &snapshot) {
+                (Ok(event), Some(snapshot)) => {
+                    crate::schemas::check(snapshot, schemas, event, &mut validated)
+                        .map_err(|(kind, reason, message_id)| (kind, reason, Some(message_id)))
+                }
+                (outcome, _) => outcome,
             };
             match outcome {
                 Ok(event) => {
@@ -411,6 +427,9 @@ impl Collector {
         // Only now: a failed append must not make the client's retry look like a duplicate.
         self.dedup.record_many(&new_keys, server_ts);
         metrics::counter!("strata_collect_events_accepted_total").increment(new_keys.len() as u64);
+        if validated > 0 {
+            metrics::counter!("strata_collect_schema_validated_events_total").increment(validated);
+        }
         metrics::counter!("strata_collect_events_deduplicated_total").increment(duplicates as u64);
         for kind in reject_kinds {
             metrics::counter!("strata_collect_events_rejected_total", "reason_kind" => kind)

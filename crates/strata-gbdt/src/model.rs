@@ -155,7 +155,7 @@ struct Quick {
     leaf_offset: Vec<u32>,
     leaf_value: Vec<f64>,
     /// The numeric splits as per-feature tables of words, when they fit the table limit.
-    table: Option<Table>,
+    table: Option<TableForm>,
 }
 
 /// Default for [`Model::set_table_limit`].
@@ -165,9 +165,46 @@ pub const DEFAULT_TABLE_LIMIT: usize = 16 << 20;
 /// (one per tree) for each interval between its distinct thresholds — the AND of the masks of
 /// every split a value in that interval goes right at — and one row for a missing value. A
 /// row's words then come from one binary search and one AND per feature of the row, a loop
-/// the compiler vectorises, instead of one AND per split the value goes right at.
+/// the compiler vectorises, instead of one AND per split the value goes right at. Words are
+/// 32 bits when no tree has more than 32 leaves (half the memory to stream), else 64.
+#[derive(Debug, Clone, PartialEq)]
+enum TableForm {
+    W32(Table<u32>),
+    W64(Table<u64>),
+}
+
+/// A tree's word of leaves: a bit per leaf, the lowest set bit the leaf reached.
+trait Word: Copy + Default + PartialEq + std::fmt::Debug + std::ops::BitAndAssign {
+    const ONES: Self;
+    /// The low bits of a 64-bit mask (the tree has no leaf above them).
+    fn from_mask(mask: u64) -> Self;
+    fn lowest(self) -> u32;
+}
+
+impl Word for u32 {
+    const ONES: u32 = u32::MAX;
+    fn from_mask(mask: u64) -> u32 {
+        mask as u32
+    }
+    #[inline]
+    fn lowest(self) -> u32 {
+        self.trailing_zeros()
+    }
+}
+
+impl Word for u64 {
+    const ONES: u64 = u64::MAX;
+    fn from_mask(mask: u64) -> u64 {
+        mask
+    }
+    #[inline]
+    fn lowest(self) -> u32 {
+        self.trailing_zeros()
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
-struct Table {
+struct Table<W> {
     /// Features with numeric splits (the others clear no bits).
     features: Vec<u32>,
     /// Per entry of `features`: its distinct thresholds, ascending, `thr[toff[i]..toff[i + 1]]`.
@@ -177,17 +214,20 @@ struct Table {
     /// `p` of its `k` thresholds, row `roff[i] + k + 1` for a missing value.
     roff: Vec<u32>,
     /// Rows of one word per tree.
-    words: Vec<u64>,
+    words: Vec<W>,
 }
 
-impl Table {
+impl<W: Word> Table<W> {
     /// The table of `q`'s numeric splits over `trees` trees, or `None` past `limit` bytes.
-    fn build(q: &Quick, features: usize, trees: usize, limit: usize) -> Option<Table> {
+    fn build(q: &Quick, features: usize, trees: usize, limit: usize) -> Option<Table<W>> {
         let mut t = Table {
             toff: vec![0],
-            ..Table::default()
+            features: Vec::new(),
+            thr: Vec::new(),
+            roff: Vec::new(),
+            words: Vec::new(),
         };
-        let mut row = vec![u64::MAX; trees];
+        let mut row = vec![W::ONES; trees];
         for f in 0..features {
             let (a, b) = (q.offsets[f] as usize, q.offsets[f + 1] as usize);
             if a == b {
@@ -196,26 +236,26 @@ impl Table {
             t.features.push(u32::try_from(f).ok()?);
             t.roff
                 .push(u32::try_from(t.words.len() / trees.max(1)).ok()?);
-            row.fill(u64::MAX);
+            row.fill(W::ONES);
             t.words.extend_from_slice(&row);
             let mut i = a;
             while i < b {
                 let thr = q.thr[i];
                 while i < b && q.thr[i] == thr {
-                    row[q.tree[i] as usize] &= q.mask[i];
+                    row[q.tree[i] as usize] &= W::from_mask(q.mask[i]);
                     i += 1;
                 }
                 t.thr.push(thr);
                 t.words.extend_from_slice(&row);
             }
-            row.fill(u64::MAX);
+            row.fill(W::ONES);
             let (a, b) = (q.nan_offsets[f] as usize, q.nan_offsets[f + 1] as usize);
             for (&h, &m) in q.nan_tree[a..b].iter().zip(&q.nan_mask[a..b]) {
-                row[h as usize] &= m;
+                row[h as usize] &= W::from_mask(m);
             }
             t.words.extend_from_slice(&row);
             t.toff.push(u32::try_from(t.thr.len()).ok()?);
-            if t.words.len().saturating_mul(8) > limit {
+            if t.words.len().saturating_mul(std::mem::size_of::<W>()) > limit {
                 return None;
             }
         }
@@ -225,7 +265,7 @@ impl Table {
     /// Clears in `v` (one word per tree) the bits of the leaves `row` cannot reach through a
     /// numeric split.
     #[inline]
-    fn apply(&self, row: &[f32], v: &mut [u64]) {
+    fn apply(&self, row: &[f32], v: &mut [W]) {
         let trees = v.len();
         for (i, &f) in self.features.iter().enumerate() {
             let x = row[f as usize];
@@ -416,6 +456,7 @@ impl Model {
         let mut cats = Vec::new();
         let mut leaf_offset = Vec::with_capacity(self.roots.len());
         let mut leaf_value = Vec::new();
+        let mut max_leaves = 0;
         let mut seen = vec![false; self.nodes.len()];
         for (h, &root) in self.roots.iter().enumerate() {
             leaf_offset.push(u32::try_from(leaf_value.len()).ok()?);
@@ -462,6 +503,7 @@ impl Model {
                 }
                 stack.push((n.right, u32::MAX));
             }
+            max_leaves = max_leaves.max(leaves.len());
             leaf_value.extend(leaves);
         }
         splits.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
@@ -489,30 +531,56 @@ impl Model {
             leaf_value,
             table: None,
         };
-        q.table = Table::build(&q, nf, self.roots.len(), self.table_limit);
+        let (trees, limit) = (self.roots.len(), self.table_limit);
+        q.table = if max_leaves <= 32 {
+            Table::build(&q, nf, trees, limit).map(TableForm::W32)
+        } else {
+            Table::build(&q, nf, trees, limit).map(TableForm::W64)
+        };
         Some(q)
     }
 
     /// Raw scores of row-major `rows` with the [`Quick`] form; the same sums, in the same
     /// (tree) order, as the walk, so the same bits.
     fn quick_raw_batch(&self, q: &Quick, rows: &[f32], n_features: usize, out: &mut [f32]) {
-        let mut v = vec![u64::MAX; self.roots.len()];
+        match &q.table {
+            Some(TableForm::W32(t)) => self.words_raw_batch(q, rows, n_features, out, |row, v| {
+                t.apply(row, v);
+            }),
+            Some(TableForm::W64(t)) => self.words_raw_batch(q, rows, n_features, out, |row, v| {
+                t.apply(row, v);
+            }),
+            None => self.words_raw_batch(q, rows, n_features, out, |row, v: &mut [u64]| {
+                self.quick_numeric(q, row, v);
+            }),
+        }
+    }
+
+    /// Scores rows with one word of type `W` per tree: `numeric` clears the bits the numeric
+    /// splits rule out, then the categorical splits are tested one by one and each tree's
+    /// lowest bit left is its leaf.
+    #[inline]
+    fn words_raw_batch<W: Word>(
+        &self,
+        q: &Quick,
+        rows: &[f32],
+        n_features: usize,
+        out: &mut [f32],
+        numeric: impl Fn(&[f32], &mut [W]),
+    ) {
+        let mut v = vec![W::ONES; self.roots.len()];
         for (row, o) in rows.chunks_exact(n_features).zip(out.iter_mut()) {
-            v.fill(u64::MAX);
-            if let Some(t) = &q.table {
-                t.apply(row, &mut v);
-            } else {
-                self.quick_numeric(q, row, &mut v);
-            }
+            v.fill(W::ONES);
+            numeric(row, &mut v);
             for &(node, h, m) in &q.cats {
                 let n = &self.fast[node as usize];
                 if !self.goes_left(n, row[(n.fk & FK_FEATURE) as usize]) {
-                    v[h as usize] &= m;
+                    v[h as usize] &= W::from_mask(m);
                 }
             }
             let mut acc = self.base_score;
             for (h, &bits) in v.iter().enumerate() {
-                acc += q.leaf_value[q.leaf_offset[h] as usize + bits.trailing_zeros() as usize];
+                acc += q.leaf_value[q.leaf_offset[h] as usize + bits.lowest() as usize];
             }
             *o = acc as f32;
         }
@@ -623,20 +691,21 @@ impl Model {
         }
     }
 
-    /// Which form [`Self::predict_batch`] scores with: `"table"` (every tree has at most 64
-    /// leaves and the numeric splits' per-feature tables fit the table limit), `"bitvector"`
+    /// Which form [`Self::predict_batch`] scores with: `"table32"`/`"table64"` (every tree has
+    /// at most 32/64 leaves and the numeric splits' per-feature tables fit the table limit), `"bitvector"`
     /// (QuickScorer, one split at a time: the tables would not fit) or `"walk"` (a tree has
     /// more than 64 leaves: blocks of rows walk each tree in lockstep).
     pub fn batch_scorer(&self) -> &'static str {
-        match &self.quick {
-            Some(q) if q.table.is_some() => "table",
-            Some(_) => "bitvector",
+        match self.quick.as_deref().map(|q| &q.table) {
+            Some(Some(TableForm::W32(_))) => "table32",
+            Some(Some(TableForm::W64(_))) => "table64",
+            Some(None) => "bitvector",
             None => "walk",
         }
     }
 
     /// Sets the largest per-feature table the batch scorer builds (bytes; default
-    /// [`DEFAULT_TABLE_LIMIT`], 0: none): one row of 8 bytes per tree for each distinct
+    /// [`DEFAULT_TABLE_LIMIT`], 0: none): one row of a word (4 or 8 bytes) per tree for each distinct
     /// threshold of each feature, plus two. Above it, batches are scored one split at a time.
     pub fn set_table_limit(&mut self, bytes: usize) {
         self.table_limit = bytes;

@@ -526,7 +526,8 @@ fn batch_scoring_matches_the_walk_bit_for_bit() {
     rows.extend([f32::NEG_INFINITY, -1.0, f32::NAN]);
     rows.extend([f32::NAN, f32::NAN, f32::NAN]);
     for (leaves, table_limit, scorer) in [
-        (31, DEFAULT_TABLE_LIMIT, "table"),
+        (31, DEFAULT_TABLE_LIMIT, "table32"),
+        (60, DEFAULT_TABLE_LIMIT, "table64"),
         (31, 0, "bitvector"),
         (200, DEFAULT_TABLE_LIMIT, "walk"),
     ] {

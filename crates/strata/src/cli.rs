@@ -128,6 +128,13 @@ pub enum Command {
         #[command(subcommand)]
         command: RiskCommand,
     },
+    /// Event schemas: the registry of JSON Schemas the collector validates events against (a
+    /// subject per track event name or call type), proposals from the lake, typed-column
+    /// models (docs/schemas.md).
+    Schemas {
+        #[command(subcommand)]
+        command: SchemasCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -921,4 +928,87 @@ pub struct LoadArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchemasCommand {
+    /// Subjects with their latest version, compatibility level and violation action.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A subject's schema (the latest version, or --version N).
+    Show {
+        /// The subject: a track event's name (`"Post Clicked"`) or a call type (`identify`).
+        subject: String,
+        /// A version number or `latest`.
+        #[arg(long)]
+        version: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Register FILE (a JSON Schema) as SUBJECT's next version, checked against its
+    /// compatibility level; or, with --project, every file under <project>/schemas.
+    Register {
+        /// The subject.
+        subject: Option<String>,
+        /// The schema file.
+        file: Option<std::path::PathBuf>,
+        /// Register every schema file of the warehouse project, in version order.
+        #[arg(long)]
+        project: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Whether FILE could be registered as SUBJECT's next version (nothing is registered;
+    /// exit code 1 when not compatible).
+    Check {
+        /// The subject.
+        subject: String,
+        /// The schema file.
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Show or set a compatibility level: global, or a subject's.
+    Config {
+        /// The subject (none: the global level).
+        subject: Option<String>,
+        /// NONE, BACKWARD, FORWARD, FULL, or BACKWARD_TRANSITIVE, FORWARD_TRANSITIVE,
+        /// FULL_TRANSITIVE.
+        #[arg(long)]
+        set: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Propose a schema per event type from the events in ods.ods_event: each property's
+    /// types, required when present in at least 99 % of events, examples.
+    Infer {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// How many days back to read (by `dt`).
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Only this subject (a track event name or a call type).
+        #[arg(long)]
+        event: Option<String>,
+        /// Read at most this many events.
+        #[arg(long, default_value_t = 200_000)]
+        limit: usize,
+        /// Write each proposal to <project>/schemas/<subject>.json (existing files are kept).
+        #[arg(long)]
+        write: bool,
+    },
+    /// Warehouse models with the registered properties as typed columns, one per subject
+    /// (`dwd_evt_<subject>`, incremental by dt). Printed, or written with --write.
+    Views {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Write them to <project>/dwd/ (replacing earlier generated files).
+        #[arg(long)]
+        write: bool,
+    },
 }

@@ -12,6 +12,8 @@ pub async fn run(path: &Path) -> Result<()> {
     let config = Config::load_unchecked(path)?;
     let mut problems = config.validate_all();
     problems.extend(feature_view_problems(&config).await);
+    // The project's event schemas (<project>/schemas): JSON, keywords, successive versions.
+    problems.extend(super::schemas::check_problems(&config));
     // Secrets the pulls read from the environment: unset here, a pull would fail.
     problems.extend(strata_pull::config::missing_env(&config.pulls, &|k| {
         std::env::var(k).ok()

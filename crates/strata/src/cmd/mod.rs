@@ -14,6 +14,7 @@ mod models;
 mod privacy;
 mod pulls;
 mod risk;
+mod schemas;
 mod serve;
 mod sim;
 mod sql;
@@ -103,6 +104,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Experiments { command } => experiments::run(command).await,
         Command::Load(args) => load::run(args).await,
         Command::Risk { command } => risk::run(command).await,
+        Command::Schemas { command } => schemas::run(command).await,
     }
 }
 

@@ -209,6 +209,8 @@ pub async fn serve_until(
     listening: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
 ) -> Result<()> {
     let metrics = install_metrics()?;
+    // The project's event schemas, registered before anything starts: a bad one stops here.
+    super::schemas::register_project(&config)?;
     let runs = |role: Role| config.server.runs(role);
     let roles: Vec<&str> = config.server.roles.iter().map(|r| r.name()).collect();
 
@@ -433,10 +435,12 @@ pub async fn serve_until(
         _ => None,
     };
 
+    let mut collector_schemas = None;
     let router = if runs(Role::Collector) {
         let collector = Collector::new(&config.collector_options(), log.clone())
             .await
             .context("starting the collector")?;
+        collector_schemas = Some(collector.schemas().clone());
         collector.router()
     } else {
         let log = log.clone();
@@ -454,6 +458,12 @@ pub async fn serve_until(
             let metrics = metrics.clone();
             async move { metrics.render() }
         }),
+    );
+    // The event schema registry's API (/registry), over the collector's registry when it
+    // runs here; the project's schema files are registered first.
+    router = router.nest(
+        strata_schema::http::PREFIX,
+        super::schemas::registry_router(&config, collector_schemas)?,
     );
     // The access log (audit.access_log) of everything served here, with its retention.
     let (stop_audit, audit_shutdown) = watch::channel(false);
