@@ -24,7 +24,10 @@
 # STREAM_CONNECTIONS (64), STREAM_USERS (200k), STREAM_BOTS (20), STREAM_BOT_RATE (500),
 # STREAM_BOT_SECONDS (3), STREAM_BOT_STAGGER_MS (500), STREAM_RISK_RATE (10000), STREAM_CPU_RATES
 # (50000,100000), STREAM_CPU_SECONDS (20), STREAM_PARTS (freshness,risk,cpu), STREAM_WORK_DIR (stream;
-# not in the default list: `bash bench/run.sh stream`, about 5 minutes; see `stream-bench --help`).
+# not in the default list: `bash bench/run.sh stream`, about 5 minutes; see `stream-bench --help`);
+# ES_DOCS (200k), ES_INCREMENT_DOCS (20k), ES_PAGE (5000), ES_PAGING (auto), ES_NOTE (es: the
+# Elasticsearch source's full export and increment in documents/s against noida-db; not in the
+# default list: `bash bench/run.sh es`; see `es-bench --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUITES=("$@")
@@ -175,8 +178,27 @@ for suite in "${SUITES[@]}"; do
       log "stream"
       "$TARGET/stream-bench" --strata "$TARGET/strata" --out bench/results
       ;;
+    es)
+      # Issue #28: the Elasticsearch source's full export and an increment, documents/s,
+      # against noida-db (an Elasticsearch API emulator; the test venv's pinned copy).
+      TEST_VENV="${STRATA_TEST_VENV:-.venv}"
+      if [ -z "${STRATA_NOIDA_BIN:-}" ]; then
+        if [ ! -x "$TEST_VENV/bin/python" ]; then
+          python3 -m venv "$TEST_VENV"
+        fi
+        if ! "$TEST_VENV/bin/python" -c 'import noida_db' 2>/dev/null; then
+          log "installing noida-db into $TEST_VENV"
+          "$TEST_VENV/bin/pip" install --quiet --disable-pip-version-check \
+            "$(grep '^noida-db==' tests/python/requirements.txt)"
+        fi
+        STRATA_NOIDA_BIN="$("$TEST_VENV/bin/python" -c 'import noida_db, os; print(os.path.join(os.path.dirname(noida_db.__file__), "noida-db"))')"
+        export STRATA_NOIDA_BIN
+      fi
+      log "es"
+      "$TARGET/es-bench" --out bench/results
+      ;;
     *)
-      echo "unknown suite $suite (ingest, merge, dag, cdc, features, gbdt, ann, recall, feed, stream)" >&2
+      echo "unknown suite $suite (ingest, merge, dag, cdc, features, gbdt, ann, recall, feed, stream, es)" >&2
       exit 2
       ;;
   esac

@@ -55,6 +55,16 @@ export STRATA_MOTO_BIN
 # CI always runs the S3 tests: without moto they fail instead of skipping.
 export STRATA_TEST_REQUIRE_S3=1
 
+# --- Elasticsearch API emulator for the Elasticsearch source's tests: noida-db, from the venv ---
+STRATA_NOIDA_BIN="$("$VENV/bin/python" -c 'import noida_db, os; print(os.path.join(os.path.dirname(noida_db.__file__), "noida-db"))')"
+if [ ! -x "$STRATA_NOIDA_BIN" ]; then
+  echo "noida-db binary missing at $STRATA_NOIDA_BIN (noida-db not in tests/python/requirements.txt?)" >&2
+  exit 1
+fi
+export STRATA_NOIDA_BIN
+# CI always runs the Elasticsearch tests: without noida-db they fail instead of skipping.
+export STRATA_TEST_REQUIRE_ES=1
+
 # --- Disk-full tests mount a small tmpfs (CI runs as root): without the permission they fail ---
 export STRATA_TEST_REQUIRE_MOUNT=1
 

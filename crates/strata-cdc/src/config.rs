@@ -1,7 +1,8 @@
 //! `[[sources]]`: the databases mirrored into the lake by change data capture. Each entry is
-//! one kind of connector, tagged by `kind` (`kind = "mysql"`, `kind = "postgres"`), with the
-//! settings every kind shares ([`SourceCommon`], flattened into the entry) and its own
-//! ([`MysqlSourceConfig`], [`PostgresSourceConfig`]).
+//! one kind of connector, tagged by `kind` (`kind = "mysql"`, `kind = "postgres"`,
+//! `kind = "elasticsearch"`), with the settings every kind shares ([`SourceCommon`], flattened
+//! into the entry) and its own ([`MysqlSourceConfig`], [`PostgresSourceConfig`],
+//! [`EsSourceConfig`], the last in `elasticsearch/config.rs`).
 //!
 //! A key that is not a setting of the entry's kind is an error naming the entry, its kind and
 //! the key (`sources[0] (postgres): unknown field "server_id"`). serde's
@@ -20,6 +21,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use strata_core::error::{Error, Result};
 pub use strata_core::redact::redact_url;
 
+pub use crate::elasticsearch::config::{EsSourceConfig, FieldType, Paging};
+
 /// The kind of database a CDC source reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -29,6 +32,9 @@ pub enum SourceKind {
     /// PostgreSQL logical replication (pgoutput): a slot and a publication, a key-ordered
     /// snapshot, then the slot's changes.
     Postgres,
+    /// Elasticsearch or OpenSearch: a full export of one index (point in time or scroll),
+    /// then increments by a timestamp field.
+    Elasticsearch,
 }
 
 impl SourceKind {
@@ -37,8 +43,16 @@ impl SourceKind {
         match self {
             SourceKind::Mysql => "mysql",
             SourceKind::Postgres => "postgres",
+            SourceKind::Elasticsearch => "elasticsearch",
         }
     }
+
+    /// Every kind, in the order messages list them.
+    pub const ALL: [SourceKind; 3] = [
+        SourceKind::Mysql,
+        SourceKind::Postgres,
+        SourceKind::Elasticsearch,
+    ];
 }
 
 impl std::fmt::Display for SourceKind {
@@ -97,6 +111,8 @@ pub enum SourceConfig {
     Mysql(MysqlSourceConfig),
     /// `kind = "postgres"`: PostgreSQL.
     Postgres(PostgresSourceConfig),
+    /// `kind = "elasticsearch"`: an Elasticsearch or OpenSearch index.
+    Elasticsearch(EsSourceConfig),
 }
 
 /// The settings of every kind of source.
@@ -108,11 +124,13 @@ pub struct SourceCommon {
     /// `postgres://cdc:secret@127.0.0.1:5432/app` (the path is the database). MySQL: the user
     /// needs SELECT, REPLICATION SLAVE and REPLICATION CLIENT (BINLOG MONITOR). PostgreSQL: a
     /// role with REPLICATION and SELECT on the tables (and CREATE on the database to create
-    /// the publication), on a server with `wal_level = logical`.
+    /// the publication), on a server with `wal_level = logical`. Elasticsearch:
+    /// `http(s)://host:9200` (credentials go in environment variables, see [`EsSourceConfig`]).
     pub url: String,
     /// Tables of that database to mirror. PostgreSQL: `schema.table`, or a bare name for
     /// schema `public` (topic `cdc.<source>.<entry>`, default target `ods.ods_<entry>` with
-    /// `.` as `_`).
+    /// `.` as `_`). Elasticsearch: one name, the index read unless `index` says otherwise
+    /// (default target `ods.ods_es_<entry>`).
     pub tables: Vec<String>,
     /// Target table per source table, e.g. `{ users = "ods.ods_app_users" }`. Default:
     /// `ods.ods_<table>`.
@@ -215,6 +233,17 @@ impl SourceCommon {
         Err(Error::user(format!("sources.{}: {msg}", self.name)))
     }
 
+    /// The source's name: 1-64 letters, digits or `_`.
+    pub(crate) fn check_name(&self) -> Result<()> {
+        if !ident_ok(&self.name) {
+            return Err(Error::user(format!(
+                "sources: name {:?} must be 1-64 letters, digits or _",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
     /// The checks of the shared settings: the name, a URL with one of `schemes` naming a
     /// host and a database, then (after `between`, the kind's own checks) the tables.
     fn validate(
@@ -224,12 +253,7 @@ impl SourceCommon {
         table_ok: impl Fn(&str) -> bool,
         table_rule: &str,
     ) -> Result<()> {
-        if !ident_ok(&self.name) {
-            return Err(Error::user(format!(
-                "sources: name {:?} must be 1-64 letters, digits or _",
-                self.name
-            )));
-        }
+        self.check_name()?;
         let scheme = schemes
             .first()
             .and_then(|s| s.strip_suffix("://"))
@@ -253,6 +277,16 @@ impl SourceCommon {
             ));
         }
         between()?;
+        self.check_tables(table_ok, table_rule)
+    }
+
+    /// The table list (non-empty, each entry by `table_ok`, none twice), the targets' keys,
+    /// and the commit interval and chunk size.
+    pub(crate) fn check_tables(
+        &self,
+        table_ok: impl Fn(&str) -> bool,
+        table_rule: &str,
+    ) -> Result<()> {
         if self.tables.is_empty() {
             return self.bad("tables is empty".to_string());
         }
@@ -357,6 +391,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Mysql(_) => SourceKind::Mysql,
             SourceConfig::Postgres(_) => SourceKind::Postgres,
+            SourceConfig::Elasticsearch(_) => SourceKind::Elasticsearch,
         }
     }
 
@@ -365,6 +400,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Mysql(c) => &c.common,
             SourceConfig::Postgres(c) => &c.common,
+            SourceConfig::Elasticsearch(c) => &c.common,
         }
     }
 
@@ -372,6 +408,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Mysql(c) => &mut c.common,
             SourceConfig::Postgres(c) => &mut c.common,
+            SourceConfig::Elasticsearch(c) => &mut c.common,
         }
     }
 
@@ -391,11 +428,20 @@ impl SourceConfig {
         }
     }
 
+    /// The Elasticsearch settings, when this is an Elasticsearch source.
+    pub fn as_elasticsearch(&self) -> Option<&EsSourceConfig> {
+        match self {
+            SourceConfig::Elasticsearch(c) => Some(c),
+            _ => None,
+        }
+    }
+
     /// Pure checks of the entry, per its kind. No connection is made.
     pub fn validate(&self) -> Result<()> {
         match self {
             SourceConfig::Mysql(c) => c.validate(),
             SourceConfig::Postgres(c) => c.validate(),
+            SourceConfig::Elasticsearch(c) => c.validate(),
         }
     }
 
@@ -404,6 +450,7 @@ impl SourceConfig {
         match kind {
             SourceKind::Mysql => MysqlSourceConfig::KEYS,
             SourceKind::Postgres => PostgresSourceConfig::KEYS,
+            SourceKind::Elasticsearch => EsSourceConfig::KEYS,
         }
     }
 
@@ -414,12 +461,12 @@ impl SourceConfig {
         let kind = match map.remove("kind") {
             None => {
                 return Err(err(format!(
-                    "{at}: missing field \"kind\" (mysql or postgres)"
+                    "{at}: missing field \"kind\" (mysql, postgres or elasticsearch)"
                 )))
             }
             Some(v) => SourceKind::deserialize(&v).map_err(|_| {
                 err(format!(
-                    "{at}: unknown kind {v}, expected \"mysql\" or \"postgres\""
+                    "{at}: unknown kind {v}, expected \"mysql\", \"postgres\" or \"elasticsearch\""
                 ))
             })?,
         };
@@ -430,7 +477,7 @@ impl SourceConfig {
                 continue;
             }
             let mut msg = format!("{at} ({kind}): unknown field {key:?}");
-            let other = [SourceKind::Mysql, SourceKind::Postgres]
+            let other = SourceKind::ALL
                 .into_iter()
                 .find(|k| *k != kind && Self::keys(*k).contains(&key.as_str()));
             if let Some(other) = other {
@@ -445,6 +492,8 @@ impl SourceConfig {
         let parsed = match kind {
             SourceKind::Mysql => serde_json::from_value(value).map(SourceConfig::Mysql),
             SourceKind::Postgres => serde_json::from_value(value).map(SourceConfig::Postgres),
+            SourceKind::Elasticsearch => serde_json::from_value::<EsSourceConfig>(value)
+                .map(|c| SourceConfig::Elasticsearch(c.with_default_targets())),
         };
         parsed.map_err(|e| err(format!("{at} ({kind}): {e}")))
     }
@@ -476,7 +525,7 @@ macro_rules! deref_common {
         }
     )*};
 }
-deref_common!(MysqlSourceConfig, PostgresSourceConfig);
+deref_common!(MysqlSourceConfig, PostgresSourceConfig, EsSourceConfig);
 
 impl<'de> Deserialize<'de> for SourceConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
@@ -624,9 +673,23 @@ mod tests {
             resume: ResumeMode::Auto,
         });
         let pg = SourceConfig::Postgres(PostgresSourceConfig {
-            common,
+            common: common.clone(),
             slot: Some("s".into()),
             publication: Some("p".into()),
+        });
+        let es = SourceConfig::Elasticsearch(EsSourceConfig {
+            common,
+            index: Some("i-*".into()),
+            timestamp_field: "ts".into(),
+            fields: BTreeMap::from([("a".to_string(), FieldType::Long)]),
+            username_env: Some("U".into()),
+            password_env: Some("P".into()),
+            api_key_env: Some("K".into()),
+            poll_interval: Duration::from_secs(1),
+            overlap: Duration::from_secs(1),
+            paging: Paging::Scroll,
+            keep_alive: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
         });
         let kind: &[&str] = &["kind"];
         assert_eq!(
@@ -637,8 +700,12 @@ mod tests {
             keys(serde_json::to_value(&pg).unwrap()),
             sorted(&[kind, SourceCommon::KEYS, PostgresSourceConfig::KEYS])
         );
+        assert_eq!(
+            keys(serde_json::to_value(&es).unwrap()),
+            sorted(&[kind, SourceCommon::KEYS, EsSourceConfig::KEYS])
+        );
         // What is written reads back the same (`strata check` prints it).
-        for s in [mysql, pg] {
+        for s in [mysql, pg, es] {
             let text = serde_json::to_string(&s).unwrap();
             assert_eq!(serde_json::from_str::<SourceConfig>(&text).unwrap(), s);
         }

@@ -14,6 +14,8 @@
 //!   backoff
 //! - `mysql/`: MariaDB and MySQL (row binlog; position: binlog file, offset, GTID set)
 //! - `postgres/`: PostgreSQL (logical replication slot, pgoutput; position: an LSN)
+//! - `elasticsearch/`: Elasticsearch / OpenSearch (full export by point in time or scroll,
+//!   then increments by a timestamp field; position: the watermark)
 //! - `decode.rs`: value conversions both connectors share (dates, times, decimals, floats)
 //! - `batch.rs`: committed transactions collected into one durable bus append (shared)
 //! - `snapshot.rs`: the chunked snapshot and per-table re-snapshots (shared)
@@ -28,6 +30,7 @@ pub mod batch;
 pub mod config;
 pub mod connector;
 pub mod decode;
+pub mod elasticsearch;
 pub mod error;
 pub mod merge;
 pub mod mysql;

@@ -14,5 +14,8 @@ pub fn connector(config: &SourceConfig) -> Box<dyn DynConnector> {
         SourceConfig::Postgres(c) => {
             Box::new(Configured::<crate::postgres::PostgresSource> { config: c.clone() })
         }
+        SourceConfig::Elasticsearch(c) => {
+            Box::new(Configured::<crate::elasticsearch::EsSource> { config: c.clone() })
+        }
     }
 }

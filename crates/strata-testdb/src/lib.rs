@@ -6,6 +6,8 @@
 //! - [`MariaDb`]: MariaDB with ROW binlog and FULL row images, database `app`, user `cdc`
 //! - [`Postgres`]: PostgreSQL 15 with `wal_level = logical`, database `app` owned by `cdc`
 //! - [`RedisServer`]: Redis without persistence (skips when none is installed, unless required)
+//! - [`EsServer`]: the noida-db Elasticsearch API emulator (skips when none is installed,
+//!   unless `STRATA_TEST_REQUIRE_ES=1`)
 
 #![allow(
     clippy::unwrap_used,
@@ -14,10 +16,12 @@
     reason = "test support: a server that cannot start fails the test or benchmark that asked for it"
 )]
 
+mod elasticsearch;
 mod mariadb;
 mod postgres;
 mod redis;
 
+pub use elasticsearch::EsServer;
 pub use mariadb::MariaDb;
 pub use postgres::Postgres;
 pub use redis::RedisServer;

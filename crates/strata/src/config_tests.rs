@@ -160,6 +160,34 @@ fn postgres_sources_validate_offline() {
 }
 
 #[test]
+fn elasticsearch_sources_validate_offline() {
+    let base = "[[sources]]\nname = \"search\"\nkind = \"elasticsearch\"\nurl = \"http://127.0.0.1:9200\"\ntables = [\"products\"]\ntimestamp_field = \"updated_at\"\n";
+    let c = Config::from_toml(base).unwrap();
+    assert_eq!(c.sources[0].kind(), SourceKind::Elasticsearch);
+    assert_eq!(
+        c.sources[0].target("products"),
+        ("ods".into(), "ods_es_products".into())
+    );
+    // Every problem is reported, one line each, without touching the network.
+    let bad = "[[sources]]\nname = \"s2\"\nkind = \"elasticsearch\"\nurl = \"http://h:9200\"\ntables = [\"p\"]\ntimestamp_field = \"ts\"\nusername_env = \"U\"\n";
+    let err = Config::from_toml(&format!("{base}{bad}")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("username_env and password_env go together"),
+        "{err}"
+    );
+    let err = Config::from_toml(&format!("{base}fields = {{ _source = \"json\" }}\n")).unwrap_err();
+    assert!(err.to_string().contains("reserved"), "{err}");
+    // Two sources landing in one table are caught across sources.
+    let twin = base.replace("name = \"search\"", "name = \"other\"");
+    let err = Config::from_toml(&format!("{base}{twin}")).unwrap_err();
+    assert!(
+        err.to_string().contains("both land in ods.ods_es_products"),
+        "{err}"
+    );
+}
+
+#[test]
 fn roles_split_only_over_kafka() {
     let all = Config::from_toml("").unwrap();
     assert!(Role::ALL.iter().all(|r| all.server.runs(*r)));

@@ -61,6 +61,9 @@ impl Database {
                 client.batch_execute("SET TIME ZONE 'UTC'").await?;
                 Database::Postgres(client)
             }
+            SourceKind::Elasticsearch => {
+                bail!("the demo's business database is MySQL/MariaDB or PostgreSQL")
+            }
         })
     }
 
@@ -130,9 +133,9 @@ impl Database {
     }
 
     fn ident(&self, name: &str) -> String {
-        match self.kind() {
-            SourceKind::Mysql => format!("`{name}`"),
-            SourceKind::Postgres => format!("\"{name}\""),
+        match self {
+            Database::Mysql(_) => format!("`{name}`"),
+            Database::Postgres(_) => format!("\"{name}\""),
         }
     }
 
@@ -143,11 +146,11 @@ impl Database {
             .columns
             .iter()
             .map(|c| {
-                let ty = match (c.kind, self.kind()) {
+                let ty = match (c.kind, self) {
                     (ColumnType::Long, _) => "BIGINT",
                     (ColumnType::Int, _) => "INT",
-                    (ColumnType::DateTime, SourceKind::Mysql) => "DATETIME(6)",
-                    (ColumnType::DateTime, SourceKind::Postgres) => "TIMESTAMP(6)",
+                    (ColumnType::DateTime, Database::Mysql(_)) => "DATETIME(6)",
+                    (ColumnType::DateTime, Database::Postgres(_)) => "TIMESTAMP(6)",
                     _ => "VARCHAR(255)",
                 };
                 let null = if c.nullable { "" } else { " NOT NULL" };
@@ -155,9 +158,9 @@ impl Database {
             })
             .collect();
         let key: Vec<String> = schema.primary_key.iter().map(|k| self.ident(k)).collect();
-        let charset = match self.kind() {
-            SourceKind::Mysql => " CHARACTER SET utf8mb4",
-            SourceKind::Postgres => "",
+        let charset = match self {
+            Database::Mysql(_) => " CHARACTER SET utf8mb4",
+            Database::Postgres(_) => "",
         };
         format!(
             "CREATE TABLE {} ({}, PRIMARY KEY ({})){charset}",
@@ -323,10 +326,7 @@ fn insert_sql(db: &Database, schema: &TableSchema, rows: &[String]) -> String {
 
 /// The `[[sources]]` entry the demo adds to strata.toml.
 pub fn source_toml(kind: SourceKind, url: &str) -> String {
-    let kind = match kind {
-        SourceKind::Mysql => "mysql",
-        SourceKind::Postgres => "postgres",
-    };
+    let kind = kind.as_str();
     let tables: Vec<String> = Table::ALL
         .iter()
         .map(|t| format!("\"{}\"", t.name()))

@@ -152,10 +152,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             match kind {
                 SourceKind::Mysql => "MySQL/MariaDB",
                 SourceKind::Postgres => "PostgreSQL",
+                SourceKind::Elasticsearch => "Elasticsearch",
             },
             match kind {
                 SourceKind::Mysql => "the row binlog",
                 SourceKind::Postgres => "logical replication",
+                SourceKind::Elasticsearch => "increments by timestamp",
             }
         ));
         let counts = land_rows_via_source(&config, db, &pending_changes).await;
