@@ -413,14 +413,14 @@ async fn es_scroll_paging_exports_resumes_an_interrupted_export_and_increments()
     es.seed(N, base).await;
     let h = Harness::new(
         &es.server.url(),
-        "paging = \"scroll\"\nsnapshot_chunk_rows = 50\n",
+        "paging = \"scroll\"\nsnapshot_chunk_rows = 20\n",
     )
     .await;
-    // Stopped part-way through the export (24 pages), then started again: the export goes on
+    // Stopped part-way through the export (60 pages), then started again: the export goes on
     // from the last document on the bus.
     let running = h.start();
     let started = Instant::now();
-    while h.records().await < 200 {
+    while h.records().await < 100 {
         assert!(started.elapsed() < WAIT, "the export did not start");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
