@@ -149,8 +149,9 @@ struct Quick {
     nan_offsets: Vec<u32>,
     nan_tree: Vec<u32>,
     nan_mask: Vec<u64>,
-    /// Categorical splits, tested one by one: (`fast` index, tree, mask).
-    cats: Vec<(u32, u32, u64)>,
+    /// Categorical splits, tested one by one: (`fast` index, tree, mask, feature, 32 × the
+    /// category set's words: every code it names is below).
+    cats: Vec<(u32, u32, u64, u32, u32)>,
     /// Tree `h`'s leaves, left to right, start at `leaf_offset[h]` in `leaf_value`.
     leaf_offset: Vec<u32>,
     leaf_value: Vec<f64>,
@@ -161,11 +162,13 @@ struct Quick {
 /// Default for [`Model::set_table_limit`].
 pub const DEFAULT_TABLE_LIMIT: usize = 16 << 20;
 
-/// The numeric splits of [`Quick`] folded ahead of time: for each feature, one row of words
+/// The splits of [`Quick`] folded ahead of time: for each numeric feature, one row of words
 /// (one per tree) for each interval between its distinct thresholds — the AND of the masks of
-/// every split a value in that interval goes right at — and one row for a missing value. A
-/// row's words then come from one binary search and one AND per feature of the row, a loop
-/// the compiler vectorises, instead of one AND per split the value goes right at. Words are
+/// every split a value in that interval goes right at — and one row for a missing value; for
+/// each categorical feature, one row per code its splits name and one for every other code. A
+/// row's words then come from one lookup (a binary search, or the code) and one AND per
+/// feature, a loop the compiler vectorises, instead of one AND per split the value goes right
+/// at and one test per categorical split. Words are
 /// 32 bits when no tree has more than 32 leaves (half the memory to stream), else 64.
 #[derive(Debug, Clone, PartialEq)]
 enum TableForm {
@@ -205,37 +208,75 @@ impl Word for u64 {
 
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Table<W> {
-    /// Features with numeric splits (the others clear no bits).
+    /// Features with splits (the others clear no bits).
     features: Vec<u32>,
-    /// Per entry of `features`: its distinct thresholds, ascending, `thr[toff[i]..toff[i + 1]]`.
+    /// Per entry of `features`: a numeric feature's distinct thresholds, ascending,
+    /// `thr[toff[i]..toff[i + 1]]` (none for a categorical one).
     toff: Vec<u32>,
     thr: Vec<f32>,
-    /// Per entry of `features`: its first row; row `roff[i] + p` is for a value above exactly
-    /// `p` of its `k` thresholds, row `roff[i] + k + 1` for a missing value.
+    /// Per entry of `features`: `None` for a numeric feature; for a categorical one, the codes
+    /// `0..n` its splits name (every other code, and a missing value, takes every split's
+    /// default side).
+    codes: Vec<Option<u32>>,
+    /// Per entry of `features`: its first row. Numeric: row `roff[i] + p` for a value above
+    /// exactly `p` of its `k` thresholds, row `roff[i] + k + 1` for a missing value.
+    /// Categorical: row `roff[i] + c` for code `c < n`, row `roff[i] + n` for the rest.
     roff: Vec<u32>,
     /// Rows of one word per tree.
     words: Vec<W>,
 }
 
 impl<W: Word> Table<W> {
-    /// The table of `q`'s numeric splits over `trees` trees, or `None` past `limit` bytes.
-    fn build(q: &Quick, features: usize, trees: usize, limit: usize) -> Option<Table<W>> {
+    /// The table of the model's splits in `q` over `trees` trees (categorical ones tested with
+    /// `goes_left(split, value)`), or `None` past `limit` bytes.
+    fn build(
+        q: &Quick,
+        features: usize,
+        trees: usize,
+        limit: usize,
+        goes_left: impl Fn(u32, f32) -> bool,
+    ) -> Option<Table<W>> {
         let mut t = Table {
             toff: vec![0],
             features: Vec::new(),
             thr: Vec::new(),
+            codes: Vec::new(),
             roff: Vec::new(),
             words: Vec::new(),
         };
         let mut row = vec![W::ONES; trees];
+        let too_big = |t: &Table<W>| t.words.len().saturating_mul(std::mem::size_of::<W>()) > limit;
         for f in 0..features {
             let (a, b) = (q.offsets[f] as usize, q.offsets[f + 1] as usize);
-            if a == b {
+            let f32_ = u32::try_from(f).ok()?;
+            let cats: Vec<&(u32, u32, u64, u32, u32)> =
+                q.cats.iter().filter(|c| c.3 == f32_).collect();
+            if a == b && cats.is_empty() {
                 continue;
             }
-            t.features.push(u32::try_from(f).ok()?);
+            t.features.push(f32_);
             t.roff
                 .push(u32::try_from(t.words.len() / trees.max(1)).ok()?);
+            if !cats.is_empty() {
+                // One row per code the splits name, then the row of every other code.
+                let n = cats.iter().map(|c| c.4).max().unwrap_or(0);
+                for code in (0..n).map(Some).chain([None]) {
+                    row.fill(W::ONES);
+                    let x = code.map_or(f32::NAN, |c| c as f32);
+                    for &&(node, h, m, _, _) in &cats {
+                        if !goes_left(node, x) {
+                            row[h as usize] &= W::from_mask(m);
+                        }
+                    }
+                    t.words.extend_from_slice(&row);
+                    if too_big(&t) {
+                        return None;
+                    }
+                }
+                t.codes.push(Some(n));
+                t.toff.push(u32::try_from(t.thr.len()).ok()?);
+                continue;
+            }
             row.fill(W::ONES);
             t.words.extend_from_slice(&row);
             let mut i = a;
@@ -254,26 +295,31 @@ impl<W: Word> Table<W> {
                 row[h as usize] &= W::from_mask(m);
             }
             t.words.extend_from_slice(&row);
+            t.codes.push(None);
             t.toff.push(u32::try_from(t.thr.len()).ok()?);
-            if t.words.len().saturating_mul(std::mem::size_of::<W>()) > limit {
+            if too_big(&t) {
                 return None;
             }
         }
         Some(t)
     }
 
-    /// Clears in `v` (one word per tree) the bits of the leaves `row` cannot reach through a
-    /// numeric split.
+    /// Clears in `v` (one word per tree) the bits of the leaves `row` cannot reach.
     #[inline]
     fn apply(&self, row: &[f32], v: &mut [W]) {
         let trees = v.len();
         for (i, &f) in self.features.iter().enumerate() {
             let x = row[f as usize];
-            let (a, b) = (self.toff[i] as usize, self.toff[i + 1] as usize);
-            let p = if x.is_nan() {
-                b - a + 1
-            } else {
-                self.thr[a..b].partition_point(|&t| t < x)
+            let p = match self.codes[i] {
+                Some(n) => category_code(x).filter(|c| *c < n).unwrap_or(n) as usize,
+                None => {
+                    let (a, b) = (self.toff[i] as usize, self.toff[i + 1] as usize);
+                    if x.is_nan() {
+                        b - a + 1
+                    } else {
+                        self.thr[a..b].partition_point(|&t| t < x)
+                    }
+                }
             };
             let r = (self.roff[i] as usize + p) * trees;
             for (w, m) in v.iter_mut().zip(&self.words[r..r + trees]) {
@@ -491,7 +537,14 @@ impl Model {
                 };
                 let mask = !left;
                 if n.flags & CATEGORICAL != 0 {
-                    cats.push((i as u32, h as u32, mask));
+                    let words = self.cat_sets.get(n.cat as usize).map_or(0, |s| s.1);
+                    cats.push((
+                        i as u32,
+                        h as u32,
+                        mask,
+                        n.feature,
+                        words.saturating_mul(32),
+                    ));
                 } else {
                     if n.threshold.is_nan() {
                         return None;
@@ -532,10 +585,11 @@ impl Model {
             table: None,
         };
         let (trees, limit) = (self.roots.len(), self.table_limit);
+        let goes_left = |node: u32, x: f32| self.goes_left(&self.fast[node as usize], x);
         q.table = if max_leaves <= 32 {
-            Table::build(&q, nf, trees, limit).map(TableForm::W32)
+            Table::build(&q, nf, trees, limit, goes_left).map(TableForm::W32)
         } else {
-            Table::build(&q, nf, trees, limit).map(TableForm::W64)
+            Table::build(&q, nf, trees, limit, goes_left).map(TableForm::W64)
         };
         Some(q)
     }
@@ -552,13 +606,18 @@ impl Model {
             }),
             None => self.words_raw_batch(q, rows, n_features, out, |row, v: &mut [u64]| {
                 self.quick_numeric(q, row, v);
+                for &(node, h, m, _, _) in &q.cats {
+                    let n = &self.fast[node as usize];
+                    if !self.goes_left(n, row[(n.fk & FK_FEATURE) as usize]) {
+                        v[h as usize] &= m;
+                    }
+                }
             }),
         }
     }
 
-    /// Scores rows with one word of type `W` per tree: `numeric` clears the bits the numeric
-    /// splits rule out, then the categorical splits are tested one by one and each tree's
-    /// lowest bit left is its leaf.
+    /// Scores rows with one word of type `W` per tree: `splits` clears the bits the row's
+    /// values rule out; each tree's lowest bit left is its leaf.
     #[inline]
     fn words_raw_batch<W: Word>(
         &self,
@@ -566,18 +625,12 @@ impl Model {
         rows: &[f32],
         n_features: usize,
         out: &mut [f32],
-        numeric: impl Fn(&[f32], &mut [W]),
+        splits: impl Fn(&[f32], &mut [W]),
     ) {
         let mut v = vec![W::ONES; self.roots.len()];
         for (row, o) in rows.chunks_exact(n_features).zip(out.iter_mut()) {
             v.fill(W::ONES);
-            numeric(row, &mut v);
-            for &(node, h, m) in &q.cats {
-                let n = &self.fast[node as usize];
-                if !self.goes_left(n, row[(n.fk & FK_FEATURE) as usize]) {
-                    v[h as usize] &= W::from_mask(m);
-                }
-            }
+            splits(row, &mut v);
             let mut acc = self.base_score;
             for (h, &bits) in v.iter().enumerate() {
                 acc += q.leaf_value[q.leaf_offset[h] as usize + bits.lowest() as usize];

@@ -525,6 +525,7 @@ fn batch_scoring_matches_the_walk_bit_for_bit() {
     rows.extend([f32::INFINITY, 1000.0, f32::NEG_INFINITY]);
     rows.extend([f32::NEG_INFINITY, -1.0, f32::NAN]);
     rows.extend([f32::NAN, f32::NAN, f32::NAN]);
+    rows.extend([0.5, 3.5, 2.0, 0.5, 39.0, 2.0, 0.5, 40.0, 2.0]);
     for (leaves, table_limit, scorer) in [
         (31, DEFAULT_TABLE_LIMIT, "table32"),
         (60, DEFAULT_TABLE_LIMIT, "table64"),
