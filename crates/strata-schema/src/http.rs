@@ -21,6 +21,8 @@
 //! `Authorization: Bearer <token>` or as the password of HTTP Basic (what Confluent clients
 //! send with `basic.auth.user.info`). Reading (GET, and the compatibility test) needs
 //! `catalog:read`, `serve` or `admin`; registering a version and setting a level need `admin`.
+//! Every call, refused ones included, is handed to the [`AccessHook`] (`serve` writes it to
+//! `audit.access_log`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,10 +47,30 @@ pub const PREFIX: &str = "/registry";
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
+/// One call as the access log records it.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// The token's name (None: no valid token).
+    pub actor: Option<String>,
+    /// The token's role.
+    pub role: Option<String>,
+    /// `GET /registry/subjects`, …
+    pub action: String,
+    /// The subject the call named, when one.
+    pub object: Option<String>,
+    /// Whether the call changes the registry (register, set a level).
+    pub write: bool,
+    pub status: u16,
+}
+
+/// Receives every call (the access log); must not block.
+pub type AccessHook = Arc<dyn Fn(Access) + Send + Sync>;
+
 #[derive(Clone)]
 struct HttpState {
     registry: Arc<Registry>,
     tokens_path: Arc<PathBuf>,
+    access: Option<AccessHook>,
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {
@@ -79,11 +101,12 @@ impl IntoResponse for Error {
 
 type Answer = Result<Response, Error>;
 
-/// The routes, to be nested under [`PREFIX`].
-pub fn router(registry: Arc<Registry>, tokens_path: PathBuf) -> Router {
+/// The routes, to be nested under [`PREFIX`]; `access` receives every call.
+pub fn router(registry: Arc<Registry>, tokens_path: PathBuf, access: Option<AccessHook>) -> Router {
     let state = HttpState {
         registry,
         tokens_path: Arc::new(tokens_path),
+        access,
     };
     Router::new()
         .route("/subjects", get(list_subjects))
@@ -127,7 +150,97 @@ fn presented(headers: &HeaderMap) -> Option<String> {
     None
 }
 
+/// The subject a path names (`/subjects/{s}/…`, `/config/{s}`,
+/// `/compatibility/subjects/{s}/…`), still URL-encoded.
+fn path_subject(path: &str) -> Option<String> {
+    let rest = path
+        .strip_prefix("/compatibility/subjects/")
+        .or_else(|| path.strip_prefix("/subjects/"))
+        .or_else(|| path.strip_prefix("/config/"))?;
+    let s = rest.split('/').next()?;
+    (!s.is_empty()).then(|| percent_decode(s))
+}
+
+/// `Post%20Clicked` → `Post Clicked` (invalid escapes are kept as they are).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    let hex = |b: u8| (b as char).to_digit(16);
+    while i < bytes.len() {
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_of_paths() {
+        assert_eq!(
+            path_subject("/subjects/Post%20Clicked/versions").as_deref(),
+            Some("Post Clicked")
+        );
+        assert_eq!(
+            path_subject("/config/identify").as_deref(),
+            Some("identify")
+        );
+        assert_eq!(
+            path_subject("/compatibility/subjects/a%2Fb/versions/latest").as_deref(),
+            Some("a/b")
+        );
+        assert_eq!(path_subject("/subjects"), None);
+        assert_eq!(path_subject("/config"), None);
+        assert_eq!(percent_decode("100%"), "100%");
+    }
+}
+
 async fn authorize(State(state): State<HttpState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    let action = format!("{} {PREFIX}{path}", req.method());
+    let write = !(req.method() == Method::GET
+        || req.method() == Method::HEAD
+        || path.starts_with("/compatibility/")
+        || (req.method() == Method::POST
+            && path.starts_with("/subjects/")
+            && !path.ends_with("/versions")));
+    let mut who: (Option<String>, Option<String>) = (None, None);
+    let response = check_and_run(&state, req, next, !write, &mut who).await;
+    if let Some(hook) = &state.access {
+        hook(Access {
+            actor: who.0,
+            role: who.1,
+            action,
+            object: path_subject(&path),
+            write,
+            status: response.status().as_u16(),
+        });
+    }
+    response
+}
+
+async fn check_and_run(
+    state: &HttpState,
+    req: Request,
+    next: Next,
+    reading: bool,
+    who: &mut (Option<String>, Option<String>),
+) -> Response {
     let Some(token) = presented(req.headers()) else {
         return Error::Unauthorized(
             "missing token: send Authorization: Bearer <token>, or the token as the HTTP Basic password (strata tokens create NAME --scope admin)"
@@ -150,12 +263,7 @@ async fn authorize(State(state): State<HttpState>, req: Request, next: Next) -> 
         Ok(t) => t.clone(),
         Err(refused) => return Error::Unauthorized(refused.to_string()).into_response(),
     };
-    let reading = req.method() == Method::GET
-        || req.method() == Method::HEAD
-        || req.uri().path().starts_with("/compatibility/")
-        || (req.method() == Method::POST
-            && req.uri().path().starts_with("/subjects/")
-            && !req.uri().path().ends_with("/versions"));
+    *who = (Some(token.name.clone()), token.role.clone());
     let allowed = if reading {
         token.has(Scope::CatalogRead) || token.has(Scope::Serve)
     } else {

@@ -301,6 +301,42 @@ fn registry_rest_api_with_tokens_and_restart() {
     assert!(ok, "{err}");
     assert!(out.contains("Post Clicked  v2  id 2  NONE"), "{out}");
     server.stop();
+
+    // Every call is in the access log: registrations as admin, reads as serve, refusals too.
+    let q = "SELECT actor, surface, action, object, outcome, status FROM audit.access_log \
+             WHERE action LIKE '% /registry/%' ORDER BY ts";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let rows = loop {
+        let rows = env.sql(q);
+        if rows.iter().any(|r| r["status"] == 409) || std::time::Instant::now() > deadline {
+            break rows;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let has = |actor: &str, surface: &str, action: &str, outcome: &str| {
+        rows.iter().any(|r| {
+            r["actor"] == actor
+                && r["surface"] == surface
+                && r["action"] == action
+                && r["outcome"] == outcome
+        })
+    };
+    let post = "POST /registry/subjects/Post%20Clicked/versions";
+    assert!(has("admin", "admin", post, "ok"), "{rows:?}");
+    assert!(has("reader", "admin", post, "denied"), "{rows:?}");
+    assert!(has("admin", "admin", post, "rejected"), "{rows:?}");
+    assert!(
+        has("reader", "serve", "GET /registry/subjects", "ok"),
+        "{rows:?}"
+    );
+    assert!(
+        has("-", "serve", "GET /registry/subjects", "denied"),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter().any(|r| r["object"] == "Post Clicked"),
+        "{rows:?}"
+    );
 }
 
 #[test]

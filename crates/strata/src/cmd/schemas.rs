@@ -11,8 +11,10 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use arrow::array::{Array, AsArray};
 use futures::StreamExt;
+use strata_schema::http::{Access, AccessHook};
 use strata_schema::registry::VersionRef;
 use strata_schema::{project, Registry};
+use strata_sql::audit::{AccessRecord, AuditLog, Surface};
 
 use crate::cli::SchemasCommand;
 use crate::config::Config;
@@ -85,6 +87,16 @@ pub async fn run(command: SchemasCommand) -> Result<()> {
                 }
                 let dir = project_dir(&config)?;
                 let done = project::sync(&reg, &dir).map_err(|p| anyhow::anyhow!(p.join("\n")))?;
+                let created = done.iter().filter(|(_, r)| r.created).count();
+                if created > 0 {
+                    super::audit_admin(
+                        &config,
+                        "schemas register --project".to_string(),
+                        None,
+                        Some(format!("{created} new version(s) from {}", dir.display())),
+                    )
+                    .await;
+                }
                 for (subject, r) in &done {
                     if r.created {
                         println!("{subject}: registered version {} (id {})", r.version, r.id);
@@ -105,6 +117,13 @@ pub async fn run(command: SchemasCommand) -> Result<()> {
                 .with_context(|| format!("reading {}", file.display()))?;
             let r = reg.register(&subject, &text)?;
             if r.created {
+                super::audit_admin(
+                    &config,
+                    "schemas register".to_string(),
+                    Some(subject.clone()),
+                    Some(format!("version {} (id {})", r.version, r.id)),
+                )
+                .await;
                 println!("{subject}: registered version {} (id {})", r.version, r.id);
             } else {
                 println!(
@@ -154,6 +173,13 @@ pub async fn run(command: SchemasCommand) -> Result<()> {
                 let level: strata_schema::Compatibility =
                     level.parse().map_err(|e: String| anyhow::anyhow!(e))?;
                 reg.set_compatibility(subject.as_deref(), level)?;
+                super::audit_admin(
+                    &config,
+                    "schemas config".to_string(),
+                    subject.clone(),
+                    Some(level.to_string()),
+                )
+                .await;
             }
             match &subject {
                 Some(s) => println!("{s}: {}", reg.compatibility(s)),
@@ -204,18 +230,33 @@ pub fn register_project(config: &Config) -> Result<()> {
 
 /// The registry API `serve` mounts under `/registry`: over the collector's registry when the
 /// collector runs in this process (a registration over HTTP takes effect in it at once), else
-/// over its own.
+/// over its own. Every call goes to the access log (reads as `serve`, writes as `admin`).
 pub fn registry_router(
     config: &Config,
     collector_registry: Option<Arc<Registry>>,
+    audit: AuditLog,
 ) -> Result<axum::Router> {
     let registry = match collector_registry {
         Some(r) => r,
         None => Arc::new(open(config)?),
     };
+    let hook: Option<AccessHook> = audit.is_enabled().then(|| {
+        Arc::new(move |a: Access| {
+            let mut record = AccessRecord::catalog(None, &a.action, a.object, a.status, None);
+            record.actor = a.actor.unwrap_or_else(|| "-".to_string());
+            record.role = a.role;
+            record.surface = if a.write {
+                Surface::Admin
+            } else {
+                Surface::Serve
+            };
+            audit.record(record);
+        }) as AccessHook
+    });
     Ok(strata_schema::http::router(
         registry,
         config.catalog_tokens_path(),
+        hook,
     ))
 }
 

@@ -459,12 +459,6 @@ pub async fn serve_until(
             async move { metrics.render() }
         }),
     );
-    // The event schema registry's API (/registry), over the collector's registry when it
-    // runs here; the project's schema files are registered first.
-    router = router.nest(
-        strata_schema::http::PREFIX,
-        super::schemas::registry_router(&config, collector_schemas)?,
-    );
     // The access log (audit.access_log) of everything served here, with its retention.
     let (stop_audit, audit_shutdown) = watch::channel(false);
     let (audit, audit_task) = match (&lake, config.governance.audit) {
@@ -486,6 +480,12 @@ pub async fn serve_until(
         }
         _ => (AuditLog::disabled(), Vec::new()),
     };
+    // The event schema registry's API (/registry), over the collector's registry when it
+    // runs here (a registration applies to the next event), calls in the access log.
+    router = router.nest(
+        strata_schema::http::PREFIX,
+        super::schemas::registry_router(&config, collector_schemas, audit.clone())?,
+    );
     // The Iceberg REST catalog over the same catalog, on the same listener (ADR 0013), in
     // every process that opened the lake — unless the lake is itself on a REST catalog, which
     // other engines should use directly.
