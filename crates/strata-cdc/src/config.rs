@@ -22,6 +22,7 @@ use strata_core::error::{Error, Result};
 pub use strata_core::redact::redact_url;
 
 pub use crate::elasticsearch::config::{EsSourceConfig, FieldType, Paging};
+pub use crate::mongodb::config::MongoSourceConfig;
 
 /// The kind of database a CDC source reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +36,9 @@ pub enum SourceKind {
     /// Elasticsearch or OpenSearch: a full export of one index (point in time or scroll),
     /// then increments by a timestamp field.
     Elasticsearch,
+    /// MongoDB or Amazon DocumentDB: collections snapshotted in `_id` order, then a database
+    /// change stream (resume tokens).
+    Mongodb,
 }
 
 impl SourceKind {
@@ -44,14 +48,16 @@ impl SourceKind {
             SourceKind::Mysql => "mysql",
             SourceKind::Postgres => "postgres",
             SourceKind::Elasticsearch => "elasticsearch",
+            SourceKind::Mongodb => "mongodb",
         }
     }
 
     /// Every kind, in the order messages list them.
-    pub const ALL: [SourceKind; 3] = [
+    pub const ALL: [SourceKind; 4] = [
         SourceKind::Mysql,
         SourceKind::Postgres,
         SourceKind::Elasticsearch,
+        SourceKind::Mongodb,
     ];
 }
 
@@ -113,6 +119,8 @@ pub enum SourceConfig {
     Postgres(PostgresSourceConfig),
     /// `kind = "elasticsearch"`: an Elasticsearch or OpenSearch index.
     Elasticsearch(EsSourceConfig),
+    /// `kind = "mongodb"`: MongoDB or DocumentDB collections.
+    Mongodb(MongoSourceConfig),
 }
 
 /// The settings of every kind of source.
@@ -392,6 +400,7 @@ impl SourceConfig {
             SourceConfig::Mysql(_) => SourceKind::Mysql,
             SourceConfig::Postgres(_) => SourceKind::Postgres,
             SourceConfig::Elasticsearch(_) => SourceKind::Elasticsearch,
+            SourceConfig::Mongodb(_) => SourceKind::Mongodb,
         }
     }
 
@@ -401,6 +410,7 @@ impl SourceConfig {
             SourceConfig::Mysql(c) => &c.common,
             SourceConfig::Postgres(c) => &c.common,
             SourceConfig::Elasticsearch(c) => &c.common,
+            SourceConfig::Mongodb(c) => &c.common,
         }
     }
 
@@ -409,6 +419,7 @@ impl SourceConfig {
             SourceConfig::Mysql(c) => &mut c.common,
             SourceConfig::Postgres(c) => &mut c.common,
             SourceConfig::Elasticsearch(c) => &mut c.common,
+            SourceConfig::Mongodb(c) => &mut c.common,
         }
     }
 
@@ -442,6 +453,7 @@ impl SourceConfig {
             SourceConfig::Mysql(c) => c.validate(),
             SourceConfig::Postgres(c) => c.validate(),
             SourceConfig::Elasticsearch(c) => c.validate(),
+            SourceConfig::Mongodb(c) => c.validate(),
         }
     }
 
@@ -451,6 +463,7 @@ impl SourceConfig {
             SourceKind::Mysql => MysqlSourceConfig::KEYS,
             SourceKind::Postgres => PostgresSourceConfig::KEYS,
             SourceKind::Elasticsearch => EsSourceConfig::KEYS,
+            SourceKind::Mongodb => MongoSourceConfig::KEYS,
         }
     }
 
@@ -461,12 +474,12 @@ impl SourceConfig {
         let kind = match map.remove("kind") {
             None => {
                 return Err(err(format!(
-                    "{at}: missing field \"kind\" (mysql, postgres or elasticsearch)"
+                    "{at}: missing field \"kind\" (mysql, postgres, elasticsearch or mongodb)"
                 )))
             }
             Some(v) => SourceKind::deserialize(&v).map_err(|_| {
                 err(format!(
-                    "{at}: unknown kind {v}, expected \"mysql\", \"postgres\" or \"elasticsearch\""
+                    "{at}: unknown kind {v}, expected \"mysql\", \"postgres\", \"elasticsearch\" or \"mongodb\""
                 ))
             })?,
         };
@@ -494,6 +507,7 @@ impl SourceConfig {
             SourceKind::Postgres => serde_json::from_value(value).map(SourceConfig::Postgres),
             SourceKind::Elasticsearch => serde_json::from_value::<EsSourceConfig>(value)
                 .map(|c| SourceConfig::Elasticsearch(c.with_default_targets())),
+            SourceKind::Mongodb => MongoSourceConfig::from_value(value).map(SourceConfig::Mongodb),
         };
         parsed.map_err(|e| err(format!("{at} ({kind}): {e}")))
     }
@@ -526,6 +540,7 @@ macro_rules! deref_common {
     )*};
 }
 deref_common!(MysqlSourceConfig, PostgresSourceConfig, EsSourceConfig);
+deref_common!(MongoSourceConfig);
 
 impl<'de> Deserialize<'de> for SourceConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {

@@ -16,6 +16,8 @@
 //! - `postgres/`: PostgreSQL (logical replication slot, pgoutput; position: an LSN)
 //! - `elasticsearch/`: Elasticsearch / OpenSearch (full export by point in time or scroll,
 //!   then increments by a timestamp field; position: the watermark)
+//! - `mongodb/`: MongoDB / DocumentDB (`_id`-ordered snapshot, then a database change
+//!   stream; position: the resume token beside its cluster time)
 //! - `decode.rs`: value conversions both connectors share (dates, times, decimals, floats)
 //! - `batch.rs`: committed transactions collected into one durable bus append (shared)
 //! - `snapshot.rs`: the chunked snapshot and per-table re-snapshots (shared)
@@ -33,6 +35,7 @@ pub mod decode;
 pub mod elasticsearch;
 pub mod error;
 pub mod merge;
+pub mod mongodb;
 pub mod mysql;
 pub mod postgres;
 pub mod registry;

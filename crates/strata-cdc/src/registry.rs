@@ -17,5 +17,8 @@ pub fn connector(config: &SourceConfig) -> Box<dyn DynConnector> {
         SourceConfig::Elasticsearch(c) => {
             Box::new(Configured::<crate::elasticsearch::EsSource> { config: c.clone() })
         }
+        SourceConfig::Mongodb(c) => {
+            Box::new(Configured::<crate::mongodb::MongoSource> { config: c.clone() })
+        }
     }
 }

@@ -64,6 +64,9 @@ impl Database {
             SourceKind::Elasticsearch => {
                 bail!("the demo's business database is MySQL/MariaDB or PostgreSQL")
             }
+            SourceKind::Mongodb => {
+                bail!("the demo's business database is MySQL/MariaDB or PostgreSQL")
+            }
         })
     }
 

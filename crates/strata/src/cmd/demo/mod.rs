@@ -153,11 +153,13 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                 SourceKind::Mysql => "MySQL/MariaDB",
                 SourceKind::Postgres => "PostgreSQL",
                 SourceKind::Elasticsearch => "Elasticsearch",
+                SourceKind::Mongodb => "MongoDB",
             },
             match kind {
                 SourceKind::Mysql => "the row binlog",
                 SourceKind::Postgres => "logical replication",
                 SourceKind::Elasticsearch => "increments by timestamp",
+                SourceKind::Mongodb => "the change stream",
             }
         ));
         let counts = land_rows_via_source(&config, db, &pending_changes).await;
