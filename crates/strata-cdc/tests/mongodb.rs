@@ -251,6 +251,17 @@ fn by_id(rows: &[Row]) -> BTreeMap<String, &Row> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mongo_snapshot_then_change_stream_lands_latest_by_id_with_deletes() {
     let Some(uri) = server_uri() else { return };
+    bounded(snapshot_then_stream(uri)).await;
+}
+
+/// Runs a server test with an overall bound: a server that stops answering fails the test.
+async fn bounded(test: impl std::future::Future<Output = ()>) {
+    tokio::time::timeout(4 * WAIT, test)
+        .await
+        .expect("the test did not finish in time");
+}
+
+async fn snapshot_then_stream(uri: String) {
     let h = Harness::new(&uri).await;
     const N: i32 = 250;
     h.coll()
@@ -323,6 +334,10 @@ async fn mongo_snapshot_then_change_stream_lands_latest_by_id_with_deletes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mongo_a_dropped_collection_empties_its_table() {
     let Some(uri) = server_uri() else { return };
+    bounded(dropped_collection(uri)).await;
+}
+
+async fn dropped_collection(uri: String) {
     let h = Harness::new(&uri).await;
     h.coll()
         .insert_many((0..20).map(order).collect::<Vec<_>>())

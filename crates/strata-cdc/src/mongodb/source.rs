@@ -8,6 +8,7 @@
 //! quiet source does not fall off the oplog.
 
 use std::collections::HashMap;
+use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
 use ::mongodb::change_stream::event::ResumeToken;
@@ -33,6 +34,9 @@ use crate::topic::TopicTail;
 const STATE_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest the server holds a `getMore` on an idle stream.
 const MAX_AWAIT: Duration = Duration::from_millis(500);
+/// Longest one server round trip of the stream (opening it, one `getMore`) may take before
+/// the attempt fails and is retried: a server that stops answering must not hang the source.
+const STREAM_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Server error codes that mean the resume point is gone from the oplog:
 /// ChangeStreamHistoryLost, ChangeStreamFatalError, CappedPositionLost.
@@ -230,12 +234,29 @@ impl MongoSource {
                 (None, None) => watch = watch.start_at_operation_time(ts_of(p.cluster_time)),
             }
         }
-        match watch.await {
+        let Ok(opened) = tokio::time::timeout(STREAM_CALL_TIMEOUT, watch.into_future()).await
+        else {
+            return Err(self.timed_out("opening the change stream"));
+        };
+        match opened {
             Ok(s) => Ok(s.with_type::<Document>()),
             Err(e) => Err(match from {
                 Some(p) => self.lost(p, &e),
                 None => self.err("opening the change stream", &e),
             }),
+        }
+    }
+
+    /// A server that did not answer in [`STREAM_CALL_TIMEOUT`] (retried).
+    fn timed_out(&self, what: &str) -> Error {
+        Error::Source {
+            source_name: self.config.name.clone(),
+            host: self
+                .config
+                .connection_string()
+                .map(|u| host_of(&u))
+                .unwrap_or_default(),
+            message: format!("{what}: no answer in {}s", STREAM_CALL_TIMEOUT.as_secs()),
         }
     }
 
@@ -378,7 +399,14 @@ impl MongoSource {
             if *shutdown.borrow() {
                 break;
             }
-            let next = stream.next_if_any().await;
+            let Ok(next) = tokio::time::timeout(STREAM_CALL_TIMEOUT, stream.next_if_any()).await
+            else {
+                pending
+                    .flush(&self.context.log, &self.config.name, state)
+                    .await?;
+                state::save(&self.context.state_path, state)?;
+                return Err(self.timed_out("reading the change stream"));
+            };
             let raw = match next {
                 Ok(r) => r,
                 Err(e) => {
@@ -455,6 +483,15 @@ impl MongoSource {
                     pending
                         .send(&self.context.log, &self.config.name, state)
                         .await?;
+                    if !stream.is_alive() {
+                        // The server closed the cursor without an error: open it again from
+                        // what the bus holds.
+                        pending
+                            .flush(&self.context.log, &self.config.name, state)
+                            .await?;
+                        tracing::info!(source = %self.config.name, position = %state.resume, "change stream closed by the server: reopening");
+                        stream = self.open_stream(client, Some(&state.resume)).await?;
+                    }
                 }
             }
             if last_save.elapsed() >= STATE_SAVE_INTERVAL {
