@@ -283,19 +283,11 @@ impl Backend for RedisBackend {
     }
 
     async fn put_meta(&self, view: &str, meta: Vec<u8>) -> Result<()> {
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("SET")
-            .arg(self.meta_key(view)?)
-            .arg(meta)
-            .ignore()
-            .cmd("SADD")
-            .arg(self.views_key())
-            .arg(view)
-            .ignore();
-        let mut conn = self.conn.clone();
-        self.call("SET metadata", pipe.query_async::<()>(&mut conn))
-            .await
+        self.write_batch(vec![Write::Meta {
+            view: view.to_string(),
+            meta,
+        }])
+        .await
     }
 
     async fn put(&self, view: &str, entries: Entries) -> Result<()> {
