@@ -21,7 +21,7 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use iceberg::io::{LocalFsStorageFactory, StorageFactory};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
-use iceberg::{Catalog, CatalogBuilder, TableCreation, TableIdent};
+use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{ConnectOptions, Connection};
@@ -230,18 +230,8 @@ impl Lake {
 
     async fn ensure_tables(&self) -> Result<()> {
         let ns = ods_namespace();
-        let exists = self
-            .catalog
-            .namespace_exists(&ns)
-            .await
-            .map_err(|e| Error::iceberg("checking namespace ods", e))?;
-        if !exists {
-            match self.catalog.create_namespace(&ns, Default::default()).await {
-                Ok(_) => tracing::info!(namespace = "ods", "created namespace"),
-                // Another process created it meanwhile.
-                Err(e) if e.kind() == iceberg::ErrorKind::NamespaceAlreadyExists => {}
-                Err(e) => return Err(Error::iceberg("creating namespace ods", e)),
-            }
+        if ensure_namespace(self.catalog.as_ref(), &ns).await? {
+            tracing::info!(namespace = "ods", "created namespace");
         }
         for table in OdsTable::ALL {
             let ident = table.ident();
@@ -479,4 +469,26 @@ fn query_runtime(config: &LakeOptions) -> Result<Arc<RuntimeEnv>> {
         .with_temp_file_path(spill)
         .build_arc()
         .map_err(Error::datafusion)
+}
+
+/// Creates namespace `ns` unless it exists; true when this call created it. Two creators racing
+/// both succeed: a failed create is a success when the namespace exists afterwards (the SQL
+/// catalog reports the loser of a race as a constraint violation, not "already exists").
+pub async fn ensure_namespace(catalog: &dyn Catalog, ns: &NamespaceIdent) -> Result<bool> {
+    let what = || format!("creating namespace {}", ns.join("."));
+    if catalog
+        .namespace_exists(ns)
+        .await
+        .map_err(|e| Error::iceberg(format!("checking namespace {}", ns.join(".")), e))?
+    {
+        return Ok(false);
+    }
+    match catalog.create_namespace(ns, Default::default()).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == iceberg::ErrorKind::NamespaceAlreadyExists => Ok(false),
+        Err(e) => match catalog.namespace_exists(ns).await {
+            Ok(true) => Ok(false),
+            _ => Err(Error::iceberg(what(), e)),
+        },
+    }
 }

@@ -545,17 +545,7 @@ impl CdcMerger {
     async fn create(&self, ident: &TableIdent, schema: &TableSchema) -> Result<()> {
         let ns = ident.namespace().clone();
         let catalog = self.lake.catalog();
-        if !catalog
-            .namespace_exists(&ns)
-            .await
-            .map_err(|e| Error::iceberg("checking namespace", e))?
-        {
-            match catalog.create_namespace(&ns, HashMap::new()).await {
-                Ok(_) => {}
-                Err(e) if e.kind() == iceberg::ErrorKind::NamespaceAlreadyExists => {}
-                Err(e) => return Err(Error::iceberg("creating namespace", e)),
-            }
-        }
+        strata_table::lake::ensure_namespace(catalog.as_ref(), &ns).await?;
         let mut properties = table_properties();
         properties.insert(
             PRIMARY_KEY_PROPERTY.to_string(),

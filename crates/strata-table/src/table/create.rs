@@ -29,22 +29,7 @@ pub async fn create_table(
     let ns = ident.namespace().clone();
     strata_core::names::check_namespace(ns.as_ref()).map_err(Error::Invalid)?;
     strata_core::names::check_name("table name", ident.name()).map_err(Error::Invalid)?;
-    if !catalog
-        .namespace_exists(&ns)
-        .await
-        .map_err(|e| Error::iceberg("checking namespace", e))?
-    {
-        match catalog.create_namespace(&ns, HashMap::new()).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == iceberg::ErrorKind::NamespaceAlreadyExists => {}
-            Err(e) => {
-                return Err(Error::iceberg(
-                    format!("creating namespace {}", ns.join(".")),
-                    e,
-                ))
-            }
-        }
-    }
+    crate::lake::ensure_namespace(catalog.as_ref(), &ns).await?;
     if catalog
         .table_exists(ident)
         .await

@@ -360,3 +360,31 @@ fn buffers_start_as_large_as_the_last_flush_of_their_event_type() {
     assert_eq!(buf.hint("Signed Up"), None);
     assert_eq!(buf.hint("Followed"), Some((1, id_bytes)));
 }
+
+/// Models of a DAG run in parallel each create their namespace when it is missing: racing
+/// creators all succeed (the SQL catalog reports the loser of the race as a constraint
+/// violation, not "already exists").
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_creators_of_one_namespace_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = common::open_lake(dir.path()).await;
+    for round in 0..5 {
+        let ns = iceberg::NamespaceIdent::new(format!("race{round}"));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (catalog, ns) = (lake.catalog(), ns.clone());
+                tokio::spawn(async move {
+                    strata_table::lake::ensure_namespace(catalog.as_ref(), &ns).await
+                })
+            })
+            .collect();
+        let mut created = 0;
+        for t in tasks {
+            if t.await.unwrap().unwrap() {
+                created += 1;
+            }
+        }
+        assert!(created >= 1, "round {round}: someone created it");
+        assert!(lake.catalog().namespace_exists(&ns).await.unwrap());
+    }
+}
