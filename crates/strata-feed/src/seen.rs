@@ -187,10 +187,6 @@ impl Seen {
             }
         });
     }
-
-    pub fn users(&self) -> usize {
-        self.local.users()
-    }
 }
 
 #[cfg(test)]

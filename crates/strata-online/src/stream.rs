@@ -200,16 +200,9 @@ impl StreamTable {
         self.store.backend().scan_may_repeat()
     }
 
-    /// Records how many entities the view holds (shown by `strata features status`).
-    pub async fn record_entities(&self, entities: u64, written: u64) -> Result<()> {
-        match self.entities_write(entities, written).await? {
-            Some(w) => self.store.backend().write_batch(vec![w]).await,
-            None => Ok(()),
-        }
-    }
-
     /// The write recording how many entities the view holds and how many rows were written
-    /// (its metadata, read now; `None`: the view has none), to combine with others in one
+    /// (shown by `strata features status`; its metadata, read now; `None`: the view has none),
+    /// to combine with others in one
     /// [`OnlineStore::write_batch`]. Only the view's consumer (holding its lock) writes it.
     pub async fn entities_write(&self, entities: u64, written: u64) -> Result<Option<Write>> {
         let Some(mut meta) = self.store.meta(&self.view).await? else {
