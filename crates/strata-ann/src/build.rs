@@ -329,13 +329,20 @@ fn construct(p: &IndexParams, vectors: &[f32], threads: usize) -> Result<Graph> 
     }
 
     let (entry, max_level) = *state.read().map_err(|_| poisoned())?;
+    let mut nodes = Vec::with_capacity(n);
+    for lock in g.nodes {
+        nodes.push(lock.into_inner().map_err(|_| poisoned())?);
+    }
+    let repaired = connect_layer0(&mut nodes, entry, m0, &bdist);
+    if repaired > 0 {
+        tracing::debug!(repaired, "linked nodes the layer-0 walk could not reach");
+    }
     let mut graph = Graph::empty(m);
     graph.entry = entry;
     graph.max_level = max_level;
     graph.layer0 = vec![0; n * (1 + m0)];
     let mut offset = 0u64;
-    for (i, lock) in g.nodes.into_iter().enumerate() {
-        let lists = lock.into_inner().map_err(|_| poisoned())?;
+    for (i, lists) in nodes.into_iter().enumerate() {
         let level = levels[i] as usize;
         graph.upper_start.push(offset);
         for (layer, list) in lists.iter().enumerate().take(level + 1) {
@@ -355,4 +362,102 @@ fn construct(p: &IndexParams, vectors: &[f32], threads: usize) -> Result<Graph> 
     }
     graph.levels = levels;
     Ok(graph)
+}
+
+/// Links every layer-0 node the walk from `entry` cannot reach, and returns how many links
+/// were added. HNSW's neighbour pruning can drop a node from every list that held it (more
+/// often when threads insert concurrently): the node is then never returned, whatever `ef`.
+/// Each unreached node is linked from its nearest reached node (its own closest out-link when
+/// that one is reached, else the nearest reached node by a scan); a full list gives up the link
+/// whose target has the most other in-links. Rounds repeat until everything is reached (a
+/// replaced link can strand its target), at most `MAX_ROUNDS` times.
+fn connect_layer0(
+    nodes: &mut [Vec<Vec<u32>>],
+    entry: u32,
+    m0: usize,
+    dist: &impl Fn(u32, u32) -> f32,
+) -> usize {
+    const MAX_ROUNDS: usize = 8;
+    let n = nodes.len();
+    let mut added = 0;
+    for _ in 0..MAX_ROUNDS {
+        let reached = reach_layer0(nodes, entry);
+        if reached.iter().all(|&r| r) {
+            break;
+        }
+        let mut indegree = vec![0u32; n];
+        for lists in nodes.iter() {
+            for &e in lists.first().into_iter().flatten() {
+                if let Some(d) = indegree.get_mut(e as usize) {
+                    *d += 1;
+                }
+            }
+        }
+        let mut reached = reached;
+        for u in 0..n as u32 {
+            if reached[u as usize] {
+                continue;
+            }
+            let own = nodes[u as usize]
+                .first()
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|&v| reached[v as usize])
+                .min_by(|&a, &b| dist(u, a).total_cmp(&dist(u, b)));
+            let from = own.or_else(|| {
+                (0..n as u32)
+                    .filter(|&v| reached[v as usize])
+                    .min_by(|&a, &b| dist(u, a).total_cmp(&dist(u, b)))
+            });
+            let Some(v) = from else {
+                continue;
+            };
+            let Some(list) = nodes[v as usize].first_mut() else {
+                continue;
+            };
+            if list.len() >= m0 {
+                let Some(at) = (0..list.len()).max_by_key(|&i| indegree[list[i] as usize]) else {
+                    continue;
+                };
+                indegree[list[at] as usize] -= 1;
+                list[at] = u;
+            } else {
+                list.push(u);
+            }
+            indegree[u as usize] += 1;
+            added += 1;
+            // What u links to is reached now too (through u); later nodes may hang off it.
+            let mut stack = vec![u];
+            reached[u as usize] = true;
+            while let Some(x) = stack.pop() {
+                for &e in nodes[x as usize].first().into_iter().flatten() {
+                    if !reached[e as usize] {
+                        reached[e as usize] = true;
+                        stack.push(e);
+                    }
+                }
+            }
+        }
+    }
+    added
+}
+
+/// Which nodes a walk of layer 0 from `entry` reaches.
+fn reach_layer0(nodes: &[Vec<Vec<u32>>], entry: u32) -> Vec<bool> {
+    let mut reached = vec![false; nodes.len()];
+    if nodes.is_empty() {
+        return reached;
+    }
+    reached[entry as usize] = true;
+    let mut stack = vec![entry];
+    while let Some(x) = stack.pop() {
+        for &e in nodes[x as usize].first().into_iter().flatten() {
+            if !reached[e as usize] {
+                reached[e as usize] = true;
+                stack.push(e);
+            }
+        }
+    }
+    reached
 }
