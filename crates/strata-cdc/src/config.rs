@@ -562,6 +562,22 @@ pub fn deserialize_list<'de, D: Deserializer<'de>>(
         .map_err(serde::de::Error::custom)
 }
 
+/// One `[[sources]]` entry parsed and validated, as the connectors' config tests read it.
+#[cfg(test)]
+pub(crate) fn parse_entry(text: &str) -> Result<SourceConfig> {
+    let s: SourceConfig =
+        toml::from_str(text).map_err(|e| Error::user(format!("invalid config: {e}")))?;
+    s.validate()?;
+    Ok(s)
+}
+
+/// The error [`parse_entry`] gives for `text` (a test fails when there is none).
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "test helper: no error fails the test")]
+pub(crate) fn entry_error(text: &str) -> String {
+    parse_entry(text).unwrap_err().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,9 +15,8 @@
     reason = "integration test: a failed step fails the test"
 )]
 
-use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,16 +27,15 @@ use strata_cdc::config::SourceConfig;
 use strata_cdc::elasticsearch::client::EsClient;
 use strata_cdc::elasticsearch::decode::{fields, table_schema};
 use strata_cdc::elasticsearch::Watermark;
-use strata_cdc::merge::{read_ods_rows, CdcMerger, CdcTable};
-use strata_cdc::state::{self, Phase, SourceState};
-use strata_core::cdc::{CdcRecord, Row, TableSchema, Value};
-use strata_table::config::LakeOptions;
-use strata_table::Lake;
+use strata_cdc::state::{self, Phase};
+use strata_core::cdc::{Row, Value};
 use strata_testdb::EsServer;
 use tokio::sync::watch;
 
+mod common;
+use common::{by_id, SourceHarness, WAIT};
+
 const INDEX: &str = "products";
-const WAIT: Duration = Duration::from_secs(120);
 
 /// Epoch ms two days ago: every seeded document is stamped after it.
 fn base_ms() -> i64 {
@@ -123,182 +121,23 @@ impl Es {
     }
 }
 
-/// A data dir with a bus and a lake, and the source's config.
-struct Harness {
-    _dir: tempfile::TempDir,
-    data: PathBuf,
-    log: Arc<dyn Log>,
-    lake: Lake,
-    config: SourceConfig,
+type Harness = SourceHarness<Watermark>;
+
+/// A harness for the index `products` on `url`, with `extra` lines in the source's entry.
+async fn harness(url: &str, extra: &str) -> Harness {
+    let text = format!(
+        "name = \"search\"\nkind = \"elasticsearch\"\nurl = \"{url}\"\ntables = [\"{INDEX}\"]\n\
+         timestamp_field = \"updated_at\"\npoll_interval = \"100ms\"\noverlap = \"1m\"\n\
+         fields = {{ sku = \"string\", price = \"double\", qty = \"long\", \"user.id\" = \"long\", in_stock = \"boolean\", tags = \"json\" }}\n{extra}"
+    );
+    SourceHarness::new(&text, INDEX).await
 }
 
-impl Harness {
-    async fn new(url: &str, extra: &str) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().to_path_buf();
-        let log: Arc<dyn Log> = EmbeddedLog::open(&data.join("bus"), EmbeddedOptions::default())
-            .await
-            .unwrap();
-        let lake = Lake::open(&LakeOptions::new(data.join("lake")))
-            .await
-            .unwrap();
-        let text = format!(
-            "name = \"search\"\nkind = \"elasticsearch\"\nurl = \"{url}\"\ntables = [\"{INDEX}\"]\n\
-             timestamp_field = \"updated_at\"\npoll_interval = \"100ms\"\noverlap = \"1m\"\n\
-             fields = {{ sku = \"string\", price = \"double\", qty = \"long\", \"user.id\" = \"long\", in_stock = \"boolean\", tags = \"json\" }}\n{extra}"
-        );
-        let config: SourceConfig = toml::from_str(&text).unwrap();
-        config.validate().unwrap();
-        Harness {
-            _dir: dir,
-            data,
-            log,
-            lake,
-            config,
-        }
-    }
-
-    fn topic(&self) -> String {
-        self.config.topic(INDEX)
-    }
-
-    fn state_path(&self) -> PathBuf {
-        state::state_path(&self.data, &self.config.name)
-    }
-
-    fn state(&self) -> Option<SourceState<Watermark>> {
-        state::load(&self.state_path()).unwrap()
-    }
-
-    /// The document changes on the topic (export reads and increment changes; not the
-    /// schema records, which a restart sends again when the topic's tail does not show one).
-    async fn changes(&self) -> u64 {
-        let end = self.records().await;
-        let mut c = strata_bus::Consumer::range(self.log.clone(), &self.topic(), 0, 0, end)
-            .with_limits(8192, 64 << 20);
-        let mut n = 0;
-        while !c.done() {
-            let batch = c.fetch().await.unwrap();
-            if batch.is_empty() {
-                break;
-            }
-            n += batch
-                .iter()
-                .filter(|r| matches!(CdcRecord::from_json(&r.value), Ok(CdcRecord::Change(_))))
-                .count() as u64;
-        }
-        n
-    }
-
-    async fn records(&self) -> u64 {
-        match self.log.end_offsets(&self.topic()).await {
-            Ok(ends) => ends.get(&0).copied().unwrap_or(0),
-            Err(_) => 0,
-        }
-    }
-
-    /// Starts the source; stopped by [`Running::stop`].
-    fn start(&self) -> Running {
-        let source = strata_cdc::Source::new(&self.config, self.log.clone(), &self.data).unwrap();
-        let (tx, rx) = watch::channel(false);
-        Running {
-            stop: tx,
-            task: tokio::spawn(source.run(rx)),
-        }
-    }
-
-    /// Waits until the topic holds `n` document changes.
-    async fn wait_changes(&self, n: u64) {
-        let started = Instant::now();
-        loop {
-            let have = self.changes().await;
-            if have >= n {
-                assert_eq!(have, n, "more changes on {} than expected", self.topic());
-                return;
-            }
-            if let Some(e) = self.state().and_then(|s| s.last_error) {
-                eprintln!("source error so far: {e}");
-            }
-            assert!(
-                started.elapsed() < WAIT,
-                "{have} of {n} changes after {WAIT:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Waits until the source has saved its state `n` more times after now while streaming
-    /// (each increment ends with a save).
-    async fn wait_increments(&self, n: usize) {
-        let started = Instant::now();
-        let mut last = self.state().map(|s| s.updated_ms).unwrap_or(0);
-        let mut seen = 0;
-        while seen < n {
-            assert!(started.elapsed() < WAIT, "no increment ran");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            if let Some(s) = self.state() {
-                if s.phase == Phase::Stream && s.updated_ms > last {
-                    last = s.updated_ms;
-                    seen += 1;
-                }
-            }
-        }
-    }
-
-    /// Applies everything on the bus to the ODS table and reads it back.
-    async fn ods(&self) -> (TableSchema, Vec<Row>) {
-        let (tx, rx) = watch::channel(true);
-        CdcMerger::new(
-            &self.lake,
-            self.log.clone(),
-            CdcTable::from_sources(std::slice::from_ref(&self.config)),
-        )
-        .run(rx)
-        .await
-        .unwrap();
-        drop(tx);
-        let es = self.config.as_elasticsearch().unwrap();
-        let schema = table_schema(es, &fields(es));
-        let (ns, name) = self.config.target(INDEX);
-        assert_eq!((ns.as_str(), name.as_str()), ("ods", "ods_es_products"));
-        let ident = iceberg::TableIdent::new(iceberg::NamespaceIdent::new(ns), name);
-        let table = self.lake.load_table(&ident).await.unwrap();
-        let rows = read_ods_rows(&table, &schema).await.unwrap();
-        (schema, rows)
-    }
-
-    /// The ODS table equals the index (every document once, every value equal).
-    async fn assert_ods_equals_index(&self) -> Vec<Row> {
-        let (schema, ods) = self.ods().await;
-        let ids: HashSet<String> = ods.iter().map(|r| r["_id"].canonical()).collect();
-        assert_eq!(ids.len(), ods.len(), "an _id landed twice");
-        let source = strata_cdc::read_tables(&self.config, &[]).await.unwrap();
-        assert_eq!(source.len(), 1);
-        let report = strata_cdc::verify::compare(&schema, &source[0].1, &ods);
-        assert!(report.equal(), "ODS differs from the index: {report:?}");
-        ods
-    }
-}
-
-struct Running {
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<strata_cdc::Result<()>>,
-}
-
-impl Running {
-    async fn stop(self) {
-        self.stop.send(true).unwrap();
-        self.task.await.unwrap().unwrap();
-    }
-}
-
-fn by_id(rows: &[Row]) -> BTreeMap<String, &Row> {
-    rows.iter()
-        .map(|r| match &r["_id"] {
-            Value::Str(s) => (s.clone(), r),
-            other => panic!("_id {other:?}"),
-        })
-        .collect()
+/// The ODS table equals the index (every document once, every value equal).
+async fn assert_ods_equals_index(h: &Harness) -> Vec<Row> {
+    let es = h.config.as_elasticsearch().unwrap();
+    let schema = table_schema(es, &fields(es));
+    h.assert_ods_equals_source(&schema, "ods_es_products").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -308,12 +147,12 @@ async fn es_export_lands_every_document_once_then_increments_and_reruns_write_no
     const N: usize = 3000;
     es.seed(N, base).await;
     // Pages of 500 documents: the export and the increments read several pages each.
-    let h = Harness::new(&es.server.url(), "snapshot_chunk_rows = 500\n").await;
+    let h = harness(&es.server.url(), "snapshot_chunk_rows = 500\n").await;
     let running = h.start();
 
     // The full export: the schema, then every document once (with no timestamp too).
     h.wait_changes(N as u64).await;
-    h.wait_increments(1).await;
+    h.wait_stream_saves(1).await;
     let state = h.state().unwrap();
     assert_eq!(state.phase, Phase::Stream);
     // Its watermark is the newest timestamp there was; the first increments re-read the
@@ -321,7 +160,7 @@ async fn es_export_lands_every_document_once_then_increments_and_reruns_write_no
     // p2999 has no timestamp (every hundredth): p2998 is the newest stamped.
     let newest = base + (N as i64 - 2) * 1000;
     assert_eq!(state.resume.ts_ms, Some(newest));
-    h.wait_increments(2).await;
+    h.wait_stream_saves(2).await;
     assert_eq!(
         h.changes().await,
         N as u64,
@@ -344,7 +183,7 @@ async fn es_export_lands_every_document_once_then_increments_and_reruns_write_no
     }
     es.bulk(changed).await;
     h.wait_changes(N as u64 + 30).await;
-    h.wait_increments(3).await;
+    h.wait_stream_saves(3).await;
     assert_eq!(h.changes().await, N as u64 + 30);
     running.stop().await;
 
@@ -353,9 +192,9 @@ async fn es_export_lands_every_document_once_then_increments_and_reruns_write_no
     let watermark = state.resume.clone();
     assert!(watermark.ts_ms.unwrap() >= now, "{watermark}");
     state.resume = Watermark::at(base - 1000, "");
-    state::save(&h.state_path(), &mut state).unwrap();
+    state::save(&state::state_path(&h.data, &h.config.name), &mut state).unwrap();
     let running = h.start();
-    h.wait_increments(2).await;
+    h.wait_stream_saves(2).await;
     assert_eq!(
         h.changes().await,
         N as u64 + 30,
@@ -369,14 +208,14 @@ async fn es_export_lands_every_document_once_then_increments_and_reruns_write_no
     // And from no watermark at all (every stamped document read again).
     let mut state = h.state().unwrap();
     state.resume = Watermark::start();
-    state::save(&h.state_path(), &mut state).unwrap();
+    state::save(&state::state_path(&h.data, &h.config.name), &mut state).unwrap();
     let running = h.start();
-    h.wait_increments(2).await;
+    h.wait_stream_saves(2).await;
     assert_eq!(h.changes().await, N as u64 + 30, "a full rerun wrote again");
     running.stop().await;
 
     // The ODS table: every document once, the typed columns right, the source as JSON.
-    let ods = h.assert_ods_equals_index().await;
+    let ods = assert_ods_equals_index(&h).await;
     assert_eq!(ods.len(), N + 20);
     let rows = by_id(&ods);
     let p5 = rows["p5"];
@@ -411,7 +250,7 @@ async fn es_scroll_paging_exports_resumes_an_interrupted_export_and_increments()
     let base = base_ms();
     const N: usize = 1200;
     es.seed(N, base).await;
-    let h = Harness::new(
+    let h = harness(
         &es.server.url(),
         "paging = \"scroll\"\nsnapshot_chunk_rows = 20\n",
     )
@@ -432,7 +271,7 @@ async fn es_scroll_paging_exports_resumes_an_interrupted_export_and_increments()
         "the export ended before it could be interrupted"
     );
     let running = h.start();
-    h.wait_increments(1).await;
+    h.wait_stream_saves(1).await;
     let after_export = h.changes().await;
     assert!(after_export > N as u64, "{after_export}");
 
@@ -447,9 +286,9 @@ async fn es_scroll_paging_exports_resumes_an_interrupted_export_and_increments()
         .collect();
     es.bulk(changed).await;
     h.wait_changes(after_export + 5).await;
-    h.wait_increments(2).await;
+    h.wait_stream_saves(2).await;
     running.stop().await;
-    let ods = h.assert_ods_equals_index().await;
+    let ods = assert_ods_equals_index(&h).await;
     assert_eq!(ods.len(), N);
     assert_eq!(by_id(&ods)["p103"]["qty"], Value::Int(-1));
 }

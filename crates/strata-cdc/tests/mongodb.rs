@@ -19,26 +19,19 @@
     reason = "integration test: a failed step fails the test"
 )]
 
-use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bson::{doc, Bson, DateTime, Document};
-use strata_bus::embedded::{EmbeddedLog, EmbeddedOptions};
-use strata_bus::Log;
 use strata_cdc::config::SourceConfig;
-use strata_cdc::merge::{read_ods_rows, CdcMerger, CdcTable};
 use strata_cdc::mongodb::decode::{fields, table_schema};
 use strata_cdc::mongodb::ResumePoint;
-use strata_cdc::state::{self, Phase, SourceState};
-use strata_core::cdc::{CdcRecord, Row, TableSchema, Value};
-use strata_table::config::LakeOptions;
-use strata_table::Lake;
-use tokio::sync::watch;
+use strata_cdc::state::Phase;
+use strata_core::cdc::{Row, TableSchema, Value};
+
+mod common;
+use common::{by_id, SourceHarness, WAIT};
 
 const COLL: &str = "orders";
-const WAIT: Duration = Duration::from_secs(120);
 const URI_ENV: &str = "STRATA_TEST_MONGO_URI";
 
 /// The server's connection string, or None with the reason printed (the test is skipped).
@@ -67,26 +60,22 @@ fn order(i: i32) -> Document {
     }
 }
 
+/// The shared harness and the test's own database on the server.
 struct Harness {
-    _dir: tempfile::TempDir,
-    data: PathBuf,
-    log: Arc<dyn Log>,
-    lake: Lake,
-    config: SourceConfig,
+    source: SourceHarness<ResumePoint>,
     client: mongodb::Client,
     database: String,
 }
 
+impl std::ops::Deref for Harness {
+    type Target = SourceHarness<ResumePoint>;
+    fn deref(&self) -> &Self::Target {
+        &self.source
+    }
+}
+
 impl Harness {
     async fn new(uri: &str) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().to_path_buf();
-        let log: Arc<dyn Log> = EmbeddedLog::open(&data.join("bus"), EmbeddedOptions::default())
-            .await
-            .unwrap();
-        let lake = Lake::open(&LakeOptions::new(data.join("lake")))
-            .await
-            .unwrap();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -101,15 +90,9 @@ impl Harness {
              first_qty = {{ path = \"items.0.qty\", type = \"long\" }}\n\
              placed_at = {{ type = \"timestamp\" }}\n"
         );
-        let config: SourceConfig = toml::from_str(&text).unwrap();
-        config.validate().unwrap();
         let client = mongodb::Client::with_uri_str(uri).await.unwrap();
         Harness {
-            _dir: dir,
-            data,
-            log,
-            lake,
-            config,
+            source: SourceHarness::new(&text, COLL).await,
             client,
             database,
         }
@@ -119,130 +102,22 @@ impl Harness {
         self.client.database(&self.database).collection(COLL)
     }
 
-    fn topic(&self) -> String {
-        self.config.topic(COLL)
-    }
-
-    fn state_path(&self) -> PathBuf {
-        state::state_path(&self.data, &self.config.name)
-    }
-
-    fn state(&self) -> Option<SourceState<ResumePoint>> {
-        state::load(&self.state_path()).unwrap()
-    }
-
-    /// The row changes on the topic.
-    async fn changes(&self) -> u64 {
-        let end = match self.log.end_offsets(&self.topic()).await {
-            Ok(ends) => ends.get(&0).copied().unwrap_or(0),
-            Err(_) => 0,
-        };
-        let mut c = strata_bus::Consumer::range(self.log.clone(), &self.topic(), 0, 0, end)
-            .with_limits(8192, 64 << 20);
-        let mut n = 0;
-        while !c.done() {
-            let batch = c.fetch().await.unwrap();
-            if batch.is_empty() {
-                break;
-            }
-            n += batch
-                .iter()
-                .filter(|r| matches!(CdcRecord::from_json(&r.value), Ok(CdcRecord::Change(_))))
-                .count() as u64;
-        }
-        n
-    }
-
-    fn start(&self) -> Running {
-        let source = strata_cdc::Source::new(&self.config, self.log.clone(), &self.data).unwrap();
-        let (tx, rx) = watch::channel(false);
-        Running {
-            stop: tx,
-            task: tokio::spawn(source.run(rx)),
-        }
-    }
-
-    /// Waits until the topic holds exactly `n` row changes.
-    async fn wait_changes(&self, n: u64) {
-        let started = Instant::now();
-        loop {
-            let have = self.changes().await;
-            if have >= n {
-                assert_eq!(have, n, "more changes on {} than expected", self.topic());
-                return;
-            }
-            if let Some(e) = self.state().and_then(|s| s.last_error) {
-                eprintln!("source error so far: {e}");
-            }
-            assert!(
-                started.elapsed() < WAIT,
-                "{have} of {n} changes after {WAIT:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn ods(&self) -> (TableSchema, Vec<Row>) {
-        let (tx, rx) = watch::channel(true);
-        CdcMerger::new(
-            &self.lake,
-            self.log.clone(),
-            CdcTable::from_sources(std::slice::from_ref(&self.config)),
-        )
-        .run(rx)
-        .await
-        .unwrap();
-        drop(tx);
+    fn schema(&self) -> TableSchema {
         let SourceConfig::Mongodb(m) = &self.config else {
-            panic!()
+            panic!("{:?}", self.config)
         };
-        let schema = table_schema(&m.name, &m.database, COLL, &fields(m, COLL));
-        let (ns, name) = self.config.target(COLL);
-        assert_eq!((ns.as_str(), name.as_str()), ("ods", "ods_orders"));
-        let ident = iceberg::TableIdent::new(iceberg::NamespaceIdent::new(ns), name);
-        let table = self.lake.load_table(&ident).await.unwrap();
-        let rows = read_ods_rows(&table, &schema).await.unwrap();
-        (schema, rows)
+        table_schema(&m.name, &m.database, COLL, &fields(m, COLL))
     }
 
     /// The ODS table equals the collection: every document once, every value equal.
     async fn assert_ods_equals_collection(&self) -> Vec<Row> {
-        let (schema, ods) = self.ods().await;
-        let ids: HashSet<String> = ods.iter().map(|r| r["_id"].canonical()).collect();
-        assert_eq!(ids.len(), ods.len(), "an _id landed twice");
-        let source = strata_cdc::read_tables(&self.config, &[]).await.unwrap();
-        let report = strata_cdc::verify::compare(&schema, &source[0].1, &ods);
-        assert!(
-            report.equal(),
-            "ODS differs from the collection: {report:?}"
-        );
-        ods
+        self.assert_ods_equals_source(&self.schema(), "ods_orders")
+            .await
     }
 
     async fn drop_database(&self) {
         self.client.database(&self.database).drop().await.unwrap();
     }
-}
-
-struct Running {
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<strata_cdc::Result<()>>,
-}
-
-impl Running {
-    async fn stop(self) {
-        self.stop.send(true).unwrap();
-        self.task.await.unwrap().unwrap();
-    }
-}
-
-fn by_id(rows: &[Row]) -> BTreeMap<String, &Row> {
-    rows.iter()
-        .map(|r| match &r["_id"] {
-            Value::Str(s) => (s.clone(), r),
-            other => panic!("_id {other:?}"),
-        })
-        .collect()
 }
 
 /// Snapshot in `_id` chunks, then inserts, updates, replaces and deletes through the change

@@ -397,20 +397,9 @@ impl EsSourceConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SourceConfig;
+    use crate::config::{entry_error as err, parse_entry as parse, SourceConfig};
 
     const ES: &str = "name = \"search\"\nkind = \"elasticsearch\"\nurl = \"http://127.0.0.1:9200\"\ntables = [\"products\"]\ntimestamp_field = \"updated_at\"\n";
-
-    fn parse(text: &str) -> Result<SourceConfig> {
-        let s: SourceConfig =
-            toml::from_str(text).map_err(|e| Error::user(format!("invalid config: {e}")))?;
-        s.validate()?;
-        Ok(s)
-    }
-
-    fn err(text: &str) -> String {
-        parse(text).unwrap_err().to_string()
-    }
 
     #[test]
     fn a_minimal_entry_takes_the_defaults() {

@@ -326,21 +326,10 @@ impl MongoSourceConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SourceConfig;
+    use crate::config::{entry_error as err, parse_entry as parse, SourceConfig};
 
     // Tests read environment variables set by no one else: each uses its own name.
     const MONGO: &str = "name = \"shop\"\nkind = \"mongodb\"\nurl = \"mongodb://127.0.0.1:27017/?replicaSet=rs0\"\ndatabase = \"shop\"\ntables = [\"orders\", \"customers\"]\n";
-
-    fn parse(text: &str) -> Result<SourceConfig> {
-        let s: SourceConfig =
-            toml::from_str(text).map_err(|e| Error::user(format!("invalid config: {e}")))?;
-        s.validate()?;
-        Ok(s)
-    }
-
-    fn err(text: &str) -> String {
-        parse(text).unwrap_err().to_string()
-    }
 
     #[test]
     fn a_minimal_entry_takes_the_defaults_and_reads_back() {
