@@ -121,6 +121,13 @@ fn parquet_bytes(columns: Vec<(&str, ArrayRef)>) -> Vec<u8> {
     buf
 }
 
+/// The test's files folder (created) and a function giving a file's path in it.
+fn files(env: &Env) -> impl Fn(&str) -> String {
+    let dir = env.dir.path().join("files");
+    std::fs::create_dir_all(&dir).unwrap();
+    move |name: &str| dir.join(name).display().to_string()
+}
+
 fn strings(v: &[Option<&str>]) -> ArrayRef {
     Arc::new(StringArray::from(v.to_vec()))
 }
@@ -132,9 +139,8 @@ fn ints(v: &[i64]) -> ArrayRef {
 #[test]
 fn append_overwrite_and_bad_input_leave_the_table_as_it_was() {
     let env = Env::new();
+    let p = files(&env);
     let dir = env.dir.path().join("files");
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = |name: &str| dir.join(name).display().to_string();
 
     // CSV into a new table: created from the header and the values' types.
     std::fs::write(
@@ -295,9 +301,7 @@ fn append_overwrite_and_bad_input_leave_the_table_as_it_was() {
 #[test]
 fn overwrite_one_partition() {
     let env = Env::new();
-    let dir = env.dir.path().join("files");
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = |name: &str| dir.join(name).display().to_string();
+    let p = files(&env);
     std::fs::write(
         p("days.csv"),
         "dt,n\n2026-12-06,1\n2026-12-06,2\n2026-12-07,3\n",
@@ -553,9 +557,7 @@ fn dms_change_folder_merges_in_one_command() {
 #[test]
 fn merge_upserts_csv_without_an_op_column() {
     let env = Env::new();
-    let dir = env.dir.path().join("files");
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = |name: &str| dir.join(name).display().to_string();
+    let p = files(&env);
     std::fs::write(p("a.csv"), "id,score,note\n1,10,x\n2,20,y\n").unwrap();
     load_ok(&env, &["ods.scores", &p("a.csv")]);
     // Upsert: id 2 twice in the file (the later row wins), id 3 new; the file has no `note`
