@@ -286,7 +286,8 @@ impl Cover<'_> {
         }
         let ta = ra.types.unwrap_or(Types::ALL);
         let tb = rb.types.unwrap_or(Types::ALL);
-        for bit in [
+        // One message for every type the new schema no longer allows.
+        let lost: Vec<String> = [
             Types::NULL,
             Types::BOOLEAN,
             Types::INTEGER,
@@ -294,18 +295,26 @@ impl Cover<'_> {
             Types::STRING,
             Types::ARRAY,
             Types::OBJECT,
-        ] {
-            if ta.0 & bit != 0 && !tb.allows(bit) {
-                let name = Types(bit).describe();
-                self.problem(
-                    at,
-                    format!(
-                        "type {name} is no longer allowed (was {}, now {})",
-                        describe(ra.types),
-                        describe(rb.types)
-                    ),
-                );
-            }
+        ]
+        .into_iter()
+        .filter(|&bit| ta.0 & bit != 0 && !tb.allows(bit))
+        .map(|bit| Types(bit).describe())
+        .collect();
+        if !lost.is_empty() {
+            let (noun, verb) = if lost.len() == 1 {
+                ("type", "is")
+            } else {
+                ("types", "are")
+            };
+            self.problem(
+                at,
+                format!(
+                    "{noun} {} {verb} no longer allowed (was {}, now {})",
+                    lost.join(", "),
+                    describe(ra.types),
+                    describe(rb.types)
+                ),
+            );
         }
         if rb.constant.is_some() {
             self.problem(

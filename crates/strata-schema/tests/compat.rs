@@ -75,6 +75,12 @@ fn types_narrowed_or_widened() {
         r#"{"properties":{"x":{"type":"string"}}}"#,
         "#/properties/x: type null is no longer allowed",
     );
+    // Constraining a free property: one problem naming every type it loses.
+    refused(
+        r#"{"properties":{"x":{}}}"#,
+        r#"{"properties":{"x":{"type":"string"}}}"#,
+        "#/properties/x: types null, boolean, integer, number, array, object are no longer allowed",
+    );
 }
 
 #[test]
