@@ -4,7 +4,9 @@
 //! screen validate `properties`, identify and group validate `traits`, alias nothing. An event
 //! whose subject has no schema costs one hash lookup; with no schema registered at all, not
 //! even that (the request takes the registry's snapshot once and skips the check when it is
-//! empty). On a violation, `[collector.schemas]` decides per subject:
+//! empty). An event whose subject has one is checked while its part is parsed, building no
+//! tree and no path (strata-schema `scan.rs`); only a violation is parsed again and walked
+//! for its JSON pointer. On a violation, `[collector.schemas]` decides per subject:
 //! - `reject`: the event is refused like any invalid event (dead-letter table, per-item
 //!   error) with the reason `schema violation (<subject> v<n>): <pointer>: <what>`;
 //! - `tag`: the event is accepted with that reason in `context.schema_violation`, so
@@ -30,14 +32,14 @@ pub fn check<'p>(
     validated: &mut u64,
 ) -> Result<EventView<'p>, Refusal> {
     let subject = strata_schema::subject_of(&event.kind, event.event.as_deref());
-    if snapshot.latest(subject).is_none() {
+    // One lookup: the schema found is the one checked.
+    let Some(latest) = snapshot.latest(subject) else {
         return Ok(event);
-    }
+    };
     *validated += 1;
-    let Some(violation) = strata_schema::check_event(
-        snapshot,
+    let Some(violation) = strata_schema::check_event_against(
+        latest,
         &event.kind,
-        event.event.as_deref(),
         event.properties.as_deref(),
         event.traits.as_deref(),
     ) else {

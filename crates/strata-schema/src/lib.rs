@@ -2,8 +2,11 @@
 //!
 //! - `schema.rs`: the supported subset of JSON Schema, compiled once (`Schema::parse`);
 //!   unsupported keywords refuse the schema with their location.
+//! - `scan.rs`: the fast path, the instance checked while it is parsed (no tree, no pointer),
+//!   answering only valid / not valid; what the collector runs first for every event.
 //! - `value.rs`, `validate.rs`: the instance parsed once (borrowing its text) and walked;
 //!   violations carry a JSON pointer (`/properties/post_id: expected integer, got string`).
+//!   Run when the fast path says no, for the exact violation.
 //! - `compat.rs`: the compatibility modes (backward, forward, full, their transitive forms,
 //!   none), decided structurally on compiled schemas.
 //! - `registry.rs`: subjects, versions, ids and levels in `<data>/schema_registry.json`,
@@ -23,18 +26,18 @@ pub mod http;
 pub mod infer;
 pub mod project;
 pub mod registry;
+mod scan;
 pub mod schema;
 pub mod validate;
 pub mod value;
 pub mod views;
 
 use std::fmt;
-use std::sync::Arc;
 
 pub use compat::Compatibility;
 pub use config::{Action, SchemasConfig};
 pub use error::{Error, Result};
-pub use registry::{Registry, Snapshot};
+pub use registry::{Latest, Registry, Snapshot};
 pub use schema::Schema;
 pub use validate::Violation;
 pub use value::Val;
@@ -75,13 +78,29 @@ pub fn check_event(
     properties: Option<&str>,
     traits: Option<&str>,
 ) -> Option<EventViolation> {
-    let subject = subject_of(kind, event);
-    let latest: &Arc<registry::Latest> = snapshot.latest(subject)?;
+    let latest = snapshot.latest(subject_of(kind, event))?;
+    check_event_against(latest, kind, properties, traits)
+}
+
+/// [`check_event`] against the subject's latest schema already looked up (the collector
+/// looks it up once per event, to count the events it validates).
+///
+/// The fast path (`scan.rs`) decides while parsing; only an event it refuses is parsed into a
+/// tree and walked, for the first violation and its pointer (or the parse error).
+pub fn check_event_against(
+    latest: &Latest,
+    kind: &str,
+    properties: Option<&str>,
+    traits: Option<&str>,
+) -> Option<EventViolation> {
     let (text, base) = match kind {
         "identify" | "group" => (traits, "/traits"),
         "alias" => return None,
         _ => (properties, "/properties"),
     };
+    if latest.schema.accepts(text.unwrap_or("{}")) {
+        return None;
+    }
     let parsed = match text {
         Some(t) => Val::parse(t),
         None => Ok(Val::Obj(Vec::new())),

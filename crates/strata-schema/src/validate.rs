@@ -11,7 +11,7 @@ use crate::value::Val;
 
 /// How deep schemas and instances may nest (refs included) before validation gives up: a
 /// guard against recursive `$ref`s over deep instances.
-const MAX_DEPTH: usize = 128;
+pub(crate) const MAX_DEPTH: usize = 128;
 
 /// One violation: where (a JSON pointer into the validated document) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +53,20 @@ impl Schema {
     /// Whether `value` is valid (no messages built).
     pub fn is_valid(&self, value: &Val<'_>) -> bool {
         self.validate(value, "").is_ok()
+    }
+
+    /// Whether `value` satisfies `node` (of this schema) met at `depth`: the walker's verdict
+    /// on one sub-value, for the fast path's cases it does not decide itself (`scan.rs`).
+    pub(crate) fn node_is_valid(&self, node: &Node, value: &Val<'_>, depth: usize) -> bool {
+        let mut out = Vec::new();
+        let mut w = Walker {
+            schema: self,
+            path: String::new(),
+            out: &mut out,
+            limit: 1,
+        };
+        w.node(node, value, depth);
+        out.is_empty()
     }
 
     fn collect(&self, value: &Val<'_>, base: &str, limit: usize, out: &mut Vec<Violation>) {

@@ -179,7 +179,14 @@ impl<'de: 'a, 'a> Deserialize<'de> for Val<'a> {
     }
 }
 
-struct ValVisitor<'a>(std::marker::PhantomData<&'a ()>);
+/// Builds a [`Val`] from what serde finds (also used by `scan.rs` to take a sub-value whole).
+pub(crate) struct ValVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl ValVisitor<'_> {
+    pub(crate) fn new() -> Self {
+        ValVisitor(std::marker::PhantomData)
+    }
+}
 
 impl<'de: 'a, 'a> Visitor<'de> for ValVisitor<'a> {
     type Value = Val<'a>;
