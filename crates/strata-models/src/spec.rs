@@ -136,6 +136,14 @@ pub enum CategoricalInput {
         buckets: usize,
         #[serde(default = "default_embedding_dim")]
         dim: usize,
+        /// User tower: embed through the item tower's table of this categorical (same
+        /// `buckets` and `dim`), e.g. followed authors in the item's `author_id` space.
+        #[serde(default)]
+        share: Option<String>,
+        /// Mean-pool with the neighbouring inputs of the same pool name (a bag spread over
+        /// columns such as `followed_1` .. `followed_12`; NULLs are left out).
+        #[serde(default)]
+        pool: Option<String>,
     },
 }
 
@@ -159,6 +167,17 @@ impl CategoricalInput {
             CategoricalInput::Name(_) => (default_buckets(), default_embedding_dim()),
             CategoricalInput::Full { buckets, dim, .. } => (*buckets, *dim),
         }
+    }
+
+    /// The trainer's declaration of this input.
+    pub fn to_twotower(&self) -> strata_twotower::Categorical {
+        let (buckets, dim) = self.buckets_and_dim();
+        let mut c = strata_twotower::Categorical::new(self.name(), buckets, dim);
+        if let CategoricalInput::Full { share, pool, .. } = self {
+            c.share.clone_from(share);
+            c.pool.clone_from(pool);
+        }
+        c
     }
 }
 

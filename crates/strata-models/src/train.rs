@@ -23,7 +23,7 @@ use strata_table::{table, Lake};
 use crate::data::{self, Window};
 use crate::error::{Error, Result};
 use crate::registry::{self, Manifest, Verdict, VersionRow};
-use crate::spec::{Features, Kind, ModelSpec, Tower};
+use crate::spec::{CategoricalInput, Features, Kind, ModelSpec, Tower};
 
 /// How a training run is asked for.
 #[derive(Debug, Clone)]
@@ -90,14 +90,7 @@ fn two_tower_config(spec: &ModelSpec) -> Result<strata_twotower::TrainConfig> {
         categorical: t
             .categorical
             .iter()
-            .map(|c| {
-                let (buckets, dim) = c.buckets_and_dim();
-                strata_twotower::Categorical {
-                    name: c.name().to_string(),
-                    buckets,
-                    dim,
-                }
-            })
+            .map(CategoricalInput::to_twotower)
             .collect(),
     };
     let mut table = spec.params.clone();

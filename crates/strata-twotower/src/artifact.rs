@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::TowerSpec;
 use crate::error::{Error, Result};
-use crate::model::{salts, Layer, Tower, TwoTower};
+use crate::model::{Layer, Tower, TwoTower};
 use crate::prep::NumericPrep;
 use crate::rng::fnv1a;
 
@@ -58,6 +58,10 @@ impl TwoTower {
         let mut tensors = HashMap::new();
         for (side, tower) in [("user", &self.user), ("item", &self.item)] {
             for (c, (table, cat)) in tower.tables.iter().zip(&tower.spec.categorical).enumerate() {
+                // A feature reading another one's table stores nothing of its own.
+                if tower.owners[c] != c {
+                    continue;
+                }
                 tensors.insert(
                     format!("{side}.emb.{c}"),
                     Tensor::from_slice(table, (cat.buckets, cat.dim), &Device::Cpu)?,
@@ -187,9 +191,14 @@ impl TwoTower {
                 "preprocessing does not match the numeric features",
             )?;
             check(!file.layers.is_empty(), "no layers")?;
+            let owners = file.spec.table_owners();
             let mut tables = Vec::new();
             for (c, cat) in file.spec.categorical.iter().enumerate() {
-                tables.push(take(format!("{side}.emb.{c}"), &[cat.buckets, cat.dim])?);
+                tables.push(if owners[c] == c {
+                    take(format!("{side}.emb.{c}"), &[cat.buckets, cat.dim])?
+                } else {
+                    Vec::new()
+                });
             }
             let mut layers = Vec::new();
             let mut width = file.spec.input_width();
@@ -203,13 +212,12 @@ impl TwoTower {
                 });
                 width = outputs;
             }
-            towers.push(Tower {
-                salts: salts(&file.spec),
-                spec: file.spec.clone(),
-                prep: file.prep.clone(),
+            towers.push(Tower::new(
+                file.spec.clone(),
+                file.prep.clone(),
                 tables,
                 layers,
-            });
+            ));
         }
         let (Some(item), Some(user)) = (towers.pop(), towers.pop()) else {
             return Err(bad(&spec_path, "missing towers".into()));

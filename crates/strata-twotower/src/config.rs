@@ -17,6 +17,46 @@ pub struct Categorical {
     /// Width of this feature's embedding.
     #[serde(default = "default_categorical_dim")]
     pub dim: usize,
+    /// User tower only: read this feature's values through the embedding table of the item
+    /// tower's categorical of this name (same `buckets` and `dim`), so one id means one vector
+    /// on both sides: a user's followed or favourite authors land in the item tower's
+    /// `author_id` space, and what the item side learns about an author carries over. The
+    /// table is trained by both towers and saved once, with the item tower.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<String>,
+    /// Mean-pool this feature with the neighbouring ones of the same pool name (a bag of
+    /// values spread over several columns, e.g. `followed_1` .. `followed_12`): they take one
+    /// input slot of `dim` floats, the mean of the members' embeddings. A missing value
+    /// (NULL, read as 0) is left out of the mean; a row with none gives zeros.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+}
+
+impl Categorical {
+    /// A plain categorical (no sharing, no pooling).
+    pub fn new(name: impl Into<String>, buckets: usize, dim: usize) -> Self {
+        Categorical {
+            name: name.into(),
+            buckets,
+            dim,
+            share: None,
+            pool: None,
+        }
+    }
+
+    /// The name whose hash salt (and, when shared, table) this feature uses.
+    pub(crate) fn table_name(&self) -> &str {
+        self.share.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// One input slot of a tower's first layer: a categorical feature, or a pool of neighbouring
+/// ones averaged together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Slot {
+    /// Indexes into `TowerSpec::categorical`.
+    pub(crate) members: std::ops::Range<usize>,
+    pub(crate) dim: usize,
 }
 
 fn default_categorical_dim() -> usize {
@@ -37,9 +77,46 @@ pub struct TowerSpec {
 }
 
 impl TowerSpec {
-    /// Width of the tower's first layer input: normalised numerics then each embedding.
+    /// Width of the tower's first layer input: normalised numerics then each embedding slot
+    /// (a pool counts once).
     pub fn input_width(&self) -> usize {
-        self.numeric.len() + self.categorical.iter().map(|c| c.dim).sum::<usize>()
+        self.numeric.len() + self.slots().iter().map(|s| s.dim).sum::<usize>()
+    }
+
+    /// The embedding slots in input order: runs of neighbours with the same `pool` merge.
+    pub(crate) fn slots(&self) -> Vec<Slot> {
+        let mut out: Vec<Slot> = Vec::new();
+        for (c, cat) in self.categorical.iter().enumerate() {
+            let joins = c > 0
+                && cat.pool.is_some()
+                && self.categorical[c - 1].pool == cat.pool
+                && out.last().is_some_and(|s| s.members.end == c);
+            match out.last_mut() {
+                Some(last) if joins => last.members.end = c + 1,
+                _ => out.push(Slot {
+                    members: c..c + 1,
+                    dim: cat.dim,
+                }),
+            }
+        }
+        out
+    }
+
+    /// For each categorical, the index of the first one with the same shared table (itself
+    /// when it shares nothing, or is the first): that one holds the tower's copy of the table.
+    pub(crate) fn table_owners(&self) -> Vec<usize> {
+        self.categorical
+            .iter()
+            .enumerate()
+            .map(|(c, cat)| match &cat.share {
+                None => c,
+                Some(t) => self
+                    .categorical
+                    .iter()
+                    .position(|o| o.share.as_deref() == Some(t.as_str()))
+                    .unwrap_or(c),
+            })
+            .collect()
     }
 }
 
@@ -156,6 +233,7 @@ impl TrainConfig {
         for (side, spec) in [("user", &self.user), ("item", &self.item)] {
             validate_tower(side, spec, &mut problems);
         }
+        validate_sharing(&self.user, &self.item, &mut problems);
         if self.dim == 0 || self.dim > MAX_WIDTH {
             problems.push(format!("dim must be between 1 and {MAX_WIDTH}"));
         }
@@ -195,6 +273,58 @@ impl TrainConfig {
             Ok(())
         } else {
             Err(Error::Config(problems))
+        }
+    }
+}
+
+/// `share` names an item categorical of the same shape (user side only); a pool's members
+/// are neighbours of one width.
+fn validate_sharing(user: &TowerSpec, item: &TowerSpec, problems: &mut Vec<String>) {
+    for c in &item.categorical {
+        if c.share.is_some() {
+            problems.push(format!(
+                "item tower: {:?} has share: only user features can share an item table",
+                c.name
+            ));
+        }
+    }
+    for c in &user.categorical {
+        let Some(target) = &c.share else { continue };
+        match item.categorical.iter().find(|i| &i.name == target) {
+            None => problems.push(format!(
+                "user tower: {:?} shares {target:?}, which is not an item categorical",
+                c.name
+            )),
+            Some(t) if t.buckets != c.buckets || t.dim != c.dim => problems.push(format!(
+                "user tower: {:?} shares {target:?} but has buckets {} and dim {} (the item's: {} and {})",
+                c.name, c.buckets, c.dim, t.buckets, t.dim
+            )),
+            Some(_) => {}
+        }
+    }
+    for (side, spec) in [("user", user), ("item", item)] {
+        let slots = spec.slots();
+        for slot in &slots {
+            for c in slot.members.clone() {
+                if spec.categorical[c].dim != slot.dim {
+                    problems.push(format!(
+                        "{side} tower: pool {:?} mixes widths ({} and {})",
+                        spec.categorical[c].pool.as_deref().unwrap_or_default(),
+                        slot.dim,
+                        spec.categorical[c].dim
+                    ));
+                }
+            }
+        }
+        let mut pools = std::collections::HashSet::new();
+        for slot in &slots {
+            if let Some(p) = &spec.categorical[slot.members.start].pool {
+                if !pools.insert(p.as_str()) {
+                    problems.push(format!(
+                        "{side} tower: the members of pool {p:?} must be neighbours in the list"
+                    ));
+                }
+            }
         }
     }
 }

@@ -17,7 +17,7 @@
 //!     TowerSpec { numeric: vec!["clicks_7d".into()], categorical: vec![] },
 //!     TowerSpec {
 //!         numeric: vec!["likes".into()],
-//!         categorical: vec![Categorical { name: "post_id".into(), buckets: 100_000, dim: 32 }],
+//!         categorical: vec![Categorical::new("post_id", 100_000, 32)],
 //!     },
 //! );
 //! let (model, report) = train(&cfg, &mut examples, None, Some(&items), |p| eprintln!("{p:?}"))?;

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 
 use candle_core::{Device, Tensor};
 
-use crate::config::TowerSpec;
+use crate::config::{Slot, TowerSpec};
 use crate::data::Columns;
 use crate::error::{Error, Result};
 use crate::prep::NumericPrep;
@@ -25,17 +25,22 @@ pub(crate) struct Layer {
 pub(crate) struct Tower {
     pub(crate) spec: TowerSpec,
     pub(crate) prep: NumericPrep,
-    /// Hash salt of each categorical feature (from its name).
+    /// Hash salt of each categorical feature (from its name, or the table it shares).
     pub(crate) salts: Vec<u64>,
-    /// Per categorical feature: `buckets × dim`, row-major.
+    /// Per categorical feature: `buckets × dim`, row-major. Empty for a feature that reads
+    /// another one's table (see `owners`).
     pub(crate) tables: Vec<Vec<f32>>,
     pub(crate) layers: Vec<Layer>,
+    /// The first layer's embedding slots (a pool is one).
+    pub(crate) slots: Vec<Slot>,
+    /// Per categorical: the categorical whose entry of `tables` it reads.
+    pub(crate) owners: Vec<usize>,
 }
 
 pub(crate) fn salts(spec: &TowerSpec) -> Vec<u64> {
     spec.categorical
         .iter()
-        .map(|c| fnv1a(c.name.as_bytes()))
+        .map(|c| fnv1a(c.table_name().as_bytes()))
         .collect()
 }
 
@@ -43,6 +48,30 @@ pub(crate) fn salts(spec: &TowerSpec) -> Vec<u64> {
 const CHUNK_ROWS: usize = 4096;
 
 impl Tower {
+    pub(crate) fn new(
+        spec: TowerSpec,
+        prep: NumericPrep,
+        tables: Vec<Vec<f32>>,
+        layers: Vec<Layer>,
+    ) -> Self {
+        Tower {
+            salts: salts(&spec),
+            slots: spec.slots(),
+            owners: spec.table_owners(),
+            spec,
+            prep,
+            tables,
+            layers,
+        }
+    }
+
+    /// Embedding row `r` of categorical `c` (read through its owner's table).
+    #[inline]
+    pub(crate) fn embedding(&self, c: usize, r: usize) -> &[f32] {
+        let dim = self.spec.categorical[c].dim;
+        &self.tables[self.owners[c]][r * dim..(r + 1) * dim]
+    }
+
     pub(crate) fn input_width(&self) -> usize {
         self.spec.input_width()
     }
@@ -76,10 +105,31 @@ impl Tower {
             *slot = self.prep.apply(c, numeric(c));
         }
         let mut at = n;
-        for (c, cat) in self.spec.categorical.iter().enumerate() {
-            let r = self.row(c, categorical(c));
-            x[at..at + cat.dim].copy_from_slice(&self.tables[c][r * cat.dim..(r + 1) * cat.dim]);
-            at += cat.dim;
+        for slot in &self.slots {
+            let out = &mut x[at..at + slot.dim];
+            let first = slot.members.start;
+            if self.spec.categorical[first].pool.is_none() {
+                out.copy_from_slice(self.embedding(first, self.row(first, categorical(first))));
+            } else {
+                // The mean over the members with a value (0 is missing).
+                out.fill(0.0);
+                let mut count = 0usize;
+                for c in slot.members.clone() {
+                    let v = categorical(c);
+                    if v == 0 {
+                        continue;
+                    }
+                    count += 1;
+                    for (o, e) in out.iter_mut().zip(self.embedding(c, self.row(c, v))) {
+                        *o += e;
+                    }
+                }
+                if count > 1 {
+                    let inv = 1.0 / count as f32;
+                    out.iter_mut().for_each(|o| *o *= inv);
+                }
+            }
+            at += slot.dim;
         }
     }
 

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::config::{TowerSpec, TrainConfig};
 use crate::data::{Batch, Columns, ExampleSource, ItemTable};
 use crate::error::{Error, Result};
-use crate::model::{mlp_forward, salts, Layer, Tower, TwoTower};
+use crate::model::{mlp_forward, Layer, Tower, TwoTower};
 use crate::prep::Moments;
 use crate::rng::Rng;
 use crate::valid::ValidSet;
@@ -127,6 +127,8 @@ struct Trainer<'a> {
     cfg: &'a TrainConfig,
     user: TowerState,
     item: TowerState,
+    /// Per user categorical: the item categorical whose table it shares.
+    share: Vec<Option<usize>>,
     optimizer: AdamW,
     step: u64,
     rng: Rng,
@@ -158,6 +160,16 @@ impl Trainer<'_> {
 
         let user = TowerState::new(scan.user, cfg, 1)?;
         let item = TowerState::new(scan.item, cfg, 2)?;
+        let share = cfg
+            .user
+            .categorical
+            .iter()
+            .map(|c| {
+                c.share
+                    .as_ref()
+                    .and_then(|t| cfg.item.categorical.iter().position(|i| &i.name == t))
+            })
+            .collect();
         let vars = user.vars().chain(item.vars()).collect();
         let optimizer = AdamW::new(
             vars,
@@ -171,6 +183,7 @@ impl Trainer<'_> {
             cfg,
             user,
             item,
+            share,
             optimizer,
             step: 0,
             rng: Rng::derive(cfg.seed, 3),
@@ -222,7 +235,8 @@ impl Trainer<'_> {
             let valid = match &valid_set {
                 Some(v) => {
                     progress(&report);
-                    Some(v.evaluate(&t.user.snapshot()?, &t.item.snapshot()?, &scan.catalogue)?)
+                    let (user, item) = t.snapshots()?;
+                    Some(v.evaluate(&user, &item, &scan.catalogue)?)
                 }
                 None => None,
             };
@@ -238,9 +252,10 @@ impl Trainer<'_> {
             progress(&report);
             epochs.push(EpochReport { epoch, loss, valid });
         }
+        let (user, item) = t.snapshots()?;
         let model = TwoTower {
-            user: t.user.snapshot()?,
-            item: t.item.snapshot()?,
+            user,
+            item,
             temperature: cfg.temperature,
         };
         let report = TrainReport {
@@ -270,8 +285,10 @@ impl Trainer<'_> {
         }
         let n = item_ids.len();
 
-        let (xu, user_rows) = self.user.input(&batch.user, b)?;
-        let (xi, item_rows) = self.item.input(&item_cols, n)?;
+        let (xu, user_rows) =
+            self.user
+                .input(&batch.user, b, Some((&self.item.tower, &self.share)))?;
+        let (xi, item_rows) = self.item.input(&item_cols, n, None)?;
         let u = mlp_forward(&self.user.dense_tensors(), &xu)?;
         let v = mlp_forward(&self.item.dense_tensors(), &xi)?;
 
@@ -313,10 +330,74 @@ impl Trainer<'_> {
         let grads = loss.backward()?;
         self.optimizer.step(&grads)?;
         self.step += 1;
-        let (lr, t) = (self.cfg.learning_rate as f32, self.step);
-        self.user.update_tables(&grads, &user_rows, lr, t)?;
-        self.item.update_tables(&grads, &item_rows, lr, t)?;
+        self.update_tables(&grads, &user_rows, &item_rows)?;
         Ok(f64::from(loss.to_scalar::<f32>()?))
+    }
+
+    /// Sparse Adam on every embedding row the step gathered. A table shared by both towers
+    /// gets one update with both sides' gradients.
+    fn update_tables(
+        &mut self,
+        grads: &candle_core::backprop::GradStore,
+        user: &[Gathered],
+        item: &[Gathered],
+    ) -> Result<()> {
+        // (item side?, table) -> (rows, gradient rows), in first-seen order.
+        let mut updates: Vec<(bool, usize, Vec<usize>, Vec<f32>)> = Vec::new();
+        for (g, item_side) in item
+            .iter()
+            .map(|g| (g, true))
+            .chain(user.iter().map(|g| (g, false)))
+        {
+            let Some(grad) = grads.get(g.var.as_tensor()) else {
+                continue;
+            };
+            let grad = grad.flatten_all()?.to_vec1::<f32>()?;
+            let (side, table) = match g.table {
+                Table::Own(c) => (item_side, c),
+                Table::Item(c) => (true, c),
+            };
+            let at = match updates.iter().position(|u| u.0 == side && u.1 == table) {
+                Some(at) => at,
+                None => {
+                    updates.push((side, table, Vec::new(), Vec::new()));
+                    updates.len() - 1
+                }
+            };
+            let dim = g.dim;
+            let entry = &mut updates[at];
+            for (i, &r) in g.rows.iter().enumerate() {
+                if r != MISSING {
+                    entry.2.push(r);
+                    entry.3.extend_from_slice(&grad[i * dim..(i + 1) * dim]);
+                }
+            }
+        }
+        let (lr, step) = (self.cfg.learning_rate as f32, self.step);
+        for (item_side, table, rows, grad) in updates {
+            let state = if item_side {
+                &mut self.item
+            } else {
+                &mut self.user
+            };
+            let dim = state.tower.spec.categorical[table].dim;
+            state.adam[table].update(&mut state.tower.tables[table], dim, &rows, &grad, lr, step);
+        }
+        Ok(())
+    }
+
+    /// Both towers as they stand, the user tower holding a copy of each item table it shares.
+    fn snapshots(&self) -> Result<(Tower, Tower)> {
+        let item = self.item.snapshot()?;
+        let mut user = self.user.snapshot()?;
+        for (c, target) in self.share.iter().enumerate() {
+            if let Some(t) = target {
+                if user.owners[c] == c {
+                    user.tables[c] = item.tables[*t].clone();
+                }
+            }
+        }
+        Ok((user, item))
     }
 }
 
@@ -334,11 +415,25 @@ impl LogQ<'_> {
     }
 }
 
+/// Which table a gathered feature read.
+#[derive(Clone, Copy)]
+enum Table {
+    /// Its own tower's table of this categorical.
+    Own(usize),
+    /// The item tower's table of this categorical (a user feature that shares it).
+    Item(usize),
+}
+
+/// The row of a pooled feature's missing value: gathered as zeros, never updated.
+const MISSING: usize = usize::MAX;
+
 /// Gathered embedding rows of one categorical feature for a step: the leaf tensor the
 /// gradient arrives at, and which table row each of its rows came from.
 struct Gathered {
     var: Var,
     rows: Vec<usize>,
+    table: Table,
+    dim: usize,
 }
 
 impl TowerState {
@@ -346,7 +441,11 @@ impl TowerState {
         let mut rng = Rng::derive(cfg.seed, stream);
         let mut tower = tower;
         // Embeddings: N(0, 0.1²). Layers: He-normal before a ReLU, LeCun-normal for the last.
+        // A shared table lives with the item tower (the user tower gets a copy in snapshots).
         for (c, cat) in tower.spec.categorical.iter().enumerate() {
+            if cat.share.is_some() || tower.owners[c] != c {
+                continue;
+            }
             tower.tables[c] = (0..cat.buckets * cat.dim)
                 .map(|_| (rng.normal() * 0.1) as f32)
                 .collect();
@@ -400,8 +499,14 @@ impl TowerState {
     }
 
     /// The `rows × input` tensor of a step: normalised numerics (constants) and gathered
-    /// embedding rows (leaves that receive gradients).
-    fn input(&self, cols: &Columns, rows: usize) -> Result<(Tensor, Vec<Gathered>)> {
+    /// embedding rows (leaves that receive gradients). `shared`: the item tower and, per
+    /// categorical of this one, the item table it reads (user tower only).
+    fn input(
+        &self,
+        cols: &Columns,
+        rows: usize,
+        shared: Option<(&Tower, &[Option<usize>])>,
+    ) -> Result<(Tensor, Vec<Gathered>)> {
         let tower = &self.tower;
         let mut parts = Vec::new();
         let n_num = tower.spec.numeric.len();
@@ -415,38 +520,83 @@ impl TowerState {
             parts.push(Tensor::from_vec(x, (rows, n_num), &Device::Cpu)?);
         }
         let mut gathered = Vec::new();
-        for (c, cat) in tower.spec.categorical.iter().enumerate() {
-            let idx: Vec<usize> = cols.categorical[c]
-                .iter()
-                .map(|v| tower.row(c, *v))
+        for slot in &tower.slots {
+            let pooled = tower.spec.categorical[slot.members.start].pool.is_some();
+            // Per row: how many members have a value (the pool's divisor).
+            let counts: Vec<f32> = (0..rows)
+                .map(|r| {
+                    slot.members
+                        .clone()
+                        .filter(|&c| cols.categorical[c][r] != 0)
+                        .count()
+                        .max(1) as f32
+                })
                 .collect();
-            let mut x = Vec::with_capacity(rows * cat.dim);
-            for r in &idx {
-                x.extend_from_slice(&tower.tables[c][r * cat.dim..(r + 1) * cat.dim]);
+            let mut sum: Option<Tensor> = None;
+            for c in slot.members.clone() {
+                let cat = &tower.spec.categorical[c];
+                let (table, source) = match (shared, &cat.share) {
+                    (Some((item, map)), Some(_)) => match map.get(c).copied().flatten() {
+                        Some(t) => (&item.tables[t], Table::Item(t)),
+                        None => {
+                            return Err(Error::Config(vec![format!(
+                                "user tower: {:?} shares a table the item tower does not have",
+                                cat.name
+                            )]))
+                        }
+                    },
+                    _ => (&tower.tables[tower.owners[c]], Table::Own(tower.owners[c])),
+                };
+                let idx: Vec<usize> = cols.categorical[c]
+                    .iter()
+                    .map(|&v| {
+                        if pooled && v == 0 {
+                            MISSING
+                        } else {
+                            tower.row(c, v)
+                        }
+                    })
+                    .collect();
+                let mut x = Vec::with_capacity(rows * cat.dim);
+                for &r in &idx {
+                    if r == MISSING {
+                        x.extend(std::iter::repeat_n(0.0, cat.dim));
+                    } else {
+                        x.extend_from_slice(&table[r * cat.dim..(r + 1) * cat.dim]);
+                    }
+                }
+                let var = Var::from_vec(x, (rows, cat.dim), &Device::Cpu)?;
+                let term = if pooled {
+                    let w: Vec<f32> = (0..rows)
+                        .map(|r| {
+                            if idx[r] == MISSING {
+                                0.0
+                            } else {
+                                1.0 / counts[r]
+                            }
+                        })
+                        .collect();
+                    let w = Tensor::from_vec(w, (rows, 1), &Device::Cpu)?;
+                    var.as_tensor().broadcast_mul(&w)?
+                } else {
+                    var.as_tensor().clone()
+                };
+                sum = Some(match sum {
+                    Some(s) => s.add(&term)?,
+                    None => term,
+                });
+                gathered.push(Gathered {
+                    var,
+                    rows: idx,
+                    table: source,
+                    dim: cat.dim,
+                });
             }
-            let var = Var::from_vec(x, (rows, cat.dim), &Device::Cpu)?;
-            parts.push(var.as_tensor().clone());
-            gathered.push(Gathered { var, rows: idx });
+            if let Some(s) = sum {
+                parts.push(s);
+            }
         }
         Ok((Tensor::cat(&parts, 1)?, gathered))
-    }
-
-    fn update_tables(
-        &mut self,
-        grads: &candle_core::backprop::GradStore,
-        gathered: &[Gathered],
-        lr: f32,
-        step: u64,
-    ) -> Result<()> {
-        for (c, g) in gathered.iter().enumerate() {
-            let Some(grad) = grads.get(g.var.as_tensor()) else {
-                continue;
-            };
-            let grad = grad.flatten_all()?.to_vec1::<f32>()?;
-            let dim = self.tower.spec.categorical[c].dim;
-            self.adam[c].update(&mut self.tower.tables[c], dim, &g.rows, &grad, lr, step);
-        }
-        Ok(())
     }
 
     /// The tower with the current MLP weights copied out of candle.
@@ -583,12 +733,13 @@ fn scan(
         }
         catalogue = items.clone();
     }
-    let tower = |spec: &TowerSpec, prep| Tower {
-        salts: salts(spec),
-        spec: spec.clone(),
-        prep,
-        tables: vec![Vec::new(); spec.categorical.len()],
-        layers: Vec::new(),
+    let tower = |spec: &TowerSpec, prep| {
+        Tower::new(
+            spec.clone(),
+            prep,
+            vec![Vec::new(); spec.categorical.len()],
+            Vec::new(),
+        )
     };
     Ok(Scan {
         rows,

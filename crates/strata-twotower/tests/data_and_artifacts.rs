@@ -137,11 +137,7 @@ fn config_validation_lists_every_problem() {
     let world = World::new(4, 50, 10, 1);
     assert!(world.config().validate().is_ok());
     let mut cfg = TrainConfig::new(TowerSpec::default(), world.item_spec());
-    cfg.item.categorical.push(Categorical {
-        name: "post_id".into(),
-        buckets: 0,
-        dim: 8,
-    });
+    cfg.item.categorical.push(Categorical::new("post_id", 0, 8));
     cfg.dim = 0;
     cfg.batch_size = 1;
     cfg.temperature = 0.0;

@@ -104,11 +104,7 @@ impl<'a> Data<'a> {
         let mut numeric: Vec<String> = self.genres.iter().map(|g| format!("share_{g}")).collect();
         numeric.extend(["positives".into(), "ratings".into(), "mean_rating".into()]);
         let categorical = if with_user_id() {
-            vec![Categorical {
-                name: "user_id".into(),
-                buckets: 2048,
-                dim: 32,
-            }]
+            vec![Categorical::new("user_id", 2048, 32)]
         } else {
             vec![]
         };
@@ -123,11 +119,7 @@ impl<'a> Data<'a> {
         numeric.push("year".into());
         TowerSpec {
             numeric,
-            categorical: vec![Categorical {
-                name: "movie_id".into(),
-                buckets: 2 * self.movies.len(),
-                dim: 32,
-            }],
+            categorical: vec![Categorical::new("movie_id", 2 * self.movies.len(), 32)],
         }
     }
 

@@ -248,10 +248,15 @@ async fn reference_warehouse_gives_hand_checked_answers() {
          1,3,1970-01-01T00:00:00Z,2026-11-21T10:00:00Z,false\n\
          2,3,2026-11-20T09:01:00Z,,true\n"
     );
-    // Wide user features: 135 activity features + 7 interest columns + user_id + dt; day 1's
-    // CTR of user 1 is 1/2.
+    // Wide user features: 135 activity features + 7 interest columns + 12 followed accounts
+    // and their count + user_id + dt; day 1's CTR of user 1 is 1/2.
     let width = sql(&lake, "SELECT count(*) AS n FROM information_schema.columns WHERE table_schema = 'ads' AND table_name = 'ads_user_features'").await;
-    assert_eq!(width, "n\n144\n");
+    assert_eq!(width, "n\n157\n");
+    // Follows at the end of day 2: user 1 unfollowed 3 that morning, user 2 follows 3.
+    assert_eq!(
+        sql(&lake, "SELECT user_id, followed_1, followed_2, following_count FROM ads.ads_user_features WHERE dt = DATE '2026-11-21' ORDER BY user_id").await,
+        "user_id,followed_1,followed_2,following_count\n1,,,0\n2,3,,1\n"
+    );
     // Interests over 30 days: user 1 engaged 5 times with post 10 (cats, oslo: ties by name)
     // and once with post 11 (news); user 2 clicked post 10 once and has no third tag.
     assert_eq!(
@@ -299,5 +304,10 @@ async fn reference_warehouse_gives_hand_checked_answers() {
     assert_eq!(
         sql(&lake, "SELECT post_id, author_followers, impressions_7d, clicks_7d FROM ads.ads_post_features WHERE dt = DATE '2026-11-21' ORDER BY post_id").await,
         "post_id,author_followers,impressions_7d,clicks_7d\n10,1,3,5\n11,0,2,1\n"
+    );
+    // Freshness as of the end of day 2: 20.5 days old, each its author's latest post.
+    assert_eq!(
+        sql(&lake, "SELECT post_id, age_hours, author_newer_posts FROM ads.ads_post_features WHERE dt = DATE '2026-11-21' ORDER BY post_id").await,
+        "post_id,age_hours,author_newer_posts\n10,492,0\n11,492,0\n"
     );
 }

@@ -1,5 +1,5 @@
 /*
-description = "Per post, as of the end of the run date: age, author's followers, and 1/7/30-day engagement with CTR."
+description = "Per post, as of the end of the run date: age, author's followers, and 1/7/30-day engagement with CTR; freshness for recall (age in hours, the author's posts since)."
 materialized = "incremental"
 partition_by = "dt"
 tags = ["daily", "ads", "features"]
@@ -58,7 +58,12 @@ SELECT
   COALESCE(e.clicks_30d, 0) AS clicks_30d,
   COALESCE(e.likes_30d, 0) AS likes_30d,
   CAST(COALESCE(e.clicks_7d, 0) AS DOUBLE) / GREATEST(COALESCE(e.impressions_7d, 0), 1) AS ctr_7d,
-  $run_date AS dt
+  $run_date AS dt,
+  -- Freshness for recall (last, so an existing table takes them by ALTER TABLE ADD COLUMN):
+  -- whole hours since creation, and how many posts its author wrote after it (0: the
+  -- author's latest; the organic feed shows followed accounts' latest 5).
+  CAST(date_part('epoch', $run_end - p.created_at) / 3600 AS BIGINT) AS age_hours,
+  CAST(row_number() OVER (PARTITION BY p.author_id ORDER BY p.created_at DESC, p.post_id DESC) - 1 AS BIGINT) AS author_newer_posts
 FROM dwd.dwd_post p
 LEFT JOIN eng e ON e.post_id = p.post_id
 LEFT JOIN followers f ON f.author_id = p.author_id

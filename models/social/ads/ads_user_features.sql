@@ -1,5 +1,5 @@
 /*
-description = "A wide per-user feature table: 135 activity features over 1, 7 and 30-day windows ending on the run date, plus the user's three most engaged tags and authors over 30 days (their interests, for the recall model's user tower), for every user active in the last 30 days. Each day is its own partition, so a sample taken on day D joins the partition of D - 1 and never sees data from D or later."
+description = "A wide per-user feature table: 135 activity features over 1, 7 and 30-day windows ending on the run date, plus the user's three most engaged tags and authors over 30 days (their interests) and up to 12 followed accounts at the end of the day (for the recall model's user tower), for every user active in the last 30 days. Each day is its own partition, so a sample taken on day D joins the partition of D - 1 and never sees data from D or later."
 materialized = "incremental"
 partition_by = "dt"
 tags = ["daily", "ads", "features"]
@@ -213,6 +213,40 @@ authors AS (
   ) ranked_authors
   GROUP BY user_id
 ),
+-- The accounts the user follows at the end of the run date, up to 12: the most engaged with
+-- over the 30 days first, then the most recently followed (ties by id). The recall model's
+-- user tower reads them as a bag in the item tower's author space (the organic feed shows
+-- followed accounts' latest posts, and a follow lifts the click chance).
+follows_now AS (
+  SELECT r.follower_id AS user_id, r.followee_id,
+         row_number() OVER (PARTITION BY r.follower_id
+                            ORDER BY COALESCE(ae.n, 0) DESC, r.valid_from DESC, r.followee_id) AS r
+  FROM (
+    SELECT follower_id, followee_id, max(valid_from) AS valid_from
+    FROM dwd.dwd_user_relation
+    WHERE valid_from < $run_end AND (valid_to IS NULL OR valid_to >= $run_end)
+    GROUP BY follower_id, followee_id
+  ) r
+  LEFT JOIN author_engagement ae ON ae.user_id = r.follower_id AND ae.author_id = r.followee_id
+),
+followed AS (
+  SELECT user_id,
+         max(CASE WHEN r = 1 THEN followee_id END) AS followed_1,
+         max(CASE WHEN r = 2 THEN followee_id END) AS followed_2,
+         max(CASE WHEN r = 3 THEN followee_id END) AS followed_3,
+         max(CASE WHEN r = 4 THEN followee_id END) AS followed_4,
+         max(CASE WHEN r = 5 THEN followee_id END) AS followed_5,
+         max(CASE WHEN r = 6 THEN followee_id END) AS followed_6,
+         max(CASE WHEN r = 7 THEN followee_id END) AS followed_7,
+         max(CASE WHEN r = 8 THEN followee_id END) AS followed_8,
+         max(CASE WHEN r = 9 THEN followee_id END) AS followed_9,
+         max(CASE WHEN r = 10 THEN followee_id END) AS followed_10,
+         max(CASE WHEN r = 11 THEN followee_id END) AS followed_11,
+         max(CASE WHEN r = 12 THEN followee_id END) AS followed_12,
+         count(*) AS following_count
+  FROM follows_now
+  GROUP BY user_id
+),
 interests AS (
   SELECT user_id,
          max(CASE WHEN r = 1 THEN tag END) AS tag_1_30d,
@@ -224,7 +258,11 @@ interests AS (
 )
 SELECT base.*, i.tag_1_30d, i.tag_2_30d, i.tag_3_30d,
        COALESCE(i.tag_1_share_30d, 0.0) AS tag_1_share_30d,
-       au.author_1_30d, au.author_2_30d, au.author_3_30d
+       au.author_1_30d, au.author_2_30d, au.author_3_30d,
+       fl.followed_1, fl.followed_2, fl.followed_3, fl.followed_4, fl.followed_5, fl.followed_6,
+       fl.followed_7, fl.followed_8, fl.followed_9, fl.followed_10, fl.followed_11,
+       fl.followed_12, COALESCE(fl.following_count, 0) AS following_count
 FROM base
 LEFT JOIN interests i ON i.user_id = base.user_id
 LEFT JOIN authors au ON au.user_id = base.user_id
+LEFT JOIN followed fl ON fl.user_id = base.user_id

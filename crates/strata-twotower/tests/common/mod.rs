@@ -99,11 +99,7 @@ impl World {
             numeric: (0..self.topics)
                 .map(|t| format!("topic_{t}_clicks"))
                 .collect(),
-            categorical: vec![Categorical {
-                name: "country".into(),
-                buckets: 8,
-                dim: 4,
-            }],
+            categorical: vec![Categorical::new("country", 8, 4)],
         }
     }
 
@@ -111,16 +107,8 @@ impl World {
         TowerSpec {
             numeric: vec!["age_hours".into()],
             categorical: vec![
-                Categorical {
-                    name: "post_id".into(),
-                    buckets: self.items * 2,
-                    dim: 8,
-                },
-                Categorical {
-                    name: "author_id".into(),
-                    buckets: 64,
-                    dim: 8,
-                },
+                Categorical::new("post_id", self.items * 2, 8),
+                Categorical::new("author_id", 64, 8),
             ],
         }
     }
