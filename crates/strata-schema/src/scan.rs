@@ -17,8 +17,10 @@
 //! valid" too, and the walker then reports it as it always has. Values no keyword looks at are
 //! still parsed as `Val::parse` would ([`Skip`]), not passed over with serde's `IgnoredAny`:
 //! serde_json's skipping accepts numbers out of range (`1e400`) and lone surrogate escapes
-//! (`"\ud800"`) that the parse refuses, and the two paths must accept the same texts. `tests/scan.rs` runs both
-//! paths on many instances and asserts they agree.
+//! (`"\ud800"`) that the parse refuses, and the two paths must accept the same texts.
+//! `tests/scan.rs` runs both paths on many instances and asserts they agree; a keyword added to
+//! the walker must be added here too (`ref_only` names every field of [`Rules`], so a new one
+//! does not compile until it is looked at).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -112,23 +114,43 @@ impl<'de> DeserializeSeed<'de> for Scan<'_> {
 /// Whether `r` does nothing but send its value to its `$ref` (the walker's own pass over `r`
 /// then checks nothing and visits no child).
 fn ref_only(r: &Rules) -> bool {
-    r.types.is_none()
-        && r.enumeration.is_none()
-        && r.constant.is_none()
-        && r.minimum.is_none()
-        && r.maximum.is_none()
-        && r.exclusive_minimum.is_none()
-        && r.exclusive_maximum.is_none()
-        && r.min_length.is_none()
-        && r.max_length.is_none()
-        && r.pattern.is_none()
-        && r.format.is_none()
-        && r.properties.is_empty()
-        && r.required.is_empty()
-        && matches!(r.additional, None | Some(Node::Bool(true)))
-        && r.items.is_none()
-        && r.min_items.is_none()
-        && r.max_items.is_none()
+    let Rules {
+        types,
+        enumeration,
+        constant,
+        minimum,
+        maximum,
+        exclusive_minimum,
+        exclusive_maximum,
+        min_length,
+        max_length,
+        pattern,
+        format,
+        properties,
+        required,
+        additional,
+        items,
+        min_items,
+        max_items,
+        reference: _,
+    } = r;
+    types.is_none()
+        && enumeration.is_none()
+        && constant.is_none()
+        && minimum.is_none()
+        && maximum.is_none()
+        && exclusive_minimum.is_none()
+        && exclusive_maximum.is_none()
+        && min_length.is_none()
+        && max_length.is_none()
+        && pattern.is_none()
+        && format.is_none()
+        && properties.is_empty()
+        && required.is_empty()
+        && matches!(additional, None | Some(Node::Bool(true)))
+        && items.is_none()
+        && min_items.is_none()
+        && max_items.is_none()
 }
 
 /// Applies one schema object without a `$ref` to the value serde finds.
