@@ -428,16 +428,7 @@ fn connect_layer0(
             indegree[u as usize] += 1;
             added += 1;
             // What u links to is reached now too (through u); later nodes may hang off it.
-            let mut stack = vec![u];
-            reached[u as usize] = true;
-            while let Some(x) = stack.pop() {
-                for &e in nodes[x as usize].first().into_iter().flatten() {
-                    if !reached[e as usize] {
-                        reached[e as usize] = true;
-                        stack.push(e);
-                    }
-                }
-            }
+            reach_from(nodes, &mut reached, u);
         }
     }
     added
@@ -446,11 +437,16 @@ fn connect_layer0(
 /// Which nodes a walk of layer 0 from `entry` reaches.
 fn reach_layer0(nodes: &[Vec<Vec<u32>>], entry: u32) -> Vec<bool> {
     let mut reached = vec![false; nodes.len()];
-    if nodes.is_empty() {
-        return reached;
+    if !nodes.is_empty() {
+        reach_from(nodes, &mut reached, entry);
     }
-    reached[entry as usize] = true;
-    let mut stack = vec![entry];
+    reached
+}
+
+/// Marks `start` and every node a layer-0 walk from it reaches.
+fn reach_from(nodes: &[Vec<Vec<u32>>], reached: &mut [bool], start: u32) {
+    reached[start as usize] = true;
+    let mut stack = vec![start];
     while let Some(x) = stack.pop() {
         for &e in nodes[x as usize].first().into_iter().flatten() {
             if !reached[e as usize] {
@@ -459,5 +455,4 @@ fn reach_layer0(nodes: &[Vec<Vec<u32>>], entry: u32) -> Vec<bool> {
             }
         }
     }
-    reached
 }
