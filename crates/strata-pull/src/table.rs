@@ -6,12 +6,10 @@ use std::collections::HashMap;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
-use iceberg::arrow::arrow_type_to_type;
-use iceberg::spec::{Literal, TableMetadataBuilder};
-use strata_table::retry::Backoff;
-use strata_table::table::evolve::Evolution;
+use iceberg::spec::Literal;
+use strata_table::table::evolve;
 use strata_table::table::read::table_arrow_schema;
-use strata_table::table::{self, swap_metadata, Outcome};
+use strata_table::table::{self, Outcome};
 use strata_table::Lake;
 
 use crate::error::{Error, Result};
@@ -48,41 +46,7 @@ pub async fn ensure_table(lake: &Lake, pull: &Pull) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    let mut backoff = Backoff::new(8);
-    loop {
-        let t = lake.load_table(ident).await?;
-        let metadata = t.metadata();
-        let mut evolution = Evolution::new(metadata)?;
-        for f in &missing {
-            let ty = arrow_type_to_type(f.data_type())
-                .map_err(|e| Error::Lake(strata_table::Error::iceberg("column type", e)))?;
-            evolution.add(f.name(), ty, true)?;
-        }
-        let Some(schema) = evolution.finish()? else {
-            return Ok(());
-        };
-        let next = TableMetadataBuilder::new_from_metadata(
-            metadata.clone(),
-            t.metadata_location().map(str::to_string),
-        )
-        .add_current_schema(schema)
-        .and_then(|b| b.build())
-        .map_err(|e| {
-            Error::Lake(strata_table::Error::iceberg(
-                format!("adding columns to {ident}"),
-                e,
-            ))
-        })?;
-        match swap_metadata(lake, &t, next).await {
-            Ok(_) => break,
-            Err(strata_table::Error::Conflict { .. }) if backoff.can_retry() => {
-                backoff.wait().await
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    table::snapshot_current_schema(lake, ident).await?;
-    let names: Vec<&str> = missing.iter().map(|f| f.name().as_str()).collect();
+    let names = evolve::add_columns(lake, ident, &missing).await?;
     tracing::info!(pull = %pull.name(), table = %ident, columns = ?names, "added the pull's new fields to its table");
     Ok(())
 }

@@ -574,7 +574,18 @@ pub async fn materialize(
     if exists {
         let table = lake.load_table(&ident).await?;
         let current = strata_table::table::read::table_arrow_schema(&table)?;
-        if stored_columns(&current) != stored_columns(&schema) {
+        let (have, want) = (stored_columns(&current), stored_columns(&schema));
+        if have != want && want.len() > have.len() && want.starts_with(&have) {
+            // New columns after the old ones (dbt's `append_new_columns`): the table gains
+            // them, optional, and the partitions written before read them as NULL.
+            let added = strata_table::table::evolve::add_columns(
+                lake,
+                &ident,
+                &schema.fields()[have.len()..],
+            )
+            .await?;
+            tracing::info!(model = %model.file, table = %ident, columns = ?added, "added the query's new columns to the table");
+        } else if have != want {
             if model.config.materialized == Materialized::Table {
                 // A full rebuild may change shape: start the table over.
                 catalog
@@ -584,7 +595,7 @@ pub async fn materialize(
                 create(lake, session, model, &ident, &schema).await?;
             } else {
                 return Err(Error::Run(format!(
-                    "{}: the query's columns {:?} differ from table {ident}'s {:?}; ALTER TABLE it (or drop it to rebuild)",
+                    "{}: the query's columns {:?} differ from table {ident}'s {:?} (new columns are added when they come after the existing ones; a removed, renamed, retyped or reordered column is not): ALTER TABLE it (or drop it to rebuild)",
                     model.file,
                     names(&schema),
                     names(&current)

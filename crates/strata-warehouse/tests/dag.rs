@@ -222,6 +222,69 @@ async fn dag_runs_layers_in_order_and_reruns_replace() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_columns_after_the_old_ones_are_added_and_other_changes_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir.path().join("data")).await;
+    seed(&lake).await;
+    let root = dir.path().join("project");
+    project(&root);
+    let p = Project::load(&root, &existing(&lake).await).unwrap();
+    assert!(run(&lake, &p, &opts("2026-11-20"))
+        .await
+        .unwrap()
+        .succeeded());
+
+    // The incremental and the merge model each gain a column after their existing ones.
+    let dwd = std::fs::read_to_string(root.join("models/dwd/dwd_click.sql")).unwrap();
+    write(
+        &root,
+        "models/dwd/dwd_click.sql",
+        &dwd.replace(
+            "CAST(ts AS DATE) AS dt\n",
+            "CAST(ts AS DATE) AS dt, extract(hour FROM ts) AS hour\n",
+        ),
+    );
+    write(
+        &root,
+        "models/ads/ads_user_features.sql",
+        "SELECT user_id, sum(clicks) AS clicks_total, max(dt) AS last_active, sum(actions) AS actions_total FROM dws.dws_user_daily GROUP BY user_id\n",
+    );
+    let p = Project::load(&root, &existing(&lake).await).unwrap();
+    let r = run(&lake, &p, &opts("2026-11-21")).await.unwrap();
+    assert!(r.succeeded(), "{r:#?}");
+    // The day written before reads the new column as NULL; the new day has it.
+    assert_eq!(
+        sql(&lake, "SELECT CAST(dt AS VARCHAR) AS dt, count(*) AS n, count(hour) AS with_hour FROM dwd.dwd_click GROUP BY dt ORDER BY dt").await,
+        "dt,n,with_hour\n2026-11-20,3,0\n2026-11-21,2,2\n"
+    );
+    assert_eq!(
+        sql(&lake, "SELECT user_id, clicks_total, actions_total FROM ads.ads_user_features ORDER BY user_id").await,
+        "user_id,clicks_total,actions_total\n1,2,3\n2,1,1\n3,1,1\n"
+    );
+
+    // A column taken away (or moved) is not an append: refused, the table as it was.
+    write(
+        &root,
+        "models/dwd/dwd_click.sql",
+        &dwd.replace("SELECT user_id, kind, ts,", "SELECT user_id, ts,"),
+    );
+    let p = Project::load(&root, &existing(&lake).await).unwrap();
+    let r = run(&lake, &p, &opts("2026-11-21")).await.unwrap();
+    assert!(!r.succeeded());
+    let failed = r.models.iter().find(|m| m.model == "dwd_click").unwrap();
+    let error = failed.error.as_deref().unwrap_or_default();
+    assert!(error.contains("differ from table dwd.dwd_click"), "{error}");
+    assert_eq!(
+        sql(
+            &lake,
+            "SELECT count(*) AS n, count(kind) AS k FROM dwd.dwd_click"
+        )
+        .await,
+        "n,k\n5,5\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_checks_block_downstream_and_backfill_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let lake = lake(&dir.path().join("data")).await;

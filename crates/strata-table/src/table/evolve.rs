@@ -172,3 +172,46 @@ impl Evolution {
             .map_err(|e| Error::Sql(format!("new schema: {e}")))
     }
 }
+
+/// Adds `fields` the table lacks as optional columns after its last one, in one schema change
+/// (retried on a concurrent commit), and returns the names added. A field the table already
+/// has is left alone, whatever its type: the caller compares types first.
+pub async fn add_columns(
+    lake: &crate::Lake,
+    ident: &iceberg::TableIdent,
+    fields: &[arrow::datatypes::FieldRef],
+) -> Result<Vec<String>> {
+    let mut backoff = crate::retry::Backoff::new(8);
+    let added = loop {
+        let table = lake.load_table(ident).await?;
+        let metadata = table.metadata();
+        let mut evolution = Evolution::new(metadata)?;
+        let mut added = Vec::new();
+        for f in fields {
+            if evolution.position(f.name()).is_some() {
+                continue;
+            }
+            let ty = iceberg::arrow::arrow_type_to_type(f.data_type())
+                .map_err(|e| Error::iceberg(format!("the type of column {}", f.name()), e))?;
+            evolution.add(f.name(), ty, true)?;
+            added.push(f.name().clone());
+        }
+        let Some(schema) = evolution.finish()? else {
+            return Ok(Vec::new());
+        };
+        let next = iceberg::spec::TableMetadataBuilder::new_from_metadata(
+            metadata.clone(),
+            table.metadata_location().map(str::to_string),
+        )
+        .add_current_schema(schema)
+        .and_then(|b| b.build())
+        .map_err(|e| Error::iceberg(format!("adding columns to {ident}"), e))?;
+        match super::swap_metadata(lake, &table, next).await {
+            Ok(_) => break added,
+            Err(Error::Conflict { .. }) if backoff.can_retry() => backoff.wait().await,
+            Err(e) => return Err(e),
+        }
+    };
+    super::snapshot_current_schema(lake, ident).await?;
+    Ok(added)
+}
