@@ -63,9 +63,10 @@ impl TableShape {
 
     /// The feature columns (neither the key nor `dt`), in table order.
     pub fn features(&self) -> Vec<&str> {
-        self.columns[1..self.columns.len() - 1]
+        self.columns[1..]
             .iter()
             .map(|(n, _)| n.as_str())
+            .filter(|&n| n != "dt")
             .collect()
     }
 
@@ -119,7 +120,8 @@ pub fn shape_from_model(sql_path: &Path, namespace: &str, name: &str) -> Result<
         };
         columns.push((col.to_string(), kind));
     }
-    if columns.len() < 3 || columns.last().map(|c| c.0.as_str()) != Some("dt") {
+    // Columns added later come after `dt` (the warehouse appends them to existing tables).
+    if columns.len() < 3 || columns[0].0 == "dt" || !columns.iter().any(|c| c.0 == "dt") {
         bail!(
             "{}: expected a key, features and dt, got {} columns",
             sql_path.display(),

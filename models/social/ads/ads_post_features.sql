@@ -59,7 +59,7 @@ SELECT
   COALESCE(e.likes_30d, 0) AS likes_30d,
   CAST(COALESCE(e.clicks_7d, 0) AS DOUBLE) / GREATEST(COALESCE(e.impressions_7d, 0), 1) AS ctr_7d,
   $run_date AS dt,
-  -- Freshness for recall (last, so an existing table takes them by ALTER TABLE ADD COLUMN):
+  -- Freshness for recall (last: the warehouse adds trailing columns to an existing table):
   -- whole hours since creation, and how many posts its author wrote after it (0: the
   -- author's latest; the organic feed shows followed accounts' latest 5).
   CAST(date_part('epoch', $run_end - p.created_at) / 3600 AS BIGINT) AS age_hours,
