@@ -715,7 +715,10 @@ fn searches_during_swaps_see_one_index_version_whole() {
             Arc::clone(&a)
         };
         let old = handle.swap(next);
-        assert!(Arc::ptr_eq(&old, if round.is_multiple_of(2) { &a } else { &b }));
+        assert!(Arc::ptr_eq(
+            &old,
+            if round.is_multiple_of(2) { &a } else { &b }
+        ));
         std::thread::yield_now();
         round += 1;
     }
