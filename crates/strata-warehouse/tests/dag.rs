@@ -139,6 +139,16 @@ GROUP BY user_id, dt
     );
 }
 
+/// A temp dir with a lake seeded with `ods.clicks` and the project of [`project`] beside it.
+async fn seeded() -> (tempfile::TempDir, Lake, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = lake(&dir.path().join("data")).await;
+    seed(&lake).await;
+    let root = dir.path().join("project");
+    project(&root);
+    (dir, lake, root)
+}
+
 fn opts(d: &str) -> RunOptions {
     let mut o = RunOptions::new(date(d));
     o.retry_backoff = Duration::from_millis(10);
@@ -147,11 +157,7 @@ fn opts(d: &str) -> RunOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dag_runs_layers_in_order_and_reruns_replace() {
-    let dir = tempfile::tempdir().unwrap();
-    let lake = lake(&dir.path().join("data")).await;
-    seed(&lake).await;
-    let root = dir.path().join("project");
-    project(&root);
+    let (_dir, lake, root) = seeded().await;
     let p = Project::load(&root, &existing(&lake).await).unwrap();
     let order: Vec<&str> = p.models.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(order, ["dwd_click", "dws_user_daily", "ads_user_features"]);
@@ -223,11 +229,7 @@ async fn dag_runs_layers_in_order_and_reruns_replace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_columns_after_the_old_ones_are_added_and_other_changes_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let lake = lake(&dir.path().join("data")).await;
-    seed(&lake).await;
-    let root = dir.path().join("project");
-    project(&root);
+    let (_dir, lake, root) = seeded().await;
     let p = Project::load(&root, &existing(&lake).await).unwrap();
     assert!(run(&lake, &p, &opts("2026-11-20"))
         .await
@@ -286,11 +288,7 @@ async fn new_columns_after_the_old_ones_are_added_and_other_changes_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_checks_block_downstream_and_backfill_resumes() {
-    let dir = tempfile::tempdir().unwrap();
-    let lake = lake(&dir.path().join("data")).await;
-    seed(&lake).await;
-    let root = dir.path().join("project");
-    project(&root);
+    let (_dir, lake, root) = seeded().await;
     // A bad value on 2026-11-21: the accepted_values check (an error) must stop DWS.
     plant_bogus_click(&lake).await;
     let p = Project::load(&root, &existing(&lake).await).unwrap();
@@ -524,12 +522,8 @@ async fn webhook() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_run_alerts_missing_inputs_and_failed_checks_to_the_webhook() {
-    let dir = tempfile::tempdir().unwrap();
-    let lake = lake(&dir.path().join("data")).await;
-    seed(&lake).await;
+    let (_dir, lake, root) = seeded().await;
     plant_bogus_click(&lake).await;
-    let root = dir.path().join("project");
-    project(&root);
     let (url, alerts) = webhook().await;
     let config = WarehouseConfig {
         project: root,
