@@ -575,7 +575,7 @@ pub async fn materialize(
         let table = lake.load_table(&ident).await?;
         let current = strata_table::table::read::table_arrow_schema(&table)?;
         let (have, want) = (stored_columns(&current), stored_columns(&schema));
-        if have != want && want.len() > have.len() && want.starts_with(&have) {
+        if want.len() > have.len() && want.starts_with(&have) {
             // New columns after the old ones (dbt's `append_new_columns`): the table gains
             // them, optional, and the partitions written before read them as NULL.
             let added = strata_table::table::evolve::add_columns(
