@@ -252,7 +252,9 @@ interests AS (
          max(CASE WHEN r = 1 THEN tag END) AS tag_1_30d,
          max(CASE WHEN r = 2 THEN tag END) AS tag_2_30d,
          max(CASE WHEN r = 3 THEN tag END) AS tag_3_30d,
-         CAST(max(CASE WHEN r = 1 THEN n END) AS DOUBLE) / max(total) AS tag_1_share_30d
+         CAST(max(CASE WHEN r = 1 THEN n END) AS DOUBLE) / max(total) AS tag_1_share_30d,
+         CAST(max(CASE WHEN r = 2 THEN n END) AS DOUBLE) / max(total) AS tag_2_share_30d,
+         CAST(max(CASE WHEN r = 3 THEN n END) AS DOUBLE) / max(total) AS tag_3_share_30d
   FROM ranked
   GROUP BY user_id
 )
@@ -261,7 +263,9 @@ SELECT base.*, i.tag_1_30d, i.tag_2_30d, i.tag_3_30d,
        au.author_1_30d, au.author_2_30d, au.author_3_30d,
        fl.followed_1, fl.followed_2, fl.followed_3, fl.followed_4, fl.followed_5, fl.followed_6,
        fl.followed_7, fl.followed_8, fl.followed_9, fl.followed_10, fl.followed_11,
-       fl.followed_12, COALESCE(fl.following_count, 0) AS following_count
+       fl.followed_12, COALESCE(fl.following_count, 0) AS following_count,
+       COALESCE(i.tag_2_share_30d, 0.0) AS tag_2_share_30d,
+       COALESCE(i.tag_3_share_30d, 0.0) AS tag_3_share_30d
 FROM base
 LEFT JOIN interests i ON i.user_id = base.user_id
 LEFT JOIN authors au ON au.user_id = base.user_id
