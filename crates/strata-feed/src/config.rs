@@ -50,6 +50,11 @@ pub struct FeedConfig {
     /// ranker's computed input `feed.tag_match` compares them with a candidate's tags.
     pub interest_view: String,
     pub interest_columns: Vec<String>,
+    /// The same view's columns holding each top tag's share of the user's engagement, in
+    /// `interest_columns`' order: a tag's weight is its share over the first tag's (the
+    /// `interest` source and `feed.tag_affinity` read it). Empty, or a share missing: the
+    /// weight goes by rank (1, 2/3, 1/3 for three tags).
+    pub interest_weight_columns: Vec<String>,
 }
 
 impl Default for FeedConfig {
@@ -70,6 +75,11 @@ impl Default for FeedConfig {
             app: "feed".into(),
             interest_view: "user_features".into(),
             interest_columns: vec!["tag_1_30d".into(), "tag_2_30d".into(), "tag_3_30d".into()],
+            interest_weight_columns: vec![
+                "tag_1_share_30d".into(),
+                "tag_2_share_30d".into(),
+                "tag_3_share_30d".into(),
+            ],
         }
     }
 }
@@ -366,6 +376,16 @@ impl FeedConfig {
         if !(0.0..=1.0).contains(&self.rerank.mmr_lambda) {
             out.push("feed.rerank.mmr_lambda must be between 0 and 1".into());
         }
+        if !self.interest_weight_columns.is_empty()
+            && self.interest_weight_columns.len() != self.interest_columns.len()
+        {
+            out.push(format!(
+                "feed.interest_weight_columns names {} columns for {} interest_columns (one \
+                 share per tag, in the same order, or none)",
+                self.interest_weight_columns.len(),
+                self.interest_columns.len()
+            ));
+        }
         if self.catalog.refresh_secs == 0 {
             out.push("feed.catalog.refresh_secs must be positive".into());
         }
@@ -472,6 +492,7 @@ mod tests {
         };
         bad.rerank.mmr_lambda = 2.0;
         bad.sources.ann.k = 0;
+        bad.interest_weight_columns.pop();
         let e = ExperimentConfig {
             name: "ab".into(),
             enabled: true,
@@ -492,6 +513,7 @@ mod tests {
             "unknown source \"nope\"",
             "declared twice",
             "only one experiment",
+            "names 2 columns for 3 interest_columns",
         ] {
             assert!(p.contains(want), "{want} missing from:\n{p}");
         }

@@ -699,7 +699,7 @@ impl FeedService {
 
     /// Scores candidates with the GBDT: its inputs mapped to online views (`[online]` in the
     /// model file), one batch lookup per view, and the pair inputs the feed computes
-    /// (`feed.follows_author`, `feed.tag_match`). Returns the scores and the time spent
+    /// (`feed.follows_author`, `feed.tag_match`, `feed.tag_affinity`). Returns the scores and the time spent
     /// fetching and assembling the inputs (ms).
     async fn rank(
         &self,
@@ -707,7 +707,7 @@ impl FeedService {
         loaded: &LoadedVersion,
         model: &str,
         user: &str,
-        interests: &[String],
+        interests: &[Interest],
         candidates: &[Candidate],
     ) -> Result<(Vec<f64>, f64)> {
         let started = Instant::now();
@@ -815,10 +815,11 @@ impl FeedService {
                     rows[r * nf + f] = match what {
                         "follows_author" => f32::from(u8::from(follows.contains(&author(c)))),
                         "tag_match" => tag_match(catalog, c.post, interests),
+                        "tag_affinity" => tag_affinity(catalog, c.post, interests),
                         other => {
                             return Err(Error::Internal(format!(
                                 "model {model}: unknown computed input feed.{other} \
-                                 (feed.follows_author, feed.tag_match)"
+                                 (feed.follows_author, feed.tag_match, feed.tag_affinity)"
                             )))
                         }
                     };
@@ -835,8 +836,9 @@ impl FeedService {
     }
 
     /// The user's top tags, most engaged first (`feed.interest_view`'s
-    /// `feed.interest_columns`); empty when the view or the row is missing.
-    async fn interests(&self, user: &str) -> Vec<String> {
+    /// `feed.interest_columns`), weighted by `feed.interest_weight_columns`; empty when the
+    /// view or the row is missing.
+    async fn interests(&self, user: &str) -> Vec<Interest> {
         let view = &self.config.interest_view;
         let Ok(rows) = self
             .store
@@ -852,21 +854,70 @@ impl FeedService {
         else {
             return Vec::new();
         };
-        self.config
+        let value = |name: &String| {
+            row.columns
+                .iter()
+                .position(|c| &c.name == name)
+                .map(|i| &row.values[i])
+        };
+        let tags: Vec<String> = self
+            .config
             .interest_columns
             .iter()
-            .map(|name| {
-                row.columns
-                    .iter()
-                    .position(|c| &c.name == name)
-                    .and_then(|i| match &row.values[i] {
-                        Value::String(s) => Some(s.clone()),
-                        _ => None,
-                    })
-                    .unwrap_or_default()
+            .map(|name| match value(name) {
+                Some(Value::String(s)) => s.clone(),
+                _ => String::new(),
             })
-            .collect()
+            .collect();
+        let shares: Vec<Option<f64>> = self
+            .config
+            .interest_weight_columns
+            .iter()
+            .map(|name| match value(name) {
+                Some(Value::Float64(x)) => Some(*x),
+                Some(Value::Int64(x)) => Some(*x as f64),
+                _ => None,
+            })
+            .collect();
+        weigh_interests(tags, &shares)
     }
+}
+
+/// One of the user's top tags and how much it counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interest {
+    /// The tag; empty when the user has fewer top tags than `feed.interest_columns`.
+    pub tag: String,
+    /// The tag's share of the user's engagement over the first tag's (1 for the first);
+    /// by rank when the share is not served: 1, 2/3, 1/3 of three tags. `ads.ads_sample_ctr`
+    /// weighs its `tag_affinity` the same way.
+    pub weight: f32,
+}
+
+/// The top tags with their weights: each share over the first's, falling back to the rank
+/// weight `(n - k) / n` where a share (or the first share) is missing, zero or not finite.
+pub fn weigh_interests(tags: Vec<String>, shares: &[Option<f64>]) -> Vec<Interest> {
+    let n = tags.len();
+    let first = shares
+        .first()
+        .copied()
+        .flatten()
+        .filter(|s| s.is_finite() && *s > 0.0);
+    tags.into_iter()
+        .enumerate()
+        .map(|(k, tag)| {
+            let share = shares
+                .get(k)
+                .copied()
+                .flatten()
+                .filter(|s| s.is_finite() && *s >= 0.0);
+            let weight = match (share, first) {
+                (Some(s), Some(f)) => (s / f) as f32,
+                _ => (n - k) as f32 / n as f32,
+            };
+            Interest { tag, weight }
+        })
+        .collect()
 }
 
 /// The pseudo-view of inputs the feed computes itself.
@@ -878,7 +929,7 @@ const AUTHOR_KEY: &str = "author_id";
 /// How well a post's tags match the user's top tags: the first (most engaged) tag counts as
 /// many as there are interest tags, the last 1 — the same sum `ads.ads_sample_ctr` computes
 /// for training (3·tag 1 + 2·tag 2 + 1·tag 3 for three).
-pub fn tag_match(catalog: &Catalog, post: u64, interests: &[String]) -> f32 {
+pub fn tag_match(catalog: &Catalog, post: u64, interests: &[Interest]) -> f32 {
     let Some(p) = catalog.posts.get(&post) else {
         return f32::NAN;
     };
@@ -886,14 +937,35 @@ pub fn tag_match(catalog: &Catalog, post: u64, interests: &[String]) -> f32 {
     interests
         .iter()
         .enumerate()
-        .filter(|(_, t)| {
-            !t.is_empty()
-                && p.tags
-                    .iter()
-                    .any(|id| catalog.tag_names.get(*id as usize) == Some(*t))
-        })
+        .filter(|(_, i)| carries(catalog, p, &i.tag))
         .map(|(k, _)| (n - k) as f32)
         .sum()
+}
+
+/// How much the user cares about a post's tags: the sum of the weights ([`Interest::weight`])
+/// of the user's top tags the post carries, the same sum `ads.ads_sample_ctr`'s
+/// `tag_affinity` computes for training. A user's favourite tag counts 1; a tag engaged half
+/// as often counts 0.5.
+pub fn tag_affinity(catalog: &Catalog, post: u64, interests: &[Interest]) -> f32 {
+    let Some(p) = catalog.posts.get(&post) else {
+        return f32::NAN;
+    };
+    interests
+        .iter()
+        .filter(|i| carries(catalog, p, &i.tag))
+        .map(|i| i.weight)
+        .sum()
+}
+
+/// Whether `post` carries the (non-empty) tag.
+fn carries(catalog: &Catalog, post: &crate::catalog::Post, tag: &str) -> bool {
+    !tag.is_empty()
+        && post.tags.iter().any(|id| {
+            catalog
+                .tag_names
+                .get(*id as usize)
+                .is_some_and(|t| t == tag)
+        })
 }
 
 /// An online value as a model input: numbers as they are, categories by the model's codes
@@ -917,15 +989,14 @@ fn head(list: &[(u64, f64)], k: usize) -> Vec<u64> {
 }
 
 /// The most engaged posts of the user's top tags: a post's score sums, over the tags it
-/// carries, the tag's weight (the first tag counts most) divided by its rank in that tag.
-fn interest(catalog: &Catalog, interests: &[String], k: usize) -> Vec<u64> {
-    let n = interests.len();
+/// carries, the tag's weight ([`Interest::weight`]) divided by its rank in that tag.
+fn interest(catalog: &Catalog, interests: &[Interest], k: usize) -> Vec<u64> {
     let mut acc: HashMap<u64, f64> = HashMap::new();
-    for (i, tag) in interests.iter().enumerate() {
-        let weight = (n - i) as f64;
+    for i in interests {
+        let weight = f64::from(i.weight);
         for (rank, (p, _)) in catalog
             .by_tag
-            .get(tag)
+            .get(&i.tag)
             .map(Vec::as_slice)
             .unwrap_or_default()
             .iter()
@@ -1035,7 +1106,8 @@ mod tests {
                 tags: vec![0, 1],
             },
         );
-        let interests = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let interests =
+            |t: &[&str]| weigh_interests(t.iter().map(|s| s.to_string()).collect(), &[]);
         // As ads_sample_ctr: 3 for the first tag, 2 for the second, 1 for the third.
         assert_eq!(tag_match(&c, 10, &interests(&["cats", "oslo", ""])), 5.0);
         assert_eq!(
@@ -1048,6 +1120,46 @@ mod tests {
             tag_match(&c, 99, &interests(&["cats"])).is_nan(),
             "unknown post"
         );
+    }
+
+    #[test]
+    fn tag_affinity_sums_the_shares_of_the_tags_a_post_carries() {
+        let mut c = Catalog {
+            tag_names: vec!["cats".into(), "oslo".into(), "news".into()],
+            ..Catalog::default()
+        };
+        c.posts.insert(
+            10,
+            Post {
+                author: 3,
+                created_at: 0,
+                tags: vec![0, 1],
+            },
+        );
+        let tags = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // Shares 0.4, 0.1, 0.05: weights 1, 0.25, 0.125.
+        let shares = [Some(0.4), Some(0.1), Some(0.05)];
+        let i = weigh_interests(tags(&["cats", "news", "oslo"]), &shares);
+        assert_eq!(
+            i.iter().map(|i| i.weight).collect::<Vec<_>>(),
+            vec![1.0, 0.25, 0.125]
+        );
+        assert_eq!(tag_affinity(&c, 10, &i), 1.125);
+        let i = weigh_interests(tags(&["news", "oslo", "cats"]), &shares);
+        assert_eq!(tag_affinity(&c, 10, &i), 0.375);
+        // No shares served (or a missing one): by rank, 1, 2/3, 1/3.
+        let i = weigh_interests(tags(&["news", "oslo", "cats"]), &[]);
+        assert_eq!(tag_affinity(&c, 10, &i), 1.0);
+        let i = weigh_interests(
+            tags(&["news", "oslo", "cats"]),
+            &[Some(0.5), None, Some(0.25)],
+        );
+        assert_eq!(tag_affinity(&c, 10, &i), 2.0 / 3.0 + 0.5);
+        // A first share of zero cannot scale the others.
+        let i = weigh_interests(tags(&["cats", "oslo"]), &[Some(0.0), Some(0.3)]);
+        assert_eq!(tag_affinity(&c, 10, &i), 1.5);
+        assert_eq!(tag_affinity(&c, 10, &[]), 0.0);
+        assert!(tag_affinity(&c, 99, &i).is_nan(), "unknown post");
     }
 
     #[test]

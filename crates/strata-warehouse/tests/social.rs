@@ -248,10 +248,10 @@ async fn reference_warehouse_gives_hand_checked_answers() {
          1,3,1970-01-01T00:00:00Z,2026-11-21T10:00:00Z,false\n\
          2,3,2026-11-20T09:01:00Z,,true\n"
     );
-    // Wide user features: 135 activity features + 7 interest columns + 12 followed accounts
+    // Wide user features: 135 activity features + 9 interest columns + 12 followed accounts
     // and their count + user_id + dt; day 1's CTR of user 1 is 1/2.
     let width = sql(&lake, "SELECT count(*) AS n FROM information_schema.columns WHERE table_schema = 'ads' AND table_name = 'ads_user_features'").await;
-    assert_eq!(width, "n\n157\n");
+    assert_eq!(width, "n\n159\n");
     // Follows at the end of day 2: user 1 unfollowed 3 that morning, user 2 follows 3.
     assert_eq!(
         sql(&lake, "SELECT user_id, followed_1, followed_2, following_count FROM ads.ads_user_features WHERE dt = DATE '2026-11-21' ORDER BY user_id").await,
@@ -260,10 +260,10 @@ async fn reference_warehouse_gives_hand_checked_answers() {
     // Interests over 30 days: user 1 engaged 5 times with post 10 (cats, oslo: ties by name)
     // and once with post 11 (news); user 2 clicked post 10 once and has no third tag.
     assert_eq!(
-        sql(&lake, "SELECT user_id, tag_1_30d, tag_2_30d, tag_3_30d, tag_1_share_30d, author_1_30d, author_2_30d, author_3_30d FROM ads.ads_user_features WHERE dt = DATE '2026-11-21' ORDER BY user_id").await,
-        "user_id,tag_1_30d,tag_2_30d,tag_3_30d,tag_1_share_30d,author_1_30d,author_2_30d,author_3_30d\n\
-         1,cats,oslo,news,0.45454545454545453,3,2,\n\
-         2,cats,oslo,,0.5,3,,\n"
+        sql(&lake, "SELECT user_id, tag_1_30d, tag_2_30d, tag_3_30d, tag_1_share_30d, tag_2_share_30d, tag_3_share_30d, author_1_30d, author_2_30d, author_3_30d FROM ads.ads_user_features WHERE dt = DATE '2026-11-21' ORDER BY user_id").await,
+        "user_id,tag_1_30d,tag_2_30d,tag_3_30d,tag_1_share_30d,tag_2_share_30d,tag_3_share_30d,author_1_30d,author_2_30d,author_3_30d\n\
+         1,cats,oslo,news,0.45454545454545453,0.45454545454545453,0.09090909090909091,3,2,\n\
+         2,cats,oslo,,0.5,0.5,0.0,3,,\n"
     );
     assert_eq!(
         sql(&lake, "SELECT user_id, clicks_sum_7d, impressions_sum_7d, ctr_7d, dwell_ms_sum_1d, active_days_30d FROM ads.ads_user_features WHERE dt = DATE '2026-11-21' ORDER BY user_id").await,
@@ -274,17 +274,18 @@ async fn reference_warehouse_gives_hand_checked_answers() {
     // Point in time: day 2's samples carry day 1's features (user 1: 1 click in 7 days), not
     // the 4 clicks of day 2 itself, the planted burst included.
     assert_eq!(
-        sql(&lake, "SELECT user_id, post_id, label, CAST(feature_dt AS VARCHAR) AS fdt, u_clicks_7d, u_impressions_7d, pair_interactions, follows_author, tag_match FROM ads.ads_sample_ctr ORDER BY dt, user_id, post_id").await,
-        "user_id,post_id,label,fdt,u_clicks_7d,u_impressions_7d,pair_interactions,follows_author,tag_match\n\
-         1,10,1,,0,0,0,0,0\n\
-         1,11,0,,0,0,0,0,0\n\
-         2,10,1,,0,0,0,0,0\n\
-         1,11,1,2026-11-20,1,2,0,0,0\n\
-         2,10,0,2026-11-20,1,1,1,1,5\n"
+        sql(&lake, "SELECT user_id, post_id, label, CAST(feature_dt AS VARCHAR) AS fdt, u_clicks_7d, u_impressions_7d, pair_interactions, follows_author, tag_match, tag_affinity FROM ads.ads_sample_ctr ORDER BY dt, user_id, post_id").await,
+        "user_id,post_id,label,fdt,u_clicks_7d,u_impressions_7d,pair_interactions,follows_author,tag_match,tag_affinity\n\
+         1,10,1,,0,0,0,0,0,0.0\n\
+         1,11,0,,0,0,0,0,0,0.0\n\
+         2,10,1,,0,0,0,0,0,0.0\n\
+         1,11,1,2026-11-20,1,2,0,0,0,0.0\n\
+         2,10,0,2026-11-20,1,1,1,1,5,2.0\n"
     );
     // Pair inputs are point in time too: on day 2, user 2 has followed author 3 since day 1
     // (not on day 1 itself), and post 10's tags (cats, oslo) are user 2's first and second
-    // most engaged tags of day 1 (3 + 2); post 11 (news) matches none of user 1's.
+    // most engaged tags of day 1 (3 + 2; in tag_affinity 1 + 0.5 / 0.5, as both have half of
+    // user 2's tag engagement); post 11 (news) matches none of user 1's.
     // Follow samples: day 1 user 2 followed 3 (positive); user 1 saw authors 2 and 3
     // (negatives: as of day 1 nothing says 1 follows 3 — the live mirror lost that row and the
     // unfollow only comes on day 2). Day 2: user 1 saw author 2 again; user 2 follows 3 already.

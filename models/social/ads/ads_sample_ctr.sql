@@ -57,7 +57,19 @@ SELECT
     + CASE WHEN array_has(string_to_array(po.tags, ','), uf.tag_2_30d) THEN 2 ELSE 0 END
     + CASE WHEN array_has(string_to_array(po.tags, ','), uf.tag_3_30d) THEN 1 ELSE 0 END
     AS tag_match,
-  $run_date AS dt
+  $run_date AS dt,
+  -- The post's tags weighted by how much the user engages with each (appended after dt: the
+  -- warehouse adds new trailing columns to the table): the first top tag counts 1, the others
+  -- their 30-day share over the first's (by rank, 2/3 and 1/3, where a share is missing).
+  -- The feed computes the same online (feed.tag_affinity).
+  CASE WHEN array_has(string_to_array(po.tags, ','), uf.tag_1_30d) THEN 1.0 ELSE 0.0 END
+    + CASE WHEN array_has(string_to_array(po.tags, ','), uf.tag_2_30d)
+        THEN COALESCE(uf.tag_2_share_30d / NULLIF(uf.tag_1_share_30d, 0.0), 2.0 / 3.0)
+        ELSE 0.0 END
+    + CASE WHEN array_has(string_to_array(po.tags, ','), uf.tag_3_30d)
+        THEN COALESCE(uf.tag_3_share_30d / NULLIF(uf.tag_1_share_30d, 0.0), 1.0 / 3.0)
+        ELSE 0.0 END
+    AS tag_affinity
 FROM imp
 LEFT JOIN clk ON clk.user_id = imp.user_id AND clk.post_id = imp.post_id
 LEFT JOIN ads.ads_user_features uf ON uf.user_id = imp.user_id AND uf.dt = $prev_date
