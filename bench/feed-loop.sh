@@ -8,11 +8,17 @@
 #
 #   bash bench/feed-loop.sh            # 2,000 users, 3 world days, 3 loop days, 3,000 feeds a day
 #   LOOP_USERS=5000 LOOP_SESSIONS=10000 bash bench/feed-loop.sh
+#   LOOP_VARIANTS='{ name = "control", share = 40 }, { name = "relevance", share = 30, mmr_lambda = 1.0 }, { name = "popular", share = 30, sources = ["trending"], no_ranker = true }' bash bench/feed-loop.sh
+#
+# LOOP_VARIANTS: the experiment's variants (TOML inline tables; see docs/feed.md), by default
+# the full pipeline ("control") against a popularity-only feed ("popular"), 50/50.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET="${CARGO_TARGET_DIR:-target}/release"
 USERS="${LOOP_USERS:-2000}"; WORLD_DAYS="${LOOP_WORLD_DAYS:-3}"; LOOP_DAYS="${LOOP_DAYS:-3}"
 SESSIONS="${LOOP_SESSIONS:-3000}"; SEED="${LOOP_SEED:-7}"; PORT="${LOOP_PORT:-18181}"
+DEFAULT_VARIANTS='{ name = "control", share = 50 }, { name = "popular", share = 50, sources = ["trending"], no_ranker = true }'
+VARIANTS="${LOOP_VARIANTS:-$DEFAULT_VARIANTS}"
 WORK="${LOOP_WORK_DIR:-$(mktemp -d)}"
 cargo build --release -p strata >/dev/null
 B="$TARGET/strata"
@@ -23,14 +29,11 @@ echo "feed loop: demo of $USERS users, $WORLD_DAYS days from $start, then $LOOP_
 "$B" demo --users "$USERS" --days "$WORLD_DAYS" --seed "$SEED" --start-date "$start" \
   --data-dir "$WORK/demo" > "$WORK/demo.log"
 CONFIG="$WORK/demo/strata.toml"
-cat >> "$CONFIG" <<'EOT'
+cat >> "$CONFIG" <<EOT
 
 [[experiments]]
 name = "pipeline_vs_popular"
-variants = [
-  { name = "control", share = 50 },
-  { name = "popular", share = 50, sources = ["trending"], no_ranker = true },
-]
+variants = [$VARIANTS]
 EOT
 TOKEN=$("$B" tokens create feed-loop --scope serve -c "$CONFIG" 2>/dev/null)
 # Simulated days pass in seconds: reload the catalogue often, and let the seen cache forget
@@ -46,7 +49,7 @@ out="bench/results/feedloop-$(date -u +%Y%m%dT%H%M%SZ).md"
 {
   echo "# Feed loop on simulated users"
   echo
-  echo "$USERS users, world $start + $WORLD_DAYS days (seed $SEED), $SESSIONS feeds a day, experiment 50/50: full pipeline vs popularity (trending only, no ranker). After each day the DAG retrains on that day's samples (Strata's own served impressions)."
+  echo "$USERS users, world $start + $WORLD_DAYS days (seed $SEED), $SESSIONS feeds a day, experiment variants [$VARIANTS] (control: the full pipeline; popular: trending only, no ranker). After each day the DAG retrains on that day's samples (Strata's own served impressions)."
   echo
   echo "| day | variant | feeds | impressions | CTR | likes / impression | expected CTR (hidden prefs) |"
   echo "|---|---|---|---|---|---|---|"

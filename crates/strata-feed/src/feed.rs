@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use strata_models::serve::{LoadedVersion, ModelServer};
+use strata_online::store::ColumnRow;
 use strata_online::{LookupStatus, OnlineStore, Value};
 
 use crate::catalog::Catalog;
@@ -106,8 +107,10 @@ pub struct FeedService {
     experiments: Vec<ExperimentConfig>,
     models: Arc<ModelServer>,
     store: OnlineStore,
-    /// View name → its entity columns, for the ranker's online inputs.
-    view_entities: HashMap<String, Vec<String>>,
+    /// View name → its keys, for the ranker's online inputs.
+    view_entities: HashMap<String, crate::ViewKeys>,
+    /// Rows of batch views keyed without the user (the candidates' own features).
+    items: crate::items::ItemCache,
     catalog: RwLock<Arc<Catalog>>,
     /// Real-time trending (`trending.rs`), when the stream view has rows.
     live_trending: RwLock<Option<Arc<crate::trending::LiveTrending>>>,
@@ -154,7 +157,7 @@ impl FeedService {
         experiments: Vec<ExperimentConfig>,
         models: Arc<ModelServer>,
         store: OnlineStore,
-        view_entities: HashMap<String, Vec<String>>,
+        view_entities: HashMap<String, crate::ViewKeys>,
         impressions: Option<ImpressionLog>,
     ) -> FeedService {
         let seen = Seen::new(
@@ -169,6 +172,7 @@ impl FeedService {
             models,
             store,
             view_entities,
+            items: crate::items::ItemCache::default(),
             catalog: RwLock::new(Arc::new(Catalog::default())),
             live_trending: RwLock::new(None),
             seen,
@@ -746,9 +750,13 @@ impl FeedService {
         let user_num: Option<u64> = user.parse().ok();
         let author = |c: &Candidate| catalog.posts.get(&c.post).map_or(0, |p| p.author);
         for (view, wanted) in by_view {
-            let entity = self.view_entities.get(view).cloned().unwrap_or_default();
+            let keys_of_view = self.view_entities.get(view).cloned().unwrap_or_default();
+            let entity = &keys_of_view.entity;
             // One key per candidate unless the view is keyed by the user alone.
             let per_user = entity.iter().all(|e| e == USER_KEY);
+            // The candidates' own rows (not the user's, not changing between versions) are
+            // read through the item cache.
+            let cached = !keys_of_view.stream && !entity.iter().any(|e| e == USER_KEY);
             let key_of = |c: Option<&Candidate>| -> Option<Vec<u8>> {
                 let parts: Option<Vec<String>> = entity
                     .iter()
@@ -775,11 +783,17 @@ impl FeedService {
             }
             // Only the wanted columns are decoded, straight from each entry's bytes.
             let names: Vec<&str> = wanted.iter().map(|&(_, column)| column).collect();
-            let got = self
-                .store
-                .lookup_columns(view, &keys, &names)
-                .await
-                .map_err(|e| Error::Internal(format!("reading {view}: {e}")))?;
+            let got: Vec<Option<Arc<ColumnRow>>> = if cached {
+                self.items.rows(&self.store, view, &keys, &names).await?
+            } else {
+                self.store
+                    .lookup_columns(view, &keys, &names)
+                    .await
+                    .map_err(|e| Error::Internal(format!("reading {view}: {e}")))?
+                    .into_iter()
+                    .map(|r| r.map(Arc::new))
+                    .collect()
+            };
             // Each wanted input's category codes.
             let codes: Vec<Option<&HashMap<String, u32>>> = wanted
                 .iter()

@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod feed;
+pub mod items;
 pub mod report;
 pub mod rerank;
 pub mod seen;
@@ -25,12 +26,27 @@ pub use config::{ExperimentConfig, FeedConfig, VariantConfig};
 pub use error::{Error, Result};
 pub use feed::{FeedRequest, FeedResponse, FeedService, STAGES};
 
-/// Each feature view's entity columns, by view name: how the ranker keys its online inputs.
+/// How the ranker keys a feature view's rows.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ViewKeys {
+    /// The entity columns.
+    pub entity: Vec<String>,
+    /// A stream view (rows change between versions): never kept in the item cache.
+    pub stream: bool,
+}
+
+/// Each feature view's keys, by view name: how the ranker keys its online inputs.
 pub fn view_entities(
     views: &[strata_features::view::FeatureView],
-) -> std::collections::HashMap<String, Vec<String>> {
+) -> std::collections::HashMap<String, ViewKeys> {
     views
         .iter()
-        .map(|v| (v.name.clone(), v.entity.clone()))
+        .map(|v| {
+            let keys = ViewKeys {
+                entity: v.entity.clone(),
+                stream: v.stream().is_some(),
+            };
+            (v.name.clone(), keys)
+        })
         .collect()
 }

@@ -127,6 +127,15 @@ impl OnlineStore {
         meta.map(|m| parse_meta(&m).map(|p| p.meta)).transpose()
     }
 
+    /// The version the view has published (`Some(0)`: synced but never published; `None`:
+    /// never synced): one metadata read, parsed once per change.
+    pub async fn published_version(&self, view: &str) -> Result<Option<u64>> {
+        let Some(meta) = self.backend.read(view, &[]).await?.0 else {
+            return Ok(None);
+        };
+        Ok(Some(self.parsed(view, meta)?.meta.published_version()))
+    }
+
     /// The rows of `keys` in the view's published version, in one atomic read.
     pub async fn lookup(&self, view: &str, keys: &[Vec<u8>]) -> Result<ViewRows> {
         let (meta, entries) = self.backend.read(view, keys).await?;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use crate::config::Config;
 use anyhow::Result;
 use iceberg::{NamespaceIdent, TableIdent};
-use strata_bus::{Log, Record};
-use strata_cdc::merge::{CdcMerger, CdcTable};
+use strata_bus::{Log, Offsets, Record};
+use strata_cdc::merge::{CdcMerger, CdcTable, CDC_GROUP};
 use strata_core::cdc::{CdcRecord, Change as CdcChange, Op as CdcOp, SourcePosition};
 use strata_sim::{Op, Table, World};
 use strata_sql::SqlSession;
@@ -34,6 +34,11 @@ pub(super) async fn land_rows(
         log.ensure_topic(&topic, 1).await?;
         let end = log.end_offsets(&topic).await?.get(&0).copied().unwrap_or(0);
         if end == 0 {
+            // The merger's group holds the topic from its start: bus retention deletes only
+            // what every group has read, and the simulated history (a follow graph years
+            // old) is past the retention age before the merger below has read any of it.
+            log.commit(CDC_GROUP, &topic, &Offsets::from([(0, 0)]))
+                .await?;
             let schema = CdcRecord::Schema(sim_schema(t));
             log.append(&topic, vec![record(&schema)]).await?;
             fresh.push(t);
