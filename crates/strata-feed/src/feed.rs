@@ -96,7 +96,8 @@ pub struct FeedResponse {
 #[derive(Debug, Clone)]
 struct Candidate {
     post: u64,
-    sources: Vec<&'static str>,
+    /// The sources that proposed it: bit i for `SOURCES[i]`, the top bit for any other.
+    sources: u8,
     /// Reciprocal-rank fusion of its ranks in the sources that proposed it.
     fused: f64,
 }
@@ -396,15 +397,15 @@ impl FeedService {
         let mut merged: HashMap<u64, Candidate> = HashMap::new();
         let mut dropped = [0usize; 4];
         for (stage, ids) in &results {
-            let name = source_name(&stage.name);
+            let bit = source_bit(&stage.name);
             for (rank, &p) in ids.iter().enumerate() {
                 let c = merged.entry(p).or_insert_with(|| Candidate {
                     post: p,
-                    sources: Vec::new(),
+                    sources: 0,
                     fused: 0.0,
                 });
-                if !c.sources.contains(&name) {
-                    c.sources.push(name);
+                if c.sources & bit == 0 {
+                    c.sources |= bit;
                     c.fused += 1.0 / (RRF_K + rank as f64 + 1.0);
                 }
             }
@@ -541,7 +542,7 @@ impl FeedService {
                     author_id: catalog.posts.get(&c.post).map_or(0, |p| p.author),
                     position: pos + 1,
                     score,
-                    sources: c.sources.clone(),
+                    sources: source_names(c.sources),
                 }
             })
             .collect();
@@ -1053,12 +1054,29 @@ fn following(catalog: &Catalog, user: Option<u64>, k: usize) -> Vec<u64> {
     posts.into_iter().take(k).map(|(_, _, p)| p).collect()
 }
 
-fn source_name(s: &str) -> &'static str {
+/// A source's bit in [`Candidate::sources`].
+fn source_bit(s: &str) -> u8 {
     crate::config::SOURCES
         .iter()
-        .find(|n| **n == s)
-        .copied()
-        .unwrap_or("other")
+        .position(|n| *n == s)
+        .map_or(OTHER_SOURCE, |i| 1 << i)
+}
+
+/// The bit of a source outside [`crate::config::SOURCES`].
+const OTHER_SOURCE: u8 = 0x80;
+
+/// The names of the sources in a [`Candidate::sources`] set, in `SOURCES` order.
+fn source_names(bits: u8) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = crate::config::SOURCES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bits & (1 << i) != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    if bits & OTHER_SOURCE != 0 {
+        out.push("other");
+    }
+    out
 }
 
 fn skipped(name: &str, why: &str) -> Stage {
@@ -1104,6 +1122,15 @@ mod tests {
             STAGES[1..=crate::config::SOURCES.len()],
             crate::config::SOURCES
         );
+    }
+
+    #[test]
+    fn source_sets_name_their_sources_in_order() {
+        const _: () = assert!(crate::config::SOURCES.len() < 8, "one bit per source");
+        let set = source_bit("trending") | source_bit("ann") | source_bit("ann");
+        assert_eq!(source_names(set), vec!["ann", "trending"]);
+        assert_eq!(source_names(source_bit("mystery")), vec!["other"]);
+        assert!(source_names(0).is_empty());
     }
 
     #[test]
