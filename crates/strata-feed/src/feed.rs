@@ -1133,8 +1133,8 @@ mod tests {
         assert!(source_names(0).is_empty());
     }
 
-    #[test]
-    fn tag_match_weighs_interests_like_the_training_samples() {
+    /// A catalogue of one post, 10, tagged cats and oslo (of cats, oslo, news).
+    fn tagged_post() -> Catalog {
         let mut c = Catalog {
             tag_names: vec!["cats".into(), "oslo".into(), "news".into()],
             ..Catalog::default()
@@ -1147,6 +1147,12 @@ mod tests {
                 tags: vec![0, 1],
             },
         );
+        c
+    }
+
+    #[test]
+    fn tag_match_weighs_interests_like_the_training_samples() {
+        let c = tagged_post();
         let interests =
             |t: &[&str]| weigh_interests(t.iter().map(|s| s.to_string()).collect(), &[]);
         // As ads_sample_ctr: 3 for the first tag, 2 for the second, 1 for the third.
@@ -1165,18 +1171,7 @@ mod tests {
 
     #[test]
     fn tag_affinity_sums_the_shares_of_the_tags_a_post_carries() {
-        let mut c = Catalog {
-            tag_names: vec!["cats".into(), "oslo".into(), "news".into()],
-            ..Catalog::default()
-        };
-        c.posts.insert(
-            10,
-            Post {
-                author: 3,
-                created_at: 0,
-                tags: vec![0, 1],
-            },
-        );
+        let c = tagged_post();
         let tags = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         // Shares 0.4, 0.1, 0.05: weights 1, 0.25, 0.125.
         let shares = [Some(0.4), Some(0.1), Some(0.05)];
