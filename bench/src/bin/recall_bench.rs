@@ -44,6 +44,9 @@ use strata_table::config::LakeOptions;
 use strata_table::Lake;
 use strata_twotower::{ndcg_at_k, recall_at_k};
 
+#[path = "recall_bench/reference.rs"]
+mod reference;
+
 /// The list length recall is measured at.
 const K: usize = 100;
 /// The list length shown to a simulated user (NDCG@10, hidden-preference scores).
@@ -405,6 +408,18 @@ async fn evaluate(args: &Args, work: &Path, project: &Path, outcome: &Value) -> 
     }
     let with_similar = users.iter().filter(|u| similar.contains_key(u)).count();
 
+    // Reference lists (no model) and what the held-out clicks are made of.
+    let (reference_methods, clicks_made_of) = reference::lists(
+        &session,
+        valid,
+        (train_from, train_to),
+        &users,
+        &truth,
+        &pop_window,
+    )
+    .await?;
+    methods.extend(reference_methods);
+
     // Two-tower: the version just trained, from the registry.
     let version = outcome["version"].as_i64().context("outcome.version")?;
     let deployed = strata_models::registry::current(
@@ -728,6 +743,7 @@ async fn evaluate(args: &Args, work: &Path, project: &Path, outcome: &Value) -> 
         "search_seconds": search_secs,
         "ann_recall_vs_exact@100": ann_vs_exact,
         "held_out": held_out,
+        "held_out_clicks_made_of": clicks_made_of,
         "ratio_two_tower_over_popularity_recall@100": ratio,
         "ratio_oracle_over_popularity_recall@100": held_out["organic_oracle"]["recall@100"].as_f64().unwrap_or(0.0)
             / held_out["popularity"]["recall@100"].as_f64().unwrap_or(f64::NAN),
@@ -784,6 +800,14 @@ fn markdown(r: &Value) -> String {
             } else {
                 "10 random posts of the catalogue before the day"
             }
+        ));
+    }
+    let m = &e["held_out_clicks_made_of"];
+    if m.is_object() {
+        md.push_str(&format!(
+            "\nThe sampled users' {} held-out clicks: on posts created that day (no method can rank them) {}, by an account the user follows {} (among its 5 latest posts {}), with a tag among the user's top 3 {}, in popularity's 100 {}.\n",
+            m["clicks"], f(&m["created_on_the_day"]), f(&m["by_followed_author"]),
+            f(&m["followed_latest_5"]), f(&m["tag_in_users_top_3"]), f(&m["in_popularity_top_100"])
         ));
     }
     let metrics = |o: &Value| {

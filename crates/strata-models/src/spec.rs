@@ -144,6 +144,10 @@ pub enum CategoricalInput {
         /// columns such as `followed_1` .. `followed_12`; NULLs are left out).
         #[serde(default)]
         pool: Option<String>,
+        /// Append the embedding (the pool's mean) to the tower's output instead of feeding
+        /// the MLP; both towers need direct slots of the same widths in the same order.
+        #[serde(default)]
+        direct: bool,
     },
 }
 
@@ -173,9 +177,16 @@ impl CategoricalInput {
     pub fn to_twotower(&self) -> strata_twotower::Categorical {
         let (buckets, dim) = self.buckets_and_dim();
         let mut c = strata_twotower::Categorical::new(self.name(), buckets, dim);
-        if let CategoricalInput::Full { share, pool, .. } = self {
+        if let CategoricalInput::Full {
+            share,
+            pool,
+            direct,
+            ..
+        } = self
+        {
             c.share.clone_from(share);
             c.pool.clone_from(pool);
+            c.direct = *direct;
         }
         c
     }

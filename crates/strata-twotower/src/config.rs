@@ -30,6 +30,18 @@ pub struct Categorical {
     /// (NULL, read as 0) is left out of the mean; a row with none gives zeros.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
+    /// Skip the MLP: this feature's embedding (its pool's mean, for a pool) is appended to
+    /// the tower's output as it is, before the L2 normalisation, instead of being an input
+    /// of the first layer. Both towers must declare direct slots of the same widths in the
+    /// same order: the score then holds their plain dot product, e.g. the mean of a user's
+    /// followed authors against a post's author (shared table), a set membership that an
+    /// MLP has to learn to pass through (ADR 0058).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub direct: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Categorical {
@@ -41,6 +53,7 @@ impl Categorical {
             dim,
             share: None,
             pool: None,
+            direct: false,
         }
     }
 
@@ -57,6 +70,8 @@ pub(crate) struct Slot {
     /// Indexes into `TowerSpec::categorical`.
     pub(crate) members: std::ops::Range<usize>,
     pub(crate) dim: usize,
+    /// Appended to the output instead of feeding the MLP (`Categorical::direct`).
+    pub(crate) direct: bool,
 }
 
 fn default_categorical_dim() -> usize {
@@ -78,9 +93,29 @@ pub struct TowerSpec {
 
 impl TowerSpec {
     /// Width of the tower's first layer input: normalised numerics then each embedding slot
-    /// (a pool counts once).
+    /// (a pool counts once) that is not direct.
     pub fn input_width(&self) -> usize {
-        self.numeric.len() + self.slots().iter().map(|s| s.dim).sum::<usize>()
+        self.numeric.len()
+            + self
+                .slots()
+                .iter()
+                .filter(|s| !s.direct)
+                .map(|s| s.dim)
+                .sum::<usize>()
+    }
+
+    /// Width of the direct slots, appended to the MLP's output (0 without any).
+    pub fn direct_width(&self) -> usize {
+        self.direct_dims().iter().sum()
+    }
+
+    /// The widths of the direct slots, in order.
+    pub(crate) fn direct_dims(&self) -> Vec<usize> {
+        self.slots()
+            .iter()
+            .filter(|s| s.direct)
+            .map(|s| s.dim)
+            .collect()
     }
 
     /// The embedding slots in input order: runs of neighbours with the same `pool` merge.
@@ -96,6 +131,7 @@ impl TowerSpec {
                 _ => out.push(Slot {
                     members: c..c + 1,
                     dim: cat.dim,
+                    direct: cat.direct,
                 }),
             }
         }
@@ -234,6 +270,12 @@ impl TrainConfig {
             validate_tower(side, spec, &mut problems);
         }
         validate_sharing(&self.user, &self.item, &mut problems);
+        let (ud, id) = (self.user.direct_dims(), self.item.direct_dims());
+        if ud != id {
+            problems.push(format!(
+                "direct slots must have the same widths in the same order in both towers (user {ud:?}, item {id:?})"
+            ));
+        }
         if self.dim == 0 || self.dim > MAX_WIDTH {
             problems.push(format!("dim must be between 1 and {MAX_WIDTH}"));
         }
@@ -315,6 +357,26 @@ fn validate_sharing(user: &TowerSpec, item: &TowerSpec, problems: &mut Vec<Strin
                     ));
                 }
             }
+        }
+        for slot in &slots {
+            if slot
+                .members
+                .clone()
+                .any(|c| spec.categorical[c].direct != slot.direct)
+            {
+                problems.push(format!(
+                    "{side} tower: pool {:?} mixes direct and MLP members",
+                    spec.categorical[slot.members.start]
+                        .pool
+                        .as_deref()
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        if spec.input_width() == 0 && spec.direct_width() > 0 {
+            problems.push(format!(
+                "{side} tower: every input is direct; the MLP needs at least one other input"
+            ));
         }
         let mut pools = std::collections::HashSet::new();
         for slot in &slots {

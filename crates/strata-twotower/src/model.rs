@@ -76,8 +76,9 @@ impl Tower {
         self.spec.input_width()
     }
 
+    /// Width of the embeddings: the MLP's output and the direct slots.
     pub(crate) fn output_width(&self) -> usize {
-        self.layers.last().map_or(0, |l| l.outputs)
+        self.layers.last().map_or(0, |l| l.outputs) + self.spec.direct_width()
     }
 
     fn max_width(&self) -> usize {
@@ -93,7 +94,8 @@ impl Tower {
         bucket(v, self.salts[c], self.spec.categorical[c].buckets)
     }
 
-    /// Writes one input row (normalised numerics, then each embedding) into `x`.
+    /// Writes one MLP input row (normalised numerics, then each embedding slot that is not
+    /// direct) into `x`.
     pub(crate) fn input_row(
         &self,
         numeric: impl Fn(usize) -> f32,
@@ -105,31 +107,44 @@ impl Tower {
             *slot = self.prep.apply(c, numeric(c));
         }
         let mut at = n;
-        for slot in &self.slots {
-            let out = &mut x[at..at + slot.dim];
-            let first = slot.members.start;
-            if self.spec.categorical[first].pool.is_none() {
-                out.copy_from_slice(self.embedding(first, self.row(first, categorical(first))));
-            } else {
-                // The mean over the members with a value (0 is missing).
-                out.fill(0.0);
-                let mut count = 0usize;
-                for c in slot.members.clone() {
-                    let v = categorical(c);
-                    if v == 0 {
-                        continue;
-                    }
-                    count += 1;
-                    for (o, e) in out.iter_mut().zip(self.embedding(c, self.row(c, v))) {
-                        *o += e;
-                    }
-                }
-                if count > 1 {
-                    let inv = 1.0 / count as f32;
-                    out.iter_mut().for_each(|o| *o *= inv);
-                }
-            }
+        for slot in self.slots.iter().filter(|s| !s.direct) {
+            self.slot_into(slot, &categorical, &mut x[at..at + slot.dim]);
             at += slot.dim;
+        }
+    }
+
+    /// Writes one row's direct slots (appended to the MLP's output) into `x`.
+    pub(crate) fn direct_row(&self, categorical: impl Fn(usize) -> u64, x: &mut [f32]) {
+        let mut at = 0;
+        for slot in self.slots.iter().filter(|s| s.direct) {
+            self.slot_into(slot, &categorical, &mut x[at..at + slot.dim]);
+            at += slot.dim;
+        }
+    }
+
+    /// One slot's embedding: the feature's row, or the mean over a pool's members with a
+    /// value (0 is missing; none gives zeros).
+    fn slot_into(&self, slot: &Slot, categorical: &impl Fn(usize) -> u64, out: &mut [f32]) {
+        let first = slot.members.start;
+        if self.spec.categorical[first].pool.is_none() {
+            out.copy_from_slice(self.embedding(first, self.row(first, categorical(first))));
+            return;
+        }
+        out.fill(0.0);
+        let mut count = 0usize;
+        for c in slot.members.clone() {
+            let v = categorical(c);
+            if v == 0 {
+                continue;
+            }
+            count += 1;
+            for (o, e) in out.iter_mut().zip(self.embedding(c, self.row(c, v))) {
+                *o += e;
+            }
+        }
+        if count > 1 {
+            let inv = 1.0 / count as f32;
+            out.iter_mut().for_each(|o| *o *= inv);
         }
     }
 
@@ -147,9 +162,36 @@ impl Tower {
         x
     }
 
+    /// Direct slots of rows `rows` of `cols`, row-major (`None` without direct slots).
+    pub(crate) fn direct_matrix(
+        &self,
+        cols: &Columns,
+        rows: std::ops::Range<usize>,
+    ) -> Option<Vec<f32>> {
+        let width = self.spec.direct_width();
+        if width == 0 {
+            return None;
+        }
+        let mut x = vec![0f32; rows.len() * width];
+        for (i, r) in rows.enumerate() {
+            self.direct_row(
+                |c| cols.categorical[c][r],
+                &mut x[i * width..(i + 1) * width],
+            );
+        }
+        Some(x)
+    }
+
     /// The MLP and normalisation on one input row, in plain Rust: `a` holds the input and
-    /// `a`, `b` (each at least `max_width` long) are scratch; the result goes to `out`.
-    fn forward_row<'s>(&self, mut a: &'s mut [f32], mut b: &'s mut [f32], out: &mut [f32]) {
+    /// `a`, `b` (each at least `max_width` long) are scratch; the MLP's output goes to the
+    /// start of `out`, `direct` writes the rest (the direct slots), then `out` is normalised.
+    fn forward_row<'s>(
+        &self,
+        mut a: &'s mut [f32],
+        mut b: &'s mut [f32],
+        out: &mut [f32],
+        direct: impl FnOnce(&mut [f32]),
+    ) {
         let last = self.layers.len().saturating_sub(1);
         for (l, layer) in self.layers.iter().enumerate() {
             let x = &a[..layer.inputs];
@@ -159,11 +201,12 @@ impl Tower {
             }
             std::mem::swap(&mut a, &mut b);
         }
-        let dim = self.output_width();
-        let y = &a[..dim];
-        let norm = (dot(y, y) + NORM_EPS).sqrt();
-        for (o, v) in out.iter_mut().zip(y) {
-            *o = v / norm;
+        let mlp = self.layers.last().map_or(0, |l| l.outputs);
+        out[..mlp].copy_from_slice(&a[..mlp]);
+        direct(&mut out[mlp..]);
+        let norm = (dot(out, out) + NORM_EPS).sqrt();
+        for o in out.iter_mut() {
+            *o /= norm;
         }
     }
 
@@ -176,7 +219,15 @@ impl Tower {
             let end = (start + CHUNK_ROWS).min(rows);
             let x = self.input_matrix(cols, start..end);
             let x = Tensor::from_vec(x, (end - start, self.input_width()), &Device::Cpu)?;
-            let y = mlp_forward(dense, &x)?;
+            let d = match self.direct_matrix(cols, start..end) {
+                Some(d) => Some(Tensor::from_vec(
+                    d,
+                    (end - start, self.spec.direct_width()),
+                    &Device::Cpu,
+                )?),
+                None => None,
+            };
+            let y = mlp_forward(dense, &x, d.as_ref())?;
             out.extend(y.flatten_all()?.to_vec1::<f32>()?);
             start = end;
         }
@@ -200,14 +251,22 @@ impl Tower {
 /// Added under the square root of the L2 norm (both the candle and the plain-Rust path).
 pub(crate) const NORM_EPS: f32 = 1e-12;
 
-/// ReLU MLP then L2 normalisation, on a `rows × inputs` tensor.
-pub(crate) fn mlp_forward(dense: &[(Tensor, Tensor)], x: &Tensor) -> candle_core::Result<Tensor> {
+/// ReLU MLP, the direct slots (`rows × direct width`) appended to its output, then L2
+/// normalisation, on a `rows × inputs` tensor.
+pub(crate) fn mlp_forward(
+    dense: &[(Tensor, Tensor)],
+    x: &Tensor,
+    direct: Option<&Tensor>,
+) -> candle_core::Result<Tensor> {
     let mut h = x.clone();
     for (l, (w, b)) in dense.iter().enumerate() {
         h = h.matmul(&w.t()?)?.broadcast_add(b)?;
         if l + 1 < dense.len() {
             h = h.relu()?;
         }
+    }
+    if let Some(d) = direct {
+        h = Tensor::cat(&[&h, d], 1)?;
     }
     let norm = h
         .sqr()?
@@ -311,7 +370,8 @@ impl TwoTower {
             }
             let (a, b) = s.split_at_mut(width);
             self.user.input_row(|c| numeric[c], |c| categorical[c], a);
-            self.user.forward_row(a, b, out);
+            self.user
+                .forward_row(a, b, out, |d| self.user.direct_row(|c| categorical[c], d));
         });
         Ok(())
     }

@@ -285,12 +285,12 @@ impl Trainer<'_> {
         }
         let n = item_ids.len();
 
-        let (xu, user_rows) =
+        let (xu, du, user_rows) =
             self.user
                 .input(&batch.user, b, Some((&self.item.tower, &self.share)))?;
-        let (xi, item_rows) = self.item.input(&item_cols, n, None)?;
-        let u = mlp_forward(&self.user.dense_tensors(), &xu)?;
-        let v = mlp_forward(&self.item.dense_tensors(), &xi)?;
+        let (xi, di, item_rows) = self.item.input(&item_cols, n, None)?;
+        let u = mlp_forward(&self.user.dense_tensors(), &xu, du.as_ref())?;
+        let v = mlp_forward(&self.item.dense_tensors(), &xi, di.as_ref())?;
 
         // Additive logit terms: accidental hits masked, and the logQ correction.
         let mut bias = vec![0f32; b * n];
@@ -499,16 +499,18 @@ impl TowerState {
     }
 
     /// The `rows × input` tensor of a step: normalised numerics (constants) and gathered
-    /// embedding rows (leaves that receive gradients). `shared`: the item tower and, per
-    /// categorical of this one, the item table it reads (user tower only).
+    /// embedding rows (leaves that receive gradients); the direct slots' `rows × direct
+    /// width` tensor, if any. `shared`: the item tower and, per categorical of this one, the
+    /// item table it reads (user tower only).
     fn input(
         &self,
         cols: &Columns,
         rows: usize,
         shared: Option<(&Tower, &[Option<usize>])>,
-    ) -> Result<(Tensor, Vec<Gathered>)> {
+    ) -> Result<(Tensor, Option<Tensor>, Vec<Gathered>)> {
         let tower = &self.tower;
         let mut parts = Vec::new();
+        let mut direct = Vec::new();
         let n_num = tower.spec.numeric.len();
         if n_num > 0 {
             let mut x = vec![0f32; rows * n_num];
@@ -593,10 +595,19 @@ impl TowerState {
                 });
             }
             if let Some(s) = sum {
-                parts.push(s);
+                if slot.direct {
+                    direct.push(s);
+                } else {
+                    parts.push(s);
+                }
             }
         }
-        Ok((Tensor::cat(&parts, 1)?, gathered))
+        let direct = if direct.is_empty() {
+            None
+        } else {
+            Some(Tensor::cat(&direct, 1)?)
+        };
+        Ok((Tensor::cat(&parts, 1)?, direct, gathered))
     }
 
     /// The tower with the current MLP weights copied out of candle.
