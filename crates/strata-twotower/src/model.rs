@@ -78,7 +78,13 @@ impl Tower {
 
     /// Width of the embeddings: the MLP's output and the direct slots.
     pub(crate) fn output_width(&self) -> usize {
-        self.layers.last().map_or(0, |l| l.outputs) + self.spec.direct_width()
+        self.layers.last().map_or(0, |l| l.outputs) + self.direct_width()
+    }
+
+    /// Width of the direct slots, from the slots built at load (`TowerSpec::direct_width`
+    /// computes them afresh; this is on the per-request path, which allocates nothing).
+    fn direct_width(&self) -> usize {
+        self.slots.iter().filter(|s| s.direct).map(|s| s.dim).sum()
     }
 
     fn max_width(&self) -> usize {
@@ -168,7 +174,7 @@ impl Tower {
         cols: &Columns,
         rows: std::ops::Range<usize>,
     ) -> Option<Vec<f32>> {
-        let width = self.spec.direct_width();
+        let width = self.direct_width();
         if width == 0 {
             return None;
         }
@@ -222,7 +228,7 @@ impl Tower {
             let d = match self.direct_matrix(cols, start..end) {
                 Some(d) => Some(Tensor::from_vec(
                     d,
-                    (end - start, self.spec.direct_width()),
+                    (end - start, self.direct_width()),
                     &Device::Cpu,
                 )?),
                 None => None,
