@@ -750,12 +750,13 @@ impl FeedService {
         }
         let user_num: Option<u64> = user.parse().ok();
         let author = |c: &Candidate| catalog.posts.get(&c.post).map_or(0, |p| p.author);
+        let no_keys = crate::ViewKeys::default();
         for (view, wanted) in by_view {
-            let keys_of_view = self.view_entities.get(view).cloned().unwrap_or_default();
+            let keys_of_view = self.view_entities.get(view).unwrap_or(&no_keys);
             let entity = &keys_of_view.entity;
             // One key per candidate unless the view is keyed by the user alone.
             let per_user = entity.iter().all(|e| e == USER_KEY);
-            // The candidates' own rows (not the user's, not changing between versions) are
+            // The candidates' own rows (not the user's, changing only with a new version) are
             // read through the item cache.
             let cached = !keys_of_view.stream && !entity.iter().any(|e| e == USER_KEY);
             let key_of = |c: Option<&Candidate>| -> Option<Vec<u8>> {
@@ -784,16 +785,17 @@ impl FeedService {
             }
             // Only the wanted columns are decoded, straight from each entry's bytes.
             let names: Vec<&str> = wanted.iter().map(|&(_, column)| column).collect();
-            let got: Vec<Option<Arc<ColumnRow>>> = if cached {
-                self.items.rows(&self.store, view, &keys, &names).await?
+            let (from_cache, from_store);
+            let got: Vec<Option<&ColumnRow>> = if cached {
+                from_cache = self.items.rows(&self.store, view, &keys, &names).await?;
+                from_cache.iter().map(Option::as_deref).collect()
             } else {
-                self.store
+                from_store = self
+                    .store
                     .lookup_columns(view, &keys, &names)
                     .await
-                    .map_err(|e| Error::Internal(format!("reading {view}: {e}")))?
-                    .into_iter()
-                    .map(|r| r.map(Arc::new))
-                    .collect()
+                    .map_err(|e| Error::Internal(format!("reading {view}: {e}")))?;
+                from_store.iter().map(Option::as_ref).collect()
             };
             // Each wanted input's category codes.
             let codes: Vec<Option<&HashMap<String, u32>>> = wanted

@@ -7,7 +7,7 @@
 //! Each view's rows are held for one published version and one column list: a new version
 //! (a sync published) or another column list (a ranker version reading other inputs) empties
 //! it, so a row is never served from a version the store no longer publishes for longer than
-//! one request's read. Stream views are never cached (their rows change between versions).
+//! one request's read. Stream views are never cached (their rows change without a new version).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

@@ -31,7 +31,7 @@ pub use feed::{FeedRequest, FeedResponse, FeedService, STAGES};
 pub struct ViewKeys {
     /// The entity columns.
     pub entity: Vec<String>,
-    /// A stream view (rows change between versions): never kept in the item cache.
+    /// A stream view (its rows change without a new version): never kept in the item cache.
     pub stream: bool,
 }
 
