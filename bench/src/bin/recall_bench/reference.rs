@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use strata_models::data;
 use strata_sql::SqlSession;
 
-use super::{query, Method, K};
+use super::{pairs, query, Method, K};
 
 /// Posts per followed account the organic feed picks from (`RECENT_POSTS` in the simulator).
 const LATEST: usize = 5;
@@ -95,21 +95,12 @@ pub(super) async fn lists(
 
     // Follows live when the validation day starts (as ads_user_features of the day before).
     let mut follows: HashMap<u64, Vec<u64>> = HashMap::new();
-    for b in query(
-        session,
-        &format!(
-            "SELECT DISTINCT follower_id, followee_id FROM dwd.dwd_user_relation
-             WHERE valid_from < {day_start} AND (valid_to IS NULL OR valid_to >= {day_start})"
-        ),
-    )
-    .await?
-    {
-        let (mut a, mut f) = (vec![], vec![]);
-        data::u64s(&b, "follower_id", &mut a)?;
-        data::u64s(&b, "followee_id", &mut f)?;
-        for (a, f) in a.into_iter().zip(f) {
-            follows.entry(a).or_default().push(f);
-        }
+    let live = format!(
+        "SELECT DISTINCT follower_id, followee_id FROM dwd.dwd_user_relation
+         WHERE valid_from < {day_start} AND (valid_to IS NULL OR valid_to >= {day_start})"
+    );
+    for (a, f) in pairs(session, &live, "follower_id", "followee_id").await? {
+        follows.entry(a).or_default().push(f);
     }
 
     // The user's three most engaged tags of the 30 days before, with their shares.
@@ -145,30 +136,21 @@ pub(super) async fn lists(
     // the tag among their three, most first.
     let (from, to) = window;
     let mut counts: HashMap<u64, HashMap<u64, u64>> = HashMap::new();
-    for b in query(
-        session,
-        &format!(
-            "SELECT DISTINCT user_id, post_id FROM dwd.dwd_user_action
-             WHERE dt >= DATE '{from}' AND dt <= DATE '{to}' AND action = 'Post Clicked'
-               AND user_id IS NOT NULL AND post_id IS NOT NULL"
-        ),
-    )
-    .await?
-    {
-        let (mut u, mut p) = (vec![], vec![]);
-        data::u64s(&b, "user_id", &mut u)?;
-        data::u64s(&b, "post_id", &mut p)?;
-        for (u, p) in u.into_iter().zip(p) {
-            let (Some(post), Some(taste)) = (posts.get(&p), tastes.get(&u)) else {
-                continue;
-            };
-            if !post.in_catalogue {
-                continue;
-            }
-            for t in &post.tags {
-                if taste.iter().any(|(x, _)| x == t) {
-                    *counts.entry(*t).or_default().entry(p).or_default() += 1;
-                }
+    let clicked = format!(
+        "SELECT DISTINCT user_id, post_id FROM dwd.dwd_user_action
+         WHERE dt >= DATE '{from}' AND dt <= DATE '{to}' AND action = 'Post Clicked'
+           AND user_id IS NOT NULL AND post_id IS NOT NULL"
+    );
+    for (u, p) in pairs(session, &clicked, "user_id", "post_id").await? {
+        let (Some(post), Some(taste)) = (posts.get(&p), tastes.get(&u)) else {
+            continue;
+        };
+        if !post.in_catalogue {
+            continue;
+        }
+        for t in &post.tags {
+            if taste.iter().any(|(x, _)| x == t) {
+                *counts.entry(*t).or_default().entry(p).or_default() += 1;
             }
         }
     }
