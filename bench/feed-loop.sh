@@ -4,7 +4,8 @@
 # Strata's feeds for a day (`strata sim feed`, an A/B experiment: the full pipeline vs a
 # popularity-only feed), the DAG runs for that day (samples from those very feeds, features,
 # models retrained and promoted), and the server picks the new versions up. Prints CTR per day
-# and variant, and the expected CTR under the users' hidden preferences.
+# and variant, and the expected CTR under the users' hidden preferences, then what lists built
+# from what a recommender could know would reach (`strata sim ceiling`).
 #
 #   bash bench/feed-loop.sh            # 2,000 users, 3 world days, 3 loop days, 3,000 feeds a day
 #   LOOP_USERS=5000 LOOP_SESSIONS=10000 bash bench/feed-loop.sh
@@ -81,6 +82,12 @@ done
   echo
   echo '```'
   "$B" experiments report pipeline_vs_popular -c "$CONFIG"
+  echo '```'
+  echo
+  echo "What a feed could reach in this world when the loop began (\`strata sim ceiling\`: lists built from what a recommender could know, scored against the hidden preferences):"
+  echo
+  echo '```'
+  "$B" sim ceiling --seed "$SEED" --users "$USERS" --days "$WORLD_DAYS" --start-date "$start" 2>/dev/null
   echo '```'
 } >> "$out" 2>&1
 cat "$out"

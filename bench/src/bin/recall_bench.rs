@@ -87,6 +87,11 @@ struct Args {
     /// The two-tower model file trained (copied over the demo project's before training).
     #[arg(long, default_value = "models/social/ml/two_tower.toml")]
     model_file: PathBuf,
+    /// Evaluate an earlier training again instead of training: the outcome JSON it left in the
+    /// work dir (`two_tower-v<N>.json`). The index settings still come from --model-file, so
+    /// this is how index parameters are compared on one set of towers.
+    #[arg(long, requires = "reuse")]
+    outcome: Option<PathBuf>,
     /// Do not train the GBDT (`ctr_ranker`) again.
     #[arg(long)]
     skip_gbdt: bool,
@@ -126,7 +131,23 @@ fn run(args: &Args, work: &Path) -> Result<()> {
     let project = work.join("models").join("social");
     std::fs::copy(&args.model_file, project.join("ml").join("two_tower.toml"))
         .with_context(|| format!("copying {}", args.model_file.display()))?;
-    let (two_tower, tt_secs) = demo::train(&args.strata, &config, "two_tower")?;
+    let (two_tower, tt_secs) = match &args.outcome {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let outcome: Value = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            (outcome, 0.0)
+        }
+        None => {
+            let (outcome, secs) = demo::train(&args.strata, &config, "two_tower")?;
+            let version = outcome["version"].as_i64().unwrap_or_default();
+            let saved = work.join(format!("two_tower-v{version}.json"));
+            std::fs::write(&saved, outcome.to_string())
+                .with_context(|| format!("writing {}", saved.display()))?;
+            (outcome, secs)
+        }
+    };
     let gbdt = if args.skip_gbdt {
         None
     } else {

@@ -3,8 +3,10 @@
 //! countries and blocks. Loaded from the lake with the `[feed.catalog]` queries and swapped
 //! in whole, so a request always reads one consistent catalogue.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use strata_sql::SqlSession;
 use strata_table::Lake;
@@ -12,6 +14,13 @@ use strata_table::Lake;
 use crate::columns::{days, floats, ints, micros, query, texts};
 use crate::config::CatalogConfig;
 use crate::error::{Error, Result};
+
+/// A map keyed by a user, post or author id: these are read per candidate on every request,
+/// where the default SipHash showed up in profiles, and ids need no defence against chosen
+/// collisions (they come from the lake, not from requests).
+pub type IdMap<V> = FxHashMap<u64, V>;
+/// A set of user, post or author ids (see [`IdMap`]).
+pub type IdSet = FxHashSet<u64>;
 
 /// One live post.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,11 +35,11 @@ pub struct Post {
 /// Everything the feed reads besides the online store and the models.
 #[derive(Debug, Default)]
 pub struct Catalog {
-    pub posts: HashMap<u64, Post>,
+    pub posts: IdMap<Post>,
     /// Per author: post ids, newest first (at most `posts_per_author`).
-    pub by_author: HashMap<u64, Vec<u64>>,
+    pub by_author: IdMap<Vec<u64>>,
     /// Per user: the authors they follow.
-    pub follows: HashMap<u64, Vec<u64>>,
+    pub follows: IdMap<Vec<u64>>,
     /// Post ids with their engagement in the trending window, best first.
     pub trending: Vec<(u64, f64)>,
     /// Post ids with their engagement in the popular window, best first.
@@ -40,10 +49,10 @@ pub struct Catalog {
     /// Per country: popular posts among that country's users' engagement, best first.
     pub popular_by_country: HashMap<String, Vec<(u64, f64)>>,
     /// Per user: post ids they recently engaged with, newest first.
-    pub interactions: HashMap<u64, Vec<u64>>,
-    pub countries: HashMap<u64, String>,
+    pub interactions: IdMap<Vec<u64>>,
+    pub countries: IdMap<String>,
     /// Per user: the authors they blocked.
-    pub blocks: HashMap<u64, HashSet<u64>>,
+    pub blocks: IdMap<IdSet>,
     pub tag_names: Vec<String>,
     /// When it was loaded (µs since the epoch).
     pub loaded_at: i64,
@@ -225,12 +234,8 @@ pub(crate) fn best_first(v: &mut [(u64, f64)]) {
 
 /// Engagement summed per live post over the days after `after` (day numbers since 1970);
 /// posts with none are left out.
-fn engaged_after(
-    rows: &[(u64, i32, f64)],
-    after: i32,
-    posts: &HashMap<u64, Post>,
-) -> HashMap<u64, f64> {
-    let mut m: HashMap<u64, f64> = HashMap::new();
+fn engaged_after(rows: &[(u64, i32, f64)], after: i32, posts: &IdMap<Post>) -> IdMap<f64> {
+    let mut m: IdMap<f64> = IdMap::default();
     for &(p, d, s) in rows {
         if d > after && posts.contains_key(&p) {
             *m.entry(p).or_default() += s;
@@ -241,7 +246,7 @@ fn engaged_after(
 }
 
 /// The [`HEAD`] most engaged posts, best first.
-fn head(engaged: HashMap<u64, f64>) -> Vec<(u64, f64)> {
+fn head(engaged: IdMap<f64>) -> Vec<(u64, f64)> {
     let mut v: Vec<(u64, f64)> = engaged.into_iter().collect();
     best_first(&mut v);
     v.truncate(HEAD);
@@ -250,8 +255,8 @@ fn head(engaged: HashMap<u64, f64>) -> Vec<(u64, f64)> {
 
 /// Per tag, its most engaged posts (best first, at most [`PER_TAG`]).
 fn by_tag(
-    engaged: &HashMap<u64, f64>,
-    posts: &HashMap<u64, Post>,
+    engaged: &IdMap<f64>,
+    posts: &IdMap<Post>,
     tag_names: &[String],
 ) -> HashMap<String, Vec<(u64, f64)>> {
     let mut out: HashMap<String, Vec<(u64, f64)>> = HashMap::new();
@@ -323,11 +328,7 @@ async fn engagement(session: &SqlSession, sql: &str) -> Result<Vec<(u64, i32, f6
 
 /// Per user, distinct posts engaged in the last `days` days (of the newest interaction),
 /// newest first.
-async fn interactions(
-    session: &SqlSession,
-    sql: &str,
-    days: u32,
-) -> Result<HashMap<u64, Vec<u64>>> {
+async fn interactions(session: &SqlSession, sql: &str, days: u32) -> Result<IdMap<Vec<u64>>> {
     let mut rows: Vec<(u64, i64, u64)> = Vec::new();
     for batch in query(session, sql).await? {
         let u = ints(&batch, "user_id")?;
@@ -343,7 +344,7 @@ async fn interactions(
     let from = newest - i64::from(days) * 86_400_000_000;
     rows.retain(|r| r.1 > from);
     rows.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
-    let mut out: HashMap<u64, Vec<u64>> = HashMap::new();
+    let mut out: IdMap<Vec<u64>> = IdMap::default();
     for (u, _, p) in rows {
         let v = out.entry(u).or_default();
         if v.len() < INTERACTIONS_PER_USER && !v.contains(&p) {

@@ -15,7 +15,7 @@ use strata_models::serve::{LoadedVersion, ModelServer};
 use strata_online::store::ColumnRow;
 use strata_online::{LookupStatus, OnlineStore, Value};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, IdMap, IdSet, Post};
 use crate::config::{ExperimentConfig, FeedConfig, SourceConfig, VariantConfig};
 use crate::error::{Error, Result};
 use crate::events::ImpressionLog;
@@ -295,17 +295,18 @@ impl FeedService {
         let mut degraded = Vec::new();
 
         // Excluded before ranking: seen, own, blocked (and, later, unknown = deleted).
-        let seen: HashSet<u64> = match (cfg.filters.seen, user_num) {
+        let seen: IdSet = match (cfg.filters.seen, user_num) {
             (true, Some(u)) => {
                 let (seen, why) = self.seen.seen(u, now).await;
                 degraded.extend(why);
                 seen
             }
-            _ => HashSet::new(),
+            _ => IdSet::default(),
         };
-        let blocked: HashSet<u64> = match (cfg.filters.blocked_authors, user_num) {
-            (true, Some(u)) => catalog.blocks.get(&u).cloned().unwrap_or_default(),
-            _ => HashSet::new(),
+        let no_blocks = IdSet::default();
+        let blocked: &IdSet = match (cfg.filters.blocked_authors, user_num) {
+            (true, Some(u)) => catalog.blocks.get(&u).unwrap_or(&no_blocks),
+            _ => &no_blocks,
         };
 
         // Recall model: the version for this user (the variant may pin one).
@@ -394,7 +395,7 @@ impl FeedService {
 
         // Merge: reciprocal-rank fusion over sources; filters.
         let t = Instant::now();
-        let mut merged: HashMap<u64, Candidate> = HashMap::new();
+        let mut merged: IdMap<Candidate> = IdMap::default();
         let mut dropped = [0usize; 4];
         for (stage, ids) in &results {
             let bit = source_bit(&stage.name);
@@ -624,7 +625,7 @@ impl FeedService {
         loaded: &strata_models::serve::Routed,
         user: &str,
         k: usize,
-        seen: &HashSet<u64>,
+        seen: &IdSet,
     ) -> std::result::Result<Vec<u64>, String> {
         let (tower, index) = loaded
             .loaded
@@ -749,7 +750,12 @@ impl FeedService {
             }
         }
         let user_num: Option<u64> = user.parse().ok();
-        let author = |c: &Candidate| catalog.posts.get(&c.post).map_or(0, |p| p.author);
+        // Each candidate's post, looked up once.
+        let posts: Vec<Option<&Post>> = candidates
+            .iter()
+            .map(|c| catalog.posts.get(&c.post))
+            .collect();
+        let author = |r: usize| posts[r].map_or(0, |p| p.author);
         let no_keys = crate::ViewKeys::default();
         for (view, wanted) in by_view {
             let keys_of_view = self.view_entities.get(view).unwrap_or(&no_keys);
@@ -759,13 +765,13 @@ impl FeedService {
             // The candidates' own rows (not the user's, changing only with a new version) are
             // read through the item cache.
             let cached = !keys_of_view.stream && !entity.iter().any(|e| e == USER_KEY);
-            let key_of = |c: Option<&Candidate>| -> Option<Vec<u8>> {
+            let key_of = |r: Option<usize>| -> Option<Vec<u8>> {
                 let parts: Option<Vec<String>> = entity
                     .iter()
-                    .map(|e| match (e.as_str(), c) {
+                    .map(|e| match (e.as_str(), r) {
                         (USER_KEY, _) => Some(user.to_string()),
-                        (POST_KEY, Some(c)) => Some(c.post.to_string()),
-                        (AUTHOR_KEY, Some(c)) => Some(author(c).to_string()),
+                        (POST_KEY, Some(r)) => Some(candidates[r].post.to_string()),
+                        (AUTHOR_KEY, Some(r)) => Some(author(r).to_string()),
                         _ => None,
                     })
                     .collect();
@@ -774,7 +780,7 @@ impl FeedService {
             let keys: Vec<Vec<u8>> = if per_user {
                 key_of(None).into_iter().collect()
             } else {
-                match candidates.iter().map(|c| key_of(Some(c))).collect() {
+                match (0..candidates.len()).map(|r| key_of(Some(r))).collect() {
                     Some(k) => k,
                     // A view keyed by something the feed cannot name: its inputs stay missing.
                     None => continue,
@@ -823,17 +829,19 @@ impl FeedService {
             }
         }
         if !computed.is_empty() {
-            let follows: std::collections::HashSet<u64> = user_num
+            let follows: IdSet = user_num
                 .and_then(|u| catalog.follows.get(&u))
                 .map(|a| a.iter().copied().collect())
                 .unwrap_or_default();
+            let tags = interest_tag_ids(catalog, interests);
             for (f, what) in computed {
-                for (r, c) in candidates.iter().enumerate() {
-                    rows[r * nf + f] = match what {
-                        "follows_author" => f32::from(u8::from(follows.contains(&author(c)))),
-                        "tag_match" => tag_match(catalog, c.post, interests),
-                        "tag_affinity" => tag_affinity(catalog, c.post, interests),
-                        other => {
+                for (r, post) in posts.iter().enumerate() {
+                    rows[r * nf + f] = match (what, post) {
+                        ("follows_author", _) => f32::from(u8::from(follows.contains(&author(r)))),
+                        ("tag_match" | "tag_affinity", None) => f32::NAN,
+                        ("tag_match", Some(p)) => tag_match_ids(p, &tags),
+                        ("tag_affinity", Some(p)) => tag_affinity_ids(p, &tags),
+                        (other, _) => {
                             return Err(Error::Internal(format!(
                                 "model {model}: unknown computed input feed.{other} \
                                  (feed.follows_author, feed.tag_match, feed.tag_affinity)"
@@ -947,16 +955,9 @@ const AUTHOR_KEY: &str = "author_id";
 /// many as there are interest tags, the last 1 — the same sum `ads.ads_sample_ctr` computes
 /// for training (3·tag 1 + 2·tag 2 + 1·tag 3 for three).
 pub fn tag_match(catalog: &Catalog, post: u64, interests: &[Interest]) -> f32 {
-    let Some(p) = catalog.posts.get(&post) else {
-        return f32::NAN;
-    };
-    let n = interests.len();
-    interests
-        .iter()
-        .enumerate()
-        .filter(|(_, i)| carries(catalog, p, &i.tag))
-        .map(|(k, _)| (n - k) as f32)
-        .sum()
+    catalog.posts.get(&post).map_or(f32::NAN, |p| {
+        tag_match_ids(p, &interest_tag_ids(catalog, interests))
+    })
 }
 
 /// How much the user cares about a post's tags: the sum of the weights ([`Interest::weight`])
@@ -964,25 +965,43 @@ pub fn tag_match(catalog: &Catalog, post: u64, interests: &[Interest]) -> f32 {
 /// `tag_affinity` computes for training. A user's favourite tag counts 1; a tag engaged half
 /// as often counts 0.5.
 pub fn tag_affinity(catalog: &Catalog, post: u64, interests: &[Interest]) -> f32 {
-    let Some(p) = catalog.posts.get(&post) else {
-        return f32::NAN;
-    };
+    catalog.posts.get(&post).map_or(f32::NAN, |p| {
+        tag_affinity_ids(p, &interest_tag_ids(catalog, interests))
+    })
+}
+
+/// The user's top tags as the catalogue's tag ids, with their weights, in order: resolved
+/// once per request so that each candidate compares ids, not names. A tag that is empty or
+/// that no live post carries has no id.
+fn interest_tag_ids(catalog: &Catalog, interests: &[Interest]) -> Vec<(Option<u32>, f32)> {
     interests
         .iter()
-        .filter(|i| carries(catalog, p, &i.tag))
-        .map(|i| i.weight)
+        .map(|i| {
+            let id = (!i.tag.is_empty())
+                .then(|| catalog.tag_names.iter().position(|t| *t == i.tag))
+                .flatten()
+                .map(|id| id as u32);
+            (id, i.weight)
+        })
+        .collect()
+}
+
+/// [`tag_match`] of one post over [`interest_tag_ids`].
+fn tag_match_ids(post: &Post, tags: &[(Option<u32>, f32)]) -> f32 {
+    let n = tags.len();
+    tags.iter()
+        .enumerate()
+        .filter(|(_, (id, _))| id.is_some_and(|id| post.tags.contains(&id)))
+        .map(|(k, _)| (n - k) as f32)
         .sum()
 }
 
-/// Whether `post` carries the (non-empty) tag.
-fn carries(catalog: &Catalog, post: &crate::catalog::Post, tag: &str) -> bool {
-    !tag.is_empty()
-        && post.tags.iter().any(|id| {
-            catalog
-                .tag_names
-                .get(*id as usize)
-                .is_some_and(|t| t == tag)
-        })
+/// [`tag_affinity`] of one post over [`interest_tag_ids`].
+fn tag_affinity_ids(post: &Post, tags: &[(Option<u32>, f32)]) -> f32 {
+    tags.iter()
+        .filter(|(id, _)| id.is_some_and(|id| post.tags.contains(&id)))
+        .map(|(_, w)| w)
+        .sum()
 }
 
 /// An online value as a model input: numbers as they are, categories by the model's codes

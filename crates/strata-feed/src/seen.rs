@@ -9,7 +9,9 @@
 //! a read that fails or runs past its budget falls back to this process's memory, which
 //! always records too (it also covers an add still on its way).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
+
+use crate::catalog::IdSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -128,8 +130,8 @@ impl Seen {
 
     /// The posts served to `user` within the TTL before `now` (µs), and why the shared cache
     /// was not used when it should have been (the answer's `degraded`).
-    pub async fn seen(&self, user: u64, now: i64) -> (HashSet<u64>, Option<String>) {
-        let mut out: HashSet<u64> = self.local.seen(user, now).into_iter().collect();
+    pub async fn seen(&self, user: u64, now: i64) -> (IdSet, Option<String>) {
+        let mut out: IdSet = self.local.seen(user, now).into_iter().collect();
         let Some(store) = &self.shared else {
             return (out, None);
         };

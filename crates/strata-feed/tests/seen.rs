@@ -12,6 +12,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use strata_feed::catalog::IdSet;
 use strata_feed::seen::Seen;
 use strata_online::config::OnlineKind;
 use strata_online::{OnlineConfig, OnlineStore};
@@ -36,7 +37,7 @@ async fn eventually(seen: &Seen, user: u64, now: i64, want: &HashSet<u64>) -> Ha
     for _ in 0..500 {
         let (s, why) = seen.seen(user, now).await;
         assert_eq!(why, None, "the shared cache answered");
-        got = s;
+        got = s.into_iter().collect();
         if &got == want {
             break;
         }
@@ -93,7 +94,7 @@ async fn a_failing_shared_cache_falls_back_to_memory_and_says_so() {
     seen.record(7, &[100], 1_000 * S);
     drop(server);
     let (got, why) = seen.seen(7, 1_010 * S).await;
-    assert_eq!(got, [100].into(), "this process's memory");
+    assert_eq!(got, IdSet::from_iter([100]), "this process's memory");
     let why = why.expect("the answer says the shared cache was not used");
     assert!(why.starts_with("seen: the shared cache"), "{why}");
 }
@@ -107,5 +108,8 @@ async fn the_embedded_store_keeps_the_cache_in_memory() {
     let seen = Seen::new(3600, 1000, Some(store), Duration::from_millis(200));
     assert!(!seen.shared());
     seen.record(7, &[100], 1_000 * S);
-    assert_eq!(seen.seen(7, 1_010 * S).await, ([100].into(), None));
+    assert_eq!(
+        seen.seen(7, 1_010 * S).await,
+        (IdSet::from_iter([100]), None)
+    );
 }

@@ -35,6 +35,6 @@ pub mod world;
 pub use drive::{drive, drive_with, DriveOptions, DriveReport, DriveStats, StatsSnapshot};
 pub use error::{Error, Result};
 pub use events::{Call, Event, EventStream, Properties};
-pub use preferences::{Baselines, ListScore, Preferences, Reaction};
+pub use preferences::{Baselines, Ceiling, Ceilings, ListScore, Preferences, Reaction};
 pub use rows::{Change, Changes, Op, Row, Table};
 pub use world::{World, WorldConfig};

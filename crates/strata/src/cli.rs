@@ -784,6 +784,31 @@ pub enum SimCommand {
     /// experiment variant: feeds, impressions, CTR, likes per impression and the expected CTR
     /// under the hidden preferences. The world must be the lake's (same seed, users, days).
     Feed(SimFeedArgs),
+    /// How good a feed can be in this world, by what its recommender knows: the expected CTR of
+    /// top-N lists built from the true tastes, follows and post quality (the oracle), from the
+    /// true tastes with quality estimated from clicks, from the tastes the lake's events show
+    /// (the reference warehouse's top-3 tags), and from post quality alone (the best a
+    /// popularity feed can do). Read a feed's measured CTR against these.
+    Ceiling(SimCeilingArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimCeilingArgs {
+    #[command(flatten)]
+    pub world: WorldArgs,
+    /// When the lists are built and scored, from the events up to then (default: the end of
+    /// the simulated window).
+    #[arg(long)]
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Users scored, spread evenly over the world.
+    #[arg(long, default_value_t = 300)]
+    pub sample: usize,
+    /// Items per list.
+    #[arg(long, default_value_t = 10)]
+    pub n: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -821,7 +846,7 @@ pub struct SimFeedArgs {
     pub json: bool,
 }
 
-/// The simulated world a `sim score` or `sim feed` reads: it must be the lake's (`strata
+/// The simulated world a `sim score`, `sim feed` or `sim ceiling` reads: it must be the lake's (`strata
 /// demo`'s seed, users, days and start date).
 #[derive(Debug, Args)]
 pub struct WorldArgs {

@@ -24,8 +24,10 @@
 //! emitted. They are drawn on their own random streams, so the rest of the world (users,
 //! posts, follows, orders, messages) is the same as without them.
 
+pub mod ceiling;
 mod score;
 
+pub use ceiling::{Ceiling, Ceilings};
 pub use score::{Baselines, ListScore, Reaction};
 
 use crate::catalog::{AGE_BANDS, COUNTRIES, TAGS};

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use strata_sim::{drive_with, DriveOptions, DriveReport, DriveStats};
 
-use crate::cli::{SimArgs, SimCommand, SimFeedArgs, SimScoreArgs};
+use crate::cli::{SimArgs, SimCeilingArgs, SimCommand, SimFeedArgs, SimScoreArgs};
 
 pub async fn run(args: SimArgs) -> Result<()> {
     match args.command {
@@ -17,6 +17,11 @@ pub async fn run(args: SimArgs) -> Result<()> {
                 .context("scoring thread")?;
         }
         Some(SimCommand::Feed(feed_args)) => return feed(feed_args).await,
+        Some(SimCommand::Ceiling(ceiling_args)) => {
+            return tokio::task::spawn_blocking(move || ceiling(&ceiling_args))
+                .await
+                .context("ceiling thread")?;
+        }
         None => {}
     }
     let opts = DriveOptions {
@@ -167,6 +172,46 @@ async fn feed(args: SimFeedArgs) -> Result<()> {
     Ok(())
 }
 
+/// The end of the world's window (its last microsecond), where lists are scored by default.
+fn window_end(config: &strata_sim::WorldConfig) -> i64 {
+    let end = config.start_date + chrono::Days::new(u64::from(config.days));
+    end.and_time(chrono::NaiveTime::MIN)
+        .and_utc()
+        .timestamp_micros()
+        - 1
+}
+
+/// `strata sim ceiling`: the expected CTR of lists built from what a recommender could know.
+fn ceiling(args: &SimCeilingArgs) -> Result<()> {
+    if args.n == 0 || args.n > 1000 || args.sample == 0 {
+        anyhow::bail!("--n must be between 1 and 1000 and --sample positive");
+    }
+    let config = args.world.config()?;
+    eprintln!(
+        "sim ceiling: generating the world ({} users, {} days from {}, seed {})",
+        config.users, config.days, config.start_date, config.seed
+    );
+    let world = strata_sim::World::generate(&config);
+    let at = args
+        .at
+        .map_or_else(|| window_end(&config), |t| t.timestamp_micros());
+    let c = world.ceilings(args.sample, args.n, at);
+    if args.json {
+        println!("{}", serde_json::to_string(&c)?);
+        return Ok(());
+    }
+    println!(
+        "expected CTR of top-{} lists, {} users; the lake's top-3 tags are right {:.0} % of the time",
+        c.k,
+        c.users,
+        100.0 * c.lake_tags_right
+    );
+    for r in &c.rows {
+        println!("{:22} {:.4}  {}", r.name, r.expected_ctr, r.knows);
+    }
+    Ok(())
+}
+
 /// `strata sim score`: expected engagement of ranked lists under the hidden preferences.
 fn score(args: &SimScoreArgs) -> Result<()> {
     use std::io::BufRead;
@@ -176,13 +221,9 @@ fn score(args: &SimScoreArgs) -> Result<()> {
         config.users, config.days, config.start_date, config.seed
     );
     let world = strata_sim::World::generate(&config);
-    let end = config.start_date + chrono::Days::new(u64::from(config.days));
-    let default_at = args.at.map(|t| t.timestamp_micros()).unwrap_or_else(|| {
-        end.and_time(chrono::NaiveTime::MIN)
-            .and_utc()
-            .timestamp_micros()
-            - 1
-    });
+    let default_at = args
+        .at
+        .map_or_else(|| window_end(&config), |t| t.timestamp_micros());
     let input: Box<dyn BufRead> = match &args.file {
         Some(path) => Box::new(std::io::BufReader::new(
             std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
