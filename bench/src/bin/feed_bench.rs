@@ -207,9 +207,21 @@ fn live_posts_sql(posts: u64) -> String {
 }
 
 /// The demo project's model files, changed in three places: training reads every
-/// `train_every`-th user, and the two-tower's catalogue is the live posts.
+/// `train_every`-th user, and the two-tower's catalogue is the live posts. A reused world
+/// first gets the repository's reference files again (`models/social/ml/` under the working
+/// directory, when run from the checkout), so the models trained are today's and a rerun
+/// edits fresh files rather than its own earlier edits.
 fn write_model_files(args: &Args, work: &Path) -> Result<()> {
     let ml = work.join("models").join("social").join("ml");
+    if args.reuse_world {
+        for file in ["two_tower.toml", "ctr_ranker.toml"] {
+            let reference = Path::new("models").join("social").join("ml").join(file);
+            if reference.exists() {
+                std::fs::copy(&reference, ml.join(file))
+                    .with_context(|| format!("copying {}", reference.display()))?;
+            }
+        }
+    }
     let edit = |file: &str, from: &str, to: &str| -> Result<()> {
         let path = ml.join(file);
         let text = std::fs::read_to_string(&path)

@@ -93,6 +93,11 @@ pub struct SourceConfig {
     pub k: usize,
     /// Its own time budget; a source that runs out is skipped, not waited for.
     pub budget_ms: u64,
+    /// `ann` only: the index search's breadth (the candidate list of the HNSW walk, as
+    /// Qdrant's `hnsw_ef`); at least `k` is used. Unset: the recall model's `ef_search`. A
+    /// feed needs hundreds of candidates, not the exact nearest ones, so it can search
+    /// narrower than `POST /v1/recall/knn` does for the same model (ADR 0060).
+    pub ef: Option<usize>,
 }
 
 impl Default for SourceConfig {
@@ -105,6 +110,7 @@ impl SourceConfig {
     fn new(k: usize, budget_ms: u64) -> Self {
         SourceConfig {
             enabled: true,
+            ef: None,
             k,
             budget_ms,
         }
@@ -131,10 +137,17 @@ pub struct SourcesConfig {
     pub cold_start: SourceConfig,
 }
 
+/// The `ann` source's default candidates and search breadth (ADR 0060).
+const ANN_K: usize = 500;
+const ANN_EF: usize = 500;
+
 impl Default for SourcesConfig {
     fn default() -> Self {
         SourcesConfig {
-            ann: SourceConfig::new(1000, 30),
+            ann: SourceConfig {
+                ef: Some(ANN_EF),
+                ..SourceConfig::new(ANN_K, 30)
+            },
             u2u: SourceConfig::new(200, 20),
             following: SourceConfig::new(200, 20),
             interest: SourceConfig::new(300, 10),

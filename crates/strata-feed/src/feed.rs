@@ -338,7 +338,7 @@ impl FeedService {
                         .map(ToString::to_string)
                         .unwrap_or_default());
                 };
-                self.ann(loaded, &req.user_id, cfg.sources.ann.k, &seen)
+                self.ann(loaded, &req.user_id, &cfg.sources.ann, &seen)
                     .await
             }),
             self.timed("u2u", &cfg.sources.u2u, deadline, async {
@@ -624,7 +624,7 @@ impl FeedService {
         &self,
         loaded: &strata_models::serve::Routed,
         user: &str,
-        k: usize,
+        source: &SourceConfig,
         seen: &IdSet,
     ) -> std::result::Result<Vec<u64>, String> {
         let (tower, index) = loaded
@@ -644,7 +644,7 @@ impl FeedService {
             ..strata_ann::Filter::default()
         };
         let hits = index
-            .search(&vector, k, &filter, None)
+            .search(&vector, source.k, &filter, source.ef)
             .map_err(|e| e.to_string())?;
         Ok(hits.into_iter().map(|h| h.id).collect())
     }
