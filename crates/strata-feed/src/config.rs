@@ -384,6 +384,15 @@ impl FeedConfig {
                 if s.enabled && (s.k == 0 || s.k > 10_000) {
                     out.push(format!("feed.sources.{name}.k must be between 1 and 10000"));
                 }
+                match s.ef {
+                    Some(_) if name != "ann" => out.push(format!(
+                        "feed.sources.{name}.ef: only the ann source searches an index"
+                    )),
+                    Some(ef) if ef == 0 || ef > 100_000 => {
+                        out.push("feed.sources.ann.ef must be between 1 and 100000".into())
+                    }
+                    _ => {}
+                }
             }
         }
         if !(0.0..=1.0).contains(&self.rerank.mmr_lambda) {
@@ -505,6 +514,7 @@ mod tests {
         };
         bad.rerank.mmr_lambda = 2.0;
         bad.sources.ann.k = 0;
+        bad.sources.trending.ef = Some(100);
         bad.interest_weight_columns.pop();
         let e = ExperimentConfig {
             name: "ab".into(),
@@ -522,6 +532,7 @@ mod tests {
             "default_n",
             "mmr_lambda must be between 0 and 1",
             "sources.ann.k",
+            "sources.trending.ef: only the ann source",
             "add up to 90",
             "unknown source \"nope\"",
             "declared twice",

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use strata_sim::{drive_with, DriveOptions, DriveReport, DriveStats};
 
-use crate::cli::{SimArgs, SimCeilingArgs, SimCommand, SimFeedArgs, SimScoreArgs};
+use crate::cli::{SimArgs, SimCeilingArgs, SimCommand, SimFeedArgs, SimScoreArgs, WorldArgs};
 
 pub async fn run(args: SimArgs) -> Result<()> {
     match args.command {
@@ -172,13 +172,26 @@ async fn feed(args: SimFeedArgs) -> Result<()> {
     Ok(())
 }
 
-/// The end of the world's window (its last microsecond), where lists are scored by default.
-fn window_end(config: &strata_sim::WorldConfig) -> i64 {
+/// The world `args` describe (generated, with a line on stderr) and the time lists are scored
+/// at: `at`, or the last microsecond of the world's window.
+fn world_at(
+    command: &str,
+    args: &WorldArgs,
+    at: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<(strata_sim::World, i64)> {
+    let config = args.config()?;
+    eprintln!(
+        "{command}: generating the world ({} users, {} days from {}, seed {})",
+        config.users, config.days, config.start_date, config.seed
+    );
     let end = config.start_date + chrono::Days::new(u64::from(config.days));
-    end.and_time(chrono::NaiveTime::MIN)
+    let end = end
+        .and_time(chrono::NaiveTime::MIN)
         .and_utc()
         .timestamp_micros()
-        - 1
+        - 1;
+    let world = strata_sim::World::generate(&config);
+    Ok((world, at.map_or(end, |t| t.timestamp_micros())))
 }
 
 /// `strata sim ceiling`: the expected CTR of lists built from what a recommender could know.
@@ -186,15 +199,7 @@ fn ceiling(args: &SimCeilingArgs) -> Result<()> {
     if args.n == 0 || args.n > 1000 || args.sample == 0 {
         anyhow::bail!("--n must be between 1 and 1000 and --sample positive");
     }
-    let config = args.world.config()?;
-    eprintln!(
-        "sim ceiling: generating the world ({} users, {} days from {}, seed {})",
-        config.users, config.days, config.start_date, config.seed
-    );
-    let world = strata_sim::World::generate(&config);
-    let at = args
-        .at
-        .map_or_else(|| window_end(&config), |t| t.timestamp_micros());
+    let (world, at) = world_at("sim ceiling", &args.world, args.at)?;
     let c = world.ceilings(args.sample, args.n, at);
     if args.json {
         println!("{}", serde_json::to_string(&c)?);
@@ -215,15 +220,7 @@ fn ceiling(args: &SimCeilingArgs) -> Result<()> {
 /// `strata sim score`: expected engagement of ranked lists under the hidden preferences.
 fn score(args: &SimScoreArgs) -> Result<()> {
     use std::io::BufRead;
-    let config = args.world.config()?;
-    eprintln!(
-        "sim score: generating the world ({} users, {} days from {}, seed {})",
-        config.users, config.days, config.start_date, config.seed
-    );
-    let world = strata_sim::World::generate(&config);
-    let default_at = args
-        .at
-        .map_or_else(|| window_end(&config), |t| t.timestamp_micros());
+    let (world, default_at) = world_at("sim score", &args.world, args.at)?;
     let input: Box<dyn BufRead> = match &args.file {
         Some(path) => Box::new(std::io::BufReader::new(
             std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
