@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::TestRng;
+use common::FollowWorld;
 use strata_twotower::*;
 
 const AUTHORS: usize = 400;
@@ -43,60 +43,24 @@ fn item_spec(direct: bool) -> TowerSpec {
     }
 }
 
-fn author_of(post: u64) -> u64 {
-    1 + post % AUTHORS as u64
-}
-
 /// Users follow 2–6 of the authors and click posts of the authors they follow.
-fn follows(seed: u64) -> Vec<Vec<u64>> {
-    let mut rng = TestRng::new(seed);
-    (0..USERS)
-        .map(|_| {
-            let n = 2 + rng.below(SLOTS - 1);
-            let mut f: Vec<u64> = Vec::new();
-            while f.len() < n {
-                let a = 1 + rng.below(AUTHORS) as u64;
-                if !f.contains(&a) {
-                    f.push(a);
-                }
-            }
-            f
-        })
-        .collect()
+fn follows(seed: u64) -> FollowWorld {
+    FollowWorld::new(AUTHORS, USERS, SLOTS, 2, seed)
 }
 
-/// `per_user` clicks per user on posts `first..first + posts` (a multiple of AUTHORS) of
-/// the authors they follow.
-fn clicks(follows: &[Vec<u64>], first: u64, posts: u64, per_user: usize, seed: u64) -> Batch {
-    let mut rng = TestRng::new(seed);
-    let mut b = Batch::for_specs(&user_spec(true), &item_spec(true));
-    let per_author = posts / AUTHORS as u64;
-    for (u, f) in follows.iter().enumerate() {
-        for _ in 0..per_user {
-            let author = f[rng.below(f.len())];
-            let post = first + rng.below(per_author as usize) as u64 * AUTHORS as u64 + author - 1;
-            assert_eq!(author_of(post), author);
-            b.user_id.push(u as u64 + 1);
-            b.item_id.push(post);
-            b.user.numeric[0].push(rng.unit() as f32);
-            for s in 0..SLOTS {
-                b.user.categorical[s].push(f.get(s).copied().unwrap_or(0));
-            }
-            b.item.categorical[0].push(post);
-            b.item.categorical[1].push(author);
-        }
-    }
-    b
+/// `per_user` clicks per user on posts `first..first + posts` of the authors they follow.
+fn clicks(world: &FollowWorld, first: u64, posts: u64, per_user: usize, seed: u64) -> Batch {
+    world.clicks(
+        &user_spec(true),
+        &item_spec(true),
+        (first, posts),
+        per_user,
+        seed,
+    )
 }
 
-fn catalogue(first: u64, posts: u64) -> ItemTable {
-    let mut features = Columns::for_spec(&item_spec(true));
-    let ids: Vec<u64> = (first..first + posts).collect();
-    for &p in &ids {
-        features.categorical[0].push(p);
-        features.categorical[1].push(author_of(p));
-    }
-    ItemTable { ids, features }
+fn catalogue(world: &FollowWorld, first: u64, posts: u64) -> ItemTable {
+    world.catalogue(&item_spec(true), first, posts)
 }
 
 fn config(direct: bool) -> TrainConfig {
@@ -117,7 +81,7 @@ fn a_direct_bag_of_followed_authors_recalls_their_new_posts() {
     // Training on posts 0..8000; validation on 8000 new posts the post_id table never saw.
     let mut train_src = InMemory::shuffled(clicks(&world, 0, 8000, 10, 1), 3).unwrap();
     let mut valid_src = InMemory::new(clicks(&world, 8000, 8000, 2, 2)).unwrap();
-    let items = catalogue(8000, 8000);
+    let items = catalogue(&world, 8000, 8000);
     let (model, report) = train(
         &config(true),
         &mut train_src,
@@ -154,7 +118,7 @@ fn a_direct_bag_of_followed_authors_recalls_their_new_posts() {
     // A post without an author (missing in its pool of one) has a zero direct part.
     let mut posts = Columns::for_spec(model.item_spec());
     posts.categorical[0].extend([8001, 8001]);
-    posts.categorical[1].extend([0, author_of(8001)]);
+    posts.categorical[1].extend([0, world.author_of(8001)]);
     let v = model.item_vectors(&posts).unwrap();
     let dim = model.dim();
     assert!(v[8..dim].iter().all(|&x| x == 0.0));
@@ -176,7 +140,14 @@ fn a_model_without_direct_slots_saves_no_direct_flag() {
     let mut src = InMemory::shuffled(clicks(&world, 0, 800, 1, 1), 3).unwrap();
     let mut cfg = config(false);
     cfg.epochs = 1;
-    let (model, _) = train(&cfg, &mut src, None, Some(&catalogue(0, 800)), |_| {}).unwrap();
+    let (model, _) = train(
+        &cfg,
+        &mut src,
+        None,
+        Some(&catalogue(&world, 0, 800)),
+        |_| {},
+    )
+    .unwrap();
     assert_eq!(model.dim(), 8);
     let dir = tempfile::tempdir().unwrap();
     model.save(dir.path()).unwrap();
@@ -192,9 +163,15 @@ fn training_with_direct_slots_is_deterministic() {
         let mut src = InMemory::shuffled(clicks(&world, 0, 1200, 2, 1), 3).unwrap();
         let mut cfg = config(true);
         cfg.epochs = 1;
-        train(&cfg, &mut src, None, Some(&catalogue(0, 1200)), |_| {})
-            .unwrap()
-            .0
+        train(
+            &cfg,
+            &mut src,
+            None,
+            Some(&catalogue(&world, 0, 1200)),
+            |_| {},
+        )
+        .unwrap()
+        .0
     };
     assert_eq!(run(), run());
 }

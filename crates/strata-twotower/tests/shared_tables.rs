@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::TestRng;
+use common::FollowWorld;
 use strata_twotower::*;
 
 const AUTHORS: usize = 120;
@@ -39,70 +39,21 @@ fn item_spec() -> TowerSpec {
     }
 }
 
-/// Users follow 1–4 authors (ids 1..=AUTHORS; slots past the follows are 0, missing) and
-/// click posts of the authors they follow. Posts `first..first + count` are new (ids never
-/// seen before), one author each.
-struct FollowWorld {
-    follows: Vec<Vec<u64>>,
+/// Users follow 1–4 authors (slots past the follows are 0, missing) and click posts of the
+/// authors they follow.
+fn follow_world(seed: u64) -> FollowWorld {
+    FollowWorld::new(AUTHORS, USERS, SLOTS, 1, seed)
 }
 
-impl FollowWorld {
-    fn new(seed: u64) -> Self {
-        let mut rng = TestRng::new(seed);
-        let follows = (0..USERS)
-            .map(|_| {
-                let n = 1 + rng.below(SLOTS);
-                let mut f: Vec<u64> = Vec::new();
-                while f.len() < n {
-                    let a = 1 + rng.below(AUTHORS) as u64;
-                    if !f.contains(&a) {
-                        f.push(a);
-                    }
-                }
-                f
-            })
-            .collect();
-        FollowWorld { follows }
-    }
-
-    fn author_of(post: u64) -> u64 {
-        1 + post % AUTHORS as u64
-    }
-
-    /// `per_user` clicks per user on posts `first..first + posts` by followed authors.
-    fn clicks(&self, first: u64, posts: u64, per_user: usize, seed: u64) -> Batch {
-        let mut rng = TestRng::new(seed);
-        let mut b = Batch::for_specs(&user_spec(true), &item_spec());
-        for (u, f) in self.follows.iter().enumerate() {
-            for _ in 0..per_user {
-                let author = f[rng.below(f.len())];
-                // A post of that author in the range: posts p with p % AUTHORS == author - 1.
-                let per_author = posts / AUTHORS as u64;
-                let k = rng.below(per_author as usize) as u64;
-                let base = first + (AUTHORS as u64 - first % AUTHORS as u64) % AUTHORS as u64;
-                let post = base + k * AUTHORS as u64 + (author - 1);
-                assert_eq!(Self::author_of(post), author);
-                b.user_id.push(u as u64 + 1);
-                b.item_id.push(post);
-                for s in 0..SLOTS {
-                    b.user.categorical[s].push(f.get(s).copied().unwrap_or(0));
-                }
-                b.item.categorical[0].push(post);
-                b.item.categorical[1].push(author);
-            }
-        }
-        b
-    }
-
-    fn catalogue(first: u64, posts: u64) -> ItemTable {
-        let mut features = Columns::for_spec(&item_spec());
-        let ids: Vec<u64> = (first..first + posts).collect();
-        for &p in &ids {
-            features.categorical[0].push(p);
-            features.categorical[1].push(Self::author_of(p));
-        }
-        ItemTable { ids, features }
-    }
+/// `per_user` clicks per user on the new posts `first..first + posts` by followed authors.
+fn clicks(world: &FollowWorld, first: u64, posts: u64, per_user: usize, seed: u64) -> Batch {
+    world.clicks(
+        &user_spec(true),
+        &item_spec(),
+        (first, posts),
+        per_user,
+        seed,
+    )
 }
 
 fn config(share: bool) -> TrainConfig {
@@ -119,13 +70,13 @@ fn config(share: bool) -> TrainConfig {
 
 #[test]
 fn a_shared_pooled_bag_of_followed_authors_recalls_their_new_posts() {
-    let world = FollowWorld::new(11);
+    let world = follow_world(11);
     // Training: posts 0..2400; validation: 2400 new posts the post_id table never saw.
-    let train_batch = world.clicks(0, 2400, 12, 1);
-    let valid_batch = world.clicks(2400, 2400, 3, 2);
+    let train_batch = clicks(&world, 0, 2400, 12, 1);
+    let valid_batch = clicks(&world, 2400, 2400, 3, 2);
     let mut train_src = InMemory::shuffled(train_batch, 3).unwrap();
     let mut valid_src = InMemory::new(valid_batch).unwrap();
-    let items = FollowWorld::catalogue(2400, 2400);
+    let items = world.catalogue(&item_spec(), 2400, 2400);
     let (model, report) = train(
         &config(true),
         &mut train_src,
@@ -175,10 +126,10 @@ fn a_shared_pooled_bag_of_followed_authors_recalls_their_new_posts() {
 
 #[test]
 fn training_with_a_shared_table_is_deterministic() {
-    let world = FollowWorld::new(4);
+    let world = follow_world(4);
     let run = || {
-        let mut src = InMemory::shuffled(world.clicks(0, 1200, 4, 1), 3).unwrap();
-        let items = FollowWorld::catalogue(0, 1200);
+        let mut src = InMemory::shuffled(clicks(&world, 0, 1200, 4, 1), 3).unwrap();
+        let items = world.catalogue(&item_spec(), 0, 1200);
         let mut cfg = config(true);
         cfg.epochs = 1;
         train(&cfg, &mut src, None, Some(&items), |_| {}).unwrap().0

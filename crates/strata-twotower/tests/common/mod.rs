@@ -187,3 +187,90 @@ impl World {
         cfg
     }
 }
+
+/// Users who follow a few authors (ids `1..=authors`) and click posts of the authors they
+/// follow; post `p` is by author `1 + p % authors`. The user tower's categoricals are the
+/// follow slots (missing past a user's follows: 0), its numerics draw noise; the item tower
+/// reads the post id, then the author.
+pub struct FollowWorld {
+    pub authors: usize,
+    pub slots: usize,
+    pub follows: Vec<Vec<u64>>,
+}
+
+impl FollowWorld {
+    /// `users` users, each following `min_follows..=slots` distinct authors.
+    pub fn new(authors: usize, users: usize, slots: usize, min_follows: usize, seed: u64) -> Self {
+        let mut rng = TestRng::new(seed);
+        let follows = (0..users)
+            .map(|_| {
+                let n = min_follows + rng.below(slots + 1 - min_follows);
+                let mut f: Vec<u64> = Vec::new();
+                while f.len() < n {
+                    let a = 1 + rng.below(authors) as u64;
+                    if !f.contains(&a) {
+                        f.push(a);
+                    }
+                }
+                f
+            })
+            .collect();
+        FollowWorld {
+            authors,
+            slots,
+            follows,
+        }
+    }
+
+    pub fn author_of(&self, post: u64) -> u64 {
+        1 + post % self.authors as u64
+    }
+
+    /// `per_user` clicks per user on posts `first..first + posts` by followed authors, as
+    /// columns of `user` and `item`.
+    pub fn clicks(
+        &self,
+        user: &TowerSpec,
+        item: &TowerSpec,
+        (first, posts): (u64, u64),
+        per_user: usize,
+        seed: u64,
+    ) -> Batch {
+        let mut rng = TestRng::new(seed);
+        let mut b = Batch::for_specs(user, item);
+        let authors = self.authors as u64;
+        let per_author = posts / authors;
+        // The first post in the range by author 1; each author's are `authors` apart.
+        let base = first + (authors - first % authors) % authors;
+        for (u, f) in self.follows.iter().enumerate() {
+            for _ in 0..per_user {
+                let author = f[rng.below(f.len())];
+                let k = rng.below(per_author as usize) as u64;
+                let post = base + k * authors + (author - 1);
+                assert_eq!(self.author_of(post), author);
+                b.user_id.push(u as u64 + 1);
+                b.item_id.push(post);
+                for column in b.user.numeric.iter_mut() {
+                    column.push(rng.unit() as f32);
+                }
+                for s in 0..self.slots {
+                    b.user.categorical[s].push(f.get(s).copied().unwrap_or(0));
+                }
+                b.item.categorical[0].push(post);
+                b.item.categorical[1].push(author);
+            }
+        }
+        b
+    }
+
+    /// Posts `first..first + posts` with their ids and authors, as columns of `item`.
+    pub fn catalogue(&self, item: &TowerSpec, first: u64, posts: u64) -> ItemTable {
+        let mut features = Columns::for_spec(item);
+        let ids: Vec<u64> = (first..first + posts).collect();
+        for &p in &ids {
+            features.categorical[0].push(p);
+            features.categorical[1].push(self.author_of(p));
+        }
+        ItemTable { ids, features }
+    }
+}
