@@ -23,7 +23,7 @@ use crate::config::SourceConfig;
 use datafusion::common::Column;
 use datafusion::logical_expr::{col, lit, Expr};
 use datafusion::prelude::SessionContext;
-use iceberg::spec::{Operation, TableMetadataBuilder, UnboundPartitionSpec};
+use iceberg::spec::{Operation, UnboundPartitionSpec};
 use iceberg::{NamespaceIdent, TableCreation, TableIdent};
 use strata_bus::{Consumer, Log, Offsets, OnLost, StartAt};
 use strata_core::cdc::{CdcRecord, Change, Op, TableSchema, Truncate, Value};
@@ -37,10 +37,10 @@ use strata_table::error::{Error, Result};
 use strata_table::lake::Lake;
 use strata_table::position::{encode_offsets, offsets_key};
 use strata_table::schema::table_properties;
+use strata_table::table::evolve::{commit_metadata_change, MetadataChange};
 use strata_table::table::read::table_arrow_schema;
 use strata_table::table::{
-    commit_change, merge_with_properties, snapshot_current_schema, swap_metadata,
-    Change as TableChange, MergeClause,
+    commit_change, merge_with_properties, Change as TableChange, MergeClause,
 };
 use strata_table::table::{MergeSpec, TableFiles};
 use strata_table::write::write_rows;
@@ -281,33 +281,22 @@ impl CdcMerger {
 
     /// Records (or clears) in the table's [`STOPPED_PROPERTY`] why the merger stopped it.
     async fn set_stopped(&self, ident: &TableIdent, reason: Option<&str>) -> Result<()> {
-        let mut backoff = strata_table::retry::Backoff::new(8);
-        loop {
-            let table = self.lake.load_table(ident).await?;
+        let what = format!("updating the properties of {ident}");
+        commit_metadata_change(&self.lake, ident, &what, |table| {
             let current = table.metadata().properties().get(STOPPED_PROPERTY);
-            if current.map(String::as_str) == reason {
-                return Ok(());
+            let mut change = MetadataChange::default();
+            match reason {
+                _ if current.map(String::as_str) == reason => {}
+                Some(r) => {
+                    change.set_properties =
+                        HashMap::from([(STOPPED_PROPERTY.to_string(), r.to_string())])
+                }
+                None => change.remove_properties = vec![STOPPED_PROPERTY.to_string()],
             }
-            let builder = TableMetadataBuilder::new_from_metadata(
-                table.metadata().clone(),
-                table.metadata_location().map(str::to_string),
-            );
-            let builder = match reason {
-                Some(r) => builder.set_properties(HashMap::from([(
-                    STOPPED_PROPERTY.to_string(),
-                    r.to_string(),
-                )])),
-                None => builder.remove_properties(&[STOPPED_PROPERTY.to_string()]),
-            };
-            let next = builder
-                .and_then(|b| b.build())
-                .map_err(|e| Error::iceberg(format!("updating the properties of {ident}"), e))?;
-            match swap_metadata(&self.lake, &table, next).await {
-                Ok(_) => return Ok(()),
-                Err(Error::Conflict { .. }) if backoff.can_retry() => backoff.wait().await,
-                Err(e) => return Err(e),
-            }
-        }
+            Ok((change, ()))
+        })
+        .await?;
+        Ok(())
     }
 
     /// The next offset `ident` does not hold: from its snapshot summary; 0 for an existing
@@ -463,42 +452,26 @@ impl CdcMerger {
     /// Gives `ident` the columns of `schema` (see [`evolved_schema`]; `reset`: the table is
     /// about to be emptied, so any change goes, the primary key included).
     async fn evolve(&self, ident: &TableIdent, schema: &TableSchema, reset: bool) -> Result<()> {
-        let mut backoff = strata_table::retry::Backoff::new(8);
-        loop {
-            let table = self.lake.load_table(ident).await?;
-            let key = schema.primary_key.join(",");
-            let key_changes = reset && primary_key_of(&table) != schema.primary_key;
-            let next_schema = evolved_schema(&table, schema, reset)?;
-            if next_schema.is_none() && !key_changes {
-                return Ok(());
+        let what = format!("evolving the schema of {ident}");
+        let evolved = commit_metadata_change(&self.lake, ident, &what, |table| {
+            let mut change = MetadataChange {
+                schema: evolved_schema(table, schema, reset)?,
+                ..Default::default()
+            };
+            if reset && primary_key_of(table) != schema.primary_key {
+                change.set_properties = HashMap::from([(
+                    PRIMARY_KEY_PROPERTY.to_string(),
+                    schema.primary_key.join(","),
+                )]);
             }
-            let columns: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
-            let mut builder = TableMetadataBuilder::new_from_metadata(
-                table.metadata().clone(),
-                table.metadata_location().map(str::to_string),
-            );
-            if let Some(next_schema) = next_schema {
-                builder = builder
-                    .add_current_schema(next_schema)
-                    .map_err(|e| Error::iceberg(format!("evolving the schema of {ident}"), e))?;
-            }
-            if key_changes {
-                builder = builder
-                    .set_properties(HashMap::from([(PRIMARY_KEY_PROPERTY.to_string(), key)]))
-                    .map_err(|e| Error::iceberg(format!("evolving the schema of {ident}"), e))?;
-            }
-            let next = builder
-                .build()
-                .map_err(|e| Error::iceberg(format!("evolving the schema of {ident}"), e))?;
-            match swap_metadata(&self.lake, &table, next).await {
-                Ok(_) => {
-                    tracing::info!(table = %ident, ?columns, "cdc table schema evolved");
-                    return snapshot_current_schema(&self.lake, ident).await;
-                }
-                Err(Error::Conflict { .. }) if backoff.can_retry() => backoff.wait().await,
-                Err(e) => return Err(e),
-            }
+            Ok((change, ()))
+        })
+        .await?;
+        if evolved.is_some() {
+            let columns: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+            tracing::info!(table = %ident, ?columns, "cdc table schema evolved");
         }
+        Ok(())
     }
 
     /// A truncate at `offset`: the table's rows go, in one commit that holds the offset; the

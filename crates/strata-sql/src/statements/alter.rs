@@ -8,17 +8,15 @@ use datafusion::sql::sqlparser::ast::{
     AlterColumnOperation, AlterTable, AlterTableOperation, ColumnOption,
 };
 use iceberg::arrow::arrow_type_to_type;
-use iceberg::spec::{TableMetadataBuilder, Type};
+use iceberg::spec::Type;
 
 use super::options::options_map;
 use super::result_row;
 use crate::SqlSession;
 use strata_table::dialect::normalize;
 use strata_table::error::{Error, Result};
-use strata_table::retry::Backoff;
 use strata_table::table::create::lake_type;
-use strata_table::table::evolve::Evolution;
-use strata_table::table::{self, swap_metadata};
+use strata_table::table::evolve::{commit_metadata_change, Evolution, MetadataChange};
 
 impl SqlSession {
     pub(super) async fn alter_table(&self, alter: &AlterTable) -> Result<Option<Vec<RecordBatch>>> {
@@ -50,11 +48,9 @@ impl SqlSession {
             };
             new_types.insert(name, self.iceberg_type(&data_type).await?);
         }
-        let mut backoff = Backoff::new(8);
-        loop {
-            let table = self.lake.load_table(&ident).await?;
-            let metadata = table.metadata();
-            let mut evolution = Evolution::new(metadata)?;
+        let what = format!("ALTER TABLE {ident}");
+        commit_metadata_change(&self.lake, &ident, &what, |table| {
+            let mut evolution = Evolution::new(table.metadata())?;
             let mut properties = HashMap::new();
             for op in &alter.operations {
                 match op {
@@ -112,30 +108,15 @@ impl SqlSession {
                     }
                 }
             }
-            let mut builder = TableMetadataBuilder::new_from_metadata(
-                metadata.clone(),
-                table.metadata_location().map(str::to_string),
-            );
-            if let Some(schema) = evolution.finish()? {
-                builder = builder
-                    .add_current_schema(schema)
-                    .map_err(|e| Error::Sql(format!("ALTER TABLE {ident}: {e}")))?;
-            }
-            if !properties.is_empty() {
-                builder = builder
-                    .set_properties(properties)
-                    .map_err(|e| Error::Sql(format!("ALTER TABLE {ident}: {e}")))?;
-            }
-            let next = builder
-                .build()
-                .map_err(|e| Error::Sql(format!("ALTER TABLE {ident}: {e}")))?;
-            match swap_metadata(&self.lake, &table, next).await {
-                Ok(_) => break,
-                Err(Error::Conflict { .. }) if backoff.can_retry() => backoff.wait().await,
-                Err(e) => return Err(e),
-            }
-        }
-        table::snapshot_current_schema(&self.lake, &ident).await?;
+            let change = MetadataChange {
+                schema: evolution.finish()?,
+                set_properties: properties,
+                requested: true,
+                ..Default::default()
+            };
+            Ok((change, ()))
+        })
+        .await?;
         self.refresh().await?;
         result_row(&format!("altered table {ident}")).map(Some)
     }

@@ -2,9 +2,14 @@
 //! schema's fields changed in place, by the rules Iceberg readers rely on (ids kept; new ids
 //! after the last; only safe widenings).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use iceberg::spec::{NestedField, PrimitiveType, Schema as IcebergSchema, TableMetadata, Type};
+use iceberg::spec::{
+    NestedField, PrimitiveType, Schema as IcebergSchema, TableMetadata, TableMetadataBuilder, Type,
+};
+use iceberg::table::Table;
+use iceberg::TableIdent;
 
 use crate::error::{Error, Result};
 
@@ -173,19 +178,90 @@ impl Evolution {
     }
 }
 
+/// One metadata change built from a table's current metadata: a new current schema (from an
+/// [`Evolution`]), table properties to set and to remove. Empty when it has none of them.
+#[derive(Debug, Default)]
+pub struct MetadataChange {
+    pub schema: Option<IcebergSchema>,
+    pub set_properties: HashMap<String, String>,
+    pub remove_properties: Vec<String>,
+    /// A user asked for it (`ALTER TABLE`): when Iceberg refuses it (a reserved property, say),
+    /// that is the request's fault ([`Error::Invalid`]), not an internal failure.
+    pub requested: bool,
+}
+
+impl MetadataChange {
+    fn is_empty(&self) -> bool {
+        self.schema.is_none() && self.set_properties.is_empty() && self.remove_properties.is_empty()
+    }
+}
+
+/// Commits a change to `ident`'s schema and properties as one metadata swap. `build` makes the
+/// change from the table as it is now and is called again, on the table reloaded, when another
+/// writer commits first (bounded retries); its second value is returned beside the commit.
+/// Nothing is committed, and `None` is returned, when the change is empty. After the swap the
+/// table gets a snapshot with its new schema ([`super::snapshot_current_schema`]). `what`
+/// names the change in errors (e.g. `ALTER TABLE ods.t`).
+pub async fn commit_metadata_change<T>(
+    lake: &crate::Lake,
+    ident: &TableIdent,
+    what: &str,
+    mut build: impl FnMut(&Table) -> Result<(MetadataChange, T)>,
+) -> Result<Option<T>> {
+    let mut backoff = crate::retry::Backoff::new(8);
+    let out = loop {
+        let table = lake.load_table(ident).await?;
+        let (change, out) = build(&table)?;
+        if change.is_empty() {
+            return Ok(None);
+        }
+        let requested = change.requested;
+        let refused = |e: iceberg::Error| {
+            if requested {
+                Error::Invalid(format!("{what}: {e}"))
+            } else {
+                Error::iceberg(what.to_string(), e)
+            }
+        };
+        let mut builder = TableMetadataBuilder::new_from_metadata(
+            table.metadata().clone(),
+            table.metadata_location().map(str::to_string),
+        );
+        if let Some(schema) = change.schema {
+            builder = builder.add_current_schema(schema).map_err(refused)?;
+        }
+        if !change.set_properties.is_empty() {
+            builder = builder
+                .set_properties(change.set_properties)
+                .map_err(refused)?;
+        }
+        if !change.remove_properties.is_empty() {
+            builder = builder
+                .remove_properties(&change.remove_properties)
+                .map_err(refused)?;
+        }
+        let next = builder.build().map_err(refused)?;
+        match super::swap_metadata(lake, &table, next).await {
+            Ok(_) => break out,
+            Err(Error::Conflict { .. }) if backoff.can_retry() => backoff.wait().await,
+            Err(e) => return Err(e),
+        }
+    };
+    super::snapshot_current_schema(lake, ident).await?;
+    Ok(Some(out))
+}
+
 /// Adds `fields` the table lacks as optional columns after its last one, in one schema change
 /// (retried on a concurrent commit), and returns the names added. A field the table already
 /// has is left alone, whatever its type: the caller compares types first.
 pub async fn add_columns(
     lake: &crate::Lake,
-    ident: &iceberg::TableIdent,
+    ident: &TableIdent,
     fields: &[arrow::datatypes::FieldRef],
 ) -> Result<Vec<String>> {
-    let mut backoff = crate::retry::Backoff::new(8);
-    let added = loop {
-        let table = lake.load_table(ident).await?;
-        let metadata = table.metadata();
-        let mut evolution = Evolution::new(metadata)?;
+    let what = format!("adding columns to {ident}");
+    let added = commit_metadata_change(lake, ident, &what, |table| {
+        let mut evolution = Evolution::new(table.metadata())?;
         let mut added = Vec::new();
         for f in fields {
             if evolution.position(f.name()).is_some() {
@@ -196,22 +272,12 @@ pub async fn add_columns(
             evolution.add(f.name(), ty, true)?;
             added.push(f.name().clone());
         }
-        let Some(schema) = evolution.finish()? else {
-            return Ok(Vec::new());
+        let change = MetadataChange {
+            schema: evolution.finish()?,
+            ..Default::default()
         };
-        let next = iceberg::spec::TableMetadataBuilder::new_from_metadata(
-            metadata.clone(),
-            table.metadata_location().map(str::to_string),
-        )
-        .add_current_schema(schema)
-        .and_then(|b| b.build())
-        .map_err(|e| Error::iceberg(format!("adding columns to {ident}"), e))?;
-        match super::swap_metadata(lake, &table, next).await {
-            Ok(_) => break added,
-            Err(Error::Conflict { .. }) if backoff.can_retry() => backoff.wait().await,
-            Err(e) => return Err(e),
-        }
-    };
-    super::snapshot_current_schema(lake, ident).await?;
-    Ok(added)
+        Ok((change, added))
+    })
+    .await?;
+    Ok(added.unwrap_or_default())
 }

@@ -28,27 +28,7 @@ pub(super) async fn land_rows(
     world: &World,
 ) -> Result<Vec<(String, u64)>> {
     let log: Arc<dyn Log> = crate::bus::open(config).await?;
-    let mut fresh = Vec::new();
-    for t in Table::ALL {
-        let topic = strata_core::cdc::topic(SIM_SOURCE, t.name());
-        log.ensure_topic(&topic, 1).await?;
-        let end = log.end_offsets(&topic).await?.get(&0).copied().unwrap_or(0);
-        if end == 0 {
-            // The merger's group holds the topic from its start: bus retention deletes only
-            // what every group has read, and the simulated history (a follow graph years
-            // old) is past the retention age before the merger below has read any of it.
-            log.commit(CDC_GROUP, &topic, &Offsets::from([(0, 0)]))
-                .await?;
-            let schema = CdcRecord::Schema(sim_schema(t));
-            log.append(&topic, vec![record(&schema)]).await?;
-            fresh.push(t);
-        } else {
-            println!(
-                "    cdc.{SIM_SOURCE}.{}: on the bus from an earlier demo run",
-                t.name()
-            );
-        }
-    }
+    let fresh = open_topics(log.as_ref()).await?;
     let total = world.changes().filter(|c| fresh.contains(&c.table)).count() as u64;
     let mut pending: HashMap<Table, Vec<Record>> = HashMap::new();
     let mut sent = 0u64;
@@ -126,10 +106,88 @@ pub(super) async fn land_rows(
     Ok(out)
 }
 
+/// Creates the `cdc.sim.<table>` topics and returns the tables whose topic is new (a topic
+/// already holding records is from an earlier demo run and is left as it is). A new topic gets
+/// its schema record, and the merger's group [`CDC_GROUP`] is committed at its start first:
+/// bus retention deletes only what every group has read, and the simulated history (a follow
+/// graph years old, millions of changes in a large world) would otherwise be past retention
+/// before the merger has read any of it.
+async fn open_topics(log: &dyn Log) -> Result<Vec<Table>> {
+    let mut fresh = Vec::new();
+    for t in Table::ALL {
+        let topic = strata_core::cdc::topic(SIM_SOURCE, t.name());
+        log.ensure_topic(&topic, 1).await?;
+        let end = log.end_offsets(&topic).await?.get(&0).copied().unwrap_or(0);
+        if end == 0 {
+            log.commit(CDC_GROUP, &topic, &Offsets::from([(0, 0)]))
+                .await?;
+            let schema = CdcRecord::Schema(sim_schema(t));
+            log.append(&topic, vec![record(&schema)]).await?;
+            fresh.push(t);
+        } else {
+            println!(
+                "    cdc.{SIM_SOURCE}.{}: on the bus from an earlier demo run",
+                t.name()
+            );
+        }
+    }
+    Ok(fresh)
+}
+
 pub(super) fn record(r: &CdcRecord) -> Record {
     Record {
         key: Default::default(),
         value: r.to_json().into(),
         timestamp_ms: chrono::Utc::now().timestamp_millis(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_bus::embedded::{EmbeddedLog, EmbeddedOptions};
+
+    /// The demo's history would be lost without the group commit: with segments this small
+    /// and a byte budget this tight, retention deletes every closed segment no group holds.
+    #[tokio::test]
+    async fn new_sim_topics_are_held_from_their_start_until_the_merger_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = EmbeddedOptions {
+            segment_bytes: 512,
+            retention_bytes: 1,
+            ..Default::default()
+        };
+        let log = EmbeddedLog::open(dir.path(), options).await.unwrap();
+        let fresh = open_topics(log.as_ref()).await.unwrap();
+        assert_eq!(fresh, Table::ALL.to_vec());
+
+        let follows = strata_core::cdc::topic(SIM_SOURCE, Table::Follows.name());
+        let held = strata_core::cdc::topic(SIM_SOURCE, Table::Users.name());
+        let unheld = "cdc.sim.unheld";
+        log.ensure_topic(unheld, 1).await.unwrap();
+        let history = || {
+            (0..40)
+                .map(|i| Record {
+                    key: Default::default(),
+                    value: format!("{{\"change\": {i}, \"pad\": \"{}\"}}", "x".repeat(60)).into(),
+                    timestamp_ms: 0,
+                })
+                .collect::<Vec<_>>()
+        };
+        for topic in [follows.as_str(), held.as_str(), unheld] {
+            for r in history() {
+                log.append(topic, vec![r]).await.unwrap();
+            }
+        }
+        let deleted = log.enforce_retention().await.unwrap();
+        assert!(deleted > 0, "retention deletes the topic no group holds");
+        assert!(log.start_offsets(unheld).await.unwrap()[&0] > 0);
+        for topic in [&follows, &held] {
+            assert_eq!(log.start_offsets(topic).await.unwrap()[&0], 0, "{topic}");
+        }
+
+        // A second demo run on the same bus leaves the topics (and their history) alone.
+        assert!(open_topics(log.as_ref()).await.unwrap().is_empty());
+        assert_eq!(log.end_offsets(&follows).await.unwrap()[&0], 41);
     }
 }
