@@ -787,8 +787,9 @@ pub enum SimCommand {
     /// How good a feed can be in this world, by what its recommender knows: the expected CTR of
     /// top-N lists built from the true tastes, follows and post quality (the oracle), from the
     /// true tastes with quality estimated from clicks, from the tastes the lake's events show
-    /// (the reference warehouse's top-3 tags), and from post quality alone (the best a
-    /// popularity feed can do). Read a feed's measured CTR against these.
+    /// (the reference warehouse's top-3 tags), and one list for everyone (the best single list,
+    /// about the best a popularity feed can reach; and post quality alone). Read a feed's
+    /// measured CTR against these.
     Ceiling(SimCeilingArgs),
 }
 

@@ -12,13 +12,15 @@
 //!   warehouse's `ads_user_features` does (a user's 3 most engaged tags, each weighted by its
 //!   count over the first's), follows, estimated quality: roughly the best a model trained on the
 //!   lake reaches;
-//! - **perfect popularity**: the true post quality alone, the same list for everyone: the best
-//!   a popularity feed can reach;
+//! - **best single list**: the same list for everyone, the posts with the highest mean click
+//!   chance (true tastes, follows and quality) over other users of the world: about the best
+//!   a feed that is not personalised, such as a mature popularity feed, can reach;
+//! - **perfect popularity**: the true post quality alone, the same list for everyone;
 //! - **estimated popularity**: the estimated quality alone;
 //! - **popular list**: the world's global popularity order (the organic `explore` feed).
 //!
-//! The ratio of *lake tastes* to *perfect popularity* bounds the lift a personalised feed can
-//! show over a mature popularity feed in this world.
+//! The ratio of *lake tastes* to *best single list* bounds the lift a personalised feed can show
+//! over a mature popularity feed in this world.
 
 use serde::Serialize;
 
@@ -104,8 +106,23 @@ impl World {
         });
         let by_est_q = self.top_k(existing, k, |p| est_q[p as usize]);
         let popular = self.popular_list(k, at_micros);
+        let appeals_of = |u: u32| -> Vec<(u32, Appeal)> {
+            (0..existing)
+                .filter_map(|p| self.appeal(u, p, at).map(|a| (p, a)))
+                .collect()
+        };
+        // The best single list: highest mean click chance (at the top position), over a second
+        // sample of users between the scored ones (disjoint from them when the world has twice
+        // as many users), so it is not fitted to the very users it is scored on.
+        let mut mean_click = vec![0f64; existing as usize];
+        for u in (0..users).map(|i| ((i * n + n / 2) / users % n) as u32) {
+            for (p, a) in appeals_of(u) {
+                mean_click[p as usize] += a.p_click(1);
+            }
+        }
+        let best_single = self.top_k(existing, k, |p| mean_click[p as usize]);
 
-        let mut sums = [0f64; 6];
+        let mut sums = [0f64; 7];
         let (mut right, mut guessed) = (0usize, 0usize);
         for (slot, &u) in sample.iter().enumerate() {
             let user_id = u64::from(u) + 1;
@@ -115,9 +132,7 @@ impl World {
                 .iter()
                 .filter(|&&(t, _)| self.prefs.interest(user_id, usize::from(t)) > 0.0)
                 .count();
-            let appeals: Vec<(u32, Appeal)> = (0..existing)
-                .filter_map(|p| self.appeal(u, p, at).map(|a| (p, a)))
-                .collect();
+            let appeals = appeals_of(u);
             let best = |key: &dyn Fn(u32, &Appeal) -> f64| -> Vec<u64> {
                 let mut s: Vec<(f64, u32)> =
                     appeals.iter().map(|(p, a)| (key(*p, a), *p)).collect();
@@ -131,6 +146,7 @@ impl World {
                         + W_FOLLOW * a.f
                         + W_QUALITY * est_q[p as usize]
                 }),
+                best_single.clone(),
                 by_true_q.clone(),
                 by_est_q.clone(),
                 popular.clone(),
@@ -140,7 +156,7 @@ impl World {
             }
         }
         let m = users as f64;
-        let names: [(&str, &str); 6] = [
+        let names: [(&str, &str); 7] = [
             ("oracle", "true tastes, follows and post quality"),
             (
                 "true tastes",
@@ -149,6 +165,10 @@ impl World {
             (
                 "lake tastes",
                 "top-3 tags from the window's clicks and likes, follows, quality from clicks",
+            ),
+            (
+                "best single list",
+                "true tastes, follows and quality averaged over the users: one list for everyone",
             ),
             (
                 "perfect popularity",
@@ -326,7 +346,7 @@ mod tests {
         let w = world();
         let at = end(&w);
         let c = w.ceilings(50, 10, at);
-        assert_eq!((c.users, c.k, c.rows.len()), (50, 10, 6));
+        assert_eq!((c.users, c.k, c.rows.len()), (50, 10, 7));
         let oracle = c.get("oracle").unwrap_or_default();
         let n = w.users.len();
         let ideal: f64 = (0..50)
@@ -354,6 +374,15 @@ mod tests {
         let get = |name| c.get(name).unwrap_or_default();
         assert!(get("true tastes") > get("lake tastes"));
         assert!(get("lake tastes") > get("estimated popularity"));
+        // No list shown to everyone does better on these users than the best single list.
+        for single in ["perfect popularity", "estimated popularity", "popular list"] {
+            assert!(
+                get(single) <= get("best single list") + 1e-3,
+                "{single} {} > best single list {}",
+                get(single),
+                get("best single list")
+            );
+        }
         assert!(
             c.lake_tags_right > 0.3 && c.lake_tags_right < 1.0,
             "{}",
