@@ -21,9 +21,11 @@ fn fixture(name: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = state::state_path(dir.path(), "app");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/state-v1")
-        .join(name);
+    let src = PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").expect("cargo and nextest set CARGO_MANIFEST_DIR"),
+    )
+    .join("tests/fixtures/state-v1")
+    .join(name);
     std::fs::copy(src, &path).unwrap();
     (dir, path)
 }

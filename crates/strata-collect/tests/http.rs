@@ -717,7 +717,10 @@ async fn real_sdk_requests_are_accepted() {
     let config = setup(dir.path());
     let log = open_log(&config, EmbeddedOptions::default()).await;
     let server = Server::start(&config, log.clone()).await;
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sdk");
+    let fixtures = std::path::Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR").expect("cargo and nextest set CARGO_MANIFEST_DIR"),
+    )
+    .join("tests/fixtures/sdk");
     let auth = basic(WEB_KEY);
     for (file, gzip, version) in [
         ("segment-0.json", false, "2.4.0"),

@@ -20,7 +20,10 @@ use strata_table::Lake;
 use strata_warehouse::{run, Project, RunOptions};
 
 fn project_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/social")
+    Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR").expect("cargo and nextest set CARGO_MANIFEST_DIR"),
+    )
+    .join("../../models/social")
 }
 
 async fn sql(lake: &Lake, q: &str) -> String {

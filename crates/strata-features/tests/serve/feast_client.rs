@@ -37,9 +37,9 @@ async fn feasts_python_client_reads_strata() {
             .with_services(vec![crate::feast::driver_activity()]),
     )
     .await;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/python/feast_remote_client.py"
+    let script = format!(
+        "{}/../../tests/python/feast_remote_client.py",
+        std::env::var("CARGO_MANIFEST_DIR").expect("cargo and nextest set CARGO_MANIFEST_DIR")
     );
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python)
