@@ -14,7 +14,7 @@
 //! - Rows with a later event time win when an entity comes more than once (e.g. a table with
 //!   one partition per day: the newest day's row is served).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -432,6 +432,25 @@ async fn sync_query(
     batcher.flush().await
 }
 
+/// The tables of `reads` (a view's [`FeatureView::reads`]) the lake cannot load: not built
+/// yet, or not there at all.
+pub async fn missing_sources(lake: &Lake, reads: &BTreeSet<String>) -> Vec<String> {
+    let mut missing = Vec::new();
+    for table in reads {
+        let Some((ns, t)) = table.split_once('.') else {
+            continue;
+        };
+        let exists = match TableIdent::from_strs([ns, t]) {
+            Ok(ident) => lake.load_table(&ident).await.is_ok(),
+            Err(_) => false,
+        };
+        if !exists {
+            missing.push(table.clone());
+        }
+    }
+    missing
+}
+
 /// Checks every view against the lake before anything runs: sources exist, columns exist and
 /// can be served. A source a project model will write (`produced`) but that is not built yet
 /// is not an error; it is returned as a note. Every problem is returned.
@@ -451,23 +470,14 @@ pub async fn check_views(
             }
         };
         let mut unbuilt = Vec::new();
-        for table in &reads {
-            let Some((ns, t)) = table.split_once('.') else {
-                continue;
-            };
-            let exists = match TableIdent::from_strs([ns, t]) {
-                Ok(ident) => lake.load_table(&ident).await.is_ok(),
-                Err(_) => false,
-            };
-            if !exists {
-                if produced.contains(table) {
-                    unbuilt.push(table.clone());
-                } else {
-                    problems.push(format!(
-                        "feature view {} ({}): source table {table} does not exist and no model writes it",
-                        view.name, view.file
-                    ));
-                }
+        for table in missing_sources(lake, &reads).await {
+            if produced.contains(&table) {
+                unbuilt.push(table);
+            } else {
+                problems.push(format!(
+                    "feature view {} ({}): source table {table} does not exist and no model writes it",
+                    view.name, view.file
+                ));
             }
         }
         if !unbuilt.is_empty() {

@@ -86,10 +86,12 @@ async fn feature_router(
     let mut resolved = Vec::new();
     if let Some(lake) = lake {
         for view in &views {
-            if let Some(table) = unbuilt_source(lake, view).await {
-                // A fresh lake (the demo's, or a new deployment before its first DAG run):
-                // nothing to check against yet, and nothing wrong.
-                tracing::info!(view = %view.name, source = %table, "feature view not checked against the lake: its source is not built yet");
+            let reads = view.reads().unwrap_or_default();
+            let missing = strata_features::materialize::missing_sources(lake, &reads).await;
+            if !missing.is_empty() {
+                // A fresh lake (the demo's, or a new deployment before its first DAG run) has
+                // nothing to check against yet; `strata check` says whether a model builds it.
+                tracing::info!(view = %view.name, sources = %missing.join(", "), "feature view not checked against the lake: its source is not in the lake yet");
                 continue;
             }
             match strata_features::materialize::resolve(lake, view).await {
@@ -115,18 +117,6 @@ async fn feature_router(
             .with_resolved(&resolved)
             .router(),
     )
-}
-
-/// The first table `view` reads that the lake does not have yet, if any (`None` also when the
-/// lookup fails: the check that follows reports that).
-async fn unbuilt_source(lake: &Lake, view: &strata_features::FeatureView) -> Option<String> {
-    for table in view.reads().ok()? {
-        let ident = iceberg::TableIdent::from_strs(table.split('.')).ok()?;
-        if !lake.catalog().table_exists(&ident).await.ok()? {
-            return Some(table);
-        }
-    }
-    None
 }
 
 /// How often `serve` re-reads which model versions serve (`audit.model_deployments`).
