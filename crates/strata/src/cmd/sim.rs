@@ -184,14 +184,9 @@ fn world_at(
         "{command}: generating the world ({} users, {} days from {}, seed {})",
         config.users, config.days, config.start_date, config.seed
     );
-    let end = config.start_date + chrono::Days::new(u64::from(config.days));
-    let end = end
-        .and_time(chrono::NaiveTime::MIN)
-        .and_utc()
-        .timestamp_micros()
-        - 1;
     let world = strata_sim::World::generate(&config);
-    Ok((world, at.map_or(end, |t| t.timestamp_micros())))
+    let at = at.map_or(world.end_micros() - 1, |t| t.timestamp_micros());
+    Ok((world, at))
 }
 
 /// `strata sim ceiling`: the expected CTR of lists built from what a recommender could know.
